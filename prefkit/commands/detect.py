@@ -1,0 +1,54 @@
+"""`prefkit detect`."""
+
+from __future__ import annotations
+
+import click
+
+from prefkit.commands.common import column_options, echo_json, source_options
+
+
+@click.command("detect")
+@click.argument("source")
+@source_options
+@column_options
+@click.option("--token", envvar="HF_TOKEN", help="Hugging Face token (default: HF_TOKEN or your `hf auth login`).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def command(source, splits, revision, config, data_dir, format_, prompt_col, chosen_col, rejected_col, system_col,
+            margin_col, token, as_json):
+    """Show the shape prefkit detects in SOURCE and how its columns map to prompt/chosen/rejected.
+
+    \b
+    Examples:
+      prefkit detect HuggingFaceH4/ultrafeedback_binarized --split train_prefs
+      prefkit detect ./pairs.jsonl --prompt-col question
+    """
+    from prefkit.formats import FAMILIES, detect
+    from prefkit.sources import load_source
+
+    src = load_source(source, split=list(splits) or None, revision=revision, config=config, data_dir=data_dir, token=token)
+    columns = {"prompt": prompt_col, "chosen": chosen_col, "rejected": rejected_col, "system": system_col}
+    report = {"source": src.label, "splits": {}}
+    for name, table in src.splits.items():
+        mapping = detect(table, format=format_, columns=columns, margin_col=margin_col)
+        family = FAMILIES[mapping.family]
+        report["splits"][name] = {
+            "rows": table.num_rows,
+            "format": mapping.family,
+            "family": family.letter,
+            "description": family.description,
+            "mapping": mapping.to_dict(),
+            "columns": table.column_names,
+        }
+    if as_json:
+        echo_json(report)
+        return
+    click.echo(f"source: {report['source']}")
+    for name, info in report["splits"].items():
+        click.echo(f"\nsplit {name} ({info['rows']:,} rows)")
+        click.echo(f"  format:  {info['format']} (family {info['family']}: {info['description']})")
+        for key, col in info["mapping"].items():
+            if key != "family":
+                click.echo(f"  {key:<15}<- {col}")
+        unused = [c for c in info["columns"] if c not in info["mapping"].values()]
+        if unused:
+            click.echo(f"  unused columns: {', '.join(unused)}")

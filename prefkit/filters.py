@@ -1,0 +1,151 @@
+"""Validation and filters: every row ends kept, dropped (with the filter's reason) or invalid (with the error).
+
+Reasons are data: the glossaries below are what the summary, the manifest and the card explain. A row gets the
+first reason that applies, so each row is counted exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import polars as pl
+
+from prefkit.errors import SelectionError
+from prefkit.formats.base import first_reason
+
+#: why a row could not be turned into a valid record
+INVALID_REASONS = {
+    "null_value": "a prompt/chosen/rejected value is null",
+    "empty_conversation": "a conversation has no messages",
+    "answer_not_assistant": "a conversation does not end with an assistant turn",
+    "missing_prompt": "a conversation has no turns before the answer",
+    "histories_differ": "chosen and rejected disagree before the final answer",
+    "answer_not_single_assistant": "chosen/rejected is not exactly one assistant message",
+    "bad_transcript": "not a well-formed Human/Assistant transcript",
+    "empty_text": "a message is empty or blank",
+    "bad_prompt_roles": "prompt is not [system?] user (assistant user)* ending with a user turn",
+}
+
+#: why a valid row was filtered out
+DROP_REASONS = {
+    "identical": "chosen == rejected after whitespace normalisation",
+    "template_residue": "chat-template tokens or transcript markers inside the text (--keep-residue keeps them)",
+    "tie": "the pair is a tie (margin 0; --keep-ties keeps them)",
+    "below_min_margin": "margin below --min-margin",
+    "not_in_top": "not among the --top N rows by margin",
+    "over_max_rows": "beyond --max-rows",
+}
+
+#: leftovers of chat templates / transcripts that should not be inside normalised message content
+TEMPLATE_RESIDUE = (
+    r"<\|im_start\|>|<\|im_end\|>|<\|eot_id\|>|<\|start_header_id\|>|<\|end_header_id\|>|<\|endoftext\|>"
+    r"|\[/?INST\]|<extra_id_\d+>|<start_of_turn>|<end_of_turn>|\n\nHuman:|\n\nAssistant:|\A\s*Human:"
+)
+PROMPT_ROLES = r"^(system,)?user(,assistant,user)*$"
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    """What `build` keeps. Defaults: drop ties and template residue, keep everything else, in source order."""
+
+    keep_ties: bool = False
+    keep_residue: bool = False
+    min_margin: float | None = None
+    top: int | None = None
+    max_rows: int | None = None
+    seed: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _any_content(column: str, predicate) -> pl.Expr:
+    return pl.col(column).list.eval(predicate(pl.element().struct.field("content"))).list.any()
+
+
+def _blank(content: pl.Expr) -> pl.Expr:
+    return content.is_null() | (content.str.strip_chars() == "")
+
+
+def _residue(content: pl.Expr) -> pl.Expr:
+    return content.str.contains(TEMPLATE_RESIDUE)
+
+
+def _squash(column: str) -> pl.Expr:
+    return pl.col(column).list.first().struct.field("content").str.replace_all(r"\s+", " ").str.strip_chars()
+
+
+def validation_reason() -> pl.Expr:
+    """Checks every normalised row must pass, after the normaliser's own ``invalid`` reason."""
+    roles = pl.col("prompt").list.eval(pl.element().struct.field("role")).list.join(",")
+    blank = _any_content("prompt", _blank) | _any_content("chosen", _blank) | _any_content("rejected", _blank)
+    return pl.coalesce(
+        pl.col("invalid"),
+        first_reason(
+            (blank, "empty_text"),
+            (~roles.str.contains(PROMPT_ROLES), "bad_prompt_roles"),
+        ),
+    )
+
+
+def drop_reason(options: FilterOptions, has_tie_column: bool = False) -> pl.Expr:
+    """The row-local filters (identical, residue, ties, min margin)."""
+    residue = _any_content("prompt", _residue) | _any_content("chosen", _residue) | _any_content("rejected", _residue)
+    tie = pl.col("margin") == 0
+    if has_tie_column:
+        tie = tie.fill_null(False) | pl.col("tie").fill_null(False)
+    conditions = [(_squash("chosen") == _squash("rejected"), "identical")]
+    if not options.keep_residue:
+        conditions.append((residue, "template_residue"))
+    if not options.keep_ties:
+        conditions.append((tie, "tie"))
+    if options.min_margin is not None:
+        conditions.append((pl.col("margin") < options.min_margin, "below_min_margin"))
+    return first_reason(*conditions)
+
+
+def classify(df: pl.DataFrame, options: FilterOptions) -> pl.DataFrame:
+    """Add ``stage`` (kept / dropped / invalid) and ``reason`` to a normalised frame; rows stay in order."""
+    df = df.with_columns(validation_reason().alias("invalid"))
+    df = df.with_columns(
+        pl.when(pl.col("invalid").is_null()).then(drop_reason(options, "tie" in df.columns)).alias("_drop")
+    )
+    candidate = pl.col("invalid").is_null() & pl.col("_drop").is_null()
+    needs_margin = [flag for flag, on in (("--top", options.top is not None), ("--min-margin", options.min_margin is not None)) if on]
+    if needs_margin:
+        missing = df.select((candidate & pl.col("margin").is_null()).sum()).item()
+        valid = df.select(pl.col("invalid").is_null().sum()).item()
+        if missing:
+            raise SelectionError(
+                f"{' and '.join(needs_margin)} need a margin on every row, but {missing} of {valid} valid rows have none",
+                "name the margin column with --margin-col (or the score columns with --score-cols CHOSEN,REJECTED); "
+                "`prefkit detect SOURCE` shows which score columns were found",
+            )
+    if options.top is not None:
+        # stable: equal margins keep source order
+        order = df.select(pl.arg_sort_by(pl.col("margin").fill_null(float("-inf")), descending=True, maintain_order=True))
+        rank = pl.Series("_rank", range(df.height), dtype=pl.Int64).scatter(order.to_series(), range(df.height))
+        df = df.with_columns(rank)
+        top_rows = df.filter(candidate).sort("_rank").head(options.top).select("_rank")
+        df = df.with_columns(
+            pl.when(candidate & ~pl.col("_rank").is_in(top_rows.to_series().implode()))
+            .then(pl.lit("not_in_top"))
+            .otherwise(pl.col("_drop"))
+            .alias("_drop")
+        )
+    if options.max_rows is not None:
+        rows = df.with_row_index("_i").filter(candidate)
+        order = (rows.sort("_rank") if options.top is not None else rows)["_i"]
+        if order.len() > options.max_rows:
+            keep = order.sample(options.max_rows, seed=options.seed) if options.seed is not None else order.head(options.max_rows)
+            index = pl.int_range(pl.len(), dtype=order.dtype)
+            over = index.is_in(order.implode()) & ~index.is_in(keep.implode())
+            df = df.with_columns(pl.when(over).then(pl.lit("over_max_rows")).otherwise(pl.col("_drop")).alias("_drop"))
+    stage = (
+        pl.when(pl.col("invalid").is_not_null())
+        .then(pl.lit("invalid"))
+        .when(pl.col("_drop").is_not_null())
+        .then(pl.lit("dropped"))
+        .otherwise(pl.lit("kept"))
+    )
+    return df.with_columns(stage.alias("stage"), pl.coalesce("invalid", "_drop").alias("reason")).drop("_drop", "invalid")

@@ -1,0 +1,156 @@
+"""Normalisers: detect a source's shape from its columns and turn its rows into canonical records.
+
+One module per family of shapes (see docs/formats.md and ../shared/docs/hub-datasets.md):
+
+====  =====================  ================================================================
+A     ``flat``               prompt/question/input/instruction + chosen/rejected strings
+B     ``implicit-messages``  chosen/rejected are whole conversations; prompt = shared history
+C     ``explicit-messages``  prompt = messages; chosen/rejected = [assistant] (or strings)
+D     ``transcript``         "\\n\\nHuman: …\\n\\nAssistant: …" strings
+====  =====================  ================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import polars as pl
+import pyarrow as pa
+
+from prefkit.errors import FormatError
+from prefkit.formats import flat, messages, transcript
+from prefkit.formats.base import Mapping
+from prefkit.formats.scores import pick_score_columns, score_exprs
+
+__all__ = ["FAMILIES", "Family", "Mapping", "detect", "normalise", "pick_column"]
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    letter: str
+    description: str
+    match: Callable[..., Mapping | str]
+    normalise: Callable[[pl.DataFrame, Mapping, pa.Schema], pl.DataFrame]
+
+
+#: in detection order: the most specific shapes first
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family(messages.EXPLICIT, "C", messages.DESCRIPTIONS[messages.EXPLICIT], messages.match_explicit, messages.normalise_explicit),
+        Family(messages.IMPLICIT, "B", messages.DESCRIPTIONS[messages.IMPLICIT], messages.match_implicit, messages.normalise_implicit),
+        Family(flat.NAME, flat.LETTER, flat.DESCRIPTION, flat.match, flat.normalise),
+        Family(transcript.NAME, transcript.LETTER, transcript.DESCRIPTION, transcript.match, transcript.normalise),
+    )
+}
+
+COLUMN_OPTIONS = ("prompt", "chosen", "rejected", "system")
+
+
+def pick_column(
+    schema: pa.Schema, override: str | None, aliases: tuple[str, ...], type_ok: Callable[[pa.DataType], bool]
+) -> str | None:
+    """The column to use: the user's override (checked), else the first alias present with a fitting type."""
+    if override is not None:
+        if override not in schema.names:
+            raise FormatError(
+                f"column {override!r} not found; columns are {schema.names}",
+                "pass one of the listed columns to the --*-col option",
+            )
+        return override if type_ok(schema.field(override).type) else None
+    return next((a for a in aliases if a in schema.names and type_ok(schema.field(a).type)), None)
+
+
+def _describe_columns(schema: pa.Schema) -> str:
+    return ", ".join(f"{f.name} ({_short_type(f.type)})" for f in schema)
+
+
+def _short_type(t: pa.DataType) -> str:
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        inner = t.value_type
+        if pa.types.is_struct(inner):
+            return "list[{" + ",".join(inner.field(i).name for i in range(inner.num_fields)) + "}]"
+        return f"list[{_short_type(inner)}]"
+    return str(t)
+
+
+def detect(
+    table: pa.Table | pa.Schema,
+    *,
+    format: str | None = None,
+    columns: dict[str, str | None] | None = None,
+    margin_col: str | None = None,
+) -> Mapping:
+    """Find the family and column mapping of a raw table (or schema).
+
+    ``format`` forces a family; ``columns`` overrides column names (keys: prompt, chosen, rejected, system);
+    ``margin_col`` names the native margin column. Raises :class:`FormatError` listing the columns found and the
+    options that fix it when nothing matches.
+    """
+    schema = table if isinstance(table, pa.Schema) else table.schema
+    sample = None if isinstance(table, pa.Schema) else table.slice(0, 64)
+    columns = {k: v for k, v in (columns or {}).items() if v is not None}
+    if format is not None and format not in FAMILIES:
+        raise FormatError(f"unknown format {format!r}", f"use one of: {', '.join(FAMILIES)}")
+    candidates = [FAMILIES[format]] if format else list(FAMILIES.values())
+    reasons = []
+    for family in candidates:
+        kwargs = {"sample": sample} if family.name == transcript.NAME else {}
+        found = family.match(schema, columns, **kwargs)
+        if isinstance(found, Mapping):
+            mapping = found
+            break
+        reasons.append(f"{family.name}: {found}")
+    else:
+        what = f"the columns do not fit format {format!r}" if format else "no known preference-data shape matches the columns"
+        raise FormatError(
+            f"{what}; found {_describe_columns(schema)}",
+            "name the columns with --prompt-col/--chosen-col/--rejected-col (and --system-col), or force a shape with "
+            f"--format {{{','.join(FAMILIES)}}}; `prefkit detect SOURCE` shows what was tried",
+        )
+    if "system" in columns and mapping.system is None:
+        if not pa.types.is_string(schema.field(columns["system"]).type):
+            raise FormatError(f"--system-col {columns['system']!r} is not a string column", "pass a string column")
+        mapping = replace(mapping, system=columns["system"])
+    return replace(mapping, **pick_score_columns(schema, margin_col))
+
+
+def normalise(table: pa.Table, mapping: Mapping) -> pl.DataFrame:
+    """Canonical columns for every row of ``table`` (same order, same count).
+
+    Returns a polars frame with ``prompt``, ``chosen``, ``rejected`` (``list[{role, content}]``), ``score_chosen``,
+    ``score_rejected``, ``margin`` (Float64) and ``invalid`` (reason string, null for rows that normalised).
+    """
+    family = FAMILIES[mapping.family]
+    df = pl.from_arrow(table.select(_used_columns(mapping)), rechunk=False)
+    if isinstance(df, pl.Series):  # a single column comes back as a Series
+        df = df.to_frame()
+    core = family.normalise(df, mapping, table.schema)
+    if mapping.system and mapping.family != flat.NAME:
+        core = core.with_columns(_with_system(df[mapping.system]))
+    scores = df.select(score_exprs(table.schema, mapping.score_chosen, mapping.score_rejected, mapping.margin))
+    return pl.concat([core.select("prompt", "chosen", "rejected"), scores, core.select("invalid")], how="horizontal")
+
+
+def _used_columns(mapping: Mapping) -> list[str]:
+    cols = [mapping.prompt, mapping.chosen, mapping.rejected, mapping.system]
+    cols += [mapping.score_chosen, mapping.score_rejected, mapping.margin]
+    return list(dict.fromkeys(c for c in cols if c))
+
+
+def _with_system(system: pl.Series) -> pl.Expr:
+    """Prepend a separate system column to message prompts that do not already start with a system turn."""
+    sys = pl.lit(system)
+    has = sys.is_not_null() & (sys.str.strip_chars() != "")
+    starts_with_system = pl.col("prompt").list.first().struct.field("role") == "system"
+    sys_msg = pl.concat_list([pl.struct(role=pl.lit("system"), content=sys)])
+    return (
+        pl.when(has & ~starts_with_system.fill_null(False))
+        .then(pl.concat_list([sys_msg, pl.col("prompt")]))
+        .otherwise(pl.col("prompt"))
+        .alias("prompt")
+    )

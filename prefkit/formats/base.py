@@ -1,0 +1,95 @@
+"""Shared pieces of the normalisers: the column mapping, type tests and message expressions.
+
+A normaliser turns a raw Arrow table into a polars frame with, row for row, the canonical columns
+``prompt``, ``chosen``, ``rejected`` (lists of ``{role, content}``), the score columns, and ``invalid``: a reason
+string for rows it could not normalise (null when the row is fine). It never drops rows itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import polars as pl
+import pyarrow as pa
+
+MESSAGE_DTYPE = pl.Struct({"role": pl.String, "content": pl.String})
+MESSAGES_DTYPE = pl.List(MESSAGE_DTYPE)
+
+#: ShareGPT roles (LLaMA-Factory and older sets) -> canonical roles
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user", "assistant": "assistant"}
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How a source's columns map onto the canonical record (what `prefkit detect` prints)."""
+
+    family: str
+    chosen: str
+    rejected: str
+    prompt: str | None = None
+    system: str | None = None
+    score_chosen: str | None = None
+    score_rejected: str | None = None
+    margin: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v not in (None, {})}
+
+
+def is_string(dtype: pa.DataType) -> bool:
+    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_null(dtype)
+
+
+def is_messages(dtype: pa.DataType) -> bool:
+    """A list of structs with role/content (or ShareGPT from/value) fields."""
+    if not (pa.types.is_list(dtype) or pa.types.is_large_list(dtype)):
+        return False
+    item = dtype.value_type
+    if not pa.types.is_struct(item):
+        return False
+    names = {item.field(i).name for i in range(item.num_fields)}
+    return {"role", "content"} <= names or {"from", "value"} <= names
+
+
+def is_number(dtype: pa.DataType) -> bool:
+    return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype)
+
+
+def messages_expr(column: str, schema: pa.Schema) -> pl.Expr:
+    """A list-of-messages column reduced to exactly ``{role, content}`` string structs."""
+    item = schema.field(column).type.value_type
+    names = {item.field(i).name for i in range(item.num_fields)}
+    el = pl.element().struct
+    if {"role", "content"} <= names:
+        role, content = el.field("role"), el.field("content")
+    else:
+        role = el.field("from").replace_strict(SHAREGPT_ROLES, default=el.field("from"))
+        content = el.field("value")
+    return pl.col(column).list.eval(pl.struct(role=role.cast(pl.String), content=content.cast(pl.String)))
+
+
+def message(role: str, content: pl.Expr) -> pl.Expr:
+    return pl.struct(role=pl.lit(role, dtype=pl.String), content=content.cast(pl.String))
+
+
+def single_assistant(content: pl.Expr) -> pl.Expr:
+    """``[{role: assistant, content}]`` as a list column."""
+    return pl.concat_list([message("assistant", content)])
+
+
+def user_prompt(user: pl.Expr, system: pl.Expr | None = None) -> pl.Expr:
+    """``[{system}?, {user}]``: the system message only where it is a non-blank string."""
+    only_user = pl.concat_list([message("user", user)])
+    if system is None:
+        return only_user
+    has_system = system.is_not_null() & (system.str.strip_chars() != "")
+    return pl.when(has_system).then(pl.concat_list([message("system", system), message("user", user)])).otherwise(only_user)
+
+
+def first_reason(*conditions: tuple[pl.Expr, str]) -> pl.Expr:
+    """The reason of the first true condition, or null: a row's `invalid` value."""
+    expr = pl.lit(None, dtype=pl.String)
+    for cond, reason in reversed(conditions):
+        expr = pl.when(cond.fill_null(False)).then(pl.lit(reason)).otherwise(expr)
+    return expr
