@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "build": "prefkit.build",
-    "BuildResult": "prefkit.build",
+    "build": "prefkit.pipeline",
+    "BuildResult": "prefkit.pipeline",
     "load_source": "prefkit.sources",
     "detect": "prefkit.formats",
     "normalise": "prefkit.formats",
@@ -25,8 +25,8 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from prefkit.errors import PrefkitError
-    from prefkit.records import PreferenceRecord
+    from prefkit.errors import PrefkitError as PrefkitError
+    from prefkit.records import PreferenceRecord as PreferenceRecord
 
 
 def __getattr__(name: str) -> Any:

@@ -64,15 +64,23 @@ def render_card(manifest: dict, features: dict) -> str:
         lines += ["```", manifest["command"], "```", ""]
     lines += ["| source | revision | splits |", "|---|---|---|"]
     for src in manifest.get("sources", []):
-        lines.append(f"| `{src.get('id')}` | `{src.get('sha') or src.get('revision') or '-'}` | {', '.join(src.get('splits', {}))} |")
+        lines.append(
+            f"| `{src.get('id')}` | `{src.get('sha') or src.get('revision') or '-'}` | {', '.join(src.get('splits', {}))} |"
+        )
     lines += ["", "## Counts", "", "| split | read | kept | dropped | invalid |", "|---|---:|---:|---:|---:|"]
     for name, c in splits.items():
-        lines.append(f"| {name} | {c['read']} | {c['kept']} | {sum(c['dropped'].values())} | {sum(c['invalid'].values())} |")
+        lines.append(
+            f"| {name} | {c['read']} | {c['kept']} | {sum(c['dropped'].values())} | {sum(c['invalid'].values())} |"
+        )
     reasons = {**{k: v for c in splits.values() for k, v in c["dropped"].items()}}
     invalid = {**{k: v for c in splits.values() for k, v in c["invalid"].items()}}
     if reasons or invalid:
         lines += ["", "| reason | stage | meaning |", "|---|---|---|"]
         lines += [f"| `{r}` | dropped | {DROP_REASONS.get(r, '')} |" for r in reasons]
         lines += [f"| `{r}` | invalid | {INVALID_REASONS.get(r, '')} |" for r in invalid]
-    lines += ["", "Every row not kept is in `rejects/<split>.parquet` with its reason; `prefkit.json` is the full manifest.", ""]
+    lines += [
+        "",
+        "Every row not kept is in `rejects/<split>.parquet` with its reason; `prefkit.json` is the full manifest.",
+        "",
+    ]
     return "\n".join(lines)

@@ -90,7 +90,11 @@ def validation_reason() -> pl.Expr:
 
 def drop_reason(options: FilterOptions, has_tie_column: bool = False) -> pl.Expr:
     """The row-local filters (identical, residue, ties, min margin)."""
-    residue = _any_content("prompt", _residue) | _any_content("chosen", _residue) | _any_content("rejected", _residue)
+    residue = (
+        _any_content("prompt", _residue)
+        | _any_content("chosen", _residue)
+        | _any_content("rejected", _residue)
+    )
     tie = pl.col("margin") == 0
     if has_tie_column:
         tie = tie.fill_null(False) | pl.col("tie").fill_null(False)
@@ -111,7 +115,11 @@ def classify(df: pl.DataFrame, options: FilterOptions) -> pl.DataFrame:
         pl.when(pl.col("invalid").is_null()).then(drop_reason(options, "tie" in df.columns)).alias("_drop")
     )
     candidate = pl.col("invalid").is_null() & pl.col("_drop").is_null()
-    needs_margin = [flag for flag, on in (("--top", options.top is not None), ("--min-margin", options.min_margin is not None)) if on]
+    needs_margin = [
+        flag
+        for flag, on in (("--top", options.top is not None), ("--min-margin", options.min_margin is not None))
+        if on
+    ]
     if needs_margin:
         missing = df.select((candidate & pl.col("margin").is_null()).sum()).item()
         valid = df.select(pl.col("invalid").is_null().sum()).item()
@@ -123,8 +131,12 @@ def classify(df: pl.DataFrame, options: FilterOptions) -> pl.DataFrame:
             )
     if options.top is not None:
         # stable: equal margins keep source order
-        order = df.select(pl.arg_sort_by(pl.col("margin").fill_null(float("-inf")), descending=True, maintain_order=True))
-        rank = pl.Series("_rank", range(df.height), dtype=pl.Int64).scatter(order.to_series(), range(df.height))
+        order = df.select(
+            pl.arg_sort_by(pl.col("margin").fill_null(float("-inf")), descending=True, maintain_order=True)
+        )
+        rank = pl.Series("_rank", range(df.height), dtype=pl.Int64).scatter(
+            order.to_series(), range(df.height)
+        )
         df = df.with_columns(rank)
         top_rows = df.filter(candidate).sort("_rank").head(options.top).select("_rank")
         df = df.with_columns(
@@ -137,10 +149,16 @@ def classify(df: pl.DataFrame, options: FilterOptions) -> pl.DataFrame:
         rows = df.with_row_index("_i").filter(candidate)
         order = (rows.sort("_rank") if options.top is not None else rows)["_i"]
         if order.len() > options.max_rows:
-            keep = order.sample(options.max_rows, seed=options.seed) if options.seed is not None else order.head(options.max_rows)
+            keep = (
+                order.sample(options.max_rows, seed=options.seed)
+                if options.seed is not None
+                else order.head(options.max_rows)
+            )
             index = pl.int_range(pl.len(), dtype=order.dtype)
             over = index.is_in(order.implode()) & ~index.is_in(keep.implode())
-            df = df.with_columns(pl.when(over).then(pl.lit("over_max_rows")).otherwise(pl.col("_drop")).alias("_drop"))
+            df = df.with_columns(
+                pl.when(over).then(pl.lit("over_max_rows")).otherwise(pl.col("_drop")).alias("_drop")
+            )
     stage = (
         pl.when(pl.col("invalid").is_not_null())
         .then(pl.lit("invalid"))
@@ -148,4 +166,6 @@ def classify(df: pl.DataFrame, options: FilterOptions) -> pl.DataFrame:
         .then(pl.lit("dropped"))
         .otherwise(pl.lit("kept"))
     )
-    return df.with_columns(stage.alias("stage"), pl.coalesce("invalid", "_drop").alias("reason")).drop("_drop", "invalid")
+    return df.with_columns(stage.alias("stage"), pl.coalesce("invalid", "_drop").alias("reason")).drop(
+        "_drop", "invalid"
+    )

@@ -99,7 +99,9 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_manifest(out_dir: Path | str, manifest: dict) -> None:
-    write_text(Path(out_dir) / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n")
+    write_text(
+        Path(out_dir) / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n"
+    )
 
 
 def write_split(out_dir: Path, split: str, table: pa.Table, shard_rows: int = SHARD_ROWS) -> list[Path]:
@@ -124,7 +126,10 @@ def staged_folder(out_dir: Path | str, overwrite: bool = False) -> Iterator[Path
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
-        raise OutputError(f"output folder {str(out_dir)!r} already exists", "pass --overwrite to replace it, or choose another -o")
+        raise OutputError(
+            f"output folder {str(out_dir)!r} already exists",
+            "pass --overwrite to replace it, or choose another -o",
+        )
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{str(out_dir)!r} exists and is not a folder", "choose another -o")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +152,9 @@ def read_output(path: Path | str) -> OutputFolder:
     """Open a folder written by `prefkit build` (checks it is one, with a hint when not)."""
     path = Path(path)
     if not path.is_dir():
-        raise OutputError(f"{str(path)!r} is not a folder", "pass the folder written by `prefkit build -o OUT`")
+        raise OutputError(
+            f"{str(path)!r} is not a folder", "pass the folder written by `prefkit build -o OUT`"
+        )
     manifest_path = path / MANIFEST_NAME
     if not manifest_path.is_file():
         raise OutputError(
@@ -157,12 +164,17 @@ def read_output(path: Path | str) -> OutputFolder:
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise OutputError(f"cannot read {manifest_path}: {err}", "rebuild the folder with `prefkit build`") from None
+        raise OutputError(
+            f"cannot read {manifest_path}: {err}", "rebuild the folder with `prefkit build`"
+        ) from None
     shards: dict[str, list[Path]] = {}
     for split in manifest.get("splits", {}):
         files = sorted((path / DATA_DIR).glob(f"{split}-*-of-*.parquet"))
         if not files:
-            raise OutputError(f"split {split!r} has no data files in {path / DATA_DIR}", "rebuild the folder with `prefkit build`")
+            raise OutputError(
+                f"split {split!r} has no data files in {path / DATA_DIR}",
+                "rebuild the folder with `prefkit build`",
+            )
         shards[split] = files
     return OutputFolder(path=path, manifest=manifest, shards=shards)
 
@@ -189,7 +201,9 @@ def write_output(
     return out_dir
 
 
-def refresh_card(out_dir: Path | str, manifest: dict | None = None, schemas: dict[str, pa.Schema] | None = None) -> None:
+def refresh_card(
+    out_dir: Path | str, manifest: dict | None = None, schemas: dict[str, pa.Schema] | None = None
+) -> None:
     """(Re)write OUT/README.md from the manifest and the data files' schema."""
     from prefkit.card import render_card
 

@@ -39,12 +39,18 @@ class PreferenceRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: list[Message] = Field(min_length=1, description="history before the answer, ending with a user turn")
+    prompt: list[Message] = Field(
+        min_length=1, description="history before the answer, ending with a user turn"
+    )
     chosen: list[AssistantMessage] = Field(min_length=1, max_length=1, description="the preferred answer")
-    rejected: list[AssistantMessage] = Field(min_length=1, max_length=1, description="the dispreferred answer")
+    rejected: list[AssistantMessage] = Field(
+        min_length=1, max_length=1, description="the dispreferred answer"
+    )
     score_chosen: float | None = Field(None, description="source score/rating of the chosen answer")
     score_rejected: float | None = Field(None, description="source score/rating of the rejected answer")
-    margin: float | None = Field(None, description="native margin (e.g. delta_score) or score_chosen - score_rejected")
+    margin: float | None = Field(
+        None, description="native margin (e.g. delta_score) or score_chosen - score_rejected"
+    )
     source: str = Field(description="repo_id[:config]@revision, or a local path")
     source_index: int = Field(ge=0, description="row index in the source split")
     id: str = Field(description="stable hash of the normalised prompt/chosen/rejected")

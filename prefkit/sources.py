@@ -39,7 +39,11 @@ class Source:
         """What the ``source`` column says: ``repo_id[:config]@sha`` or the local path."""
         if self.kind == "local":
             return self.spec
-        name = self.spec + (f":{self.config}" if self.config else "") + (f"/{self.data_dir}" if self.data_dir else "")
+        name = (
+            self.spec
+            + (f":{self.config}" if self.config else "")
+            + (f"/{self.data_dir}" if self.data_dir else "")
+        )
         return f"{name}@{self.sha}" if self.sha else name
 
     def describe(self) -> dict:
@@ -222,8 +226,12 @@ def _load_hub(
                 f"pass one of them with --split (e.g. --split {available[0] if available else 'train'})",
             ) from None
         if "config" in message.lower() or "builderconfig" in message.lower():
-            raise SourceError(f"{repo_id!r}: {message.splitlines()[0]}", "pass one of the available configs with --config") from None
-        raise SourceError(f"cannot load {repo_id!r}: {message.splitlines()[0]}", "check --config/--data-dir/--split") from None
+            raise SourceError(
+                f"{repo_id!r}: {message.splitlines()[0]}", "pass one of the available configs with --config"
+            ) from None
+        raise SourceError(
+            f"cannot load {repo_id!r}: {message.splitlines()[0]}", "check --config/--data-dir/--split"
+        ) from None
     except FileNotFoundError as err:
         raise SourceError(
             f"cannot load {repo_id!r}: {str(err).splitlines()[0]}",
@@ -239,8 +247,15 @@ def _split_names(repo_id: str, kwargs: dict) -> list[str]:
     import datasets
 
     try:
-        return list(datasets.get_dataset_split_names(repo_id, config_name=kwargs["name"], data_dir=kwargs["data_dir"],
-                                                     revision=kwargs["revision"], token=kwargs["token"]))
+        return list(
+            datasets.get_dataset_split_names(
+                repo_id,
+                config_name=kwargs["name"],
+                data_dir=kwargs["data_dir"],
+                revision=kwargs["revision"],
+                token=kwargs["token"],
+            )
+        )
     except Exception:  # best effort: the error message still names the missing split
         return []
 
@@ -252,4 +267,6 @@ def _http_error(repo_id: str, err: Exception) -> SourceError:
             f"no access to dataset {repo_id!r} (HTTP {status})",
             f"{LOGIN_HINT}, with a token that can read this dataset",
         )
-    return SourceError(f"the Hub answered HTTP {status} for {repo_id!r}", "try again later, or check HF_ENDPOINT")
+    return SourceError(
+        f"the Hub answered HTTP {status} for {repo_id!r}", "try again later, or check HF_ENDPOINT"
+    )

@@ -12,20 +12,56 @@ from prefkit.commands.common import column_options, command_line, echo_json, ren
 @click.option("-o", "--output", type=click.Path(), help="Output folder to write (required unless --dry-run).")
 @source_options
 @column_options
-@click.option("--top", type=click.IntRange(min=1), help="Keep the N rows with the largest margin (stable sort, descending).")
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    help="Keep the N rows with the largest margin (stable sort, descending).",
+)
 @click.option("--min-margin", type=float, help="Drop rows whose margin is below this value.")
-@click.option("--max-rows", type=click.IntRange(min=1), help="Keep at most N rows per split (the first N, or a seeded sample with --seed).")
+@click.option(
+    "--max-rows",
+    type=click.IntRange(min=1),
+    help="Keep at most N rows per split (the first N, or a seeded sample with --seed).",
+)
 @click.option("--seed", type=int, help="Seed for sampling (--max-rows).")
 @click.option("--keep-ties", is_flag=True, help="Keep pairs whose margin is 0 (dropped by default).")
-@click.option("--keep-residue", is_flag=True, help="Keep rows whose text holds chat-template tokens (dropped by default).")
+@click.option(
+    "--keep-residue",
+    is_flag=True,
+    help="Keep rows whose text holds chat-template tokens (dropped by default).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace the output folder if it exists.")
 @click.option("--dry-run", is_flag=True, help="Load, normalise and count, but write nothing.")
-@click.option("--token", envvar="HF_TOKEN", help="Hugging Face token (default: HF_TOKEN or your `hf auth login`).")
+@click.option(
+    "--token", envvar="HF_TOKEN", help="Hugging Face token (default: HF_TOKEN or your `hf auth login`)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary table.")
-def command(sources, output, splits, revision, config, data_dir, format_, prompt_col, chosen_col, rejected_col,
-            system_col, margin_col, top, min_margin, max_rows, seed, keep_ties, keep_residue, overwrite, dry_run,
-            token, as_json, quiet):
+def command(
+    sources,
+    output,
+    splits,
+    revision,
+    config,
+    data_dir,
+    format_,
+    prompt_col,
+    chosen_col,
+    rejected_col,
+    system_col,
+    margin_col,
+    top,
+    min_margin,
+    max_rows,
+    seed,
+    keep_ties,
+    keep_residue,
+    overwrite,
+    dry_run,
+    token,
+    as_json,
+    quiet,
+):
     """Load preference data, normalise it to prompt/chosen/rejected messages, validate, filter, and write a clean set.
 
     SOURCES is a Hub dataset id (`namespace/name`) or a local file (.parquet, .jsonl, .json, .csv) or folder.
@@ -40,7 +76,7 @@ def command(sources, output, splits, revision, config, data_dir, format_, prompt
       prefkit build Anthropic/hh-rlhf --data-dir helpful-base -o hh --json
       prefkit build data.parquet --prompt-col question --chosen-col good --rejected-col bad -o out
     """
-    from prefkit.build import build
+    from prefkit.pipeline import build
     from prefkit.progress import enabled
 
     if not output and not dry_run:

@@ -15,10 +15,15 @@ def source_options(f):
     """--split/--revision/--config/--data-dir: where in a source to read."""
     for opt in reversed(
         [
-            click.option("--split", "splits", multiple=True, help="Split(s) to read (repeatable). Default: all splits."),
+            click.option(
+                "--split", "splits", multiple=True, help="Split(s) to read (repeatable). Default: all splits."
+            ),
             click.option("--revision", help="Hub branch, tag or commit sha (recorded as the resolved sha)."),
             click.option("--config", help="Hub dataset config (subset) name."),
-            click.option("--data-dir", help="Folder inside the repo/folder to read, e.g. `helpful-base` for Anthropic/hh-rlhf."),
+            click.option(
+                "--data-dir",
+                help="Folder inside the repo/folder to read, e.g. `helpful-base` for Anthropic/hh-rlhf.",
+            ),
         ]
     ):
         f = opt(f)
@@ -31,12 +36,20 @@ def column_options(f):
 
     for opt in reversed(
         [
-            click.option("--format", "format_", type=click.Choice(list(FAMILIES)), help="Force a dataset shape instead of detecting it."),
+            click.option(
+                "--format",
+                "format_",
+                type=click.Choice(list(FAMILIES)),
+                help="Force a dataset shape instead of detecting it.",
+            ),
             click.option("--prompt-col", help="Column holding the prompt (string or messages)."),
             click.option("--chosen-col", help="Column holding the chosen answer."),
             click.option("--rejected-col", help="Column holding the rejected answer."),
             click.option("--system-col", help="Column holding a system prompt."),
-            click.option("--margin-col", help="Numeric column to use as the margin (default: delta_score or chosen - rejected score)."),
+            click.option(
+                "--margin-col",
+                help="Numeric column to use as the margin (default: delta_score or chosen - rejected score).",
+            ),
         ]
     ):
         f = opt(f)
@@ -59,7 +72,9 @@ def render_counts(splits: dict[str, dict], seconds: float | None = None, output:
     err(header)
     err("-" * len(header))
     for name, c in splits.items():
-        err(f"{name:<16} {c['read']:>9,} {c['kept']:>9,} {sum(c['dropped'].values()):>9,} {sum(c['invalid'].values()):>9,}")
+        err(
+            f"{name:<16} {c['read']:>9,} {c['kept']:>9,} {sum(c['dropped'].values()):>9,} {sum(c['invalid'].values()):>9,}"
+        )
     reasons: dict[tuple[str, str], int] = {}
     for c in splits.values():
         for stage in ("dropped", "invalid"):

@@ -11,10 +11,25 @@ from prefkit.commands.common import column_options, echo_json, source_options
 @click.argument("source")
 @source_options
 @column_options
-@click.option("--token", envvar="HF_TOKEN", help="Hugging Face token (default: HF_TOKEN or your `hf auth login`).")
+@click.option(
+    "--token", envvar="HF_TOKEN", help="Hugging Face token (default: HF_TOKEN or your `hf auth login`)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def command(source, splits, revision, config, data_dir, format_, prompt_col, chosen_col, rejected_col, system_col,
-            margin_col, token, as_json):
+def command(
+    source,
+    splits,
+    revision,
+    config,
+    data_dir,
+    format_,
+    prompt_col,
+    chosen_col,
+    rejected_col,
+    system_col,
+    margin_col,
+    token,
+    as_json,
+):
     """Show the shape prefkit detects in SOURCE and how its columns map to prompt/chosen/rejected.
 
     \b
@@ -25,7 +40,9 @@ def command(source, splits, revision, config, data_dir, format_, prompt_col, cho
     from prefkit.formats import FAMILIES, detect
     from prefkit.sources import load_source
 
-    src = load_source(source, split=list(splits) or None, revision=revision, config=config, data_dir=data_dir, token=token)
+    src = load_source(
+        source, split=list(splits) or None, revision=revision, config=config, data_dir=data_dir, token=token
+    )
     columns = {"prompt": prompt_col, "chosen": chosen_col, "rejected": rejected_col, "system": system_col}
     report = {"source": src.label, "splits": {}}
     for name, table in src.splits.items():

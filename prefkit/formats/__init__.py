@@ -39,10 +39,24 @@ class Family:
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        Family(messages.EXPLICIT, "C", messages.DESCRIPTIONS[messages.EXPLICIT], messages.match_explicit, messages.normalise_explicit),
-        Family(messages.IMPLICIT, "B", messages.DESCRIPTIONS[messages.IMPLICIT], messages.match_implicit, messages.normalise_implicit),
+        Family(
+            messages.EXPLICIT,
+            "C",
+            messages.DESCRIPTIONS[messages.EXPLICIT],
+            messages.match_explicit,
+            messages.normalise_explicit,
+        ),
+        Family(
+            messages.IMPLICIT,
+            "B",
+            messages.DESCRIPTIONS[messages.IMPLICIT],
+            messages.match_implicit,
+            messages.normalise_implicit,
+        ),
         Family(flat.NAME, flat.LETTER, flat.DESCRIPTION, flat.match, flat.normalise),
-        Family(transcript.NAME, transcript.LETTER, transcript.DESCRIPTION, transcript.match, transcript.normalise),
+        Family(
+            transcript.NAME, transcript.LETTER, transcript.DESCRIPTION, transcript.match, transcript.normalise
+        ),
     )
 }
 
@@ -106,7 +120,11 @@ def detect(
             break
         reasons.append(f"{family.name}: {found}")
     else:
-        what = f"the columns do not fit format {format!r}" if format else "no known preference-data shape matches the columns"
+        what = (
+            f"the columns do not fit format {format!r}"
+            if format
+            else "no known preference-data shape matches the columns"
+        )
         raise FormatError(
             f"{what}; found {_describe_columns(schema)}",
             "name the columns with --prompt-col/--chosen-col/--rejected-col (and --system-col), or force a shape with "
@@ -114,7 +132,9 @@ def detect(
         )
     if "system" in columns and mapping.system is None:
         if not pa.types.is_string(schema.field(columns["system"]).type):
-            raise FormatError(f"--system-col {columns['system']!r} is not a string column", "pass a string column")
+            raise FormatError(
+                f"--system-col {columns['system']!r} is not a string column", "pass a string column"
+            )
         mapping = replace(mapping, system=columns["system"])
     return replace(mapping, **pick_score_columns(schema, margin_col))
 
@@ -132,8 +152,13 @@ def normalise(table: pa.Table, mapping: Mapping) -> pl.DataFrame:
     core = family.normalise(df, mapping, table.schema)
     if mapping.system and mapping.family != flat.NAME:
         core = core.with_columns(_with_system(df[mapping.system]))
-    scores = df.select(score_exprs(table.schema, mapping.score_chosen, mapping.score_rejected, mapping.margin))
-    return pl.concat([core.select("prompt", "chosen", "rejected"), scores, core.select("invalid")], how="horizontal")
+    scores = df.with_columns(
+        score_exprs(table.schema, mapping.score_chosen, mapping.score_rejected, mapping.margin)
+    )
+    scores = scores.select("score_chosen", "score_rejected", "margin")
+    return pl.concat(
+        [core.select("prompt", "chosen", "rejected"), scores, core.select("invalid")], how="horizontal"
+    )
 
 
 def _used_columns(mapping: Mapping) -> list[str]:

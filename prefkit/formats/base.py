@@ -16,7 +16,13 @@ MESSAGE_DTYPE = pl.Struct({"role": pl.String, "content": pl.String})
 MESSAGES_DTYPE = pl.List(MESSAGE_DTYPE)
 
 #: ShareGPT roles (LLaMA-Factory and older sets) -> canonical roles
-SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user", "assistant": "assistant"}
+SHAREGPT_ROLES = {
+    "human": "user",
+    "gpt": "assistant",
+    "system": "system",
+    "user": "user",
+    "assistant": "assistant",
+}
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,11 @@ def user_prompt(user: pl.Expr, system: pl.Expr | None = None) -> pl.Expr:
     if system is None:
         return only_user
     has_system = system.is_not_null() & (system.str.strip_chars() != "")
-    return pl.when(has_system).then(pl.concat_list([message("system", system), message("user", user)])).otherwise(only_user)
+    return (
+        pl.when(has_system)
+        .then(pl.concat_list([message("system", system), message("user", user)]))
+        .otherwise(only_user)
+    )
 
 
 def first_reason(*conditions: tuple[pl.Expr, str]) -> pl.Expr:

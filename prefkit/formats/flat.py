@@ -9,7 +9,9 @@ from prefkit.formats.base import Mapping, first_reason, is_string, single_assist
 
 NAME = "flat"
 LETTER = "A"
-DESCRIPTION = "flat strings with an explicit prompt column (prompt/question/input/instruction + chosen/rejected)"
+DESCRIPTION = (
+    "flat strings with an explicit prompt column (prompt/question/input/instruction + chosen/rejected)"
+)
 
 PROMPT_ALIASES = ("prompt", "input", "question", "instruction")
 CHOSEN_ALIASES = ("chosen", "chosen_response")

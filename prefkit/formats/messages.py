@@ -31,7 +31,7 @@ DESCRIPTIONS = {
 
 CHOSEN_ALIASES = ("chosen", "chosen_messages", "chosen_conversation")
 REJECTED_ALIASES = ("rejected", "rejected_messages", "rejected_conversation")
-PROMPT_ALIASES = ("prompt", "messages", "conversation", "history")
+PROMPT_ALIASES = ("prompt", "prompt_messages")
 
 
 def match_implicit(schema: pa.Schema, columns: dict[str, str | None]) -> Mapping | str:
@@ -96,7 +96,11 @@ def normalise_explicit(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) ->
     chosen, chosen_ok = _answer(mapping.chosen, schema)
     rejected, rejected_ok = _answer(mapping.rejected, schema)
     prompt = messages_expr(mapping.prompt, schema)
-    nulls = pl.col(mapping.prompt).is_null() | pl.col(mapping.chosen).is_null() | pl.col(mapping.rejected).is_null()
+    nulls = (
+        pl.col(mapping.prompt).is_null()
+        | pl.col(mapping.chosen).is_null()
+        | pl.col(mapping.rejected).is_null()
+    )
     return df.select(
         prompt.alias("prompt"),
         chosen.alias("chosen"),

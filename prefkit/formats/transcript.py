@@ -60,13 +60,28 @@ def _split_row(chosen: str | None, rejected: str | None) -> tuple[list, list, li
     if c[:-1] != r[:-1]:
         return [], [], [], "histories_differ"
     msgs = [{"role": role, "content": content} for role, content in c[:-1]]
-    return msgs, [{"role": "assistant", "content": c[-1][1]}], [{"role": "assistant", "content": r[-1][1]}], None
+    return (
+        msgs,
+        [{"role": "assistant", "content": c[-1][1]}],
+        [{"role": "assistant", "content": r[-1][1]}],
+        None,
+    )
 
 
 def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
-    rows = [_split_row(c, r) for c, r in zip(df[mapping.chosen].to_list(), df[mapping.rejected].to_list())]
-    prompt, chosen, rejected, invalid = (list(col) for col in zip(*rows)) if rows else ([], [], [], [])
+    rows = [
+        _split_row(c, r)
+        for c, r in zip(df[mapping.chosen].to_list(), df[mapping.rejected].to_list(), strict=True)
+    ]
+    prompt, chosen, rejected, invalid = (
+        (list(col) for col in zip(*rows, strict=True)) if rows else ([], [], [], [])
+    )
     return pl.DataFrame(
         {"prompt": prompt, "chosen": chosen, "rejected": rejected, "invalid": invalid},
-        schema={"prompt": MESSAGES_DTYPE, "chosen": MESSAGES_DTYPE, "rejected": MESSAGES_DTYPE, "invalid": pl.String},
+        schema={
+            "prompt": MESSAGES_DTYPE,
+            "chosen": MESSAGES_DTYPE,
+            "rejected": MESSAGES_DTYPE,
+            "invalid": pl.String,
+        },
     )

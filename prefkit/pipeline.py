@@ -1,4 +1,4 @@
-"""`prefkit build`: sources → canonical records → validation and filters → output folder.
+"""The build pipeline (`prefkit build`): sources → canonical records → validation and filters → output folder.
 
 Every row read ends in exactly one place: kept, dropped by a filter (with its reason) or invalid (with the
 validation error); the manifest's counts add up (``read = kept + dropped + invalid`` per split and reason).
@@ -67,7 +67,9 @@ class BuildResult:
 def stable_ids(df: pl.DataFrame) -> pl.Series:
     """A stable 16-hex-digit hash of each row's normalised prompt/chosen/rejected."""
     encoded = df.select(pl.struct("prompt", "chosen", "rejected").struct.json_encode()).to_series()
-    return pl.Series("id", [hashlib.blake2b(s.encode(), digest_size=8).hexdigest() for s in encoded], dtype=pl.String)
+    return pl.Series(
+        "id", [hashlib.blake2b(s.encode(), digest_size=8).hexdigest() for s in encoded], dtype=pl.String
+    )
 
 
 def to_records(df: pl.DataFrame, source_label: str) -> pa.Table:
@@ -79,7 +81,16 @@ def to_records(df: pl.DataFrame, source_label: str) -> pa.Table:
 def reject_table(df: pl.DataFrame, raw: pa.Table, source_label: str) -> pa.Table:
     """Rows not kept: source, source_index, stage, reason, then the row's original fields."""
     meta = df.select(pl.lit(source_label).alias("source"), "source_index", "stage", "reason").to_arrow()
-    meta = meta.cast(pa.schema([("source", pa.string()), ("source_index", pa.int64()), ("stage", pa.string()), ("reason", pa.string())]))
+    meta = meta.cast(
+        pa.schema(
+            [
+                ("source", pa.string()),
+                ("source_index", pa.int64()),
+                ("stage", pa.string()),
+                ("reason", pa.string()),
+            ]
+        )
+    )
     original = raw.take(pa.array(df["source_index"].to_numpy()))
     for name in original.column_names:
         column = original.column(name)
@@ -95,7 +106,11 @@ def classify_split(raw: pa.Table, mapping: Mapping, options: FilterOptions, sour
     if options.top is not None:
         kept = kept.sort("_rank")
     rejected = df.filter(pl.col("stage") != "kept")
-    return SplitResult(kept=to_records(kept, source_label), rejects=reject_table(rejected, raw, source_label), counts=count(df))
+    return SplitResult(
+        kept=to_records(kept, source_label),
+        rejects=reject_table(rejected, raw, source_label),
+        counts=count(df),
+    )
 
 
 def count(df: pl.DataFrame) -> dict[str, Any]:
@@ -153,7 +168,14 @@ def build(
     [{'role': 'user', 'content': '...'}]
     """
     start = time.perf_counter()
-    options = FilterOptions(keep_ties=keep_ties, keep_residue=keep_residue, min_margin=min_margin, top=top, max_rows=max_rows, seed=seed)
+    options = FilterOptions(
+        keep_ties=keep_ties,
+        keep_residue=keep_residue,
+        min_margin=min_margin,
+        top=top,
+        max_rows=max_rows,
+        seed=seed,
+    )
     columns = {"prompt": prompt_col, "chosen": chosen_col, "rejected": rejected_col, "system": system_col}
     specs = [sources] if isinstance(sources, (str, Path)) else list(sources)
     loaded: list[Source] = [
@@ -171,9 +193,13 @@ def build(
         kept.setdefault(name, []).append(result.kept)
         rejects.setdefault(name, []).append(result.rejects)
         counts[name] = merge_counts(counts.get(name, EMPTY_COUNTS), result.counts)
-        described.append({**src.describe(), "split": name, "format": mapping.to_dict(), "counts": result.counts})
+        described.append(
+            {**src.describe(), "split": name, "format": mapping.to_dict(), "counts": result.counts}
+        )
     splits = {name: pa.concat_tables(parts) for name, parts in kept.items()}
-    reject_tables = {name: pa.concat_tables(parts, promote_options="permissive") for name, parts in rejects.items()}
+    reject_tables = {
+        name: pa.concat_tables(parts, promote_options="permissive") for name, parts in rejects.items()
+    }
     manifest = make_manifest(loaded, described, counts, options, command)
     result = BuildResult(splits=splits, rejects=reject_tables, manifest=manifest)
     if output is not None:
@@ -184,14 +210,18 @@ def build(
     return result
 
 
-def make_manifest(loaded: list[Source], described: list[dict], counts: dict, options: FilterOptions, command: str | None) -> dict:
+def make_manifest(
+    loaded: list[Source], described: list[dict], counts: dict, options: FilterOptions, command: str | None
+) -> dict:
     totals = EMPTY_COUNTS
     for c in counts.values():
         totals = merge_counts(totals, c)
     sources = []
     for src in loaded:
         entry = {k: v for k, v in src.describe().items() if v is not None}
-        entry["splits"] = {d["split"]: {"format": d["format"], **d["counts"]} for d in described if d["source"] == src.label}
+        entry["splits"] = {
+            d["split"]: {"format": d["format"], **d["counts"]} for d in described if d["source"] == src.label
+        }
         sources.append(entry)
     return {
         "prefkit_version": __version__,
