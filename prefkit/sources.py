@@ -189,10 +189,7 @@ def _load_hub(
     try:
         sha = api.dataset_info(repo_id, revision=revision).sha
     except hf_errors.GatedRepoError:
-        raise SourceError(
-            f"dataset {repo_id!r} is gated: you need to accept its conditions",
-            f"request access on the dataset's Hub page, then {LOGIN_HINT}",
-        ) from None
+        raise _gated(repo_id) from None
     except hf_errors.RepositoryNotFoundError:
         raise SourceError(
             f"dataset {repo_id!r} was not found on the Hub (or it is private)",
@@ -233,6 +230,8 @@ def _load_hub(
             f"cannot load {repo_id!r}: {message.splitlines()[0]}", "check --config/--data-dir/--split"
         ) from None
     except FileNotFoundError as err:
+        if "gated" in str(err):
+            raise _gated(repo_id) from None
         raise SourceError(
             f"cannot load {repo_id!r}: {str(err).splitlines()[0]}",
             "check --data-dir / --config: they must name a folder or config of the dataset",
@@ -258,6 +257,13 @@ def _split_names(repo_id: str, kwargs: dict) -> list[str]:
         )
     except Exception:  # best effort: the error message still names the missing split
         return []
+
+
+def _gated(repo_id: str) -> SourceError:
+    return SourceError(
+        f"dataset {repo_id!r} is gated and this account has no access to it",
+        f"request access on the dataset's Hub page, then {LOGIN_HINT}",
+    )
 
 
 def _http_error(repo_id: str, err: Exception) -> SourceError:
