@@ -31,9 +31,9 @@ def card_metadata(manifest: dict, features: dict) -> dict:
 
 def _features_list(features: dict) -> list[dict]:
     """`datasets`' card form of features: a list of {name, dtype | list | struct}."""
-    import datasets
+    from prefkit.records import features_yaml
 
-    return datasets.Features.from_dict(features)._to_yaml_list()
+    return features_yaml(features)
 
 
 def render_card(manifest: dict, features: dict) -> str:

@@ -36,10 +36,26 @@ DROP_REASONS = {
     "over_max_rows": "beyond --max-rows",
 }
 
-#: leftovers of chat templates / transcripts that should not be inside normalised message content
+#: drops that are a choice among good rows, not a judgement on a row: their rejects entry holds the reason,
+#: margin and source_index but not the text (unless --full-rejects); the pinned source revision has it.
+SELECTION_REASONS = frozenset({"not_in_top", "over_max_rows"})
+
+#: leftovers of chat templates / transcripts that should not be inside normalised message content (literal
+#: substrings, matched with one Aho-Corasick pass), plus content that starts with a transcript "Human:" marker
 TEMPLATE_RESIDUE = (
-    r"<\|im_start\|>|<\|im_end\|>|<\|eot_id\|>|<\|start_header_id\|>|<\|end_header_id\|>|<\|endoftext\|>"
-    r"|\[/?INST\]|<extra_id_\d+>|<start_of_turn>|<end_of_turn>|\n\nHuman:|\n\nAssistant:|\A\s*Human:"
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|endoftext|>",
+    "[INST]",
+    "[/INST]",
+    "<extra_id_",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "\n\nHuman:",
+    "\n\nAssistant:",
 )
 PROMPT_ROLES = r"^(system,)?user(,assistant,user)*$"
 
@@ -68,11 +84,26 @@ def _blank(content: pl.Expr) -> pl.Expr:
 
 
 def _residue(content: pl.Expr) -> pl.Expr:
-    return content.str.contains(TEMPLATE_RESIDUE)
+    return content.str.contains_any(list(TEMPLATE_RESIDUE)) | content.str.strip_chars_start().str.starts_with(
+        "Human:"
+    )
 
 
-def _squash(column: str) -> pl.Expr:
-    return pl.col(column).list.first().struct.field("content").str.replace_all(r"\s+", " ").str.strip_chars()
+def identical_answers(df: pl.DataFrame) -> pl.Series:
+    """chosen == rejected after whitespace normalisation.
+
+    Squashing whitespace is a regex pass over every answer, so it only runs on the rows that can be equal:
+    those whose answers start and end with the same non-blank character.
+    """
+    answer = lambda col: pl.col(col).list.first().struct.field("content").str.strip_chars()  # noqa: E731
+    maybe = df.select(
+        (answer("chosen").str.head(1) == answer("rejected").str.head(1))
+        & (answer("chosen").str.tail(1) == answer("rejected").str.tail(1))
+    ).to_series()
+    squash = lambda col: answer(col).str.replace_all(r"\s+", " ")  # noqa: E731
+    rows = df.select("chosen", "rejected").with_row_index("_i").filter(maybe.fill_null(False))
+    same = rows.filter(rows.select(squash("chosen") == squash("rejected")).to_series().fill_null(False))["_i"]
+    return pl.Series("_identical", [False] * df.height).scatter(same, True)
 
 
 def validation_reason() -> pl.Expr:
@@ -98,7 +129,7 @@ def drop_reason(options: FilterOptions, has_tie_column: bool = False) -> pl.Expr
     tie = pl.col("margin") == 0
     if has_tie_column:
         tie = tie.fill_null(False) | pl.col("tie").fill_null(False)
-    conditions = [(_squash("chosen") == _squash("rejected"), "identical")]
+    conditions = [(pl.col("_identical"), "identical")]
     if not options.keep_residue:
         conditions.append((residue, "template_residue"))
     if not options.keep_ties:
@@ -110,7 +141,7 @@ def drop_reason(options: FilterOptions, has_tie_column: bool = False) -> pl.Expr
 
 def classify(df: pl.DataFrame, options: FilterOptions) -> pl.DataFrame:
     """Add ``stage`` (kept / dropped / invalid) and ``reason`` to a normalised frame; rows stay in order."""
-    df = df.with_columns(validation_reason().alias("invalid"))
+    df = df.with_columns(validation_reason().alias("invalid"), identical_answers(df))
     df = df.with_columns(
         pl.when(pl.col("invalid").is_null()).then(drop_reason(options, "tie" in df.columns)).alias("_drop")
     )

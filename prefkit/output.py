@@ -68,19 +68,29 @@ def shard_tables(table: pa.Table, shard_rows: int = SHARD_ROWS) -> list[pa.Table
 
 def hf_schema(table_schema: pa.Schema) -> pa.Schema:
     """Attach the `datasets` features to the parquet schema so every reader gets the same types back."""
-    import datasets
+    from prefkit.records import features_dict
 
-    features = datasets.Features.from_arrow_schema(table_schema.remove_metadata())
-    meta = {b"huggingface": json.dumps({"info": {"features": features.to_dict()}}).encode()}
+    meta = {
+        b"huggingface": json.dumps(
+            {"info": {"features": features_dict(table_schema.remove_metadata())}}
+        ).encode()
+    }
     return table_schema.remove_metadata().with_metadata(meta)
 
 
-def write_parquet(table: pa.Table, path: Path) -> None:
-    """Write one parquet file atomically (temp name in the same folder, then rename)."""
+def write_parquet(table: pa.Table, path: Path, *, fast: bool = False) -> None:
+    """Write one parquet file atomically (temp name in the same folder, then rename).
+
+    Data files carry the `datasets` features in their metadata and use zstd; ``fast`` (rejects: large, written
+    once, rarely read) uses snappy without dictionaries, about 1.5x quicker to write.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        pq.write_table(table.cast(hf_schema(table.schema)), tmp, compression="zstd")
+        if fast:
+            pq.write_table(table, tmp, compression="snappy", use_dictionary=False)
+        else:
+            pq.write_table(table.cast(hf_schema(table.schema)), tmp, compression="zstd")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -195,7 +205,7 @@ def write_output(
             paths = write_split(stage, split, table, shard_rows)
             manifest["splits"][split]["files"] = [p.relative_to(stage).as_posix() for p in paths]
         for split, table in rejects.items():
-            write_parquet(table, stage / REJECTS_DIR / f"{split}.parquet")
+            write_parquet(table, stage / REJECTS_DIR / f"{split}.parquet", fast=True)
         write_manifest(stage, manifest)
         refresh_card(stage, manifest, {name: t.schema for name, t in splits.items()})
     return out_dir
@@ -218,6 +228,6 @@ def refresh_card(
 
 
 def _features_dict(schema: pa.Schema) -> dict:
-    import datasets
+    from prefkit.records import features_dict
 
-    return datasets.Features.from_arrow_schema(schema.remove_metadata()).to_dict()
+    return features_dict(schema.remove_metadata())

@@ -18,13 +18,11 @@ import polars as pl
 import pyarrow as pa
 
 from prefkit import __version__
-from prefkit.filters import FilterOptions, classify
+from prefkit.filters import SELECTION_REASONS, FilterOptions, classify
 from prefkit.formats import Mapping, detect, normalise
 from prefkit.progress import track
 from prefkit.records import ARROW_SCHEMA, RECORD_COLUMNS
 from prefkit.sources import Source, load_source
-
-META_COLUMNS = ("source", "source_index", "stage", "reason")
 
 
 @dataclass
@@ -78,27 +76,42 @@ def to_records(df: pl.DataFrame, source_label: str) -> pa.Table:
     return out.to_arrow().cast(ARROW_SCHEMA)
 
 
-def reject_table(df: pl.DataFrame, raw: pa.Table, source_label: str) -> pa.Table:
-    """Rows not kept: source, source_index, stage, reason, then the row's original fields."""
-    meta = df.select(pl.lit(source_label).alias("source"), "source_index", "stage", "reason").to_arrow()
-    meta = meta.cast(
-        pa.schema(
-            [
-                ("source", pa.string()),
-                ("source_index", pa.int64()),
-                ("stage", pa.string()),
-                ("reason", pa.string()),
-            ]
-        )
-    )
-    original = raw.take(pa.array(df["source_index"].to_numpy()))
+REJECT_META = pa.schema(
+    [
+        ("source", pa.string()),
+        ("source_index", pa.int64()),
+        ("stage", pa.string()),
+        ("reason", pa.string()),
+        ("margin", pa.float64()),
+    ]
+)
+
+
+def reject_table(df: pl.DataFrame, raw: pa.Table, source_label: str, full: bool = False) -> pa.Table:
+    """Rows not kept: source, source_index, stage, reason, margin, then the row's original fields.
+
+    Rows dropped by a selection (``--top``, ``--max-rows``) carry null original fields unless ``full``: they are
+    good rows not chosen, often most of the source, and ``source_index`` at the pinned revision finds them.
+    """
+    meta = df.select(pl.lit(source_label).alias("source"), "source_index", "stage", "reason", "margin")
+    meta_table = meta.to_arrow().cast(REJECT_META)
+    index = meta["source_index"]
+    if not full:
+        index = pl.select(
+            pl.when(~pl.lit(meta["reason"]).is_in(list(SELECTION_REASONS))).then(pl.lit(index))
+        ).to_series()
+    original = raw.take(index.to_arrow())
     for name in original.column_names:
         column = original.column(name)
-        meta = meta.append_column(f"original.{name}" if name in META_COLUMNS else name, column)
-    return meta
+        meta_table = meta_table.append_column(
+            f"original.{name}" if name in REJECT_META.names else name, column
+        )
+    return meta_table
 
 
-def classify_split(raw: pa.Table, mapping: Mapping, options: FilterOptions, source_label: str) -> SplitResult:
+def classify_split(
+    raw: pa.Table, mapping: Mapping, options: FilterOptions, source_label: str, full_rejects: bool = False
+) -> SplitResult:
     """Normalise, validate and filter one split of one source."""
     df = normalise(raw, mapping).with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("source_index"))
     df = classify(df, options)
@@ -108,7 +121,7 @@ def classify_split(raw: pa.Table, mapping: Mapping, options: FilterOptions, sour
     rejected = df.filter(pl.col("stage") != "kept")
     return SplitResult(
         kept=to_records(kept, source_label),
-        rejects=reject_table(rejected, raw, source_label),
+        rejects=reject_table(rejected, raw, source_label, full_rejects),
         counts=count(df),
     )
 
@@ -156,6 +169,7 @@ def build(
     top: int | None = None,
     max_rows: int | None = None,
     seed: int | None = None,
+    full_rejects: bool = False,
     overwrite: bool = False,
     token: str | bool | None = None,
     progress: bool = False,
@@ -189,7 +203,7 @@ def build(
     work = [(src, name, table) for src in loaded for name, table in src.splits.items()]
     for src, name, table in track(work, desc="normalising", show=progress):
         mapping = detect(table, format=format, columns=columns, margin_col=margin_col)
-        result = classify_split(table, mapping, options, src.label)
+        result = classify_split(table, mapping, options, src.label, full_rejects)
         kept.setdefault(name, []).append(result.kept)
         rejects.setdefault(name, []).append(result.rejects)
         counts[name] = merge_counts(counts.get(name, EMPTY_COUNTS), result.counts)

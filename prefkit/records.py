@@ -100,11 +100,56 @@ REFLOGPS_FIELDS = [
 ]
 
 
-def features_dict(schema: pa.Schema = ARROW_SCHEMA) -> dict:
-    """The ``datasets`` features (as the dict written into a dataset card) for an Arrow schema."""
-    import datasets
+_DTYPES = {
+    pa.string(): "string",
+    pa.large_string(): "large_string",
+    pa.int64(): "int64",
+    pa.int32(): "int32",
+    pa.float64(): "float64",
+    pa.float32(): "float32",
+    pa.bool_(): "bool",
+}
 
-    return datasets.Features.from_arrow_schema(schema).to_dict()
+
+def _feature(t: pa.DataType) -> dict | str:
+    """`datasets`' dict form of one Arrow type (the subset prefkit writes)."""
+    if t in _DTYPES:
+        return {"dtype": _DTYPES[t], "_type": "Value"}
+    if pa.types.is_struct(t):
+        return {t.field(i).name: _feature(t.field(i).type) for i in range(t.num_fields)}
+    if pa.types.is_list(t):
+        return {"feature": _feature(t.value_type), "_type": "List"}
+    raise TypeError(f"no datasets feature for Arrow type {t}")
+
+
+def features_dict(schema: pa.Schema = ARROW_SCHEMA) -> dict:
+    """The ``datasets`` features of an Arrow schema as a dict (``Features.to_dict()`` form), without importing
+    ``datasets``; falls back to ``datasets`` for types prefkit does not write itself."""
+    try:
+        return {f.name: _feature(f.type) for f in schema}
+    except TypeError:
+        import datasets
+
+        return datasets.Features.from_arrow_schema(schema.remove_metadata()).to_dict()
+
+
+def features_yaml(features: dict) -> list[dict]:
+    """The card (YAML) form ``[{name, dtype | list | struct}]`` of a features dict, as ``datasets`` writes it."""
+
+    def item(name: str, feat: dict) -> dict:
+        kind = feat.get("_type")
+        if kind == "Value":
+            return {"name": name, "dtype": feat["dtype"]}
+        if kind in ("List", "Sequence"):
+            inner = item(name, feat["feature"])
+            inner.pop("name")
+            key, value = next(iter(inner.items()))
+            return {"name": name, "list": value if key in ("struct", "list") else inner[key]}
+        if kind is None:  # a struct: plain dict of fields
+            return {"name": name, "struct": [item(k, v) for k, v in feat.items()]}
+        raise TypeError(f"cannot describe feature type {kind!r} in a card")
+
+    return [item(name, feat) for name, feat in features.items()]
 
 
 def features(schema: pa.Schema = ARROW_SCHEMA):

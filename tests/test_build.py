@@ -394,3 +394,16 @@ def test_example_dataset_builds(tmp_path):
     c = res.manifest["splits"]["train"]
     assert c["kept"] == 20 and c["invalid"] == {"empty_text": 1, "histories_differ": 1}
     assert c["dropped"] == {"identical": 1, "not_in_top": 8, "template_residue": 1, "tie": 1}
+
+
+def test_selection_drops_listed_without_text_unless_full_rejects(tmp_path):
+    rows = flat_rows([3.0, 2.0, 1.0, 0.0])
+    path = write_jsonl(tmp_path / "t.jsonl", rows)
+    build(path, tmp_path / "a", top=1)
+    rejects = pl.read_parquet(tmp_path / "a" / "rejects" / "train.parquet").sort("source_index")
+    assert rejects["reason"].to_list() == ["not_in_top", "not_in_top", "tie"]
+    assert rejects["margin"].to_list() == [2.0, 1.0, 0.0]
+    assert rejects["chosen"].to_list() == [None, None, "c3"]  # the tie keeps its text; selection drops do not
+    build(path, tmp_path / "b", top=1, full_rejects=True)
+    full = pl.read_parquet(tmp_path / "b" / "rejects" / "train.parquet").sort("source_index")
+    assert full["chosen"].to_list() == ["c1", "c2", "c3"]

@@ -30,6 +30,12 @@ from prefkit.commands.common import column_options, command_line, echo_json, ren
     is_flag=True,
     help="Keep rows whose text holds chat-template tokens (dropped by default).",
 )
+@click.option(
+    "--full-rejects",
+    is_flag=True,
+    help="Also copy the original fields of rows not chosen by --top/--max-rows into rejects/ (by default those "
+    "rows are listed with source_index, reason and margin only).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace the output folder if it exists.")
 @click.option("--dry-run", is_flag=True, help="Load, normalise and count, but write nothing.")
 @click.option(
@@ -37,31 +43,7 @@ from prefkit.commands.common import column_options, command_line, echo_json, ren
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary table.")
-def command(
-    sources,
-    output,
-    splits,
-    revision,
-    config,
-    data_dir,
-    format_,
-    prompt_col,
-    chosen_col,
-    rejected_col,
-    system_col,
-    margin_col,
-    top,
-    min_margin,
-    max_rows,
-    seed,
-    keep_ties,
-    keep_residue,
-    overwrite,
-    dry_run,
-    token,
-    as_json,
-    quiet,
-):
+def command(sources, output, splits, format_, dry_run, as_json, quiet, **options):
     """Load preference data, normalise it to prompt/chosen/rejected messages, validate, filter, and write a clean set.
 
     SOURCES is a Hub dataset id (`namespace/name`) or a local file (.parquet, .jsonl, .json, .csv) or folder.
@@ -85,25 +67,10 @@ def command(
         list(sources),
         None if dry_run else output,
         split=list(splits) or None,
-        revision=revision,
-        config=config,
-        data_dir=data_dir,
         format=format_,
-        prompt_col=prompt_col,
-        chosen_col=chosen_col,
-        rejected_col=rejected_col,
-        system_col=system_col,
-        margin_col=margin_col,
-        keep_ties=keep_ties,
-        keep_residue=keep_residue,
-        min_margin=min_margin,
-        top=top,
-        max_rows=max_rows,
-        seed=seed,
-        overwrite=overwrite,
-        token=token,
         progress=enabled(quiet),
         command=command_line(),
+        **options,
     )
     if as_json:
         echo_json(result.summary())
