@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from prefkit import __version__
 from prefkit.filters import SELECTION_REASONS, FilterOptions, classify
-from prefkit.formats import Mapping, detect, normalise
+from prefkit.formats import Mapping, detect, normalise, used_columns
 from prefkit.progress import track
 from prefkit.records import ARROW_SCHEMA, RECORD_COLUMNS
 from prefkit.sources import Source, load_source
@@ -90,6 +90,7 @@ REJECT_META = pa.schema(
 def reject_table(df: pl.DataFrame, raw: pa.Table, source_label: str, full: bool = False) -> pa.Table:
     """Rows not kept: source, source_index, stage, reason, margin, then the row's original fields.
 
+    The original fields are the source columns the build read (its mapping), or all columns with ``full``.
     Rows dropped by a selection (``--top``, ``--max-rows``) carry null original fields unless ``full``: they are
     good rows not chosen, often most of the source, and ``source_index`` at the pinned revision finds them.
     """
@@ -203,7 +204,8 @@ def build(
     work = [(src, name, table) for src in loaded for name, table in src.splits.items()]
     for src, name, table in track(work, desc="normalising", show=progress):
         mapping = detect(table, format=format, columns=columns, margin_col=margin_col)
-        result = classify_split(table, mapping, options, src.label, full_rejects)
+        raw = table if full_rejects else table.select(used_columns(mapping))
+        result = classify_split(raw, mapping, options, src.label, full_rejects)
         kept.setdefault(name, []).append(result.kept)
         rejects.setdefault(name, []).append(result.rejects)
         counts[name] = merge_counts(counts.get(name, EMPTY_COUNTS), result.counts)

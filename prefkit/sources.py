@@ -21,13 +21,53 @@ LOCAL_SUFFIXES = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".cs
 LOGIN_HINT = "log in with `hf auth login` or set HF_TOKEN"
 
 
+class ParquetSplit:
+    """A local parquet file, decoded lazily: a build reads only the columns it maps.
+
+    Behaves like the ``pa.Table`` it stands for (any other attribute reads the whole file once).
+    """
+
+    def __init__(self, path: Path) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = path
+        self._file = pq.ParquetFile(path)
+        self.schema: pa.Schema = self._file.schema_arrow
+        self.num_rows: int = self._file.metadata.num_rows
+        self.column_names: list[str] = self.schema.names
+        self._table: pa.Table | None = None
+
+    def select(self, columns: list[str]) -> pa.Table:
+        import pyarrow.parquet as pq
+
+        if self._table is not None:
+            return self._table.select(columns)
+        return pq.read_table(self.path, columns=columns)
+
+    def head(self, n: int) -> pa.Table:
+        batch = next(self._file.iter_batches(batch_size=n), None)
+        return pa.Table.from_batches([batch]) if batch is not None else self.schema.empty_table()
+
+    def __getattr__(self, name: str):
+        if self._table is None:
+            import pyarrow.parquet as pq
+
+            self._table = pq.read_table(self.path)
+        return getattr(self._table, name)
+
+
+def head(table: pa.Table | ParquetSplit, n: int) -> pa.Table:
+    """The first ``n`` rows (a sample for detection) without reading a whole parquet file."""
+    return table.head(n) if isinstance(table, ParquetSplit) else table.slice(0, n)
+
+
 @dataclass
 class Source:
     """A loaded source: its splits as Arrow tables, and where exactly they came from."""
 
     spec: str
     kind: str  # "hub" | "local"
-    splits: dict[str, pa.Table]
+    splits: dict[str, pa.Table | ParquetSplit]
     revision: str | None = None  # what the user asked for
     sha: str | None = None  # the commit it resolved to
     config: str | None = None
@@ -96,13 +136,11 @@ def _select_splits(tables: dict[str, pa.Table], wanted: list[str] | None, name: 
     return {s: tables[s] for s in wanted}
 
 
-def _read_file(path: Path) -> pa.Table:
+def _read_file(path: Path) -> pa.Table | ParquetSplit:
     kind = LOCAL_SUFFIXES.get(path.suffix.lower()) or LOCAL_SUFFIXES.get(Path(path.stem).suffix.lower())
     try:
-        if kind == "parquet":
-            import pyarrow.parquet as pq
-
-            return pq.read_table(path)
+        if kind == "parquet" and path.suffix.lower() == ".parquet":
+            return ParquetSplit(path)
         if kind == "csv":
             import pyarrow.csv as pacsv
 

@@ -33,8 +33,8 @@ from prefkit.commands.common import column_options, command_line, echo_json, ren
 @click.option(
     "--full-rejects",
     is_flag=True,
-    help="Also copy the original fields of rows not chosen by --top/--max-rows into rejects/ (by default those "
-    "rows are listed with source_index, reason and margin only).",
+    help="Copy every original column of every row not kept into rejects/ (by default: the columns the build "
+    "read, and for rows not chosen by --top/--max-rows only source_index, reason and margin).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace the output folder if it exists.")
 @click.option("--dry-run", is_flag=True, help="Load, normalise and count, but write nothing.")

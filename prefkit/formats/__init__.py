@@ -105,8 +105,10 @@ def detect(
     ``margin_col`` names the native margin column. Raises :class:`FormatError` listing the columns found and the
     options that fix it when nothing matches.
     """
+    from prefkit.sources import head
+
     schema = table if isinstance(table, pa.Schema) else table.schema
-    sample = None if isinstance(table, pa.Schema) else table.slice(0, 64)
+    sample = None if isinstance(table, pa.Schema) else head(table, 64)
     columns = {k: v for k, v in (columns or {}).items() if v is not None}
     if format is not None and format not in FAMILIES:
         raise FormatError(f"unknown format {format!r}", f"use one of: {', '.join(FAMILIES)}")
@@ -146,7 +148,7 @@ def normalise(table: pa.Table, mapping: Mapping) -> pl.DataFrame:
     ``score_rejected``, ``margin`` (Float64) and ``invalid`` (reason string, null for rows that normalised).
     """
     family = FAMILIES[mapping.family]
-    df = pl.from_arrow(table.select(_used_columns(mapping)), rechunk=False)
+    df = pl.from_arrow(table.select(used_columns(mapping)), rechunk=False)
     if isinstance(df, pl.Series):  # a single column comes back as a Series
         df = df.to_frame()
     core = family.normalise(df, mapping, table.schema)
@@ -161,7 +163,8 @@ def normalise(table: pa.Table, mapping: Mapping) -> pl.DataFrame:
     )
 
 
-def _used_columns(mapping: Mapping) -> list[str]:
+def used_columns(mapping: Mapping) -> list[str]:
+    """The source columns a mapping reads (what `build` decodes, and what rejects keep of each row)."""
     cols = [mapping.prompt, mapping.chosen, mapping.rejected, mapping.system]
     cols += [mapping.score_chosen, mapping.score_rejected, mapping.margin]
     return list(dict.fromkeys(c for c in cols if c))
