@@ -38,11 +38,9 @@ class ParquetSplit:
         self._table: pa.Table | None = None
 
     def select(self, columns: list[str]) -> pa.Table:
-        import pyarrow.parquet as pq
-
         if self._table is not None:
             return self._table.select(columns)
-        return pq.read_table(self.path, columns=columns)
+        return self._file.read(columns=columns)  # not pq.read_table: that imports pyarrow.dataset (+ pandas)
 
     def head(self, n: int) -> pa.Table:
         batch = next(self._file.iter_batches(batch_size=n), None)
@@ -50,9 +48,7 @@ class ParquetSplit:
 
     def __getattr__(self, name: str):
         if self._table is None:
-            import pyarrow.parquet as pq
-
-            self._table = pq.read_table(self.path)
+            self._table = self._file.read()
         return getattr(self._table, name)
 
 
