@@ -31,7 +31,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 
 def _words(text: str) -> list[str]:
@@ -581,8 +581,7 @@ def _make_handler(hub: HubServer):
         # --- routing --------------------------------------------------------------------------------------------
         def _route(self, path: str, query: dict, body: bytes) -> None:
             user = hub.user_for(self.headers)
-            raw = path.strip("/").split("/")
-            seg = [unquote(s) for s in raw]
+            seg = [unquote(s) for s in path.strip("/").split("/")]
             m = self.command
             if seg[:2] == ["api", "whoami-v2"]:
                 if user is None:
@@ -616,9 +615,7 @@ def _make_handler(hub: HubServer):
                     hub.lfs[oid] = body
                 return self._send(200)
             if seg[0] == "api" and len(seg) >= 4 and seg[1] in REPO_TYPES:
-                return self._api_repo(
-                    REPO_TYPES[seg[1]], f"{seg[2]}/{seg[3]}", seg[4:], raw[4:], query, body, user
-                )
+                return self._api_repo(REPO_TYPES[seg[1]], f"{seg[2]}/{seg[3]}", seg[4:], query, body, user)
             # git LFS batch: /[datasets/]ns/name.git/info/lfs/objects/batch
             rtype, rest = (
                 (REPO_TYPES[seg[0]], seg[1:]) if seg[0] in ("datasets", "spaces") else ("model", seg)
@@ -673,7 +670,6 @@ def _make_handler(hub: HubServer):
             rtype: str,
             repo_id: str,
             seg: list[str],
-            raw: list[str],
             query: dict,
             body: bytes,
             user: User | None,
@@ -892,10 +888,6 @@ def _make_handler(hub: HubServer):
             self._send(status, data, headers, ctype="application/octet-stream")
 
     return Handler
-
-
-def repo_url(hub: HubServer, repo_id: str, repo_type: str = "dataset") -> str:
-    return f"{hub.url}/{URL_PREFIX[repo_type]}{quote(repo_id)}"
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use

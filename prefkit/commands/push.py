@@ -1,0 +1,125 @@
+"""`prefkit push`."""
+
+from __future__ import annotations
+
+import warnings
+
+import click
+
+from prefkit.commands.common import echo_json
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+@click.command("push", context_settings={"max_content_width": 100})
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.argument("repo_id")
+@click.option("--revision", help="Branch to push to (created from main when missing). Default: main.")
+@click.option("--private", is_flag=True, help="Create the repo private (refused if it exists and is public).")
+@click.option("--create-pr", is_flag=True, help="Open a pull request instead of committing to the branch.")
+@click.option("-m", "--message", help="Commit message. Default: 'prefkit push: N preference pairs'.")
+@click.option(
+    "--include-rejects", is_flag=True, help="Also upload rejects/<split>.parquet (not pushed by default)."
+)
+@click.option(
+    "--license", "license_", help="Hub licence id for the card (default: the sources' most restrictive)."
+)
+@click.option(
+    "--plots", type=click.Path(file_okay=False), help="Folder of PNGs to embed (default: FOLDER/plots)."
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Print the files and the card that would be committed; commit nothing."
+)
+@click.option("--token", help="Hugging Face token (default: HF_TOKEN or your `hf auth login`).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary.")
+def command(
+    folder,
+    repo_id,
+    revision,
+    private,
+    create_pr,
+    message,
+    include_rejects,
+    license_,
+    plots,
+    dry_run,
+    token,
+    as_json,
+    quiet,
+):
+    """Publish a built set (FOLDER, from `prefkit build`) as the Hub dataset repo REPO_ID, in one commit.
+
+    Uploads data/*.parquet, prefkit.json and a dataset card (licence, tags, how to load and train with TRL,
+    the exact command, sources with revisions, counts per drop reason, statistics, reference-model
+    provenance). Shards left by an earlier push are deleted in the same commit. The endpoint is
+    HF_ENDPOINT (default https://huggingface.co); the token is --token, HF_TOKEN or `hf auth login`.
+
+    \b
+    Examples:
+      prefkit push hermes2k me/hermes-dpo-2k
+      prefkit push hermes2k me/hermes-dpo-2k --private --revision v2 --message "top 2000 by delta_score"
+      prefkit push hermes2k me/hermes-dpo-2k --dry-run        # the files and the card; commits nothing
+      prefkit push hermes2k someone/their-set --create-pr
+    """
+    from prefkit.hub import push
+
+    bars = None
+    if quiet or as_json:
+        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
+
+        bars = are_progress_bars_disabled()
+        disable_progress_bars()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # shown below from result.warnings
+            result = push(
+                folder,
+                repo_id,
+                revision=revision,
+                private=private,
+                create_pr=create_pr,
+                message=message,
+                include_rejects=include_rejects,
+                license=license_,
+                plots=plots,
+                dry_run=dry_run,
+                token=token,
+            )
+    finally:
+        if bars is False:
+            from huggingface_hub.utils import enable_progress_bars
+
+            enable_progress_bars()
+    for text in result.warnings:
+        click.echo(f"Warning: {text}", err=True)
+    if as_json:
+        echo_json(result.summary())
+        return
+    if dry_run:
+        where = f"{result.repo_url} (branch {result.revision}" + (", pull request" if create_pr else "") + ")"
+        state = "new repo" if result.created_repo else "existing repo"
+        if not result.remote_checked:
+            state = "repo not checked"
+        click.echo(f"Dry run: would push to {where}, {state}, licence {result.license}:")
+        for f in result.files:
+            click.echo(f"  add     {f['path']:<48} {_size(f['size']):>10}")
+        for path in result.deleted:
+            click.echo(f"  delete  {path}")
+        click.echo("\n--- README.md ---")
+        click.echo(result.card)
+        return
+    if not quiet:
+        deleted = f", {len(result.deleted)} deleted" if result.deleted else ""
+        click.echo(
+            f"Pushed {len(result.files)} files{deleted} to {result.repo_url} ({result.revision})", err=True
+        )
+        click.echo(f"commit {result.commit_url}", err=True)
+        if result.pr_url:
+            click.echo(f"pull request {result.pr_url}", err=True)
