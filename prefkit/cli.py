@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the `prefkit` script and `python -m prefkit`."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="prefkit", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="prefkit", standalone_mode=False)
+        if isinstance(code, int) and code:  # ctx.exit(n) returns n when not in standalone mode
+            sys.exit(code)
     except PrefkitError as err:
         if debug:
             raise

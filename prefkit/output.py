@@ -144,6 +144,9 @@ def staged_folder(out_dir: Path | str, overwrite: bool = False) -> Iterator[Path
         raise OutputError(f"{str(out_dir)!r} exists and is not a folder", "choose another -o")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    stage.chmod(0o777 & ~umask)  # mkdtemp makes 0700; the output is a normal folder
     try:
         yield stage
         if out_dir.exists():

@@ -1,0 +1,200 @@
+"""`prefkit reflogps`."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from prefkit.commands.common import command_line, echo_json
+
+
+def model_options(f):
+    """--model/--revision/--dtype/--device/--attn-implementation/--chat-template/--trust-remote-code."""
+    for opt in reversed(
+        [
+            click.option(
+                "-m",
+                "--model",
+                "model",
+                metavar="MODEL",
+                required=True,
+                help="Reference model: a local folder or a Hub model id.",
+            ),
+            click.option(
+                "--revision", help="Hub branch, tag or commit of the model (recorded as the resolved commit)."
+            ),
+            click.option(
+                "--dtype",
+                default="auto",
+                show_default=True,
+                type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+                help="Compute dtype; auto = bfloat16 on CUDA, float32 on the CPU (log-probs are summed in fp32).",
+            ),
+            click.option(
+                "--device",
+                default="auto",
+                show_default=True,
+                help="cpu, cuda, cuda:N or auto (under torchrun: one GPU per rank).",
+            ),
+            click.option(
+                "--attn-implementation",
+                default="sdpa",
+                show_default=True,
+                help="transformers attention kernel: sdpa, eager, flash_attention_2, ...",
+            ),
+            click.option(
+                "--chat-template",
+                metavar="FILE|TEMPLATE",
+                help="Chat template to use instead of the tokenizer's: a Jinja file or the template text.",
+            ),
+            click.option(
+                "--trust-remote-code", is_flag=True, help="Allow custom model/tokenizer code from the repo."
+            ),
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
+@click.command("reflogps", context_settings={"max_content_width": 100})
+@click.argument("out", type=click.Path(file_okay=False))
+@model_options
+@click.option(
+    "--max-length",
+    type=click.IntRange(min=1),
+    default=1024,
+    show_default=True,
+    help="TRL's DPOConfig.max_length: prompt+completion are truncated to it (keep_start); use your trainer's value.",
+)
+@click.option(
+    "--token-budget",
+    type=click.IntRange(min=1),
+    help="Tokens per forward batch (default: sized from free memory; halved and retried on out-of-memory).",
+)
+@click.option("--no-prefix-sharing", is_flag=True, help="Score prompt+chosen and prompt+rejected separately.")
+@click.option(
+    "--shard-rows",
+    type=click.IntRange(min=1),
+    default=2048,
+    show_default=True,
+    help="Pairs per work shard (the unit of resume and of work per torchrun rank).",
+)
+@click.option(
+    "--resume/--no-resume",
+    default=True,
+    show_default=True,
+    help="Continue an interrupted run from its finished shards (same options); --no-resume starts over.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Recompute when OUT already has the columns, and discard unfinished work from a run with other options.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+def command(
+    out,
+    model,
+    revision,
+    dtype,
+    device,
+    attn_implementation,
+    chat_template,
+    trust_remote_code,
+    max_length,
+    token_budget,
+    no_prefix_sharing,
+    shard_rows,
+    resume,
+    overwrite,
+    as_json,
+    quiet,
+):
+    """Precompute the reference model's log-probs, exactly as TRL's DPOTrainer would, into the set OUT.
+
+    Adds ref_chosen_logps / ref_rejected_logps (float32: the summed log-probs of the completion tokens after
+    TRL's tokenization and max_length truncation) and chosen_tokens / rejected_tokens (int32) to every data
+    shard of OUT, and records the model, revision, weight/tokenizer/template hashes, dtype and max_length in
+    OUT/prefkit.json. Train on the result with prefkit.trl.PrecomputedRefDPOTrainer: no reference model is
+    loaded during training. Rows whose prompt alone reaches --max-length (TRL drops them) are counted and
+    left null.
+
+    Work is saved in shards under OUT/.reflogps-work; a killed run restarted with the same command resumes.
+    Under torchrun every rank scores its share of the shards and rank 0 writes the result.
+
+    \b
+    Examples:
+      prefkit reflogps hermes2k --model ./my-sft-model
+      prefkit reflogps hermes2k --model Qwen/Qwen2.5-0.5B-Instruct --dtype bfloat16 --max-length 2048
+      prefkit reflogps hermes2k --model ./base --chat-template ./chatml.jinja --overwrite
+      torchrun --nproc-per-node 8 -m prefkit reflogps hermes2k --model ./my-sft-model
+      prefkit verify hermes2k --sample 64        # then check a sample against the plain computation
+    """
+    from prefkit.progress import enabled
+    from prefkit.reflogps.job import reflogps
+
+    show = enabled(quiet)
+    _quiet_transformers(quiet or not show)
+    summary = reflogps(
+        out,
+        model,
+        revision=revision,
+        dtype=dtype,
+        device=device,
+        attn_implementation=attn_implementation,
+        max_length=max_length,
+        token_budget=token_budget,
+        prefix_sharing=not no_prefix_sharing,
+        shard_rows=shard_rows,
+        resume=resume,
+        overwrite=overwrite,
+        chat_template=chat_template,
+        trust_remote_code=trust_remote_code,
+        progress=show,
+        command=command_line(),
+    )
+    if int(os.environ.get("RANK", "0") or 0) != 0:  # torchrun: rank 0 reports
+        return
+    if as_json:
+        echo_json(summary)
+    if not quiet:
+        render_summary(summary)
+
+
+def _quiet_transformers(quiet: bool) -> None:
+    """Silence transformers' own progress bars and info logs (they write to stderr)."""
+    if quiet:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        try:
+            from transformers.utils import logging
+
+            logging.disable_progress_bar()
+            logging.set_verbosity_error()
+        except ImportError:
+            pass
+
+
+def render_summary(s: dict) -> None:
+    """The human summary on stderr."""
+    err = lambda text="": click.echo(text, err=True)  # noqa: E731
+    header = f"{'split':<16} {'pairs':>9} {'scored':>9} {'dropped':>9} {'truncated':>9} {'tokens':>12}"
+    err(header)
+    err("-" * len(header))
+    for name, c in s["splits"].items():
+        err(
+            f"{name:<16} {c['rows']:>9,} {c['scored']:>9,} {sum(c['dropped'].values()):>9,} "
+            f"{c['truncated']:>9,} {c['tokens']:>12,}"
+        )
+    for reason, n in s["dropped"].items():
+        err(f"  dropped {reason}: {n:,} rows (TRL drops them at this --max-length; their columns are null)")
+    shards = s["shards"]
+    resumed = f", {shards['resumed']} of {shards['total']} shards resumed" if shards["resumed"] else ""
+    rate = (
+        f"{s['pairs_per_s']:,.1f} pairs/s, {s['tokens_per_s']:,.0f} tokens/s" if s.get("pairs_per_s") else ""
+    )
+    err()
+    err(
+        f"wrote reference log-probs of {s['model']} ({s['dtype']}, {s['device']} x{s['world_size']}) "
+        f"to {s['output']} in {s['seconds']:.1f}s ({rate}{resumed})"
+    )

@@ -1,0 +1,184 @@
+"""`prefkit verify OUT`: recompute a seeded sample of reference log-probs the plain way and compare.
+
+The plain path (:func:`prefkit.reflogps.plain.score_pairs_plain`) runs one full forward per sequence with
+a full log-softmax: nothing of the fast engine (no packing, no prefix sharing, no chunked head). By default
+the model, revision, dtype, max_length and chat-template file are the ones recorded in ``prefkit.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from prefkit.errors import OutputError
+from prefkit.output import read_output
+
+#: Default tolerances per compute dtype: |stored - recomputed| <= atol + rtol * |recomputed|.
+DEFAULT_TOLERANCES = {"float32": (1e-3, 1e-4), "bfloat16": (0.5, 2e-2), "float16": (0.5, 2e-2)}
+
+
+def default_tolerance(dtype: str) -> tuple[float, float]:
+    return DEFAULT_TOLERANCES.get(dtype, DEFAULT_TOLERANCES["bfloat16"])
+
+
+def _sample_rows(folder: Any, splits: list[str], sample: int, seed: int) -> list[tuple[str, int]]:
+    population = [
+        (split, i) for split in splits for i in range(folder.read_split(split, columns=["chosen"]).num_rows)
+    ]
+    if sample >= len(population):
+        return population
+    rng = np.random.default_rng(seed)
+    picks = sorted(rng.choice(len(population), size=sample, replace=False).tolist())
+    return [population[i] for i in picks]
+
+
+def verify(
+    out_dir: str | Path,
+    model: str | None = None,
+    *,
+    sample: int = 64,
+    seed: int = 0,
+    split: str | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    revision: str | None = None,
+    dtype: str | None = None,
+    device: str | None = "auto",
+    attn_implementation: str | None = "sdpa",
+    chat_template: str | None = None,
+    trust_remote_code: bool = False,
+    max_length: int | None = None,
+    progress: bool = False,
+) -> dict:
+    """Recompute ``sample`` random rows (seeded) of a scored set with the plain path; report the differences.
+
+    Returns a report dict with ``max_abs_diff``, ``max_rel_diff``, ``failing`` (values beyond
+    ``atol + rtol*|value|``), ``token_mismatches``, ``null_mismatches``, provenance ``warnings`` (e.g. other
+    weights than recorded) and ``ok``.
+    """
+    from prefkit.models import load_model
+    from prefkit.progress import bar
+    from prefkit.reflogps.job import REF_COLUMNS, ROW_COLUMNS
+    from prefkit.reflogps.plain import score_pairs_plain
+    from prefkit.templates import tokenize_pairs
+
+    folder = read_output(out_dir)
+    section = folder.manifest.get("reflogps")
+    if not section:
+        raise OutputError(
+            f"{out_dir} has no reference log-probs to verify",
+            "score it first with `prefkit reflogps OUT --model MODEL`",
+        )
+    splits = [split] if split else folder.splits
+    if split and split not in folder.splits:
+        raise OutputError(f"split {split!r} not in {out_dir}", f"choose one of: {', '.join(folder.splits)}")
+    if model is None:
+        model = section.get("model_path") if section.get("model_source") == "local" else section.get("model")
+        revision = revision or section.get("revision")
+    if chat_template is None and str(section.get("chat_template", "")).startswith("file:"):
+        chat_template = section["chat_template"].removeprefix("file:")
+    dtype = dtype or section.get("dtype") or "auto"
+    max_length = max_length or section["max_length"]
+
+    loaded = load_model(
+        model,
+        revision=revision,
+        dtype=dtype,
+        device=device,
+        attn_implementation=attn_implementation,
+        trust_remote_code=trust_remote_code,
+        chat_template=chat_template,
+    )
+    prov = loaded.provenance
+    warnings = [
+        f"{label} differs from the one recorded in prefkit.json"
+        for label, key in (
+            ("the model's weights", "weights_sha256"),
+            ("the tokenizer", "tokenizer_sha256"),
+            ("the chat template", "chat_template_sha256"),
+        )
+        if section.get(key) and prov.get(key) and section[key] != prov[key]
+    ]
+    if prov["dtype"] != section.get("dtype"):
+        warnings.append(f"recomputing in {prov['dtype']} but the set was scored in {section.get('dtype')}")
+    default_atol, default_rtol = default_tolerance(prov["dtype"])
+    atol = default_atol if atol is None else atol
+    rtol = default_rtol if rtol is None else rtol
+
+    picks = _sample_rows(folder, splits, sample, seed)
+    stored: dict[str, list] = {name: [] for name in REF_COLUMNS}
+    rows: list[dict] = []
+    ids: list[Any] = []
+    for name in splits:
+        indices = [i for s, i in picks if s == name]
+        if not indices:
+            continue
+        table = folder.read_split(name).take(pa.array(indices))
+        row_cols = [c for c in ROW_COLUMNS if c in table.column_names]
+        missing = [c for c in REF_COLUMNS if c not in table.column_names]
+        if missing:
+            raise OutputError(
+                f"split {name!r} has no {missing[0]} column", "rerun `prefkit reflogps` on the set"
+            )
+        rows += table.select(row_cols).to_pylist()
+        ids += table.column("id").to_pylist() if "id" in table.column_names else indices
+        for col in REF_COLUMNS:
+            stored[col] += table.column(col).to_pylist()
+
+    pairs = tokenize_pairs(rows, loaded.tokenizer, max_length)
+    with bar(desc="verifying", total=len(pairs), show=progress, unit="pair") as pbar:
+        chosen, rejected = score_pairs_plain(loaded.model, pairs, progress=lambda n, _t: pbar.update(n))
+
+    def as_float(values: list) -> np.ndarray:
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+    have = np.concatenate([as_float(stored["ref_chosen_logps"]), as_float(stored["ref_rejected_logps"])])
+    want = np.concatenate([chosen.astype(np.float64), rejected.astype(np.float64)])
+    both = ~np.isnan(have) & ~np.isnan(want)
+    null_mismatches = int(np.sum(np.isnan(have) != np.isnan(want)))
+    diff = np.abs(have - want)
+    rel = diff / np.maximum(np.abs(want), 1e-6)
+    failing_mask = both & (diff > atol + rtol * np.abs(want))
+    token_want = [len(p.chosen_ids) if not p.dropped else None for p in pairs] + [
+        len(p.rejected_ids) if not p.dropped else None for p in pairs
+    ]
+    token_have = stored["chosen_tokens"] + stored["rejected_tokens"]
+    token_mismatches = sum(a != b for a, b in zip(token_have, token_want, strict=True))
+
+    n = len(pairs)
+    order = np.argsort(-np.where(both, diff, -1.0))[:5]
+    worst = [
+        {
+            "row": str(ids[k % n]),
+            "column": REF_COLUMNS[k // n],
+            "stored": float(have[k]),
+            "recomputed": float(want[k]),
+            "abs_diff": float(diff[k]),
+        }
+        for k in order
+        if both[k]
+    ]
+    failing = int(failing_mask.sum())
+    return {
+        "output": str(out_dir),
+        "model": model,
+        "dtype": prov["dtype"],
+        "device": prov["device"],
+        "max_length": max_length,
+        "seed": seed,
+        "rows_checked": n,
+        "values_compared": int(both.sum()),
+        "max_abs_diff": float(diff[both].max()) if both.any() else 0.0,
+        "max_rel_diff": float(rel[both].max()) if both.any() else 0.0,
+        "atol": atol,
+        "rtol": rtol,
+        "failing": failing,
+        "null_mismatches": null_mismatches,
+        "token_mismatches": int(token_mismatches),
+        "warnings": warnings,
+        "worst": worst,
+        "ok": failing == 0 and null_mismatches == 0 and token_mismatches == 0,
+    }

@@ -1,0 +1,173 @@
+"""prefkit.trl.PrecomputedRefDPOTrainer on a tiny model: TRL uses prefkit's columns, without a reference model.
+
+With the policy equal to the reference (same weights), TRL's first-step DPO loss is ln 2 exactly when the
+reference columns are right; with perturbed columns it is not, which proves they are used.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("trl")
+
+from tests.reflogps_data import build_set
+from tests.tinymodel import tiny_model_path
+
+MAX_LENGTH = 96
+LN2 = math.log(2)
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    """A built set of 24 rows (some too long for MAX_LENGTH) with prefkit's reference columns."""
+    from prefkit.reflogps.job import reflogps
+
+    model = tiny_model_path()
+    out = build_set(tmp_path_factory.mktemp("trl"), n=24)
+    reflogps(out, str(model), max_length=MAX_LENGTH, device="cpu")
+    return out, model
+
+
+def _load(out):
+    import datasets
+
+    return datasets.load_dataset(str(out))["train"]
+
+
+def _trainer(model_path, dataset, tmp_path, **kwargs):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig
+
+    from prefkit.trl import PrecomputedRefDPOTrainer
+
+    extra = {k: kwargs.pop(k) for k in ("ld_alpha",) if k in kwargs}
+    policy = AutoModelForCausalLM.from_pretrained(str(model_path))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    args = DPOConfig(
+        output_dir=str(tmp_path / "run"),
+        precompute_ref_log_probs=True,
+        max_length=kwargs.pop("max_length", MAX_LENGTH),
+        per_device_train_batch_size=8,
+        max_steps=1,
+        logging_steps=1,
+        learning_rate=1e-6,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        bf16=False,  # TRL defaults to bf16 autocast (even on CPU); the set was scored in fp32
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        seed=0,
+        **extra,
+    )
+    return PrecomputedRefDPOTrainer(
+        model=policy, ref_model=None, args=args, train_dataset=dataset, processing_class=tokenizer, **kwargs
+    )
+
+
+def _first_loss(trainer) -> float:
+    trainer.train()
+    return next(entry["loss"] for entry in trainer.state.log_history if "loss" in entry)
+
+
+def _count_model_inits(monkeypatch) -> list:
+    from transformers import PreTrainedModel
+
+    created = []
+    original = PreTrainedModel.__init__
+
+    def counting(self, *args, **kwargs):
+        created.append(type(self).__name__)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedModel, "__init__", counting)
+    return created
+
+
+def test_columns_used_first_loss_is_ln2_and_no_reference_model(scored, tmp_path, monkeypatch):
+    from trl.trainer import dpo_trainer
+
+    out, model = scored
+    dataset = _load(out)
+    calls = []
+    monkeypatch.setattr(dpo_trainer.DPOTrainer, "compute_ref_log_probs", lambda *a, **k: calls.append(1))
+    hashed = []
+    real_hash = dpo_trainer.hash_module
+    monkeypatch.setattr(dpo_trainer, "hash_module", lambda m: hashed.append(1) or real_hash(m))
+
+    from transformers import AutoModelForCausalLM
+
+    policy_count_before = _count_model_inits(monkeypatch)
+    trainer = _trainer(model, dataset, tmp_path, prefkit_manifest=out)
+    # the policy itself was created inside _trainer (LlamaForCausalLM + its LlamaModel); nothing else
+    assert policy_count_before == ["LlamaForCausalLM", "LlamaModel"]
+    assert trainer.ref_model is None
+    assert calls == [], "TRL recomputed the reference log-probs"
+    assert hashed == [], "TRL hashed the weights although nothing is precomputed"
+    assert isinstance(trainer.model, AutoModelForCausalLM._model_mapping[type(trainer.model.config)])
+    assert abs(_first_loss(trainer) - LN2) < 1e-4
+
+
+def test_perturbed_columns_change_first_loss(scored, tmp_path):
+    out, model = scored
+    dataset = _load(out).map(
+        lambda r: {"ref_chosen_logps": None if r["ref_chosen_logps"] is None else r["ref_chosen_logps"] + 5.0}
+    )
+    loss = _first_loss(_trainer(model, dataset, tmp_path))
+    assert abs(loss - LN2) > 0.05, loss
+
+
+def test_fallback_without_columns_matches_trl_and_prefkit(scored, tmp_path):
+    """No columns: TRL's own precompute runs (like plain DPOTrainer) and agrees with prefkit's values."""
+    out, model = scored
+    full = _load(out)
+    bare = full.remove_columns(["ref_chosen_logps", "ref_rejected_logps", "chosen_tokens", "rejected_tokens"])
+    trainer = _trainer(model, bare, tmp_path)
+    assert trainer.ref_model is None
+    trl_rows = {r["id"]: r for r in trainer.train_dataset}
+    ours = {r["id"]: r for r in full}
+    assert trl_rows, "TRL kept no rows"
+    # TRL drops the rows whose prompt alone fills max_length; prefkit leaves exactly those null
+    assert set(trl_rows) == {i for i, r in ours.items() if r["ref_chosen_logps"] is not None}
+    for key in ("ref_chosen_logps", "ref_rejected_logps"):
+        theirs = np.array([trl_rows[i][key] for i in trl_rows], dtype=np.float64)
+        mine = np.array([ours[i][key] for i in trl_rows], dtype=np.float64)
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-4)
+    for i, r in trl_rows.items():  # TRL's collator cuts prompt+completion to max_length (keep_start)
+        room = MAX_LENGTH - len(r["prompt_ids"])
+        assert ours[i]["chosen_tokens"] == min(len(r["chosen_ids"]), room)
+        assert ours[i]["rejected_tokens"] == min(len(r["rejected_ids"]), room)
+    assert abs(_first_loss(trainer) - LN2) < 1e-4
+
+
+def test_manifest_mismatch_warns(scored, tmp_path):
+    from prefkit.trl import PrefkitWarning
+
+    out, model = scored
+    dataset = _load(out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _trainer(model, dataset, tmp_path, prefkit_manifest=out)
+    assert not [w for w in caught if issubclass(w.category, PrefkitWarning)]
+    with pytest.warns(PrefkitWarning, match="max_length"):
+        _trainer(model, dataset, tmp_path, prefkit_manifest=out, max_length=MAX_LENGTH + 8)
+    other = tiny_model_path(seed=1)
+    with pytest.warns(PrefkitWarning, match="model"):
+        _trainer(other, dataset, tmp_path, prefkit_manifest=out)
+
+
+def test_ld_alpha_recomputes_with_trl(scored, tmp_path):
+    """LD-DPO length-weights the reference values inside TRL: plain-sum columns must not be used."""
+    from prefkit.trl import PrefkitWarning
+
+    out, model = scored
+    dataset = _load(out)
+    with pytest.warns(PrefkitWarning, match="ld_alpha"):
+        trainer = _trainer(model, dataset, tmp_path, ld_alpha=0.5)
+    theirs = {r["id"]: r["ref_chosen_logps"] for r in trainer.train_dataset}
+    ours = {r["id"]: r["ref_chosen_logps"] for r in dataset}
+    assert any(abs(theirs[i] - ours[i]) > 1e-2 for i in theirs)  # TRL's length-weighted values were computed
