@@ -1,0 +1,183 @@
+"""The target model's tokenizer and chat template (``--tokenizer`` / ``--chat-template``), loaded without weights.
+
+``load_target("./my-sft-model")`` reads only the tokenizer files of a local folder or a Hub repo (no weights
+are downloaded); ``--chat-template NAME|FILE`` replaces or supplies its template. Without a tokenizer, a
+built-in template still renders text (``--chat-template chatml --output-format text``) with that family's
+usual special tokens; token-length filters need a tokenizer.
+
+The manifest entry (:meth:`Target.manifest_entry`) records what decides token ids and rendered text, with the
+same hashes ``prefkit reflogps`` records for its model (``prefkit.models.tokenizer_hash`` /
+``chat_template_hash``), so a scoring run can refuse a set built for another tokenizer or template.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefkit.chat_templates import BUILTIN_TEMPLATES, ChatRenderer, builtin_names, resolve_chat_template
+from prefkit.errors import ModelError
+
+#: files a tokenizer can need (never weights)
+TOKENIZER_PATTERNS = [
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.json",
+    "chat_template.jinja",
+    "additional_chat_templates/*",
+    "config.json",
+    "generation_config.json",
+    "vocab.*",
+    "merges.txt",
+    "*.model",
+    "*.tiktoken",
+]
+
+#: special tokens the built-in templates use when no tokenizer is given (the families' own tokens)
+BUILTIN_SPECIAL_TOKENS: dict[str, dict[str, str]] = {
+    "chatml": {"eos_token": "<|im_end|>"},
+    "llama-3": {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"},
+    "mistral": {"bos_token": "<s>", "eos_token": "</s>"},
+    "zephyr": {"bos_token": "<s>", "eos_token": "</s>"},
+    "gemma": {"bos_token": "<bos>", "eos_token": "<eos>"},
+    "phi-3": {"bos_token": "<s>", "eos_token": "<|endoftext|>"},
+    "qwen": {"eos_token": "<|im_end|>"},
+}
+
+
+@dataclass
+class Target:
+    """What the set is prepared for: a tokenizer (optional) and the chat template that renders the rows."""
+
+    renderer: ChatRenderer
+    template_origin: str
+    tokenizer: Any = None
+    name_or_path: str | None = None
+    revision: str | None = None
+
+    def require_tokenizer(self, what: str) -> Any:
+        if self.tokenizer is None:
+            raise ModelError(
+                f"{what} needs the target model's tokenizer",
+                "pass --tokenizer MODEL_OR_PATH (a folder or Hub id)",
+            )
+        return self.tokenizer
+
+    def manifest_entry(self, **settings: Any) -> dict[str, Any]:
+        """``manifest["tokenizer"]``: identity and hashes of tokenizer and template, plus ``settings``."""
+        from prefkit.models import tokenizer_hash
+
+        return {
+            "name_or_path": self.name_or_path,
+            "revision": self.revision,
+            "hash": tokenizer_hash(self.tokenizer) if self.tokenizer is not None else None,
+            "class": type(self.tokenizer).__name__ if self.tokenizer is not None else None,
+            "chat_template": self.template_origin,
+            "chat_template_hash": self.renderer.hash,
+            **{k: v for k, v in settings.items() if v is not None},
+        }
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or "\\" in spec or spec.count("/") > 1
+
+
+def locate_tokenizer(spec: str, revision: str | None = None) -> tuple[Path, str | None]:
+    """A local folder or Hub id → (folder with the tokenizer files, resolved revision or None)."""
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelError(
+                f"tokenizer {spec!r} is a file, not a folder", "pass the model or tokenizer folder"
+            )
+        if not any(
+            (path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+        ):
+            raise ModelError(
+                f"{spec!r} has no tokenizer files (tokenizer.json / tokenizer_config.json)",
+                "pass the folder written by save_pretrained, or a Hub model id",
+            )
+        return path.resolve(), revision
+    if _looks_like_path(spec):
+        raise ModelError(
+            f"tokenizer folder {spec!r} does not exist", "check the path, or pass a Hub id like org/name"
+        )
+
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        folder = Path(snapshot_download(spec, revision=revision, allow_patterns=TOKENIZER_PATTERNS))
+    except RevisionNotFoundError:
+        raise ModelError(
+            f"revision {revision!r} not found in {spec!r}", "check --tokenizer-revision"
+        ) from None
+    except GatedRepoError:
+        raise ModelError(
+            f"model repo {spec!r} is gated", "accept its terms on the Hub and log in (`hf auth login`)"
+        ) from None
+    except (RepositoryNotFoundError, HFValidationError):
+        raise ModelError(
+            f"tokenizer {spec!r} is neither a local folder nor a Hub model repo",
+            "check the path or the repo id (private repos need `hf auth login`)",
+        ) from None
+    except LocalEntryNotFoundError:
+        raise ModelError(
+            f"tokenizer {spec!r} is not a local folder and not in the Hub cache (offline?)",
+            "check the path, or download it first with network access",
+        ) from None
+    except OSError as err:
+        raise ModelError(
+            f"cannot fetch tokenizer {spec!r}: {err}", "check the repo id and your network"
+        ) from None
+    return folder, folder.name
+
+
+def load_target(
+    tokenizer: str | None = None,
+    chat_template: str | None = None,
+    *,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+) -> Target:
+    """Load the tokenizer (if given) and resolve the chat template.
+
+    Raises :class:`~prefkit.errors.ModelError` when neither is given, the tokenizer cannot be loaded, the
+    template name/file is unknown, or the tokenizer has no template and ``chat_template`` is not given.
+    """
+    if tokenizer is None and chat_template is None:
+        raise ModelError(
+            "no tokenizer and no chat template", "pass --tokenizer MODEL_OR_PATH and/or --chat-template"
+        )
+    template = origin = None
+    if chat_template is not None:
+        template, origin = resolve_chat_template(chat_template)
+    if tokenizer is None:
+        name = origin.split(":", 1)[1] if origin and origin.startswith("builtin:") else None
+        variables = dict(BUILTIN_SPECIAL_TOKENS.get(name, {})) if name else {}
+        return Target(ChatRenderer(template, variables), origin)  # type: ignore[arg-type]
+
+    from prefkit.models import load_tokenizer
+
+    folder, resolved = locate_tokenizer(tokenizer, revision)
+    tok, tok_origin = load_tokenizer(folder, trust_remote_code=trust_remote_code)
+    if template is not None:
+        tok.chat_template = template
+    elif not getattr(tok, "chat_template", None):
+        raise ModelError(
+            f"the tokenizer {tokenizer!r} has no chat template",
+            f"pass --chat-template NAME ({', '.join(builtin_names())}) or a Jinja file",
+        )
+    renderer = ChatRenderer.from_tokenizer(tok)
+    return Target(renderer, origin or tok_origin, tok, tokenizer, resolved)
+
+
+__all__ = ["BUILTIN_TEMPLATES", "Target", "load_target", "locate_tokenizer"]
