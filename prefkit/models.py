@@ -182,7 +182,7 @@ def resolve_chat_template(spec: str) -> tuple[str, str]:
     """``--chat-template`` value → (Jinja source, a short description for the manifest).
 
     Accepts a Jinja file path, a template string, or the name of a template prefkit ships
-    (``prefkit.templates``, when it provides named templates).
+    (``prefkit.chat_templates``: chatml, llama-3, mistral, zephyr, gemma, phi-3, qwen).
     """
     path = Path(spec).expanduser()
     if len(spec) < 4096 and "\n" not in spec and path.is_file():
@@ -194,23 +194,15 @@ def resolve_chat_template(spec: str) -> tuple[str, str]:
             ) from None
     if "{{" in spec or "{%" in spec:
         return spec, "inline"
-    try:  # named templates come from prefkit.templates (another issue); optional here
-        from prefkit import templates
+    from prefkit.chat_templates import BUILTIN_TEMPLATES, get_chat_template
 
-        getter = getattr(templates, "get_chat_template", None) or getattr(templates, "builtin_template", None)
-    except ImportError:
-        getter = None
-    if getter is not None:
-        try:
-            source = getter(spec)
-        except (KeyError, ValueError, LookupError):
-            source = None
-        if source:
-            return source, f"builtin:{spec}"
-    raise ModelError(
-        f"chat template {spec!r} is neither a file nor a Jinja template",
-        "pass a path to a .jinja file, or the template text itself",
-    )
+    try:
+        return get_chat_template(spec), f"builtin:{spec}"
+    except KeyError:
+        raise ModelError(
+            f"chat template {spec!r} is neither a file, a Jinja template, nor a built-in name",
+            f"pass a .jinja file, the template text, or one of: {', '.join(BUILTIN_TEMPLATES)}",
+        ) from None
 
 
 def require_chat_template(tokenizer: Any, model_name: str = "the model") -> None:
@@ -218,7 +210,7 @@ def require_chat_template(tokenizer: Any, model_name: str = "the model") -> None
     if not getattr(tokenizer, "chat_template", None):
         raise ModelError(
             f"the tokenizer of {model_name} has no chat template, and the set has conversational (message) rows",
-            "pass --chat-template FILE (a Jinja chat template) or use a model that ships one",
+            "pass --chat-template NAME|FILE (e.g. --chat-template chatml) or use a model that ships one",
         )
 
 

@@ -284,3 +284,17 @@ def test_hub_model_with_revision_and_provenance(hub):
         load_model(hub.unique_id("me/missing-model"), device="cpu")
     with pytest.raises(ModelError, match="revision"):
         load_model(repo, revision="no-such-branch", device="cpu")
+
+
+def test_refuses_a_set_built_for_another_tokenizer(fresh, capsys):
+    """`build --tokenizer` records the tokenizer/template hashes; reflogps refuses a mismatch unless told."""
+    manifest_path = fresh / "prefkit.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["tokenizer"] = {"name_or_path": "other-model", "hash": "0" * 64, "chat_template_hash": "1" * 64}
+    manifest_path.write_text(json.dumps(manifest))
+    args = ["reflogps", str(fresh), "--model", str(tiny_model_path()), "--max-length", str(MAX_LENGTH), "-q"]
+    code, _, err = _cli(args, capsys)
+    assert code == 1 and "built for another tokenizer (other-model)" in err and "--allow-mismatch" in err
+    code, _, err = _cli([*args, "--allow-mismatch", "--chat-template", "chatml"], capsys)
+    assert code == 0, err
+    assert json.loads(manifest_path.read_text())["reflogps"]["chat_template"] == "builtin:chatml"

@@ -91,6 +91,11 @@ def model_options(f):
     is_flag=True,
     help="Recompute when OUT already has the columns, and discard unfinished work from a run with other options.",
 )
+@click.option(
+    "--allow-mismatch",
+    is_flag=True,
+    help="Score even when `build --tokenizer` recorded another tokenizer or chat template in OUT's manifest.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def command(
@@ -108,6 +113,7 @@ def command(
     shard_rows,
     resume,
     overwrite,
+    allow_mismatch,
     as_json,
     quiet,
 ):
@@ -151,6 +157,7 @@ def command(
         overwrite=overwrite,
         chat_template=chat_template,
         trust_remote_code=trust_remote_code,
+        allow_mismatch=allow_mismatch,
         progress=show,
         command=command_line(),
     )

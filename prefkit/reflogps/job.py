@@ -332,6 +332,21 @@ def merge(out: Path, shards: list[Shard], reflogps_section: dict) -> dict:
 # --------------------------------------------------------------------------------------------------- the job
 
 
+def check_build_tokenizer(built: dict, prov: dict, model: str) -> None:
+    """Refuse to score a set that `build --tokenizer` filtered or rendered for another tokenizer or template."""
+    pairs = (
+        ("hash", "tokenizer_sha256", "tokenizer"),
+        ("chat_template_hash", "chat_template_sha256", "chat template"),
+    )
+    for built_key, prov_key, what in pairs:
+        if built.get(built_key) and prov.get(prov_key) and built[built_key] != prov[prov_key]:
+            raise ModelError(
+                f"the set was built for another {what} ({built.get('name_or_path') or 'unknown'}) than {model}'s",
+                "score with the model whose tokenizer built the set, rebuild with --tokenizer MODEL, "
+                "or pass --allow-mismatch to score anyway",
+            )
+
+
 def reflogps(
     out_dir: str | Path,
     model: str,
@@ -348,6 +363,7 @@ def reflogps(
     overwrite: bool = False,
     chat_template: str | None = None,
     trust_remote_code: bool = False,
+    allow_mismatch: bool = False,
     progress: bool = False,
     command: str | None = None,
 ) -> dict:
@@ -406,6 +422,8 @@ def reflogps(
         engine_settings.pop("device", None)
         engine_settings["self_test_max_abs_diff"] = engine.self_test(loaded.model)
         prov = loaded.provenance
+        if not allow_mismatch:
+            check_build_tokenizer(folder.manifest.get("tokenizer") or {}, prov, model)
 
         def settings_and_fingerprint() -> tuple[dict, str]:
             settings = {
