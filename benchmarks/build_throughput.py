@@ -11,6 +11,13 @@ two sides are interleaved and repeated; medians are reported.
 
     python benchmarks/build_throughput.py                 # 100k rows, 3 repeats
     python benchmarks/build_throughput.py --rows 20000 --repeats 1
+    python benchmarks/build_throughput.py --mix           # 3-source mix, 300k rows in total
+
+The --mix case mixes three sources of different shapes, 300k rows in total (--rows): 50% UltraFeedback-binarized
+shaped message lists, 30% flat Intel/orca-shaped strings with a system column and `delta_score`, 20% TRL
+explicit-prompt messages; weighted `uf:0.5 orca:60000 hh:2.0` (fraction, row count, upsampling), --dedup and a 5%
+test split. prefkit's split is leak-free (grouped by prompt); the recipe's `train_test_split` is not, so the
+recipe does less work.
 """
 
 from __future__ import annotations
@@ -76,6 +83,131 @@ def make_dataset(path: Path, rows: int, seed: int = 0) -> None:
     pq.write_table(table, path)
 
 
+def make_mix_sources(folder: Path, rows: int, seed: int = 0) -> None:
+    """Three sources for the mix case: uf.parquet (B), orca.parquet (A), hh.parquet (C); ``rows`` in total."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    n_uf, n_orca = rows // 2, rows * 3 // 10
+    n_hh = rows - n_uf - n_orca
+    make_dataset(folder / "uf.parquet", n_uf, seed)
+    rng = np.random.default_rng(seed + 1)
+    vocab = np.array(WORDS)
+
+    def texts(n: int, mean_words: float, tag: str) -> list[str]:
+        lengths = np.clip(rng.lognormal(np.log(mean_words), 0.6, n).astype(int), 3, 2000)
+        flat = vocab[rng.integers(0, len(vocab), lengths.sum())]
+        out, pos = [], 0
+        for i, n_words in enumerate(lengths):
+            out.append(f"{tag}{i} " + " ".join(flat[pos : pos + n_words]))
+            pos += n_words
+        return out
+
+    q = texts(n_orca, 60, "q")
+    systems = np.where(rng.random(n_orca) < 0.5, "", "You are an AI assistant.")
+    pq.write_table(
+        pa.table(
+            {
+                "system": systems.tolist(),
+                "question": q,
+                "chosen": texts(n_orca, 150, "c"),
+                "rejected": texts(n_orca, 120, "r"),
+                "delta_score": rng.integers(0, 10, n_orca).astype(float),
+            }
+        ),
+        folder / "orca.parquet",
+    )
+    prompts, good, bad = texts(n_hh, 40, "h"), texts(n_hh, 100, "g"), texts(n_hh, 80, "b")
+    msg = lambda role, t: [{"content": t, "role": role}]  # noqa: E731
+    pq.write_table(
+        pa.table(
+            {
+                "prompt": pa.array([msg("user", p) for p in prompts]),
+                "chosen": pa.array([msg("assistant", t) for t in good]),
+                "rejected": pa.array([msg("assistant", t) for t in bad]),
+            }
+        ),
+        folder / "hh.parquet",
+    )
+
+
+def run_prefkit_mix(src: Path, out: Path, top: int) -> None:
+    from prefkit import build
+
+    specs = [f"{src / 'uf.parquet'}:0.5", f"{src / 'orca.parquet'}:60000", f"{src / 'hh.parquet'}:2.0"]
+    build(specs, out, dedup=True, test_size=0.05, seed=0)
+
+
+def run_recipe_mix(src: Path, out: Path, top: int) -> None:
+    """What people write by hand: per-source map to one shape, filter, weighted sample, concat, dedup, split."""
+    import datasets
+
+    load = lambda name: datasets.load_dataset("parquet", data_files=str(src / name), split="train")  # noqa: E731
+
+    def from_uf(ex):
+        return {
+            "prompt": ex["chosen"][:-1],
+            "chosen": ex["chosen"][-1:],
+            "rejected": ex["rejected"][-1:],
+            "margin": ex["score_chosen"] - ex["score_rejected"],
+        }
+
+    def from_orca(ex):
+        prompt = [{"role": "user", "content": ex["question"]}]
+        if ex["system"]:
+            prompt = [{"role": "system", "content": ex["system"]}, *prompt]
+        return {
+            "prompt": prompt,
+            "chosen": [{"role": "assistant", "content": ex["chosen"]}],
+            "rejected": [{"role": "assistant", "content": ex["rejected"]}],
+            "margin": ex["delta_score"],
+        }
+
+    def from_hh(ex):
+        return {"margin": None}
+
+    def keep(ex):
+        same = " ".join(ex["chosen"][0]["content"].split()) == " ".join(ex["rejected"][0]["content"].split())
+        return ex["margin"] != 0 and not same
+
+    uf = load("uf.parquet").map(from_uf, remove_columns=["prompt_id", "messages", "score_chosen", "score_rejected"])
+    orca = load("orca.parquet").map(from_orca, remove_columns=["system", "question", "delta_score"])
+    hh = load("hh.parquet").map(from_hh).cast(uf.features)
+    parts = []
+    for ds, kind, value in ((uf, "fraction", 0.5), (orca, "rows", 60000), (hh, "upsample", 2.0)):
+        ds = ds.filter(keep)
+        if kind == "fraction":
+            ds = ds.shuffle(seed=0).select(range(int(len(ds) * value)))
+        elif kind == "rows":
+            ds = ds.shuffle(seed=0).select(range(min(int(value), len(ds))))
+        else:
+            import numpy as np
+
+            extra = np.random.default_rng(0).integers(0, len(ds), int((value - 1) * len(ds)))
+            ds = datasets.concatenate_datasets([ds, ds.select(extra)])
+        parts.append(ds)
+    mixed = datasets.concatenate_datasets(parts)
+    seen: set[int] = set()
+
+    def first_time(ex):
+        key = hash((str(ex["prompt"]), str(ex["chosen"]), str(ex["rejected"])))
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+
+    mixed = mixed.filter(first_time)
+    split = mixed.train_test_split(test_size=0.05, seed=0)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, ds in split.items():
+        ds.to_parquet(str(out / f"{name}.parquet"))
+
+
+SIDES = {"prefkit": None, "recipe": None, "prefkit-mix": run_prefkit_mix, "recipe-mix": run_recipe_mix}
+
+
 def run_prefkit(src: Path, out: Path, top: int) -> None:
     from prefkit import build
 
@@ -112,7 +244,8 @@ def child(side: str, src: Path, top: int) -> None:
     os.environ["HF_DATASETS_CACHE"] = str(work / "cache")  # a fresh cache: no reuse between runs
     try:
         start = time.perf_counter()
-        (run_prefkit if side == "prefkit" else run_recipe)(src, work / "out", top)
+        runner = {"prefkit": run_prefkit, "recipe": run_recipe}.get(side) or SIDES[side]
+        runner(src, work / "out", top)
         seconds = time.perf_counter() - start
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -131,11 +264,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--top", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--child", choices=["prefkit", "recipe"], help=argparse.SUPPRESS)
+    parser.add_argument("--mix", action="store_true", help="the 3-source mix case (default --rows 300000)")
+    parser.add_argument("--child", choices=list(SIDES), help=argparse.SUPPRESS)
     parser.add_argument("--src", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.src, args.top)
+        return
+    if args.mix:
+        main_mix(300_000 if args.rows == 100_000 else args.rows, args.repeats)
         return
 
     with tempfile.TemporaryDirectory(prefix="bench-build-") as tmp:
@@ -157,6 +294,31 @@ def main() -> None:
     for side in ("prefkit", "recipe"):
         print(f"{side:<10}{med[side]:>10.2f}{args.rows / med[side]:>12,.0f}{mem[side]:>14,.0f}")
     print(f"\nprefkit is {med['recipe'] / med['prefkit']:.1f}x faster than the datasets recipe (target: >= 5x)")
+    print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+
+
+def main_mix(rows: int, repeats: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-mix-") as tmp:
+        src = Path(tmp) / "sources"
+        t = time.perf_counter()
+        make_mix_sources(src, rows)
+        size = sum(p.stat().st_size for p in src.iterdir()) / 1e6
+        print(f"data: 3 sources, {rows:,} rows in total, {size:.0f} MB parquet (made in {time.perf_counter() - t:.1f}s)")
+        results: dict[str, list[dict]] = {"prefkit-mix": [], "recipe-mix": []}
+        for i in range(repeats):
+            order = ("prefkit-mix", "recipe-mix") if i % 2 == 0 else ("recipe-mix", "prefkit-mix")
+            for side in order:
+                r = measure(side, src, 0)
+                results[side].append(r)
+                print(f"  run {i + 1} {side:<12} {r['seconds']:7.2f} s  peak RSS {r['peak_rss_mb']:7.0f} MB", flush=True)
+    med = {s: statistics.median(r["seconds"] for r in rs) for s, rs in results.items()}
+    mem = {s: statistics.median(r["peak_rss_mb"] for r in rs) for s, rs in results.items()}
+    print()
+    print(f"{'side':<14}{'median s':>10}{'rows/s':>12}{'peak RSS MB':>14}")
+    for side in results:
+        print(f"{side:<14}{med[side]:>10.2f}{rows / med[side]:>12,.0f}{mem[side]:>14,.0f}")
+    ratio = med["recipe-mix"] / med["prefkit-mix"]
+    print(f"\nprefkit mix is {ratio:.1f}x faster than the datasets recipe (target: >= 5x)")
     print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
 
 

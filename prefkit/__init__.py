@@ -20,6 +20,8 @@ _LAZY = {
     "read_output": "prefkit.output",
     "PrefkitError": "prefkit.errors",
     "PreferenceRecord": "prefkit.records",
+    "compute_stats": "prefkit.stats",
+    "load_target": "prefkit.target",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -36,6 +36,20 @@ def _features_list(features: dict) -> list[dict]:
     return features_yaml(features)
 
 
+#: the card's first sentence per `build --export` shape (docs/formats.md, Export shapes)
+EXPORT_INTROS = {
+    "trl": "Pairs in TRL's conversational format (`prompt` messages, `chosen` / `rejected` = one assistant "
+    "message), validated and filtered by [prefkit](https://github.com/prefkit/prefkit).",
+    "openrlhf": "Pairs for OpenRLHF: `chosen` / `rejected` are whole conversations (prompt + answer) with a "
+    "`margin`, validated and filtered by [prefkit](https://github.com/prefkit/prefkit).",
+    "llamafactory": "Pairs in LLaMA-Factory's ShareGPT ranking shape (`conversations`, `system`, `chosen` / "
+    "`rejected` = one `{from: gpt, value}`; `dataset_info.json` has the entries), validated and filtered by "
+    "[prefkit](https://github.com/prefkit/prefkit).",
+    "kto": "Unpaired rows for KTO (`prompt`, `completion`, `label`), made from pairs validated and filtered by "
+    "[prefkit](https://github.com/prefkit/prefkit).",
+}
+
+
 def render_card(manifest: dict, features: dict) -> str:
     meta = card_metadata(manifest, features)
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
@@ -47,8 +61,7 @@ def render_card(manifest: dict, features: dict) -> str:
         "",
         "# Preference dataset built with prefkit",
         "",
-        "Pairs in TRL's conversational format (`prompt` messages, `chosen` / `rejected` = one assistant message), "
-        "validated and filtered by [prefkit](https://github.com/prefkit/prefkit).",
+        EXPORT_INTROS.get((manifest.get("export") or {}).get("shape", "trl"), EXPORT_INTROS["trl"]),
         "",
         "## Load it",
         "",

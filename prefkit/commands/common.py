@@ -65,6 +65,14 @@ def echo_json(obj: dict) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
 
+#: counts that are not places rows end in: rows added (read + added = kept + dropped + invalid), and flags
+EXTRA_COUNTS = {
+    "extra_pairs": "pairs beyond one per source row (ranked/rated sets are binarised)",
+    "upsampled": "extra copies drawn by a source weight above its size",
+    "axes_disagree": "PKU-SafeRLHF rows whose better and safer labels disagree",
+}
+
+
 def render_counts(splits: dict[str, dict], seconds: float | None = None, output: str | None = None) -> None:
     """The human summary: read / kept / dropped / invalid per split, then the reasons (stderr)."""
     err = lambda s="": click.echo(s, err=True)  # noqa: E731
@@ -77,14 +85,14 @@ def render_counts(splits: dict[str, dict], seconds: float | None = None, output:
         )
     reasons: dict[tuple[str, str], int] = {}
     for c in splits.values():
-        for stage in ("dropped", "invalid"):
-            for r, n in c[stage].items():
+        for stage in ("dropped", "invalid", "added", "flags"):
+            for r, n in c.get(stage, {}).items():
                 reasons[(stage, r)] = reasons.get((stage, r), 0) + n
     if reasons:
         err()
         for (stage, r), n in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            meaning = (DROP_REASONS if stage == "dropped" else INVALID_REASONS).get(r, "")
-            err(f"  {stage:<8} {r:<28} {n:>9,}  {meaning}")
+            glossary = {"dropped": DROP_REASONS, "invalid": INVALID_REASONS}.get(stage, EXTRA_COUNTS)
+            err(f"  {stage:<8} {r:<28} {n:>9,}  {glossary.get(r, '')}")
     tail = []
     if output:
         tail.append(f"wrote {output}")
@@ -93,3 +101,28 @@ def render_counts(splits: dict[str, dict], seconds: float | None = None, output:
     if tail:
         err()
         err(" ".join(tail))
+
+
+def target_options(f):
+    """--tokenizer / --chat-template / --tokenizer-revision / --trust-remote-code: the target model's tokenizer."""
+    for opt in reversed(
+        [
+            click.option(
+                "--tokenizer",
+                metavar="MODEL_OR_PATH",
+                help="The target model's tokenizer: a local folder or a Hub id (only tokenizer files are read).",
+            ),
+            click.option(
+                "--chat-template",
+                metavar="NAME|FILE",
+                help="Chat template: a built-in name (chatml, llama-3, mistral, zephyr, gemma, phi-3, qwen) or a "
+                "Jinja file; replaces the tokenizer's own. Needed when the tokenizer has none.",
+            ),
+            click.option("--tokenizer-revision", help="Hub branch, tag or commit of --tokenizer."),
+            click.option(
+                "--trust-remote-code", is_flag=True, help="Allow a tokenizer that needs custom code."
+            ),
+        ]
+    ):
+        f = opt(f)
+    return f

@@ -63,9 +63,17 @@ def command(
     for name, info in report["splits"].items():
         click.echo(f"\nsplit {name} ({info['rows']:,} rows)")
         click.echo(f"  format:  {info['format']} (family {info['family']}: {info['description']})")
+        extra = info["mapping"].get("extra", {})
         for key, col in info["mapping"].items():
-            if key != "family":
+            if key not in ("family", "extra"):
                 click.echo(f"  {key:<15}<- {col}")
-        unused = [c for c in info["columns"] if c not in info["mapping"].values()]
+        for key, col in extra.get("columns", {}).items():
+            click.echo(f"  {key:<15}<- {col}")
+        for key, value in extra.items():
+            if key != "columns":
+                click.echo(f"  {key:<15}   {value}")
+        used = {v for v in info["mapping"].values() if isinstance(v, str)}
+        used |= set(extra.get("columns", {}).values()) | {extra.get("group")}
+        unused = [c for c in info["columns"] if c not in used]
         if unused:
             click.echo(f"  unused columns: {', '.join(unused)}")

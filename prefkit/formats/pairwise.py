@@ -1,0 +1,295 @@
+"""Family E: two answers and a label saying which one wins. The label orients the pair; ties are possible.
+
+One source row gives one candidate pair (row for row, like families A-D). Four shapes, told apart by their columns:
+
+==========  ==========================================  ====================================================
+variant     columns                                     orientation
+==========  ==========================================  ====================================================
+``shp``     history, human_ref_A/B, labels              ``labels == 1`` => A is chosen; margin = score_ratio
+``pku``     prompt, response_0/1, better/safer_         ``<axis>_response_id`` names the chosen response
+            response_id
+``helpsteer2``  prompt, response_1/2,                   strength < 0 => response_1, > 0 => response_2, 0 = tie;
+            preference_strength                         margin = abs(strength)
+``arena``   conversation_a/b, winner                    ``model_a`` / ``model_b``; ``tie``, ``tie (bothbad)``
+==========  ==========================================  ====================================================
+
+Label options travel in ``Mapping.extra``: ``axis`` (pku: better | safer | both), ``shp_min_ratio`` and
+``max_pairs_per_post`` (shp). Decisions made from labels go to the ``normaliser_drop`` column (a drop reason the
+filters honour), ties to the boolean ``tie`` column (the ``tie`` reason, kept with ``--keep-ties``), counts to
+``flag_*`` columns (summed into the manifest's ``flags``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+import pyarrow as pa
+
+from prefkit.errors import FormatError
+from prefkit.formats.base import (
+    MESSAGES_DTYPE,
+    Mapping,
+    first_reason,
+    is_messages,
+    is_number,
+    is_string,
+    messages_expr,
+    single_assistant,
+)
+
+NAME = "pairwise"
+LETTER = "E"
+DESCRIPTION = (
+    "two answers + a label (SHP human_ref_A/B + labels, PKU-SafeRLHF response_0/1 + *_response_id, "
+    "HelpSteer2 response_1/2 + preference_strength, chatbot-arena conversation_a/b + winner)"
+)
+
+AXES = ("better", "safer", "both")
+ARENA_TIES = ("tie", "tie (bothbad)")
+#: HelpSteer2 inlines earlier turns of multi-turn prompts with these markers
+EXTRA_ID_TURN = re.compile(r"<extra_id_1>(User|Assistant)[ \t]*\n?")
+EXTRA_ID_SYSTEM = re.compile(r"^\s*<extra_id_0>System[ \t]*\n?")
+
+#: variant -> (required columns with their type test)
+_REQUIRED = {
+    "shp": {"history": is_string, "human_ref_A": is_string, "human_ref_B": is_string, "labels": is_number},
+    "pku": {
+        "prompt": is_string,
+        "response_0": is_string,
+        "response_1": is_string,
+        "better_response_id": is_number,
+        "safer_response_id": is_number,
+    },
+    "helpsteer2": {
+        "prompt": is_string,
+        "response_1": is_string,
+        "response_2": is_string,
+        "preference_strength": is_number,
+    },
+    "arena": {"conversation_a": is_messages, "conversation_b": is_messages, "winner": is_string},
+}
+
+
+def _has(schema: pa.Schema, required: dict) -> bool:
+    return all(name in schema.names and ok(schema.field(name).type) for name, ok in required.items())
+
+
+def match(schema: pa.Schema, columns: dict[str, str | None]) -> Mapping | str:
+    """Which E variant the columns are (column overrides do not apply: the label columns are fixed names)."""
+    for variant, required in _REQUIRED.items():
+        if _has(schema, required):
+            return _mapping(variant, schema)
+    return (
+        "needs two answers and a label: human_ref_A/B + labels (SHP), response_0/1 + better_response_id + "
+        "safer_response_id (PKU-SafeRLHF), response_1/2 + preference_strength (HelpSteer2), or "
+        "conversation_a/b + winner (chatbot arena)"
+    )
+
+
+def _mapping(variant: str, schema: pa.Schema) -> Mapping:
+    names = set(schema.names)
+    if variant == "shp":
+        cols = {"label": "labels"}
+        cols |= {k: k for k in ("score_A", "score_B", "score_ratio", "post_id") if k in names}
+        return Mapping(
+            NAME,
+            chosen="human_ref_A",
+            rejected="human_ref_B",
+            prompt="history",
+            margin="score_ratio" if "score_ratio" in names else None,
+            extra={
+                "variant": variant,
+                "columns": cols,
+                **({"group": "post_id"} if "post_id" in names else {}),
+            },
+        )
+    if variant == "pku":
+        cols = {"better": "better_response_id", "safer": "safer_response_id"}
+        return Mapping(
+            NAME,
+            chosen="response_0",
+            rejected="response_1",
+            prompt="prompt",
+            extra={"variant": variant, "columns": cols, "axis": "better"},
+        )
+    if variant == "helpsteer2":
+        return Mapping(
+            NAME,
+            chosen="response_1",
+            rejected="response_2",
+            prompt="prompt",
+            margin="preference_strength",
+            extra={"variant": variant, "columns": {"strength": "preference_strength"}},
+        )
+    group = {"group": "question_id"} if "question_id" in names else {}
+    return Mapping(
+        NAME,
+        chosen="conversation_a",
+        rejected="conversation_b",
+        extra={"variant": variant, "columns": {"winner": "winner"}, **group},
+    )
+
+
+def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+    """One candidate pair per row, with its own score/margin columns (see the module docstring)."""
+    variant = mapping.extra["variant"]
+    return {"shp": _shp, "pku": _pku, "helpsteer2": _helpsteer2, "arena": _arena}[variant](
+        df, mapping, schema
+    )
+
+
+def _user(content: pl.Expr) -> pl.Expr:
+    return pl.concat_list([pl.struct(role=pl.lit("user", dtype=pl.String), content=content.cast(pl.String))])
+
+
+def _finish(out: pl.DataFrame) -> pl.DataFrame:
+    """Guarantee the full normaliser contract (scores as Float64)."""
+    for name in ("score_chosen", "score_rejected", "margin"):
+        if name not in out.columns:
+            out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias(name))
+        else:
+            out = out.with_columns(pl.col(name).cast(pl.Float64))
+    return out
+
+
+def _shp(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+    cols = mapping.extra["columns"]
+    a_wins = pl.col(cols["label"]) == 1
+    a, b = pl.col("human_ref_A"), pl.col("human_ref_B")
+    exprs = [
+        _user(pl.col("history")).alias("prompt"),
+        single_assistant(pl.when(a_wins).then(a).otherwise(b)).alias("chosen"),
+        single_assistant(pl.when(a_wins).then(b).otherwise(a)).alias("rejected"),
+    ]
+    if "score_A" in cols and "score_B" in cols:
+        sa, sb = pl.col("score_A").cast(pl.Float64), pl.col("score_B").cast(pl.Float64)
+        exprs += [
+            pl.when(a_wins).then(sa).otherwise(sb).alias("score_chosen"),
+            pl.when(a_wins).then(sb).otherwise(sa).alias("score_rejected"),
+        ]
+    ratio = pl.col("score_ratio").cast(pl.Float64) if "score_ratio" in cols else None
+    if ratio is not None:
+        exprs.append(ratio.alias("margin"))
+    nulls = pl.col("history").is_null() | a.is_null() | b.is_null() | pl.col(cols["label"]).is_null()
+    exprs.append(first_reason((nulls, "null_value")).alias("invalid"))
+    out = df.with_columns(exprs)
+    drop = pl.lit(None, dtype=pl.String)
+    min_ratio = mapping.extra.get("shp_min_ratio")
+    cap = mapping.extra.get("max_pairs_per_post")
+    if (min_ratio is not None or cap is not None) and ratio is None:
+        raise FormatError(
+            "--shp-min-ratio / --max-pairs-per-post need the score_ratio column, which this source lacks",
+            "drop those options, or add score_ratio (score of the preferred comment / the other's)",
+        )
+    below = (pl.col("margin") < min_ratio).fill_null(False) if min_ratio is not None else pl.lit(False)
+    if cap is not None:
+        eligible = pl.col("invalid").is_null() & ~below
+        keys = [pl.col("post_id"), eligible] if "post_id" in cols else [eligible]
+        # rank within the post: largest score_ratio first, source order among equals ("ordinal")
+        rank = (-pl.col("margin")).rank("ordinal").over(keys)
+        over = eligible & (rank > cap).fill_null(False)
+    else:
+        over = pl.lit(False)
+    drop = first_reason((below, "below_min_ratio"), (over, "over_max_pairs_per_post"))
+    return _finish(out.with_columns(drop.alias("normaliser_drop")).drop(*df.columns))
+
+
+def _pku(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+    cols = mapping.extra["columns"]
+    axis = mapping.extra.get("axis", "better")
+    if axis not in AXES:
+        raise FormatError(f"unknown --axis {axis!r}", f"use one of: {', '.join(AXES)}")
+    better, safer = pl.col(cols["better"]), pl.col(cols["safer"])
+    label = safer if axis == "safer" else better
+    zero_wins = label == 0
+    r0, r1 = pl.col("response_0"), pl.col("response_1")
+    disagree = (better != safer).fill_null(False)
+    nulls = pl.col("prompt").is_null() | r0.is_null() | r1.is_null() | label.is_null()
+    bad_label = ~label.is_in([0, 1])
+    drop = first_reason((disagree, "axes_disagree")) if axis == "both" else pl.lit(None, dtype=pl.String)
+    return _finish(
+        df.select(
+            _user(pl.col("prompt")).alias("prompt"),
+            single_assistant(pl.when(zero_wins).then(r0).otherwise(r1)).alias("chosen"),
+            single_assistant(pl.when(zero_wins).then(r1).otherwise(r0)).alias("rejected"),
+            first_reason((nulls, "null_value"), (bad_label, "bad_label")).alias("invalid"),
+            drop.alias("normaliser_drop"),
+            disagree.alias("flag_axes_disagree"),
+        )
+    )
+
+
+def split_extra_id_prompt(text: str | None) -> list[dict] | None:
+    """A HelpSteer2 prompt (``u1<extra_id_1>Assistant\\na1<extra_id_1>User\\nu2``) as messages, or None if malformed."""
+    if text is None:
+        return None
+    system = None
+    m = EXTRA_ID_SYSTEM.match(text)
+    if m:
+        rest = text[m.end() :]
+        cut = rest.find("<extra_id_1>")
+        system, text = (rest, "") if cut < 0 else (rest[:cut], rest[cut:])
+        system = system.strip()
+        if text.startswith("<extra_id_1>User"):
+            text = EXTRA_ID_TURN.sub("", text, count=1)
+    parts = EXTRA_ID_TURN.split(text)
+    turns = [{"role": "user", "content": parts[0].strip()}]
+    for i in range(1, len(parts), 2):
+        turns.append({"role": parts[i].lower(), "content": parts[i + 1].strip()})
+    if system:
+        turns.insert(0, {"role": "system", "content": system})
+    return turns
+
+
+def _helpsteer2(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+    strength = pl.col(mapping.extra["columns"]["strength"]).cast(pl.Float64)
+    prompt = pl.Series(
+        "prompt", [split_extra_id_prompt(t) for t in df["prompt"].to_list()], dtype=MESSAGES_DTYPE
+    )
+    one_wins = (strength <= 0).fill_null(True)  # 0 is a tie: orientation irrelevant (dropped unless kept)
+    r1, r2 = pl.col("response_1"), pl.col("response_2")
+    nulls = pl.col("prompt").is_null() | r1.is_null() | r2.is_null() | strength.is_null()
+    return _finish(
+        df.with_columns(prompt).select(
+            pl.col("prompt"),
+            single_assistant(pl.when(one_wins).then(r1).otherwise(r2)).alias("chosen"),
+            single_assistant(pl.when(one_wins).then(r2).otherwise(r1)).alias("rejected"),
+            strength.abs().alias("margin"),
+            (strength == 0).fill_null(False).alias("tie"),
+            first_reason((nulls, "null_value")).alias("invalid"),
+        )
+    )
+
+
+def _arena(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+    winner = pl.col(mapping.extra["columns"]["winner"]).str.strip_chars()
+    tie = winner.is_in(list(ARENA_TIES))
+    b_wins = winner == "model_b"
+    a, b = messages_expr("conversation_a", schema), messages_expr("conversation_b", schema)
+    out = df.select(
+        pl.when(b_wins).then(b).otherwise(a).alias("_c"),
+        pl.when(b_wins).then(a).otherwise(b).alias("_r"),
+        tie.fill_null(False).alias("tie"),
+        (winner.is_null() | ~(tie | winner.is_in(["model_a", "model_b"]))).alias("_bad"),
+        (pl.col("conversation_a").is_null() | pl.col("conversation_b").is_null()).alias("_null"),
+    )
+    c, r = pl.col("_c"), pl.col("_r")
+    prompt_c, prompt_r = c.list.head(c.list.len() - 1), r.list.head(r.list.len() - 1)
+    last_is_assistant = lambda m: m.list.last().struct.field("role") == "assistant"  # noqa: E731
+    return _finish(
+        out.select(
+            prompt_c.alias("prompt"),
+            pl.concat_list([c.list.last()]).alias("chosen"),
+            pl.concat_list([r.list.last()]).alias("rejected"),
+            pl.col("tie"),
+            first_reason(
+                (pl.col("_null"), "null_value"),
+                (pl.col("_bad"), "bad_label"),
+                ((c.list.len() == 0) | (r.list.len() == 0), "empty_conversation"),
+                (~last_is_assistant(c) | ~last_is_assistant(r), "answer_not_assistant"),
+                ((c.list.len() < 2) | (r.list.len() < 2), "missing_prompt"),
+                (~prompt_c.eq_missing(prompt_r), "histories_differ"),
+            ).alias("invalid"),
+        )
+    )
