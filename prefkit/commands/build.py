@@ -42,7 +42,8 @@ class SystemOption(click.Option):
 @click.option(
     "--top",
     type=click.IntRange(min=1),
-    help="Keep the N rows with the largest margin (stable sort, descending).",
+    help="Keep the N rows with the largest margin (stable sort, descending), per split of each source; "
+    "with several sources, size each one with a weight (`SOURCE:2000`).",
 )
 @click.option("--min-margin", type=float, help="Drop rows whose margin is below this value.")
 @click.option(
