@@ -25,11 +25,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import cache
+from importlib import resources
 from pathlib import Path
 
 from prefkit.errors import PrefkitError
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "schemas" / "presets"
+
+def schemas_dir() -> Path:
+    """``schemas/``: next to the package in a checkout, ``prefkit/_schemas`` inside an installed wheel."""
+    checkout = Path(__file__).resolve().parent.parent / "schemas"
+    if checkout.is_dir():
+        return checkout
+    return Path(str(resources.files("prefkit._schemas")))
+
+
+PRESETS_DIR = schemas_dir() / "presets"
 
 
 class PresetError(PrefkitError):
