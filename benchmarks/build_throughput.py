@@ -66,7 +66,12 @@ def make_dataset(path: Path, rows: int, seed: int = 0) -> None:
     sr = np.where(rng.random(rows) < 0.01, sc, np.maximum(sc - rng.integers(1, 6, rows), 1.0))
 
     def conv(p: list[str], a: list[str]) -> pa.Array:
-        return pa.array([[{"content": q, "role": "user"}, {"content": x, "role": "assistant"}] for q, x in zip(p, a, strict=True)])
+        return pa.array(
+            [
+                [{"content": q, "role": "user"}, {"content": x, "role": "assistant"}]
+                for q, x in zip(p, a, strict=True)
+            ]
+        )
 
     chosen = conv(prompts, good)
     table = pa.table(
@@ -172,7 +177,9 @@ def run_recipe_mix(src: Path, out: Path, top: int) -> None:
         same = " ".join(ex["chosen"][0]["content"].split()) == " ".join(ex["rejected"][0]["content"].split())
         return ex["margin"] != 0 and not same
 
-    uf = load("uf.parquet").map(from_uf, remove_columns=["prompt_id", "messages", "score_chosen", "score_rejected"])
+    uf = load("uf.parquet").map(
+        from_uf, remove_columns=["prompt_id", "messages", "score_chosen", "score_rejected"]
+    )
     orca = load("orca.parquet").map(from_orca, remove_columns=["system", "question", "delta_score"])
     hh = load("hh.parquet").map(from_hh).cast(uf.features)
     parts = []
@@ -229,8 +236,10 @@ def run_recipe(src: Path, out: Path, top: int) -> None:
 
     ds = ds.map(to_pair, remove_columns=["prompt_id", "messages"])
     ds = ds.filter(
-        lambda ex: ex["margin"] != 0
-        and " ".join(ex["chosen"][0]["content"].split()) != " ".join(ex["rejected"][0]["content"].split())
+        lambda ex: (
+            ex["margin"] != 0
+            and " ".join(ex["chosen"][0]["content"].split()) != " ".join(ex["rejected"][0]["content"].split())
+        )
     )
     ds = ds.sort("margin", reverse=True)
     ds = ds.select(range(min(top, len(ds))))
@@ -260,7 +269,9 @@ def measure(side: str, src: Path, top: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--top", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
@@ -279,21 +290,28 @@ def main() -> None:
         src = Path(tmp) / "uf.parquet"
         t = time.perf_counter()
         make_dataset(src, args.rows)
-        print(f"data: {args.rows:,} rows, {src.stat().st_size / 1e6:.0f} MB parquet (made in {time.perf_counter() - t:.1f}s)")
+        print(
+            f"data: {args.rows:,} rows, {src.stat().st_size / 1e6:.0f} MB parquet (made in {time.perf_counter() - t:.1f}s)"
+        )
         results: dict[str, list[dict]] = {"prefkit": [], "recipe": []}
         for i in range(args.repeats):
             order = ("prefkit", "recipe") if i % 2 == 0 else ("recipe", "prefkit")  # interleave
             for side in order:
                 r = measure(side, src, args.top)
                 results[side].append(r)
-                print(f"  run {i + 1} {side:<8} {r['seconds']:7.2f} s  peak RSS {r['peak_rss_mb']:7.0f} MB", flush=True)
+                print(
+                    f"  run {i + 1} {side:<8} {r['seconds']:7.2f} s  peak RSS {r['peak_rss_mb']:7.0f} MB",
+                    flush=True,
+                )
     med = {s: statistics.median(r["seconds"] for r in rs) for s, rs in results.items()}
     mem = {s: statistics.median(r["peak_rss_mb"] for r in rs) for s, rs in results.items()}
     print()
     print(f"{'side':<10}{'median s':>10}{'rows/s':>12}{'peak RSS MB':>14}")
     for side in ("prefkit", "recipe"):
         print(f"{side:<10}{med[side]:>10.2f}{args.rows / med[side]:>12,.0f}{mem[side]:>14,.0f}")
-    print(f"\nprefkit is {med['recipe'] / med['prefkit']:.1f}x faster than the datasets recipe (target: >= 5x)")
+    print(
+        f"\nprefkit is {med['recipe'] / med['prefkit']:.1f}x faster than the datasets recipe (target: >= 5x)"
+    )
     print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
 
 
@@ -303,14 +321,19 @@ def main_mix(rows: int, repeats: int) -> None:
         t = time.perf_counter()
         make_mix_sources(src, rows)
         size = sum(p.stat().st_size for p in src.iterdir()) / 1e6
-        print(f"data: 3 sources, {rows:,} rows in total, {size:.0f} MB parquet (made in {time.perf_counter() - t:.1f}s)")
+        print(
+            f"data: 3 sources, {rows:,} rows in total, {size:.0f} MB parquet (made in {time.perf_counter() - t:.1f}s)"
+        )
         results: dict[str, list[dict]] = {"prefkit-mix": [], "recipe-mix": []}
         for i in range(repeats):
             order = ("prefkit-mix", "recipe-mix") if i % 2 == 0 else ("recipe-mix", "prefkit-mix")
             for side in order:
                 r = measure(side, src, 0)
                 results[side].append(r)
-                print(f"  run {i + 1} {side:<12} {r['seconds']:7.2f} s  peak RSS {r['peak_rss_mb']:7.0f} MB", flush=True)
+                print(
+                    f"  run {i + 1} {side:<12} {r['seconds']:7.2f} s  peak RSS {r['peak_rss_mb']:7.0f} MB",
+                    flush=True,
+                )
     med = {s: statistics.median(r["seconds"] for r in rs) for s, rs in results.items()}
     mem = {s: statistics.median(r["peak_rss_mb"] for r in rs) for s, rs in results.items()}
     print()

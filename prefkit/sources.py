@@ -49,7 +49,9 @@ class ParquetSplit:
             read = pl.read_parquet(self.path, columns=columns).to_arrow(compat_level=pl.CompatLevel.oldest())
             return read.cast(target)
         except Exception:  # any type polars cannot round-trip: pyarrow reads it as it is
-            return self._file.read(columns=columns)  # not pq.read_table: that imports pyarrow.dataset (+ pandas)
+            return self._file.read(
+                columns=columns
+            )  # not pq.read_table: that imports pyarrow.dataset (+ pandas)
 
     def head(self, n: int) -> pa.Table:
         batch = next(self._file.iter_batches(batch_size=n), None)

@@ -1,6 +1,6 @@
 """Regenerate docs/cli.md from the commands' --help (a test keeps it in sync).
 
-    python scripts/gen_cli_docs.py
+python scripts/gen_cli_docs.py
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 def render() -> str:
     from prefkit.cli import cli
 
-    ctx = click.Context(cli, info_name="prefkit", max_content_width=100, terminal_width=100)
+    settings = {**cli.context_settings, "max_content_width": 100, "terminal_width": 100}
+    ctx = click.Context(cli, info_name="prefkit", **settings)
     parts = [
         "# prefkit command reference",
         "",
@@ -27,7 +28,7 @@ def render() -> str:
     ]
     for name in cli.list_commands(ctx):
         cmd = cli.get_command(ctx, name)
-        sub = click.Context(cmd, info_name=f"prefkit {name}", parent=None, max_content_width=100, terminal_width=100)
+        sub = click.Context(cmd, info_name=name, parent=ctx)
         parts += ["", f"## prefkit {name}", "", "```", cmd.get_help(sub).rstrip(), "```"]
     return "\n".join(parts) + "\n"
 

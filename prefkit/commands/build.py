@@ -51,7 +51,11 @@ class SystemOption(click.Option):
     type=click.IntRange(min=1),
     help="Keep at most N rows per split (the first N, or a seeded sample with --seed).",
 )
-@click.option("--seed", type=int, help="Seed for sampling (--max-rows, source weights, --pairs best-vs-random, --test-size).")
+@click.option(
+    "--seed",
+    type=int,
+    help="Seed for sampling (--max-rows, source weights, --pairs best-vs-random, --test-size).",
+)
 @click.option("--keep-ties", is_flag=True, help="Keep pairs whose margin is 0 (dropped by default).")
 @click.option(
     "--keep-residue",

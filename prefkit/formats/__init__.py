@@ -66,9 +66,7 @@ FAMILIES: dict[str, Family] = {
             transcript.NAME, transcript.LETTER, transcript.DESCRIPTION, transcript.match, transcript.normalise
         ),
         Family(pairwise.NAME, pairwise.LETTER, pairwise.DESCRIPTION, pairwise.match, pairwise.normalise),
-        Family(
-            ranked.RANKED, "F", ranked.DESCRIPTIONS[ranked.RANKED], ranked.match_ranked, ranked.normalise
-        ),
+        Family(ranked.RANKED, "F", ranked.DESCRIPTIONS[ranked.RANKED], ranked.match_ranked, ranked.normalise),
         Family(ranked.RATED, "G", ranked.DESCRIPTIONS[ranked.RATED], ranked.match_rated, ranked.normalise),
     )
 }
@@ -206,7 +204,9 @@ def _with_extras(out: pl.DataFrame, df: pl.DataFrame, mapping: Mapping) -> pl.Da
         return out
     take = (lambda s: s.gather(out["source_index"])) if "source_index" in out.columns else (lambda s: s)
     if tie_when:
-        values = df[tie_when["column"]].cast(pl.String).is_in(list(map(str, tie_when["values"]))).fill_null(False)
+        values = (
+            df[tie_when["column"]].cast(pl.String).is_in(list(map(str, tie_when["values"]))).fill_null(False)
+        )
         tie = take(values)
         if "tie" in out.columns:
             tie = out["tie"] | tie
