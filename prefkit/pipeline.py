@@ -6,7 +6,6 @@ validation error); the manifest's counts add up (``read = kept + dropped + inval
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -64,11 +63,12 @@ class BuildResult:
 
 
 def stable_ids(df: pl.DataFrame) -> pl.Series:
-    """A stable 16-hex-digit hash of each row's normalised prompt/chosen/rejected."""
+    """A stable 16-hex-digit hash (xxh3-64) of each row's normalised prompt/chosen/rejected as compact JSON."""
+    import xxhash
+
+    digest = xxhash.xxh3_64_hexdigest
     encoded = df.select(pl.struct("prompt", "chosen", "rejected").struct.json_encode()).to_series()
-    return pl.Series(
-        "id", [hashlib.blake2b(s.encode(), digest_size=8).hexdigest() for s in encoded], dtype=pl.String
-    )
+    return pl.Series("id", [digest(s.encode()) for s in encoded], dtype=pl.String)
 
 
 def to_records(df: pl.DataFrame, source_label: str) -> pa.Table:
