@@ -175,10 +175,14 @@ def size_category(n: int) -> str:
 
 def split_stats(table) -> dict:
     """Margin and length statistics of one split (an Arrow table of canonical records)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     def content_chars(column: str):
-        flat = pc.list_element(table[column], 0)
+        values = table[column]
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):  # --output-format text
+            return pc.utf8_length(values)
+        flat = pc.list_element(values, 0)
         return pc.utf8_length(pc.struct_field(flat, "content"))
 
     def summary(values) -> dict | None:
@@ -200,6 +204,9 @@ def split_stats(table) -> dict:
         return out
     if "margin" in table.column_names:
         out["margin"] = summary(table["margin"])
+    answer = (pa.types.is_string, pa.types.is_large_string, pa.types.is_list)
+    if not all(c in table.column_names and any(t(table[c].type) for t in answer) for c in ("chosen", "rejected")):
+        return out  # other export shapes (kto, llamafactory): row counts and margins only
     chosen, rejected = content_chars("chosen"), content_chars("rejected")
     out["chosen_chars"], out["rejected_chars"] = summary(chosen), summary(rejected)
     out["chosen_longer"] = pc.mean(pc.cast(pc.greater(chosen, rejected), "float64")).as_py()

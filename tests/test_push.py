@@ -415,3 +415,20 @@ def test_card_training_recipe_runs(hub, built, tmp_path, monkeypatch):
     cpu = 'DPOConfig(bf16=False, use_cpu=True, report_to="none", max_steps=1, logging_steps=1, '
     exec(snippet.replace("DPOConfig(", cpu), scope)
     assert math.isclose(scope["trainer"].state.log_history[0]["loss"], math.log(2), abs_tol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"export": "kto"}, {"export": "llamafactory"}, {"output_format": "text", "tokenizer": "tiny"}],
+    ids=["kto", "llamafactory", "text"],
+)
+def test_push_other_output_shapes(hub, tmp_path, options):
+    """Sets in other shapes (text, kto, llamafactory) push and load back like message sets."""
+    src = hub_source(hub, "mit", tag="shapes")
+    if options.get("tokenizer"):
+        options = {**options, "tokenizer": str(tiny_model_path())}
+    out = build(src, tmp_path / "out", **options).output
+    repo = hub.unique_id("me/shapes")
+    push(out, repo)
+    local = pq.read_table(next((out / "data").glob("train-*.parquet")))
+    assert datasets.load_dataset(repo, split="train").to_list() == local.to_pylist()
