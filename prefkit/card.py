@@ -205,7 +205,9 @@ def split_stats(table) -> dict:
     if "margin" in table.column_names:
         out["margin"] = summary(table["margin"])
     answer = (pa.types.is_string, pa.types.is_large_string, pa.types.is_list)
-    if not all(c in table.column_names and any(t(table[c].type) for t in answer) for c in ("chosen", "rejected")):
+    if not all(
+        c in table.column_names and any(t(table[c].type) for t in answer) for c in ("chosen", "rejected")
+    ):
         return out  # other export shapes (kto, llamafactory): row counts and margins only
     chosen, rejected = content_chars("chosen"), content_chars("rejected")
     out["chosen_chars"], out["rejected_chars"] = summary(chosen), summary(rejected)

@@ -14,8 +14,10 @@ to a temporary name in the same folder and ``os.replace``d.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -59,6 +61,14 @@ class OutputFolder:
 
 def shard_name(split: str, index: int, total: int) -> str:
     return f"{split}-{index:05d}-of-{total:05d}.parquet"
+
+
+def split_files(data_dir: Path, split: str) -> list[Path]:
+    """The shards of exactly ``split`` (``train-…`` must not pick up a split named ``train-extra``)."""
+    pattern = re.compile(rf"{re.escape(split)}-\d{{5}}-of-\d{{5}}\.parquet")
+    return sorted(
+        p for p in data_dir.glob(f"{glob.escape(split)}-*-of-*.parquet") if pattern.fullmatch(p.name)
+    )
 
 
 def shard_tables(table: pa.Table, shard_rows: int = SHARD_ROWS) -> list[pa.Table]:
@@ -117,7 +127,7 @@ def write_manifest(out_dir: Path | str, manifest: dict) -> None:
 def write_split(out_dir: Path, split: str, table: pa.Table, shard_rows: int = SHARD_ROWS) -> list[Path]:
     """Write one split's data shards (replacing any previous shards of that split)."""
     data_dir = out_dir / DATA_DIR
-    for old in data_dir.glob(f"{split}-*-of-*.parquet"):
+    for old in split_files(data_dir, split):
         old.unlink()
     parts = shard_tables(table, shard_rows)
     paths = []
@@ -182,7 +192,7 @@ def read_output(path: Path | str) -> OutputFolder:
         ) from None
     shards: dict[str, list[Path]] = {}
     for split in manifest.get("splits", {}):
-        files = sorted((path / DATA_DIR).glob(f"{split}-*-of-*.parquet"))
+        files = split_files(path / DATA_DIR, split)
         if not files:
             raise OutputError(
                 f"split {split!r} has no data files in {path / DATA_DIR}",
@@ -234,3 +244,15 @@ def _features_dict(schema: pa.Schema) -> dict:
     from prefkit.records import features_dict
 
     return features_dict(schema.remove_metadata())
+
+
+def require_trl_shape(folder: OutputFolder, command: str) -> None:
+    """Refuse sets exported for other trainers (``--export kto|llamafactory|openrlhf``) in commands that read
+    TRL's prompt/chosen/rejected shape."""
+    shape = (folder.manifest.get("export") or {}).get("shape", "trl")
+    if shape != "trl":
+        raise OutputError(
+            f"{str(folder.path)!r} was exported in the {shape!r} shape; `prefkit {command}` reads TRL's "
+            "prompt/chosen/rejected shape",
+            f"build the set again without --export (or with --export trl) to use `prefkit {command}`",
+        )

@@ -21,13 +21,16 @@ from prefkit.errors import SelectionError
 KEYS = ("_pkey", "_gkey", "_skey")
 
 
-def components(rows: pl.DataFrame, keys: tuple[str, ...] = KEYS, max_rounds: int = 100) -> pl.Series:
-    """The connected component of each row (the smallest row index in it), rows linked by equal non-null keys."""
+def components(rows: pl.DataFrame, keys: tuple[str, ...] = KEYS) -> pl.Series:
+    """The connected component of each row (the smallest row index in it), rows linked by equal non-null keys.
+
+    Label propagation until nothing changes: each round can only lower labels, so it always converges, and
+    stopping early would let rows of one group land on both sides of the split."""
     df = rows.select([k for k in keys if k in rows.columns]).with_columns(
         pl.int_range(pl.len(), dtype=pl.Int64).alias("_comp")
     )
     present = [k for k in keys if k in rows.columns]
-    for _ in range(max_rounds):
+    while True:
         before = df["_comp"]
         for key in present:
             df = df.with_columns(

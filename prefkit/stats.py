@@ -120,9 +120,10 @@ def split_stats(table: Any, target: Any = None) -> dict[str, Any]:
 def compute_stats(folder: str | Path, target: Any = None, splits: list[str] | None = None) -> dict[str, Any]:
     """Statistics of every split of a built set (``prefkit build -o OUT``)."""
     from prefkit.errors import OutputError
-    from prefkit.output import read_output
+    from prefkit.output import read_output, require_trl_shape
 
     out = read_output(folder)
+    require_trl_shape(out, "stats")
     names = splits or out.splits
     unknown = [s for s in names if s not in out.splits]
     if unknown:

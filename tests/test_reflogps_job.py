@@ -298,3 +298,29 @@ def test_refuses_a_set_built_for_another_tokenizer(fresh, capsys):
     code, _, err = _cli([*args, "--allow-mismatch", "--chat-template", "chatml"], capsys)
     assert code == 0, err
     assert json.loads(manifest_path.read_text())["reflogps"]["chat_template"] == "builtin:chatml"
+
+
+def test_empty_split_and_other_export_shapes(tmp_path):
+    """A split whose rows were all dropped at build time scores to an empty split with the columns; sets
+    exported for other trainers are refused before any model is loaded."""
+    from prefkit import build
+    from prefkit.errors import OutputError
+    from tests.reflogps_data import pair_rows
+
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pair_rows(4)))
+    same = [{**r, "rejected": r["chosen"]} for r in pair_rows(2, seed=1)]  # identical: every row dropped
+    (source / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in same))
+    out = build(str(source), tmp_path / "out").output
+    assert json.loads((out / "prefkit.json").read_text())["splits"]["test"]["kept"] == 0
+    job.reflogps(out, str(tiny_model_path()), max_length=MAX_LENGTH, device="cpu")
+    test = pq.read_table(next((out / "data").glob("test-*.parquet")))
+    assert test.num_rows == 0 and set(REF) <= set(test.column_names)
+    assert (
+        pq.read_table(next((out / "data").glob("train-*.parquet"))).column("ref_chosen_logps").null_count < 4
+    )
+
+    kto = build(str(source), tmp_path / "kto", export="kto").output
+    with pytest.raises(OutputError, match="exported in the 'kto' shape"):
+        job.reflogps(kto, str(tmp_path / "no-model-needed"), device="cpu")

@@ -42,6 +42,7 @@ from prefkit.output import (
     OutputFolder,
     read_output,
     refresh_card,
+    require_trl_shape,
     staged_folder,
     write_manifest,
     write_parquet,
@@ -306,9 +307,12 @@ def merge(out: Path, shards: list[Shard], reflogps_section: dict) -> dict:
     with staged_folder(out, overwrite=True) as stage:
         os.chmod(stage, mode)  # the staging folder is created 0700; keep OUT's permissions
         _link_tree(out, stage, skip)
-        for split, split_shards in by_split.items():
-            parts = [pq.read_table(work / s.name) for s in split_shards]
-            columns = pa.concat_tables(parts).replace_schema_metadata(None)
+        for split in folder.splits:
+            parts = [pq.read_table(work / s.name) for s in by_split.get(split, [])]
+            if parts:
+                columns = pa.concat_tables(parts).replace_schema_metadata(None)
+            else:  # an empty split (every row dropped at build time) has no shards
+                columns = pa.schema(REFLOGPS_FIELDS).empty_table()
             offset = 0
             for path in folder.shards[split]:
                 table = pq.read_table(path)
@@ -386,6 +390,7 @@ def reflogps(
     out = Path(out_dir)
     start_time = time.perf_counter()
     folder = read_output(out)  # fail fast, before loading a model
+    require_trl_shape(folder, "reflogps")
     if not folder.splits:
         raise OutputError(
             f"{out} has no splits to score", "build it first with `prefkit build SOURCE -o OUT`"
