@@ -60,8 +60,12 @@ def get_chat_template(name: str) -> str:
     return (resources.files("prefkit") / TEMPLATE_DIR / f"{key}.jinja").read_text(encoding="utf-8")
 
 
-def template_hash(template: str | None) -> str | None:
-    """SHA-256 of a chat template's source (the same value as ``prefkit.models.chat_template_hash``)."""
+def template_hash(template: str | dict | None) -> str | None:
+    """SHA-256 of the chat template that renders rows (for a dict of named templates: its ``default``).
+
+    The one hash of a template: `build --tokenizer`, `reflogps` and the TRL trainer all compare it."""
+    if isinstance(template, dict):
+        template = template.get("default")
     if template is None:
         return None
     return hashlib.sha256(template.encode()).hexdigest()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prefkit.chat_templates import template_hash
 from prefkit.errors import ModelError
 
 #: Weight file patterns, in order of preference (safetensors when a folder has both).
@@ -145,7 +146,7 @@ def tokenizer_hash(tokenizer: Any) -> str:
     """SHA-256 of what decides token ids: the vocabulary/merges/normaliser/post-processor and special tokens.
 
     Computed from the tokenizer object (not its files), so a trainer's ``processing_class`` can be compared
-    with the manifest. The chat template is hashed separately (:func:`chat_template_hash`).
+    with the manifest. The chat template is hashed separately (:func:`prefkit.chat_templates.template_hash`).
     """
     parts: dict[str, Any] = {}
     backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
@@ -165,14 +166,6 @@ def tokenizer_hash(tokenizer: Any) -> str:
         if isinstance(value, bool):
             parts[flag] = value
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def chat_template_hash(template: str | dict | None) -> str | None:
-    """SHA-256 of a chat template (None when there is none)."""
-    if template is None:
-        return None
-    text = template if isinstance(template, str) else json.dumps(template, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------------- chat template
@@ -397,7 +390,7 @@ def load_model(
         "weight_files": [p.name for p in weight_files(folder)],
         "tokenizer_sha256": tokenizer_hash(tokenizer),
         "chat_template": template_origin,
-        "chat_template_sha256": chat_template_hash(getattr(tokenizer, "chat_template", None)),
+        "chat_template_sha256": template_hash(getattr(tokenizer, "chat_template", None)),
         "dtype": dtype_name(torch_dtype),
         "device": str(dev),
         "attn_implementation": getattr(lm.config, "_attn_implementation", attn_implementation),

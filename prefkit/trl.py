@@ -92,7 +92,8 @@ def check_against_manifest(
     the chat template (hash), ``max_length`` and the truncation mode. An empty list means no difference
     was found.
     """
-    from prefkit.models import chat_template_hash, tokenizer_hash
+    from prefkit.chat_templates import template_hash
+    from prefkit.models import tokenizer_hash
 
     section = manifest.get("reflogps")
     if not section:
@@ -109,7 +110,7 @@ def check_against_manifest(
         tok = getattr(tokenizer, "tokenizer", tokenizer)  # a processor wraps the tokenizer
         if section.get("tokenizer_sha256") and tokenizer_hash(tok) != section["tokenizer_sha256"]:
             problems.append("the trainer's tokenizer differs from the one used to score the set")
-        template = chat_template_hash(getattr(tok, "chat_template", None))
+        template = template_hash(getattr(tok, "chat_template", None))
         if section.get("chat_template_sha256") and template != section["chat_template_sha256"]:
             problems.append("the trainer's chat template differs from the one used to score the set")
     if (

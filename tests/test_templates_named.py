@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 import pytest
@@ -106,7 +107,11 @@ def test_resolve_names_files_and_errors(tmp_path):
 
 
 def test_load_target_errors_and_hashes(tiny_model, tiny_model_no_template, tmp_path):  # noqa: F811
-    from prefkit.models import chat_template_hash, tokenizer_hash
+    from prefkit.models import tokenizer_hash
+
+    def chat_template_hash(text: str) -> str:  # independent of prefkit: sha256 of the source
+        return hashlib.sha256(text.encode()).hexdigest()
+
     from prefkit.target import load_target
 
     with pytest.raises(ModelError, match="no chat template") as err:
@@ -146,3 +151,16 @@ def test_cli_errors_are_one_line(tiny_model_no_template, tmp_path, capsys):  # n
         assert exit_.value.code == 1
         err = capsys.readouterr().err
         assert message in err and "Hint:" in err and "Traceback" not in err
+
+
+def test_template_hash_of_named_templates_is_the_default_one():
+    """Tokenizers may carry a dict of named templates; the hash is the one that renders rows (``default``)."""
+    import hashlib
+
+    from prefkit.chat_templates import template_hash
+
+    default, tools = get_chat_template("chatml"), get_chat_template("zephyr")
+    assert (
+        template_hash({"default": default, "tool_use": tools}) == hashlib.sha256(default.encode()).hexdigest()
+    )
+    assert template_hash(default) != template_hash(tools) and template_hash(None) is None
