@@ -91,9 +91,14 @@ def resolve_chat_template(spec: str) -> tuple[str, str]:
             f"chat template file {spec!r} does not exist",
             f"pass an existing .jinja file or a built-in name ({', '.join(builtin_names())})",
         )
-    from prefkit.models import resolve_chat_template as resolve_file_or_inline
-
-    return resolve_file_or_inline(spec)
+    if path.is_file():
+        try:
+            return path.read_text(encoding="utf-8"), f"file:{path.resolve()}"
+        except (OSError, UnicodeDecodeError) as err:
+            raise ModelError(
+                f"cannot read chat template {spec!r}: {err}", "pass a UTF-8 Jinja file"
+            ) from None
+    return spec, "inline"
 
 
 @dataclass

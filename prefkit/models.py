@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefkit.chat_templates import template_hash
+from prefkit.chat_templates import resolve_chat_template, template_hash
 from prefkit.errors import ModelError
 
 #: Weight file patterns, in order of preference (safetensors when a folder has both).
@@ -169,33 +169,6 @@ def tokenizer_hash(tokenizer: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- chat template
-
-
-def resolve_chat_template(spec: str) -> tuple[str, str]:
-    """``--chat-template`` value → (Jinja source, a short description for the manifest).
-
-    Accepts a Jinja file path, a template string, or the name of a template prefkit ships
-    (``prefkit.chat_templates``: chatml, llama-3, mistral, zephyr, gemma, phi-3, qwen).
-    """
-    path = Path(spec).expanduser()
-    if len(spec) < 4096 and "\n" not in spec and path.is_file():
-        try:
-            return path.read_text(encoding="utf-8"), f"file:{path.resolve()}"
-        except (OSError, UnicodeDecodeError) as err:
-            raise ModelError(
-                f"cannot read chat template {spec!r}: {err}", "pass a UTF-8 Jinja file"
-            ) from None
-    if "{{" in spec or "{%" in spec:
-        return spec, "inline"
-    from prefkit.chat_templates import BUILTIN_TEMPLATES, get_chat_template
-
-    try:
-        return get_chat_template(spec), f"builtin:{spec}"
-    except KeyError:
-        raise ModelError(
-            f"chat template {spec!r} is neither a file, a Jinja template, nor a built-in name",
-            f"pass a .jinja file, the template text, or one of: {', '.join(BUILTIN_TEMPLATES)}",
-        ) from None
 
 
 def require_chat_template(tokenizer: Any, model_name: str = "the model") -> None:
