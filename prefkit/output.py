@@ -21,7 +21,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,8 +210,10 @@ def write_output(
     *,
     overwrite: bool = False,
     shard_rows: int = SHARD_ROWS,
+    extra_files: Callable[[dict], dict[str, str]] | None = None,
 ) -> Path:
-    """Write a whole output folder atomically: data shards, rejects, manifest and dataset card."""
+    """Write a whole output folder atomically: data shards, rejects, manifest, dataset card, and the text files
+    ``extra_files(manifest)`` returns (name → content; called once the data files are listed in the manifest)."""
     out_dir = Path(out_dir)
     with staged_folder(out_dir, overwrite=overwrite) as stage:
         for split, table in splits.items():
@@ -219,6 +221,8 @@ def write_output(
             manifest["splits"][split]["files"] = [p.relative_to(stage).as_posix() for p in paths]
         for split, table in rejects.items():
             write_parquet(table, stage / REJECTS_DIR / f"{split}.parquet", fast=True)
+        for name, text in (extra_files(manifest) if extra_files else {}).items():
+            write_text(stage / name, text)
         write_manifest(stage, manifest)
         refresh_card(stage, manifest, {name: t.schema for name, t in splits.items()})
     return out_dir

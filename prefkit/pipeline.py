@@ -592,13 +592,17 @@ def build(
     if output is not None:
         from prefkit.output import write_output
 
-        result.output = write_output(output, splits, reject_tables, manifest, overwrite=overwrite)
+        extra = None
         if export == "llamafactory":
             from prefkit.export import dataset_info_text
-            from prefkit.output import write_text
 
-            files = {name: manifest["splits"][name].get("files", []) for name in splits}
-            write_text(Path(output) / "dataset_info.json", dataset_info_text(Path(output).name, files))
+            def extra(manifest: dict) -> dict[str, str]:
+                files = {name: manifest["splits"][name].get("files", []) for name in splits}
+                return {"dataset_info.json": dataset_info_text(Path(output).name, files)}
+
+        result.output = write_output(
+            output, splits, reject_tables, manifest, overwrite=overwrite, extra_files=extra
+        )
     result.seconds = time.perf_counter() - start
     return result
 
