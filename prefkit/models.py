@@ -197,9 +197,55 @@ def check_vocab(model: Any, tokenizer: Any, model_name: str = "the model") -> No
 # --------------------------------------------------------------------------------------------------- loading
 
 
-def _looks_like_path(spec: str) -> bool:
+def looks_like_path(spec: str) -> bool:
     """A spec that cannot be a Hub id (``org/name`` or ``name``) is meant as a folder."""
     return spec.startswith((".", "/", "~")) or "\\" in spec or spec.count("/") > 1
+
+
+def fetch_snapshot(spec: str, revision: str | None, patterns: list[str], what: str) -> Path:
+    """``snapshot_download`` of the files matching ``patterns`` (or the cached copy), Hub errors made one line.
+
+    ``what`` ("model", "tokenizer") names the thing in the messages. The folder's name is the resolved commit.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        return Path(snapshot_download(spec, revision=revision, allow_patterns=patterns))
+    except RevisionNotFoundError:
+        raise ModelError(
+            f"revision {revision!r} not found in model repo {spec!r}",
+            "check the revision (a branch, tag or commit)",
+        ) from None
+    except GatedRepoError:
+        raise ModelError(
+            f"model repo {spec!r} is gated", "accept its terms on the Hub and log in (`hf auth login`)"
+        ) from None
+    except RepositoryNotFoundError:
+        raise ModelError(
+            f"{what} {spec!r} is neither a local folder nor a Hub model repo",
+            "check the path or the repo id (private repos need `hf auth login`)",
+        ) from None
+    except HFValidationError:
+        raise ModelError(
+            f"{what} {spec!r} is neither a local folder nor a valid Hub repo id",
+            "pass a folder path or a Hub id like org/name",
+        ) from None
+    except LocalEntryNotFoundError:
+        raise ModelError(
+            f"{what} {spec!r} is not a local folder, and it is not in the Hub cache (offline?)",
+            "check the path, or download it first with network access (HF_HUB_OFFLINE unset)",
+        ) from None
+    except OSError as err:
+        raise ModelError(
+            f"cannot fetch {what} {spec!r}: {err}", "check the repo id and your network"
+        ) from None
 
 
 def locate_model(spec: str, revision: str | None = None) -> tuple[Path, dict]:
@@ -225,50 +271,12 @@ def locate_model(spec: str, revision: str | None = None) -> tuple[Path, dict]:
             "path": str(path.resolve()),
             "revision": revision,
         }
-    if _looks_like_path(spec):
+    if looks_like_path(spec):
         raise ModelError(
             f"model folder {spec!r} does not exist", "check the path, or pass a Hub id like org/name"
         )
 
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    try:
-        folder = Path(snapshot_download(spec, revision=revision, allow_patterns=_HUB_PATTERNS))
-    except RevisionNotFoundError:
-        raise ModelError(
-            f"revision {revision!r} not found in model repo {spec!r}",
-            "check --revision (a branch, tag or commit)",
-        ) from None
-    except GatedRepoError:
-        raise ModelError(
-            f"model repo {spec!r} is gated", "accept its terms on the Hub and log in (`hf auth login`)"
-        ) from None
-    except RepositoryNotFoundError:
-        raise ModelError(
-            f"model {spec!r} is neither a local folder nor a Hub model repo",
-            "check the path or the repo id (private repos need `hf auth login`)",
-        ) from None
-    except HFValidationError:
-        raise ModelError(
-            f"model {spec!r} is neither a local folder nor a valid Hub repo id",
-            "pass a folder path or a Hub id like org/name",
-        ) from None
-    except LocalEntryNotFoundError:
-        raise ModelError(
-            f"model {spec!r} is not a local folder, and it is not in the Hub cache (offline?)",
-            "check the path, or download it first with network access (HF_HUB_OFFLINE unset)",
-        ) from None
-    except OSError as err:
-        raise ModelError(
-            f"cannot fetch model {spec!r}: {err}", "check the repo id and your network"
-        ) from None
+    folder = fetch_snapshot(spec, revision, _HUB_PATTERNS, what="model")
     if not (folder / "config.json").is_file():
         raise ModelError(
             f"Hub repo {spec!r} has no config.json: not a transformers model", "pass a model repo"

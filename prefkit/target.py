@@ -18,6 +18,7 @@ from typing import Any
 
 from prefkit.chat_templates import BUILTIN_TEMPLATES, ChatRenderer, builtin_names, resolve_chat_template
 from prefkit.errors import ModelError
+from prefkit.models import fetch_snapshot, looks_like_path
 
 #: files a tokenizer can need (never weights)
 TOKENIZER_PATTERNS = [
@@ -80,10 +81,6 @@ class Target:
         }
 
 
-def _looks_like_path(spec: str) -> bool:
-    return spec.startswith((".", "/", "~")) or "\\" in spec or spec.count("/") > 1
-
-
 def locate_tokenizer(spec: str, revision: str | None = None) -> tuple[Path, str | None]:
     """A local folder or Hub id → (folder with the tokenizer files, resolved revision or None)."""
     path = Path(spec).expanduser()
@@ -100,44 +97,12 @@ def locate_tokenizer(spec: str, revision: str | None = None) -> tuple[Path, str 
                 "pass the folder written by save_pretrained, or a Hub model id",
             )
         return path.resolve(), revision
-    if _looks_like_path(spec):
+    if looks_like_path(spec):
         raise ModelError(
             f"tokenizer folder {spec!r} does not exist", "check the path, or pass a Hub id like org/name"
         )
 
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    try:
-        folder = Path(snapshot_download(spec, revision=revision, allow_patterns=TOKENIZER_PATTERNS))
-    except RevisionNotFoundError:
-        raise ModelError(
-            f"revision {revision!r} not found in {spec!r}", "check --tokenizer-revision"
-        ) from None
-    except GatedRepoError:
-        raise ModelError(
-            f"model repo {spec!r} is gated", "accept its terms on the Hub and log in (`hf auth login`)"
-        ) from None
-    except (RepositoryNotFoundError, HFValidationError):
-        raise ModelError(
-            f"tokenizer {spec!r} is neither a local folder nor a Hub model repo",
-            "check the path or the repo id (private repos need `hf auth login`)",
-        ) from None
-    except LocalEntryNotFoundError:
-        raise ModelError(
-            f"tokenizer {spec!r} is not a local folder and not in the Hub cache (offline?)",
-            "check the path, or download it first with network access",
-        ) from None
-    except OSError as err:
-        raise ModelError(
-            f"cannot fetch tokenizer {spec!r}: {err}", "check the repo id and your network"
-        ) from None
+    folder = fetch_snapshot(spec, revision, TOKENIZER_PATTERNS, what="tokenizer")
     return folder, folder.name
 
 
