@@ -158,8 +158,8 @@ def phase_trl(work: Path, cfg: dict) -> dict:
 def phase_prefkit(work: Path, cfg: dict) -> dict:
     import torch
 
+    from prefkit.chat.tokenize import tokenize_pairs
     from prefkit.reflogps import score_pairs, self_test
-    from prefkit.templates import tokenize_pairs
 
     model, tok = _load(work, cfg["gpu"])
     rows = json.loads((work / "rows.json").read_text())

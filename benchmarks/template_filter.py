@@ -4,7 +4,7 @@ Data: N message rows (default 100k; system + user prompt, one assistant answer e
 made in code with a fixed seed, held as one Arrow table. Tokenizer: a byte-level BPE trained in code on the
 same vocabulary (most words one token), with prefkit's built-in `chatml` template (the same on both sides).
 
-* prefkit: `prefkit.token_filters.apply_target` (what `build --tokenizer T --max-length L` runs on each split):
+* prefkit: `prefkit.filters.tokens.apply_target` (what `build --tokenizer T --max-length L` runs on each split):
   render P / P+chosen / P+rejected with transformers' compiled template, batch-encode with the Rust
   tokenizer, TRL's exact prompt/completion split, drop rows whose prompt+answer exceeds L.
 * TRL recipe (what TRL's docs suggest users do before training): `Dataset.map(maybe_apply_chat_template)`,
@@ -38,7 +38,7 @@ def make_table(rows: int, seed: int = 0):
     import numpy as np
     import pyarrow as pa
 
-    from prefkit.records import MESSAGE_TYPE
+    from prefkit.record import MESSAGE_TYPE
 
     rng = np.random.default_rng(seed)
     vocab = np.array(WORDS)
@@ -73,7 +73,7 @@ def make_tokenizer(vocab_size: int = 16000):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from prefkit.chat_templates import get_chat_template
+    from prefkit.chat.templates import get_chat_template
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -97,9 +97,9 @@ def make_tokenizer(vocab_size: int = 16000):
 
 
 def run_prefkit(table, tokenizer, max_length: int) -> int:
-    from prefkit.chat_templates import ChatRenderer
-    from prefkit.target import Target
-    from prefkit.token_filters import TokenFilterOptions, apply_target
+    from prefkit.chat.target import Target
+    from prefkit.chat.templates import ChatRenderer
+    from prefkit.filters.tokens import TokenFilterOptions, apply_target
 
     target = Target(ChatRenderer.from_tokenizer(tokenizer), "tokenizer", tokenizer)
     result = apply_target(

@@ -1,34 +1,44 @@
 """prefkit: preference-data preparation for DPO.
 
-Library first: every CLI command is one function call here. Heavy dependencies (torch, transformers,
-datasets) are imported lazily, so ``import prefkit`` and ``prefkit --help`` stay instant.
+Library first: every CLI command is one function call here (``prefkit.build``, ``prefkit.detect``,
+``prefkit.reflogps``, ``prefkit.verify``, ``prefkit.compute_stats``, ``prefkit.push``). Heavy dependencies
+(torch, transformers, datasets) are imported lazily, so ``import prefkit`` and ``prefkit --help`` stay instant.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from prefkit import _moved
+
+__version__ = "0.2.0"
 
 _LAZY = {
     "build": "prefkit.pipeline",
     "BuildResult": "prefkit.pipeline",
-    "load_source": "prefkit.sources",
+    "BuildOptions": "prefkit.options",
+    "load_recipe": "prefkit.options",
     "detect": "prefkit.formats",
     "normalise": "prefkit.formats",
+    "load_source": "prefkit.sources",
+    "reflogps": "prefkit.reflogps.job",
+    "verify": "prefkit.reflogps.verify",
+    "compute_stats": "prefkit.output.stats",
+    "push": "prefkit.publish.hub",
     "write_output": "prefkit.output",
     "read_output": "prefkit.output",
+    "load_target": "prefkit.chat.target",
     "PrefkitError": "prefkit.errors",
-    "PreferenceRecord": "prefkit.records",
-    "compute_stats": "prefkit.stats",
-    "load_target": "prefkit.target",
+    "PreferenceRecord": "prefkit.record",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
     from prefkit.errors import PrefkitError as PrefkitError
-    from prefkit.records import PreferenceRecord as PreferenceRecord
+    from prefkit.record import PreferenceRecord as PreferenceRecord
+
+_moved.install()
 
 
 def __getattr__(name: str) -> Any:

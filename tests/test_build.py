@@ -13,7 +13,7 @@ import pytest
 from prefkit import build
 from prefkit.errors import FormatError, OutputError, SelectionError, SourceError
 from prefkit.formats import detect
-from prefkit.records import ARROW_SCHEMA, PreferenceRecord
+from prefkit.record import ARROW_SCHEMA, PreferenceRecord
 
 
 def write_jsonl(path, rows):

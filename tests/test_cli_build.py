@@ -9,7 +9,7 @@ import sys
 from click.testing import CliRunner
 
 from prefkit.cli import COMMANDS, cli
-from prefkit.records import SCHEMA_PATH, json_schema
+from prefkit.record import SCHEMA_PATH, json_schema
 
 
 def _invoke(args):
@@ -23,7 +23,7 @@ def _invoke(args):
 def test_json_schema_file_is_in_sync():
     on_disk = json.loads(SCHEMA_PATH.read_text())
     assert on_disk == json_schema(), (
-        "run `python -c 'from prefkit.records import write_json_schema; write_json_schema()'`"
+        "run `python -c 'from prefkit.record import write_json_schema; write_json_schema()'`"
     )
 
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from prefkit import build
 from prefkit.cli import cli
 from prefkit.errors import SelectionError
-from prefkit.pipeline import parse_system
+from prefkit.formats.system import parse_system
 from tests import catalog as C
 
 

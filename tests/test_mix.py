@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from prefkit import build
 from prefkit.cli import cli
 from prefkit.errors import SelectionError
-from prefkit.mix import Weight, draw, parse_source, parse_weight, source_rng
+from prefkit.select.mix import draw, source_rng
+from prefkit.sources.spec import Weight, parse_source, parse_weight
 from tests.catalog import publish
 
 

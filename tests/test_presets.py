@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from prefkit import build
 from prefkit.cli import cli
 from prefkit.formats import FAMILIES
-from prefkit.presets import PRESETS_DIR, all_presets, find_preset
+from prefkit.sources.presets import PRESETS_DIR, all_presets, find_preset
 from tests import catalog as C
 from tests.catalog import publish
 

@@ -12,10 +12,10 @@ import yaml
 from huggingface_hub import DatasetCard, HfApi
 
 from prefkit import build
-from prefkit.card import license_rank, most_restrictive
 from prefkit.cli import main
 from prefkit.errors import HubError
-from prefkit.hub import push
+from prefkit.publish.hub import push
+from prefkit.publish.licences import license_rank, most_restrictive
 from tests.tinymodel import tiny_model_path
 
 

@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 
 from prefkit import build
-from prefkit.dedup import prompt_keys
 from prefkit.errors import SelectionError
-from prefkit.splits import components
+from prefkit.select.dedup import prompt_keys
+from prefkit.select.splits import components
 from tests import catalog as C
 
 

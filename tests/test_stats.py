@@ -8,7 +8,7 @@ import statistics
 import pyarrow.parquet as pq
 import pytest
 
-from prefkit.templates import tokenize_pairs
+from prefkit.chat.tokenize import tokenize_pairs
 from tests.test_token_filters import write_rows
 from tests.tinymodel import tiny_model  # noqa: F401 (fixture)
 
@@ -40,8 +40,8 @@ def contents(messages):
 def test_stats_numbers(built, tiny_model):  # noqa: F811
     from transformers import AutoTokenizer
 
-    from prefkit.stats import compute_stats
-    from prefkit.target import load_target
+    from prefkit.chat.target import load_target
+    from prefkit.output.stats import compute_stats
 
     rows = pq.read_table(built / "data").to_pylist()
     stats = compute_stats(built, load_target(str(tiny_model)))

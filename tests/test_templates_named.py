@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from prefkit.chat_templates import BUILTIN_TEMPLATES, ChatRenderer, get_chat_template, resolve_chat_template
+from prefkit.chat.templates import BUILTIN_TEMPLATES, ChatRenderer, get_chat_template, resolve_chat_template
 from prefkit.errors import ModelError
 from tests.family_tokenizers import family_tokenizer
 from tests.tinymodel import random_text, tiny_model, tiny_model_no_template  # noqa: F401 (fixtures)
@@ -107,12 +107,12 @@ def test_resolve_names_files_and_errors(tmp_path):
 
 
 def test_load_target_errors_and_hashes(tiny_model, tiny_model_no_template, tmp_path):  # noqa: F811
-    from prefkit.models import tokenizer_hash
+    from prefkit.chat.tokenizer import tokenizer_hash
 
     def chat_template_hash(text: str) -> str:  # independent of prefkit: sha256 of the source
         return hashlib.sha256(text.encode()).hexdigest()
 
-    from prefkit.target import load_target
+    from prefkit.chat.target import load_target
 
     with pytest.raises(ModelError, match="no chat template") as err:
         load_target(str(tiny_model_no_template))
@@ -157,7 +157,7 @@ def test_template_hash_of_named_templates_is_the_default_one():
     """Tokenizers may carry a dict of named templates; the hash is the one that renders rows (``default``)."""
     import hashlib
 
-    from prefkit.chat_templates import template_hash
+    from prefkit.chat.templates import template_hash
 
     default, tools = get_chat_template("chatml"), get_chat_template("zephyr")
     assert (

@@ -8,10 +8,11 @@ import random
 import pyarrow.parquet as pq
 import pytest
 
-from prefkit.chat_templates import ChatRenderer, get_chat_template
+from prefkit.chat.lengths import message_token_lengths, text_token_lengths
+from prefkit.chat.templates import ChatRenderer, get_chat_template
+from prefkit.chat.tokenize import tokenize_pairs
 from prefkit.errors import SelectionError
-from prefkit.templates import tokenize_pairs
-from prefkit.token_filters import TokenFilterOptions, drop_reasons, message_token_lengths, text_token_lengths
+from prefkit.filters.tokens import TokenFilterOptions, drop_reasons
 from tests.family_tokenizers import family_tokenizer
 from tests.test_templates_named import NAMES, conversations
 from tests.tinymodel import random_text, tiny_model  # noqa: F401 (fixture)
@@ -22,7 +23,7 @@ def rows_as_dicts(rows):
 
 
 def trl_lengths(rows, tok):
-    """Independent counts: prefkit.templates.tokenize_pairs (checked against TRL in test_tokenize_trl.py)."""
+    """Independent counts: prefkit.chat.tokenize.tokenize_pairs (checked against TRL in test_tokenize_trl.py)."""
     pairs = tokenize_pairs(rows, tok, None)
     return [(len(t.prompt_ids), len(t.chosen_ids), len(t.rejected_ids)) for t in pairs]
 
@@ -59,7 +60,7 @@ def test_text_lengths_equal_trl_rule(tiny_model):  # noqa: F811
 
 
 def test_drop_reasons_order_and_bounds():
-    from prefkit.token_filters import TokenLengths
+    from prefkit.chat.lengths import TokenLengths
 
     lengths = TokenLengths(chosen_total=[10, 11, 10, 10], rejected_total=[9, 9, 10, 6], prompt=[5, 5, 7, 5])
     opts = TokenFilterOptions(max_length=10, max_prompt_length=6, min_answer_tokens=2)
@@ -204,7 +205,7 @@ def test_shared_head_cut_skips_tokens_that_swallow_whitespace():
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    from prefkit.token_filters import split_markers
+    from prefkit.chat.lengths import split_markers
 
     base = family_tokenizer("chatml", get_chat_template("chatml"))
     spec = _json.loads(base.backend_tokenizer.to_str())

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from prefkit.chat.tokenize import DROPPED_PROMPT_TOO_LONG, tokenize_pair, tokenize_pairs
 from prefkit.errors import ModelError
-from prefkit.templates import DROPPED_PROMPT_TOO_LONG, tokenize_pair, tokenize_pairs
 from tests.tinymodel import random_text, tiny_model_path
 
 trl = pytest.importorskip("trl")

@@ -39,10 +39,9 @@ def _load(out):
 
 
 def _trainer(model_path, dataset, tmp_path, **kwargs):
+    from prefkit.trl import PrecomputedRefDPOTrainer
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig
-
-    from prefkit.trl import PrecomputedRefDPOTrainer
 
     extra = {k: kwargs.pop(k) for k in ("ld_alpha",) if k in kwargs}
     policy = AutoModelForCausalLM.from_pretrained(str(model_path))

@@ -1,4 +1,4 @@
-"""Options and rendering shared by several commands."""
+"""Options and rendering shared by several commands: option groups defined once, stacked where needed."""
 
 from __future__ import annotations
 
@@ -8,81 +8,103 @@ import sys
 
 import click
 
-from prefkit.filters import DROP_REASONS, INVALID_REASONS
+from prefkit.commands.options import model_options
+from prefkit.options import ChatOptions, FormatOptions, SourceOptions
+
+#: where in a source to read (`build`, `detect`)
+source_options = model_options(SourceOptions, exclude=("preset",))
+#: the shape and column overrides (`build`, `detect`)
+column_options = model_options(
+    FormatOptions, only=("format", "prompt_col", "chosen_col", "rejected_col", "system_col", "margin_col")
+)
+#: the target model's tokenizer and template (`build`, `stats`)
+target_options = model_options(ChatOptions, exclude=("output_format",))
+
+token_option = click.option(
+    "--token", envvar="HF_TOKEN", help="Hugging Face token (default: HF_TOKEN or your `hf auth login`)."
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 
 
-def source_options(f):
-    """--split/--revision/--config/--data-dir: where in a source to read."""
-    for opt in reversed(
-        [
-            click.option(
-                "--split", "splits", multiple=True, help="Split(s) to read (repeatable). Default: all splits."
-            ),
-            click.option("--revision", help="Hub branch, tag or commit sha (recorded as the resolved sha)."),
-            click.option("--config", help="Hub dataset config (subset) name."),
-            click.option(
-                "--data-dir",
-                help="Folder inside the repo/folder to read, e.g. `helpful-base` for Anthropic/hh-rlhf.",
-            ),
-        ]
-    ):
-        f = opt(f)
-    return f
+def scoring_model_options(required: bool = True, help_suffix: str = ""):
+    """--model/--revision/--dtype/--device/--attn-implementation/--chat-template/--trust-remote-code
+    (`reflogps`, `verify`, `score`); ``required=False`` leaves the recorded model as the default."""
+    default = None if not required else "auto"
+    opts = [
+        click.option(
+            "-m",
+            "--model",
+            "model",
+            metavar="MODEL",
+            required=required,
+            help="Model: a local folder or a Hub model id" + (help_suffix or "."),
+        ),
+        click.option(
+            "--revision", help="Hub branch, tag or commit of the model (recorded as the resolved commit)."
+        ),
+        click.option(
+            "--dtype",
+            default=default,
+            show_default=required,
+            type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+            help="Compute dtype; auto = bfloat16 on CUDA, float32 on the CPU (log-probs are summed in fp32)"
+            + ("." if required else "; default: the recorded one."),
+        ),
+        click.option(
+            "--device",
+            default="auto",
+            show_default=True,
+            help="cpu, cuda, cuda:N or auto (under torchrun: one GPU per rank).",
+        ),
+        click.option(
+            "--attn-implementation",
+            default="sdpa",
+            show_default=True,
+            help="transformers attention kernel: sdpa, eager, flash_attention_2, ...",
+        ),
+        click.option(
+            "--chat-template",
+            metavar="NAME|FILE",
+            help="Chat template to use instead of the tokenizer's: a built-in name, a Jinja file or the template text.",
+        ),
+        click.option(
+            "--trust-remote-code", is_flag=True, help="Allow custom model/tokenizer code from the repo."
+        ),
+    ]
 
+    def decorate(f):
+        for opt in reversed(opts):
+            f = opt(f)
+        return f
 
-def column_options(f):
-    """--format and the column overrides."""
-    from prefkit.formats import FAMILIES
-
-    for opt in reversed(
-        [
-            click.option(
-                "--format",
-                "format_",
-                type=click.Choice(list(FAMILIES)),
-                help="Force a dataset shape instead of detecting it.",
-            ),
-            click.option("--prompt-col", help="Column holding the prompt (string or messages)."),
-            click.option("--chosen-col", help="Column holding the chosen answer."),
-            click.option("--rejected-col", help="Column holding the rejected answer."),
-            click.option("--system-col", help="Column holding a system prompt."),
-            click.option(
-                "--margin-col",
-                help="Numeric column to use as the margin (default: delta_score or chosen - rejected score).",
-            ),
-        ]
-    ):
-        f = opt(f)
-    return f
+    return decorate
 
 
 def command_line() -> str:
-    """The command as typed, for the manifest (``prefkit`` + arguments)."""
-    return shlex.join(["prefkit", *sys.argv[1:]])
+    """The command as typed, for the manifest (``prefkit`` + arguments), secrets redacted."""
+    from prefkit.secrets import redact_argv
+
+    return shlex.join(["prefkit", *redact_argv(sys.argv[1:])])
 
 
 def echo_json(obj: dict) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
 
-#: counts that are not places rows end in: rows added (read + added = kept + dropped + invalid), and flags
-EXTRA_COUNTS = {
-    "extra_pairs": "pairs beyond one per source row (ranked/rated sets are binarised)",
-    "upsampled": "extra copies drawn by a source weight above its size",
-    "axes_disagree": "PKU-SafeRLHF rows whose better and safer labels disagree",
-}
-
-
 def render_counts(splits: dict[str, dict], seconds: float | None = None, output: str | None = None) -> None:
     """The human summary: read / kept / dropped / invalid per split, then the reasons (stderr)."""
+    from prefkit.accounting import meaning
+
     err = lambda s="": click.echo(s, err=True)  # noqa: E731
-    header = f"{'split':<16} {'read':>9} {'kept':>9} {'dropped':>9} {'invalid':>9}"
+    added_any = any(c.get("added") for c in splits.values())
+    header = f"{'split':<16} {'read':>9} {'kept':>9} {'dropped':>9} {'invalid':>9}" + (
+        f" {'added':>9}" if added_any else ""
+    )
     err(header)
     err("-" * len(header))
     for name, c in splits.items():
-        err(
-            f"{name:<16} {c['read']:>9,} {c['kept']:>9,} {sum(c['dropped'].values()):>9,} {sum(c['invalid'].values()):>9,}"
-        )
+        row = f"{name:<16} {c['read']:>9,} {c['kept']:>9,} {sum(c['dropped'].values()):>9,} {sum(c['invalid'].values()):>9,}"
+        err(row + (f" {sum((c.get('added') or {}).values()):>9,}" if added_any else ""))
     reasons: dict[tuple[str, str], int] = {}
     for c in splits.values():
         for stage in ("dropped", "invalid", "added", "flags"):
@@ -91,8 +113,7 @@ def render_counts(splits: dict[str, dict], seconds: float | None = None, output:
     if reasons:
         err()
         for (stage, r), n in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            glossary = {"dropped": DROP_REASONS, "invalid": INVALID_REASONS}.get(stage, EXTRA_COUNTS)
-            err(f"  {stage:<8} {r:<28} {n:>9,}  {glossary.get(r, '')}")
+            err(f"  {stage:<8} {r:<28} {n:>9,}  {meaning(stage, r)}")
     tail = []
     if output:
         tail.append(f"wrote {output}")
@@ -101,28 +122,3 @@ def render_counts(splits: dict[str, dict], seconds: float | None = None, output:
     if tail:
         err()
         err(" ".join(tail))
-
-
-def target_options(f):
-    """--tokenizer / --chat-template / --tokenizer-revision / --trust-remote-code: the target model's tokenizer."""
-    for opt in reversed(
-        [
-            click.option(
-                "--tokenizer",
-                metavar="MODEL_OR_PATH",
-                help="The target model's tokenizer: a local folder or a Hub id (only tokenizer files are read).",
-            ),
-            click.option(
-                "--chat-template",
-                metavar="NAME|FILE",
-                help="Chat template: a built-in name (chatml, llama-3, mistral, zephyr, gemma, phi-3, qwen) or a "
-                "Jinja file; replaces the tokenizer's own. Needed when the tokenizer has none.",
-            ),
-            click.option("--tokenizer-revision", help="Hub branch, tag or commit of --tokenizer."),
-            click.option(
-                "--trust-remote-code", is_flag=True, help="Allow a tokenizer that needs custom code."
-            ),
-        ]
-    ):
-        f = opt(f)
-    return f

@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import click
 
-from prefkit.commands.common import column_options, echo_json, source_options
+from prefkit.commands.common import column_options, echo_json, source_options, token_option
 
 
 @click.command("detect")
 @click.argument("source")
 @source_options
 @column_options
-@click.option(
-    "--token", envvar="HF_TOKEN", help="Hugging Face token (default: HF_TOKEN or your `hf auth login`)."
-)
+@token_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(
     source,
-    splits,
+    split,
     revision,
     config,
     data_dir,
-    format_,
+    format,
     prompt_col,
     chosen_col,
     rejected_col,
@@ -41,12 +39,12 @@ def command(
     from prefkit.sources import load_source
 
     src = load_source(
-        source, split=list(splits) or None, revision=revision, config=config, data_dir=data_dir, token=token
+        source, split=list(split) or None, revision=revision, config=config, data_dir=data_dir, token=token
     )
     columns = {"prompt": prompt_col, "chosen": chosen_col, "rejected": rejected_col, "system": system_col}
     report = {"source": src.label, "splits": {}}
     for name, table in src.splits.items():
-        mapping = detect(table, format=format_, columns=columns, margin_col=margin_col)
+        mapping = detect(table, format=format, columns=columns, margin_col=margin_col)
         family = FAMILIES[mapping.family]
         report["splits"][name] = {
             "rows": table.num_rows,

@@ -24,7 +24,7 @@ def command(name, as_json):
       prefkit presets --json
     """
     from prefkit.formats import FAMILIES
-    from prefkit.presets import all_presets, get_preset
+    from prefkit.sources.presets import all_presets, get_preset
 
     presets = [get_preset(name)] if name else list(all_presets())
     if as_json:

@@ -68,7 +68,7 @@ def command(
       prefkit push hermes2k me/hermes-dpo-2k --dry-run        # the files and the card; commits nothing
       prefkit push hermes2k someone/their-set --create-pr
     """
-    from prefkit.hub import push
+    from prefkit.publish.hub import push
 
     bars = None
     if quiet or as_json:

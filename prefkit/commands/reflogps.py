@@ -6,66 +6,17 @@ import os
 
 import click
 
-from prefkit.commands.common import command_line, echo_json
-
-
-def model_options(f):
-    """--model/--revision/--dtype/--device/--attn-implementation/--chat-template/--trust-remote-code."""
-    for opt in reversed(
-        [
-            click.option(
-                "-m",
-                "--model",
-                "model",
-                metavar="MODEL",
-                required=True,
-                help="Reference model: a local folder or a Hub model id.",
-            ),
-            click.option(
-                "--revision", help="Hub branch, tag or commit of the model (recorded as the resolved commit)."
-            ),
-            click.option(
-                "--dtype",
-                default="auto",
-                show_default=True,
-                type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-                help="Compute dtype; auto = bfloat16 on CUDA, float32 on the CPU (log-probs are summed in fp32).",
-            ),
-            click.option(
-                "--device",
-                default="auto",
-                show_default=True,
-                help="cpu, cuda, cuda:N or auto (under torchrun: one GPU per rank).",
-            ),
-            click.option(
-                "--attn-implementation",
-                default="sdpa",
-                show_default=True,
-                help="transformers attention kernel: sdpa, eager, flash_attention_2, ...",
-            ),
-            click.option(
-                "--chat-template",
-                metavar="FILE|TEMPLATE",
-                help="Chat template to use instead of the tokenizer's: a Jinja file or the template text.",
-            ),
-            click.option(
-                "--trust-remote-code", is_flag=True, help="Allow custom model/tokenizer code from the repo."
-            ),
-        ]
-    ):
-        f = opt(f)
-    return f
+from prefkit.commands.common import command_line, echo_json, scoring_model_options
 
 
 @click.command("reflogps", context_settings={"max_content_width": 100})
 @click.argument("out", type=click.Path(file_okay=False))
-@model_options
+@scoring_model_options(help_suffix=" (the reference model).")
 @click.option(
     "--max-length",
     type=click.IntRange(min=1),
-    default=1024,
-    show_default=True,
-    help="TRL's DPOConfig.max_length: prompt+completion are truncated to it (keep_start); use your trainer's value.",
+    help="TRL's DPOConfig.max_length: prompt+completion are truncated to it (keep_start); use your trainer's "
+    "value. Default: the set's `build --max-length`, else TRL's default 1024.",
 )
 @click.option(
     "--token-budget",

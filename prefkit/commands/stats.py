@@ -92,11 +92,11 @@ def command(
       prefkit stats mix --tokenizer ./my-sft-model
       prefkit stats mix --tokenizer ./my-sft-model --plot mix/plots --json
     """
-    from prefkit.stats import compute_stats, plot, public, record_plots
+    from prefkit.output.stats import compute_stats, plot, public, record_stats
 
     target = None
     if tokenizer or chat_template:
-        from prefkit.target import load_target
+        from prefkit.chat.target import load_target
 
         target = load_target(
             tokenizer, chat_template, revision=tokenizer_revision, trust_remote_code=trust_remote_code
@@ -104,7 +104,7 @@ def command(
     stats = compute_stats(folder, target, list(splits) or None)
     if plot_dir:
         paths = plot(stats, plot_dir)
-        record_plots(folder, paths, public(stats))
+        record_stats(folder, stats, paths)
         click.echo(f"wrote {len(paths)} plot(s) to {plot_dir}", err=True)
     if as_json:
         echo_json(public(stats))

@@ -6,19 +6,12 @@ import sys
 
 import click
 
-from prefkit.commands.common import echo_json
+from prefkit.commands.common import echo_json, scoring_model_options
 
 
 @click.command("verify", context_settings={"max_content_width": 100})
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option(
-    "-m",
-    "--model",
-    "model",
-    metavar="MODEL",
-    help="Model to recompute with (default: the one in OUT/prefkit.json).",
-)
-@click.option("--revision", help="Hub branch, tag or commit (default: the recorded one).")
+@scoring_model_options(required=False, help_suffix=" (default: the one in OUT/prefkit.json).")
 @click.option(
     "--sample", type=click.IntRange(min=1), default=64, show_default=True, help="Rows to recompute."
 )
@@ -30,37 +23,24 @@ from prefkit.commands.common import echo_json
 @click.option(
     "--rtol", type=float, help="Relative tolerance (default: 1e-4 for float32, 0.02 for bf16/fp16)."
 )
-@click.option(
-    "--dtype",
-    type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-    help="Compute dtype (default: the recorded one).",
-)
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option(
-    "--attn-implementation", default="sdpa", show_default=True, help="transformers attention kernel."
-)
 @click.option("--max-length", type=click.IntRange(min=1), help="Default: the recorded max_length.")
-@click.option(
-    "--chat-template", metavar="FILE|TEMPLATE", help="Chat template override (a recorded file is reused)."
-)
-@click.option("--trust-remote-code", is_flag=True, help="Allow custom model/tokenizer code from the repo.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no report on stderr.")
 def command(
     out,
     model,
     revision,
+    dtype,
+    device,
+    attn_implementation,
+    chat_template,
+    trust_remote_code,
     sample,
     seed,
     split,
     atol,
     rtol,
-    dtype,
-    device,
-    attn_implementation,
     max_length,
-    chat_template,
-    trust_remote_code,
     as_json,
     quiet,
 ):

@@ -1,96 +1,65 @@
-"""Normalisers: detect a source's shape from its columns and turn its rows into canonical records.
+"""Normalise: find a source's shape from its columns and turn its rows into canonical records.
 
-One module per family of shapes (see docs/formats.md and ../shared/docs/hub-datasets.md):
+Every shape is one module here that declares itself with a module-level ``FAMILY`` (a :class:`Family`: name,
+letter, detection order, ``match``, ``normalise``, its options and reasons); the registry below collects them,
+so a new shape is one new module (docs/architecture.md). Detection tries the families in ``order``.
 
-====  =====================  ================================================================
-A     ``flat``               prompt/question/input/instruction + chosen/rejected strings
-B     ``implicit-messages``  chosen/rejected are whole conversations; prompt = shared history
-C     ``explicit-messages``  prompt = messages; chosen/rejected = [assistant] (or strings)
-D     ``transcript``         "\\n\\nHuman: …\\n\\nAssistant: …" strings
-E     ``pairwise``           two answers + a label (SHP, PKU-SafeRLHF, HelpSteer2, chatbot arena)
-F     ``ranked``             k answers with ranks (Nectar); binarised
-G     ``rated``              N completions with ratings (UltraFeedback raw); binarised
-====  =====================  ================================================================
-
-A family module's ``normalise`` returns either the three message columns + ``invalid`` (row for row; scores are
-read here from the alias table), or a full frame that already holds ``score_chosen``/``score_rejected``/``margin``
-and may hold ``source_index`` (when it emits more or fewer rows than its input: F/G binarisation), ``tie``,
-``normaliser_drop`` (a drop reason decided from labels) and ``flag_*`` booleans (counted in the manifest).
+A family's ``normalise`` returns either the three message columns + ``invalid`` (row for row; scores are then
+read here from the alias table, :mod:`.scores`), or, for ``full_frame`` families, a frame that already holds
+``score_chosen``/``score_rejected``/``margin`` and may hold ``source_index`` (when it emits more or fewer rows
+than its input: binarisation), ``tie``, ``normaliser_drop`` (a drop reason decided from labels) and ``flag_*``
+booleans (counted in the manifest).
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from functools import cache
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
 
 from prefkit.errors import FormatError
-from prefkit.formats import flat, messages, pairwise, ranked, transcript
-from prefkit.formats.base import Mapping
+from prefkit.formats.base import Family, FamilyOption, Mapping, pick_column
 from prefkit.formats.scores import pick_score_columns, score_exprs
+from prefkit.formats.system import with_system_column
 
-__all__ = ["FAMILIES", "Family", "Mapping", "detect", "normalise", "pick_column"]
+__all__ = ["FAMILIES", "Family", "Mapping", "detect", "family_options", "normalise", "pick_column"]
 
-
-@dataclass(frozen=True)
-class Family:
-    name: str
-    letter: str
-    description: str
-    match: Callable[..., Mapping | str]
-    normalise: Callable[[pl.DataFrame, Mapping, pa.Schema], pl.DataFrame]
-
-
-#: in detection order: the most specific shapes first
-FAMILIES: dict[str, Family] = {
-    f.name: f
-    for f in (
-        Family(
-            messages.EXPLICIT,
-            "C",
-            messages.DESCRIPTIONS[messages.EXPLICIT],
-            messages.match_explicit,
-            messages.normalise_explicit,
-        ),
-        Family(
-            messages.IMPLICIT,
-            "B",
-            messages.DESCRIPTIONS[messages.IMPLICIT],
-            messages.match_implicit,
-            messages.normalise_implicit,
-        ),
-        Family(flat.NAME, flat.LETTER, flat.DESCRIPTION, flat.match, flat.normalise),
-        Family(
-            transcript.NAME, transcript.LETTER, transcript.DESCRIPTION, transcript.match, transcript.normalise
-        ),
-        Family(pairwise.NAME, pairwise.LETTER, pairwise.DESCRIPTION, pairwise.match, pairwise.normalise),
-        Family(ranked.RANKED, "F", ranked.DESCRIPTIONS[ranked.RANKED], ranked.match_ranked, ranked.normalise),
-        Family(ranked.RATED, "G", ranked.DESCRIPTIONS[ranked.RATED], ranked.match_rated, ranked.normalise),
-    )
-}
-
-COLUMN_OPTIONS = ("prompt", "chosen", "rejected", "system")
 #: columns that group rows of one prompt (pairs of one Reddit post, of one UltraFeedback prompt, one arena
 #: question): leak-free splits keep a group on one side
 GROUP_KEYS = ("post_id", "prompt_id", "question_id")
-#: families whose normaliser reads its own score columns
-FULL_FRAME_FAMILIES = frozenset({pairwise.NAME, ranked.RANKED, ranked.RATED})
 
 
-def pick_column(
-    schema: pa.Schema, override: str | None, aliases: tuple[str, ...], type_ok: Callable[[pa.DataType], bool]
-) -> str | None:
-    """The column to use: the user's override (checked), else the first alias present with a fitting type."""
-    if override is not None:
-        if override not in schema.names:
-            raise FormatError(
-                f"column {override!r} not found; columns are {schema.names}",
-                "pass one of the listed columns to the --*-col option",
-            )
-        return override if type_ok(schema.field(override).type) else None
-    return next((a for a in aliases if a in schema.names and type_ok(schema.field(a).type)), None)
+def _discover() -> dict[str, Family]:
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        family = getattr(module, "FAMILY", None)
+        if isinstance(family, Family):
+            found.append(family)
+    return {f.name: f for f in sorted(found, key=lambda f: f.order)}
+
+
+#: every family, in detection order (the most specific shapes first)
+FAMILIES: dict[str, Family] = _discover()
+
+
+@cache
+def family_options() -> dict[str, tuple[FamilyOption, list[str]]]:
+    """Every family option by name → (its declaration, the families that read it)."""
+    out: dict[str, tuple[FamilyOption, list[str]]] = {}
+    for family in FAMILIES.values():
+        for option in family.options:
+            known = out.get(option.name)
+            if known is not None and known[0] != option:
+                raise ValueError(f"family option {option.name!r} declared twice differently")
+            out.setdefault(option.name, (option, []))[1].append(family.name)
+    return out
 
 
 def _describe_columns(schema: pa.Schema) -> str:
@@ -108,6 +77,33 @@ def _short_type(t: pa.DataType) -> str:
     return str(t)
 
 
+def _match(table: pa.Table | pa.Schema, schema: pa.Schema, columns: dict, format: str | None) -> Mapping:
+    from prefkit.sources import head
+
+    sample_cache: list = []
+
+    def sample() -> pa.Table | None:  # the first rows, read once and only if a family asks
+        if not sample_cache:
+            sample_cache.append(None if isinstance(table, pa.Schema) else head(table, 64))
+        return sample_cache[0]
+
+    candidates = [FAMILIES[format]] if format else list(FAMILIES.values())
+    for family in candidates:
+        found = family.match(schema, columns, sample)
+        if isinstance(found, Mapping):
+            return found
+    what = (
+        f"the columns do not fit format {format!r}"
+        if format
+        else "no known preference-data shape matches the columns"
+    )
+    raise FormatError(
+        f"{what}; found {_describe_columns(schema)}",
+        "name the columns with --prompt-col/--chosen-col/--rejected-col (and --system-col), or force a shape with "
+        f"--format {{{','.join(FAMILIES)}}}; `prefkit detect SOURCE` shows what was tried",
+    )
+
+
 def detect(
     table: pa.Table | pa.Schema,
     *,
@@ -121,36 +117,11 @@ def detect(
     ``margin_col`` names the native margin column. Raises :class:`FormatError` listing the columns found and the
     options that fix it when nothing matches.
     """
-    from prefkit.sources import head
-
     schema = table if isinstance(table, pa.Schema) else table.schema
-    # the sample (only the transcript family reads it) is taken when that family is tried: reading the head of
-    # a parquet file decodes its first row group, often the whole file
     columns = {k: v for k, v in (columns or {}).items() if v is not None}
     if format is not None and format not in FAMILIES:
         raise FormatError(f"unknown format {format!r}", f"use one of: {', '.join(FAMILIES)}")
-    candidates = [FAMILIES[format]] if format else list(FAMILIES.values())
-    reasons = []
-    for family in candidates:
-        kwargs = {}
-        if family.name == transcript.NAME:
-            kwargs["sample"] = None if isinstance(table, pa.Schema) else head(table, 64)
-        found = family.match(schema, columns, **kwargs)
-        if isinstance(found, Mapping):
-            mapping = found
-            break
-        reasons.append(f"{family.name}: {found}")
-    else:
-        what = (
-            f"the columns do not fit format {format!r}"
-            if format
-            else "no known preference-data shape matches the columns"
-        )
-        raise FormatError(
-            f"{what}; found {_describe_columns(schema)}",
-            "name the columns with --prompt-col/--chosen-col/--rejected-col (and --system-col), or force a shape with "
-            f"--format {{{','.join(FAMILIES)}}}; `prefkit detect SOURCE` shows what was tried",
-        )
+    mapping = _match(table, schema, columns, format)
     if "system" in columns and mapping.system is None:
         if not pa.types.is_string(schema.field(columns["system"]).type):
             raise FormatError(
@@ -161,13 +132,46 @@ def detect(
         group = next((g for g in GROUP_KEYS if g in schema.names), None)
         if group:
             mapping = replace(mapping, extra={**mapping.extra, "group": group})
-    if mapping.family in FULL_FRAME_FAMILIES:
+    if FAMILIES[mapping.family].full_frame:
         return mapping  # families E-G read their own scores
     return replace(mapping, **pick_score_columns(schema, margin_col))
 
 
+def with_options(
+    mapping: Mapping,
+    preset: Any,
+    explicit: dict[str, Any],
+    seed: int | None,
+    used: set[str],
+    schema: pa.Schema,
+) -> Mapping:
+    """Family options into ``mapping.extra``: the preset's defaults, then the explicit ones (which win; their names
+    are added to ``used``). A preset's group / tie column is used only where the source has it."""
+    kind = mapping.extra.get("variant", mapping.family)
+    extra = dict(mapping.extra)
+    own = preset is not None and preset.family == mapping.family
+    if own and preset.group and preset.group in schema.names:
+        extra["group"] = preset.group
+    if own and preset.tie_when and preset.tie_when.get("column") in schema.names:
+        extra["tie_when"] = preset.tie_when
+    defaults = preset.options if own else {}
+    for name, (option, families) in family_options().items():
+        if mapping.family not in families or (option.applies_to and kind not in option.applies_to):
+            continue
+        value = explicit.get(name)
+        if value is not None:
+            used.add(name)
+        elif name in defaults:
+            value = defaults[name]
+        if value is not None:
+            extra[name] = value
+    if extra.get("pairs") == "best-vs-random":
+        extra["seed"] = 0 if seed is None else seed
+    return replace(mapping, extra=extra)
+
+
 def normalise(table: pa.Table, mapping: Mapping) -> pl.DataFrame:
-    """Canonical columns for every row of ``table`` (same order, same count).
+    """Canonical columns for every row of ``table`` (same order, same count; binarising families: see above).
 
     Returns a polars frame with ``prompt``, ``chosen``, ``rejected`` (``list[{role, content}]``), ``score_chosen``,
     ``score_rejected``, ``margin`` (Float64) and ``invalid`` (reason string, null for rows that normalised).
@@ -177,17 +181,17 @@ def normalise(table: pa.Table, mapping: Mapping) -> pl.DataFrame:
     if isinstance(df, pl.Series):  # a single column comes back as a Series
         df = df.to_frame()
     core = family.normalise(df, mapping, table.schema)
-    if "score_chosen" in core.columns:  # a full frame (families E-G): scores, maybe source_index/tie/…
+    flat = mapping.family == "flat"  # the flat family puts its system column into the prompt itself
+    if family.full_frame:
         out = core
-        if mapping.system and mapping.family != flat.NAME and "source_index" not in core.columns:
-            out = out.with_columns(_with_system(df[mapping.system]))
+        if mapping.system and not flat and "source_index" not in core.columns:
+            out = out.with_columns(with_system_column(df[mapping.system]))
     else:
-        if mapping.system and mapping.family != flat.NAME:
-            core = core.with_columns(_with_system(df[mapping.system]))
+        if mapping.system and not flat:
+            core = core.with_columns(with_system_column(df[mapping.system]))
         scores = df.with_columns(
             score_exprs(table.schema, mapping.score_chosen, mapping.score_rejected, mapping.margin)
-        )
-        scores = scores.select("score_chosen", "score_rejected", "margin")
+        ).select("score_chosen", "score_rejected", "margin")
         out = pl.concat(
             [core.select("prompt", "chosen", "rejected"), scores, core.select("invalid")], how="horizontal"
         )
@@ -202,7 +206,9 @@ def _with_extras(out: pl.DataFrame, df: pl.DataFrame, mapping: Mapping) -> pl.Da
     group = mapping.extra.get("group")
     if not tie_when and not group:
         return out
-    take = (lambda s: s.gather(out["source_index"])) if "source_index" in out.columns else (lambda s: s)
+    take: Callable = (
+        (lambda s: s.gather(out["source_index"])) if "source_index" in out.columns else (lambda s: s)
+    )
     if tie_when:
         values = (
             df[tie_when["column"]].cast(pl.String).is_in(list(map(str, tie_when["values"]))).fill_null(False)
@@ -223,17 +229,3 @@ def used_columns(mapping: Mapping) -> list[str]:
     cols += list(mapping.extra.get("columns", {}).values())
     cols += [mapping.extra.get("group"), (mapping.extra.get("tie_when") or {}).get("column")]
     return list(dict.fromkeys(c for c in cols if c))
-
-
-def _with_system(system: pl.Series) -> pl.Expr:
-    """Prepend a separate system column to message prompts that do not already start with a system turn."""
-    sys = pl.lit(system)
-    has = sys.is_not_null() & (sys.str.strip_chars() != "")
-    starts_with_system = pl.col("prompt").list.first().struct.field("role") == "system"
-    sys_msg = pl.concat_list([pl.struct(role=pl.lit("system"), content=sys)])
-    return (
-        pl.when(has & ~starts_with_system.fill_null(False))
-        .then(pl.concat_list([sys_msg, pl.col("prompt")]))
-        .otherwise(pl.col("prompt"))
-        .alias("prompt")
-    )

@@ -7,10 +7,15 @@ string for rows it could not normalise (null when the row is fine). It never dro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
+
+from prefkit.accounting import Reason, declare
+from prefkit.errors import FormatError
 
 MESSAGE_DTYPE = pl.Struct({"role": pl.String, "content": pl.String})
 MESSAGES_DTYPE = pl.List(MESSAGE_DTYPE)
@@ -41,6 +46,56 @@ class Mapping:
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v not in (None, {})}
+
+
+@dataclass(frozen=True)
+class FamilyOption:
+    """An option a family reads (``--pairs``, ``--axis`` …), declared once by the family that owns it.
+
+    ``prefkit.options`` turns it into a ``BuildOptions`` field and ``prefkit build`` into a flag, with this help.
+    ``annotation`` is the value's type (``Literal[...]`` for choices); ``ge`` a lower bound; ``applies_to`` the
+    family variants it is for (None: every variant of the families that list it).
+    """
+
+    name: str
+    annotation: Any
+    help: str
+    ge: float | None = None
+    applies_to: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Family:
+    """One dataset shape: how to recognise it and how to normalise it (the registry's entry).
+
+    ``order`` sets detection order (lower first: the most specific shapes first). ``match(schema, columns,
+    sample)`` returns a :class:`Mapping` or a sentence saying why not; ``normalise(df, mapping, schema)`` returns
+    the canonical columns (see :mod:`prefkit.formats`).
+    """
+
+    name: str
+    letter: str
+    description: str
+    order: int
+    match: Callable[..., Mapping | str]
+    normalise: Callable[[pl.DataFrame, Mapping, pa.Schema], pl.DataFrame]
+    options: tuple[FamilyOption, ...] = ()
+    reasons: tuple[Reason, ...] = ()
+    full_frame: bool = False  # reads its own scores (families E-G)
+
+
+def pick_column(
+    schema: pa.Schema, override: str | None, aliases: tuple[str, ...], type_ok: Callable[[pa.DataType], bool]
+) -> str | None:
+    """The column to use: the user's override (checked), else the first alias present with a fitting type."""
+    if override is not None:
+        if override not in schema.names:
+            raise FormatError(
+                f"column {override!r} not found; columns are {schema.names}",
+                "pass one of the listed columns to the --*-col option",
+            )
+        return override if type_ok(schema.field(override).type) else None
+    return next((a for a in aliases if a in schema.names and type_ok(schema.field(a).type)), None)
 
 
 def is_string(dtype: pa.DataType) -> bool:
@@ -103,3 +158,14 @@ def first_reason(*conditions: tuple[pl.Expr, str]) -> pl.Expr:
     for cond, reason in reversed(conditions):
         expr = pl.when(cond.fill_null(False)).then(pl.lit(reason)).otherwise(expr)
     return expr
+
+
+#: reasons several families give
+NULL_VALUE, EMPTY_CONVERSATION, ANSWER_NOT_ASSISTANT, MISSING_PROMPT, HISTORIES_DIFFER, TIE = declare(
+    Reason("null_value", "invalid", "a prompt/chosen/rejected value is null"),
+    Reason("empty_conversation", "invalid", "a conversation has no messages"),
+    Reason("answer_not_assistant", "invalid", "a conversation does not end with an assistant turn"),
+    Reason("missing_prompt", "invalid", "a conversation has no turns before the answer"),
+    Reason("histories_differ", "invalid", "chosen and rejected disagree before the final answer"),
+    Reason("tie", "dropped", "the pair is a tie (margin 0, or a tie label; --keep-ties keeps them)"),
+)

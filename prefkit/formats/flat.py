@@ -5,7 +5,15 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
-from prefkit.formats.base import Mapping, first_reason, is_string, single_assistant, user_prompt
+from prefkit.formats.base import (
+    Family,
+    Mapping,
+    first_reason,
+    is_string,
+    pick_column,
+    single_assistant,
+    user_prompt,
+)
 
 NAME = "flat"
 LETTER = "A"
@@ -19,9 +27,7 @@ REJECTED_ALIASES = ("rejected", "rejected_response")
 SYSTEM_ALIASES = ("system", "system_prompt")
 
 
-def match(schema: pa.Schema, columns: dict[str, str | None]) -> Mapping | str:
-    from prefkit.formats import pick_column
-
+def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Mapping | str:
     prompt = pick_column(schema, columns.get("prompt"), PROMPT_ALIASES, is_string)
     chosen = pick_column(schema, columns.get("chosen"), CHOSEN_ALIASES, is_string)
     rejected = pick_column(schema, columns.get("rejected"), REJECTED_ALIASES, is_string)
@@ -42,3 +48,6 @@ def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataF
             (prompt.is_null() | chosen.is_null() | rejected.is_null(), "null_value"),
         ).alias("invalid"),
     )
+
+
+FAMILY = Family(NAME, LETTER, DESCRIPTION, order=30, match=match, normalise=normalise)

@@ -22,13 +22,17 @@ filters honour), ties to the boolean ``tie`` column (the ``tie`` reason, kept wi
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 import polars as pl
 import pyarrow as pa
 
+from prefkit.accounting import Reason, declare
 from prefkit.errors import FormatError
 from prefkit.formats.base import (
     MESSAGES_DTYPE,
+    Family,
+    FamilyOption,
     Mapping,
     first_reason,
     is_messages,
@@ -46,6 +50,45 @@ DESCRIPTION = (
 )
 
 AXES = ("better", "safer", "both")
+
+OPTIONS = (
+    FamilyOption(
+        "axis",
+        Literal["better", "safer", "both"],
+        "PKU-SafeRLHF: orient by better_response_id (default) or safer_response_id; `both` keeps only rows "
+        "where they agree. Disagreeing rows are counted either way.",
+        applies_to=("pku",),
+    ),
+    FamilyOption(
+        "shp_min_ratio",
+        float,
+        "SHP: drop pairs whose score_ratio is below this (e.g. 2).",
+        applies_to=("shp",),
+    ),
+    FamilyOption(
+        "max_pairs_per_post",
+        int,
+        "SHP: keep at most N pairs per post (largest score_ratio first).",
+        ge=1,
+        applies_to=("shp",),
+    ),
+)
+
+REASONS = declare(
+    Reason("bad_label", "invalid", "the label naming the preferred answer has an unknown value"),
+    Reason("below_min_ratio", "dropped", "SHP score_ratio below --shp-min-ratio"),
+    Reason(
+        "over_max_pairs_per_post",
+        "dropped",
+        "beyond --max-pairs-per-post pairs of one post (largest score_ratio kept)",
+    ),
+    Reason(
+        "axes_disagree",
+        "dropped",
+        "PKU-SafeRLHF better and safer labels disagree (--axis both keeps only agreeing rows)",
+    ),
+    Reason("axes_disagree", "flags", "PKU-SafeRLHF rows whose better and safer labels disagree"),
+)
 ARENA_TIES = ("tie", "tie (bothbad)")
 #: HelpSteer2 inlines earlier turns of multi-turn prompts with these markers
 EXTRA_ID_TURN = re.compile(r"<extra_id_1>(User|Assistant)[ \t]*\n?")
@@ -75,7 +118,7 @@ def _has(schema: pa.Schema, required: dict) -> bool:
     return all(name in schema.names and ok(schema.field(name).type) for name, ok in required.items())
 
 
-def match(schema: pa.Schema, columns: dict[str, str | None]) -> Mapping | str:
+def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Mapping | str:
     """Which E variant the columns are (column overrides do not apply: the label columns are fixed names)."""
     for variant, required in _REQUIRED.items():
         if _has(schema, required):
@@ -293,3 +336,16 @@ def _arena(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFram
             ).alias("invalid"),
         )
     )
+
+
+FAMILY = Family(
+    NAME,
+    LETTER,
+    DESCRIPTION,
+    order=50,
+    match=match,
+    normalise=normalise,
+    options=OPTIONS,
+    reasons=REASONS,
+    full_frame=True,
+)

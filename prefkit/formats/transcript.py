@@ -11,7 +11,8 @@ import re
 import polars as pl
 import pyarrow as pa
 
-from prefkit.formats.base import MESSAGES_DTYPE, Mapping, is_string
+from prefkit.accounting import Reason, declare
+from prefkit.formats.base import MESSAGES_DTYPE, Family, Mapping, is_string, pick_column
 
 NAME = "transcript"
 LETTER = "D"
@@ -21,17 +22,20 @@ TURN_MARKER = re.compile(r"\n\n(Human|Assistant):[ \t]?")
 ROLES = {"Human": "user", "Assistant": "assistant"}
 
 
-def match(schema: pa.Schema, columns: dict[str, str | None], sample: pa.Table | None = None) -> Mapping | str:
-    from prefkit.formats import pick_column
+REASONS = declare(Reason("bad_transcript", "invalid", "not a well-formed Human/Assistant transcript"))
 
+
+def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Mapping | str:
+    """``sample()`` gives the first rows (read only when the columns fit, to look for turn markers)."""
     chosen = pick_column(schema, columns.get("chosen"), ("chosen",), is_string)
     rejected = pick_column(schema, columns.get("rejected"), ("rejected",), is_string)
     if not (chosen and rejected):
         return "needs chosen and rejected transcript strings"
     if columns.get("prompt"):
         return "has a prompt column (that is the flat shape)"
-    if sample is not None:
-        texts = [t for t in sample.column(chosen).to_pylist() if t]
+    table = sample() if sample is not None else None
+    if table is not None:
+        texts = [t for t in table.column(chosen).to_pylist() if t]
         if texts and not any(TURN_MARKER.search("\n\n" + t) for t in texts):
             return "chosen/rejected are strings but not Human/Assistant transcripts, and there is no prompt column"
     return Mapping(NAME, chosen=chosen, rejected=rejected)
@@ -85,3 +89,6 @@ def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataF
             "invalid": pl.String,
         },
     )
+
+
+FAMILY = Family(NAME, LETTER, DESCRIPTION, order=40, match=match, normalise=normalise, reasons=REASONS)

@@ -1,7 +1,7 @@
 """The scoring engine: TRL-exact reference log-probs, built for scoring rather than training.
 
 For each pair it computes ``Σ log π(completion token | context)`` over the completion ids of a
-:class:`prefkit.templates.TokenizedPair` (already split and truncated the TRL way), for chosen and rejected.
+:class:`prefkit.chat.tokenize.TokenizedPair` (already split and truncated the TRL way), for chosen and rejected.
 
 How it is fast:
 
@@ -44,7 +44,7 @@ LM_HEAD_ELEMENTS_CUDA = 2**28
 
 
 class PairLike(Protocol):
-    """What the engine reads from a pair (``prefkit.templates.TokenizedPair`` has it)."""
+    """What the engine reads from a pair (``prefkit.chat.tokenize.TokenizedPair`` has it)."""
 
     prompt_ids: Sequence[int]
     chosen_ids: Sequence[int]
@@ -375,8 +375,8 @@ def self_test(model: Any, *, seed: int = 0) -> dict[str, float]:
     """
     import torch
 
+    from prefkit.chat.tokenize import TokenizedPair
     from prefkit.reflogps.plain import score_pairs_plain
-    from prefkit.templates import TokenizedPair
 
     vocab = int(head_spec(model).weight.shape[0])
     gen = torch.Generator().manual_seed(seed)

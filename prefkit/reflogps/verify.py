@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from prefkit.errors import OutputError
-from prefkit.output import read_output
+from prefkit.output import OutputFolder, read_output
 
 #: Default tolerances per compute dtype: |stored - recomputed| <= atol + rtol * |recomputed|.
 DEFAULT_TOLERANCES = {"float32": (1e-3, 1e-4), "bfloat16": (0.5, 2e-2), "float16": (0.5, 2e-2)}
@@ -24,7 +24,7 @@ def default_tolerance(dtype: str) -> tuple[float, float]:
     return DEFAULT_TOLERANCES.get(dtype, DEFAULT_TOLERANCES["bfloat16"])
 
 
-def _sample_rows(folder: Any, splits: list[str], sample: int, seed: int) -> list[tuple[str, int]]:
+def _sample_rows(folder: OutputFolder, splits: list[str], sample: int, seed: int) -> list[tuple[str, int]]:
     population = [
         (split, i) for split in splits for i in range(folder.read_split(split, columns=["chosen"]).num_rows)
     ]
@@ -33,6 +33,43 @@ def _sample_rows(folder: Any, splits: list[str], sample: int, seed: int) -> list
     rng = np.random.default_rng(seed)
     picks = sorted(rng.choice(len(population), size=sample, replace=False).tolist())
     return [population[i] for i in picks]
+
+
+def _section(folder: OutputFolder, out_dir: Any, split: str | None) -> tuple[dict, list[str]]:
+    section = folder.manifest.get("reflogps")
+    if not section:
+        raise OutputError(
+            f"{out_dir} has no reference log-probs to verify",
+            "score it first with `prefkit reflogps OUT --model MODEL`",
+        )
+    if split and split not in folder.splits:
+        raise OutputError(f"split {split!r} not in {out_dir}", f"choose one of: {', '.join(folder.splits)}")
+    return section, [split] if split else folder.splits
+
+
+def _stored(folder: OutputFolder, splits: list[str], picks: list[tuple[str, int]]) -> tuple[list, list, dict]:
+    """The sampled rows (what TRL tokenizes), their ids, and their stored reference columns."""
+    from prefkit.reflogps.job import ROW_COLUMNS
+    from prefkit.reflogps.plan import REF_COLUMNS
+
+    stored: dict[str, list] = {name: [] for name in REF_COLUMNS}
+    rows: list[dict] = []
+    ids: list[Any] = []
+    for name in splits:
+        indices = [i for s, i in picks if s == name]
+        if not indices:
+            continue
+        table = folder.read_split(name).take(pa.array(indices))
+        missing = [c for c in REF_COLUMNS if c not in table.column_names]
+        if missing:
+            raise OutputError(
+                f"split {name!r} has no {missing[0]} column", "rerun `prefkit reflogps` on the set"
+            )
+        rows += table.select([c for c in ROW_COLUMNS if c in table.column_names]).to_pylist()
+        ids += table.column("id").to_pylist() if "id" in table.column_names else indices
+        for col in REF_COLUMNS:
+            stored[col] += table.column(col).to_pylist()
+    return rows, ids, stored
 
 
 def verify(
@@ -44,93 +81,68 @@ def verify(
     split: str | None = None,
     atol: float | None = None,
     rtol: float | None = None,
-    revision: str | None = None,
-    dtype: str | None = None,
-    device: str | None = "auto",
-    attn_implementation: str | None = "sdpa",
-    chat_template: str | None = None,
-    trust_remote_code: bool = False,
     max_length: int | None = None,
     progress: bool = False,
+    **model_options: Any,
 ) -> dict:
     """Recompute ``sample`` random rows (seeded) of a scored set with the plain path; report the differences.
 
-    Returns a report dict with ``max_abs_diff``, ``max_rel_diff``, ``failing`` (values beyond
+    ``model`` and the :class:`~prefkit.reflogps.job.ModelOptions` keywords default to what ``prefkit.json``
+    recorded. Returns a report dict with ``max_abs_diff``, ``max_rel_diff``, ``failing`` (values beyond
     ``atol + rtol*|value|``), ``token_mismatches``, ``null_mismatches``, provenance ``warnings`` (e.g. other
-    weights than recorded) and ``ok``.
+    weights than recorded) and ``ok``. Raises ``OutputError`` for a set without reference columns.
     """
-    from prefkit.models import load_model
+    from prefkit.chat.tokenize import tokenize_pairs
     from prefkit.progress import bar
-    from prefkit.reflogps.job import REF_COLUMNS, ROW_COLUMNS
+    from prefkit.reflogps.job import ModelOptions
+    from prefkit.reflogps.model import load_model
     from prefkit.reflogps.plain import score_pairs_plain
-    from prefkit.templates import tokenize_pairs
+    from prefkit.reflogps.provenance import differences
 
     folder = read_output(out_dir)
-    section = folder.manifest.get("reflogps")
-    if not section:
-        raise OutputError(
-            f"{out_dir} has no reference log-probs to verify",
-            "score it first with `prefkit reflogps OUT --model MODEL`",
-        )
-    splits = [split] if split else folder.splits
-    if split and split not in folder.splits:
-        raise OutputError(f"split {split!r} not in {out_dir}", f"choose one of: {', '.join(folder.splits)}")
+    section, splits = _section(folder, out_dir, split)
+    options = ModelOptions.create(None, {k: v for k, v in model_options.items() if v is not None})
     if model is None:
         model = section.get("model_path") if section.get("model_source") == "local" else section.get("model")
-        revision = revision or section.get("revision")
-    if chat_template is None and str(section.get("chat_template", "")).startswith("file:"):
-        chat_template = section["chat_template"].removeprefix("file:")
-    dtype = dtype or section.get("dtype") or "auto"
+        options = ModelOptions.create(options, {"revision": options.revision or section.get("revision")})
+    if options.chat_template is None and str(section.get("chat_template", "")).startswith("file:"):
+        options = ModelOptions.create(
+            options, {"chat_template": section["chat_template"].removeprefix("file:")}
+        )
+    if "dtype" not in model_options or model_options["dtype"] is None:
+        options = ModelOptions.create(options, {"dtype": section.get("dtype") or "auto"})
     max_length = max_length or section["max_length"]
-
     loaded = load_model(
         model,
-        revision=revision,
-        dtype=dtype,
-        device=device,
-        attn_implementation=attn_implementation,
-        trust_remote_code=trust_remote_code,
-        chat_template=chat_template,
+        revision=options.revision,
+        dtype=options.dtype,
+        device=options.device,
+        attn_implementation=options.attn_implementation,
+        trust_remote_code=options.trust_remote_code,
+        chat_template=options.chat_template,
     )
     prov = loaded.provenance
-    warnings = [
-        f"{label} differs from the one recorded in prefkit.json"
-        for label, key in (
-            ("the model's weights", "weights_sha256"),
-            ("the tokenizer", "tokenizer_sha256"),
-            ("the chat template", "chat_template_sha256"),
-        )
-        if section.get(key) and prov.get(key) and section[key] != prov[key]
-    ]
+    warnings = differences(
+        section, {k: prov.get(k) for k in ("weights_sha256", "tokenizer_sha256", "chat_template_sha256")}
+    )
     if prov["dtype"] != section.get("dtype"):
         warnings.append(f"recomputing in {prov['dtype']} but the set was scored in {section.get('dtype')}")
-    default_atol, default_rtol = default_tolerance(prov["dtype"])
-    atol = default_atol if atol is None else atol
-    rtol = default_rtol if rtol is None else rtol
-
     picks = _sample_rows(folder, splits, sample, seed)
-    stored: dict[str, list] = {name: [] for name in REF_COLUMNS}
-    rows: list[dict] = []
-    ids: list[Any] = []
-    for name in splits:
-        indices = [i for s, i in picks if s == name]
-        if not indices:
-            continue
-        table = folder.read_split(name).take(pa.array(indices))
-        row_cols = [c for c in ROW_COLUMNS if c in table.column_names]
-        missing = [c for c in REF_COLUMNS if c not in table.column_names]
-        if missing:
-            raise OutputError(
-                f"split {name!r} has no {missing[0]} column", "rerun `prefkit reflogps` on the set"
-            )
-        rows += table.select(row_cols).to_pylist()
-        ids += table.column("id").to_pylist() if "id" in table.column_names else indices
-        for col in REF_COLUMNS:
-            stored[col] += table.column(col).to_pylist()
-
+    rows, ids, stored = _stored(folder, splits, picks)
     pairs = tokenize_pairs(rows, loaded.tokenizer, max_length)
     with bar(desc="verifying", total=len(pairs), show=progress, unit="pair") as pbar:
         chosen, rejected = score_pairs_plain(loaded.model, pairs, progress=lambda n, _t: pbar.update(n))
+    default_atol, default_rtol = default_tolerance(prov["dtype"])
+    tolerance = (default_atol if atol is None else atol, default_rtol if rtol is None else rtol)
+    report = _compare(pairs, ids, stored, chosen, rejected, tolerance)
+    head = {"output": str(out_dir), "model": model, "dtype": prov["dtype"], "device": prov["device"]}
+    return {**head, "max_length": max_length, "seed": seed, **report, "warnings": warnings}
+
+
+def _compare(pairs: list, ids: list, stored: dict, chosen: Any, rejected: Any, tolerance: tuple) -> dict:
+    from prefkit.reflogps.plan import REF_COLUMNS
+
+    atol, rtol = tolerance
 
     def as_float(values: list) -> np.ndarray:
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
@@ -138,18 +150,15 @@ def verify(
     have = np.concatenate([as_float(stored["ref_chosen_logps"]), as_float(stored["ref_rejected_logps"])])
     want = np.concatenate([chosen.astype(np.float64), rejected.astype(np.float64)])
     both = ~np.isnan(have) & ~np.isnan(want)
-    null_mismatches = int(np.sum(np.isnan(have) != np.isnan(want)))
     diff = np.abs(have - want)
     rel = diff / np.maximum(np.abs(want), 1e-6)
-    failing_mask = both & (diff > atol + rtol * np.abs(want))
-    token_want = [len(p.chosen_ids) if not p.dropped else None for p in pairs] + [
-        len(p.rejected_ids) if not p.dropped else None for p in pairs
-    ]
+    failing = int((both & (diff > atol + rtol * np.abs(want))).sum())
+    token_want = [len(p.chosen_ids) if not p.dropped else None for p in pairs]
+    token_want += [len(p.rejected_ids) if not p.dropped else None for p in pairs]
     token_have = stored["chosen_tokens"] + stored["rejected_tokens"]
     token_mismatches = sum(a != b for a, b in zip(token_have, token_want, strict=True))
-
+    null_mismatches = int(np.sum(np.isnan(have) != np.isnan(want)))
     n = len(pairs)
-    order = np.argsort(-np.where(both, diff, -1.0))[:5]
     worst = [
         {
             "row": str(ids[k % n]),
@@ -158,17 +167,10 @@ def verify(
             "recomputed": float(want[k]),
             "abs_diff": float(diff[k]),
         }
-        for k in order
+        for k in np.argsort(-np.where(both, diff, -1.0))[:5]
         if both[k]
     ]
-    failing = int(failing_mask.sum())
     return {
-        "output": str(out_dir),
-        "model": model,
-        "dtype": prov["dtype"],
-        "device": prov["device"],
-        "max_length": max_length,
-        "seed": seed,
         "rows_checked": n,
         "values_compared": int(both.sum()),
         "max_abs_diff": float(diff[both].max()) if both.any() else 0.0,
@@ -178,7 +180,6 @@ def verify(
         "failing": failing,
         "null_mismatches": null_mismatches,
         "token_mismatches": int(token_mismatches),
-        "warnings": warnings,
         "worst": worst,
         "ok": failing == 0 and null_mismatches == 0 and token_mismatches == 0,
     }

@@ -1,0 +1,55 @@
+"""Old module paths of prefkit 0.1, kept importable (with a DeprecationWarning) after the code moved into the
+pipeline's folders (docs/architecture.md). ``prefkit.trl`` is the documented path of the TRL trainer and stays
+without a warning."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+import warnings
+
+#: old module -> (new module, deprecated)
+MOVED = {
+    "prefkit.trl": ("prefkit.integrations.trl", False),
+    "prefkit.records": ("prefkit.record", True),
+    "prefkit.templates": ("prefkit.chat.tokenize", True),
+    "prefkit.chat_templates": ("prefkit.chat.templates", True),
+    "prefkit.target": ("prefkit.chat.target", True),
+    "prefkit.token_filters": ("prefkit.chat.lengths", True),
+    "prefkit.models": ("prefkit.reflogps.model", True),
+    "prefkit.card": ("prefkit.output.card", True),
+    "prefkit.export": ("prefkit.output.exports", True),
+    "prefkit.stats": ("prefkit.output.stats", True),
+    "prefkit.hub": ("prefkit.publish.hub", True),
+    "prefkit.presets": ("prefkit.sources.presets", True),
+    "prefkit.mix": ("prefkit.select.mix", True),
+    "prefkit.dedup": ("prefkit.select.dedup", True),
+    "prefkit.splits": ("prefkit.select.splits", True),
+}
+
+
+class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports an old path as the module now at the new one (the same module object)."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname in MOVED:
+            return importlib.util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        new, deprecated = MOVED[spec.name]
+        if deprecated:
+            warnings.warn(
+                f"{spec.name} moved to {new}; the old path will be removed", DeprecationWarning, stacklevel=3
+            )
+        return importlib.import_module(new)
+
+    def exec_module(self, module):  # the module is already executed
+        sys.modules[module.__spec__.name if module.__spec__ else module.__name__] = module
+
+
+def install() -> None:
+    if not any(isinstance(f, _Alias) for f in sys.meta_path):
+        sys.meta_path.append(_Alias())

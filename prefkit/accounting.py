@@ -1,0 +1,174 @@
+"""Where every row ends: the one reason glossary, and counts that add with ``+``.
+
+Every row read is kept, dropped by a filter or selection (with its reason) or invalid (with the validation
+error). Each stage *declares* its reasons where it is defined (``declare(Reason(...))``); :func:`glossary`
+collects them for the summary, the manifest, the card and the docs test. :class:`Counts` holds the numbers of
+one part, one split or the whole build and adds with ``+`` (datatrove's ``MetricStatsDict`` idea), so per-part
+counts merge without bookkeeping code. The identity that always holds (tested)::
+
+    read + sum(added) == kept + sum(dropped) + sum(invalid)
+
+``added`` counts rows beyond one per source row (binarised pairs, upsampled copies); ``flags`` counts rows
+with a property worth reporting that is not an outcome (PKU-SafeRLHF axes that disagree).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import polars as pl
+
+Stage = Literal["invalid", "dropped", "added", "flags"]
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason a row ends where it does.
+
+    ``selection``: a choice among good rows (``--top``, weights), not a judgement on the row; its rejects entry
+    holds no text unless ``--full-rejects``.
+    """
+
+    name: str
+    stage: Stage
+    meaning: str
+    selection: bool = False
+
+
+_GLOSSARY: dict[tuple[str, str], Reason] = {}
+
+
+def declare(*reasons: Reason) -> tuple[Reason, ...]:
+    """Register reasons in the glossary (each stage module calls this once, at import)."""
+    for reason in reasons:
+        known = _GLOSSARY.get((reason.stage, reason.name))
+        if known is not None and known != reason:
+            raise ValueError(f"reason {reason.stage}/{reason.name} declared twice with different meanings")
+        _GLOSSARY[(reason.stage, reason.name)] = reason
+    return reasons
+
+
+def glossary() -> dict[tuple[str, str], Reason]:
+    """Every declared reason, keyed by ``(stage, name)`` (imports the stages so all have declared theirs)."""
+    import prefkit.filters
+    import prefkit.formats
+    import prefkit.select  # noqa: F401
+
+    return dict(_GLOSSARY)
+
+
+def meaning(stage: str, name: str) -> str:
+    """The glossary's sentence for a reason ('' when unknown)."""
+    reason = glossary().get((stage, name))
+    return reason.meaning if reason else ""
+
+
+def selection_reasons() -> frozenset[str]:
+    """Drop reasons that are a choice among good rows (see :class:`Reason`)."""
+    return frozenset(r.name for r in glossary().values() if r.selection)
+
+
+def _sorted(counter: Counter) -> dict[str, int]:
+    return dict(sorted((k, v) for k, v in counter.items() if v))
+
+
+@dataclass
+class Counts:
+    """Counts of one part, split or build; ``a + b`` merges two."""
+
+    read: int = 0
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    invalid: Counter = field(default_factory=Counter)
+    added: Counter = field(default_factory=Counter)
+    flags: Counter = field(default_factory=Counter)
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.read + other.read,
+            self.kept + other.kept,
+            self.dropped + other.dropped,
+            self.invalid + other.invalid,
+            self.added + other.added,
+            self.flags + other.flags,
+        )
+
+    @property
+    def balanced(self) -> bool:
+        """``read + added == kept + dropped + invalid``."""
+        ins = self.read + sum(self.added.values())
+        return ins == self.kept + sum(self.dropped.values()) + sum(self.invalid.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest form: ``read``, ``kept``, ``dropped``/``invalid`` by reason; ``added``/``flags`` when any."""
+        out: dict[str, Any] = {
+            "read": self.read,
+            "kept": self.kept,
+            "dropped": _sorted(self.dropped),
+            "invalid": _sorted(self.invalid),
+        }
+        if any(self.added.values()):
+            out["added"] = _sorted(self.added)
+        if any(self.flags.values()):
+            out["flags"] = _sorted(self.flags)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Counts:
+        return cls(
+            int(data.get("read", 0)),
+            int(data.get("kept", 0)),
+            Counter(data.get("dropped") or {}),
+            Counter(data.get("invalid") or {}),
+            Counter(data.get("added") or {}),
+            Counter(data.get("flags") or {}),
+        )
+
+    @classmethod
+    def of_frame(cls, df: pl.DataFrame, read: int | None = None, upsampled: int = 0) -> Counts:
+        """Counts of classified rows (``stage``/``reason`` columns, ``flag_*`` booleans).
+
+        ``read`` is the number of source rows (default: one per row); rows beyond one per source row are
+        ``added.extra_pairs``, upsampled copies ``added.upsampled`` and kept.
+        """
+        by: Counter = Counter()
+        for stage, reason, n in df.group_by("stage", "reason").len().iter_rows():
+            by[(stage, reason)] += n
+        read = df.height if read is None else read
+        flags = Counter(
+            {c.removeprefix("flag_"): int(df[c].sum()) for c in df.columns if c.startswith("flag_")}
+        )
+        return cls(
+            read=read,
+            kept=by[("kept", None)] + upsampled,
+            dropped=Counter({r: n for (s, r), n in by.items() if s == "dropped"}),
+            invalid=Counter({r: n for (s, r), n in by.items() if s == "invalid"}),
+            added=Counter({"extra_pairs": df.height - read, "upsampled": upsampled}),
+            flags=flags,
+        )
+
+
+def total(counts: dict[str, dict] | list[Counts]) -> Counts:
+    """The sum of manifest-form counts (a ``{split: counts}`` dict) or of :class:`Counts`."""
+    items = counts.values() if isinstance(counts, dict) else counts
+    out = Counts()
+    for c in items:
+        out = out + (c if isinstance(c, Counts) else Counts.from_dict(c))
+    return out
+
+
+def mark_dropped(df: pl.DataFrame, rows: pl.Series, reasons: pl.Series | str) -> pl.DataFrame:
+    """Mark the rows at positions ``rows`` dropped with ``reasons`` (one per row, or one for all)."""
+    if isinstance(reasons, str):
+        reasons = pl.Series([reasons] * rows.len(), dtype=pl.String)
+    reason = pl.Series("_new", [None] * df.height, dtype=pl.String).scatter(rows.cast(pl.Int64), reasons)
+    df = df.with_columns(reason)
+    return df.with_columns(
+        pl.when(pl.col("_new").is_not_null())
+        .then(pl.lit("dropped"))
+        .otherwise(pl.col("stage"))
+        .alias("stage"),
+        pl.coalesce("_new", "reason").alias("reason"),
+    ).drop("_new")

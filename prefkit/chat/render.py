@@ -1,0 +1,74 @@
+"""Text output: message rows rendered with the chat template and split exactly as TRL's
+``trl.data_utils.apply_chat_template`` splits them (``--output-format text``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from prefkit.chat.templates import ChatRenderer
+
+
+def _common_prefix(a: str, b: str) -> str:
+    if b.startswith(a):
+        return a
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return a[:n]
+
+
+def split_rendered(p: str, pc: str, pr: str) -> tuple[str, str, str]:
+    """TRL's ``apply_chat_template`` split of rendered strings → (prompt, chosen, rejected).
+
+    ``prompt`` is the common prefix of the rendered prompt (with generation prompt), prompt+chosen and
+    prompt+rejected; the answers are the rest of prompt+answer.
+    """
+    prompt = _common_prefix(_common_prefix(p, pc), pr)
+    return prompt, pc[len(prompt) :], pr[len(prompt) :]
+
+
+def render_parts(
+    renderer: ChatRenderer,
+    prompts: Sequence[Sequence[Mapping[str, Any]]],
+    chosen: Sequence[Sequence[Mapping[str, Any]]],
+    rejected: Sequence[Sequence[Mapping[str, Any]]],
+) -> tuple[list[str], list[str], list[str]]:
+    """Rendered ``P`` (with generation prompt), ``PC`` and ``PR`` for each row (the strings TRL tokenizes)."""
+    p = renderer.render(prompts, add_generation_prompt=True)
+    pc = renderer.render([list(a) + list(b) for a, b in zip(prompts, chosen, strict=True)])
+    pr = renderer.render([list(a) + list(b) for a, b in zip(prompts, rejected, strict=True)])
+    return p, pc, pr
+
+
+def render_text(
+    renderer: ChatRenderer,
+    prompts: Sequence[Sequence[Mapping[str, Any]]],
+    chosen: Sequence[Sequence[Mapping[str, Any]]],
+    rejected: Sequence[Sequence[Mapping[str, Any]]],
+) -> tuple[list[str], list[str], list[str]]:
+    """Message rows → text rows (prompt, chosen, rejected strings) exactly as TRL's ``apply_chat_template``."""
+    out_p, out_c, out_r = [], [], []
+    for p, pc, pr in zip(*render_parts(renderer, prompts, chosen, rejected), strict=True):
+        a, b, c = split_rendered(p, pc, pr)
+        out_p.append(a)
+        out_c.append(b)
+        out_r.append(c)
+    return out_p, out_c, out_r
+
+
+def text_table(table: Any, target: Any) -> Any:
+    """A kept-rows Arrow table with ``prompt``/``chosen``/``rejected`` replaced by TRL-split rendered strings."""
+    import pyarrow as pa
+
+    text = render_text(
+        target.renderer,
+        table.column("prompt").to_pylist(),
+        table.column("chosen").to_pylist(),
+        table.column("rejected").to_pylist(),
+    )
+    for name, values in zip(("prompt", "chosen", "rejected"), text, strict=True):
+        table = table.set_column(table.column_names.index(name), name, pa.array(values, pa.string()))
+    return table

@@ -1,0 +1,236 @@
+"""Chat templates: the built-in ones (``--chat-template NAME``), resolving ``--chat-template``, the one "no chat
+template" error, and rendering exactly as ``transformers`` does.
+
+The built-in templates are data: ``prefkit/chat/builtin/<name>.jinja`` (the template) and ``<name>.json``
+(``description``, ``order``, ``aliases``, ``special_tokens`` used when no tokenizer is given). Adding a template is
+adding those two files (docs/architecture.md). Templates whose family has no system role (Mistral v0.1/v0.2,
+Gemma) fold the system message into the first user turn the way the newer releases of those families do, so a
+rendered prompt stays a prefix of prompt+answer (TRL's split needs that).
+
+Rendering goes through ``transformers``' own sandboxed Jinja environment
+(``transformers.utils.chat_template_utils.render_jinja_template``: ``ImmutableSandboxedEnvironment`` with
+``trim_blocks``/``lstrip_blocks``, ``raise_exception``, ``tojson``, ``strftime_now``), with the tokenizer's
+special tokens as template variables and ``None`` message keys dropped: the strings are those
+``tokenizer.apply_chat_template(..., tokenize=False)`` returns, without its per-call overhead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from prefkit.errors import ModelError
+
+BUILTIN_DIR = "builtin"
+
+
+@dataclass(frozen=True)
+class BuiltinTemplate:
+    """A built-in template: its name, what it reproduces, its aliases and its family's special tokens."""
+
+    name: str
+    description: str
+    aliases: tuple[str, ...]
+    special_tokens: dict[str, str]
+    order: int
+
+    @property
+    def source(self) -> str:
+        """The Jinja text."""
+        return (resources.files("prefkit.chat") / BUILTIN_DIR / f"{self.name}.jinja").read_text(
+            encoding="utf-8"
+        )
+
+
+@cache
+def builtin_templates() -> dict[str, BuiltinTemplate]:
+    """Every built-in template (from the data files), in their listed order."""
+    found = []
+    folder = resources.files("prefkit.chat") / BUILTIN_DIR
+    for entry in folder.iterdir():
+        if entry.name.endswith(".json"):
+            data = json.loads(entry.read_text(encoding="utf-8"))
+            name = entry.name.removesuffix(".json")
+            found.append(
+                BuiltinTemplate(
+                    name,
+                    data["description"],
+                    tuple(data.get("aliases", ())),
+                    dict(data.get("special_tokens", {})),
+                    int(data.get("order", 100)),
+                )
+            )
+    return {t.name: t for t in sorted(found, key=lambda t: (t.order, t.name))}
+
+
+#: name -> what the built-in template reproduces
+BUILTIN_TEMPLATES: dict[str, str] = {t.name: t.description for t in builtin_templates().values()}
+
+
+def builtin_names() -> list[str]:
+    """The names ``--chat-template`` accepts (without aliases)."""
+    return list(builtin_templates())
+
+
+def _key(name: str) -> str:
+    key = name.lower()
+    for template in builtin_templates().values():
+        if key in template.aliases:
+            return template.name
+    return key
+
+
+def get_chat_template(name: str) -> str:
+    """The Jinja source of a built-in template; ``KeyError`` for an unknown name."""
+    key = _key(name)
+    if key not in builtin_templates():
+        raise KeyError(name)
+    return builtin_templates()[key].source
+
+
+def no_chat_template(what: str = "the tokenizer") -> ModelError:
+    """The one error for rows that need a chat template when ``what`` has none."""
+    return ModelError(
+        f"{what} has no chat template, and the rows are conversations (messages)",
+        f"pass --chat-template NAME ({', '.join(builtin_names())}) or a Jinja file",
+    )
+
+
+def require_chat_template(tokenizer: Any, what: str = "the tokenizer") -> None:
+    """Raise :func:`no_chat_template` when ``tokenizer`` cannot render message rows."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise no_chat_template(what)
+
+
+def template_hash(template: str | dict | None) -> str | None:
+    """SHA-256 of the chat template that renders rows (for a dict of named templates: its ``default``).
+
+    The one hash of a template: `build --tokenizer`, `reflogps` and the TRL trainer all compare it."""
+    if isinstance(template, dict):
+        template = template.get("default")
+    if template is None:
+        return None
+    return hashlib.sha256(template.encode()).hexdigest()
+
+
+def resolve_chat_template(spec: str) -> tuple[str, str]:
+    """``--chat-template`` value → (Jinja source, origin for the manifest: ``builtin:NAME``/``file:PATH``/``inline``).
+
+    A built-in name wins over a file of the same name only when no such file exists.
+    """
+    path = Path(spec).expanduser()
+    key = _key(spec)
+    if key in builtin_templates() and not path.is_file():
+        return get_chat_template(key), f"builtin:{key}"
+    looks_like_name = not any(c in spec for c in "/\\{%\n") and not spec.endswith((".jinja", ".j2", ".txt"))
+    if looks_like_name and not path.exists():
+        raise ModelError(
+            f"unknown chat template {spec!r}",
+            f"use a built-in name ({', '.join(builtin_names())}) or a path to a Jinja file",
+        )
+    if not ("{{" in spec or "{%" in spec) and not path.is_file():
+        raise ModelError(
+            f"chat template file {spec!r} does not exist",
+            f"pass an existing .jinja file or a built-in name ({', '.join(builtin_names())})",
+        )
+    if path.is_file():
+        try:
+            return path.read_text(encoding="utf-8"), f"file:{path.resolve()}"
+        except (OSError, UnicodeDecodeError) as err:
+            raise ModelError(
+                f"cannot read chat template {spec!r}: {err}", "pass a UTF-8 Jinja file"
+            ) from None
+    return spec, "inline"
+
+
+@dataclass
+class ChatRenderer:
+    """Renders conversations with one chat template, like ``tokenizer.apply_chat_template(tokenize=False)``.
+
+    ``variables`` are the extra template variables: the tokenizer's special tokens (``bos_token``,
+    ``eos_token``, ...), as ``apply_chat_template`` passes them.
+    """
+
+    template: str
+    variables: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any) -> ChatRenderer:
+        """The tokenizer's own template and special tokens (``ModelError`` when it has no template)."""
+        template = getattr(tokenizer, "chat_template", None)
+        if not template:
+            raise no_chat_template()
+        if isinstance(template, dict):  # several named templates: apply_chat_template uses "default"
+            if "default" not in template:
+                raise ModelError(
+                    f"the tokenizer has several chat templates ({', '.join(sorted(template))}) and no default",
+                    "pick one with --chat-template",
+                )
+            template = template["default"]
+        return cls(template, dict(tokenizer.special_tokens_map))
+
+    @property
+    def hash(self) -> str:
+        return template_hash(self.template)  # type: ignore[return-value]
+
+    def _compiled(self) -> Any:
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+
+        return _compile_jinja_template(self.template)
+
+    def render(
+        self, conversations: Sequence[Sequence[Mapping[str, Any]]], add_generation_prompt: bool = False
+    ) -> list[str]:
+        """Render a batch of conversations (lists of ``{role, content}``) to strings.
+
+        Plain ``{role: str, content: str}`` messages (every canonical record) go straight to transformers'
+        compiled template, which is what ``render_jinja_template`` does after copying them; anything else
+        (tool calls, reasoning fields, None values) goes through ``render_jinja_template`` itself.
+        """
+        if not conversations:
+            return []
+        try:
+            compiled = self._compiled()
+            out = []
+            for chat in conversations:
+                if all(
+                    type(m) is dict and m.keys() == _PLAIN_KEYS and type(m["content"]) is str for m in chat
+                ):
+                    out.append(
+                        compiled.render(
+                            messages=chat,
+                            tools=None,
+                            documents=None,
+                            add_generation_prompt=add_generation_prompt,
+                            **self.variables,
+                        )
+                    )
+                else:
+                    out.append(self._render_general(chat, add_generation_prompt))
+            return out
+        except Exception as err:  # jinja syntax errors, raise_exception(...) in the template, bad roles
+            raise ModelError(
+                f"the chat template failed: {err}",
+                "check the template against the rows' roles (e.g. a template without a system role)",
+            ) from err
+
+    def _render_general(self, chat: Sequence[Mapping[str, Any]], add_generation_prompt: bool) -> str:
+        from transformers.utils.chat_template_utils import render_jinja_template
+
+        chat = [{k: v for k, v in dict(m).items() if v is not None} for m in chat]
+        rendered, _ = render_jinja_template(
+            conversations=[chat],
+            chat_template=self.template,
+            add_generation_prompt=add_generation_prompt,
+            **self.variables,
+        )
+        return rendered[0]
+
+
+_PLAIN_KEYS = {"role": None, "content": None}.keys()

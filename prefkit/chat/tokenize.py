@@ -1,0 +1,213 @@
+"""TRL-exact tokenization of preference rows.
+
+``tokenize_pair`` / ``tokenize_pairs`` turn a
+preference row into the token ids TRL's ``DPOTrainer`` (1.11 - 1.16) trains and scores on, so reference
+log-probs computed on them equal TRL's ``precompute_ref_log_probs`` values. The rule, read from
+``trl/trainer/dpo_trainer.py`` (``_prepare_dataset`` + ``DataCollatorForPreference``):
+
+* implicit prompt (no ``prompt`` column): the longest common prefix of chosen/rejected (``extract_prompt``);
+* standard text rows: ``eos_token`` appended as text to chosen/rejected unless already there, then
+  ``P = tok(prompt)``, ``PC = tok(prompt + completion)`` with the tokenizer's default special tokens;
+* conversational rows: ``P = apply_chat_template(prompt, add_generation_prompt=True)``,
+  ``PC = apply_chat_template(prompt + completion)``, with the row's ``tools`` (list or JSON string) and
+  ``chat_template_kwargs``;
+* ``n = min(common_prefix(P, PC_chosen), common_prefix(P, PC_rejected))``; prompt ids ``P[:n]``,
+  completion ids ``PC[n:]``;
+* ``keep_start`` truncation of prompt+completion to ``max_length``; rows with ``n >= max_length`` are
+  dropped by TRL (here: ``dropped="prompt_too_long"``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefkit.chat.templates import no_chat_template
+from prefkit.errors import FormatError, ModelError
+
+#: Names the TRL tokenization rule reproduced here; recorded in the manifest. Bump when TRL changes it.
+TRL_TOKENIZATION_RULE = "trl-dpo-1.11..1.16:common-prefix-split,keep_start,drop-prompt>=max_length"
+
+#: Reason given for a row TRL would drop because its prompt alone fills ``max_length``.
+DROPPED_PROMPT_TOO_LONG = "prompt_too_long"
+
+
+@dataclass
+class TokenizedPair:
+    """Token ids of one preference pair, exactly as TRL's ``DPOTrainer`` feeds them to the model.
+
+    ``chosen_ids`` / ``rejected_ids`` are the completion ids after the prompt/completion split and after
+    ``keep_start`` truncation of prompt+completion to ``max_length``. ``dropped`` is ``"prompt_too_long"``
+    when TRL would drop the row (completions are then empty); ``truncated`` says whether a completion was cut.
+    """
+
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+    dropped: str | None = None
+    truncated: bool = False
+    prompt_tokens_full: int = field(default=0, repr=False)  # len(P) before the common-prefix split
+
+
+def is_conversational(row: Mapping[str, Any]) -> bool:
+    """TRL's ``is_conversational``: a prompt/chosen/rejected value that is a list of ``{role, ...}`` dicts."""
+    for key in ("prompt", "chosen", "rejected", "completion", "messages"):
+        if key in row:
+            value = row[key]
+            return bool(
+                isinstance(value, list) and value and isinstance(value[0], Mapping) and "role" in value[0]
+            )
+    return False
+
+
+def extract_prompt(row: Mapping[str, Any]) -> dict[str, Any]:
+    """TRL's ``extract_prompt``: split an implicit prompt (common prefix of chosen and rejected)."""
+    chosen, rejected = row["chosen"], row["rejected"]
+    idx = 0
+    for idx in range(min(len(chosen), len(rejected))):
+        if chosen[idx] != rejected[idx]:
+            if chosen[idx - 1] == " ":  # remove space before the prompt
+                idx -= 1
+            break
+    return {"prompt": chosen[:idx], "chosen": chosen[idx:], "rejected": rejected[idx:]}
+
+
+def common_prefix_length(ids: Sequence[int], other: Sequence[int]) -> int:
+    """Number of leading tokens the two sequences share."""
+    n = 0
+    for a, b in zip(ids, other, strict=False):
+        if a != b:
+            break
+        n += 1
+    return n
+
+
+def _template_kwargs(row: Mapping[str, Any]) -> dict[str, Any]:
+    tools = row.get("tools")
+    tools = json.loads(tools) if isinstance(tools, str) else tools
+    return {"tools": tools, **(row.get("chat_template_kwargs") or {})}
+
+
+def _check_tokenizer(tokenizer: Any, conversational: bool) -> None:
+    if conversational and getattr(tokenizer, "chat_template", None) is None:
+        raise no_chat_template()
+    if not conversational and getattr(tokenizer, "eos_token", None) is None:
+        raise ModelError(
+            "the tokenizer has no eos_token, which TRL appends to text completions",
+            hint="use a tokenizer with an eos_token, or write the rows as messages",
+        )
+
+
+def _normalise_rows(
+    rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
+) -> list[Mapping[str, Any]]:
+    if isinstance(rows, Mapping):
+        keys = list(rows)
+        n = len(rows[keys[0]]) if keys else 0
+        return [{k: rows[k][i] for k in keys} for i in range(n)]
+    return list(rows)
+
+
+def _prepare_row(row: Mapping[str, Any], eos_token: str | None) -> tuple[Mapping[str, Any], bool]:
+    for key in ("chosen", "rejected"):
+        if key not in row:
+            raise FormatError(f"a preference row needs a {key!r} column", hint="see docs/trl-contract.md")
+    if "prompt" not in row:
+        row = {**row, **extract_prompt(row)}
+    conversational = is_conversational(row)
+    if not conversational:
+        row = dict(row)
+        for key in ("chosen", "rejected"):
+            if not row[key].endswith(eos_token):
+                row[key] = row[key] + eos_token
+    return row, conversational
+
+
+def _split(p: list[int], pc: list[int], pr: list[int], max_length: int | None) -> TokenizedPair:
+    n = min(common_prefix_length(p, pc), common_prefix_length(p, pr))
+    prompt_ids = p[:n]
+    chosen, rejected = pc[n:], pr[n:]
+    if max_length is not None:
+        if n >= max_length:
+            return TokenizedPair(prompt_ids, [], [], DROPPED_PROMPT_TOO_LONG, True, len(p))
+        room = max_length - n
+        truncated = len(chosen) > room or len(rejected) > room
+        return TokenizedPair(prompt_ids, chosen[:room], rejected[:room], None, truncated, len(p))
+    return TokenizedPair(prompt_ids, chosen, rejected, None, False, len(p))
+
+
+def _ids(encoded: Any) -> list[list[int]]:
+    ids = encoded["input_ids"] if isinstance(encoded, Mapping) or hasattr(encoded, "keys") else encoded
+    return [list(x) for x in ids]
+
+
+def tokenize_pair(row: Mapping[str, Any], tokenizer: Any, max_length: int | None) -> TokenizedPair:
+    """Tokenize one preference row exactly like TRL's ``DPOTrainer`` (see the module docstring).
+
+    ``row`` has ``prompt`` (optional: implicit prompt), ``chosen``, ``rejected`` as messages or strings, and
+    optionally ``tools`` and ``chat_template_kwargs``. ``max_length=None`` disables truncation.
+    """
+    return tokenize_pairs([row], tokenizer, max_length)[0]
+
+
+def tokenize_pairs(
+    rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
+    tokenizer: Any,
+    max_length: int | None,
+) -> list[TokenizedPair]:
+    """Batched ``tokenize_pair``: ``rows`` is a list of row dicts or a dict of columns.
+
+    Rows without ``tools``/``chat_template_kwargs`` are rendered and tokenized in one batch call per part
+    (same ids as TRL's per-row calls); the others row by row.
+    """
+    prepared = [_prepare_row(r, getattr(tokenizer, "eos_token", None) or "") for r in _normalise_rows(rows)]
+    if not prepared:
+        return []
+    kinds = {conv for _, conv in prepared}
+    for conv in kinds:
+        _check_tokenizer(tokenizer, conv)
+
+    out: list[TokenizedPair | None] = [None] * len(prepared)
+    batch_conv: list[int] = []
+    batch_text: list[int] = []
+    for i, (row, conv) in enumerate(prepared):
+        if not conv:
+            batch_text.append(i)
+        elif row.get("tools") is None and not row.get("chat_template_kwargs"):
+            batch_conv.append(i)
+        else:  # per-row template arguments: one call per row, like TRL
+            kw = _template_kwargs(row)
+            p = _ids(_apply(tokenizer, [row["prompt"]], add_generation_prompt=True, **kw))[0]
+            pc = _ids(_apply(tokenizer, [row["prompt"] + row["chosen"]], **kw))[0]
+            pr = _ids(_apply(tokenizer, [row["prompt"] + row["rejected"]], **kw))[0]
+            out[i] = _split(p, pc, pr, max_length)
+
+    if batch_conv:
+        rs = [prepared[i][0] for i in batch_conv]
+        p = _ids(_apply(tokenizer, [r["prompt"] for r in rs], add_generation_prompt=True, tools=None))
+        pc = _ids(_apply(tokenizer, [r["prompt"] + r["chosen"] for r in rs], tools=None))
+        pr = _ids(_apply(tokenizer, [r["prompt"] + r["rejected"] for r in rs], tools=None))
+        for j, i in enumerate(batch_conv):
+            out[i] = _split(p[j], pc[j], pr[j], max_length)
+
+    if batch_text:
+        rs = [prepared[i][0] for i in batch_text]
+        p = _ids(tokenizer([r["prompt"] for r in rs]))
+        pc = _ids(tokenizer([r["prompt"] + r["chosen"] for r in rs]))
+        pr = _ids(tokenizer([r["prompt"] + r["rejected"] for r in rs]))
+        for j, i in enumerate(batch_text):
+            out[i] = _split(p[j], pc[j], pr[j], max_length)
+    return out  # type: ignore[return-value]
+
+
+def _apply(tokenizer: Any, conversations: list[list[Mapping[str, Any]]], **kwargs: Any) -> Any:
+    conversations = [[dict(m) for m in conv] for conv in conversations]
+    try:
+        return tokenizer.apply_chat_template(conversations, tokenize=True, return_dict=True, **kwargs)
+    except Exception as err:  # jinja errors, missing template variables, bad roles
+        raise ModelError(
+            f"the chat template failed on a row: {err}",
+            hint="check the template against the row's roles/tools, or pass another with --chat-template",
+        ) from err

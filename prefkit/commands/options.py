@@ -1,0 +1,94 @@
+"""Click options generated from the library's option models (:mod:`prefkit.options`): one flag per field, named
+after it (``min_margin`` -> ``--min-margin``), with the field's help, type, choices and bounds. A command stacks
+the groups it takes; the help and docs/cli.md come from the same declarations as the Python API."""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import annotated_types
+import click
+from pydantic import BaseModel
+
+from prefkit.options import flag
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """(the non-None type, whether None is allowed)."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return annotation, False
+
+
+def _click_type(annotation: Any, metadata: list) -> tuple[Any, bool]:
+    """(click type, multiple) of a field."""
+    base, _ = _unwrap(annotation)
+    if typing.get_origin(base) is typing.Literal:
+        return click.Choice([str(v) for v in typing.get_args(base)]), False
+    if typing.get_origin(base) is tuple:
+        return str, True
+    low = next((m.ge for m in metadata if isinstance(m, annotated_types.Ge)), None)
+    if base is int:
+        return (click.IntRange(min=low) if low is not None else int), False
+    if base is float:
+        return (click.FloatRange(min=low) if low is not None else float), False
+    return str, False
+
+
+def field_option(name: str, info: Any, overrides: dict[str, Any] | None = None) -> Callable:
+    """The click option of one model field (``overrides``: extra click keywords, e.g. ``cls``)."""
+    extra = info.json_schema_extra or {}
+    kwargs: dict[str, Any] = {"help": info.description, "default": None, "show_default": False}
+    if extra.get("metavar"):
+        kwargs["metavar"] = extra["metavar"]
+    base, _ = _unwrap(info.annotation)
+    if base is bool:
+        kwargs.update(is_flag=True, default=None)
+    else:
+        kind, multiple = _click_type(info.annotation, info.metadata)
+        kwargs["type"] = kind
+        if multiple:
+            kwargs["multiple"] = True
+        if info.default is not None and not multiple:
+            kwargs["help"] = f"{info.description} [default: {info.default}]"
+    kwargs.update(overrides or {})
+    return click.option(flag(name), name, **kwargs)
+
+
+def model_options(
+    model: type[BaseModel],
+    *,
+    only: tuple[str, ...] | None = None,
+    exclude: tuple[str, ...] = (),
+    overrides=None,
+) -> Callable:
+    """A decorator adding the flags of ``model``'s fields (in declaration order)."""
+    fields = [
+        (name, info)
+        for name, info in model.model_fields.items()
+        if (info.json_schema_extra or {}).get("cli", True)
+        and name not in exclude
+        and (only is None or name in only)
+    ]
+
+    def decorate(f: Callable) -> Callable:
+        for name, info in reversed(fields):
+            f = field_option(name, info, (overrides or {}).get(name))(f)
+        return f
+
+    return decorate
+
+
+def given(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]:
+    """The option values the user gave (not click's defaults): what overrides a recipe."""
+    out = {}
+    for name, value in values.items():
+        source = ctx.get_parameter_source(name)
+        if source not in (None, click.core.ParameterSource.DEFAULT) and value not in (None, ()):
+            out[name] = value
+    return out

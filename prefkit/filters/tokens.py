@@ -1,0 +1,166 @@
+"""Token-length filters (``--max-length``, ``--max-prompt-length``, ``--min-answer-tokens``, with ``--tokenizer``).
+
+Counts follow TRL's ``DPOTrainer`` rule (:mod:`prefkit.chat.lengths`):
+
+* ``max_length``: drop when prompt+answer of either answer has more than ``max_length`` tokens (so TRL never
+  cuts an answer with ``keep_start``; exactly ``max_length`` is kept);
+* ``max_prompt_length``: drop when the prompt has more than ``max_prompt_length`` tokens;
+* ``min_answer_tokens``: drop when either answer has fewer tokens.
+
+Lengths are those of the rows as written: message rows by TRL's conversational rule, text rows
+(``--output-format text``) by its standard-text rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prefkit.accounting import Reason, declare
+from prefkit.chat.lengths import TokenLengths, message_token_lengths, text_token_lengths
+from prefkit.chat.render import render_text
+
+REASONS = declare(
+    Reason(
+        "over_max_length",
+        "dropped",
+        "prompt + answer longer than --max-length tokens for the chosen or the rejected answer",
+    ),
+    Reason("over_max_prompt_length", "dropped", "prompt longer than --max-prompt-length tokens"),
+    Reason(
+        "answer_too_short",
+        "dropped",
+        "the chosen or the rejected answer has fewer than --min-answer-tokens tokens",
+    ),
+)
+TOKEN_DROP_REASONS = tuple(r.name for r in REASONS)
+
+
+@dataclass(frozen=True)
+class TokenFilterOptions:
+    """Token-length limits (None = off)."""
+
+    max_length: int | None = None
+    max_prompt_length: int | None = None
+    min_answer_tokens: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in (self.max_length, self.max_prompt_length, self.min_answer_tokens))
+
+
+def drop_reasons(lengths: TokenLengths, options: TokenFilterOptions) -> list[str | None]:
+    """The first token filter each row fails (``None`` = keeps), in the order max_length, prompt, answer."""
+    out: list[str | None] = [None] * len(lengths.chosen_total)
+    if options.max_length is not None:
+        limit = options.max_length
+        for i, (c, r) in enumerate(zip(lengths.chosen_total, lengths.rejected_total, strict=True)):
+            if c > limit or r > limit:
+                out[i] = "over_max_length"
+    if options.max_prompt_length is not None:
+        for i, n in enumerate(lengths._prompt()):
+            if out[i] is None and n > options.max_prompt_length:
+                out[i] = "over_max_prompt_length"
+    if options.min_answer_tokens is not None:
+        for i, (c, r) in enumerate(zip(lengths.chosen, lengths.rejected, strict=True)):
+            if out[i] is None and min(c, r) < options.min_answer_tokens:
+                out[i] = "answer_too_short"
+    return out
+
+
+@dataclass
+class TargetResult:
+    """What :func:`apply_target` decided for a batch of rows."""
+
+    reasons: list[str | None]
+    lengths: TokenLengths | None = None
+    text: tuple[list[str], list[str], list[str]] | None = None
+
+
+def apply_target(
+    prompts: Sequence[Sequence[Mapping[str, Any]]],
+    chosen: Sequence[Sequence[Mapping[str, Any]]],
+    rejected: Sequence[Sequence[Mapping[str, Any]]],
+    target: Any,
+    options: TokenFilterOptions,
+    output_format: str = "messages",
+) -> TargetResult:
+    """Render (for text output) and length-filter message rows for ``target`` (a :class:`prefkit.chat.Target`).
+
+    Without active filters no tokenizer is needed.
+    """
+    text = None
+    if output_format == "text":
+        text = render_text(target.renderer, prompts, chosen, rejected)
+    if not options.active:
+        return TargetResult([None] * len(prompts), None, text)
+    tokenizer = target.require_tokenizer("--max-length / --max-prompt-length / --min-answer-tokens")
+    need_prompt = options.max_prompt_length is not None or options.min_answer_tokens is not None
+    if text is not None:
+        lengths = text_token_lengths(tokenizer, *text, need_prompt=need_prompt)
+    else:
+        lengths = message_token_lengths(
+            tokenizer, target.renderer, prompts, chosen, rejected, need_prompt=need_prompt
+        )
+    return TargetResult(drop_reasons(lengths, options), lengths, text)
+
+
+def drop_function(target: Any, options: TokenFilterOptions, output_format: str = "messages") -> Callable:
+    """The ``extra_drop`` hook of :func:`prefkit.filters.classify`: token-filter reasons for a polars frame."""
+
+    def extra_drop(rows: Any) -> list[str | None]:
+        return apply_target(
+            rows["prompt"].to_list(),
+            rows["chosen"].to_list(),
+            rows["rejected"].to_list(),
+            target,
+            options,
+            output_format,
+        ).reasons
+
+    return extra_drop
+
+
+def token_stage(options: Any) -> tuple[Any, Callable | None]:
+    """The target tokenizer/template (:class:`prefkit.chat.target.Target` or None) and the token-filter hook for
+    :func:`prefkit.filters.classify` (or None), checked against the options before any source is read.
+
+    ``options`` are :class:`prefkit.options.BuildOptions`. Raises ``OptionError`` for filters without a
+    tokenizer, text output without a template, or text output with another export shape.
+    """
+    from prefkit.errors import OptionError
+
+    chat, filters, export = options.chat, options.filters, options.output.export
+    token_options = TokenFilterOptions(
+        filters.max_length, filters.max_prompt_length, filters.min_answer_tokens
+    )
+    if token_options.active and chat.tokenizer is None:
+        raise OptionError(
+            "--max-length / --max-prompt-length / --min-answer-tokens count tokens of the target model",
+            "pass --tokenizer MODEL_OR_PATH (tokenizer=; a local folder or a Hub id; only the tokenizer files "
+            "are read)",
+        )
+    text = chat.output_format == "text"
+    if text and chat.tokenizer is None and chat.chat_template is None:
+        raise OptionError(
+            "--output-format text renders the rows with a chat template",
+            "pass --tokenizer MODEL_OR_PATH (its template) or --chat-template NAME|FILE (chat_template=)",
+        )
+    if text and export != "trl":
+        raise OptionError(
+            f"--output-format text and --export {export} both choose the shape of the data files",
+            "use one of them",
+        )
+    if chat.tokenizer is None and chat.chat_template is None:
+        return None, None
+    from prefkit.chat.target import load_target
+
+    target = load_target(
+        chat.tokenizer,
+        chat.chat_template,
+        revision=chat.tokenizer_revision,
+        trust_remote_code=chat.trust_remote_code,
+    )
+    hook = drop_function(target, token_options, chat.output_format) if token_options.active else None
+    return target, hook

@@ -1,0 +1,75 @@
+"""Family C, message lists with an explicit prompt: ``prompt`` is a message list and ``chosen``/``rejected`` hold
+the final assistant turn (trl-lib/hh-rlhf-helpful-base), or plain strings."""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+
+from prefkit.accounting import Reason, declare
+from prefkit.formats.base import (
+    Family,
+    Mapping,
+    first_reason,
+    is_messages,
+    is_string,
+    messages_expr,
+    pick_column,
+    single_assistant,
+)
+from prefkit.formats.implicit_messages import (
+    CHOSEN_ALIASES,
+    PROMPT_ALIASES,
+    REJECTED_ALIASES,
+    last_is_assistant,
+)
+
+NAME = "explicit-messages"
+LETTER = "C"
+DESCRIPTION = "message lists with an explicit prompt (prompt = messages, chosen/rejected = [assistant])"
+
+REASONS = declare(
+    Reason("answer_not_single_assistant", "invalid", "chosen/rejected is not exactly one assistant message"),
+)
+
+
+def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Mapping | str:
+    prompt = pick_column(schema, columns.get("prompt"), PROMPT_ALIASES, is_messages)
+    answer = lambda t: is_messages(t) or is_string(t)  # noqa: E731
+    chosen = pick_column(schema, columns.get("chosen"), CHOSEN_ALIASES, answer)
+    rejected = pick_column(schema, columns.get("rejected"), REJECTED_ALIASES, answer)
+    if not (prompt and chosen and rejected):
+        return "needs prompt as a message list and chosen/rejected as message lists or strings"
+    return Mapping(NAME, chosen=chosen, rejected=rejected, prompt=prompt)
+
+
+def _answer(column: str, schema: pa.Schema) -> tuple[pl.Expr, pl.Expr]:
+    """(answer as [assistant message], is-valid) for a message-list or string answer column."""
+    if is_string(schema.field(column).type):
+        return single_assistant(pl.col(column)), pl.col(column).is_not_null()
+    msgs = messages_expr(column, schema)
+    ok = (msgs.list.len() == 1) & last_is_assistant(msgs)
+    return msgs, ok
+
+
+def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+    chosen, chosen_ok = _answer(mapping.chosen, schema)
+    rejected, rejected_ok = _answer(mapping.rejected, schema)
+    prompt = messages_expr(mapping.prompt, schema)
+    nulls = (
+        pl.col(mapping.prompt).is_null()
+        | pl.col(mapping.chosen).is_null()
+        | pl.col(mapping.rejected).is_null()
+    )
+    return df.select(
+        prompt.alias("prompt"),
+        chosen.alias("chosen"),
+        rejected.alias("rejected"),
+        first_reason(
+            (nulls, "null_value"),
+            (~chosen_ok | ~rejected_ok, "answer_not_single_assistant"),
+        ).alias("invalid"),
+    )
+
+
+FAMILY = Family(NAME, LETTER, DESCRIPTION, order=10, match=match, normalise=normalise, reasons=REASONS)

@@ -1,0 +1,70 @@
+"""Family B, message lists with an implicit prompt: ``chosen``/``rejected`` are whole conversations ending in
+the answer (ultrafeedback_binarized, dpo-mix-7k, Capybara-Preferences …).
+
+The prompt is the shared history, compared turn by turn: when the two histories differ the row is invalid
+(``histories_differ``), never silently taken from ``chosen``.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+
+from prefkit.formats.base import (
+    Family,
+    Mapping,
+    first_reason,
+    is_messages,
+    messages_expr,
+    pick_column,
+)
+
+NAME = "implicit-messages"
+LETTER = "B"
+DESCRIPTION = "message lists with an implicit prompt (chosen/rejected are whole conversations)"
+
+CHOSEN_ALIASES = ("chosen", "chosen_messages", "chosen_conversation")
+REJECTED_ALIASES = ("rejected", "rejected_messages", "rejected_conversation")
+PROMPT_ALIASES = ("prompt", "prompt_messages")
+
+
+def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Mapping | str:
+    chosen = pick_column(schema, columns.get("chosen"), CHOSEN_ALIASES, is_messages)
+    rejected = pick_column(schema, columns.get("rejected"), REJECTED_ALIASES, is_messages)
+    if not (chosen and rejected):
+        return "needs chosen and rejected as message lists ({role, content})"
+    if columns.get("prompt") or pick_column(schema, None, PROMPT_ALIASES, is_messages):
+        return "has a message-list prompt column (that is the explicit-messages shape)"
+    return Mapping(NAME, chosen=chosen, rejected=rejected)
+
+
+def last_is_assistant(messages: pl.Expr) -> pl.Expr:
+    return messages.list.last().struct.field("role") == "assistant"
+
+
+def split_conversations(c: pl.Expr, r: pl.Expr) -> list[pl.Expr]:
+    """``prompt``/``chosen``/``rejected`` and ``invalid`` from two whole conversations (shared history + answer)."""
+    prompt_c = c.list.head(c.list.len() - 1)
+    prompt_r = r.list.head(r.list.len() - 1)
+    return [
+        prompt_c.alias("prompt"),
+        pl.concat_list([c.list.last()]).alias("chosen"),
+        pl.concat_list([r.list.last()]).alias("rejected"),
+        first_reason(
+            (c.is_null() | r.is_null(), "null_value"),
+            ((c.list.len() == 0) | (r.list.len() == 0), "empty_conversation"),
+            (~last_is_assistant(c) | ~last_is_assistant(r), "answer_not_assistant"),
+            ((c.list.len() < 2) | (r.list.len() < 2), "missing_prompt"),
+            (~prompt_c.eq_missing(prompt_r), "histories_differ"),
+        ).alias("invalid"),
+    ]
+
+
+def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+    chosen = messages_expr(mapping.chosen, schema)
+    rejected = messages_expr(mapping.rejected, schema)
+    out = df.select(chosen.alias("_c"), rejected.alias("_r"))
+    return out.select(split_conversations(pl.col("_c"), pl.col("_r")))
+
+
+FAMILY = Family(NAME, LETTER, DESCRIPTION, order=20, match=match, normalise=normalise)

@@ -1,0 +1,135 @@
+"""Family G: one prompt, N completions with ratings (openbmb/UltraFeedback raw); binarised (:mod:`.binarise`).
+
+``--rating overall`` (default) uses ``overall_score``; ``--rating aspects`` the mean of the aspect ``Rating``
+strings, ignoring ``"N/A"``. Also accepted: a list of strings (``generations``, ``responses``) with a parallel
+list of numbers (``ratings``, ``rating``, ``scores``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import polars as pl
+import pyarrow as pa
+
+from prefkit.errors import FormatError
+from prefkit.formats import binarise
+from prefkit.formats.base import Family, FamilyOption, Mapping, is_number, is_string
+
+NAME = "rated"
+LETTER = "G"
+DESCRIPTION = (
+    "one prompt, N completions with ratings (UltraFeedback `completions` with overall_score / aspect "
+    "ratings, or parallel `generations` + `ratings` lists); binarised"
+)
+RATINGS = ("overall", "aspects")
+GEN_ALIASES = ("generations", "responses", "completions", "answers")
+RATING_ALIASES = ("ratings", "rating", "scores")
+
+OPTIONS = (
+    *binarise.OPTIONS,
+    FamilyOption(
+        "rating",
+        Literal["overall", "aspects"],
+        "UltraFeedback raw: rate completions by overall_score (default) or the mean of the aspect ratings.",
+    ),
+)
+
+
+def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Mapping | str:
+    prompt = binarise.prompt_column(schema, columns.get("prompt"))
+    if not prompt:
+        return "needs a prompt string (prompt/instruction/question/input)"
+    extra = {"pairs": binarise.DEFAULT_STRATEGY}
+    for name in [columns["chosen"]] if columns.get("chosen") else GEN_ALIASES:
+        if name not in schema.names:
+            continue
+        fields = binarise.struct_fields(schema.field(name).type)
+        if "response" in fields and ("overall_score" in fields or "annotations" in fields):
+            return Mapping(
+                NAME, chosen=name, rejected=name, prompt=prompt, extra={**extra, "shape": "completions"}
+            )
+        dtype = schema.field(name).type
+        if pa.types.is_list(dtype) and is_string(dtype.value_type):
+            for rating in RATING_ALIASES:
+                rtype = schema.field(rating).type if rating in schema.names else None
+                if rtype is not None and pa.types.is_list(rtype) and is_number(rtype.value_type):
+                    lists = {**extra, "shape": "lists", "columns": {"ratings": rating}}
+                    return Mapping(NAME, chosen=name, rejected=name, prompt=prompt, extra=lists)
+    return (
+        "needs `completions: list[{response, overall_score | annotations}]`, or a list of strings "
+        "(generations/responses) with a parallel list of numbers (ratings/rating/scores)"
+    )
+
+
+def _aspect_mean(annotations: pl.Expr, aspects: list[str]) -> pl.Expr:
+    ratings = [
+        annotations.struct.field(a)
+        .struct.field("Rating")
+        .cast(pl.String)
+        .str.strip_chars()
+        .cast(pl.Float64, strict=False)
+        for a in aspects
+    ]
+    return pl.mean_horizontal(ratings)
+
+
+def _list_answers(df: pl.DataFrame, col: str, ratings: str) -> pl.DataFrame:
+    both = df.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("_src"), pl.col(col), pl.col(ratings))
+    same_len = both.select(pl.col(col).list.len().eq_missing(pl.col(ratings).list.len())).to_series()
+    both = both.with_columns(
+        pl.when(same_len).then(pl.col(ratings)).otherwise(pl.lit(None)).alias(ratings),
+        pl.when(same_len).then(pl.col(col)).otherwise(pl.lit(None)).alias(col),
+    )
+    ex = both.explode(col, ratings).with_columns(pl.int_range(pl.len()).over("_src").alias("_pos"))
+    score = pl.col(ratings).cast(pl.Float64, strict=False)
+    return ex.select(
+        "_src", "_pos", pl.col(col).cast(pl.String).alias("text"), score.alias("score"), score.alias("native")
+    )
+
+
+def _score(col: str, fields: dict, rating: str) -> pl.Expr:
+    item = pl.col(col).struct
+    if rating not in RATINGS:
+        raise FormatError(f"unknown --rating {rating!r}", f"use one of: {', '.join(RATINGS)}")
+    if rating == "overall" and "overall_score" in fields:
+        return item.field("overall_score").cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+    if "annotations" in fields and pa.types.is_struct(fields["annotations"]):
+        ann = fields["annotations"]
+        aspects = [ann.field(i).name for i in range(ann.num_fields) if pa.types.is_struct(ann.field(i).type)]
+        return _aspect_mean(item.field("annotations"), aspects)
+    raise FormatError(
+        f"column {col!r} has no {'overall_score' if rating == 'overall' else 'annotations'} to rate with",
+        "pass --rating overall or --rating aspects to match the completions' fields",
+    )
+
+
+def answers(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+    """One row per completion: ``_src``, ``_pos``, ``text``, ``score`` = ``native`` (the rating)."""
+    col = mapping.chosen
+    if mapping.extra.get("shape") == "lists":
+        return _list_answers(df, col, mapping.extra["columns"]["ratings"])
+    score = _score(
+        col, binarise.struct_fields(schema.field(col).type), mapping.extra.get("rating", "overall")
+    )
+    base = df.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("_src"), pl.col(col))
+    ex = base.explode(col).with_columns(pl.int_range(pl.len()).over("_src").alias("_pos"))
+    text = pl.col(col).struct.field("response").cast(pl.String)
+    return ex.select("_src", "_pos", text.alias("text"), score.alias("score"), score.alias("native"))
+
+
+def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+    return binarise.normalise(df, mapping, answers(df, mapping, schema), higher_is_better=True)
+
+
+FAMILY = Family(
+    NAME,
+    LETTER,
+    DESCRIPTION,
+    order=70,
+    match=match,
+    normalise=normalise,
+    options=OPTIONS,
+    reasons=binarise.REASONS,
+    full_frame=True,
+)

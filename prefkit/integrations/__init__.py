@@ -1,0 +1,1 @@
+"""Integrations with trainers: :mod:`.trl` (``PrecomputedRefDPOTrainer``, also importable as ``prefkit.trl``)."""

@@ -1,0 +1,233 @@
+"""Train with TRL on prefkit's precomputed reference log-probs, without a reference model in memory.
+
+TRL's ``DPOTrainer`` has no switch to use ``ref_chosen_logps`` / ``ref_rejected_logps`` columns that are
+already in the dataset: with ``precompute_ref_log_probs=True`` it recomputes them (and then fails on the
+duplicated columns), without it it ignores them and loads a reference model. :class:`PrecomputedRefDPOTrainer`
+is a drop-in ``DPOTrainer`` that uses the columns when a dataset has both, and falls back to TRL's own
+precompute when it has not::
+
+    from datasets import load_dataset
+    from trl import DPOConfig
+    from prefkit.trl import PrecomputedRefDPOTrainer
+
+    trainer = PrecomputedRefDPOTrainer(
+        model=model, ref_model=None, processing_class=tokenizer,
+        args=DPOConfig(precompute_ref_log_probs=True, max_length=1024, ...),
+        train_dataset=load_dataset("hermes2k")["train"],
+        prefkit_manifest="hermes2k",   # optional: warn if model/tokenizer/max_length differ from the scoring run
+    )
+
+With ``precompute_ref_log_probs=True`` and ``ref_model=None`` TRL (>= 1.2) keeps no reference copy; this
+class also skips TRL's SHA-256 over all weights when every dataset carries the columns. ``trl`` is imported
+when the class is first used, so ``import prefkit`` and ``import prefkit.trl`` do not need it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+#: Placeholder for TRL's weight hash while every dataset has precomputed columns (computed lazily if needed).
+_SKIPPED_HASH = "prefkit:precomputed-columns"
+
+__all__ = [
+    "PrecomputedRefDPOTrainer",  # noqa: F822 - built on first access (module __getattr__), so trl loads lazily
+    "PrefkitWarning",
+    "check_against_manifest",
+    "has_ref_columns",
+    "load_manifest",
+]
+
+
+class PrefkitWarning(UserWarning):
+    """The precomputed columns may not match the trainer (other model, tokenizer, template or max_length)."""
+
+
+def has_ref_columns(dataset: Any) -> bool:
+    """Whether a ``datasets.Dataset`` has both reference log-prob columns."""
+    names = getattr(dataset, "column_names", None) or []
+    return set(REF_COLUMNS) <= set(names)
+
+
+def load_manifest(source: str | os.PathLike | dict) -> dict:
+    """A prefkit manifest from a dict, an output folder, or a ``prefkit.json`` path."""
+    if isinstance(source, dict):
+        return source
+    path = Path(source)
+    if path.is_dir():
+        path = path / "prefkit.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise FileNotFoundError(f"cannot read the prefkit manifest {str(path)!r}: {err}") from None
+
+
+def _same_model(section: dict, name_or_path: str | None) -> bool:
+    if not name_or_path:
+        return True  # nothing to compare with
+    if name_or_path == section.get("model"):
+        return True
+    candidates = [section.get("model_path"), section.get("model")]
+    if os.path.exists(name_or_path):
+        real = os.path.realpath(name_or_path)
+        return any(c and os.path.exists(c) and os.path.realpath(c) == real for c in candidates)
+    return False
+
+
+def check_against_manifest(
+    manifest: dict,
+    *,
+    model: Any = None,
+    tokenizer: Any = None,
+    max_length: int | None = None,
+    truncation_mode: str | None = "keep_start",
+) -> list[str]:
+    """Differences between the run that scored a set (its manifest) and a trainer's setup, as sentences.
+
+    Compares the model (name or folder), the tokenizer (hash of its vocabulary/merges/special tokens),
+    the chat template (hash), ``max_length`` and the truncation mode. An empty list means no difference
+    was found.
+    """
+    from prefkit.chat.templates import template_hash
+    from prefkit.chat.tokenizer import tokenizer_hash
+
+    section = manifest.get("reflogps")
+    if not section:
+        return ["the manifest has no 'reflogps' section: the set was not scored by `prefkit reflogps`"]
+    problems = []
+    if model is not None:
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        name = getattr(getattr(base, "config", None), "_name_or_path", None)
+        if not _same_model(section, name):
+            problems.append(
+                f"the trainer's model ({name}) is not the model that scored the set ({section.get('model')})"
+            )
+    if tokenizer is not None:
+        tok = getattr(tokenizer, "tokenizer", tokenizer)  # a processor wraps the tokenizer
+        if section.get("tokenizer_sha256") and tokenizer_hash(tok) != section["tokenizer_sha256"]:
+            problems.append("the trainer's tokenizer differs from the one used to score the set")
+        template = template_hash(getattr(tok, "chat_template", None))
+        if section.get("chat_template_sha256") and template != section["chat_template_sha256"]:
+            problems.append("the trainer's chat template differs from the one used to score the set")
+    if (
+        max_length is not None
+        and section.get("max_length") is not None
+        and max_length != section["max_length"]
+    ):
+        problems.append(
+            f"max_length is {max_length} in the trainer but the set was scored with max_length={section['max_length']}"
+        )
+    if truncation_mode is not None and truncation_mode != section.get("truncation_mode", "keep_start"):
+        problems.append(f"truncation_mode is {truncation_mode!r}; prefkit scores with 'keep_start'")
+    return problems
+
+
+_CLASS: type | None = None
+
+
+def _make_class() -> type:
+    import inspect
+
+    from trl import DPOTrainer
+    from trl.trainer import dpo_trainer as dpo_module
+
+    class PrecomputedRefDPOTrainer(DPOTrainer):
+        """``trl.DPOTrainer`` that uses ``ref_chosen_logps`` / ``ref_rejected_logps`` columns when present.
+
+        Use with ``DPOConfig(precompute_ref_log_probs=True)`` and ``ref_model=None``. A dataset with both
+        columns is used as is (no reference forward, no reference model); one without them goes through
+        TRL's own precompute. ``prefkit_manifest`` (an output folder, its ``prefkit.json`` or the dict)
+        enables a check that the trainer's model, tokenizer, chat template and ``max_length`` are the ones
+        the set was scored with; differences are reported as :class:`PrefkitWarning`.
+        """
+
+        def __init__(
+            self, *args: Any, prefkit_manifest: str | os.PathLike | dict | None = None, **kwargs: Any
+        ):
+            bound = inspect.signature(DPOTrainer.__init__).bind(self, *args, **kwargs)
+            params = bound.arguments
+            config = params.get("args")
+            if config is not None and not config.precompute_ref_log_probs:
+                datasets_ = [params.get("train_dataset"), *_eval_sets(params.get("eval_dataset"))]
+                if any(has_ref_columns(d) for d in datasets_):
+                    warnings.warn(
+                        "the dataset has precomputed reference columns but precompute_ref_log_probs=False: TRL "
+                        "ignores them and loads a reference model; set DPOConfig(precompute_ref_log_probs=True)",
+                        PrefkitWarning,
+                        stacklevel=2,
+                    )
+            self._prefkit_used_columns = False
+            self._prefkit_manifest = load_manifest(prefkit_manifest) if prefkit_manifest is not None else None
+            datasets_ = [params.get("train_dataset"), *_eval_sets(params.get("eval_dataset"))]
+            skip_hash = (
+                config is not None
+                and config.precompute_ref_log_probs
+                and getattr(config, "ld_alpha", None) is None
+                and all(has_ref_columns(d) for d in datasets_ if d is not None)
+            )
+            real_hash = dpo_module.hash_module
+            if (
+                skip_hash
+            ):  # TRL hashes every weight at init for its cache key; not needed when nothing is computed
+                dpo_module.hash_module = lambda module: _SKIPPED_HASH
+            try:
+                super().__init__(*args, **kwargs)
+            finally:
+                dpo_module.hash_module = real_hash
+            if self._prefkit_used_columns and self._prefkit_manifest is not None:
+                for problem in check_against_manifest(
+                    self._prefkit_manifest,
+                    model=self.model,
+                    tokenizer=self.processing_class,
+                    max_length=self.args.max_length,
+                    truncation_mode=getattr(self.args, "truncation_mode", "keep_start"),
+                ):
+                    warnings.warn(f"prefkit reference log-probs: {problem}", PrefkitWarning, stacklevel=2)
+
+        def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
+            if has_ref_columns(dataset):
+                if getattr(self, "ld_alpha", None) is None:
+                    self._prefkit_used_columns = True
+                    return dataset
+                warnings.warn(
+                    f"ld_alpha is set, so TRL length-weights the reference log-probs; the {name} set's "
+                    "precomputed columns are plain sums and are recomputed by TRL instead",
+                    PrefkitWarning,
+                    stacklevel=2,
+                )
+            partial = [c for c in REF_COLUMNS if c in getattr(dataset, "column_names", [])]
+            if partial:
+                dataset = dataset.remove_columns(partial)
+            if self._precompute_model_hash == _SKIPPED_HASH:  # a dataset without columns after all
+                self._precompute_model_hash = real_hash_module()(self.ref_model or self.model)
+            return super()._precompute_ref_logps(dataset, name, batch_size)
+
+    PrecomputedRefDPOTrainer.__module__ = __name__
+    return PrecomputedRefDPOTrainer
+
+
+def real_hash_module() -> Any:
+    from trl.trainer import dpo_trainer as dpo_module
+
+    return dpo_module.hash_module
+
+
+def _eval_sets(eval_dataset: Any) -> list[Any]:
+    if eval_dataset is None or isinstance(eval_dataset, str):
+        return []
+    if isinstance(eval_dataset, dict):
+        return list(eval_dataset.values())
+    return [eval_dataset]
+
+
+def __getattr__(name: str) -> Any:
+    global _CLASS
+    if name == "PrecomputedRefDPOTrainer":
+        if _CLASS is None:
+            _CLASS = _make_class()
+        return _CLASS
+    raise AttributeError(f"module 'prefkit.trl' has no attribute {name!r}")

@@ -1,0 +1,347 @@
+"""Options are data: what `prefkit build` does, as one typed, grouped, documented object.
+
+:class:`BuildOptions` has one group per pipeline stage (``sources``, ``formats``, ``filters``, ``select``,
+``chat``, ``output``). Every option has one name, used the same way everywhere:
+
+* Python: ``prefkit.build(src, "out", min_margin=1)`` (flat keywords) or ``options=BuildOptions(...)``;
+* a recipe file (``prefkit build --recipe mix.yaml``): ``filters: {min_margin: 1}`` (or flat ``min_margin: 1``);
+* the command line: ``--min-margin 1`` (the flags of `prefkit build` are generated from these fields, with
+  this help text; see :mod:`prefkit.commands.options`).
+
+A family's own options (``--pairs``, ``--axis`` …) are declared by the family (:mod:`prefkit.formats`) and
+become fields of the ``formats`` group here. A recipe also lists the sources; the manifest of every build
+records the resolved recipe, with each Hub source pinned to the commit it was read at, so
+``prefkit build --recipe OUT/prefkit.json -o OUT2`` rebuilds the same set.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from prefkit.chat.templates import builtin_names
+from prefkit.errors import OptionError
+from prefkit.formats import FAMILIES, family_options
+from prefkit.formats.system import SYSTEM_MODES, parse_system
+from prefkit.output.exports import EXPORTS
+
+#: what the manifest's recipe says it is (bumped when the recipe's meaning changes)
+RECIPE_VERSION = 1
+
+
+def option(default: Any = None, help: str = "", *, cli: bool = True, metavar: str | None = None, **kw: Any):
+    """A documented option field. ``cli=False``: no flag of its own (set through another one or in Python)."""
+    extra = {"cli": cli, **({"metavar": metavar} if metavar else {})}
+    return Field(default, description=help, json_schema_extra=extra, **kw)
+
+
+class OptionGroup(BaseModel):
+    """Base of the option groups: unknown names are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceOptions(OptionGroup):
+    """Where in each source to read (a recipe source's own settings win over these)."""
+
+    split: tuple[str, ...] | None = option(None, "Split(s) to read (repeatable). Default: all splits.")
+    revision: str | None = option(None, "Hub branch, tag or commit sha (recorded as the resolved sha).")
+    config: str | None = option(None, "Hub dataset config (subset) name.")
+    data_dir: str | None = option(
+        None, "Folder inside the repo/folder to read, e.g. `helpful-base` for Anthropic/hh-rlhf."
+    )
+    preset: str | None = option(
+        None,
+        "Read every source with this known dataset's preset (`prefkit presets` lists them). Default: the preset "
+        "whose id matches the source, else detection from the columns.",
+    )
+
+    @field_validator("split", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return (value,)
+        return tuple(value) if value else None
+
+
+class _FormatBase(OptionGroup):
+    format: Literal[tuple(FAMILIES)] | None = option(  # type: ignore[valid-type]
+        None, "Force a dataset shape instead of detecting it."
+    )
+    prompt_col: str | None = option(None, "Column holding the prompt (string or messages).")
+    chosen_col: str | None = option(None, "Column holding the chosen answer.")
+    rejected_col: str | None = option(None, "Column holding the rejected answer.")
+    system_col: str | None = option(None, "Column holding a system prompt.")
+    margin_col: str | None = option(
+        None, "Numeric column to use as the margin (default: delta_score or chosen - rejected score)."
+    )
+    system: Literal[SYSTEM_MODES] = option(  # type: ignore[valid-type]
+        "keep",
+        "System prompts: keep (default), drop, override TEXT (replace or add everywhere), default TEXT (add "
+        "where missing).",
+        metavar="keep|drop|override TEXT|default TEXT",
+    )
+    system_text: str | None = option(None, "The system prompt of `system` override/default.", cli=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_system(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("system"), str):
+            mode, text = parse_system(data["system"], data.get("system_text"))
+            data = {**data, "system": mode, "system_text": text}
+        return data
+
+
+def _family_fields() -> dict[str, Any]:
+    fields = {}
+    for name, (decl, _) in family_options().items():
+        constraints = {"ge": decl.ge} if decl.ge is not None else {}
+        fields[name] = (decl.annotation | None, option(None, decl.help, **constraints))
+    return fields
+
+
+#: the ``formats`` group: columns, shape, system prompts, and every family's own options
+FormatOptions = create_model(
+    "FormatOptions",
+    __base__=_FormatBase,
+    __doc__="How rows are read: shape, columns, family options.",
+    **_family_fields(),
+)
+
+
+class FilterOptions(OptionGroup):
+    """Row filters (validation always runs). Defaults: drop ties and template residue, keep the rest."""
+
+    keep_ties: bool = option(False, "Keep pairs whose margin is 0 (dropped by default).")
+    keep_residue: bool = option(
+        False, "Keep rows whose text holds chat-template tokens (dropped by default)."
+    )
+    min_margin: float | None = option(None, "Drop rows whose margin is below this value.")
+    max_length: int | None = option(
+        None,
+        "Drop rows whose prompt + answer (either answer) has more than N tokens of --tokenizer, counted as "
+        "TRL's DPOTrainer counts them, so TRL never truncates an answer (exactly N is kept).",
+        ge=1,
+    )
+    max_prompt_length: int | None = option(None, "Drop rows whose prompt has more than N tokens.", ge=1)
+    min_answer_tokens: int | None = option(
+        None, "Drop rows whose chosen or rejected answer has fewer than N tokens.", ge=0
+    )
+
+    @property
+    def token_filters(self) -> bool:
+        return any(v is not None for v in (self.max_length, self.max_prompt_length, self.min_answer_tokens))
+
+
+class SelectOptions(OptionGroup):
+    """Selection among valid rows, within and across sources."""
+
+    top: int | None = option(
+        None,
+        "Keep the N rows with the largest margin (stable sort, descending), per split of each source; "
+        "with several sources, size each one with a weight (`SOURCE:2000`).",
+        ge=1,
+    )
+    max_rows: int | None = option(
+        None, "Keep at most N rows per split (the first N, or a seeded sample with --seed).", ge=1
+    )
+    seed: int | None = option(
+        None, "Seed for sampling (--max-rows, source weights, --pairs best-vs-random, --test-size)."
+    )
+    dedup: bool = option(
+        False, "Drop exact duplicates of normalised (prompt, chosen, rejected), across all sources."
+    )
+    one_pair_per_prompt: bool = option(
+        False, "Keep only the highest-margin pair of each prompt (across all sources)."
+    )
+    test_size: float | None = option(
+        None,
+        "Write train/test splits with this share of the rows in test, grouped so no prompt is on both sides.",
+    )
+    test_rows: int | None = option(
+        None, "Like --test-size, as a number of test rows (at least; whole prompt groups move).", ge=1
+    )
+
+
+class ChatOptions(OptionGroup):
+    """The target model's tokenizer and chat template (token-length filters, text output)."""
+
+    tokenizer: str | None = option(
+        None,
+        "The target model's tokenizer: a local folder or a Hub id (only tokenizer files are read).",
+        metavar="MODEL_OR_PATH",
+    )
+    chat_template: str | None = option(
+        None,
+        f"Chat template: a built-in name ({', '.join(builtin_names())}) or a Jinja file; replaces the "
+        "tokenizer's own. Needed when the tokenizer has none.",
+        metavar="NAME|FILE",
+    )
+    tokenizer_revision: str | None = option(None, "Hub branch, tag or commit of --tokenizer.")
+    trust_remote_code: bool = option(False, "Allow a tokenizer that needs custom code.")
+    output_format: Literal["messages", "text"] = option(
+        "messages",
+        "messages: TRL's conversational columns (what TRL >= 0.29 wants). text: prompt rendered with the chat "
+        "template and generation prompt, chosen/rejected as the continuation, split as TRL's apply_chat_template "
+        "does; for trainers that take text (fed to TRL >= 0.29 it gets a double BOS). --format is the INPUT shape.",
+    )
+
+
+class OutputOptions(OptionGroup):
+    """What the output folder holds besides the canonical records."""
+
+    export: Literal[tuple(EXPORTS)] = option(  # type: ignore[valid-type]
+        "trl",
+        "Shape of the data files: TRL messages, OpenRLHF full conversations + margin, LLaMA-Factory ShareGPT "
+        "(+ dataset_info.json), or KTO unpaired rows.",
+    )
+    full_rejects: bool = option(
+        False,
+        "Copy every original column of every row not kept into rejects/ (by default: the columns the build "
+        "read, and for rows not chosen by --top/--max-rows only source_index, reason and margin).",
+    )
+
+
+GROUPS: dict[str, type[OptionGroup]] = {
+    "sources": SourceOptions,
+    "formats": FormatOptions,
+    "filters": FilterOptions,
+    "select": SelectOptions,
+    "chat": ChatOptions,
+    "output": OutputOptions,
+}
+#: flat option name -> its group
+GROUP_OF: dict[str, str] = {name: group for group, model in GROUPS.items() for name in model.model_fields}
+
+
+def flag(name: str) -> str:
+    """The command-line flag of an option (``min_margin`` -> ``--min-margin``)."""
+    return "--" + name.replace("_", "-")
+
+
+class BuildOptions(BaseModel):
+    """Everything `prefkit build` can be told, grouped by pipeline stage (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sources: SourceOptions = Field(default_factory=SourceOptions)
+    formats: FormatOptions = Field(default_factory=FormatOptions)  # type: ignore[valid-type]
+    filters: FilterOptions = Field(default_factory=FilterOptions)
+    select: SelectOptions = Field(default_factory=SelectOptions)
+    chat: ChatOptions = Field(default_factory=ChatOptions)
+    output: OutputOptions = Field(default_factory=OutputOptions)
+
+    @classmethod
+    def create(cls, data: dict[str, Any] | None = None, **flat: Any) -> BuildOptions:
+        """From a grouped dict (a recipe) and/or flat names (keywords, flags); flat names win.
+
+        Raises :class:`OptionError` naming the flag and the keyword of an unknown or invalid option.
+        """
+        grouped: dict[str, dict[str, Any]] = {g: {} for g in GROUPS}
+        for key, value in {**(data or {}), **flat}.items():
+            if key in GROUPS and isinstance(value, dict):
+                for name, inner in value.items():
+                    _place(grouped, name, inner, key)
+            else:
+                _place(grouped, key, value, None)
+        try:
+            return cls(**{g: GROUPS[g](**values) for g, values in grouped.items()})
+        except ValidationError as err:
+            raise _option_error(err) from None
+
+    def flat(self, *, changed_only: bool = True) -> dict[str, Any]:
+        """Every option by its flat name (only those that differ from the default, by default)."""
+        out = {}
+        for group in GROUPS:
+            model = getattr(self, group)
+            for name, info in type(model).model_fields.items():
+                value = getattr(model, name)
+                if not changed_only or value != info.default:
+                    out[name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def replace(self, **flat: Any) -> BuildOptions:
+        """A copy with some options changed (flat names)."""
+        return BuildOptions.create(self.to_recipe(), **flat)
+
+    def to_recipe(self) -> dict[str, dict[str, Any]]:
+        """The options that differ from the defaults, grouped (the recipe's option part)."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, value in self.flat().items():
+            out.setdefault(GROUP_OF[name], {})[name] = value
+        return out
+
+
+def _place(grouped: dict[str, dict], name: str, value: Any, group: str | None) -> None:
+    home = GROUP_OF.get(name)
+    if home is None or (group is not None and group != home):
+        where = f" in group {group!r}" if group else ""
+        raise OptionError(
+            f"unknown option {name!r}{where}",
+            f"options are: {', '.join(sorted(GROUP_OF))} (docs/cli.md lists their flags)",
+        )
+    if value is not None:
+        grouped[home][name] = value
+
+
+def _option_error(err: ValidationError) -> OptionError:
+    first = err.errors()[0]
+    name = str(first["loc"][0]) if first["loc"] else "?"
+    message = first["msg"].removeprefix("Value error, ")
+    return OptionError(
+        f"{flag(name)} ({name}=): {message}, got {first.get('input')!r}",
+        f"see `prefkit build --help` for what {flag(name)} takes",
+    )
+
+
+# ------------------------------------------------------------------------------------------------ recipes
+
+
+def load_recipe(path: str | Path) -> tuple[list, BuildOptions]:
+    """Read a recipe: YAML or JSON with ``sources`` and option groups (or flat options), or a build's
+    ``prefkit.json`` (its ``recipe``). Returns (source specs as written, options)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise OptionError(
+            f"cannot read recipe {str(path)!r}: {err}", "pass a YAML or JSON recipe file"
+        ) from None
+    data = _parse(text, path)
+    if "recipe" in data and "prefkit_version" in data:  # a manifest
+        data = data["recipe"] or {}
+    if not isinstance(data, dict):
+        raise OptionError(f"recipe {str(path)!r} is not a mapping", "write `sources:` and option groups")
+    data = {k: v for k, v in data.items() if k != "prefkit_recipe"}
+    sources = data.pop("sources", None) or []
+    if not isinstance(sources, list):
+        raise OptionError(f"`sources` in {str(path)!r} is not a list", "write `sources:` as a YAML list")
+    return sources, BuildOptions.create(data)
+
+
+def _parse(text: str, path: Path) -> Any:
+    import yaml
+
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise OptionError(
+            f"recipe {str(path)!r} is not valid: {first}", "check its YAML/JSON syntax"
+        ) from None
+
+
+def recipe(sources: list, options: BuildOptions) -> dict[str, Any]:
+    """The manifest's recipe: the resolved sources (recipe entries) and the options that differ from defaults."""
+    return {"prefkit_recipe": RECIPE_VERSION, "sources": sources, **options.to_recipe()}

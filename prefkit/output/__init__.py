@@ -1,0 +1,119 @@
+"""The output folder: one atomic writer (:mod:`.writer`), the folder's layout and reading (:mod:`.folder`),
+rejects (:mod:`.rejects`), the manifest (:mod:`.manifest`), exports (:mod:`.exports`), statistics
+(:mod:`.stats`) and the one dataset card (:mod:`.card`).
+
+```
+OUT/
+  README.md                      dataset card; YAML `configs` so load_dataset(OUT) works
+  data/<split>-00000-of-0000N.parquet
+  rejects/<split>.parquet        every row not kept: source, source_index, stage, reason, original fields
+  prefkit.json                   manifest
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from prefkit.output.folder import (
+    CARD_NAME,
+    DATA_DIR,
+    MANIFEST_NAME,
+    REJECTS_DIR,
+    SHARD_ROWS,
+    OutputFolder,
+    read_output,
+    require_trl_shape,
+    shard_name,
+    shard_tables,
+    split_files,
+    staged_folder,
+)
+from prefkit.output.writer import write_json, write_parquet, write_text
+
+__all__ = [
+    "CARD_NAME",
+    "DATA_DIR",
+    "MANIFEST_NAME",
+    "REJECTS_DIR",
+    "OutputFolder",
+    "read_output",
+    "refresh_card",
+    "require_trl_shape",
+    "staged_folder",
+    "write_manifest",
+    "write_output",
+    "write_parquet",
+    "write_split",
+    "write_text",
+]
+
+
+def write_manifest(out_dir: Path | str, manifest: dict) -> None:
+    """Write ``OUT/prefkit.json``."""
+    write_json(Path(out_dir) / MANIFEST_NAME, manifest)
+
+
+def write_split(out_dir: Path, split: str, table: pa.Table, shard_rows: int = SHARD_ROWS) -> list[Path]:
+    """Write one split's data shards (replacing any previous shards of that split)."""
+    data_dir = out_dir / DATA_DIR
+    for old in split_files(data_dir, split):
+        old.unlink()
+    parts = shard_tables(table, shard_rows)
+    paths = []
+    for i, part in enumerate(parts):
+        path = data_dir / shard_name(split, i, len(parts))
+        write_parquet(part, path)
+        paths.append(path)
+    return paths
+
+
+def write_output(
+    out_dir: Path | str,
+    splits: dict[str, pa.Table],
+    rejects: dict[str, pa.Table],
+    manifest: dict,
+    *,
+    overwrite: bool = False,
+    shard_rows: int = SHARD_ROWS,
+    extra_files: Callable[[dict], dict[str, str]] | None = None,
+) -> Path:
+    """Write a whole output folder atomically: data shards, rejects, manifest, dataset card, and the text files
+    ``extra_files(manifest)`` returns (name → content; called once the data files are listed in the manifest)."""
+    out_dir = Path(out_dir)
+    with staged_folder(out_dir, overwrite=overwrite) as stage:
+        for split, table in splits.items():
+            paths = write_split(stage, split, table, shard_rows)
+            manifest["splits"][split]["files"] = [p.relative_to(stage).as_posix() for p in paths]
+        for split, table in rejects.items():
+            write_parquet(table, stage / REJECTS_DIR / f"{split}.parquet", features=False, fast=True)
+        for name, text in (extra_files(manifest) if extra_files else {}).items():
+            write_text(stage / name, text)
+        write_manifest(stage, manifest)
+        refresh_card(stage, manifest, {name: t.schema for name, t in splits.items()}, name=out_dir.name)
+    return out_dir
+
+
+def refresh_card(
+    out_dir: Path | str,
+    manifest: dict | None = None,
+    schemas: dict[str, pa.Schema] | None = None,
+    name: str | None = None,
+) -> None:
+    """(Re)write OUT/README.md from the manifest and the data files' schema (``name``: the set's folder name, when
+    ``out_dir`` is its staging folder)."""
+    from prefkit.output.card import render_card
+    from prefkit.record import features_dict
+
+    out_dir = Path(out_dir)
+    if manifest is None or schemas is None:
+        folder = read_output(out_dir)
+        manifest = folder.manifest
+        schemas = {s: pq.read_schema(paths[0]) for s, paths in folder.shards.items()}
+    schema = next(iter(schemas.values()), None)
+    features = {} if schema is None else features_dict(schema.remove_metadata())
+    write_text(out_dir / CARD_NAME, render_card(manifest, features, name=name or out_dir.name))

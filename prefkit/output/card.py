@@ -1,0 +1,328 @@
+"""The dataset card (``OUT/README.md``, and the one `prefkit push` commits): one Jinja template
+(``card.md.jinja``) filled from one context.
+
+The YAML front matter is what ``datasets`` and the Hub read (``configs`` so ``load_dataset(OUT)`` finds the data,
+``dataset_info`` features, tags); the body tells where every row came from: sources and revisions, the exact
+command, counts per reason, statistics, and the reference model. The card of a local folder and the card `push`
+commits come from the same template and say the same about the data; the Hub card adds only Hub parts (licence,
+size category, split sizes, the repo id in the snippets, metadata already on the Hub).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import yaml
+
+from prefkit.accounting import meaning
+
+#: meanings of the columns `prefkit reflogps` adds
+REF_COLUMN_MEANINGS = {
+    "ref_chosen_logps": "reference model's summed log-prob of the chosen completion tokens (TRL-exact)",
+    "ref_rejected_logps": "reference model's summed log-prob of the rejected completion tokens (TRL-exact)",
+    "chosen_tokens": "completion tokens scored for chosen (after TRL's max_length truncation)",
+    "rejected_tokens": "completion tokens scored for rejected (after TRL's max_length truncation)",
+}
+#: meanings of the text columns of ``--output-format text``
+TEXT_COLUMN_MEANINGS = {
+    "prompt": "the history rendered with the chat template, ending with its generation prompt",
+    "chosen": "the preferred answer as rendered after the prompt (TRL's apply_chat_template split)",
+    "rejected": "the dispreferred answer as rendered after the prompt",
+}
+#: what the reference-model table shows, from the manifest's ``reflogps`` section
+REF_ROWS = (
+    ("model", "model"),
+    ("revision", "revision"),
+    ("model class", "model_class"),
+    ("weights sha256", "weights_sha256"),
+    ("tokenizer sha256", "tokenizer_sha256"),
+    ("chat template sha256", "chat_template_sha256"),
+    ("dtype", "dtype"),
+    ("attention", "attn_implementation"),
+    ("max_length", "max_length"),
+    ("truncation", "truncation_mode"),
+    ("TRL rule", "trl_tokenization_rule"),
+    ("TRL version", "trl_version"),
+    ("prefkit version", "prefkit_version"),
+)
+
+
+@dataclass
+class HubCard:
+    """What only the Hub card has: the repo, the licence `push` derived, split sizes, metadata on the Hub."""
+
+    repo_id: str
+    license: str
+    license_family: str
+    revision: str | None = None
+    split_files: dict[str, dict] = field(default_factory=dict)
+    source_licenses: dict[str, str | None] = field(default_factory=dict)
+    include_rejects: bool = False
+    plots: list[str] = field(default_factory=list)
+    extra_metadata: dict = field(default_factory=dict)
+
+
+def num(x: Any) -> str:
+    """A number for a table: thousands separators, 3 significant digits for small floats, '-' for None."""
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:,.3g}" if abs(x) < 1000 else f"{x:,.0f}"
+    return f"{x:,}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
+@cache
+def _template():
+    from importlib import resources
+
+    import jinja2
+
+    source = (resources.files("prefkit.output") / "card.md.jinja").read_text(encoding="utf-8")
+    env = jinja2.Environment(
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["num"] = num
+    return env.from_string(source)
+
+
+def card_metadata(manifest: dict, features: dict, hub: HubCard | None = None) -> dict:
+    """The YAML front matter: ``configs`` (so ``load_dataset(OUT)`` finds the data), ``dataset_info``, tags; on the
+    Hub also the licence, size category, split sizes, and the keys of the card already there."""
+    from prefkit.record import features_yaml
+
+    splits = manifest.get("splits", {})
+    meta: dict = {}
+    if hub is not None:
+        meta["license"] = hub.license
+        if hub.extra_metadata.get("pretty_name"):
+            meta["pretty_name"] = hub.extra_metadata["pretty_name"]
+    meta["task_categories"] = ["text-generation"]
+    meta["tags"] = ["dpo", "preference", "rlhf", "prefkit"]
+    if hub is not None:
+        meta["size_categories"] = [_size_category(sum(c.get("kept", 0) for c in splits.values()))]
+    hub_sources = [s["id"] for s in manifest.get("sources", []) if s.get("kind") == "hub"]
+    if hub_sources:
+        meta["source_datasets"] = hub_sources
+    meta["configs"] = [
+        {
+            "config_name": "default",
+            "data_files": [{"split": name, "path": f"data/{name}-*"} for name in splits],
+        }
+    ]
+    if features:
+        meta["dataset_info"] = {"features": features_yaml(features)}
+        if hub is not None and hub.split_files:
+            files = hub.split_files
+            meta["dataset_info"]["splits"] = [
+                {"name": s, "num_bytes": f["num_bytes"], "num_examples": f["num_examples"]}
+                for s, f in files.items()
+            ]
+            meta["dataset_info"]["download_size"] = sum(f["download_size"] for f in files.values())
+            meta["dataset_info"]["dataset_size"] = sum(f["num_bytes"] for f in files.values())
+    return _merge_remote(meta, hub.extra_metadata) if hub is not None else meta
+
+
+def _merge_remote(meta: dict, remote: dict) -> dict:
+    """Keys of the card already on the Hub that prefkit does not write are kept; tags and categories merged."""
+    owned = {"license", "size_categories", "source_datasets", "license_name", "license_link"}
+    for key, value in remote.items():
+        if key in ("tags", "task_categories") and isinstance(value, list):
+            meta[key] = meta[key] + [v for v in value if v not in meta[key]]
+        elif key not in meta and key not in owned:
+            meta[key] = value
+    return meta
+
+
+def _size_category(n: int) -> str:
+    from prefkit.publish.licences import size_category
+
+    return size_category(n)
+
+
+def render_card(
+    manifest: dict, features: dict, *, name: str | None = None, hub: HubCard | None = None
+) -> str:
+    """The card's Markdown. ``features``: the data files' ``datasets`` features (dict form); ``name``: the folder's
+    name (what ``load_dataset`` is shown loading locally); ``hub``: render the Hub card of `push`."""
+    context = card_context(manifest, features, name=name, hub=hub)
+    front = yaml.safe_dump(card_metadata(manifest, features, hub), sort_keys=False, allow_unicode=True)
+    return _template().render(front_matter=front.rstrip(), **context)
+
+
+def card_context(
+    manifest: dict, features: dict, *, name: str | None = None, hub: HubCard | None = None
+) -> dict:
+    """Everything the template shows, from the manifest (and the Hub parts)."""
+    from prefkit.output.exports import EXPORTS
+
+    splits = manifest.get("splits", {})
+    export = (manifest.get("export") or {}).get("shape", "trl")
+    tokenizer = manifest.get("tokenizer") or {}
+    text = tokenizer.get("output_format") == "text"
+    ref = _ref_context(manifest.get("reflogps") or {}, features)
+    load_id = hub.repo_id if hub else (name or "<this folder>")
+    rev_arg = f', revision="{hub.revision}"' if hub and hub.revision and hub.revision != "main" else ""
+    stats = (manifest.get("stats") or {}).get("splits") or {}
+    return {
+        "title": hub.repo_id.split("/")[-1] if hub else (name or "Preference dataset built with prefkit"),
+        "intro": EXPORTS.get(export, EXPORTS["trl"]).card_intro,
+        "total": sum(c.get("kept", 0) for c in splits.values()),
+        "split_counts": ", ".join(f"{n} {c.get('kept', 0):,}" for n, c in splits.items()),
+        "source_names": ", ".join(f"`{s.get('id')}`" for s in manifest.get("sources", [])) or "local data",
+        "has_ref": ref is not None,
+        "ref": ref,
+        "load_id": load_id,
+        "rev_arg": rev_arg,
+        "first_split": next(iter(splits), "train"),
+        "trl_shape": export == "trl",
+        "text": text,
+        "template": tokenizer.get("chat_template"),
+        "columns": _columns(features),
+        "hub": hub,
+        "manifest_ref": (
+            f'hf_hub_download("{load_id}", "prefkit.json", repo_type="dataset"{rev_arg})'
+            if hub
+            else f'"{load_id}/prefkit.json"'
+        ),
+        "command": manifest.get("command"),
+        "version": manifest.get("prefkit_version", "?"),
+        "created": manifest.get("created", "?"),
+        "parameters": ", ".join(
+            f"`{k}={v}`" for k, v in (manifest.get("parameters") or {}).items() if v not in (None, False)
+        ),
+        "tokenizer": _tokenizer_context(tokenizer),
+        "sources": _sources(manifest, hub),
+        **_counts_context(manifest),
+        "rejects_note": _rejects_note(hub),
+        "stats": [_stats_row(n, s) for n, s in stats.items() if "chars" in s or s.get("margin")],
+        "ref_stats": [
+            {"name": n, "median": s["ref_margin"]["p50"], "prefers": _pct(s.get("ref_prefers_chosen"))}
+            for n, s in stats.items()
+            if s.get("ref_margin")
+        ],
+        "plots": hub.plots if hub else (manifest.get("stats") or {}).get("plots") or [],
+    }
+
+
+def _columns(features: dict) -> list[dict]:
+    from prefkit.record import PreferenceRecord
+
+    fields = PreferenceRecord.model_fields
+    out = []
+    for name, feat in features.items():
+        kind = "messages" if feat.get("_type") == "List" else feat.get("dtype", "struct")
+        described = fields[name].description if name in fields else None
+        if kind == "string" and name in TEXT_COLUMN_MEANINGS:
+            described = TEXT_COLUMN_MEANINGS[name]
+        out.append({"name": name, "kind": kind, "meaning": REF_COLUMN_MEANINGS.get(name) or described or ""})
+    return out
+
+
+def _ref_context(section: dict, features: dict) -> dict | None:
+    if not section or not {"ref_chosen_logps", "ref_rejected_logps"} <= set(features):
+        return None
+    totals = section.get("totals") or {}
+    rows = [(label, section.get(key)) for label, key in REF_ROWS]
+    rows += [("scored", totals.get("scored")), ("truncated", totals.get("truncated"))]
+    return {
+        "model": section.get("model") or "<the reference model>",
+        "max_length": section.get("max_length"),
+        "command": section.get("command"),
+        "rows": [(k, v) for k, v in rows if v not in (None, "", {})],
+    }
+
+
+def _tokenizer_context(entry: dict) -> dict | None:
+    if not entry:
+        return None
+    return {
+        "name": entry.get("name_or_path") or "(none: a built-in template's tokens)",
+        "template": entry.get("chat_template"),
+        "rule": entry.get("rule"),
+    }
+
+
+def _sources(manifest: dict, hub: HubCard | None) -> list[dict]:
+    out = []
+    for src in manifest.get("sources", []):
+        licence = (hub.source_licenses.get(src.get("id")) if hub else None) or src.get("license")
+        weight = src.get("weight")
+        split_text = ", ".join(
+            f"{s} ({num(c.get('read'))} / {num(c.get('kept'))})" if isinstance(c, dict) else f"{s} ({num(c)})"
+            for s, c in (src.get("splits") or {}).items()
+        )
+        out.append(
+            {
+                "id": src.get("id"),
+                "revision": src.get("sha") or src.get("revision") or "-",
+                "license": licence or "unknown",
+                "weight": weight.get("text", "-") if isinstance(weight, dict) else "-",
+                "splits": split_text,
+            }
+        )
+    return out
+
+
+def _counts_context(manifest: dict) -> dict:
+    splits = manifest.get("splits", {})
+    counts = [
+        {
+            "name": n,
+            "read": c["read"],
+            "kept": c["kept"],
+            "dropped": sum(c["dropped"].values()),
+            "invalid": sum(c["invalid"].values()),
+            "added": sum((c.get("added") or {}).values()),
+        }
+        for n, c in splits.items()
+    ]
+    reasons: dict[tuple[str, str], int] = {}
+    for c in splits.values():
+        for stage in ("dropped", "invalid", "added", "flags"):
+            for r, n in (c.get(stage) or {}).items():
+                reasons[(stage, r)] = reasons.get((stage, r), 0) + n
+    rows = [
+        {"stage": stage, "name": r, "rows": n, "meaning": meaning(stage, r)}
+        for (stage, r), n in sorted(reasons.items(), key=lambda kv: -kv[1])
+    ]
+    export = manifest.get("export") or {}
+    export_rows = ""
+    if export:
+        written = sum(s.get("rows", 0) for s in (export.get("splits") or {}).values())
+        export_rows = f"{written:,} rows from {sum(c['kept'] for c in counts):,} kept pairs"
+    return {
+        "counts": counts,
+        "any_added": any(c["added"] for c in counts),
+        "reasons": rows,
+        "export_name": export.get("shape"),
+        "export_rows": export_rows,
+    }
+
+
+def _rejects_note(hub: HubCard | None) -> str:
+    if hub is None or hub.include_rejects:
+        return "Every row not kept is in `rejects/<split>.parquet` with its stage and reason."
+    return "Rows not kept are not in this repo (`prefkit push --include-rejects` adds them)."
+
+
+def _stats_row(name: str, s: dict) -> dict:
+    m = s.get("margin")
+    chars = s.get("chars") or {}
+    return {
+        "name": name,
+        "rows": s.get("rows"),
+        "margin": f"{num(m['p50'])} [{num(m['p10'])}, {num(m['p90'])}]" if m else "-",
+        "chosen": (chars.get("chosen") or {}).get("p50"),
+        "rejected": (chars.get("rejected") or {}).get("p50"),
+        "longer": _pct((s.get("length_bias") or {}).get("chosen_longer_chars")),
+    }

@@ -1,0 +1,291 @@
+"""Statistics of a built set, per split: the one function behind `prefkit stats`, the dataset card and `push`.
+
+For each split: row counts, the margin distribution, lengths per column in characters and, with a tokenizer,
+in tokens counted by TRL's rule (:mod:`prefkit.chat.lengths`: prompt = TRL's prompt ids, chosen/rejected =
+completion ids, plus prompt+answer totals, what ``max_length`` truncates), length bias (how often the chosen
+answer is longer than the rejected one, which DPO can learn as "longer is better"), template residue (rows whose
+message text holds chat-template tokens) and, after `prefkit reflogps`, the reference margin. `build` stores
+the figures in the manifest (``stats``) and the card shows them; `prefkit stats` recomputes them from the data.
+
+Percentiles are linear-interpolated (numpy's default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+PERCENTILES = (5, 10, 25, 50, 75, 90, 95, 99)
+
+
+def distribution(values: Any) -> dict[str, float] | None:
+    """count, mean, min, percentiles (p5 … p99) and max of the finite non-null values (None when there are none)."""
+    arr = np.asarray(
+        [v for v in values if v is not None] if isinstance(values, list) else values, dtype=float
+    )
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        return None
+    out: dict[str, float] = {"count": int(arr.size), "mean": float(arr.mean()), "min": float(arr.min())}
+    for p, v in zip(PERCENTILES, np.percentile(arr, PERCENTILES), strict=True):
+        out[f"p{p}"] = float(v)
+    out["max"] = float(arr.max())
+    return out
+
+
+def _share(mask: np.ndarray) -> float | None:
+    return float(mask.mean()) if mask.size else None
+
+
+def _chars(df: pl.DataFrame, column: str) -> np.ndarray:
+    """Characters of each row's message contents (or of the string, for text sets)."""
+    if df.schema[column] == pl.String:
+        expr = pl.col(column).str.len_chars()
+    else:
+        expr = pl.col(column).list.eval(pl.element().struct.field("content").str.len_chars()).list.sum()
+    return df.select(expr.fill_null(0)).to_series().to_numpy().astype(float)
+
+
+def _residue_rows(df: pl.DataFrame) -> int | None:
+    from prefkit.filters.rows import residue_in_row
+
+    if df.schema["prompt"] == pl.String:
+        return None
+    return int(df.select(residue_in_row().fill_null(False).sum()).item())
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Spearman's rank correlation (average ranks for ties) of the finite pairs; None when undefined."""
+    keep = np.isfinite(a) & np.isfinite(b)
+    if keep.sum() < 3:
+        return None
+    ra = pl.Series(a[keep]).rank("average").to_numpy()
+    rb = pl.Series(b[keep]).rank("average").to_numpy()
+    if ra.std() == 0 or rb.std() == 0:
+        return None
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def length_bias(chosen: np.ndarray, rejected: np.ndarray, margin: np.ndarray | None, unit: str) -> dict:
+    """How answer length relates to preference: share of pairs whose chosen answer is longer, share of equal
+    lengths, median ratio chosen/rejected, and the rank correlation of the margin with the length difference."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(rejected > 0, chosen / rejected, np.nan)
+    finite = ratio[np.isfinite(ratio)]
+    return {
+        f"chosen_longer_{unit}": _share(chosen > rejected),
+        f"equal_{unit}": _share(chosen == rejected),
+        f"median_ratio_{unit}": float(np.median(finite)) if finite.size else None,
+        f"margin_length_spearman_{unit}": None if margin is None else _spearman(margin, chosen - rejected),
+    }
+
+
+def _trl_shaped(df: pl.DataFrame) -> bool:
+    """prompt/chosen/rejected as messages or as text (not another trainer's export shape)."""
+    if not {"prompt", "chosen", "rejected"} <= set(df.columns):
+        return False
+    kind = df.schema["chosen"]
+    return kind == pl.String or (isinstance(kind, pl.List) and isinstance(kind.inner, pl.Struct))
+
+
+def split_stats(table: pa.Table, target: Any = None, keep_values: bool = False) -> dict[str, Any]:
+    """Statistics of one split (an Arrow table of records: messages or text; other export shapes get rows and
+    margins only). ``keep_values`` adds the per-row arrays the plots need (keys starting with ``_``)."""
+    df = pl.from_arrow(table)
+    out: dict[str, Any] = {"rows": table.num_rows, "columns": table.column_names}
+    margin = df["margin"].cast(pl.Float64).to_numpy() if "margin" in df.columns else None
+    out["margin"] = None if margin is None else distribution(margin)
+    if not _trl_shaped(df):
+        return out  # other export shapes (kto, llamafactory, openrlhf): row counts and margins only
+    text = df.schema["prompt"] == pl.String
+    chars = {c: _chars(df, c) for c in ("prompt", "chosen", "rejected")}
+    out["format"] = "text" if text else "messages"
+    out["chars"] = {c: distribution(v) for c, v in chars.items()}
+    out["length_bias"] = length_bias(chars["chosen"], chars["rejected"], margin, "chars")
+    out["template_residue_rows"] = _residue_rows(df)
+    if not text and df.height:
+        first_role = pl.col("prompt").list.first().struct.field("role")
+        users = pl.col("prompt").list.eval(pl.element().struct.field("role") == "user").list.sum()
+        out["system_share"] = float(df.select((first_role == "system").fill_null(False).mean()).item())
+        out["multi_turn_share"] = float(df.select((users > 1).fill_null(False).mean()).item())
+    if {"ref_chosen_logps", "ref_rejected_logps"} <= set(df.columns):
+        diff = (
+            df["ref_chosen_logps"].cast(pl.Float64) - df["ref_rejected_logps"].cast(pl.Float64)
+        ).to_numpy()
+        out["ref_margin"] = distribution(diff)
+        finite = diff[np.isfinite(diff)]
+        out["ref_prefers_chosen"] = _share(finite > 0)
+    if target is not None and getattr(target, "tokenizer", None) is not None and df.height:
+        lengths = _token_lengths(df, target, text)
+        out["tokens"] = {k: distribution(np.asarray(v, dtype=float)) for k, v in lengths.items()}
+        ch, rj = (np.asarray(lengths[k], dtype=float) for k in ("chosen", "rejected"))
+        out["length_bias"].update(length_bias(ch, rj, margin, "tokens"))
+        if keep_values:
+            out["_lengths"] = lengths
+    if keep_values:
+        out["_margins"] = [] if margin is None else margin[np.isfinite(margin)].tolist()
+        out["_chars"] = {k: v.tolist() for k, v in chars.items()}
+    return out
+
+
+def _token_lengths(df: pl.DataFrame, target: Any, text: bool) -> dict[str, list[int]]:
+    from prefkit.chat.lengths import message_token_lengths, text_token_lengths
+
+    prompts, chosen, rejected = (df[c].to_list() for c in ("prompt", "chosen", "rejected"))
+    if text:
+        lengths = text_token_lengths(target.tokenizer, prompts, chosen, rejected)
+    else:
+        lengths = message_token_lengths(target.tokenizer, target.renderer, prompts, chosen, rejected)
+    return {
+        "prompt": lengths.prompt,
+        "chosen": lengths.chosen,
+        "rejected": lengths.rejected,
+        "prompt+chosen": lengths.chosen_total,
+        "prompt+rejected": lengths.rejected_total,
+    }
+
+
+#: data columns the statistics read (the rest of a split is not loaded)
+STATS_COLUMNS = ("prompt", "chosen", "rejected", "margin", "ref_chosen_logps", "ref_rejected_logps")
+
+
+def folder_stats(
+    out: Any, target: Any = None, splits: list[str] | None = None, keep_values: bool = False
+) -> dict:
+    """:func:`split_stats` of every split (or ``splits``) of an open output folder."""
+    import pyarrow.parquet as pq
+
+    result = {}
+    for name in splits or out.splits:
+        present = pq.read_schema(out.shards[name][0]).names
+        table = out.read_split(name, [c for c in STATS_COLUMNS if c in present])
+        stats = split_stats(table, target, keep_values)
+        stats["columns"] = present
+        result[name] = stats
+    return result
+
+
+def current_stats(out: Any) -> dict[str, dict]:
+    """The statistics in the manifest when they describe the data files as they are (same rows and columns),
+    else computed now (a folder changed by hand, or written by an older prefkit)."""
+    import pyarrow.parquet as pq
+
+    stored = (out.manifest.get("stats") or {}).get("splits") or {}
+    fresh = {}
+    for name, paths in out.shards.items():
+        s = stored.get(name)
+        rows = sum(pq.read_metadata(p).num_rows for p in paths)
+        if not s or s.get("rows") != rows or s.get("columns") != pq.read_schema(paths[0]).names:
+            return folder_stats(out)
+        fresh[name] = s
+    return fresh
+
+
+def compute_stats(folder: str | Path, target: Any = None, splits: list[str] | None = None) -> dict[str, Any]:
+    """Statistics of every split of a built set (``prefkit build -o OUT``), with the build's counts.
+
+    Raises :class:`~prefkit.errors.OutputError` for a folder that is not a set, a split it does not have, or a set
+    exported in another trainer's shape.
+    """
+    from prefkit.errors import OutputError
+    from prefkit.output import read_output, require_trl_shape
+
+    out = read_output(folder)
+    require_trl_shape(out, "stats")
+    names = splits or out.splits
+    unknown = [s for s in names if s not in out.splits]
+    if unknown:
+        raise OutputError(
+            f"split {unknown[0]!r} is not in {str(folder)!r}", f"the set has: {', '.join(out.splits)}"
+        )
+    result: dict[str, Any] = {
+        "path": str(out.path),
+        "splits": folder_stats(out, target, names, keep_values=True),
+    }
+    if target is not None:
+        result["tokenizer"] = target.manifest_entry()
+    for name, stats in result["splits"].items():
+        stats["build_counts"] = {
+            k: v for k, v in out.manifest.get("splits", {}).get(name, {}).items() if k != "files"
+        }
+    return result
+
+
+def public(stats: dict[str, Any]) -> dict[str, Any]:
+    """``stats`` without the private per-row arrays (for JSON and the manifest)."""
+    return {
+        **stats,
+        "splits": {
+            n: {k: v for k, v in s.items() if not k.startswith("_")} for n, s in stats["splits"].items()
+        },
+    }
+
+
+def plot(stats: dict[str, Any], folder: str | Path) -> list[Path]:
+    """Write ``margin-<split>.png`` and ``lengths-<split>.png`` histograms into ``folder``; returns the paths.
+
+    Needs matplotlib (``pip install 'prefkit[plot]'``)."""
+    from prefkit.errors import require
+
+    matplotlib = require("matplotlib", "--plot")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for name, s in stats["splits"].items():
+        if s.get("_margins"):
+            fig, ax = plt.subplots(figsize=(6, 3.5))
+            ax.hist(s["_margins"], bins=50, color="#4c72b0")
+            ax.set(title=f"{name}: margin", xlabel="margin", ylabel="rows")
+            written.append(_save(fig, folder / f"margin-{name}.png"))
+        lengths = s.get("_lengths")
+        unit = "tokens" if lengths is not None else "characters"
+        series = {k: lengths[k] for k in ("prompt", "chosen", "rejected")} if lengths else s.get("_chars")
+        if series:
+            fig, ax = plt.subplots(figsize=(6, 3.5))
+            for label, vals in series.items():
+                ax.hist(vals, bins=50, alpha=0.5, label=label)
+            ax.set(title=f"{name}: lengths ({unit})", xlabel=unit, ylabel="rows")
+            ax.legend()
+            written.append(_save(fig, folder / f"lengths-{name}.png"))
+    return written
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def record_stats(folder: str | Path, stats: dict[str, Any], plots: list[Path] | None = None) -> list[str]:
+    """Record the statistics (and the plots that lie inside the set folder, as paths relative to it) in
+    ``prefkit.json`` (``manifest["stats"]``) and rewrite the dataset card. Returns the recorded plot paths."""
+    from prefkit.output import read_output, refresh_card, write_manifest
+
+    out = read_output(folder)
+    root = out.path.resolve()
+    inside = []
+    for p in plots or []:
+        try:
+            inside.append(Path(p).resolve().relative_to(root).as_posix())
+        except ValueError:
+            continue
+    manifest = out.manifest
+    splits = {
+        n: {k: v for k, v in s.items() if k != "build_counts"} for n, s in public(stats)["splits"].items()
+    }
+    manifest["stats"] = {"plots": inside, "splits": splits}
+    if "tokenizer" in stats:
+        manifest["stats"]["tokenizer"] = stats["tokenizer"]
+    write_manifest(out.path, manifest)
+    refresh_card(out.path)
+    return inside

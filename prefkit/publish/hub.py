@@ -1,0 +1,491 @@
+"""Publish a built set to the Hugging Face Hub (`prefkit push`).
+
+One push is one commit: the data shards, the dataset card and the manifest are added, and shards a previous
+push left behind (under ``data/``, ``rejects/``, ``plots/``) are deleted in the same commit, so a repo never
+holds half a push. The endpoint and token are resolved when ``push`` is called (``HF_ENDPOINT`` and
+``HF_TOKEN`` / ``hf auth login`` are honoured), and an explicit ``HfApi(endpoint=..., token=...)`` is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from prefkit.errors import HubError
+from prefkit.output import CARD_NAME, DATA_DIR, MANIFEST_NAME, REJECTS_DIR, OutputFolder, read_output
+from prefkit.sources.hub import LOGIN_HINT
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+PLOTS_DIR = "plots"
+#: folders prefkit owns in the repo: files there that this push does not write are stale and get deleted
+MANAGED_DIRS = (f"{DATA_DIR}/", f"{REJECTS_DIR}/", f"{PLOTS_DIR}/")
+RETRY_STATUS = {429, 500, 502, 503, 504}
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PushResult:
+    """What a push did (or, with ``dry_run``, would do)."""
+
+    repo_id: str
+    repo_url: str
+    revision: str
+    license: str
+    files: list[dict]  # {"path", "size"} added or replaced
+    deleted: list[str]
+    card: str
+    dry_run: bool = False
+    private: bool | None = None
+    created_repo: bool = False
+    commit_sha: str | None = None
+    commit_url: str | None = None
+    pr_url: str | None = None
+    remote_checked: bool = True
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        out = asdict(self)
+        if not self.dry_run:
+            out.pop("card")
+        return out
+
+
+@dataclass
+class _Remote:
+    """The repo as it is now (or nothing, when it does not exist yet)."""
+
+    exists: bool
+    checked: bool = True  # False when a dry run could not look
+    sha: str | None = None  # head of the branch (of main when the branch does not exist yet)
+    files: list[str] = field(default_factory=list)
+    private: bool | None = None
+    card_metadata: dict = field(default_factory=dict)
+
+
+def resolve_endpoint(endpoint: str | None = None) -> str:
+    return (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def resolve_token(token: str | bool | None = None) -> str | None:
+    """An explicit token, else HF_TOKEN / the token saved by `hf auth login` (read now, not at import)."""
+    if token is False:
+        return None
+    if isinstance(token, str) and token:
+        return token
+    from huggingface_hub import get_token
+
+    return get_token()
+
+
+def push(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    private: bool = False,
+    create_pr: bool = False,
+    message: str | None = None,
+    include_rejects: bool = False,
+    license: str | None = None,
+    plots: str | Path | None = None,
+    dry_run: bool = False,
+    token: str | bool | None = None,
+    endpoint: str | None = None,
+    retries: int = 4,
+    backoff: float = 2.0,
+) -> PushResult:
+    """Upload the output folder ``folder`` as the dataset repo ``repo_id`` in one commit.
+
+    ``revision`` is a branch (created from main when missing); ``create_pr`` opens a pull request instead of
+    committing to it. ``license`` overrides the licence derived from the sources (the most restrictive
+    one wins, with a warning when they differ). ``plots`` is a folder of PNGs to embed (default:
+    ``folder/plots`` when it exists). With ``dry_run`` nothing is written: the result lists the files and
+    holds the card that would be committed. Transient failures (connection errors, 429, 5xx, a concurrent
+    commit) are retried ``retries`` times with exponential ``backoff`` seconds.
+
+    >>> push("hermes2k", "me/hermes-dpo-2k", private=True)  # doctest: +SKIP
+    PushResult(repo_id='me/hermes-dpo-2k', ...)
+    """
+    from huggingface_hub import HfApi
+
+    from prefkit import __version__
+    from prefkit.output.card import HubCard, render_card
+    from prefkit.publish.licences import license_family
+
+    out = read_output(folder)
+    endpoint = resolve_endpoint(endpoint)
+    token = resolve_token(token)
+    if token is None and not dry_run:
+        raise HubError("no Hugging Face token found: pushing needs a token with write access", LOGIN_HINT)
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on") and not dry_run:
+        raise HubError(
+            "HF_HUB_OFFLINE is set: the Hub client refuses to connect", "unset HF_HUB_OFFLINE to push"
+        )
+    api = HfApi(endpoint=endpoint, token=token or False, library_name="prefkit", library_version=__version__)
+    repo_id = _full_repo_id(api, repo_id, token)
+    branch = revision or "main"
+    caught: list[str] = []
+
+    def warn(text: str) -> None:
+        if text not in caught:  # a retried attempt finds the same things
+            caught.append(text)
+            warnings.warn(text, UserWarning, stacklevel=3)
+
+    local = _local_plan(out, include_rejects, plots)
+
+    def attempt() -> PushResult:
+        remote = _remote_state(api, repo_id, branch, dry_run=dry_run, warn=warn)
+        if not remote.exists and remote.checked:
+            _refuse_other_type(api, repo_id)
+        if remote.exists and private and remote.private is False:
+            raise HubError(
+                f"dataset {repo_id!r} already exists and is public: --private would not make it private",
+                "make it private in the repo settings on the Hub first, or drop --private",
+            )
+        lic, source_licenses = _licence(api, out.manifest, license, warn)
+        hub_card = HubCard(
+            repo_id=repo_id,
+            license=lic,
+            license_family=license_family(lic),
+            revision=revision,
+            split_files=local.split_files,
+            source_licenses=source_licenses,
+            include_rejects=include_rejects,
+            plots=local.plots,
+            extra_metadata=remote.card_metadata,
+        )
+        card = render_card(local.card_manifest, local.features, hub=hub_card)
+        files = [*local.files, (MANIFEST_NAME, local.manifest), (CARD_NAME, card.encode())]
+        written = {path for path, _ in files}
+        result = PushResult(
+            repo_id=repo_id,
+            repo_url=f"{endpoint}/datasets/{repo_id}",
+            revision=branch,
+            license=lic,
+            files=[
+                {"path": p, "size": len(d) if isinstance(d, bytes) else d.stat().st_size} for p, d in files
+            ],
+            deleted=sorted(f for f in remote.files if f.startswith(MANAGED_DIRS) and f not in written),
+            card=card,
+            dry_run=dry_run,
+            private=remote.private if remote.exists else private,
+            created_repo=not remote.exists,
+            remote_checked=remote.checked,
+            warnings=caught,
+        )
+        if dry_run:
+            return result
+        return _commit(api, result, remote, files, message, create_pr, out.manifest)
+
+    return _retrying(attempt, retries, backoff, lambda err, n: _hub_error(err, repo_id, branch, endpoint, n))
+
+
+def _retrying(fn, retries: int, backoff: float, to_error):
+    """Call ``fn``; on a transient failure wait ``backoff * 2**n`` seconds and call it again (at most
+    ``retries`` times); any other failure, or the last one, becomes ``to_error(err, attempts)``."""
+    for n in range(retries + 1):
+        try:
+            return fn()
+        except HubError:
+            raise
+        except Exception as err:
+            if not _transient(err) or n == retries:
+                raise to_error(err, n + 1) from err
+            wait = backoff * 2**n
+            logger.warning(f"push attempt {n + 1} failed ({_why(err)}); retrying in {wait:.0f}s")
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+# ------------------------------------------------------------------------------------------------ planning
+
+
+def _full_repo_id(api, repo_id: str, token: str | None) -> str:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if "/" not in repo_id:
+        if token is None:
+            raise HubError(f"repo id {repo_id!r} has no namespace", f"write it as `your-name/{repo_id}`")
+        try:
+            repo_id = f"{api.whoami()['name']}/{repo_id}"
+        except Exception as err:
+            raise _hub_error(err, repo_id, "main", api.endpoint, 1) from err
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise HubError(
+            f"invalid repo id {repo_id!r}: {err}", "use `namespace/name`, e.g. me/my-dpo-set"
+        ) from None
+    return repo_id
+
+
+def _remote_state(api, repo_id: str, branch: str, *, dry_run: bool, warn) -> _Remote:
+    from huggingface_hub import errors as hf_errors
+
+    try:
+        try:
+            info = api.dataset_info(repo_id, revision=branch)
+        except hf_errors.RevisionNotFoundError:  # a new branch: it will be created from main
+            info = api.dataset_info(repo_id)
+    except hf_errors.RepositoryNotFoundError as err:
+        if dry_run and _status(err) == 401 and not api.token:
+            warn("not logged in: the dry run cannot see whether the repo exists (or is private)")
+            return _Remote(exists=False, checked=False)
+        if dry_run or _status(err) != 401:
+            return _Remote(exists=False)
+        raise  # 401 with a token: the token is not valid
+    except Exception as err:
+        if not dry_run:
+            raise
+        warn(f"could not check the repo on the Hub ({type(err).__name__}); showing a push to a new repo")
+        return _Remote(exists=False, checked=False)
+    files = api.list_repo_files(repo_id, repo_type="dataset", revision=info.sha)
+    meta = _remote_card_metadata(api, repo_id, info.sha) if CARD_NAME in files else {}
+    return _Remote(exists=True, sha=info.sha, files=files, private=info.private, card_metadata=meta)
+
+
+def _remote_card_metadata(api, repo_id: str, sha: str) -> dict:
+    from huggingface_hub.repocard import metadata_load
+
+    try:
+        path = api.hf_hub_download(repo_id, CARD_NAME, repo_type="dataset", revision=sha)
+        return metadata_load(path) or {}
+    except Exception as err:  # a card we cannot read is replaced, not merged
+        if _transient(err):
+            raise
+        return {}
+
+
+def _refuse_other_type(api, repo_id: str) -> None:
+    for other in ("model", "space"):
+        if api.repo_exists(repo_id, repo_type=other):
+            raise HubError(
+                f"{repo_id!r} is a {other} repo; prefkit pushes dataset repos, and a dataset with the same id "
+                f"would sit next to it under {api.endpoint}/datasets/{repo_id}",
+                f"choose another name (e.g. {repo_id}-dpo), or create the dataset repo first with "
+                f"`hf repos create {repo_id} --repo-type dataset` if you do want both",
+            )
+
+
+def _licence(api, manifest: dict, override: str | None, warn) -> tuple[str, dict[str, str | None]]:
+    """The card's licence: ``override``, else the most restrictive of the sources' licences."""
+    from prefkit.publish.licences import license_rank, most_restrictive
+
+    found: dict[str, str | None] = {}
+    for src in manifest.get("sources", []):
+        sid = src.get("id") or src.get("source")
+        lic = src.get("license")
+        if lic is None and src.get("kind") == "hub":
+            lic = _source_licence(api, sid, src.get("sha") or src.get("revision"))
+        if isinstance(lic, list):
+            lic = most_restrictive(lic)
+        found[sid] = lic
+    derived = most_restrictive(list(found.values()))
+    if override:
+        if found and license_rank(override) < license_rank(derived):
+            warn(f"--license {override} is less restrictive than the sources' {derived}; check their terms")
+        return override, found
+    unknown = [s for s, lic in found.items() if not lic or lic == "unknown"]
+    if unknown:
+        warn(
+            f"licence unknown for {', '.join(unknown)}: the card says `{derived}`; "
+            "pass --license with the right Hub licence id"
+        )
+    elif len(set(found.values())) > 1:
+        listed = ", ".join(f"{s} ({lic})" for s, lic in found.items())
+        warn(f"sources have different licences: {listed}; the card uses the most restrictive, {derived}")
+    return derived, found
+
+
+def _source_licence(api, repo_id: str, revision: str | None) -> str | list | None:
+    try:
+        card = api.dataset_info(repo_id, revision=revision).card_data
+    except Exception as err:  # gone, private, gated: "unknown", with a warning by the caller
+        if _transient(err):
+            raise
+        return None
+    return None if card is None else card.get("license")
+
+
+@dataclass
+class _Local:
+    """What the push takes from the output folder: files, features, statistics (the card needs the remote)."""
+
+    files: list[tuple[str, Path]]
+    manifest: bytes
+    card_manifest: dict  # the manifest with current statistics, as the card shows it
+    features: dict
+    split_files: dict[str, dict]
+    plots: list[str]
+
+
+def _local_plan(out: OutputFolder, include_rejects: bool, plots: str | Path | None) -> _Local:
+    from prefkit.output.stats import current_stats
+    from prefkit.record import features_dict
+
+    files: list[tuple[str, Path]] = []
+    split_files: dict[str, dict] = {}
+    features: dict = {}
+    for split, paths in out.shards.items():
+        metas = [pq.read_metadata(p) for p in paths]
+        schema = pq.read_schema(paths[0]).remove_metadata()
+        features = features or features_dict(schema)
+        split_files[split] = {
+            "num_examples": sum(m.num_rows for m in metas),
+            "num_bytes": sum(m.row_group(i).total_byte_size for m in metas for i in range(m.num_row_groups)),
+            "download_size": sum(p.stat().st_size for p in paths),
+        }
+        files += [(f"{DATA_DIR}/{p.name}", p) for p in paths]
+    if include_rejects:
+        files += [(f"{REJECTS_DIR}/{p.name}", p) for p in sorted((out.path / REJECTS_DIR).glob("*.parquet"))]
+    plot_dir = Path(plots) if plots else out.path / PLOTS_DIR
+    if plots and not plot_dir.is_dir():
+        raise HubError(
+            f"plots folder {str(plot_dir)!r} not found", "pass the folder `prefkit stats --plot` wrote"
+        )
+    images = sorted(plot_dir.glob("*.png")) if plot_dir.is_dir() else []
+    files += [(f"{PLOTS_DIR}/{p.name}", p) for p in images]
+    card_manifest = {
+        **out.manifest,
+        "stats": {**(out.manifest.get("stats") or {}), "splits": current_stats(out)},
+    }
+    return _Local(
+        files=files,
+        manifest=(out.path / MANIFEST_NAME).read_bytes(),
+        card_manifest=card_manifest,
+        features=features,
+        split_files=split_files,
+        plots=[f"{PLOTS_DIR}/{p.name}" for p in images],
+    )
+
+
+# ------------------------------------------------------------------------------------------------ committing
+
+
+def _commit(api, result: PushResult, remote: _Remote, files, message, create_pr: bool, manifest: dict):
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    repo_id, branch = result.repo_id, result.revision
+    if not remote.exists:
+        api.create_repo(repo_id, repo_type="dataset", private=result.private, exist_ok=True)
+    if branch != "main":
+        api.create_branch(repo_id, repo_type="dataset", branch=branch, exist_ok=True)
+    operations = [
+        CommitOperationAdd(path, str(data) if isinstance(data, Path) else data) for path, data in files
+    ]
+    operations += [CommitOperationDelete(path) for path in result.deleted]
+    rows = sum(c.get("kept", 0) for c in manifest.get("splits", {}).values())
+    info = api.create_commit(
+        repo_id,
+        operations,
+        commit_message=message or f"prefkit push: {rows:,} preference pairs",
+        commit_description=_description(manifest),
+        repo_type="dataset",
+        revision=branch,
+        create_pr=create_pr,
+        # the commit fails (412, then a retry re-plans) if the branch moved since we listed its files
+        parent_commit=remote.sha if remote.exists else None,
+    )
+    result.commit_sha = info.oid
+    result.commit_url = info.commit_url
+    result.pr_url = info.pr_url
+    return result
+
+
+def _description(manifest: dict) -> str:
+    lines = []
+    if manifest.get("command"):
+        lines.append(f"Built with: `{manifest['command']}`")
+    if (manifest.get("reflogps") or {}).get("command"):
+        lines.append(f"Scored with: `{manifest['reflogps']['command']}`")
+    return "\n\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    classes: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for name in ("httpx2", "httpx", "requests"):
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        for attr in ("TransportError", "ConnectionError", "Timeout"):
+            cls = getattr(module, attr, None) or getattr(getattr(module, "exceptions", None), attr, None)
+            if isinstance(cls, type) and issubclass(cls, BaseException):
+                classes.append(cls)
+    return tuple(classes)
+
+
+def _status(err: BaseException) -> int | None:
+    response = getattr(err, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _transient(err: BaseException) -> bool:
+    """Worth retrying: the network failed, the Hub was busy, or the branch moved under us."""
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    if isinstance(err, OfflineModeIsEnabled):
+        return False
+    if isinstance(err, _transport_errors()):
+        return True
+    return _status(err) in RETRY_STATUS or _status(err) == 412
+
+
+def _why(err: BaseException) -> str:
+    status = _status(err)
+    first = (str(err).strip().splitlines() or [""])[0]
+    return f"HTTP {status}" if status else f"{type(err).__name__}: {first}".rstrip(": ")
+
+
+def _hub_error(err: BaseException, repo_id: str, branch: str, endpoint: str, attempts: int) -> HubError:
+    """One clear HubError for whatever the Hub client raised."""
+    from huggingface_hub import errors as hf_errors
+
+    status = _status(err)
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    if isinstance(err, ValueError) and "Invalid metadata in README.md" in str(err):
+        detail = "; ".join(line.lstrip("- ") for line in str(err).splitlines()[1:] if line.strip())
+        return HubError(
+            f"the Hub rejected the dataset card: {detail}", "pass --license with a Hub licence id"
+        )
+    if _transient(err):
+        return HubError(
+            f"cannot push to {endpoint} after {attempts} attempt(s) ({_why(err)}); a push is one commit, so the repo "
+            "holds all of it or none of it",
+            "check your network (or HF_ENDPOINT) and run the same command again",
+        )
+    namespace = repo_id.split("/")[0]
+    if status == 401:
+        return HubError(f"the Hub did not accept your token for {repo_id!r} (401 Unauthorized)", LOGIN_HINT)
+    if status == 403:
+        if "/api/repos/create" in str(getattr(getattr(err.response, "request", None), "url", "")):
+            return HubError(
+                f"your token cannot create datasets under {namespace!r} (403 Forbidden)",
+                f"push to your own namespace, or use a token with write access to {namespace!r}",
+            )
+        return HubError(
+            f"your token has no write access to dataset {repo_id!r} (403 Forbidden)",
+            "use a token with write access (`hf auth login`), or open a pull request with --create-pr",
+        )
+    if isinstance(err, hf_errors.RevisionNotFoundError):
+        return HubError(
+            f"branch {branch!r} not found in {repo_id!r}", "pass an existing branch to --revision"
+        )
+    if isinstance(err, hf_errors.RepositoryNotFoundError):
+        return HubError(
+            f"dataset {repo_id!r} not found, or your token cannot see it",
+            f"check the repo id; for a private repo {LOGIN_HINT}",
+        )
+    if status == 409:
+        return HubError(f"the Hub refused to create {repo_id!r}: {first}", "choose another repo id")
+    return HubError(f"push to {repo_id!r} failed: {first}", "run again with --debug for the full error")

@@ -1,0 +1,109 @@
+"""Merging a finished reflogps job into the output folder, atomically.
+
+The data shards get ``ref_chosen_logps``, ``ref_rejected_logps`` (float32), ``chosen_tokens``,
+``rejected_tokens`` (int32), ``prefkit.json`` a ``reflogps`` section (and fresh statistics), README.md fresh
+``dataset_info`` features. The new folder is staged next to OUT (unchanged files are hard-linked) and swapped in
+with a rename, so OUT is always either the old set or the new one; the work folder goes away with the old folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from prefkit.errors import OutputError
+from prefkit.output import (
+    CARD_NAME,
+    DATA_DIR,
+    MANIFEST_NAME,
+    OutputFolder,
+    read_output,
+    refresh_card,
+    staged_folder,
+    write_manifest,
+    write_parquet,
+)
+from prefkit.output.stats import STATS_COLUMNS, split_stats
+from prefkit.record import REFLOGPS_FIELDS
+from prefkit.reflogps.plan import WORK_DIR, Shard
+
+
+def _link_tree(src: Path, dst: Path, skip: set[Path]) -> None:
+    """Recreate ``src`` under ``dst`` with hard links (copies where linking fails), leaving out ``skip``."""
+    for root, dirs, files in os.walk(src):
+        root_path = Path(root)
+        dirs[:] = [d for d in dirs if root_path / d not in skip]
+        target = dst / root_path.relative_to(src)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            path = root_path / name
+            if path in skip:
+                continue
+            try:
+                os.link(path, target / name)
+            except OSError:
+                shutil.copy2(path, target / name)
+
+
+def merge(
+    out: Path, shards: list[Shard], section: dict, *, name: str = "reflogps", columns: list = REFLOGPS_FIELDS
+) -> dict:
+    """Add the work folder's ``columns`` to OUT's data shards, record ``section`` as ``manifest[name]``, refresh the
+    statistics and the card; atomic swap. Returns the new manifest."""
+    folder = read_output(out)
+    work = out / WORK_DIR
+    names = [n for n, _ in columns]
+    data_files = {p for paths in folder.shards.values() for p in paths}
+    skip = {work, out / MANIFEST_NAME, out / CARD_NAME, *data_files}
+    manifest = dict(folder.manifest)
+    manifest[name] = section
+    schemas: dict[str, pa.Schema] = {}
+    stats: dict[str, dict] = {}
+    mode = out.stat().st_mode & 0o7777
+    with staged_folder(out, overwrite=True) as stage:
+        os.chmod(stage, mode)  # keep OUT's permissions
+        _link_tree(out, stage, skip)
+        for split in folder.splits:
+            mine = [s for s in shards if s.split == split]
+            schemas[split], stats[split] = _merge_split(folder, split, work, mine, stage, columns, names)
+        manifest["stats"] = {**(manifest.get("stats") or {}), "splits": stats}
+        write_manifest(stage, manifest)
+        refresh_card(stage, manifest, schemas, name=out.name)
+    return manifest
+
+
+def _merge_split(
+    folder: OutputFolder,
+    split: str,
+    work: Path,
+    shards: list[Shard],
+    stage: Path,
+    columns: list,
+    names: list[str],
+) -> tuple[pa.Schema, dict]:
+    """One split's data shards with the new columns appended (replacing older ones); its schema and statistics."""
+    parts = [pq.read_table(work / s.name) for s in shards]  # an empty split has no shards
+    new = pa.concat_tables(parts).replace_schema_metadata(None) if parts else pa.schema(columns).empty_table()
+    offset = 0
+    written = []
+    for path in folder.shards[split]:
+        table = pq.read_table(path)
+        table = table.drop_columns([c for c in names if c in table.column_names])
+        piece = new.slice(offset, table.num_rows)
+        for column in names:
+            table = table.append_column(column, piece.column(column))
+        offset += table.num_rows
+        write_parquet(table, stage / DATA_DIR / path.name)
+        written.append(table.select([c for c in STATS_COLUMNS if c in table.column_names]))
+    if offset != new.num_rows:
+        raise OutputError(
+            f"split {split!r} changed while it was being scored ({offset} rows, {new.num_rows} scored)",
+            "rerun with --overwrite",
+        )
+    stats = split_stats(pa.concat_tables(written))
+    stats["columns"] = table.column_names
+    return table.schema, stats

@@ -1,0 +1,269 @@
+"""Load a reference model and its tokenizer, with one-line errors and provenance.
+
+A model is a local folder or a Hub id (``--revision``). ``trust_remote_code`` is off unless asked. The
+provenance recorded in ``prefkit.json`` identifies exactly what scored a set: the model path/id, the resolved
+revision, a hash of the weight files (their bytes for a local folder; the Hub's content hashes, which the
+cache keeps as blob names, for a Hub model), and hashes of the tokenizer and of the chat template.
+
+torch and transformers are imported inside the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefkit.chat.templates import template_hash
+from prefkit.chat.tokenizer import load_tokenizer, tokenizer_hash
+from prefkit.errors import ModelError
+from prefkit.sources.hub import fetch_snapshot, looks_like_path
+
+#: Weight file patterns, in order of preference (safetensors when a folder has both).
+_WEIGHT_GLOBS = (("*.safetensors",), ("*.bin", "*.pt", "*.pth"))
+_HUB_PATTERNS = [
+    "*.json",
+    "*.safetensors",
+    "*.model",
+    "*.txt",
+    "*.jinja",
+    "*.tiktoken",
+    "*.py",
+    "tokenizer*",
+]
+_DTYPE_NAMES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for scoring, its tokenizer, and where they came from."""
+
+    model: Any
+    tokenizer: Any
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> Any:
+        return next(self.model.parameters()).dtype
+
+
+# --------------------------------------------------------------------------------------------------- devices
+
+
+def resolve_device(device: str | None = None) -> Any:
+    """``auto``/None → ``cuda:LOCAL_RANK`` when CUDA is available (one GPU per torchrun rank), else ``cpu``."""
+    import torch
+
+    if device in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ModelError(f"unknown device {device!r}", "use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} requested but CUDA is not available", "use --device cpu")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+    return dev
+
+
+def resolve_dtype(dtype: str | None, device: Any) -> Any:
+    """``auto``/None → bfloat16 on CUDA (when supported), float32 elsewhere; else the named dtype."""
+    import torch
+
+    if dtype in (None, "", "auto"):
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    name = _DTYPE_NAMES.get(str(dtype).lower().removeprefix("torch."))
+    if name is None:
+        raise ModelError(f"unknown dtype {dtype!r}", "use auto, float32, bfloat16 or float16")
+    return getattr(torch, name)
+
+
+def dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+# --------------------------------------------------------------------------------------------------- hashes
+
+
+def _file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes; free for a Hub-cache symlink to an LFS blob (named by that very hash)."""
+    target = Path(os.path.realpath(path))
+    if path.is_symlink() and target.parent.name == "blobs" and len(target.name) == 64:
+        try:
+            int(target.name, 16)
+            return target.name
+        except ValueError:
+            pass
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The weight files of a model folder (safetensors when present, else .bin/.pt), sorted."""
+    for globs in _WEIGHT_GLOBS:
+        found = sorted({p for g in globs for p in folder.glob(g) if p.is_file()})
+        if found:
+            return found
+    return []
+
+
+def weights_hash(folder: Path) -> str | None:
+    """SHA-256 identifying the weight files of ``folder``: over each file's name and content SHA-256.
+
+    The content hash of a file in the Hub cache is the name of its LFS blob, so a Hub model is identified
+    instantly, and with the same value as a local copy of the same files.
+    """
+    files = weight_files(folder)
+    if not files:
+        return None
+    lines = "".join(f"{path.name}\0{_file_sha256(path)}\n" for path in files)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------- chat template
+
+
+def check_vocab(model: Any, tokenizer: Any, model_name: str = "the model") -> None:
+    """Raise a ModelError when the tokenizer can produce ids the model has no embedding for."""
+    embeddings = model.get_input_embeddings()
+    n_embed = getattr(embeddings, "num_embeddings", None) or model.config.get_text_config().vocab_size
+    n_tok = len(tokenizer)
+    if n_tok > n_embed:
+        raise ModelError(
+            f"tokenizer/model mismatch for {model_name}: the tokenizer has {n_tok} tokens but the model's "
+            f"vocabulary has {n_embed}",
+            "the tokenizer must be the model's own; check --model (and --chat-template), or resize the model's "
+            "embeddings before scoring",
+        )
+
+
+# --------------------------------------------------------------------------------------------------- loading
+
+
+def locate_model(spec: str, revision: str | None = None) -> tuple[Path, dict]:
+    """A local folder or Hub id → (local folder, {source, model, revision}).
+
+    Hub models are fetched (or found in the cache) with ``huggingface_hub.snapshot_download``; the snapshot
+    folder's name is the resolved commit.
+    """
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelError(
+                f"model {spec!r} is a file, not a model folder", "pass the folder with config.json"
+            )
+        if not (path / "config.json").is_file():
+            raise ModelError(
+                f"{spec!r} has no config.json: not a transformers model folder",
+                "pass the folder written by save_pretrained, or a Hub model id",
+            )
+        return path.resolve(), {
+            "source": "local",
+            "model": spec,
+            "path": str(path.resolve()),
+            "revision": revision,
+        }
+    if looks_like_path(spec):
+        raise ModelError(
+            f"model folder {spec!r} does not exist", "check the path, or pass a Hub id like org/name"
+        )
+
+    folder = fetch_snapshot(spec, revision, _HUB_PATTERNS, what="model")
+    if not (folder / "config.json").is_file():
+        raise ModelError(
+            f"Hub repo {spec!r} has no config.json: not a transformers model", "pass a model repo"
+        )
+    return folder, {"source": "hub", "model": spec, "path": str(folder), "revision": folder.name}
+
+
+def load_model(
+    model: str,
+    *,
+    revision: str | None = None,
+    dtype: str | None = "auto",
+    device: str | None = "auto",
+    attn_implementation: str | None = "sdpa",
+    trust_remote_code: bool = False,
+    chat_template: str | None = None,
+    hash_weights: bool = True,
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer for scoring (``eval()``, on ``device``) and record its provenance.
+
+    Raises :class:`~prefkit.errors.ModelError` with a hint for a missing folder/repo, custom code without
+    ``trust_remote_code``, an unsupported attention implementation, or a tokenizer larger than the model's
+    vocabulary.
+    """
+    import torch  # noqa: F401  (fail here, not deep inside transformers, when torch is missing)
+    from transformers import AutoModelForCausalLM
+
+    folder, where = locate_model(model, revision)
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    tokenizer, template_origin = load_tokenizer(
+        folder, trust_remote_code=trust_remote_code, chat_template=chat_template
+    )
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        lm = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
+    except ValueError as err:
+        text = str(err)
+        if "trust_remote_code" in text:
+            raise ModelError(
+                f"model {model!r} needs custom code", "pass --trust-remote-code if you trust it"
+            ) from None
+        if "attn" in text.lower() or "attention" in text.lower():
+            raise ModelError(
+                f"model {model!r} does not support attention implementation {attn_implementation!r}",
+                "pass --attn-implementation eager (or sdpa / flash_attention_2)",
+            ) from None
+        raise ModelError(
+            f"cannot load model {model!r}: {text.splitlines()[0]}", "check the model folder"
+        ) from None
+    except (OSError, KeyError, ImportError) as err:
+        raise ModelError(
+            f"cannot load model {model!r}: {err}", "check the model folder and its files"
+        ) from None
+    lm.to(dev)
+    lm.eval()
+    lm.requires_grad_(False)
+    check_vocab(lm, tokenizer, model)
+
+    provenance = {
+        **where,
+        "model_class": type(lm).__name__,
+        "weights_sha256": weights_hash(folder) if hash_weights else None,
+        "weight_files": [p.name for p in weight_files(folder)],
+        "tokenizer_sha256": tokenizer_hash(tokenizer),
+        "chat_template": template_origin,
+        "chat_template_sha256": template_hash(getattr(tokenizer, "chat_template", None)),
+        "dtype": dtype_name(torch_dtype),
+        "device": str(dev),
+        "attn_implementation": getattr(lm.config, "_attn_implementation", attn_implementation),
+        "trust_remote_code": trust_remote_code,
+    }
+    return LoadedModel(model=lm, tokenizer=tokenizer, provenance=provenance)

@@ -1,0 +1,60 @@
+"""Select: choices among valid rows, within one split (``--top``, ``--max-rows``: :mod:`.top`) and across every
+source of a build (weights :mod:`.mix`, dedup :mod:`.dedup`, the leak-free test split :mod:`.splits`).
+
+A selection never deletes a row: it marks it dropped with its reason, so the counts still add up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from prefkit.select import dedup, mix, splits, top
+from prefkit.select.top import select_within
+
+__all__ = ["Part", "select_across", "select_within"]
+
+
+@dataclass
+class Part:
+    """One split of one source on its way through a build: the raw table, how it maps, the classified rows."""
+
+    src: Any  # prefkit.sources.Source
+    spec: Any  # prefkit.sources.spec.SourceSpec
+    preset: Any  # prefkit.sources.presets.Preset | None
+    split: str
+    out: str  # the output split it goes to
+    raw: pa.Table
+    mapping: Any  # prefkit.formats.Mapping
+    df: pl.DataFrame
+    copies: pl.DataFrame | None = None
+
+
+def select_across(parts: list[Part], specs: list, options: Any) -> dict[int, dict]:
+    """Across all parts, in mix order: normalise margins (several scales), draw each source's weight, dedup, then
+    make the upsampled copies of the drawn rows dedup left kept. Returns the margin scales per source.
+
+    Dedup runs on the drawn rows, so it never removes a pair whose first copy was not drawn; a weight is what is
+    drawn, and dedup may leave fewer rows. ``options`` are :class:`prefkit.options.SelectOptions`."""
+    scales = mix.margin_scales(parts, specs)
+    for part in parts:
+        scale = scales[specs.index(part.spec)]
+        if scale["normalised"]:
+            part.df = part.df.with_columns(pl.col("margin") / scale["span"])
+    again = mix.draw_weights(parts, options.seed)
+    dedup.dedup_parts(parts, exact=options.dedup, one_per_prompt=options.one_pair_per_prompt)
+    mix.make_copies(parts, again)
+    return scales
+
+
+def assign_test_split(parts: list[Part], options: Any) -> dict | None:
+    """The leak-free train/test split when ``--test-size``/``--test-rows`` is set (else None)."""
+    if options.test_size is None and options.test_rows is None:
+        return None
+    return splits.assign_parts(parts, options.test_size, options.test_rows, options.seed)
+
+
+__all__ += ["assign_test_split", "top"]

@@ -1,0 +1,98 @@
+"""Open a source: a Hub dataset id or a local file/folder, as Arrow tables per split.
+
+Hub ids go through the real ``datasets``/``huggingface_hub`` clients (:mod:`prefkit.sources.hub`); the revision is
+resolved to a commit sha first and the load is pinned to it. Local files and folders: :mod:`prefkit.sources.local`.
+Source specs with mixing weights: :mod:`prefkit.sources.spec`; presets: :mod:`prefkit.sources.presets`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from prefkit.errors import SourceError
+from prefkit.sources.local import LOCAL_SUFFIXES, ParquetSplit, head, load_local
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+__all__ = ["HUB_ID", "ParquetSplit", "Source", "head", "load_source"]
+
+
+@dataclass
+class Source:
+    """A loaded source: its splits as Arrow tables, and where exactly they came from."""
+
+    spec: str
+    kind: str  # "hub" | "local"
+    splits: dict[str, pa.Table | ParquetSplit]
+    revision: str | None = None  # what the user asked for
+    sha: str | None = None  # the commit it resolved to
+    config: str | None = None
+    data_dir: str | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """What the ``source`` column says: ``repo_id[:config]@sha`` or the local path."""
+        if self.kind == "local":
+            return self.spec
+        name = (
+            self.spec
+            + (f":{self.config}" if self.config else "")
+            + (f"/{self.data_dir}" if self.data_dir else "")
+        )
+        return f"{name}@{self.sha}" if self.sha else name
+
+    def describe(self) -> dict:
+        return {
+            "source": self.label,
+            "id": self.spec,
+            "kind": self.kind,
+            "revision": self.revision,
+            "sha": self.sha,
+            "config": self.config,
+            "data_dir": self.data_dir,
+            "splits": {name: t.num_rows for name, t in self.splits.items()},
+            **self.info,
+        }
+
+
+def load_source(
+    source: str | Path,
+    *,
+    split: str | list[str] | None = None,
+    revision: str | None = None,
+    config: str | None = None,
+    data_dir: str | None = None,
+    token: str | bool | None = None,
+) -> Source:
+    """Open ``source`` (Hub id or local path) and return all its splits, or those named in ``split``."""
+    splits = [split] if isinstance(split, str) else split
+    path = Path(source)
+    if path.exists():
+        loaded = load_local(path, data_dir=data_dir)
+        return Source(str(source), "local", _select_splits(loaded, splits, str(source)), data_dir=data_dir)
+    text = str(source)
+    if not HUB_ID.match(text) or text.startswith((".", "/", "~")) or Path(text).suffix in LOCAL_SUFFIXES:
+        raise SourceError(
+            f"{text!r} is neither an existing file or folder nor a Hub dataset id",
+            "check the path, or pass a Hub id like `namespace/name`",
+        )
+    from prefkit.sources.hub import load_hub
+
+    return load_hub(text, splits=splits, revision=revision, config=config, data_dir=data_dir, token=token)
+
+
+def _select_splits(tables: dict[str, pa.Table], wanted: list[str] | None, name: str) -> dict[str, pa.Table]:
+    if not wanted:
+        return tables
+    missing = [s for s in wanted if s not in tables]
+    if missing:
+        raise SourceError(
+            f"split {missing[0]!r} not found in {name}; available splits: {', '.join(tables)}",
+            f"pass one of them with --split (e.g. --split {next(iter(tables))})",
+        )
+    return {s: tables[s] for s in wanted}

@@ -1,0 +1,135 @@
+"""Presets: how prefkit reads the known Hub preference datasets. Data, not code: one JSON file per dataset in
+``schemas/presets/``.
+
+A preset applies when a source's Hub id equals its ``id`` or one of its ``aliases`` (case-insensitive), or when
+named with ``--preset``. It only supplies *defaults*: an option given explicitly (``--split``, ``--format``,
+``--prompt-col``, ``--pairs`` …) always wins. Unknown datasets are detected from their columns as before.
+
+Keys (all optional but ``id`` and ``family``):
+
+``family``         the shape (a ``prefkit.formats.FAMILIES`` name); used as ``--format``
+``columns``        column overrides: ``prompt``/``chosen``/``rejected``/``system``
+``margin_col``     the native margin column
+``options``        family options: ``pairs``, ``rating``, ``axis``, ``min_gap`` …
+``default_split``  split(s) read when ``--split`` is not given
+``split_names``    output names of source splits when mixing several sources (``train_prefs`` -> ``train``)
+``data_dir`` / ``config``  where in the repo to read when not given
+``group``          the column grouping rows of one prompt (leak-free splits)
+``tie_when``       ``{column, values}``: rows whose label column holds one of ``values`` are ties
+``score_scale``    ``{what, min, max}``: the scale of the scores the margin comes from (mixing normalises by it)
+``license``, ``gated``, ``known_splits``, ``notes``: shown by ``prefkit presets`` and recorded in the manifest
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from prefkit.errors import PresetError
+
+
+def schemas_dir() -> Path:
+    """``schemas/``: next to the package in a checkout, ``prefkit/_schemas`` inside an installed wheel."""
+    checkout = Path(__file__).resolve().parents[2] / "schemas"
+    if checkout.is_dir():
+        return checkout
+    return Path(str(resources.files("prefkit._schemas")))
+
+
+PRESETS_DIR = schemas_dir() / "presets"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One known dataset and how it is read."""
+
+    id: str
+    family: str
+    aliases: tuple[str, ...] = ()
+    columns: dict = field(default_factory=dict)
+    margin_col: str | None = None
+    options: dict = field(default_factory=dict)
+    default_split: tuple[str, ...] = ()
+    split_names: dict = field(default_factory=dict)
+    data_dir: str | None = None
+    config: str | None = None
+    group: str | None = None
+    tie_when: dict | None = None
+    score_scale: dict | None = None
+    license: str | None = None
+    gated: bool = False
+    known_splits: tuple[str, ...] = ()
+    notes: str = ""
+    file: str = ""
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return (self.id, *self.aliases)
+
+    @property
+    def scale_span(self) -> float | None:
+        """max - min of the score scale, when both are known (what mixing divides margins by)."""
+        s = self.score_scale or {}
+        if s.get("min") is None or s.get("max") is None:
+            return None
+        return float(s["max"]) - float(s["min"])
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        out = asdict(self)
+        out["aliases"], out["default_split"] = list(self.aliases), list(self.default_split)
+        out["known_splits"] = list(self.known_splits)
+        return {k: v for k, v in out.items() if v not in (None, {}, [], "", False) or k in ("license",)}
+
+
+def _from_file(path: Path) -> Preset:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise PresetError(f"cannot read preset {path.name}: {err}", "fix or remove the file") from None
+    from prefkit.formats import FAMILIES
+
+    if not isinstance(data, dict) or "id" not in data or data.get("family") not in FAMILIES:
+        raise PresetError(
+            f"preset {path.name} needs an `id` and a `family` among {', '.join(FAMILIES)}",
+            "see docs/formats.md (Presets) for the keys",
+        )
+    known = set(Preset.__dataclass_fields__) - {"file"}
+    unknown = set(data) - known
+    if unknown:
+        raise PresetError(f"preset {path.name} has unknown keys {sorted(unknown)}", f"use: {sorted(known)}")
+    ds = data.get("default_split") or ()
+    data["default_split"] = (ds,) if isinstance(ds, str) else tuple(ds)
+    data["aliases"] = tuple(data.get("aliases") or ())
+    data["known_splits"] = tuple(data.get("known_splits") or ())
+    return Preset(**{k: v for k, v in data.items() if v is not None or k == "license"}, file=path.name)
+
+
+@cache
+def all_presets(directory: Path = PRESETS_DIR) -> tuple[Preset, ...]:
+    """Every preset, sorted by id."""
+    return tuple(sorted((_from_file(p) for p in directory.glob("*.json")), key=lambda p: p.id.lower()))
+
+
+def find_preset(source_id: str) -> Preset | None:
+    """The preset whose id or alias is ``source_id`` (case-insensitive), or None."""
+    key = source_id.strip().lower()
+    for preset in all_presets():
+        if key in (i.lower() for i in preset.ids):
+            return preset
+    return None
+
+
+def get_preset(name: str) -> Preset:
+    """The preset named ``name`` (a dataset id or alias); an error listing them when unknown."""
+    found = find_preset(name)
+    if found is None:
+        raise PresetError(
+            f"no preset named {name!r}",
+            "`prefkit presets` lists them; leave --preset out to detect the shape from the columns",
+        )
+    return found
