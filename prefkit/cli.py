@@ -14,6 +14,15 @@ import click
 from prefkit import __version__
 from prefkit.errors import PrefkitError
 
+#: exit codes of every command (docs/cli.md)
+EXIT_CODES = {
+    0: "success",
+    1: "an error prefkit explains (`Error: …` / `Hint: …` on stderr; with `--json` also a JSON object on stdout), "
+    "or `verify` found values beyond tolerance",
+    2: "a usage error (unknown option, missing argument)",
+    130: "interrupted (Ctrl-C)",
+}
+
 #: command name -> one-line summary (shown by `prefkit --help` without importing the command modules)
 COMMANDS: dict[str, str] = {
     "build": "Load preference datasets, normalise, validate, filter by margin, write a clean set.",

@@ -1,4 +1,4 @@
-"""Rows shaped exactly like the 21 catalog datasets (../shared/reference/datasets.md, one-row skeletons), built in
+"""Rows shaped exactly like the 21 catalog datasets (the catalog in docs/formats.md, one-row skeletons), built in
 code, and the Hub layout each repo has. Used by the family, preset and mixing tests."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Stdlib only at import time (``datasets``/``pyarrow``/``yaml`` are imported lazily inside helpers), so it can be
 started before anything reads ``HF_ENDPOINT``. Binds 127.0.0.1 only. Speaks the subset of the Hub API that
 ``datasets.load_dataset`` / ``push_to_hub`` and ``HfApi`` (repo_info, create_repo, create_commit, upload_folder,
-create_branch, list_repo_files, list_repo_refs, whoami) use; see shared/docs/offline-hub.md.
+create_branch, list_repo_files, list_repo_refs, whoami) use; see docs/offline-hub.md.
 
 Model: repos keyed by (type, "ns/name"); each commit is an immutable snapshot {path: File} with a fresh random
 40-hex sha (never reused: `datasets` caches by sha); branches, tags and ``refs/pr/N`` point at commits.

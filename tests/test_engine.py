@@ -8,7 +8,7 @@ import pytest
 from prefkit.chat.tokenize import tokenize_pairs
 from prefkit.errors import ModelError
 from prefkit.reflogps import engine_settings, score_pairs, score_pairs_plain, self_test
-from tests.test_tokenize_trl import conversational_rows, text_rows
+from tests.builders import conversational_rows, text_rows
 from tests.tinymodel import tiny_model_path
 
 trl = pytest.importorskip("trl")

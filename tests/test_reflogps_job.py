@@ -138,6 +138,7 @@ def test_end_to_end_columns_provenance_and_values(fresh, capsys):
     assert report["ok"] and report["rows_checked"] == 8 and report["max_abs_diff"] < 1e-3
 
 
+@pytest.mark.slow
 def test_verify_fails_on_wrong_values(reference, tmp_path, capsys):
     out = tmp_path / "set"
     shutil.copytree(reference, out)
@@ -246,6 +247,7 @@ def test_model_errors_are_one_line_with_hints(fresh, tmp_path, capsys):
         load_model(str(tmp_path / "missing"))
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one(fresh, reference):
     """`torchrun --nproc-per-node 2 -m prefkit reflogps` (gloo on CPU): same output as one process."""
     pytest.importorskip("torch.distributed.run")

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from prefkit.chat.tokenize import tokenize_pairs
-from tests.test_token_filters import write_rows
+from tests.builders import write_rows
 from tests.tinymodel import tiny_model  # noqa: F401 (fixture)
 
 

@@ -3,36 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import random
 
 import pytest
 
 from prefkit.chat.templates import BUILTIN_TEMPLATES, ChatRenderer, get_chat_template, resolve_chat_template
 from prefkit.errors import ModelError
+from tests.builders import conversations
 from tests.family_tokenizers import family_tokenizer
 from tests.tinymodel import random_text, tiny_model, tiny_model_no_template  # noqa: F401 (fixtures)
 
 NAMES = list(BUILTIN_TEMPLATES)
-
-
-def conversations(seed: int = 0) -> list[tuple[list[dict], list[dict], list[dict]]]:
-    """(prompt, chosen, rejected): with and without system, single and multi-turn, odd whitespace."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(8):
-        prompt = []
-        if i % 2 == 0:
-            prompt.append({"role": "system", "content": random_text(rng, 6)})
-        for _ in range(i % 3):
-            prompt += [
-                {"role": "user", "content": random_text(rng, 5)},
-                {"role": "assistant", "content": " " + random_text(rng, 7) + "\n"},
-            ]
-        prompt.append({"role": "user", "content": random_text(rng, 9) + ("\n\n" if i == 3 else "")})
-        chosen = [{"role": "assistant", "content": random_text(rng, 12)}]
-        rejected = [{"role": "assistant", "content": ("\n" if i == 5 else "") + random_text(rng, 4)}]
-        rows.append((prompt, chosen, rejected))
-    return rows
 
 
 @pytest.mark.parametrize("name", NAMES)

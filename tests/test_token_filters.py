@@ -9,12 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from prefkit.chat.lengths import message_token_lengths, text_token_lengths
-from prefkit.chat.templates import ChatRenderer, get_chat_template
+from prefkit.chat.templates import ChatRenderer, builtin_names, get_chat_template
 from prefkit.chat.tokenize import tokenize_pairs
 from prefkit.errors import SelectionError
 from prefkit.filters.tokens import TokenFilterOptions, drop_reasons
+from tests.builders import conversations, write_rows
 from tests.family_tokenizers import family_tokenizer
-from tests.test_templates_named import NAMES, conversations
 from tests.tinymodel import random_text, tiny_model  # noqa: F401 (fixture)
 
 
@@ -28,7 +28,7 @@ def trl_lengths(rows, tok):
     return [(len(t.prompt_ids), len(t.chosen_ids), len(t.rejected_ids)) for t in pairs]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", builtin_names())
 def test_message_lengths_equal_trl_rule(name):
     tok = family_tokenizer(name, get_chat_template(name))
     rows = conversations(2)
@@ -74,24 +74,6 @@ def test_drop_reasons_order_and_bounds():
 
 
 # ------------------------------------------------------------------------------------------------ through build
-
-
-def write_rows(path, n=40, seed=0):
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        row = {
-            "prompt": random_text(rng, rng.randint(2, 30)),
-            "chosen": random_text(rng, rng.randint(1, 40)),
-            "rejected": random_text(rng, rng.randint(1, 40)),
-            "score_chosen": 5.0,
-            "score_rejected": float(i % 4),
-        }
-        if i % 3 == 0:
-            row["system"] = random_text(rng, 4)
-        rows.append(row)
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    return path
 
 
 def kept_messages(result):

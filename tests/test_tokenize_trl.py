@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import random
 from types import SimpleNamespace
 
 import pytest
 
 from prefkit.chat.tokenize import DROPPED_PROMPT_TOO_LONG, tokenize_pair, tokenize_pairs
 from prefkit.errors import ModelError
-from tests.tinymodel import random_text, tiny_model_path
+from tests.builders import conversational_rows, text_rows
+from tests.tinymodel import tiny_model_path
 
 trl = pytest.importorskip("trl")
 
@@ -19,51 +19,6 @@ def _tok(**kw):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model_path(**kw))
-
-
-def _msg(role: str, content: str) -> dict:
-    return {"role": role, "content": content}
-
-
-def conversational_rows(n: int, seed: int = 0, *, long_prompt_words: int = 0) -> list[dict]:
-    """Single-turn, system, multi-turn rows, varied lengths."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        prompt = []
-        if i % 3 == 1:
-            prompt.append(_msg("system", random_text(rng, rng.randint(3, 12))))
-        for _ in range(1 if i % 4 < 2 else rng.randint(2, 3)):  # multi-turn in half the rows
-            prompt.append(_msg("user", random_text(rng, rng.randint(2, 30) + long_prompt_words)))
-            prompt.append(_msg("assistant", random_text(rng, rng.randint(2, 20))))
-        prompt.pop()  # end with the user turn
-        rows.append(
-            {
-                "prompt": prompt,
-                "chosen": [_msg("assistant", random_text(rng, rng.randint(1, 40)))],
-                "rejected": [_msg("assistant", random_text(rng, rng.randint(1, 40)))],
-            }
-        )
-    return rows
-
-
-def text_rows(n: int, seed: int = 1) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        chosen = " " + random_text(rng, rng.randint(1, 30))
-        if i % 3 == 0:
-            chosen += "</s>"  # already ends with EOS: TRL adds none
-        rows.append(
-            {
-                "prompt": random_text(rng, rng.randint(2, 25)),
-                "chosen": chosen,
-                "rejected": random_text(
-                    rng, rng.randint(1, 30)
-                ).lower(),  # no leading space: tokens may merge
-            }
-        )
-    return rows
 
 
 def trl_ids(rows: list[dict], tokenizer, max_length: int | None) -> list[dict]:
