@@ -19,6 +19,7 @@ _LAZY = {
     "BuildOptions": "prefkit.options",
     "load_recipe": "prefkit.options",
     "detect": "prefkit.formats",
+    "detect_source": "prefkit.pipeline",
     "normalise": "prefkit.formats",
     "load_source": "prefkit.sources",
     "reflogps": "prefkit.reflogps.job",

@@ -50,12 +50,20 @@ def declare(*reasons: Reason) -> tuple[Reason, ...]:
     return reasons
 
 
-def glossary() -> dict[tuple[str, str], Reason]:
-    """Every declared reason, keyed by ``(stage, name)`` (imports the stages so all have declared theirs)."""
-    import prefkit.filters
-    import prefkit.formats
-    import prefkit.select  # noqa: F401
+#: the packages whose modules declare reasons
+STAGE_PACKAGES = ("prefkit.formats", "prefkit.filters", "prefkit.select")
 
+
+def glossary() -> dict[tuple[str, str], Reason]:
+    """Every declared reason, keyed by ``(stage, name)`` (imports every module of the stage packages first, so
+    the glossary does not depend on what happened to be imported)."""
+    import importlib
+    import pkgutil
+
+    for name in STAGE_PACKAGES:
+        package = importlib.import_module(name)
+        for info in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{name}.{info.name}")
     return dict(_GLOSSARY)
 
 

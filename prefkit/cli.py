@@ -7,6 +7,7 @@ dispatches, and turns :class:`~prefkit.errors.PrefkitError` into ``Error: … / 
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 
 import click
@@ -20,6 +21,7 @@ EXIT_CODES = {
     1: "an error prefkit explains (`Error: …` / `Hint: …` on stderr; with `--json` also a JSON object on stdout), "
     "or `verify` found values beyond tolerance",
     2: "a usage error (unknown option, missing argument)",
+    3: "an unexpected error, i.e. a bug in prefkit (one line; `--debug` shows the traceback)",
     130: "interrupted (Ctrl-C)",
 }
 
@@ -78,9 +80,24 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+def fail(message: str, hint: str | None, code: int, as_json: bool) -> None:
+    """Report a failure the one way: ``Error: …`` / ``Hint: …`` on stderr (secrets masked), with ``--json`` also
+    one JSON object on stdout; then exit with ``code``."""
+    from prefkit.secrets import redact
+
+    message, hint = redact(message), redact(hint)
+    click.echo(f"Error: {message}", err=True)
+    if hint:
+        click.echo(f"Hint: {hint}", err=True)
+    if as_json:
+        click.echo(json.dumps({"error": message, "hint": hint, "exit_code": code}))
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `prefkit` script and `python -m prefkit`."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    args = argv if argv is not None else sys.argv[1:]
+    debug, as_json = "--debug" in args, "--json" in args
     try:
         code = cli.main(args=argv, prog_name="prefkit", standalone_mode=False)
         if isinstance(code, int) and code:  # ctx.exit(n) returns n when not in standalone mode
@@ -88,15 +105,27 @@ def main(argv: list[str] | None = None) -> None:
     except PrefkitError as err:
         if debug:
             raise
-        click.echo(f"Error: {err.message}", err=True)
-        if err.hint:
-            click.echo(f"Hint: {err.hint}", err=True)
-        sys.exit(1)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
+        fail(err.message, err.hint, err.exit_code, as_json)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        fail("interrupted", "rerun the same command; long jobs resume from what they finished", 130, as_json)
     except click.ClickException as err:
+        if as_json:
+            click.echo(json.dumps({"error": err.format_message(), "hint": None, "exit_code": err.exit_code}))
         err.show()
         sys.exit(err.exit_code)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
+    except MemoryError:
+        if debug:
+            raise
+        fail("out of memory", "use a machine with more memory, or a smaller source or --max-rows", 1, as_json)
+    except Exception as err:  # a bug: still one line, the traceback behind --debug
+        if debug:
+            raise
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        fail(
+            f"unexpected {type(err).__name__}: {first}",
+            "this is a bug in prefkit: run again with --debug for the traceback and report it",
+            3,
+            as_json,
+        )

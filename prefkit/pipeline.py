@@ -12,6 +12,7 @@ is a :class:`~prefkit.options.BuildOptions`; the manifest records it as a recipe
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,7 @@ class BuildResult:
     manifest: dict
     output: Path | None = None
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def dataset(self):
@@ -57,13 +58,18 @@ class BuildResult:
         return datasets.DatasetDict({name: datasets.Dataset(table) for name, table in self.splits.items()})
 
     def summary(self) -> dict:
-        """The JSON summary the CLI prints with --json."""
-        return {
+        """The JSON summary the CLI prints with --json: counts per split and in total (``added`` rows included),
+        what an export wrote, and warnings (empty splits, nothing kept)."""
+        out = {
             "output": str(self.output) if self.output else None,
             "seconds": round(self.seconds, 3),
             "splits": self.manifest["splits"],
             "totals": self.manifest["totals"],
+            "warnings": self.warnings,
         }
+        if "export" in self.manifest:
+            out["export"] = self.manifest["export"]
+        return out
 
 
 def build(
@@ -99,22 +105,75 @@ def build(
 
     start = time.perf_counter()
     specs, options = resolve(sources, options, recipe_file, flat)
-    target, token_drop = token_stage(options)
+    target, token_drop = token_stage(options, progress)
+
     loaded, presets = load_sources(specs, options, token, progress)
     parts = normalise_parts(loaded, specs, presets, options, token_drop, progress)
     scales = select_across(parts, specs, options.select)
     split_info = assign_test_split(parts, options.select)
     splits, rejects, counts, described = collect(parts, options, split_info is not None)
     manifest = make_manifest(loaded, specs, presets, described, counts, options, command, scales)
+    warnings = [w for src in loaded for w in src.warnings] + carry_sections(loaded, parts, manifest)
     if split_info is not None:
         manifest["test_split"] = split_info
     splits = shape_outputs(splits, manifest, target, options, token_drop is not None)
-    manifest["stats"] = {"splits": {name: split_stats(table) for name, table in splits.items()}}
-    result = BuildResult(splits=splits, rejects=rejects, manifest=manifest)
+    manifest["stats"] = {
+        "splits": {name: split_stats(table) for name, table in splits.items() if table.num_rows}
+    }
+    result = BuildResult(splits, rejects, manifest, warnings=warnings + empty_warnings(manifest))
     if output is not None:
-        result.output = write_build(output, result, options, overwrite)
+        local = tuple(Path(src.spec) for src in loaded if src.kind == "local")
+        result.output = write_build(output, result, options, overwrite, local)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def detect_source(
+    source: str | Path,
+    options: BuildOptions | None = None,
+    *,
+    token: str | bool | None = None,
+    sample: int = 1000,
+    **flat: Any,
+) -> dict:
+    """What `prefkit detect` reports: per split, the family and how the columns map (and which go unused), read
+    from the first ``sample`` rows (streamed from the Hub: a split's other rows are not downloaded).
+
+    ``options``/keywords: :class:`~prefkit.options.BuildOptions` (``split``, ``format``, ``prompt_col`` …).
+    """
+    options = (options or BuildOptions()).replace(**flat) if flat else (options or BuildOptions())
+    o, fmt = options.sources, options.formats
+    split = list(o.split) if o.split else None
+    src = load_source(
+        source,
+        split=split,
+        revision=o.revision,
+        config=o.config,
+        data_dir=o.data_dir,
+        token=token,
+        sample=sample,
+    )
+    columns = {
+        "prompt": fmt.prompt_col,
+        "chosen": fmt.chosen_col,
+        "rejected": fmt.rejected_col,
+        "system": fmt.system_col,
+    }
+    report: dict[str, Any] = {"source": src.label, "sampled_rows": sample, "splits": {}}
+    for name, table in src.splits.items():
+        mapping = detect(table, format=fmt.format, columns=columns, margin_col=fmt.margin_col)
+        family = FAMILIES[mapping.family]
+        used = set(used_columns(mapping))
+        report["splits"][name] = {
+            "rows": table.num_rows,
+            "format": mapping.family,
+            "family": family.letter,
+            "description": family.description,
+            "mapping": mapping.to_dict(),
+            "columns": table.column_names,
+            "unused": [c for c in table.column_names if c not in used],
+        }
+    return report
 
 
 def resolve(
@@ -197,12 +256,26 @@ def normalise_parts(
         mapping = with_options(
             mapping, pre if use_preset else None, explicit, options.select.seed, used, table.schema
         )
+        mapping = _carry(mapping, loaded[i], table.schema)
         raw = table if options.output.full_rejects else table.select(used_columns(mapping))
         df = classify_part(raw, mapping, options, token_drop)
         out = pre.split_names.get(name, name) if len(specs) > 1 and use_preset else name
         parts.append(Part(loaded[i], specs[i], pre if use_preset else None, name, out, raw, mapping, df))
     _check_family_options(explicit, used)
     return parts
+
+
+def _carry(mapping: Any, src: Source, schema: pa.Schema) -> Any:
+    """A prefkit set read as a source keeps its extra columns (reference log-probs, reward scores …)."""
+    from dataclasses import replace
+
+    from prefkit.record import RECORD_COLUMNS
+
+    if not src.info.get("prefkit_set") or FAMILIES[mapping.family].full_frame:
+        return mapping
+    read = set(used_columns(mapping))
+    carry = [c for c in schema.names if c not in RECORD_COLUMNS and c not in read]
+    return replace(mapping, extra={**mapping.extra, "carry": carry}) if carry else mapping
 
 
 def classify_part(raw: pa.Table, mapping: Any, options: BuildOptions, token_drop: Any = None) -> pl.DataFrame:
@@ -277,7 +350,9 @@ def part_output(
 ) -> tuple[pa.Table, pa.Table, Counts]:
     """Records, rejects and counts of one part (``where``: only the rows on one side of a test split)."""
     df = part.df
-    inside = pl.Series([True] * df.height) if where is None else df.select(where).to_series()
+    inside = (
+        pl.Series([True] * df.height, dtype=pl.Boolean) if where is None else df.select(where).to_series()
+    )
     copies = part.copies
     if copies is not None and where is not None:
         copies = copies.join(df.select(pl.col("_prow").filter(where)), on="_prow", how="semi")
@@ -286,7 +361,7 @@ def part_output(
     kept = df.filter(mask & inside)
     if "_rank" in kept.columns:
         kept = kept.sort("_rank")
-    records = to_records(kept, part.src.label)
+    records = to_records(kept, part.src.label, tuple(part.mapping.extra.get("carry") or ()))
     upsampled = 0
     if copies is not None and copies.height and "_prow" in kept.columns:
         # a copy is its original's record again (same id): taken from the records, not recomputed
@@ -367,8 +442,56 @@ def shape_outputs(
     return splits
 
 
-def write_build(output: str | Path, result: BuildResult, options: BuildOptions, overwrite: bool) -> Path:
-    """Write the output folder (with the export's own extra files)."""
+#: manifest sections that describe carried columns: (section, a column it describes)
+CARRIED_SECTIONS = (("reflogps", "ref_chosen_logps"), ("rm_scores", "rm_margin"))
+
+
+def carry_sections(loaded: list[Source], parts: list[Part], manifest: dict) -> list[str]:
+    """Copy the provenance of carried columns (a prefkit set's ``reflogps`` section …) into the manifest, when the
+    columns come from one scoring run; say so when they do not."""
+    warnings = []
+    for section, column in CARRIED_SECTIONS:
+        found = {
+            id(p.src): p.src.manifest[section]
+            for p in parts
+            if column in (p.mapping.extra.get("carry") or ()) and p.src.manifest and section in p.src.manifest
+        }
+        distinct = {json.dumps(v, sort_keys=True, default=str) for v in found.values()}
+        if len(distinct) == 1:
+            manifest[section] = next(iter(found.values()))
+        elif len(distinct) > 1:
+            warnings.append(
+                f"the sources' `{section}` columns come from different runs; their provenance is not recorded"
+            )
+    return warnings
+
+
+def empty_warnings(manifest: dict) -> list[str]:
+    """Plain sentences for splits that kept no row, and for a build that kept none at all."""
+    splits = manifest["splits"]
+    totals = manifest["totals"]
+    if totals["read"] == 0:
+        return ["no row was read: the sources hold no rows; the folder holds prefkit.json but no data"]
+    if totals["kept"] == 0:
+        dropped, invalid = sum(totals["dropped"].values()), sum(totals["invalid"].values())
+        top = sorted({**totals["dropped"], **totals["invalid"]}.items(), key=lambda kv: -kv[1])[:3]
+        why = ", ".join(f"{r} {n:,}" for r, n in top)
+        return [
+            f"no row was kept: {totals['read']:,} read, {dropped:,} dropped, {invalid:,} invalid ({why}); the folder "
+            "holds rejects/ and prefkit.json but no data for load_dataset"
+        ]
+    return [
+        f"split {name!r} kept no row: it has no data file and is left out of the card's configs (datasets cannot "
+        "load an empty split); its counts are in prefkit.json"
+        for name, c in splits.items()
+        if c["kept"] == 0
+    ]
+
+
+def write_build(
+    output: str | Path, result: BuildResult, options: BuildOptions, overwrite: bool, sources: tuple[Path, ...]
+) -> Path:
+    """Write the output folder (with the export's own extra files); never into or around a local source."""
     from prefkit.output import write_output
     from prefkit.output.exports import check_export
 
@@ -381,5 +504,11 @@ def write_build(output: str | Path, result: BuildResult, options: BuildOptions, 
             return export.extra_files(Path(output).name, files)
 
     return write_output(
-        output, result.splits, result.rejects, result.manifest, overwrite=overwrite, extra_files=extra
+        output,
+        result.splits,
+        result.rejects,
+        result.manifest,
+        overwrite=overwrite,
+        extra_files=extra,
+        sources=sources,
     )

@@ -102,10 +102,26 @@ def stable_ids(df: pl.DataFrame) -> pl.Series:
     return pl.Series("id", [digest(s.encode()) for s in encoded], dtype=pl.String)
 
 
-def to_records(df: pl.DataFrame, source_label: str) -> pa.Table:
-    """Kept rows as an Arrow table with exactly the canonical schema (plain, not ``large_``, types)."""
-    out = df.with_columns(pl.lit(source_label).alias("source"), stable_ids(df)).select(RECORD_COLUMNS)
-    return out.to_arrow().cast(ARROW_SCHEMA)
+def plain_type(t: pa.DataType) -> pa.DataType:
+    """``t`` with ``large_string``/``large_list`` replaced by ``string``/``list`` (what ``datasets`` writes)."""
+    if pa.types.is_large_string(t):
+        return pa.string()
+    if pa.types.is_large_list(t) or pa.types.is_list(t):
+        return pa.list_(plain_type(t.value_type))
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, plain_type(f.type)) for f in t])
+    return t
+
+
+def to_records(df: pl.DataFrame, source_label: str, carry: tuple[str, ...] = ()) -> pa.Table:
+    """Kept rows as an Arrow table with exactly the canonical schema (plain, not ``large_``, types), followed by
+    the ``carry`` columns (extra columns of a prefkit set read as a source) with their own types."""
+    out = df.with_columns(pl.lit(source_label).alias("source"), stable_ids(df)).select(
+        *RECORD_COLUMNS, *carry
+    )
+    table = out.to_arrow()
+    extra = [pa.field(c, plain_type(table.schema.field(c).type)) for c in carry]
+    return table.cast(pa.schema([*ARROW_SCHEMA, *extra]))
 
 
 #: Columns `prefkit reflogps` adds.

@@ -19,7 +19,7 @@ SECRET_OPTIONS = ("--token", "--hf-token", "--api-key", "--password", "--secret"
 #: environment variables holding tokens (their values are redacted wherever they appear)
 SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_API_TOKEN", "OPENAI_API_KEY", "GITHUB_TOKEN")
 TOKEN_LIKE = re.compile(
-    r"\b(?:hf_[A-Za-z0-9]{4,}|api_org_[A-Za-z0-9]{4,}|sk-[A-Za-z0-9_-]{16,}|ghp_[A-Za-z0-9]{16,}"
+    r"\b(?:hf_(?=[a-z]*[A-Z0-9])[A-Za-z0-9]{6,}|api_org_[A-Za-z0-9]{6,}|sk-[A-Za-z0-9_-]{16,}|ghp_[A-Za-z0-9]{16,}"
     r"|github_pat_[A-Za-z0-9_]{16,}|AKIA[0-9A-Z]{16})"
 )
 

@@ -29,6 +29,7 @@ os.environ.update(
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",
         "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
         "TQDM_DISABLE": "1",
+        "PREFKIT_HUB_BACKOFF": "0.05",  # retries of transient Hub failures wait this long (2 s by default)
     }
 )
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_TOKEN_PATH", "HUGGING_FACE_HUB_TOKEN"):

@@ -42,7 +42,9 @@ def test_cli_reference_is_in_sync_with_help():
 
 
 def test_reason_glossary_is_in_sync():
-    assert (DOCS / "reasons.md").read_text() == _gen().render_reasons(), "run `python scripts/gen_cli_docs.py`"
+    assert (DOCS / "reasons.md").read_text() == _gen().render_reasons(), (
+        "run `python scripts/gen_cli_docs.py`"
+    )
 
 
 def test_every_command_appears_in_readme():

@@ -27,7 +27,12 @@ def flat(n, prefix="p", margin=lambda i: 1.0 + i % 3, dup_every=0):
     for i in range(n):
         k = i - 1 if dup_every and i % dup_every == 0 and i else i
         rows.append(
-            {"prompt": f"{prefix}{k}", "chosen": f"good {prefix}{k}", "rejected": f"bad {prefix}{k}", "delta_score": margin(k)}
+            {
+                "prompt": f"{prefix}{k}",
+                "chosen": f"good {prefix}{k}",
+                "rejected": f"bad {prefix}{k}",
+                "delta_score": margin(k),
+            }
         )
     return rows
 
@@ -47,10 +52,18 @@ def same_set(a, b):
 
 
 def test_options_one_name_everywhere():
-    opts = BuildOptions.create({"filters": {"min_margin": 1}}, top=5, pairs="all-pairs", system="override Be brief.")
+    opts = BuildOptions.create(
+        {"filters": {"min_margin": 1}}, top=5, pairs="all-pairs", system="override Be brief."
+    )
     assert opts.filters.min_margin == 1 and opts.select.top == 5 and opts.formats.pairs == "all-pairs"
     assert (opts.formats.system, opts.formats.system_text) == ("override", "Be brief.")
-    assert opts.flat() == {"min_margin": 1.0, "top": 5, "pairs": "all-pairs", "system": "override", "system_text": "Be brief."}
+    assert opts.flat() == {
+        "min_margin": 1.0,
+        "top": 5,
+        "pairs": "all-pairs",
+        "system": "override",
+        "system_text": "Be brief.",
+    }
     assert BuildOptions.create(opts.to_recipe()) == opts
     assert GROUP_OF["max_length"] == "filters" and GROUP_OF["export"] == "output"
     with pytest.raises(OptionError, match="unknown option 'min_margins'") as err:
@@ -70,7 +83,9 @@ def test_rebuild_from_manifest_is_identical(tmp_path):
     first = tmp_path / "first"
     build([f"{a}:0.5", f"{b}:25"], first, dedup=True, test_size=0.2, seed=3, min_margin=1)
     again = tmp_path / "again"
-    result = CliRunner().invoke(cli, ["build", "--recipe", str(first / "prefkit.json"), "-o", str(again), "-q"])
+    result = CliRunner().invoke(
+        cli, ["build", "--recipe", str(first / "prefkit.json"), "-o", str(again), "-q"]
+    )
     assert result.exit_code == 0, result.output
     same_set(first, again)
 
@@ -92,7 +107,9 @@ def test_yaml_recipe_with_three_sources_and_flag_override(tmp_path):
     by_flags = tmp_path / "flags"
     build([f"{files[0]}:0.5", f"{files[1]}:8", f"{files[2]}:2.0"], by_flags, dedup=True, seed=2, min_margin=2)
     by_recipe = tmp_path / "recipe"
-    result = CliRunner().invoke(cli, ["build", "--recipe", str(recipe), "--seed", "2", "-o", str(by_recipe), "-q"])
+    result = CliRunner().invoke(
+        cli, ["build", "--recipe", str(recipe), "--seed", "2", "-o", str(by_recipe), "-q"]
+    )
     assert result.exit_code == 0, result.output
     same_set(by_flags, by_recipe)  # --seed 2 on the command line overrode the recipe's seed 1
     manifest = json.loads((by_recipe / "prefkit.json").read_text())

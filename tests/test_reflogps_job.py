@@ -303,8 +303,10 @@ def test_refuses_a_set_built_for_another_tokenizer(fresh, capsys):
 
 
 def test_empty_split_and_other_export_shapes(tmp_path):
-    """A split whose rows were all dropped at build time scores to an empty split with the columns; sets
-    exported for other trainers are refused before any model is loaded."""
+    """A split whose rows were all dropped at build time has no data file (datasets cannot load an empty split):
+    the set loads and scores without it; sets exported for other trainers are refused before any model loads."""
+    import datasets
+
     from prefkit import build
     from prefkit.errors import OutputError
     from tests.reflogps_data import pair_rows
@@ -316,9 +318,11 @@ def test_empty_split_and_other_export_shapes(tmp_path):
     (source / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in same))
     out = build(str(source), tmp_path / "out").output
     assert json.loads((out / "prefkit.json").read_text())["splits"]["test"]["kept"] == 0
+    assert not list((out / "data").glob("test-*.parquet"))
     job.reflogps(out, str(tiny_model_path()), max_length=MAX_LENGTH, device="cpu")
-    test = pq.read_table(next((out / "data").glob("test-*.parquet")))
-    assert test.num_rows == 0 and set(REF) <= set(test.column_names)
+    loaded = datasets.load_dataset(str(out))
+    assert list(loaded) == ["train"] and set(REF) <= set(loaded["train"].column_names)
+    assert json.loads((out / "prefkit.json").read_text())["splits"]["test"]["dropped"] == {"identical": 2}
     assert (
         pq.read_table(next((out / "data").glob("train-*.parquet"))).column("ref_chosen_logps").null_count < 4
     )

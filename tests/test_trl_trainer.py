@@ -14,6 +14,7 @@ import pytest
 
 pytest.importorskip("trl")
 
+from prefkit.reflogps.provenance import ReferenceMismatchError
 from tests.reflogps_data import build_set
 from tests.tinymodel import tiny_model_path
 
@@ -45,7 +46,7 @@ def _trainer(model_path, dataset, tmp_path, **kwargs):
 
     extra = {k: kwargs.pop(k) for k in ("ld_alpha",) if k in kwargs}
     policy = AutoModelForCausalLM.from_pretrained(str(model_path))
-    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    tokenizer = kwargs.pop("processing_class", None) or AutoTokenizer.from_pretrained(str(model_path))
     args = DPOConfig(
         output_dir=str(tmp_path / "run"),
         precompute_ref_log_probs=True,
@@ -152,11 +153,47 @@ def test_manifest_mismatch_warns(scored, tmp_path):
         warnings.simplefilter("always")
         _trainer(model, dataset, tmp_path, prefkit_manifest=out)
     assert not [w for w in caught if issubclass(w.category, PrefkitWarning)]
-    with pytest.warns(PrefkitWarning, match="max_length"):
+    # a larger max_length keeps a row whose prompt filled the scoring max_length: refused, with the count and fixes
+    with pytest.raises(ReferenceMismatchError, match=r"1 of 21 rows have no reference values") as err:
         _trainer(model, dataset, tmp_path, prefkit_manifest=out, max_length=MAX_LENGTH + 8)
-    other = tiny_model_path(seed=1)
-    with pytest.warns(PrefkitWarning, match="model"):
+    assert "--max-length 104" in str(err.value) and "dataset.filter" in str(err.value)
+    # without the strict check the same differences are warnings (the values are the user's responsibility)
+    with pytest.warns(PrefkitWarning, match="max_length"):
+        _trainer(
+            model, dataset, tmp_path, prefkit_manifest=out, max_length=MAX_LENGTH + 8, prefkit_strict=False
+        )
+    other = tiny_model_path(seed=1)  # another model with its own tokenizer: its token counts differ too
+    with pytest.raises(ReferenceMismatchError):
         _trainer(other, dataset, tmp_path, prefkit_manifest=out)
+    with pytest.warns(PrefkitWarning, match="model"):
+        _trainer(other, dataset, tmp_path, prefkit_manifest=out, prefkit_strict=False)
+
+
+def test_no_truncation_in_the_trainer_is_refused_without_a_manifest(scored, tmp_path):
+    """Scored with max_length 96, trained with max_length=None: rows truncated at scoring would get values that
+    belong to other tokens (step-0 loss 19.6 instead of ln 2): refused from the stored token counts alone."""
+    out, model = scored
+    dataset = _load(out).filter(lambda r: r["ref_chosen_logps"] is not None)
+    with pytest.raises(ReferenceMismatchError, match=r"rows are tokenized differently .* max_length=None"):
+        _trainer(model, dataset, tmp_path, max_length=None)
+
+
+def test_other_chat_template_is_caught_by_the_token_counts_and_the_manifest(scored, tmp_path):
+    from prefkit.trl import PrefkitWarning
+    from transformers import AutoTokenizer
+
+    from prefkit.chat.templates import get_chat_template
+
+    out, model = scored
+    dataset = _load(out).filter(lambda r: r["ref_chosen_logps"] is not None)
+    tokenizer = AutoTokenizer.from_pretrained(str(model))
+    tokenizer.chat_template = get_chat_template("zephyr")  # another template: other token counts
+    with pytest.raises(ReferenceMismatchError, match="tokenized differently"):
+        _trainer(model, dataset, tmp_path, processing_class=tokenizer)
+    with pytest.warns(PrefkitWarning, match="the chat template differs"):
+        _trainer(
+            model, dataset, tmp_path, processing_class=tokenizer, prefkit_manifest=out, prefkit_strict=False
+        )
 
 
 def test_ld_alpha_recomputes_with_trl(scored, tmp_path):

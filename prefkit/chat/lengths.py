@@ -18,7 +18,7 @@ appended), i.e. what a trainer fed those strings sees.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,10 +117,12 @@ def message_token_lengths(
     chosen: Sequence[Sequence[Mapping[str, Any]]],
     rejected: Sequence[Sequence[Mapping[str, Any]]],
     need_prompt: bool = True,
+    on_batch: Callable[[int], None] | None = None,
 ) -> TokenLengths:
     """Token counts of message rows as TRL's ``DPOTrainer`` tokenizes them (conversational rule).
 
-    ``need_prompt=False`` renders and counts only prompt+answer (enough for ``max_length``).
+    ``need_prompt=False`` renders and counts only prompt+answer (enough for ``max_length``); ``on_batch(rows)``
+    is called after each batch (progress).
     """
     out = TokenLengths([], [], [] if need_prompt else None)
     for start in range(0, len(prompts), BATCH_ROWS):
@@ -138,6 +140,8 @@ def message_token_lengths(
             out.extend(
                 TokenLengths(encode_lengths(tokenizer, pc, False), encode_lengths(tokenizer, pr, False))
             )
+        if on_batch is not None:
+            on_batch(len(ps))
     return out
 
 
@@ -233,6 +237,7 @@ def text_token_lengths(
     chosen: Sequence[str],
     rejected: Sequence[str],
     need_prompt: bool = True,
+    on_batch: Callable[[int], None] | None = None,
 ) -> TokenLengths:
     """Token counts of text rows as TRL's ``DPOTrainer`` tokenizes them (standard-text rule: EOS appended)."""
     eos = tokenizer.eos_token or ""
@@ -246,4 +251,6 @@ def text_token_lengths(
             out.extend(lengths_from_ids(*(encode_ids(tokenizer, t, True) for t in (ps, pc, pr))))
         else:
             out.extend(TokenLengths(encode_lengths(tokenizer, pc, True), encode_lengths(tokenizer, pr, True)))
+        if on_batch is not None:
+            on_batch(len(ps))
     return out

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prefkit.chat.templates import ChatRenderer, builtin_templates, no_chat_template, resolve_chat_template
-from prefkit.errors import ModelError
+from prefkit.errors import ModelError, require
 
 
 @dataclass
@@ -68,6 +68,8 @@ def load_target(
         raise ModelError(
             "no tokenizer and no chat template", "pass --tokenizer MODEL_OR_PATH and/or --chat-template"
         )
+    require("transformers", "--tokenizer / --chat-template (rendering and counting tokens)")
+
     template = origin = None
     if chat_template is not None:
         template, origin = resolve_chat_template(chat_template)

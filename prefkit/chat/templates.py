@@ -180,9 +180,7 @@ class ChatRenderer:
         return template_hash(self.template)  # type: ignore[return-value]
 
     def _compiled(self) -> Any:
-        from transformers.utils.chat_template_utils import _compile_jinja_template
-
-        return _compile_jinja_template(self.template)
+        return guarded_template(self.template)
 
     def render(
         self, conversations: Sequence[Sequence[Mapping[str, Any]]], add_generation_prompt: bool = False
@@ -215,22 +213,94 @@ class ChatRenderer:
                     out.append(self._render_general(chat, add_generation_prompt))
             return out
         except Exception as err:  # jinja syntax errors, raise_exception(...) in the template, bad roles
-            raise ModelError(
-                f"the chat template failed: {err}",
-                "check the template against the rows' roles (e.g. a template without a system role)",
-            ) from err
+            raise template_error(err) from err
 
     def _render_general(self, chat: Sequence[Mapping[str, Any]], add_generation_prompt: bool) -> str:
-        from transformers.utils.chat_template_utils import render_jinja_template
+        from transformers.utils import chat_template_utils as ctu
 
         chat = [{k: v for k, v in dict(m).items() if v is not None} for m in chat]
-        rendered, _ = render_jinja_template(
-            conversations=[chat],
-            chat_template=self.template,
-            add_generation_prompt=add_generation_prompt,
-            **self.variables,
-        )
+        real = ctu._compile_jinja_template
+        ctu._compile_jinja_template = guarded_template  # transformers' preparation, prefkit's size limits
+        try:
+            rendered, _ = ctu.render_jinja_template(
+                conversations=[chat],
+                chat_template=self.template,
+                add_generation_prompt=add_generation_prompt,
+                **self.variables,
+            )
+        finally:
+            ctu._compile_jinja_template = real
         return rendered[0]
 
 
 _PLAIN_KEYS = {"role": None, "content": None}.keys()
+
+
+def template_error(err: Exception) -> ModelError:
+    """One line for a template that fails: a syntax error, a limit, or the template refusing a row."""
+    import jinja2
+
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    if isinstance(err, jinja2.exceptions.TemplateSyntaxError):
+        return ModelError(
+            f"the chat template failed to compile (not valid Jinja): {first}",
+            "fix the template, or pass another one",
+        )
+    if isinstance(err, jinja2.exceptions.SecurityError):
+        return ModelError(
+            f"the chat template failed: {first}",
+            "use the model's own template or a built-in one (--chat-template NAME)",
+        )
+    return ModelError(
+        f"the chat template failed on a row: {first}",
+        "check the template against the rows' roles (e.g. a template without a system role: --system drop)",
+    )
+
+
+#: the largest string or list (characters / items) a template may build with ``*`` or ``+``, and the largest
+#: integer (bits) with ``**``: far above any real conversation, far below what exhausts memory
+MAX_TEMPLATE_VALUE = 1 << 24
+MAX_TEMPLATE_INT_BITS = 1 << 16
+
+
+def _too_big(operator: str, left: Any, right: Any) -> bool:
+    sized = (str, list, tuple)
+    if operator == "*":
+        for seq, n in ((left, right), (right, left)):
+            if isinstance(seq, sized) and isinstance(n, int) and len(seq) * max(n, 0) > MAX_TEMPLATE_VALUE:
+                return True
+        if isinstance(left, int) and isinstance(right, int):
+            return abs(left).bit_length() + abs(right).bit_length() > MAX_TEMPLATE_INT_BITS
+    if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
+        return abs(left).bit_length() * right > MAX_TEMPLATE_INT_BITS
+    if operator == "+" and isinstance(left, sized) and isinstance(right, sized):
+        return len(left) + len(right) > MAX_TEMPLATE_VALUE
+    return False
+
+
+def _guarded_class(base: type) -> type:
+    class Guarded(base):  # type: ignore[misc, valid-type]
+        """transformers' sandbox, with size limits on ``*``, ``**`` and ``+``."""
+
+        intercepted_binops = frozenset({"*", "**", "+"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if _too_big(operator, left, right):
+                from jinja2.exceptions import SecurityError
+
+                raise SecurityError(f"the template builds a value beyond prefkit's limit with {operator!r}")
+            return super().call_binop(context, operator, left, right)
+
+    return Guarded
+
+
+@cache
+def guarded_template(template: str) -> Any:
+    """``template`` compiled in transformers' own sandboxed environment (the one ``apply_chat_template`` uses),
+    with limits on the size of what ``*``, ``**`` and ``+`` may build, so an untrusted template cannot exhaust
+    memory (``{{ 'x' * 10**9 }}``). Renders exactly like transformers otherwise."""
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+
+    env = _compile_jinja_template(template).environment.overlay()
+    env.__class__ = _guarded_class(type(_compile_jinja_template(template).environment))
+    return env.from_string(template)

@@ -29,7 +29,7 @@ class SystemOption(click.Option):
 
             def process(value, state, original=original):
                 wants_text = isinstance(value, str) and value.strip().lower() in ("override", "default")
-                if wants_text and state.rargs and not state.rargs[0].startswith("--"):
+                if wants_text and state.rargs and not state.rargs[0].startswith("-"):
                     value = f"{value} {state.rargs.pop(0)}"
                 original(value, state)
 
@@ -109,7 +109,14 @@ def command(ctx, sources, output, recipe, overwrite, dry_run, token, as_json, qu
             "tokenizer's BOS and appends EOS (double BOS); give TRL the default messages output.",
             err=True,
         )
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
     if as_json:
         echo_json(result.summary())
     if not quiet:
-        render_counts(result.manifest["splits"], result.seconds, None if dry_run else output)
+        render_counts(
+            result.manifest["splits"],
+            result.seconds,
+            None if dry_run else output,
+            result.manifest.get("export"),
+        )

@@ -91,8 +91,14 @@ def echo_json(obj: dict) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
 
-def render_counts(splits: dict[str, dict], seconds: float | None = None, output: str | None = None) -> None:
-    """The human summary: read / kept / dropped / invalid per split, then the reasons (stderr)."""
+def render_counts(
+    splits: dict[str, dict],
+    seconds: float | None = None,
+    output: str | None = None,
+    export: dict | None = None,
+) -> None:
+    """The human summary: read / kept / dropped / invalid (/ added) per split, the reasons, what an export wrote
+    (stderr)."""
     from prefkit.accounting import meaning
 
     err = lambda s="": click.echo(s, err=True)  # noqa: E731
@@ -114,6 +120,11 @@ def render_counts(splits: dict[str, dict], seconds: float | None = None, output:
         err()
         for (stage, r), n in sorted(reasons.items(), key=lambda kv: -kv[1]):
             err(f"  {stage:<8} {r:<28} {n:>9,}  {meaning(stage, r)}")
+    if export:
+        rows = sum(s.get("rows", 0) for s in export.get("splits", {}).values())
+        kept = sum(c["kept"] for c in splits.values())
+        err()
+        err(f"  export {export['shape']}: {rows:,} rows written from {kept:,} kept pairs")
     tail = []
     if output:
         tail.append(f"wrote {output}")

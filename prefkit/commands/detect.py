@@ -35,31 +35,18 @@ def command(
       prefkit detect HuggingFaceH4/ultrafeedback_binarized --split train_prefs
       prefkit detect ./pairs.jsonl --prompt-col question
     """
-    from prefkit.formats import FAMILIES, detect
-    from prefkit.sources import load_source
+    from prefkit.pipeline import detect_source
 
-    src = load_source(
-        source, split=list(split) or None, revision=revision, config=config, data_dir=data_dir, token=token
-    )
-    columns = {"prompt": prompt_col, "chosen": chosen_col, "rejected": rejected_col, "system": system_col}
-    report = {"source": src.label, "splits": {}}
-    for name, table in src.splits.items():
-        mapping = detect(table, format=format, columns=columns, margin_col=margin_col)
-        family = FAMILIES[mapping.family]
-        report["splits"][name] = {
-            "rows": table.num_rows,
-            "format": mapping.family,
-            "family": family.letter,
-            "description": family.description,
-            "mapping": mapping.to_dict(),
-            "columns": table.column_names,
-        }
+    flat = {"split": split, "revision": revision, "config": config, "data_dir": data_dir, "format": format}
+    flat |= {"prompt_col": prompt_col, "chosen_col": chosen_col, "rejected_col": rejected_col}
+    flat |= {"system_col": system_col, "margin_col": margin_col}
+    report = detect_source(source, token=token, **{k: v for k, v in flat.items() if v not in (None, ())})
     if as_json:
         echo_json(report)
         return
     click.echo(f"source: {report['source']}")
     for name, info in report["splits"].items():
-        click.echo(f"\nsplit {name} ({info['rows']:,} rows)")
+        click.echo(f"\nsplit {name} ({info['rows']:,} rows read)")
         click.echo(f"  format:  {info['format']} (family {info['family']}: {info['description']})")
         extra = info["mapping"].get("extra", {})
         for key, col in info["mapping"].items():
@@ -70,8 +57,5 @@ def command(
         for key, value in extra.items():
             if key != "columns":
                 click.echo(f"  {key:<15}   {value}")
-        used = {v for v in info["mapping"].values() if isinstance(v, str)}
-        used |= set(extra.get("columns", {}).values()) | {extra.get("group")}
-        unused = [c for c in info["columns"] if c not in used]
-        if unused:
-            click.echo(f"  unused columns: {', '.join(unused)}")
+        if info["unused"]:
+            click.echo(f"  unused columns: {', '.join(info['unused'])}")

@@ -85,10 +85,11 @@ def apply_target(
     target: Any,
     options: TokenFilterOptions,
     output_format: str = "messages",
+    on_batch: Callable[[int], None] | None = None,
 ) -> TargetResult:
     """Render (for text output) and length-filter message rows for ``target`` (a :class:`prefkit.chat.Target`).
 
-    Without active filters no tokenizer is needed.
+    Without active filters no tokenizer is needed. ``on_batch(rows)`` reports progress.
     """
     text = None
     if output_format == "text":
@@ -98,31 +99,37 @@ def apply_target(
     tokenizer = target.require_tokenizer("--max-length / --max-prompt-length / --min-answer-tokens")
     need_prompt = options.max_prompt_length is not None or options.min_answer_tokens is not None
     if text is not None:
-        lengths = text_token_lengths(tokenizer, *text, need_prompt=need_prompt)
+        lengths = text_token_lengths(tokenizer, *text, need_prompt=need_prompt, on_batch=on_batch)
     else:
         lengths = message_token_lengths(
-            tokenizer, target.renderer, prompts, chosen, rejected, need_prompt=need_prompt
+            tokenizer, target.renderer, prompts, chosen, rejected, need_prompt=need_prompt, on_batch=on_batch
         )
     return TargetResult(drop_reasons(lengths, options), lengths, text)
 
 
-def drop_function(target: Any, options: TokenFilterOptions, output_format: str = "messages") -> Callable:
-    """The ``extra_drop`` hook of :func:`prefkit.filters.classify`: token-filter reasons for a polars frame."""
+def drop_function(
+    target: Any, options: TokenFilterOptions, output_format: str = "messages", progress: bool = False
+) -> Callable:
+    """The ``extra_drop`` hook of :func:`prefkit.filters.classify`: token-filter reasons for a polars frame
+    (with a progress bar over the rows, with rate and ETA, when ``progress``)."""
+    from prefkit.progress import bar
 
     def extra_drop(rows: Any) -> list[str | None]:
-        return apply_target(
-            rows["prompt"].to_list(),
-            rows["chosen"].to_list(),
-            rows["rejected"].to_list(),
-            target,
-            options,
-            output_format,
-        ).reasons
+        with bar(desc="counting tokens", total=rows.height, show=progress, unit="row") as pbar:
+            return apply_target(
+                rows["prompt"].to_list(),
+                rows["chosen"].to_list(),
+                rows["rejected"].to_list(),
+                target,
+                options,
+                output_format,
+                on_batch=pbar.update,
+            ).reasons
 
     return extra_drop
 
 
-def token_stage(options: Any) -> tuple[Any, Callable | None]:
+def token_stage(options: Any, progress: bool = False) -> tuple[Any, Callable | None]:
     """The target tokenizer/template (:class:`prefkit.chat.target.Target` or None) and the token-filter hook for
     :func:`prefkit.filters.classify` (or None), checked against the options before any source is read.
 
@@ -162,5 +169,8 @@ def token_stage(options: Any) -> tuple[Any, Callable | None]:
         revision=chat.tokenizer_revision,
         trust_remote_code=chat.trust_remote_code,
     )
-    hook = drop_function(target, token_options, chat.output_format) if token_options.active else None
+    hook = (
+        drop_function(target, token_options, chat.output_format, progress) if token_options.active else None
+    )
+
     return target, hook

@@ -195,6 +195,9 @@ def normalise(table: pa.Table, mapping: Mapping) -> pl.DataFrame:
         out = pl.concat(
             [core.select("prompt", "chosen", "rejected"), scores, core.select("invalid")], how="horizontal"
         )
+        carry = mapping.extra.get("carry") or []
+        if carry:  # a prefkit set's extra columns, row for row
+            out = out.with_columns(df.select(carry).get_columns())
     return _with_extras(out, df, mapping)
 
 
@@ -228,4 +231,5 @@ def used_columns(mapping: Mapping) -> list[str]:
     cols += [mapping.score_chosen, mapping.score_rejected, mapping.margin]
     cols += list(mapping.extra.get("columns", {}).values())
     cols += [mapping.extra.get("group"), (mapping.extra.get("tie_when") or {}).get("column")]
+    cols += mapping.extra.get("carry") or []
     return list(dict.fromkeys(c for c in cols if c))

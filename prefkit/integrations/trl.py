@@ -31,6 +31,10 @@ from pathlib import Path
 from typing import Any
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+TOKEN_COLUMNS = ("chosen_tokens", "rejected_tokens")
+_MANIFEST_FIX = (
+    "train with the tokenizer and chat template the set was scored with, or score it again with yours"
+)
 #: Placeholder for TRL's weight hash while every dataset has precomputed columns (computed lazily if needed).
 _SKIPPED_HASH = "prefkit:precomputed-columns"
 
@@ -88,12 +92,13 @@ def check_against_manifest(
 ) -> list[str]:
     """Differences between the run that scored a set (its manifest) and a trainer's setup, as sentences.
 
-    Compares the model (name or folder), the tokenizer (hash of its vocabulary/merges/special tokens),
-    the chat template (hash), ``max_length`` and the truncation mode. An empty list means no difference
-    was found.
+    Compares the model (name or folder), the tokenizer (hash of its vocabulary/merges/special tokens), the chat
+    template (hash), ``max_length`` (``None``, no truncation, is a value like any other) and the truncation mode,
+    with the one provenance check (:func:`prefkit.reflogps.provenance.differences`). An empty list: no difference.
     """
     from prefkit.chat.templates import template_hash
     from prefkit.chat.tokenizer import tokenizer_hash
+    from prefkit.reflogps.provenance import differences
 
     section = manifest.get("reflogps")
     if not section:
@@ -106,24 +111,18 @@ def check_against_manifest(
             problems.append(
                 f"the trainer's model ({name}) is not the model that scored the set ({section.get('model')})"
             )
+    actual: dict[str, Any] = {"max_length": max_length}
+    if truncation_mode is not None:
+        actual["truncation_mode"] = truncation_mode
     if tokenizer is not None:
         tok = getattr(tokenizer, "tokenizer", tokenizer)  # a processor wraps the tokenizer
-        if section.get("tokenizer_sha256") and tokenizer_hash(tok) != section["tokenizer_sha256"]:
-            problems.append("the trainer's tokenizer differs from the one used to score the set")
-        template = template_hash(getattr(tok, "chat_template", None))
-        if section.get("chat_template_sha256") and template != section["chat_template_sha256"]:
-            problems.append("the trainer's chat template differs from the one used to score the set")
-    if (
-        max_length is not None
-        and section.get("max_length") is not None
-        and max_length != section["max_length"]
-    ):
-        problems.append(
-            f"max_length is {max_length} in the trainer but the set was scored with max_length={section['max_length']}"
-        )
-    if truncation_mode is not None and truncation_mode != section.get("truncation_mode", "keep_start"):
-        problems.append(f"truncation_mode is {truncation_mode!r}; prefkit scores with 'keep_start'")
-    return problems
+        actual["tokenizer_sha256"] = tokenizer_hash(tok)
+        actual["chat_template_sha256"] = template_hash(getattr(tok, "chat_template", None))
+    return problems + differences(section, actual)
+
+
+#: differences that make the stored values wrong for every row (the others may leave rows untouched)
+FATAL = ("the tokenizer", "the chat template")
 
 
 _CLASS: type | None = None
@@ -140,13 +139,23 @@ def _make_class() -> type:
 
         Use with ``DPOConfig(precompute_ref_log_probs=True)`` and ``ref_model=None``. A dataset with both
         columns is used as is (no reference forward, no reference model); one without them goes through
-        TRL's own precompute. ``prefkit_manifest`` (an output folder, its ``prefkit.json`` or the dict)
-        enables a check that the trainer's model, tokenizer, chat template and ``max_length`` are the ones
-        the set was scored with; differences are reported as :class:`PrefkitWarning`.
+        TRL's own precompute.
+
+        The rows are always checked against how this trainer tokenizes them (the stored ``chosen_tokens`` /
+        ``rejected_tokens`` against its own ``max_length`` truncation): rows it would tokenize differently, and
+        rows it keeps that have no values (their prompt filled the scoring ``max_length``), raise
+        :class:`~prefkit.reflogps.provenance.ReferenceMismatchError` at construction. ``prefkit_manifest`` (an
+        output folder, its ``prefkit.json`` or the dict) adds the scoring run's identity: another tokenizer or
+        chat template raises too; another model name or ``max_length`` is a :class:`PrefkitWarning`.
+        ``prefkit_strict=False`` turns the errors into warnings.
         """
 
         def __init__(
-            self, *args: Any, prefkit_manifest: str | os.PathLike | dict | None = None, **kwargs: Any
+            self,
+            *args: Any,
+            prefkit_manifest: str | os.PathLike | dict | None = None,
+            prefkit_strict: bool = True,
+            **kwargs: Any,
         ):
             bound = inspect.signature(DPOTrainer.__init__).bind(self, *args, **kwargs)
             params = bound.arguments
@@ -161,6 +170,7 @@ def _make_class() -> type:
                         stacklevel=2,
                     )
             self._prefkit_used_columns = False
+            self._prefkit_strict = prefkit_strict
             self._prefkit_manifest = load_manifest(prefkit_manifest) if prefkit_manifest is not None else None
             datasets_ = [params.get("train_dataset"), *_eval_sets(params.get("eval_dataset"))]
             skip_hash = (
@@ -179,18 +189,44 @@ def _make_class() -> type:
             finally:
                 dpo_module.hash_module = real_hash
             if self._prefkit_used_columns and self._prefkit_manifest is not None:
-                for problem in check_against_manifest(
+                problems = check_against_manifest(
                     self._prefkit_manifest,
                     model=self.model,
                     tokenizer=self.processing_class,
                     max_length=self.args.max_length,
                     truncation_mode=getattr(self.args, "truncation_mode", "keep_start"),
-                ):
-                    warnings.warn(f"prefkit reference log-probs: {problem}", PrefkitWarning, stacklevel=2)
+                )
+                fatal = [p for p in problems if p.startswith(FATAL)]
+                self._prefkit_refuse([(p, _MANIFEST_FIX) for p in fatal])
+                for problem in problems:
+                    if problem not in fatal:
+                        warnings.warn(f"prefkit reference log-probs: {problem}", PrefkitWarning, stacklevel=2)
+
+        def _prefkit_refuse(self, problems: list[tuple[str, str]]) -> None:
+            """Raise on what makes the stored values wrong (``prefkit_strict=False``: warn instead)."""
+            from prefkit.reflogps.provenance import ReferenceMismatchError
+
+            for message, fix in problems:
+                if self._prefkit_strict:
+                    raise ReferenceMismatchError(f"prefkit reference log-probs: {message}. Fix: {fix}")
+                warnings.warn(f"prefkit reference log-probs: {message}", PrefkitWarning, stacklevel=3)
+
+        def _prefkit_check_rows(self, dataset: Any, name: str) -> None:
+            from prefkit.reflogps.provenance import check_rows, row_problems
+
+            wanted = ["prompt_ids", "chosen_ids", "rejected_ids", *REF_COLUMNS, *TOKEN_COLUMNS, "id"]
+            table = dataset.select_columns([c for c in wanted if c in dataset.column_names]).with_format(
+                "arrow"
+            )[:]
+            max_length = self.args.max_length
+            check = check_rows(table, max_length, getattr(self.args, "truncation_mode", "keep_start"))
+            section = (self._prefkit_manifest or {}).get("reflogps") or {}
+            self._prefkit_refuse(row_problems(check, section.get("max_length", "?"), max_length))
 
         def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
             if has_ref_columns(dataset):
                 if getattr(self, "ld_alpha", None) is None:
+                    self._prefkit_check_rows(dataset, name)
                     self._prefkit_used_columns = True
                     return dataset
                 warnings.warn(
@@ -202,7 +238,9 @@ def _make_class() -> type:
             partial = [c for c in REF_COLUMNS if c in getattr(dataset, "column_names", [])]
             if partial:
                 dataset = dataset.remove_columns(partial)
-            if self._precompute_model_hash == _SKIPPED_HASH:  # a dataset without columns after all
+            if (
+                getattr(self, "_precompute_model_hash", None) == _SKIPPED_HASH
+            ):  # a dataset without columns after all
                 self._precompute_model_hash = real_hash_module()(self.ref_model or self.model)
             return super()._precompute_ref_logps(dataset, name, batch_size)
 

@@ -81,20 +81,25 @@ def write_output(
     overwrite: bool = False,
     shard_rows: int = SHARD_ROWS,
     extra_files: Callable[[dict], dict[str, str]] | None = None,
+    sources: tuple[Path, ...] = (),
 ) -> Path:
     """Write a whole output folder atomically: data shards, rejects, manifest, dataset card, and the text files
-    ``extra_files(manifest)`` returns (name → content; called once the data files are listed in the manifest)."""
+    ``extra_files(manifest)`` returns (name → content; called once the data files are listed in the manifest).
+
+    A split with no rows gets no data file (``datasets`` cannot load an empty split); its counts stay in the
+    manifest. ``sources``: local source paths the folder must not be, contain or lie inside."""
     out_dir = Path(out_dir)
-    with staged_folder(out_dir, overwrite=overwrite) as stage:
+    with staged_folder(out_dir, overwrite=overwrite, sources=sources) as stage:
         for split, table in splits.items():
-            paths = write_split(stage, split, table, shard_rows)
+            paths = write_split(stage, split, table, shard_rows) if table.num_rows else []
             manifest["splits"][split]["files"] = [p.relative_to(stage).as_posix() for p in paths]
         for split, table in rejects.items():
             write_parquet(table, stage / REJECTS_DIR / f"{split}.parquet", features=False, fast=True)
         for name, text in (extra_files(manifest) if extra_files else {}).items():
             write_text(stage / name, text)
         write_manifest(stage, manifest)
-        refresh_card(stage, manifest, {name: t.schema for name, t in splits.items()}, name=out_dir.name)
+        schemas = {name: t.schema for name, t in splits.items() if t.num_rows}
+        refresh_card(stage, manifest, schemas, name=Path(out_dir).resolve().name)
     return out_dir
 
 

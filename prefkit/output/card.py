@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from prefkit.accounting import meaning
+from prefkit.secrets import redact
 
 #: meanings of the columns `prefkit reflogps` adds
 REF_COLUMN_MEANINGS = {
@@ -113,10 +114,11 @@ def card_metadata(manifest: dict, features: dict, hub: HubCard | None = None) ->
     hub_sources = [s["id"] for s in manifest.get("sources", []) if s.get("kind") == "hub"]
     if hub_sources:
         meta["source_datasets"] = hub_sources
+    written = [name for name, c in splits.items() if c.get("kept", 0) > 0]  # an empty split has no data file
     meta["configs"] = [
         {
             "config_name": "default",
-            "data_files": [{"split": name, "path": f"data/{name}-*"} for name in splits],
+            "data_files": [{"split": name, "path": f"data/{name}-*"} for name in written],
         }
     ]
     if features:
@@ -183,7 +185,7 @@ def card_context(
         "ref": ref,
         "load_id": load_id,
         "rev_arg": rev_arg,
-        "first_split": next(iter(splits), "train"),
+        "first_split": next((n for n, c in splits.items() if c.get("kept", 0) > 0), "train"),
         "trl_shape": export == "trl",
         "text": text,
         "template": tokenizer.get("chat_template"),
@@ -194,7 +196,7 @@ def card_context(
             if hub
             else f'"{load_id}/prefkit.json"'
         ),
-        "command": manifest.get("command"),
+        "command": redact(manifest.get("command")),
         "version": manifest.get("prefkit_version", "?"),
         "created": manifest.get("created", "?"),
         "parameters": ", ".join(
@@ -237,7 +239,7 @@ def _ref_context(section: dict, features: dict) -> dict | None:
     return {
         "model": section.get("model") or "<the reference model>",
         "max_length": section.get("max_length"),
-        "command": section.get("command"),
+        "command": redact(section.get("command")),
         "rows": [(k, v) for k, v in rows if v not in (None, "", {})],
     }
 

@@ -16,11 +16,7 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import re
-import shutil
-import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefkit.errors import OutputError
+from prefkit.output.writer import staged_dir, swap_in
 
 MANIFEST_NAME = "prefkit.json"
 CARD_NAME = "README.md"
@@ -76,37 +73,57 @@ def shard_tables(table: pa.Table, shard_rows: int = SHARD_ROWS) -> list[pa.Table
     return [table.slice(i * shard_rows, shard_rows) for i in range(n)]
 
 
-@contextmanager
-def staged_folder(out_dir: Path | str, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder next to ``out_dir``; on success it atomically becomes ``out_dir``.
+def is_prefkit_folder(path: Path) -> bool:
+    """Whether ``path`` is an output folder prefkit wrote (it holds prefkit's manifest)."""
+    try:
+        manifest = json.loads((Path(path) / MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "prefkit_version" in manifest
 
-    On any error the staging folder is removed and ``out_dir`` is left as it was.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
+
+def check_target(out_dir: Path, overwrite: bool, sources: tuple[Path, ...] = ()) -> Path:
+    """The resolved output folder, or an :class:`OutputError` when writing it could destroy what prefkit did not
+    make: OUT is, contains or lies inside a local source; OUT exists (without ``overwrite``); OUT exists and is
+    not a prefkit output folder (``overwrite`` replaces only those)."""
+    out = Path(out_dir).expanduser().resolve()
+    for src in sources:
+        src = Path(src).expanduser().resolve()
+        if out == src or out in src.parents or src in out.parents:
+            how = "is" if out == src else ("contains" if out in src.parents else "lies inside")
+            raise OutputError(
+                f"the output folder {str(out_dir)!r} {how} the source {str(src)!r}",
+                "write the set to a folder of its own, outside the sources (e.g. -o ../my-set)",
+            )
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{str(out_dir)!r} exists and is not a folder", "choose another -o")
+    if out.exists() and not overwrite:
         raise OutputError(
             f"output folder {str(out_dir)!r} already exists",
             "pass --overwrite to replace it, or choose another -o",
         )
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"{str(out_dir)!r} exists and is not a folder", "choose another -o")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    stage.chmod(0o777 & ~umask)  # mkdtemp makes 0700; the output is a normal folder
-    try:
+    if out.exists() and not is_prefkit_folder(out):
+        raise OutputError(
+            f"{str(out_dir)!r} exists and is not a prefkit output folder (it has no {MANIFEST_NAME}); "
+            "--overwrite only replaces folders prefkit wrote",
+            "choose a new -o (prefkit never deletes what it did not write)",
+        )
+    return out
+
+
+@contextmanager
+def staged_folder(
+    out_dir: Path | str, overwrite: bool = False, sources: tuple[Path, ...] = ()
+) -> Iterator[Path]:
+    """Yield a temporary folder next to ``out_dir``; on success it atomically becomes ``out_dir``.
+
+    On any error the staging folder is removed and ``out_dir`` is left as it was. Refuses targets that could
+    destroy data prefkit did not write (:func:`check_target`); removes what killed runs left next to it.
+    """
+    out = check_target(Path(out_dir), overwrite, sources)
+    with staged_dir(out) as stage:
         yield stage
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(out_dir, old)
-            os.replace(stage, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(stage, out_dir)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
+        swap_in(stage, out)
 
 
 def read_output(path: Path | str) -> OutputFolder:
@@ -128,16 +145,37 @@ def read_output(path: Path | str) -> OutputFolder:
         raise OutputError(
             f"cannot read {manifest_path}: {err}", "rebuild the folder with `prefkit build`"
         ) from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("splits", {}), dict):
+        raise OutputError(
+            f"{manifest_path} is not a prefkit manifest (a JSON object with `splits`)",
+            "rebuild the folder with `prefkit build`",
+        )
     shards: dict[str, list[Path]] = {}
-    for split in manifest.get("splits", {}):
+    for split, counts in manifest.get("splits", {}).items():
         files = split_files(path / DATA_DIR, split)
+        if not files and isinstance(counts, dict) and counts.get("kept") == 0:
+            continue  # a split that kept no rows has no data file (datasets cannot load an empty split)
         if not files:
             raise OutputError(
                 f"split {split!r} has no data files in {path / DATA_DIR}",
                 "rebuild the folder with `prefkit build`",
             )
+        for file in files:
+            _check_parquet(file)
         shards[split] = files
     return OutputFolder(path=path, manifest=manifest, shards=shards)
+
+
+def _check_parquet(path: Path) -> None:
+    """A data file's footer reads (a truncated copy or an interrupted download does not)."""
+    try:
+        pq.read_metadata(path)
+    except (OSError, pa.ArrowException) as err:
+        first = " ".join(str(err).split())[:200]
+        raise OutputError(
+            f"data file {str(path)!r} cannot be read ({first})",
+            "the file is damaged (a truncated copy?): rebuild the folder with `prefkit build`",
+        ) from None
 
 
 def require_trl_shape(folder: OutputFolder, command: str) -> None:

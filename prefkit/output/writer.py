@@ -10,14 +10,81 @@ use snappy; rejects skip dictionary encoding (large, written once, rarely read).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from prefkit.errors import OutputError
+
+#: temporary names prefkit writes: ``.<name>.<pid>.<random>.tmp`` (files) and ``.<name>.stage-<pid>-<random>`` /
+#: ``.<name>.old-<pid>-<random>`` (folders); a later run removes those whose process is gone
+TEMP_NAME = re.compile(
+    r"^\.(?P<name>.+)\.(?:(?P<pid>\d+)\.[^.]+\.tmp|(?:stage|old)-(?P<dpid>\d+)-[0-9a-f]{8})$"
+)
+#: names of earlier prefkit versions (no pid): removed only when they hold a prefkit manifest
+LEGACY_NAME = re.compile(r"^\.(?P<name>.+)\.(?:[a-z0-9_]{8}\.tmp|old-[0-9a-f]{8})$")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(folder: Path, name: str | None = None) -> list[Path]:
+    """Remove what a killed prefkit run left in ``folder`` (temporary files and staging / old folders of
+    processes that are gone; only those of ``name`` when given). Returns what was removed."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = TEMP_NAME.match(entry.name)
+        legacy = LEGACY_NAME.match(entry.name) if m is None else None
+        found = m or legacy
+        if found is None or (name is not None and found.group("name") != name):
+            continue
+        if m is not None and _alive(int(m.group("pid") or m.group("dpid"))):
+            continue
+        if legacy is not None and not (entry / "prefkit.json").is_file():
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def os_error(err: OSError, path: Path) -> OutputError:
+    """One line for a failed write: disk full, read-only file system, no permission."""
+    reason = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exceeded",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+    }.get(err.errno, err.strerror or type(err).__name__)
+    return OutputError(
+        f"cannot write {str(path)!r}: {reason}",
+        "free space or choose a writable -o; nothing was left half-written",
+    )
 
 
 def _umask() -> int:
@@ -28,16 +95,52 @@ def _umask() -> int:
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Write through ``write(tmp)`` to a temporary file next to ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
         write(tmp)
         tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600; a written file follows the umask
         os.replace(tmp, path)
+    except OSError as err:
+        raise os_error(err, path) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def staged_dir(target: Path) -> Iterator[Path]:
+    """A new folder next to ``target`` (``.<name>.stage-<pid>-<random>``), removed on error; the caller renames
+    it into place with :func:`swap_in`."""
+    clean_stale(target.parent, target.name)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        stage = target.with_name(f".{target.name}.stage-{os.getpid()}-{os.urandom(4).hex()}")
+        stage.mkdir(mode=0o777)  # the umask applies, like any folder the user makes
+    except OSError as err:
+        raise os_error(err, target) from None
+    try:
+        yield stage
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def swap_in(stage: Path, target: Path) -> None:
+    """Rename ``stage`` to ``target``; an existing ``target`` is moved aside first and removed after."""
+    try:
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}-{os.urandom(4).hex()}")
+            os.replace(target, old)
+            os.replace(stage, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(stage, target)
+    except OSError as err:
+        raise os_error(err, target) from None
 
 
 def hf_schema(table_schema: pa.Schema) -> pa.Schema:

@@ -8,9 +8,9 @@ holds half a push. The endpoint and token are resolved when ``push`` is called (
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,13 +19,12 @@ import pyarrow.parquet as pq
 
 from prefkit.errors import HubError
 from prefkit.output import CARD_NAME, DATA_DIR, MANIFEST_NAME, REJECTS_DIR, OutputFolder, read_output
-from prefkit.sources.hub import LOGIN_HINT
+from prefkit.sources.hub import LOGIN_HINT, describe, http_status, transient, with_retries
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PLOTS_DIR = "plots"
 #: folders prefkit owns in the repo: files there that this push does not write are stale and get deleted
 MANAGED_DIRS = (f"{DATA_DIR}/", f"{REJECTS_DIR}/", f"{PLOTS_DIR}/")
-RETRY_STATUS = {429, 500, 502, 503, 504}
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +98,7 @@ def push(
     token: str | bool | None = None,
     endpoint: str | None = None,
     retries: int = 4,
-    backoff: float = 2.0,
+    backoff: float | None = None,
 ) -> PushResult:
     """Upload the output folder ``folder`` as the dataset repo ``repo_id`` in one commit.
 
@@ -120,7 +119,12 @@ def push(
     from prefkit.publish.licences import license_family
 
     out = read_output(folder)
+    if not out.shards:
+        raise HubError(
+            f"{str(folder)!r} holds no rows to push (the build kept none)", "rebuild it so that it keeps rows"
+        )
     endpoint = resolve_endpoint(endpoint)
+
     token = resolve_token(token)
     if token is None and not dry_run:
         raise HubError("no Hugging Face token found: pushing needs a token with write access", LOGIN_HINT)
@@ -182,26 +186,14 @@ def push(
         )
         if dry_run:
             return result
-        return _commit(api, result, remote, files, message, create_pr, out.manifest)
+        return _commit(api, result, remote, files, message, create_pr, local.card_manifest)
 
-    return _retrying(attempt, retries, backoff, lambda err, n: _hub_error(err, repo_id, branch, endpoint, n))
-
-
-def _retrying(fn, retries: int, backoff: float, to_error):
-    """Call ``fn``; on a transient failure wait ``backoff * 2**n`` seconds and call it again (at most
-    ``retries`` times); any other failure, or the last one, becomes ``to_error(err, attempts)``."""
-    for n in range(retries + 1):
-        try:
-            return fn()
-        except HubError:
-            raise
-        except Exception as err:
-            if not _transient(err) or n == retries:
-                raise to_error(err, n + 1) from err
-            wait = backoff * 2**n
-            logger.warning(f"push attempt {n + 1} failed ({_why(err)}); retrying in {wait:.0f}s")
-            time.sleep(wait)
-    raise AssertionError("unreachable")
+    return with_retries(
+        attempt,
+        lambda err, n: _hub_error(err, repo_id, branch, endpoint, n),
+        retries=retries,
+        backoff=backoff,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ planning
@@ -235,10 +227,10 @@ def _remote_state(api, repo_id: str, branch: str, *, dry_run: bool, warn) -> _Re
         except hf_errors.RevisionNotFoundError:  # a new branch: it will be created from main
             info = api.dataset_info(repo_id)
     except hf_errors.RepositoryNotFoundError as err:
-        if dry_run and _status(err) == 401 and not api.token:
+        if dry_run and http_status(err) == 401 and not api.token:
             warn("not logged in: the dry run cannot see whether the repo exists (or is private)")
             return _Remote(exists=False, checked=False)
-        if dry_run or _status(err) != 401:
+        if dry_run or http_status(err) != 401:
             return _Remote(exists=False)
         raise  # 401 with a token: the token is not valid
     except Exception as err:
@@ -258,7 +250,7 @@ def _remote_card_metadata(api, repo_id: str, sha: str) -> dict:
         path = api.hf_hub_download(repo_id, CARD_NAME, repo_type="dataset", revision=sha)
         return metadata_load(path) or {}
     except Exception as err:  # a card we cannot read is replaced, not merged
-        if _transient(err):
+        if transient(err):
             raise
         return {}
 
@@ -308,7 +300,7 @@ def _source_licence(api, repo_id: str, revision: str | None) -> str | list | Non
     try:
         card = api.dataset_info(repo_id, revision=revision).card_data
     except Exception as err:  # gone, private, gated: "unknown", with a warning by the caller
-        if _transient(err):
+        if transient(err):
             raise
         return None
     return None if card is None else card.get("license")
@@ -328,6 +320,7 @@ class _Local:
 
 def _local_plan(out: OutputFolder, include_rejects: bool, plots: str | Path | None) -> _Local:
     from prefkit.output.stats import current_stats
+    from prefkit.publish.public import public_manifest
     from prefkit.record import features_dict
 
     files: list[tuple[str, Path]] = []
@@ -352,13 +345,11 @@ def _local_plan(out: OutputFolder, include_rejects: bool, plots: str | Path | No
         )
     images = sorted(plot_dir.glob("*.png")) if plot_dir.is_dir() else []
     files += [(f"{PLOTS_DIR}/{p.name}", p) for p in images]
-    card_manifest = {
-        **out.manifest,
-        "stats": {**(out.manifest.get("stats") or {}), "splits": current_stats(out)},
-    }
+    public = public_manifest(out.manifest)
+    card_manifest = {**public, "stats": {**(public.get("stats") or {}), "splits": current_stats(out)}}
     return _Local(
         files=files,
-        manifest=(out.path / MANIFEST_NAME).read_bytes(),
+        manifest=(json.dumps(public, indent=2, default=str) + "\n").encode(),
         card_manifest=card_manifest,
         features=features,
         split_files=split_files,
@@ -411,56 +402,20 @@ def _description(manifest: dict) -> str:
 # ------------------------------------------------------------------------------------------------ errors
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    classes: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    for name in ("httpx2", "httpx", "requests"):
-        try:
-            module = __import__(name)
-        except ImportError:
-            continue
-        for attr in ("TransportError", "ConnectionError", "Timeout"):
-            cls = getattr(module, attr, None) or getattr(getattr(module, "exceptions", None), attr, None)
-            if isinstance(cls, type) and issubclass(cls, BaseException):
-                classes.append(cls)
-    return tuple(classes)
-
-
-def _status(err: BaseException) -> int | None:
-    response = getattr(err, "response", None)
-    return getattr(response, "status_code", None)
-
-
-def _transient(err: BaseException) -> bool:
-    """Worth retrying: the network failed, the Hub was busy, or the branch moved under us."""
-    from huggingface_hub.errors import OfflineModeIsEnabled
-
-    if isinstance(err, OfflineModeIsEnabled):
-        return False
-    if isinstance(err, _transport_errors()):
-        return True
-    return _status(err) in RETRY_STATUS or _status(err) == 412
-
-
-def _why(err: BaseException) -> str:
-    status = _status(err)
-    first = (str(err).strip().splitlines() or [""])[0]
-    return f"HTTP {status}" if status else f"{type(err).__name__}: {first}".rstrip(": ")
-
-
 def _hub_error(err: BaseException, repo_id: str, branch: str, endpoint: str, attempts: int) -> HubError:
     """One clear HubError for whatever the Hub client raised."""
     from huggingface_hub import errors as hf_errors
 
-    status = _status(err)
+    status = http_status(err)
     first = (str(err).strip().splitlines() or [type(err).__name__])[0]
     if isinstance(err, ValueError) and "Invalid metadata in README.md" in str(err):
         detail = "; ".join(line.lstrip("- ") for line in str(err).splitlines()[1:] if line.strip())
         return HubError(
             f"the Hub rejected the dataset card: {detail}", "pass --license with a Hub licence id"
         )
-    if _transient(err):
+    if transient(err):
         return HubError(
-            f"cannot push to {endpoint} after {attempts} attempt(s) ({_why(err)}); a push is one commit, so the repo "
+            f"cannot push to {endpoint} after {attempts} attempt(s) ({describe(err)}); a push is one commit, so the repo "
             "holds all of it or none of it",
             "check your network (or HF_ENDPOINT) and run the same command again",
         )

@@ -18,7 +18,7 @@ from typing import Any
 
 from prefkit.chat.templates import template_hash
 from prefkit.chat.tokenizer import load_tokenizer, tokenizer_hash
-from prefkit.errors import ModelError
+from prefkit.errors import ModelError, require
 from prefkit.sources.hub import fetch_snapshot, looks_like_path
 
 #: Weight file patterns, in order of preference (safetensors when a folder has both).
@@ -67,7 +67,7 @@ class LoadedModel:
 
 def resolve_device(device: str | None = None) -> Any:
     """``auto``/None → ``cuda:LOCAL_RANK`` when CUDA is available (one GPU per torchrun rank), else ``cpu``."""
-    import torch
+    torch = require("torch", "scoring with a model (`prefkit reflogps`, `verify`)")
 
     if device in (None, "", "auto"):
         if torch.cuda.is_available():
@@ -216,7 +216,8 @@ def load_model(
     ``trust_remote_code``, an unsupported attention implementation, or a tokenizer larger than the model's
     vocabulary.
     """
-    import torch  # noqa: F401  (fail here, not deep inside transformers, when torch is missing)
+    require("torch", "scoring with a model (`prefkit reflogps`, `verify`)")
+    require("transformers", "scoring with a model (`prefkit reflogps`, `verify`)")
     from transformers import AutoModelForCausalLM
 
     folder, where = locate_model(model, revision)

@@ -9,6 +9,7 @@ chat-template hashes), dtype, ``max_length``, truncation mode, the TRL tokenizat
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 from prefkit import __version__
 from prefkit.errors import ModelError
@@ -122,4 +123,79 @@ def trl_version() -> str | None:
         return None
 
 
-__all__ = ["CHECKED", "check_build_tokenizer", "differences", "scoring_settings", "section", "trl_version"]
+class ReferenceMismatchError(ValueError):
+    """The stored reference values do not apply to how a trainer tokenizes the rows (raised at construction)."""
+
+
+def check_rows(table: Any, max_length: int | None, truncation_mode: str = "keep_start") -> dict:
+    """Compare a trainer's own tokenization of the rows with the scoring run, row by row, from the stored counts.
+
+    ``table``: Arrow columns ``prompt_ids``, ``chosen_ids``, ``rejected_ids`` (what TRL's ``_prepare_dataset``
+    made), ``ref_chosen_logps``/``ref_rejected_logps`` and, when present, ``chosen_tokens``/``rejected_tokens``
+    (the completion tokens the scoring run summed). A row's values apply when the trainer keeps the same
+    completion tokens: ``min(len(completion), max_length - len(prompt))`` with ``keep_start`` (TRL's collator).
+    Returns ``{"rows", "nulls", "mismatched", "example", "checked"}``.
+    """
+    import numpy as np
+    import pyarrow.compute as pc
+
+    def lengths(name: str) -> np.ndarray:
+        return pc.list_value_length(table.column(name)).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    nulls = table.column("ref_chosen_logps").is_null().to_numpy(zero_copy_only=False)
+    nulls |= table.column("ref_rejected_logps").is_null().to_numpy(zero_copy_only=False)
+    out = {
+        "rows": table.num_rows,
+        "nulls": int(nulls.sum()),
+        "mismatched": 0,
+        "example": None,
+        "checked": False,
+    }
+    if not {"chosen_tokens", "rejected_tokens"} <= set(table.column_names) or not table.num_rows:
+        return out
+    p, c, r = lengths("prompt_ids"), lengths("chosen_ids"), lengths("rejected_ids")
+    bad = np.zeros(table.num_rows, dtype=bool)
+    for have, full in (("chosen_tokens", c), ("rejected_tokens", r)):
+        stored = table.column(have).to_numpy(zero_copy_only=False)
+        want = full if max_length is None else np.minimum(full, np.maximum(max_length - p, 0))
+        if max_length is not None and truncation_mode != "keep_start":
+            bad |= (p + full) > max_length  # other tokens kept than the ones scored
+        known = ~np.isnan(stored.astype(float))
+        bad |= known & (stored.astype(float) != want)
+    out["checked"] = True
+    out["mismatched"] = int(bad.sum())
+    if bad.any():
+        i = int(np.argmax(bad))
+        row = table.column("id")[i].as_py() if "id" in table.column_names else i
+        scored = table.column("chosen_tokens")[i].as_py()
+        out["example"] = (
+            f"row {row}: {scored} chosen tokens scored, {int(c[i])} before this trainer's truncation"
+        )
+    return out
+
+
+def row_problems(check: dict, scored_max_length: Any, max_length: int | None) -> list[tuple[str, str]]:
+    """(message, fix) for each way the rows do not fit the trainer (see :func:`check_rows`)."""
+    problems = []
+    if check["nulls"]:
+        problems.append(
+            (
+                f"{check['nulls']} of {check['rows']} rows have no reference values (their prompt alone filled the "
+                f"scoring max_length={scored_max_length}) but this trainer keeps them (max_length={max_length}); "
+                "TRL's collator fails on the first batch that holds one",
+                f"score again with the trainer's max_length (`prefkit reflogps OUT --model M --max-length "
+                f"{max_length} --overwrite`), or drop those rows (`dataset.filter(lambda r: r['ref_chosen_logps'] "
+                "is not None)`)",
+            )
+        )
+    if check["mismatched"]:
+        problems.append(
+            (
+                f"{check['mismatched']} of {check['rows']} rows are tokenized differently by this trainer than by "
+                f"the scoring run ({check['example']}; scored with max_length={scored_max_length}, trained with "
+                f"max_length={max_length}): their reference values do not apply",
+                "train with the scoring run's max_length, tokenizer and chat template, or score again with the "
+                "trainer's (`prefkit reflogps OUT --model M --max-length N --overwrite`)",
+            )
+        )
+    return problems

@@ -33,12 +33,22 @@ class Source:
     config: str | None = None
     data_dir: str | None = None
     info: dict = field(default_factory=dict)
+    manifest: dict | None = None  # a prefkit output folder read as a source: its manifest
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the user should know about how the source was read."""
+        skipped = self.info.get("skipped") or []
+        if not skipped:
+            return []
+        return [f"{self.spec}: skipped prefkit output folder(s) inside the source: {', '.join(skipped)}"]
 
     @property
     def label(self) -> str:
-        """What the ``source`` column says: ``repo_id[:config]@sha`` or the local path."""
+        """What the ``source`` column says: ``repo_id[:config]@sha``, or a local path the way a reader elsewhere
+        can use it (:func:`public_path`: relative paths as typed, others by their base name)."""
         if self.kind == "local":
-            return self.spec
+            return public_path(self.spec)
         name = (
             self.spec
             + (f":{self.config}" if self.config else "")
@@ -60,6 +70,15 @@ class Source:
         }
 
 
+def public_path(spec: str) -> str:
+    """A local path without machine details: a relative path inside the working folder as typed (``./`` left
+    out), anything else (absolute, ``~``, ``..``) by its base name."""
+    path = Path(spec)
+    if path.is_absolute() or spec.startswith("~") or ".." in path.parts:
+        return path.name or spec
+    return path.as_posix()
+
+
 def load_source(
     source: str | Path,
     *,
@@ -68,22 +87,36 @@ def load_source(
     config: str | None = None,
     data_dir: str | None = None,
     token: str | bool | None = None,
+    sample: int | None = None,
 ) -> Source:
-    """Open ``source`` (Hub id or local path) and return all its splits, or those named in ``split``."""
+    """Open ``source`` (Hub id or local path) and return all its splits, or those named in ``split``.
+
+    Only the wanted splits' files are downloaded; ``sample`` reads just the first rows of each split (streamed
+    from the Hub). Raises :class:`SourceError` with a hint for anything that cannot be read."""
     splits = [split] if isinstance(split, str) else split
     path = Path(source)
     if path.exists():
-        loaded = load_local(path, data_dir=data_dir)
-        return Source(str(source), "local", _select_splits(loaded, splits, str(source)), data_dir=data_dir)
+        loaded, info = load_local(path, data_dir=data_dir)
+        src = Source(str(source), "local", _select_splits(loaded, splits, str(source)), data_dir=data_dir)
+        src.manifest = info.pop("manifest", None)
+        src.info.update(info)
+        if sample is not None:
+            src.splits = {name: head(table, sample) for name, table in src.splits.items()}
+            src.info["sample"] = sample
+        return src
     text = str(source)
     if not HUB_ID.match(text) or text.startswith((".", "/", "~")) or Path(text).suffix in LOCAL_SUFFIXES:
         raise SourceError(
             f"{text!r} is neither an existing file or folder nor a Hub dataset id",
             "check the path, or pass a Hub id like `namespace/name`",
         )
-    from prefkit.sources.hub import load_hub
+    from prefkit.sources.hub import load_hub, sample_hub
 
-    return load_hub(text, splits=splits, revision=revision, config=config, data_dir=data_dir, token=token)
+    read = sample_hub if sample is not None else load_hub
+    extra = {"n": sample} if sample is not None else {}
+    return read(
+        text, splits=splits, revision=revision, config=config, data_dir=data_dir, token=token, **extra
+    )
 
 
 def _select_splits(tables: dict[str, pa.Table], wanted: list[str] | None, name: str) -> dict[str, pa.Table]:

@@ -6,15 +6,94 @@ snapshots of model/tokenizer repos (:func:`fetch_snapshot`), with one-line error
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prefkit.errors import ModelError, SourceError
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from prefkit.sources import Source
 
 LOGIN_HINT = "log in with `hf auth login` or set HF_TOKEN (or pass --token)"
+
+
+#: HTTP statuses worth retrying (the Hub busy or restarting), and the default retries / first wait
+RETRY_STATUS = {429, 500, 502, 503, 504}
+RETRIES = 4
+
+
+def backoff_seconds() -> float:
+    """The first wait between retries (doubling each time); ``PREFKIT_HUB_BACKOFF`` overrides the 2 s default."""
+    try:
+        return float(os.environ.get("PREFKIT_HUB_BACKOFF", "2"))
+    except ValueError:
+        return 2.0
+
+
+def http_status(err: BaseException) -> int | None:
+    return getattr(getattr(err, "response", None), "status_code", None)
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    classes: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for name in ("httpx2", "httpx", "requests"):
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        for attr in ("TransportError", "ConnectionError", "Timeout"):
+            cls = getattr(module, attr, None) or getattr(getattr(module, "exceptions", None), attr, None)
+            if isinstance(cls, type) and issubclass(cls, BaseException):
+                classes.append(cls)
+    return tuple(classes)
+
+
+def transient(err: BaseException) -> bool:
+    """Worth retrying: the network failed, the Hub was busy, or a branch moved under a commit (412)."""
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    if isinstance(err, OfflineModeIsEnabled):
+        return False
+    if isinstance(err, _transport_errors()):
+        return True
+    cause = err.__cause__ or err.__context__
+    if cause is not None and cause is not err and isinstance(cause, _transport_errors()):
+        return True
+    return http_status(err) in RETRY_STATUS or http_status(err) == 412
+
+
+def describe(err: BaseException) -> str:
+    """``HTTP 503`` or ``ConnectError: …`` (secrets masked)."""
+    from prefkit.secrets import redact
+
+    status = http_status(err)
+    first = (str(err).strip().splitlines() or [""])[0]
+    return f"HTTP {status}" if status else redact(f"{type(err).__name__}: {first}".rstrip(": "))
+
+
+def with_retries(fn, to_error, retries: int = RETRIES, backoff: float | None = None):
+    """Call ``fn``; on a transient failure wait ``backoff * 2**n`` seconds and call it again (at most ``retries``
+    times); any other failure, or the last one, becomes ``to_error(err, attempts)`` (a PrefkitError passes)."""
+    from prefkit.errors import PrefkitError
+
+    backoff = backoff_seconds() if backoff is None else backoff
+    for n in range(retries + 1):
+        try:
+            return fn()
+        except PrefkitError:
+            raise
+        except Exception as err:
+            if not transient(err) or n == retries:
+                raise to_error(err, n + 1) from err
+            wait = backoff * 2**n
+            logger.warning(f"Hub request failed ({describe(err)}); retry {n + 1} of {retries} in {wait:.0f}s")
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def load_hub(
@@ -26,84 +105,136 @@ def load_hub(
     data_dir: str | None,
     token: str | bool | None,
 ) -> Source:
-    import datasets
+    """A Hub dataset pinned to the commit ``revision`` resolves to; only the data files of ``splits`` (all when
+    None) are downloaded. Transient failures are retried; every failure is one :class:`SourceError`."""
     from huggingface_hub import HfApi, constants
-    from huggingface_hub import errors as hf_errors
 
     from prefkit.sources import Source
 
     api = HfApi(endpoint=constants.ENDPOINT, token=token)
-    try:
-        sha = api.dataset_info(repo_id, revision=revision).sha
-    except hf_errors.GatedRepoError:
-        raise _gated(repo_id) from None
-    except hf_errors.RepositoryNotFoundError:
-        raise SourceError(
-            f"dataset {repo_id!r} was not found on the Hub (or it is private)",
-            f"check the id; for a private dataset {LOGIN_HINT}; for a local file check the path",
-        ) from None
-    except hf_errors.RevisionNotFoundError:
-        raise SourceError(
-            f"revision {revision!r} not found in dataset {repo_id!r}",
-            "pass an existing branch, tag or commit sha to --revision",
-        ) from None
-    except hf_errors.HfHubHTTPError as err:
-        raise _http_error(repo_id, err) from None
-    except OSError as err:  # connection refused, DNS, timeouts
-        raise SourceError(
-            f"cannot reach the Hub for {repo_id!r}: {err}",
-            "check your network (or HF_ENDPOINT); set HF_HUB_OFFLINE=1 to use the local cache only",
-        ) from None
+    sha = with_retries(lambda: api.dataset_info(repo_id, revision=revision).sha, _error(repo_id, revision))
     kwargs = dict(name=config, data_dir=data_dir, revision=sha, token=token)
-    try:
-        if splits:
-            loaded = {s: datasets.load_dataset(repo_id, split=s, **kwargs) for s in splits}
-        else:
-            loaded = dict(datasets.load_dataset(repo_id, **kwargs))
-    except ValueError as err:
-        message = str(err)
-        if "split" in message.lower() and splits:
-            available = _split_names(repo_id, kwargs)
-            raise SourceError(
-                f"split {next(s for s in splits if s not in available) if available else splits[0]!r} not found in "
-                f"{repo_id!r}; available splits: {', '.join(available) or 'unknown'}",
-                f"pass one of them with --split (e.g. --split {available[0] if available else 'train'})",
-            ) from None
-        if "config" in message.lower() or "builderconfig" in message.lower():
-            raise SourceError(
-                f"{repo_id!r}: {message.splitlines()[0]}", "pass one of the available configs with --config"
-            ) from None
-        raise SourceError(
-            f"cannot load {repo_id!r}: {message.splitlines()[0]}", "check --config/--data-dir/--split"
-        ) from None
-    except FileNotFoundError as err:
-        if "gated" in str(err):
-            raise _gated(repo_id) from None
-        raise SourceError(
-            f"cannot load {repo_id!r}: {str(err).splitlines()[0]}",
-            "check --data-dir / --config: they must name a folder or config of the dataset",
-        ) from None
-    except hf_errors.HfHubHTTPError as err:
-        raise _http_error(repo_id, err) from None
+    files = with_retries(lambda: _split_files(repo_id, kwargs, splits), _error(repo_id, revision, splits))
+    loaded = with_retries(lambda: _load(repo_id, kwargs, files), _error(repo_id, revision, splits))
     tables = {name: ds.data.table for name, ds in loaded.items()}
     return Source(repo_id, "hub", tables, revision=revision, sha=sha, config=config, data_dir=data_dir)
 
 
-def _split_names(repo_id: str, kwargs: dict) -> list[str]:
+def _split_files(repo_id: str, kwargs: dict, splits: list[str] | None) -> dict[str, list[str]] | None:
+    """The data files of the wanted splits (read from the repo listing; nothing is downloaded), or None when the
+    builder does not list them (then every split is loaded)."""
     import datasets
 
-    try:
-        return list(
-            datasets.get_dataset_split_names(
-                repo_id,
-                config_name=kwargs["name"],
-                data_dir=kwargs["data_dir"],
-                revision=kwargs["revision"],
-                token=kwargs["token"],
-            )
+    builder = datasets.load_dataset_builder(repo_id, **kwargs)
+    data_files = builder.config.data_files
+    if not data_files:
+        return None
+    data_files = {str(name): files for name, files in data_files.items()}  # NamedSplit keys
+    available = list(data_files)
+    missing = [s for s in splits or [] if s not in available]
+
+    if missing:
+        raise SourceError(
+            f"split {missing[0]!r} not found in {repo_id!r}; available splits: {', '.join(available)}",
+            f"pass one of them with --split (e.g. --split {available[0]})",
         )
-    except Exception:  # best effort: the error message still names the missing split
-        return []
+    return {s: list(data_files[s]) for s in (splits or available)}
+
+
+def _load(repo_id: str, kwargs: dict, files: dict[str, list[str]] | None) -> dict:
+    import datasets
+
+    if files is None:
+        return dict(datasets.load_dataset(repo_id, **kwargs))
+    loaded = datasets.load_dataset(
+        repo_id, data_files=files, **{k: v for k, v in kwargs.items() if k != "data_dir"}
+    )
+    return {name: loaded[name] for name in files}
+
+
+def sample_hub(
+    repo_id: str,
+    *,
+    splits: list[str] | None,
+    revision: str | None,
+    config: str | None,
+    data_dir: str | None,
+    token: str | bool | None,
+    n: int,
+) -> Source:
+    """The first ``n`` rows of each wanted split, streamed: what `detect` reads (nothing else is downloaded)."""
+    import datasets
+    import pyarrow as pa
+    from huggingface_hub import HfApi, constants
+
+    from prefkit.sources import Source
+
+    api = HfApi(endpoint=constants.ENDPOINT, token=token)
+    sha = with_retries(lambda: api.dataset_info(repo_id, revision=revision).sha, _error(repo_id, revision))
+    kwargs = dict(name=config, data_dir=data_dir, revision=sha, token=token)
+    files = with_retries(lambda: _split_files(repo_id, kwargs, splits), _error(repo_id, revision, splits))
+
+    def take(split: str) -> Any:
+        stream = datasets.load_dataset(repo_id, split=split, streaming=True, **kwargs)
+        rows = list(stream.take(n))
+        schema = stream.features.arrow_schema if stream.features is not None else None
+        return pa.Table.from_pylist(rows, schema=schema)
+
+    names = list(files) if files is not None else (splits or ["train"])
+    tables = {s: with_retries(lambda s=s: take(s), _error(repo_id, revision, [s])) for s in names}
+    source = Source(repo_id, "hub", tables, revision=revision, sha=sha, config=config, data_dir=data_dir)
+    source.info["sample"] = n
+    return source
+
+
+def _error(repo_id: str, revision: str | None, splits: list[str] | None = None):
+    """Turn whatever the Hub clients raised into one SourceError (``attempts``: how many were made)."""
+
+    def to_error(err: Exception, attempts: int) -> SourceError:
+        from huggingface_hub import errors as hf_errors
+
+        if isinstance(err, hf_errors.GatedRepoError):
+            return _gated(repo_id)
+        if isinstance(err, hf_errors.RepositoryNotFoundError):
+            return SourceError(
+                f"dataset {repo_id!r} was not found on the Hub (or it is private)",
+                f"check the id; for a private dataset {LOGIN_HINT}; for a local file check the path",
+            )
+        if isinstance(err, hf_errors.RevisionNotFoundError):
+            return SourceError(
+                f"revision {revision!r} not found in dataset {repo_id!r}",
+                "pass an existing branch, tag or commit sha to --revision",
+            )
+        if transient(err):
+            return SourceError(
+                f"cannot read {repo_id!r} from the Hub after {attempts} attempt(s) ({describe(err)})",
+                "check your network (or HF_ENDPOINT) and run the same command again; HF_HUB_OFFLINE=1 reads the "
+                "local cache only",
+            )
+        if isinstance(err, hf_errors.HfHubHTTPError):
+            return _http_error(repo_id, err)
+        if isinstance(err, FileNotFoundError) and "gated" in str(err).lower():
+            return _gated(repo_id)
+        return _load_error(repo_id, err)
+
+    return to_error
+
+
+def _load_error(repo_id: str, err: Exception) -> SourceError:
+    message = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    lowered = message.lower()
+    if "config" in lowered or "builderconfig" in lowered:
+        return SourceError(f"{repo_id!r}: {message}", "pass one of the available configs with --config")
+    if (
+        isinstance(err, FileNotFoundError)
+        or "data_dir" in lowered
+        or "doesn't contain any data files" in lowered
+    ):
+        return SourceError(
+            f"cannot load {repo_id!r}: {message}",
+            "check --data-dir / --config: they must name a folder or config of the dataset",
+        )
+    return SourceError(f"cannot load {repo_id!r}: {message}", "run again with --debug for the full error")
 
 
 def _gated(repo_id: str) -> SourceError:

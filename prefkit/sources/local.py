@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from prefkit.errors import SourceError
+from prefkit.sources.rows import table_from_rows
 
 LOCAL_SUFFIXES = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv", ".ndjson": "json"}
 
@@ -63,30 +64,66 @@ def head(table: pa.Table | ParquetSplit, n: int) -> pa.Table:
 
 
 def read_file(path: Path) -> pa.Table | ParquetSplit:
+    """One local data file as a table (parquet lazily). Raises :class:`SourceError` naming what is wrong: the line
+    of a malformed JSON row, invalid UTF-8, a duplicated column, a column whose types cannot be reconciled."""
     kind = LOCAL_SUFFIXES.get(path.suffix.lower()) or LOCAL_SUFFIXES.get(Path(path.stem).suffix.lower())
+    if kind is None:
+        raise SourceError(
+            f"unsupported file type {path.suffix!r} for {str(path)!r}",
+            "use .parquet, .jsonl, .json or .csv (optionally .gz), or a dataset folder",
+        )
     try:
         if kind == "parquet" and path.suffix.lower() == ".parquet":
             return ParquetSplit(path)
         if kind == "csv":
             import pyarrow.csv as pacsv
 
-            return pacsv.read_csv(path)
-        if kind == "json":
-            return _read_json(path)
-    except (pa.ArrowInvalid, OSError, ValueError, UnicodeDecodeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            return _plain_columns(_text_columns(_unique_names(pacsv.read_csv(path), path), path))
+
+        return _plain_columns(_unique_names(_read_json(path), path))
+    except SourceError:
+        raise
+    except (pa.ArrowException, OSError, ValueError, UnicodeDecodeError) as err:
+        first = " ".join(str(err).split())[:300] or type(err).__name__
+        what = "parquet (is it complete? a truncated download is not)" if kind == "parquet" else kind
         raise SourceError(
-            f"cannot read {str(path)!r} as {kind}: {first}",
-            f"check that the file is valid {kind} (one JSON object per line for .jsonl)",
+            f"cannot read {str(path)!r} as {kind}: {first}", f"check that the file is valid {what}"
         ) from None
-    raise SourceError(
-        f"unsupported file type {path.suffix!r} for {str(path)!r}",
-        "use .parquet, .jsonl, .json or .csv (optionally .gz), or a dataset folder",
-    )
+
+
+def _unique_names(table: pa.Table, path: Path) -> pa.Table:
+    seen: set[str] = set()
+    for name in table.column_names:
+        if name in seen:
+            raise SourceError(
+                f"column {name!r} appears twice in {str(path)!r}", "rename one of the two columns"
+            )
+        seen.add(name)
+    return table
+
+
+def _text_columns(table: pa.Table, path: Path) -> pa.Table:
+    """A CSV column Arrow could only read as bytes holds text that is not UTF-8."""
+    for field in table.schema:
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            raise SourceError(
+                f"cannot read {str(path)!r}: column {field.name!r} holds text that is not valid UTF-8",
+                "re-encode the file as UTF-8",
+            )
+    return table
+
+
+def _plain_columns(table: pa.Table) -> pa.Table:
+    """Columns that hold only nulls (a header-only CSV, an always-empty JSON key) become strings."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_null(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(pa.string()))
+    return table
 
 
 def _read_json(path: Path) -> pa.Table:
-    """JSON Lines, or a JSON array of objects (Arrow's reader only does the former)."""
+    """JSON Lines, or a JSON array of objects. Arrow's reader first; rows Arrow cannot type (a column that mixes
+    types) or a malformed line go through the row-by-row reader, which names the line."""
     import json
 
     import pyarrow.json as pajson
@@ -98,11 +135,23 @@ def _read_json(path: Path) -> pa.Table:
             head = fh.read(1)
     if head == b"[":
         with opener() as fh:
-            rows = json.load(fh)
+            try:
+                rows = json.load(fh)
+            except json.JSONDecodeError as err:
+                raise SourceError(
+                    f"{str(path)!r} is not valid JSON: {err}", "fix the file at that line"
+                ) from None
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise ValueError("expected a JSON array of objects")
-        return pa.Table.from_pylist(rows)
-    return pajson.read_json(path, read_options=pajson.ReadOptions(block_size=1 << 24))
+            raise SourceError(
+                f"cannot read {str(path)!r}: a JSON array but not of objects", "write one object per row"
+            )
+        return table_from_rows(rows, path, [i + 1 for i in range(len(rows))])
+    try:
+        table = pajson.read_json(path, read_options=pajson.ReadOptions(block_size=1 << 24))
+        table.validate(full=True)  # invalid UTF-8 would otherwise surface much later
+        return table
+    except pa.ArrowException:
+        return _read_json_lines(path)
 
 
 def _open_maybe_gzip(path: Path):
@@ -113,24 +162,132 @@ def _open_maybe_gzip(path: Path):
     return lambda: open(path, "rb")
 
 
-def load_local(path: Path, data_dir: str | None) -> dict[str, pa.Table]:
+def _read_json_lines(path: Path) -> pa.Table:
+
+    import json
+
+    rows, lines = [], []
+    with _open_maybe_gzip(path)() as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise SourceError(
+                    f"{str(path)!r} line {number} is not valid UTF-8", "re-encode the file as UTF-8"
+                ) from None
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise SourceError(
+                    f"cannot read {str(path)!r}: line {number} is not valid JSON: {err.msg} (column {err.colno})",
+                    "fix that line (a .jsonl file holds one JSON object per line)",
+                ) from None
+            if not isinstance(row, dict):
+                raise SourceError(
+                    f"{str(path)!r} line {number} is not a JSON object", "write one object per line"
+                )
+            rows.append(row)
+            lines.append(number)
+    if not rows:
+        raise SourceError(
+            f"cannot read {str(path)!r}: it is empty (no JSON rows)", "point at a file that holds rows"
+        )
+
+    return table_from_rows(rows, path, lines)
+
+
+def is_prefkit_set(folder: Path) -> bool:
+    """A folder prefkit wrote (its manifest is there)."""
+    from prefkit.output.folder import is_prefkit_folder
+
+    return is_prefkit_folder(folder)
+
+
+def _prefkit_set(folder: Path) -> tuple[dict[str, pa.Table], dict]:
+    """A prefkit output folder read as a source: its data splits with every column (extra ones included)."""
+    from prefkit.output import read_output
+
+    out = read_output(folder)
+    splits = {}
+    for split, paths in out.shards.items():
+        parts = [ParquetSplit(p) for p in paths]
+        splits[split] = (
+            parts[0]
+            if len(parts) == 1
+            else pa.concat_tables([part.select(part.column_names) for part in parts])
+        )
+    return splits, {"prefkit_set": True, "manifest": out.manifest}
+
+
+def _nested_sets(folder: Path) -> list[Path]:
+    """prefkit output folders inside ``folder`` (a build written into a source folder): never read as input."""
+    return sorted(
+        p.parent for p in folder.rglob("prefkit.json") if p.parent != folder and is_prefkit_set(p.parent)
+    )
+
+
+def _data_files_without(folder: Path, skip: list[Path]) -> dict[str, list[str]] | None:
+    """The data files ``datasets`` would read in ``folder``, minus those inside ``skip``."""
+    from datasets.data_files import DataFilesDict, get_data_patterns
+
+    patterns = get_data_patterns(str(folder))
+    files = DataFilesDict.from_patterns(patterns, base_path=str(folder))
+    keep = {}
+    for split, paths in files.items():
+        mine = [f for f in paths if not any(s in Path(f).resolve().parents for s in skip)]
+        if mine:
+            keep[split] = mine
+    return keep or None
+
+
+def load_local(path: Path, data_dir: str | None) -> tuple[dict[str, pa.Table], dict]:
+    """A local file or folder → (splits, info). ``info`` says what was read: ``prefkit_set`` (a folder prefkit
+    wrote: its data, every column) and ``skipped`` (prefkit output folders found inside a source folder)."""
     if path.is_file():
-        return {"train": read_file(path)}
-    folder = path / data_dir if data_dir else path
+        return {"train": read_file(path)}, {}
+    folder = (path / data_dir if data_dir else path).resolve()
+    if is_prefkit_set(folder):
+        return _prefkit_set(folder)
     if (folder / "dataset_dict.json").exists() or (folder / "state.json").exists():
         import datasets
 
         loaded = datasets.load_from_disk(str(folder))
         if isinstance(loaded, datasets.Dataset):
-            return {"train": loaded.data.table}
-        return {name: ds.data.table for name, ds in loaded.items()}
-    try:
-        import datasets
+            return {"train": loaded.data.table}, {}
+        return {name: ds.data.table for name, ds in loaded.items()}, {}
+    skip = _nested_sets(folder)
+    info = {"skipped": [str(p) for p in skip]} if skip else {}
+    return _load_folder(path.resolve(), data_dir, skip), info
 
-        loaded = datasets.load_dataset(str(path), data_dir=data_dir)
-    except (FileNotFoundError, ValueError) as err:
-        raise SourceError(
-            f"cannot read folder {str(path)!r} as a dataset: {str(err).splitlines()[0] if str(err) else err}",
-            "point at a data file, a `save_to_disk` folder, or a folder with data files (e.g. data/train-*.parquet)",
-        ) from None
+
+def _load_folder(path: Path, data_dir: str | None, skip: list[Path]) -> dict[str, pa.Table]:
+    import datasets
+
+    try:
+        if skip:
+            files = _data_files_without(path / data_dir if data_dir else path, skip)
+            if files is None:
+                raise FileNotFoundError("no data files besides prefkit output folders")
+            loaded = datasets.load_dataset(str(path), data_files=files)
+        else:
+            loaded = datasets.load_dataset(str(path), data_dir=data_dir)
+    except Exception as err:  # datasets raises many types for a folder it cannot read
+        raise _folder_error(path, err) from None
     return {name: ds.data.table for name, ds in loaded.items()}
+
+
+def _folder_error(path: Path, err: Exception) -> SourceError:
+    text = " ".join(str(err).split()) or type(err).__name__
+    cause = getattr(err, "__cause__", None)
+    detail = " ".join(str(cause).split()) if cause is not None else ""
+    if any(w in (text + detail).lower() for w in ("cast", "schema", "column names don't match", "mismatch")):
+        return SourceError(
+            f"the files in folder {str(path)!r} do not share one schema (columns or types differ): {(detail or text)[:300]}",
+            "give the files that differ as separate sources (prefkit build a.parquet b.parquet), or make them match",
+        )
+    return SourceError(
+        f"cannot read folder {str(path)!r} as a dataset: {text[:300]}",
+        "point at a data file, a `save_to_disk` folder, or a folder with data files (e.g. data/train-*.parquet)",
+    )
