@@ -14,7 +14,7 @@ precompute when it has not::
         model=model, ref_model=None, processing_class=tokenizer,
         args=DPOConfig(precompute_ref_log_probs=True, max_length=1024, ...),
         train_dataset=load_dataset("hermes2k")["train"],
-        prefkit_manifest="hermes2k",   # optional: warn if model/tokenizer/max_length differ from the scoring run
+        prefkit_manifest="hermes2k",   # optional: also checks model, tokenizer, template, max_length
     )
 
 With ``precompute_ref_log_probs=True`` and ``ref_model=None`` TRL (>= 1.2) keeps no reference copy; this

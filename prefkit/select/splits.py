@@ -50,17 +50,22 @@ def components(rows: pl.DataFrame, keys: tuple[str, ...] = KEYS) -> pl.Series:
 def test_target(total_kept: int, test_size: float | None, test_rows: int | None) -> int:
     """How many kept rows the test side should get at least; errors with a hint on bad values."""
     if test_size is not None and test_rows is not None:
-        raise SelectionError("--test-size and --test-rows both given", "pass one of them")
+        raise SelectionError(
+            "--test-size (test_size=) and --test-rows (test_rows=) both given", "pass one of them"
+        )
     if test_size is not None:
         if not 0 < test_size < 1:
             raise SelectionError(
-                f"--test-size {test_size} is not a fraction", "use a value between 0 and 1, e.g. 0.05"
+                f"--test-size (test_size=) {test_size} is not a fraction",
+                "use a value between 0 and 1, e.g. 0.05",
             )
         target = max(1, round(test_size * total_kept))
     else:
         assert test_rows is not None
         if test_rows < 1:
-            raise SelectionError(f"--test-rows {test_rows} is not a row count", "use a positive number")
+            raise SelectionError(
+                f"--test-rows (test_rows=) {test_rows} is not a row count", "use a positive number"
+            )
         target = test_rows
     if target >= total_kept:
         raise SelectionError(
