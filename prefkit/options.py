@@ -128,6 +128,11 @@ class FilterOptions(OptionGroup):
         False, "Keep rows whose text holds chat-template tokens (dropped by default)."
     )
     min_margin: float | None = option(None, "Drop rows whose margin is below this value.")
+    negative_margin: Literal["keep", "drop", "flip"] = option(
+        "keep",
+        "Pairs whose own scores prefer the rejected answer (margin < 0; always counted): keep them, drop them, "
+        "or flip them (swap chosen and rejected).",
+    )
     max_length: int | None = option(
         None,
         "Drop rows whose prompt + answer (either answer) has more than N tokens of --tokenizer, counted as "

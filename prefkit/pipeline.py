@@ -30,7 +30,7 @@ from prefkit.options import BuildOptions, flag, load_recipe, recipe
 from prefkit.output.rejects import concat_rejects, reject_table
 from prefkit.output.stats import split_stats
 from prefkit.progress import track
-from prefkit.record import to_records
+from prefkit.record import to_records, used_fields
 from prefkit.select import Part, assign_test_split, select_across, select_within
 from prefkit.select.splits import by_output_split
 from prefkit.sources import Source, load_source
@@ -105,18 +105,27 @@ def build(
 
     start = time.perf_counter()
     specs, options = resolve(sources, options, recipe_file, flat)
-    target, token_drop = token_stage(options, progress)
+    target, target_check = token_stage(options, progress)
 
     loaded, presets = load_sources(specs, options, token, progress)
-    parts = normalise_parts(loaded, specs, presets, options, token_drop, progress)
+    parts = normalise_parts(loaded, specs, presets, options, target_check, progress)
     scales = select_across(parts, specs, options.select)
     split_info = assign_test_split(parts, options.select)
     splits, rejects, counts, described = collect(parts, options, split_info is not None)
     manifest = make_manifest(loaded, specs, presets, described, counts, options, command, scales)
     warnings = [w for src in loaded for w in src.warnings] + carry_sections(loaded, parts, manifest)
+    warnings += [
+        f"{p.src.label} ({p.split}): columns no mapping reads: "
+        + ", ".join(f"{c} ({n:,} non-null)" for c, n in p.unused.items())
+        for p in parts
+        if p.unused
+    ]
+
     if split_info is not None:
         manifest["test_split"] = split_info
-    splits = shape_outputs(splits, manifest, target, options, token_drop is not None)
+    splits = shape_outputs(
+        splits, manifest, target, options, target_check is not None and target_check.options.active
+    )
     manifest["stats"] = {
         "splits": {name: split_stats(table) for name, table in splits.items() if table.num_rows}
     }
@@ -225,7 +234,7 @@ def _first(*values: Any) -> Any:
 
 
 def normalise_parts(
-    loaded: list[Source], specs: list, presets: list, options: BuildOptions, token_drop: Any, progress: bool
+    loaded: list[Source], specs: list, presets: list, options: BuildOptions, target_check: Any, progress: bool
 ) -> list[Part]:
     """Detect, normalise, validate, filter and select within each split of each source."""
     fmt = options.formats
@@ -258,11 +267,23 @@ def normalise_parts(
         )
         mapping = _carry(mapping, loaded[i], table.schema)
         raw = table if options.output.full_rejects else table.select(used_columns(mapping))
-        df = classify_part(raw, mapping, options, token_drop)
+        df = classify_part(raw, mapping, options, target_check)
         out = pre.split_names.get(name, name) if len(specs) > 1 and use_preset else name
-        parts.append(Part(loaded[i], specs[i], pre if use_preset else None, name, out, raw, mapping, df))
+        part = Part(loaded[i], specs[i], pre if use_preset else None, name, out, raw, mapping, df)
+        part.unused = unused_columns(table, mapping)
+        parts.append(part)
     _check_family_options(explicit, used)
     return parts
+
+
+def unused_columns(table: Any, mapping: Any) -> dict[str, int]:
+    """Source columns no mapping reads that hold values (name → non-null count): reported, never dropped in
+    silence (a prefkit set's own bookkeeping columns are not listed)."""
+    from prefkit.sources import non_null_counts
+
+    read = set(used_columns(mapping)) | {"source", "source_index", "id"}
+    candidates = [c for c in table.column_names if c not in read]
+    return {c: n for c, n in non_null_counts(table, candidates).items() if n}
 
 
 def _carry(mapping: Any, src: Source, schema: pa.Schema) -> Any:
@@ -278,7 +299,9 @@ def _carry(mapping: Any, src: Source, schema: pa.Schema) -> Any:
     return replace(mapping, extra={**mapping.extra, "carry": carry}) if carry else mapping
 
 
-def classify_part(raw: pa.Table, mapping: Any, options: BuildOptions, token_drop: Any = None) -> pl.DataFrame:
+def classify_part(
+    raw: pa.Table, mapping: Any, options: BuildOptions, target_check: Any = None
+) -> pl.DataFrame:
     """One split of one source: normalise, apply ``--system``, validate, filter, then ``--top``/``--max-rows``.
 
     One row per candidate pair with ``stage``/``reason`` and ``source_index`` (the source row it came from).
@@ -287,7 +310,7 @@ def classify_part(raw: pa.Table, mapping: Any, options: BuildOptions, token_drop
     if "source_index" not in df.columns:
         df = df.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("source_index"))
     df = apply_system(df, options.formats.system, options.formats.system_text)
-    df = classify(df, options.filters, token_drop)
+    df = classify(df, options.filters, target_check)
     sel = options.select
     ranked = [
         f
@@ -323,11 +346,12 @@ def collect(
     rejects: dict[str, list[pa.Table]] = {}
     counts: dict[str, Counts] = {}
     described = []
+    fields = used_fields([p.df.filter(pl.col("stage") == "kept") for p in parts])  # one schema for the set
     for part in parts:
         part_counts = Counts()
         groups = by_output_split(part.df) if split_by_out else [(part.out, None)]
         for out_name, where in groups:
-            records, rejected, c = part_output(part, options, where)
+            records, rejected, c = part_output(part, options, where, fields)
             kept.setdefault(out_name, []).append(records)
             rejects.setdefault(out_name, []).append(rejected)
             counts[out_name] = counts.get(out_name, Counts()) + c
@@ -338,17 +362,20 @@ def collect(
                 "split": part.split,
                 "format": part.mapping.to_dict(),
                 "counts": part_counts.to_dict(),
+                **({"unused_columns": part.unused} if part.unused else {}),
             }
         )
+
     splits = {name: pa.concat_tables(tables) for name, tables in kept.items()}
     reject_tables = {name: concat_rejects(tables) for name, tables in rejects.items()}
     return splits, reject_tables, {n: c.to_dict() for n, c in counts.items()}, described
 
 
 def part_output(
-    part: Part, options: BuildOptions, where: pl.Expr | None
+    part: Part, options: BuildOptions, where: pl.Expr | None, fields: tuple = ((), ())
 ) -> tuple[pa.Table, pa.Table, Counts]:
-    """Records, rejects and counts of one part (``where``: only the rows on one side of a test split)."""
+    """Records, rejects and counts of one part (``where``: only the rows on one side of a test split; ``fields``:
+    the optional message and row fields the set's schema holds)."""
     df = part.df
     inside = (
         pl.Series([True] * df.height, dtype=pl.Boolean) if where is None else df.select(where).to_series()
@@ -361,7 +388,7 @@ def part_output(
     kept = df.filter(mask & inside)
     if "_rank" in kept.columns:
         kept = kept.sort("_rank")
-    records = to_records(kept, part.src.label, tuple(part.mapping.extra.get("carry") or ()))
+    records = to_records(kept, part.src.label, tuple(part.mapping.extra.get("carry") or ()), fields)
     upsampled = 0
     if copies is not None and copies.height and "_prow" in kept.columns:
         # a copy is its original's record again (same id): taken from the records, not recomputed

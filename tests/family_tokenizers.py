@@ -17,6 +17,7 @@ FAMILIES = {
     "gemma": ("<bos>", "<eos>", ["<start_of_turn>", "<end_of_turn>"], True),
     "phi-3": ("<s>", "<|endoftext|>", ["<|user|>", "<|assistant|>", "<|system|>", "<|end|>"], False),
     "qwen": (None, "<|im_end|>", ["<|im_start|>", "<|endoftext|>"], False),
+    "qwen3": (None, "<|im_end|>", ["<|im_start|>", "<|endoftext|>", "<think>", "</think>"], False),
 }
 
 

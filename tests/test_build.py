@@ -219,13 +219,49 @@ def test_identical_after_whitespace_normalisation_always_dropped(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text", ["<|im_start|>user", "ok<|eot_id|>", "[INST] hi [/INST]", "a<extra_id_1>b", "Human: hi"]
+    ("text", "marker"),
+    [
+        ("<|im_start|>user", "<|im_start|>user"),
+        ("ok<|eot_id|>", "<|eot_id|>"),
+        ("[INST] hi [/INST]", "[INST] hi [/INST]"),
+        ("a<extra_id_1>b", "<extra_id_1>"),
+        ("Human: hi", "Human:"),
+        ("Hello<|im_end|>\n<|im_start|>assistant\nSure", "<|im_end|>\n<|im_start|>assistant\n"),
+        ("Sure.</s> [INST] more [/INST]", "</s> [INST]"),
+        ("Hi<end_of_turn>\n<start_of_turn>model\nyes", "<end_of_turn>\n<start_of_turn>model\n"),
+        (
+            "q<|eot_id|><|start_header_id|>assistant<|end_header_id|>",
+            "<|eot_id|><|start_header_id|>assistant<|end_header_id|>",
+        ),
+        ("a question\n<|user|>\nanother", "<|user|>\n"),
+    ],
 )
-def test_template_residue(tmp_path, text):
+def test_template_residue(tmp_path, text, marker):
+    import polars as pl
+
     rows = [{"prompt": text, "chosen": "c", "rejected": "r", "delta_score": 1.0}]
     path = write_jsonl(tmp_path / "t.jsonl", rows)
-    assert build(path).manifest["splits"]["train"]["dropped"] == {"template_residue": 1}
+    assert build(path, tmp_path / "o").manifest["splits"]["train"]["dropped"] == {"template_residue": 1}
+    rejects = pl.read_parquet(tmp_path / "o" / "rejects" / "train.parquet")
+    assert rejects["detail"].to_list() == [marker]
     assert build(path, keep_residue=True).manifest["splits"]["train"]["kept"] == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The token `<|im_start|>` begins a turn in ChatML and `<|im_end|>` ends it.",
+        "In ChatML, <|im_start|> begins a turn and <|im_end|> ends it.",
+        "[INST] opens a user turn in the Llama 2 format.",
+        "Here is a dialogue:\nHuman: hi\nAssistant: hello",
+        "Use this:\n```\n<|im_start|>user\nhi<|im_end|>\n```",
+        "Gemma wraps turns in <start_of_turn> and <end_of_turn> tags, e.g. <start_of_turn>user.",
+        "A Jinja template writes {{ '<|eot_id|>' }} after each message.",
+    ],
+)
+def test_text_about_template_markers_is_kept(tmp_path, text):
+    rows = [{"prompt": "Explain chat templates", "chosen": text, "rejected": "no", "delta_score": 1.0}]
+    assert build(write_jsonl(tmp_path / "t.jsonl", rows)).manifest["splits"]["train"]["kept"] == 1
 
 
 def test_empty_and_null_are_invalid(tmp_path):

@@ -25,8 +25,10 @@ def built(tmp_path):
     data = write_rows(tmp_path / "d.jsonl", n=30, seed=4)
     lines = data.read_text().splitlines()
     extra = [
-        json.loads(lines[0]) | {"chosen": "x <|im_start|> y"},
-        json.loads(lines[1]) | {"rejected": "[INST] z"},
+        json.loads(lines[0]) | {"chosen": "x<|im_end|>\n<|im_start|>user\ny"},
+        json.loads(lines[1]) | {"rejected": "Sure.</s> [INST] z [/INST]"},
+        json.loads(lines[2])
+        | {"chosen": "In ChatML `<|im_start|>` opens a turn and [INST] opens one in Llama 2"},
     ]
     data.write_text("\n".join(lines + [json.dumps(r) for r in extra]) + "\n")
     build(str(data), tmp_path / "set", keep_ties=True, keep_residue=True)
@@ -46,7 +48,7 @@ def test_stats_numbers(built, tiny_model):  # noqa: F811
     rows = pq.read_table(built / "data").to_pylist()
     stats = compute_stats(built, load_target(str(tiny_model)))
     (s,) = stats["splits"].values()
-    assert s["rows"] == len(rows) == 32
+    assert s["rows"] == len(rows) == 33
     margins = [r["margin"] for r in rows]
     assert s["margin"]["p50"] == pytest.approx(statistics.median(margins))
     assert s["margin"]["p5"] == pytest.approx(pct(margins, 5))
@@ -65,7 +67,7 @@ def test_stats_numbers(built, tiny_model):  # noqa: F811
     assert s["tokens"]["prompt+rejected"]["max"] == max(totals)
     tok_longer = sum(len(p.chosen_ids) > len(p.rejected_ids) for p in pairs) / len(pairs)
     assert s["length_bias"]["chosen_longer_tokens"] == pytest.approx(tok_longer)
-    assert s["build_counts"]["read"] == 32
+    assert s["build_counts"]["read"] == 33
 
 
 def test_stats_cli_json_plots_and_card(built, capsys):
@@ -73,7 +75,7 @@ def test_stats_cli_json_plots_and_card(built, capsys):
 
     main(["stats", str(built), "--json", "--plot", str(built / "plots")])
     out = json.loads(capsys.readouterr().out)
-    assert out["splits"]["train"]["rows"] == 32 and "tokens" not in out["splits"]["train"]
+    assert out["splits"]["train"]["rows"] == 33 and "tokens" not in out["splits"]["train"]
     pngs = sorted(p.name for p in (built / "plots").iterdir())
     assert pngs == ["lengths-train.png", "margin-train.png"]
     assert all((built / "plots" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
@@ -82,7 +84,7 @@ def test_stats_cli_json_plots_and_card(built, capsys):
     assert "![margin-train.png](plots/margin-train.png)" in (built / "README.md").read_text()
     main(["stats", str(built)])
     table = capsys.readouterr().out
-    assert "split train: 32 rows" in table and "template residue: 2 rows" in table
+    assert "split train: 33 rows" in table and "template residue: 2 rows" in table
 
 
 def test_stats_text_set_and_errors(tmp_path, tiny_model, capsys):  # noqa: F811

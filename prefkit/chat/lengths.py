@@ -118,19 +118,25 @@ def message_token_lengths(
     rejected: Sequence[Sequence[Mapping[str, Any]]],
     need_prompt: bool = True,
     on_batch: Callable[[int], None] | None = None,
+    extras: Sequence[Mapping[str, Any] | None] | None = None,
+    refused: dict[int, str] | None = None,
 ) -> TokenLengths:
     """Token counts of message rows as TRL's ``DPOTrainer`` tokenizes them (conversational rule).
 
     ``need_prompt=False`` renders and counts only prompt+answer (enough for ``max_length``); ``on_batch(rows)``
-    is called after each batch (progress).
+    is called after each batch (progress); ``extras[i]``: row ``i``'s tools / template keyword arguments. Rows
+    the template refuses raise, or with a ``refused`` dict are counted as empty and listed there (row → message).
     """
+    from prefkit.chat.render import render_parts
+
     out = TokenLengths([], [], [] if need_prompt else None)
     for start in range(0, len(prompts), BATCH_ROWS):
         sl = slice(start, start + BATCH_ROWS)
-        ps, cs, rs = prompts[sl], chosen[sl], rejected[sl]
-        pc = renderer.render([list(a) + list(b) for a, b in zip(ps, cs, strict=True)])
-        pr = renderer.render([list(a) + list(b) for a, b in zip(ps, rs, strict=True)])
-        p = renderer.render(ps, add_generation_prompt=True) if need_prompt else None
+        ex = extras[sl] if extras is not None else None
+        batch: dict[int, str] | None = {} if refused is not None else None
+        p, pc, pr = render_parts(renderer, prompts[sl], chosen[sl], rejected[sl], ex, batch, need_prompt)
+        if refused is not None and batch:
+            refused.update({start + i: message for i, message in batch.items()})
         cuts = split_markers(tokenizer)
         if cuts:
             out.extend(_shared_head_lengths(tokenizer, cuts, p, pc, pr))
@@ -141,7 +147,7 @@ def message_token_lengths(
                 TokenLengths(encode_lengths(tokenizer, pc, False), encode_lengths(tokenizer, pr, False))
             )
         if on_batch is not None:
-            on_batch(len(ps))
+            on_batch(len(pc))
     return out
 
 
@@ -252,5 +258,5 @@ def text_token_lengths(
         else:
             out.extend(TokenLengths(encode_lengths(tokenizer, pc, True), encode_lengths(tokenizer, pr, True)))
         if on_batch is not None:
-            on_batch(len(ps))
+            on_batch(len(pc))
     return out

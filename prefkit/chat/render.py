@@ -35,11 +35,32 @@ def render_parts(
     prompts: Sequence[Sequence[Mapping[str, Any]]],
     chosen: Sequence[Sequence[Mapping[str, Any]]],
     rejected: Sequence[Sequence[Mapping[str, Any]]],
-) -> tuple[list[str], list[str], list[str]]:
-    """Rendered ``P`` (with generation prompt), ``PC`` and ``PR`` for each row (the strings TRL tokenizes)."""
-    p = renderer.render(prompts, add_generation_prompt=True)
-    pc = renderer.render([list(a) + list(b) for a, b in zip(prompts, chosen, strict=True)])
-    pr = renderer.render([list(a) + list(b) for a, b in zip(prompts, rejected, strict=True)])
+    extras: Sequence[Mapping[str, Any] | None] | None = None,
+    refused: dict[int, str] | None = None,
+    need_prompt: bool = True,
+) -> tuple[list[str] | None, list[str], list[str]]:
+    """Rendered ``P`` (with generation prompt), ``PC`` and ``PR`` for each row (the strings TRL tokenizes);
+    ``extras[i]``: row ``i``'s tools / template keyword arguments; ``P`` is None without ``need_prompt``.
+
+    A row the template refuses raises :class:`~prefkit.errors.ModelError`, or, with a ``refused`` dict, renders
+    as ``""`` and ``refused[i]`` holds the template's one-line message.
+    """
+    parts = []
+    for convs, gen in (
+        ([list(a) + list(b) for a, b in zip(prompts, chosen, strict=True)], False),
+        ([list(a) + list(b) for a, b in zip(prompts, rejected, strict=True)], False),
+        (prompts if need_prompt else None, True),
+    ):
+        if convs is None:
+            parts.append(None)
+            continue
+        texts, failures = renderer.render_rows(convs, add_generation_prompt=gen, extras=extras)
+        if failures and refused is None:
+            raise next(iter(failures.values()))
+        for i, err in failures.items():
+            refused.setdefault(i, err.message)  # type: ignore[union-attr]
+        parts.append(texts)
+    pc, pr, p = parts
     return p, pc, pr
 
 
@@ -48,10 +69,13 @@ def render_text(
     prompts: Sequence[Sequence[Mapping[str, Any]]],
     chosen: Sequence[Sequence[Mapping[str, Any]]],
     rejected: Sequence[Sequence[Mapping[str, Any]]],
+    extras: Sequence[Mapping[str, Any] | None] | None = None,
+    refused: dict[int, str] | None = None,
 ) -> tuple[list[str], list[str], list[str]]:
-    """Message rows → text rows (prompt, chosen, rejected strings) exactly as TRL's ``apply_chat_template``."""
+    """Message rows → text rows (prompt, chosen, rejected strings) exactly as TRL's ``apply_chat_template``
+    (``refused``: see :func:`render_parts`)."""
     out_p, out_c, out_r = [], [], []
-    for p, pc, pr in zip(*render_parts(renderer, prompts, chosen, rejected), strict=True):
+    for p, pc, pr in zip(*render_parts(renderer, prompts, chosen, rejected, extras, refused), strict=True):
         a, b, c = split_rendered(p, pc, pr)
         out_p.append(a)
         out_c.append(b)
@@ -60,15 +84,15 @@ def render_text(
 
 
 def text_table(table: Any, target: Any) -> Any:
-    """A kept-rows Arrow table with ``prompt``/``chosen``/``rejected`` replaced by TRL-split rendered strings."""
+    """A kept-rows Arrow table with ``prompt``/``chosen``/``rejected`` replaced by TRL-split rendered strings
+    (the row-level ``tools`` / ``chat_template_kwargs`` are used in rendering and stay as columns)."""
+    import polars as pl
     import pyarrow as pa
 
-    text = render_text(
-        target.renderer,
-        table.column("prompt").to_pylist(),
-        table.column("chosen").to_pylist(),
-        table.column("rejected").to_pylist(),
-    )
+    from prefkit.record import frame_rows
+
+    prompts, chosen, rejected, extras = frame_rows(pl.from_arrow(table))
+    text = render_text(target.renderer, prompts, chosen, rejected, extras)
     for name, values in zip(("prompt", "chosen", "rejected"), text, strict=True):
         table = table.set_column(table.column_names.index(name), name, pa.array(values, pa.string()))
     return table

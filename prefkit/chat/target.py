@@ -37,6 +37,16 @@ class Target:
             )
         return self.tokenizer
 
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        """The tokenizer's special tokens (or a built-in template's ``bos_token``/``eos_token``): text that
+        should never appear inside a message where a turn starts or ends (:mod:`prefkit.filters.residue`)."""
+        if self.tokenizer is not None:
+            tokens = getattr(self.tokenizer, "all_special_tokens", None) or []
+        else:
+            tokens = [v for v in self.renderer.variables.values() if isinstance(v, str)]
+        return tuple(dict.fromkeys(t for t in tokens if isinstance(t, str) and t))
+
     def manifest_entry(self, **settings: Any) -> dict[str, Any]:
         """``manifest["tokenizer"]``: identity and hashes of tokenizer and template, plus ``settings``."""
         from prefkit.chat.tokenizer import tokenizer_hash

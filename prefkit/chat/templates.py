@@ -183,50 +183,86 @@ class ChatRenderer:
         return guarded_template(self.template)
 
     def render(
-        self, conversations: Sequence[Sequence[Mapping[str, Any]]], add_generation_prompt: bool = False
+        self,
+        conversations: Sequence[Sequence[Mapping[str, Any]]],
+        add_generation_prompt: bool = False,
+        extras: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> list[str]:
-        """Render a batch of conversations (lists of ``{role, content}``) to strings.
+        """Render a batch of conversations to strings, like ``apply_chat_template(..., tokenize=False)``.
 
-        Plain ``{role: str, content: str}`` messages (every canonical record) go straight to transformers'
-        compiled template, which is what ``render_jinja_template`` does after copying them; anything else
-        (tool calls, reasoning fields, None values) goes through ``render_jinja_template`` itself.
+        ``extras[i]``: row ``i``'s ``tools`` and chat-template keyword arguments (what TRL passes). Raises
+        :class:`ModelError` when the template fails on any row (see :meth:`render_rows` to keep going).
         """
-        if not conversations:
-            return []
-        try:
-            compiled = self._compiled()
-            out = []
-            for chat in conversations:
-                if all(
+        texts, failures = self.render_rows(conversations, add_generation_prompt, extras)
+        if failures:
+            raise next(iter(failures.values()))
+        return texts
+
+    def render_rows(
+        self,
+        conversations: Sequence[Sequence[Mapping[str, Any]]],
+        add_generation_prompt: bool = False,
+        extras: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> tuple[list[str], dict[int, ModelError]]:
+        """Render each conversation; rows the template refuses (``raise_exception``, a type it cannot handle)
+        are ``""`` with their error in the second value. A template that cannot compile or hits a limit raises.
+
+        Plain ``{role: str, content: str}`` messages go straight to transformers' compiled template (what
+        ``render_jinja_template`` does after copying them); anything else (tool calls, reasoning, None values,
+        tools, keyword arguments) goes through ``render_jinja_template`` itself.
+        """
+        import jinja2
+
+        out: list[str] = []
+        failures: dict[int, ModelError] = {}
+        compiled = self._compiled_or_raise()
+        for i, chat in enumerate(conversations):
+            extra = extras[i] if extras is not None else None
+            try:
+                if not extra and all(
                     type(m) is dict and m.keys() == _PLAIN_KEYS and type(m["content"]) is str for m in chat
                 ):
-                    out.append(
-                        compiled.render(
-                            messages=chat,
-                            tools=None,
-                            documents=None,
-                            add_generation_prompt=add_generation_prompt,
-                            **self.variables,
-                        )
-                    )
+                    kwargs = {
+                        "tools": None,
+                        "documents": None,
+                        "add_generation_prompt": add_generation_prompt,
+                    }
+                    out.append(compiled.render(messages=chat, **kwargs, **self.variables))
                 else:
-                    out.append(self._render_general(chat, add_generation_prompt))
-            return out
-        except Exception as err:  # jinja syntax errors, raise_exception(...) in the template, bad roles
+                    out.append(self._render_general(chat, add_generation_prompt, extra))
+            except (jinja2.exceptions.TemplateSyntaxError, jinja2.exceptions.SecurityError) as err:
+                raise template_error(err) from err
+            except Exception as err:  # raise_exception(...) in the template, a role or type it cannot handle
+                failures[i] = template_error(err)
+                out.append("")
+        return out, failures
+
+    def _compiled_or_raise(self) -> Any:
+        try:
+            return self._compiled()
+        except Exception as err:
             raise template_error(err) from err
 
-    def _render_general(self, chat: Sequence[Mapping[str, Any]], add_generation_prompt: bool) -> str:
+    def _render_general(
+        self,
+        chat: Sequence[Mapping[str, Any]],
+        add_generation_prompt: bool,
+        extra: Mapping[str, Any] | None = None,
+    ) -> str:
         from transformers.utils import chat_template_utils as ctu
 
         chat = [{k: v for k, v in dict(m).items() if v is not None} for m in chat]
+        extra = dict(extra or {})
+        tools = extra.pop("tools", None)
         real = ctu._compile_jinja_template
         ctu._compile_jinja_template = guarded_template  # transformers' preparation, prefkit's size limits
         try:
             rendered, _ = ctu.render_jinja_template(
                 conversations=[chat],
+                tools=tools,
                 chat_template=self.template,
                 add_generation_prompt=add_generation_prompt,
-                **self.variables,
+                **{**self.variables, **extra},
             )
         finally:
             ctu._compile_jinja_template = real

@@ -64,14 +64,10 @@ def is_conversational(row: Mapping[str, Any]) -> bool:
 
 def extract_prompt(row: Mapping[str, Any]) -> dict[str, Any]:
     """TRL's ``extract_prompt``: split an implicit prompt (common prefix of chosen and rejected)."""
-    chosen, rejected = row["chosen"], row["rejected"]
-    idx = 0
-    for idx in range(min(len(chosen), len(rejected))):
-        if chosen[idx] != rejected[idx]:
-            if chosen[idx - 1] == " ":  # remove space before the prompt
-                idx -= 1
-            break
-    return {"prompt": chosen[:idx], "chosen": chosen[idx:], "rejected": rejected[idx:]}
+    from prefkit.formats.implicit_text import extract_prompt as split
+
+    prompt, chosen, rejected = split(row["chosen"], row["rejected"])
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
 def common_prefix_length(ids: Sequence[int], other: Sequence[int]) -> int:

@@ -5,31 +5,42 @@ tokens of the target model (:mod:`.tokens`). A row gets the first reason that ap
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import polars as pl
 
 from prefkit.errors import SelectionError
-from prefkit.filters.rows import drop_reason, identical_answers, validation_reason
+from prefkit.filters.residue import residue_markers
+from prefkit.filters.rows import drop_reason, identical_answers, orient, validation_reason
 
 __all__ = ["classify", "require_margins"]
 
 
-def _apply_extra_drop(df: pl.DataFrame, extra_drop: Callable) -> pl.DataFrame:
+def _apply_target(df: pl.DataFrame, target: Any) -> pl.DataFrame:
+    """The target's drops (template refusals, token limits) on the rows still kept, with their details."""
     rows = df.with_row_index("_x").filter(pl.col("invalid").is_null() & pl.col("_drop").is_null())
     if not rows.height:
         return df
-    reasons = pl.Series("_extra", [None] * df.height, dtype=pl.String).scatter(
-        rows["_x"].cast(pl.Int64), pl.Series(extra_drop(rows), dtype=pl.String)
+    reasons, details = target(rows)
+    at = rows["_x"].cast(pl.Int64)
+
+    def spread(values: list) -> pl.Series:
+        return pl.Series([None] * df.height, dtype=pl.String).scatter(at, pl.Series(values, dtype=pl.String))
+
+    return df.with_columns(
+        pl.coalesce(pl.col("_drop"), spread(reasons)).alias("_drop"),
+        pl.coalesce(pl.col("detail"), spread(details)).alias("detail"),
     )
-    return df.with_columns(pl.coalesce(pl.col("_drop"), reasons).alias("_drop"))
 
 
-def classify(df: pl.DataFrame, options, extra_drop: Callable | None = None) -> pl.DataFrame:
-    """Add ``stage`` (kept / dropped / invalid) and ``reason`` to a normalised frame; rows stay in order.
+def classify(df: pl.DataFrame, options: Any, target: Any = None) -> pl.DataFrame:
+    """Add ``stage`` (kept / dropped / invalid), ``reason`` and ``detail`` to a normalised frame; rows stay in
+    order.
 
-    ``options`` are :class:`prefkit.options.FilterOptions`. ``extra_drop(rows) -> list[str | None]`` (the token
-    filters) decides more drops on the rows that pass the row-local filters.
+    ``options`` are :class:`prefkit.options.FilterOptions`; ``target`` (a
+    :class:`prefkit.filters.tokens.TargetCheck`, with ``--tokenizer`` / ``--chat-template``) renders and
+    length-filters the rows that pass the row-local filters, and adds its special tokens to the residue markers.
+    ``detail`` says more about a reason: the residue marker found, the template's message.
     """
     # a normaliser may decide a drop from labels (``normaliser_drop``: SHP caps, equal ranks …): such rows hold no
     # pair to validate, and the decision is final (not undone by --keep-ties)
@@ -37,18 +48,24 @@ def classify(df: pl.DataFrame, options, extra_drop: Callable | None = None) -> p
     df = df.with_columns(
         pl.when(pre.is_null()).then(validation_reason()).otherwise(pl.col("invalid")).alias("invalid"),
         identical_answers(df),
+        residue_markers(df, target.special_tokens if target is not None else ()),
     )
+    negative = (pl.col("margin") < 0).fill_null(False) & pl.col("invalid").is_null()
+    df = df.with_columns(negative.alias("flag_negative_margin"))
+    if options.negative_margin == "flip":
+        df = orient(df, pl.col("flag_negative_margin"), "flipped")
     row_filters = drop_reason(
         keep_ties=options.keep_ties,
         keep_residue=options.keep_residue,
         min_margin=options.min_margin,
         has_tie_column="tie" in df.columns,
+        drop_negative=options.negative_margin == "drop",
     )
-    df = df.with_columns(
-        pl.when(pl.col("invalid").is_null()).then(pl.coalesce(pre, row_filters)).alias("_drop")
-    )
-    if extra_drop is not None:
-        df = _apply_extra_drop(df, extra_drop)
+    drop = pl.when(pl.col("invalid").is_null()).then(pl.coalesce(pre, row_filters))
+    detail = pl.when(drop == "template_residue").then(pl.col("_residue"))
+    df = df.with_columns(drop.alias("_drop")).with_columns(detail.alias("detail"))
+    if target is not None:
+        df = _apply_target(df, target)
     stage = (
         pl.when(pl.col("invalid").is_not_null())
         .then(pl.lit("invalid"))
@@ -57,7 +74,7 @@ def classify(df: pl.DataFrame, options, extra_drop: Callable | None = None) -> p
         .otherwise(pl.lit("kept"))
     )
     return df.with_columns(stage.alias("stage"), pl.coalesce("invalid", "_drop").alias("reason")).drop(
-        "_drop", "invalid"
+        "_drop", "invalid", "_identical", "_residue"
     )
 
 

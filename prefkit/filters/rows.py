@@ -9,7 +9,8 @@ from __future__ import annotations
 import polars as pl
 
 from prefkit.accounting import Reason, declare
-from prefkit.formats.base import first_reason
+from prefkit.formats.base import answer_ok, first_reason, roles
+from prefkit.record import PROMPT_ROLES as RECORD_PROMPT_ROLES
 
 REASONS = declare(
     Reason("empty_text", "invalid", "a message is empty or blank"),
@@ -22,29 +23,21 @@ REASONS = declare(
     Reason(
         "template_residue",
         "dropped",
-        "chat-template tokens or transcript markers inside the text (--keep-residue keeps them)",
+        "chat-template turn markers left inside the text, where a turn starts or ends (not in code or prose about "
+        "them; --keep-residue keeps them); the rejects' detail shows the marker",
     ),
     Reason("below_min_margin", "dropped", "margin below --min-margin"),
+    Reason("non_finite_score", "invalid", "a score or the margin is NaN or infinite"),
+    Reason(
+        "negative_margin",
+        "dropped",
+        "the source's own scores prefer the rejected answer (--negative-margin drop)",
+    ),
+    Reason("negative_margin", "flags", "rows whose own scores prefer the rejected answer (margin < 0)"),
+    Reason("flipped", "flags", "pairs turned round: chosen and rejected swapped (--negative-margin flip)"),
 )
 
-#: leftovers of chat templates / transcripts that should not be inside normalised message content (literal
-#: substrings, matched with one Aho-Corasick pass), plus content that starts with a transcript "Human:" marker
-TEMPLATE_RESIDUE = (
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|eot_id|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    "<|endoftext|>",
-    "[INST]",
-    "[/INST]",
-    "<extra_id_",
-    "<start_of_turn>",
-    "<end_of_turn>",
-    "\n\nHuman:",
-    "\n\nAssistant:",
-)
-PROMPT_ROLES = r"^(system,)?user(,assistant,user)*$"
+PROMPT_ROLES = f"^{RECORD_PROMPT_ROLES}$"
 
 
 def any_content(column: str, predicate) -> pl.Expr:
@@ -52,19 +45,11 @@ def any_content(column: str, predicate) -> pl.Expr:
     return pl.col(column).list.eval(predicate(pl.element().struct.field("content"))).list.any()
 
 
-def _blank(content: pl.Expr) -> pl.Expr:
-    return content.is_null() | (content.str.strip_chars() == "")
-
-
-def residue(content: pl.Expr) -> pl.Expr:
-    """Chat-template or transcript residue inside one message's content."""
-    return content.str.contains_any(list(TEMPLATE_RESIDUE)) | content.str.strip_chars_start().str.starts_with(
-        "Human:"
-    )
-
-
-def residue_in_row() -> pl.Expr:
-    return any_content("prompt", residue) | any_content("chosen", residue) | any_content("rejected", residue)
+def _blank_messages(column: str) -> pl.Expr:
+    """A message with no text: blank content and no tool calls (an assistant's tool-call turn has no text)."""
+    el = pl.element().struct
+    blank = el.field("content").is_null() | (el.field("content").str.strip_chars() == "")
+    return pl.col(column).list.eval(blank & el.field("tool_calls").is_null()).list.any()
 
 
 def identical_answers(df: pl.DataFrame) -> pl.Series:
@@ -80,35 +65,68 @@ def identical_answers(df: pl.DataFrame) -> pl.Series:
     ).to_series()
     squash = lambda col: answer(col).str.replace_all(r"\s+", " ")  # noqa: E731
     rows = df.select("chosen", "rejected").with_row_index("_i").filter(maybe.fill_null(False))
-    same = rows.filter(rows.select(squash("chosen") == squash("rejected")).to_series().fill_null(False))["_i"]
-    return pl.Series("_identical", [False] * df.height).scatter(same, True)
+    single = (pl.col("chosen").list.len() == 1) & (pl.col("rejected").list.len() == 1)
+    equal = (
+        pl.when(single)
+        .then(squash("chosen") == squash("rejected"))
+        .otherwise(pl.col("chosen") == pl.col("rejected"))
+    )
+    same = rows.filter(rows.select(equal).to_series().fill_null(False))["_i"]
+    return pl.Series("_identical", [False] * df.height, dtype=pl.Boolean).scatter(same, True)
 
 
 def validation_reason() -> pl.Expr:
     """Checks every normalised row must pass, after the normaliser's own ``invalid`` reason."""
-    roles = pl.col("prompt").list.eval(pl.element().struct.field("role")).list.join(",")
-    blank = any_content("prompt", _blank) | any_content("chosen", _blank) | any_content("rejected", _blank)
+    blank = _blank_messages("prompt") | _blank_messages("chosen") | _blank_messages("rejected")
     return pl.coalesce(
         pl.col("invalid"),
         first_reason(
             (blank, "empty_text"),
-            (~roles.str.contains(PROMPT_ROLES), "bad_prompt_roles"),
+            (~roles(pl.col("prompt")).str.contains(PROMPT_ROLES), "bad_prompt_roles"),
+            (~answer_ok(pl.col("chosen")) | ~answer_ok(pl.col("rejected")), "answer_not_single_assistant"),
+            (_non_finite(), "non_finite_score"),
         ),
     )
 
 
+def _non_finite() -> pl.Expr:
+    scores = [pl.col(c) for c in ("score_chosen", "score_rejected", "margin")]
+    return pl.any_horizontal([c.is_nan() | c.is_infinite() for c in scores]).fill_null(False)
+
+
 def drop_reason(
-    *, keep_ties: bool, keep_residue: bool, min_margin: float | None, has_tie_column: bool = False
+    *,
+    keep_ties: bool,
+    keep_residue: bool,
+    min_margin: float | None,
+    has_tie_column: bool = False,
+    drop_negative: bool = False,
 ) -> pl.Expr:
-    """The row-local filters, in order: identical, residue, ties, min margin."""
+    """The row-local filters, in order: identical, residue, ties, negative margin (when dropped), min margin.
+
+    Reads the ``_identical`` (:func:`identical_answers`) and ``_residue`` (:func:`prefkit.filters.residue.
+    residue_markers`) columns."""
     tie = pl.col("margin") == 0
     if has_tie_column:
         tie = tie.fill_null(False) | pl.col("tie").fill_null(False)
     conditions = [(pl.col("_identical"), "identical")]
     if not keep_residue:
-        conditions.append((residue_in_row(), "template_residue"))
+        conditions.append((pl.col("_residue").is_not_null(), "template_residue"))
     if not keep_ties:
         conditions.append((tie, "tie"))
+    if drop_negative:
+        conditions.append((pl.col("margin") < 0, "negative_margin"))
     if min_margin is not None:
         conditions.append((pl.col("margin") < min_margin, "below_min_margin"))
     return first_reason(*conditions)
+
+
+def orient(df: pl.DataFrame, swap: pl.Expr, flag: str) -> pl.DataFrame:
+    """Swap chosen and rejected (and their scores; the margin changes sign) where ``swap`` holds, counted in
+    ``flag_<flag>``: how ``--negative-margin flip`` turns round a pair its own scores call wrong."""
+    swap = swap.fill_null(False)
+    pairs = (("chosen", "rejected"), ("score_chosen", "score_rejected"))
+    swapped = [pl.when(swap).then(pl.col(b)).otherwise(pl.col(a)).alias(a) for a, b in pairs]
+    swapped += [pl.when(swap).then(pl.col(a)).otherwise(pl.col(b)).alias(b) for a, b in pairs]
+    margin = pl.when(swap).then(-pl.col("margin")).otherwise(pl.col("margin")).alias("margin")
+    return df.with_columns(*swapped, margin, swap.alias(f"flag_{flag}"))

@@ -19,7 +19,7 @@ from typing import Any
 
 from prefkit.accounting import Reason, declare
 from prefkit.chat.lengths import TokenLengths, message_token_lengths, text_token_lengths
-from prefkit.chat.render import render_text
+from prefkit.chat.render import render_parts, render_text
 
 REASONS = declare(
     Reason(
@@ -32,6 +32,12 @@ REASONS = declare(
         "answer_too_short",
         "dropped",
         "the chosen or the rejected answer has fewer than --min-answer-tokens tokens",
+    ),
+    Reason(
+        "template_refused",
+        "dropped",
+        "the target chat template raised an error on the row (a role or field it does not accept); the "
+        "rejects' detail holds its message",
     ),
 )
 TOKEN_DROP_REASONS = tuple(r.name for r in REASONS)
@@ -71,9 +77,11 @@ def drop_reasons(lengths: TokenLengths, options: TokenFilterOptions) -> list[str
 
 @dataclass
 class TargetResult:
-    """What :func:`apply_target` decided for a batch of rows."""
+    """What :func:`apply_target` decided for a batch of rows: a reason per row (None = keeps), the template's
+    message for refused rows, the token counts (with active filters) and the text rows (text output)."""
 
     reasons: list[str | None]
+    details: list[str | None]
     lengths: TokenLengths | None = None
     text: tuple[list[str], list[str], list[str]] | None = None
 
@@ -86,51 +94,69 @@ def apply_target(
     options: TokenFilterOptions,
     output_format: str = "messages",
     on_batch: Callable[[int], None] | None = None,
+    extras: Sequence[Mapping[str, Any] | None] | None = None,
 ) -> TargetResult:
-    """Render (for text output) and length-filter message rows for ``target`` (a :class:`prefkit.chat.Target`).
+    """Render and length-filter message rows for ``target`` (a :class:`prefkit.chat.Target`).
 
-    Without active filters no tokenizer is needed. ``on_batch(rows)`` reports progress.
+    Every row is rendered as TRL will render it (prompt with generation prompt, prompt+chosen,
+    prompt+rejected); a row the template refuses is dropped as ``template_refused`` (the trainer would fail on
+    it). Without active filters no tokenizer is needed. ``on_batch(rows)`` reports progress; ``extras[i]``: row
+    ``i``'s tools / template keyword arguments.
     """
-    text = None
+    refused: dict[int, str] = {}
+    lengths = text = None
     if output_format == "text":
-        text = render_text(target.renderer, prompts, chosen, rejected)
-    if not options.active:
-        return TargetResult([None] * len(prompts), None, text)
-    tokenizer = target.require_tokenizer("--max-length / --max-prompt-length / --min-answer-tokens")
-    need_prompt = options.max_prompt_length is not None or options.min_answer_tokens is not None
-    if text is not None:
-        lengths = text_token_lengths(tokenizer, *text, need_prompt=need_prompt, on_batch=on_batch)
-    else:
-        lengths = message_token_lengths(
-            tokenizer, target.renderer, prompts, chosen, rejected, need_prompt=need_prompt, on_batch=on_batch
-        )
-    return TargetResult(drop_reasons(lengths, options), lengths, text)
+        text = render_text(target.renderer, prompts, chosen, rejected, extras, refused)
+    if options.active:
+        tokenizer = target.require_tokenizer("--max-length / --max-prompt-length / --min-answer-tokens")
+        need_prompt = options.max_prompt_length is not None or options.min_answer_tokens is not None
+        if text is not None:
+            lengths = text_token_lengths(tokenizer, *text, need_prompt=need_prompt, on_batch=on_batch)
+        else:
+            lengths = message_token_lengths(
+                tokenizer, target.renderer, prompts, chosen, rejected, need_prompt, on_batch, extras, refused
+            )
+    elif text is None:
+        render_parts(target.renderer, prompts, chosen, rejected, extras, refused)
+    reasons = drop_reasons(lengths, options) if lengths is not None else [None] * len(prompts)
+    for i in refused:
+        reasons[i] = "template_refused"
+    details = [refused.get(i) for i in range(len(prompts))]
+    return TargetResult(reasons, details, lengths, text)
 
 
-def drop_function(
-    target: Any, options: TokenFilterOptions, output_format: str = "messages", progress: bool = False
-) -> Callable:
-    """The ``extra_drop`` hook of :func:`prefkit.filters.classify`: token-filter reasons for a polars frame
-    (with a progress bar over the rows, with rate and ETA, when ``progress``)."""
-    from prefkit.progress import bar
+@dataclass
+class TargetCheck:
+    """The target's checks on the rows that pass the row-local filters (the ``target`` hook of
+    :func:`prefkit.filters.classify`): the template renders every row, token-length filters count them, and the
+    tokenizer's special tokens count as template residue."""
 
-    def extra_drop(rows: Any) -> list[str | None]:
-        with bar(desc="counting tokens", total=rows.height, show=progress, unit="row") as pbar:
-            return apply_target(
-                rows["prompt"].to_list(),
-                rows["chosen"].to_list(),
-                rows["rejected"].to_list(),
-                target,
-                options,
-                output_format,
-                on_batch=pbar.update,
-            ).reasons
+    target: Any
+    options: TokenFilterOptions
+    output_format: str = "messages"
+    progress: bool = False
 
-    return extra_drop
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        return self.target.special_tokens
+
+    def __call__(self, rows: Any) -> tuple[list[str | None], list[str | None]]:
+        """Drop reasons and details for a polars frame of normalised rows (a progress bar with rate and ETA)."""
+        from prefkit.progress import bar
+        from prefkit.record import frame_rows
+
+        prompts, chosen, rejected, extras = frame_rows(rows)
+        desc = "counting tokens" if self.options.active else "rendering"
+        with bar(desc=desc, total=rows.height, show=self.progress, unit="row") as pbar:
+            on_batch = pbar.update if self.options.active else None
+            result = apply_target(
+                prompts, chosen, rejected, self.target, self.options, self.output_format, on_batch, extras
+            )
+        return result.reasons, result.details
 
 
-def token_stage(options: Any, progress: bool = False) -> tuple[Any, Callable | None]:
-    """The target tokenizer/template (:class:`prefkit.chat.target.Target` or None) and the token-filter hook for
+def token_stage(options: Any, progress: bool = False) -> tuple[Any, TargetCheck | None]:
+    """The target tokenizer/template (:class:`prefkit.chat.target.Target` or None) and its row checks for
     :func:`prefkit.filters.classify` (or None), checked against the options before any source is read.
 
     ``options`` are :class:`prefkit.options.BuildOptions`. Raises ``OptionError`` for filters without a
@@ -169,8 +195,4 @@ def token_stage(options: Any, progress: bool = False) -> tuple[Any, Callable | N
         revision=chat.tokenizer_revision,
         trust_remote_code=chat.trust_remote_code,
     )
-    hook = (
-        drop_function(target, token_options, chat.output_format, progress) if token_options.active else None
-    )
-
-    return target, hook
+    return target, TargetCheck(target, token_options, chat.output_format, progress)

@@ -24,9 +24,11 @@ import polars as pl
 import pyarrow as pa
 
 from prefkit.errors import FormatError
-from prefkit.formats.base import Family, FamilyOption, Mapping, pick_column
-from prefkit.formats.scores import pick_score_columns, score_exprs
+from prefkit.formats.base import Family, FamilyOption, Mapping, non_text_parts, pick_column
+from prefkit.formats.jsontext import with_json_text
+from prefkit.formats.scores import fraction_scale, pick_score_columns, score_exprs
 from prefkit.formats.system import with_system_column
+from prefkit.record import ROW_FIELDS
 
 __all__ = ["FAMILIES", "Family", "Mapping", "detect", "family_options", "normalise", "pick_column"]
 
@@ -132,6 +134,9 @@ def detect(
         group = next((g for g in GROUP_KEYS if g in schema.names), None)
         if group:
             mapping = replace(mapping, extra={**mapping.extra, "group": group})
+    row_fields = [f for f in ROW_FIELDS if f in schema.names]
+    if row_fields:
+        mapping = replace(mapping, extra={**mapping.extra, "row_fields": row_fields})
     if FAMILIES[mapping.family].full_frame:
         return mapping  # families E-G read their own scores
     return replace(mapping, **pick_score_columns(schema, margin_col))
@@ -177,7 +182,11 @@ def normalise(table: pa.Table, mapping: Mapping) -> pl.DataFrame:
     ``score_rejected``, ``margin`` (Float64) and ``invalid`` (reason string, null for rows that normalised).
     """
     family = FAMILIES[mapping.family]
-    df = pl.from_arrow(table.select(used_columns(mapping)), rechunk=False)
+    table = with_json_text(
+        table.select(used_columns(mapping)),
+        [c for c in (mapping.prompt, mapping.chosen, mapping.rejected) if c],
+    )
+    df = pl.from_arrow(table, rechunk=False)
     if isinstance(df, pl.Series):  # a single column comes back as a Series
         df = df.to_frame()
     core = family.normalise(df, mapping, table.schema)
@@ -189,16 +198,41 @@ def normalise(table: pa.Table, mapping: Mapping) -> pl.DataFrame:
     else:
         if mapping.system and not flat:
             core = core.with_columns(with_system_column(df[mapping.system]))
+        score_cols = [c for c in (mapping.score_chosen, mapping.score_rejected, mapping.margin) if c]
+        fractions = {c for c in score_cols if fraction_scale(df, c) is not None}
         scores = df.with_columns(
-            score_exprs(table.schema, mapping.score_chosen, mapping.score_rejected, mapping.margin)
-        ).select("score_chosen", "score_rejected", "margin")
+            score_exprs(table.schema, mapping.score_chosen, mapping.score_rejected, mapping.margin, fractions)
+        ).select("score_chosen", "score_rejected", "margin", "flag_unparsed_score")
         out = pl.concat(
             [core.select("prompt", "chosen", "rejected"), scores, core.select("invalid")], how="horizontal"
         )
         carry = mapping.extra.get("carry") or []
         if carry:  # a prefkit set's extra columns, row for row
             out = out.with_columns(df.select(carry).get_columns())
+        out = _row_fields(out, df, mapping, table.schema)
     return _with_extras(out, df, mapping)
+
+
+def _row_fields(out: pl.DataFrame, df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+    """Row-level ``tools`` / ``chat_template_kwargs`` carried as JSON text, and the ``non_text_content`` reason
+    for rows whose messages hold a part that is not text (an image …; counted, until images are supported)."""
+    fields = [f for f in mapping.extra.get("row_fields") or [] if f in df.columns]
+    if fields:
+        out = out.with_columns(df.select(fields).get_columns())
+    flags = [
+        e
+        for c in (mapping.prompt, mapping.chosen, mapping.rejected)
+        if c and (e := non_text_parts(c, schema)) is not None
+    ]
+    if flags:
+        non_text = df.select(pl.any_horizontal(flags)).to_series()
+        out = out.with_columns(
+            pl.when(pl.col("invalid").is_null() & pl.lit(non_text))
+            .then(pl.lit("non_text_content"))
+            .otherwise(pl.col("invalid"))
+            .alias("invalid")
+        )
+    return out
 
 
 def _with_extras(out: pl.DataFrame, df: pl.DataFrame, mapping: Mapping) -> pl.DataFrame:
@@ -232,4 +266,6 @@ def used_columns(mapping: Mapping) -> list[str]:
     cols += list(mapping.extra.get("columns", {}).values())
     cols += [mapping.extra.get("group"), (mapping.extra.get("tie_when") or {}).get("column")]
     cols += mapping.extra.get("carry") or []
+    cols += mapping.extra.get("row_fields") or []
+
     return list(dict.fromkeys(c for c in cols if c))

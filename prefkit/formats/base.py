@@ -16,9 +16,13 @@ import pyarrow as pa
 
 from prefkit.accounting import Reason, declare
 from prefkit.errors import FormatError
+from prefkit.record import ANSWER_ROLES, MESSAGE_FIELDS
 
-MESSAGE_DTYPE = pl.Struct({"role": pl.String, "content": pl.String})
+#: a normalised message: role, content and every optional field (null when absent; pruned at output)
+MESSAGE_DTYPE = pl.Struct({"role": pl.String, "content": pl.String, **{f: pl.String for f in MESSAGE_FIELDS}})
 MESSAGES_DTYPE = pl.List(MESSAGE_DTYPE)
+#: names sources give an assistant's reasoning (transformers reads ``thinking`` too)
+REASONING_ALIASES = ("reasoning_content", "thinking", "reasoning")
 
 #: ShareGPT roles (LLaMA-Factory and older sets) -> canonical roles
 SHAREGPT_ROLES = {
@@ -117,21 +121,67 @@ def is_number(dtype: pa.DataType) -> bool:
     return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype)
 
 
+def _struct_fields(dtype: pa.DataType) -> dict[str, pa.DataType]:
+    item = dtype.value_type
+    return {item.field(i).name: item.field(i).type for i in range(item.num_fields)}
+
+
+def is_parts(dtype: pa.DataType) -> bool:
+    """Content given as a list of parts (``[{"type": "text", "text": …}, …]``, OpenAI / multimodal style)."""
+    return (pa.types.is_list(dtype) or pa.types.is_large_list(dtype)) and pa.types.is_struct(dtype.value_type)
+
+
+def _content(field: pl.Expr, dtype: pa.DataType) -> pl.Expr:
+    """A message's content as text: text parts joined with nothing between them (as the part-aware chat
+    templates of Qwen2.5-VL, Llama-3.2-Vision and Gemma 3 join them); non-text parts are flagged elsewhere."""
+    if is_parts(dtype):
+        return field.list.eval(pl.element().struct.field("text")).list.join("")
+    return field.cast(pl.String)
+
+
+def non_text_parts(column: str, schema: pa.Schema) -> pl.Expr | None:
+    """Rows whose message column holds a non-text content part (an image, audio …), or None if it cannot."""
+    if not is_messages(schema.field(column).type):
+        return None
+    fields = _struct_fields(schema.field(column).type)
+    if "content" not in fields or not is_parts(fields["content"]):
+        return None
+    part_type = pl.element().struct.field("type")
+    per_message = pl.element().struct.field("content").list.eval(part_type != "text").list.any()
+    return pl.col(column).list.eval(per_message).list.any().fill_null(False)
+
+
 def messages_expr(column: str, schema: pa.Schema) -> pl.Expr:
-    """A list-of-messages column reduced to exactly ``{role, content}`` string structs."""
-    item = schema.field(column).type.value_type
-    names = {item.field(i).name for i in range(item.num_fields)}
+    """A list-of-messages column as normalised messages: role, content (text parts joined), and the optional
+    fields (``reasoning_content`` from any of its aliases, ``tool_calls`` as JSON text, ``name``,
+    ``tool_call_id``); ShareGPT ``from``/``value`` is read too."""
+    fields = _struct_fields(schema.field(column).type)
     el = pl.element().struct
-    if {"role", "content"} <= names:
-        role, content = el.field("role"), el.field("content")
+    if {"role", "content"} <= set(fields):
+        role, content = el.field("role"), _content(el.field("content"), fields["content"])
     else:
         role = el.field("from").replace_strict(SHAREGPT_ROLES, default=el.field("from"))
         content = el.field("value")
-    return pl.col(column).list.eval(pl.struct(role=role.cast(pl.String), content=content.cast(pl.String)))
+    none = pl.lit(None, dtype=pl.String)
+    reasoning = [el.field(a).cast(pl.String) for a in REASONING_ALIASES if a in fields]
+    extra = {
+        "reasoning_content": pl.coalesce(reasoning) if reasoning else none,
+        "tool_calls": el.field("tool_calls").cast(pl.String) if "tool_calls" in fields else none,
+        "name": el.field("name").cast(pl.String) if "name" in fields else none,
+        "tool_call_id": el.field("tool_call_id").cast(pl.String) if "tool_call_id" in fields else none,
+    }
+    return pl.col(column).list.eval(
+        pl.struct(role=role.cast(pl.String), content=content.cast(pl.String), **extra)
+    )
 
 
 def message(role: str, content: pl.Expr) -> pl.Expr:
-    return pl.struct(role=pl.lit(role, dtype=pl.String), content=content.cast(pl.String))
+    none = pl.lit(None, dtype=pl.String)
+    return pl.struct(
+        role=pl.lit(role, dtype=pl.String),
+        content=content.cast(pl.String),
+        **{f: none for f in MESSAGE_FIELDS},
+    )
 
 
 def single_assistant(content: pl.Expr) -> pl.Expr:
@@ -152,6 +202,17 @@ def user_prompt(user: pl.Expr, system: pl.Expr | None = None) -> pl.Expr:
     )
 
 
+def roles(messages: pl.Expr) -> pl.Expr:
+    """The roles of a message list joined by commas (``"system,user"``)."""
+    return messages.list.eval(pl.element().struct.field("role")).list.join(",")
+
+
+def answer_ok(messages: pl.Expr) -> pl.Expr:
+    """An answer TRL trains on: one assistant message, or assistant tool calls and tool answers ending with an
+    assistant message (TRL's tool-calling preference shape)."""
+    return roles(messages).str.contains(f"^{ANSWER_ROLES}$")
+
+
 def first_reason(*conditions: tuple[pl.Expr, str]) -> pl.Expr:
     """The reason of the first true condition, or null: a row's `invalid` value."""
     expr = pl.lit(None, dtype=pl.String)
@@ -168,4 +229,11 @@ NULL_VALUE, EMPTY_CONVERSATION, ANSWER_NOT_ASSISTANT, MISSING_PROMPT, HISTORIES_
     Reason("missing_prompt", "invalid", "a conversation has no turns before the answer"),
     Reason("histories_differ", "invalid", "chosen and rejected disagree before the final answer"),
     Reason("tie", "dropped", "the pair is a tie (margin 0, or a tie label; --keep-ties keeps them)"),
+)
+NON_TEXT = declare(
+    Reason(
+        "non_text_content",
+        "invalid",
+        "a message holds a content part that is not text (an image, audio …); not supported yet",
+    )
 )

@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from prefkit.accounting import Reason, declare
 from prefkit.errors import FormatError
-from prefkit.formats.base import MESSAGE_DTYPE, FamilyOption, Mapping, is_string, pick_column
+from prefkit.formats.base import MESSAGE_DTYPE, FamilyOption, Mapping, is_string, message, pick_column
 from prefkit.formats.transcript import parse_transcript
 
 STRATEGIES = ("best-vs-worst", "best-vs-next", "best-vs-random", "all-pairs")
@@ -191,7 +191,7 @@ def normalise(
     )
     prompts = pl.Series("_p", prompt_messages(df[mapping.prompt].to_list()), dtype=pl.List(MESSAGE_DTYPE))
     prompt_of = pl.DataFrame({"_src": pl.int_range(df.height, dtype=pl.Int64, eager=True), "prompt": prompts})
-    msg = lambda c: pl.concat_list([pl.struct(role=pl.lit("assistant"), content=pl.col(c))])  # noqa: E731
+    msg = lambda c: pl.concat_list([message("assistant", pl.col(c))])  # noqa: E731
     margin = pl.col("_cn") - pl.col("_rn") if higher_is_better else pl.col("_rn") - pl.col("_cn")
     made = pairs.select(
         "_src",

@@ -10,6 +10,7 @@ from prefkit.accounting import Reason, declare
 from prefkit.formats.base import (
     Family,
     Mapping,
+    answer_ok,
     first_reason,
     is_messages,
     is_string,
@@ -21,7 +22,6 @@ from prefkit.formats.implicit_messages import (
     CHOSEN_ALIASES,
     PROMPT_ALIASES,
     REJECTED_ALIASES,
-    last_is_assistant,
 )
 
 NAME = "explicit-messages"
@@ -29,7 +29,12 @@ LETTER = "C"
 DESCRIPTION = "message lists with an explicit prompt (prompt = messages, chosen/rejected = [assistant])"
 
 REASONS = declare(
-    Reason("answer_not_single_assistant", "invalid", "chosen/rejected is not exactly one assistant message"),
+    Reason(
+        "answer_not_single_assistant",
+        "invalid",
+        "chosen/rejected is not an answer: one assistant message, or tool calls and tool answers ending with an "
+        "assistant message",
+    ),
 )
 
 
@@ -48,8 +53,7 @@ def _answer(column: str, schema: pa.Schema) -> tuple[pl.Expr, pl.Expr]:
     if is_string(schema.field(column).type):
         return single_assistant(pl.col(column)), pl.col(column).is_not_null()
     msgs = messages_expr(column, schema)
-    ok = (msgs.list.len() == 1) & last_is_assistant(msgs)
-    return msgs, ok
+    return msgs, answer_ok(msgs)
 
 
 def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:

@@ -13,6 +13,7 @@ import pyarrow as pa
 from prefkit.formats.base import (
     Family,
     Mapping,
+    answer_ok,
     first_reason,
     is_messages,
     messages_expr,
@@ -42,19 +43,30 @@ def last_is_assistant(messages: pl.Expr) -> pl.Expr:
     return messages.list.last().struct.field("role") == "assistant"
 
 
+def _after_last_user(messages: pl.Expr) -> pl.Expr:
+    """How many messages follow the last user turn (the answer: one assistant message, or TRL's tool-calling
+    sequence); the whole length when there is no user turn."""
+    is_user = pl.element().struct.field("role") == "user"
+    last_user = messages.list.eval(pl.int_range(pl.len()).filter(is_user)).list.last()
+    return (messages.list.len() - 1 - last_user).fill_null(messages.list.len())
+
+
 def split_conversations(c: pl.Expr, r: pl.Expr) -> list[pl.Expr]:
-    """``prompt``/``chosen``/``rejected`` and ``invalid`` from two whole conversations (shared history + answer)."""
-    prompt_c = c.list.head(c.list.len() - 1)
-    prompt_r = r.list.head(r.list.len() - 1)
+    """``prompt``/``chosen``/``rejected`` and ``invalid`` from two whole conversations: the answer is what follows
+    the last user turn, the prompt everything before it, compared turn by turn."""
+    nc, nr = _after_last_user(c), _after_last_user(r)
+    prompt_c, prompt_r = c.list.head(c.list.len() - nc), r.list.head(r.list.len() - nr)
+    answer_c, answer_r = c.list.tail(nc), r.list.tail(nr)
     return [
         prompt_c.alias("prompt"),
-        pl.concat_list([c.list.last()]).alias("chosen"),
-        pl.concat_list([r.list.last()]).alias("rejected"),
+        answer_c.alias("chosen"),
+        answer_r.alias("rejected"),
         first_reason(
             (c.is_null() | r.is_null(), "null_value"),
             ((c.list.len() == 0) | (r.list.len() == 0), "empty_conversation"),
             (~last_is_assistant(c) | ~last_is_assistant(r), "answer_not_assistant"),
-            ((c.list.len() < 2) | (r.list.len() < 2), "missing_prompt"),
+            ((prompt_c.list.len() == 0) | (prompt_r.list.len() == 0), "missing_prompt"),
+            (~answer_ok(answer_c) | ~answer_ok(answer_r), "answer_not_assistant"),
             (~prompt_c.eq_missing(prompt_r), "histories_differ"),
         ).alias("invalid"),
     ]

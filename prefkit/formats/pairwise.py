@@ -38,9 +38,11 @@ from prefkit.formats.base import (
     is_messages,
     is_number,
     is_string,
+    message,
     messages_expr,
     single_assistant,
 )
+from prefkit.formats.implicit_messages import split_conversations
 
 NAME = "pairwise"
 LETTER = "E"
@@ -183,7 +185,7 @@ def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataF
 
 
 def _user(content: pl.Expr) -> pl.Expr:
-    return pl.concat_list([pl.struct(role=pl.lit("user", dtype=pl.String), content=content.cast(pl.String))])
+    return pl.concat_list([message("user", content)])
 
 
 def _finish(out: pl.DataFrame) -> pl.DataFrame:
@@ -317,24 +319,10 @@ def _arena(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFram
         (winner.is_null() | ~(tie | winner.is_in(["model_a", "model_b"]))).alias("_bad"),
         (pl.col("conversation_a").is_null() | pl.col("conversation_b").is_null()).alias("_null"),
     )
-    c, r = pl.col("_c"), pl.col("_r")
-    prompt_c, prompt_r = c.list.head(c.list.len() - 1), r.list.head(r.list.len() - 1)
-    last_is_assistant = lambda m: m.list.last().struct.field("role") == "assistant"  # noqa: E731
+    prompt, chosen, rejected, invalid = split_conversations(pl.col("_c"), pl.col("_r"))
+    labels = first_reason((pl.col("_null"), "null_value"), (pl.col("_bad"), "bad_label"))
     return _finish(
-        out.select(
-            prompt_c.alias("prompt"),
-            pl.concat_list([c.list.last()]).alias("chosen"),
-            pl.concat_list([r.list.last()]).alias("rejected"),
-            pl.col("tie"),
-            first_reason(
-                (pl.col("_null"), "null_value"),
-                (pl.col("_bad"), "bad_label"),
-                ((c.list.len() == 0) | (r.list.len() == 0), "empty_conversation"),
-                (~last_is_assistant(c) | ~last_is_assistant(r), "answer_not_assistant"),
-                ((c.list.len() < 2) | (r.list.len() < 2), "missing_prompt"),
-                (~prompt_c.eq_missing(prompt_r), "histories_differ"),
-            ).alias("invalid"),
-        )
+        out.select(prompt, chosen, rejected, pl.col("tie"), pl.coalesce(labels, invalid).alias("invalid"))
     )
 
 

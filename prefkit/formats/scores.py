@@ -9,8 +9,17 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
+from prefkit.accounting import Reason, declare
 from prefkit.errors import FormatError
 from prefkit.formats.base import is_number, is_string
+
+REASONS = declare(
+    Reason(
+        "unparsed_score",
+        "flags",
+        'rows with a score that is not a number ("N/A", or "7/10" in a column that mixes scales): read as null',
+    )
+)
 
 #: native margin columns, in order of preference
 MARGIN_ALIASES = ("delta_score", "margin", "score_diff", "score_delta")
@@ -60,24 +69,62 @@ def pick_score_columns(schema: pa.Schema, margin_col: str | None = None) -> dict
     return found
 
 
-def to_float(column: str, schema: pa.Schema) -> pl.Expr:
-    """A score column as Float64; strings like "8.5" parse, anything else ("N/A", "") becomes null."""
+#: a rating written as a fraction: "7/10", "4.5 / 5"
+FRACTION = r"^\s*([-+]?\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*$"
+
+
+def fraction_scale(df: pl.DataFrame, column: str) -> float | None:
+    """The common denominator when a string column writes its scores as ``a/b`` with one ``b`` (then ``a`` is
+    the score: "7/10" is 7 on a 10-point scale); None when it does not, or mixes scales (those stay unparsed)."""
+    if df.schema.get(column) != pl.String:
+        return None
+    scales = df.select(
+        pl.col(column).str.extract(FRACTION, 2).cast(pl.Float64).drop_nulls().unique()
+    ).to_series()
+    return float(scales[0]) if scales.len() == 1 else None
+
+
+def to_float(column: str, schema: pa.Schema, fraction: bool = False) -> pl.Expr:
+    """A score column as Float64; strings like "8.5" parse (and ``a/b`` when ``fraction``: ``a``), anything else
+    ("N/A", "", "7/10" next to "4/5") becomes null, counted by :func:`unparsed`."""
     if is_string(schema.field(column).type):
-        return pl.col(column).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+        text = pl.col(column).cast(pl.String).str.strip_chars()
+        number = text.cast(pl.Float64, strict=False)
+        if fraction:
+            number = pl.coalesce(number, text.str.extract(FRACTION, 1).cast(pl.Float64, strict=False))
+        return number
     return pl.col(column).cast(pl.Float64, strict=False)
 
 
+def unparsed(columns: list[str], schema: pa.Schema, fractions: set[str]) -> pl.Expr:
+    """Rows where a score column holds a value that is not a number (counted as ``flags.unparsed_score``)."""
+    flags = []
+    for column in columns:
+        if is_string(schema.field(column).type):
+            text = pl.col(column).cast(pl.String).str.strip_chars()
+            given = text.is_not_null() & (text != "")
+            flags.append(given & to_float(column, schema, column in fractions).is_null())
+    return pl.any_horizontal(flags) if flags else pl.lit(False)
+
+
 def score_exprs(
-    schema: pa.Schema, score_chosen: str | None, score_rejected: str | None, margin: str | None
+    schema: pa.Schema,
+    score_chosen: str | None,
+    score_rejected: str | None,
+    margin: str | None,
+    fractions: set[str] = frozenset(),
 ) -> list[pl.Expr]:
-    """``score_chosen``, ``score_rejected`` and ``margin`` (native, else chosen - rejected) as Float64."""
+    """``score_chosen``, ``score_rejected`` and ``margin`` (native, else chosen - rejected) as Float64, and the
+    ``flag_unparsed_score`` of rows whose score text does not parse (``fractions``: columns read as ``a/b``)."""
     none = pl.lit(None, dtype=pl.Float64)
-    sc = to_float(score_chosen, schema) if score_chosen else none
-    sr = to_float(score_rejected, schema) if score_rejected else none
+    sc = to_float(score_chosen, schema, score_chosen in fractions) if score_chosen else none
+    sr = to_float(score_rejected, schema, score_rejected in fractions) if score_rejected else none
     if margin:
-        m = to_float(margin, schema)
+        m = to_float(margin, schema, margin in fractions)
     elif score_chosen and score_rejected:
         m = sc - sr
     else:
         m = none
-    return [sc.alias("score_chosen"), sr.alias("score_rejected"), m.alias("margin")]
+    used = [c for c in (score_chosen, score_rejected, margin) if c]
+    flag = unparsed(used, schema, set(fractions)).alias("flag_unparsed_score")
+    return [sc.alias("score_chosen"), sr.alias("score_rejected"), m.alias("margin"), flag]

@@ -9,6 +9,13 @@ import polars as pl
 
 from prefkit.errors import OptionError
 
+
+def message(role: str, content: pl.Expr) -> pl.Expr:
+    from prefkit.formats.base import message as make
+
+    return make(role, content)
+
+
 SYSTEM_MODES = ("keep", "drop", "override", "default")
 
 
@@ -44,7 +51,7 @@ def apply_system(df: pl.DataFrame, mode: str, text: str | None) -> pl.DataFrame:
     if mode == "drop":
         new = without
     else:
-        msg = pl.concat_list([pl.struct(role=pl.lit("system"), content=pl.lit(text, dtype=pl.String))])
+        msg = pl.concat_list([message("system", pl.lit(text, dtype=pl.String))])
         base = without if mode == "override" else pl.col("prompt")
         prepend = pl.lit(True) if mode == "override" else ~first_is_system
         new = pl.when(prepend).then(pl.concat_list([msg, base])).otherwise(base)
@@ -56,7 +63,7 @@ def with_system_column(system: pl.Series) -> pl.Expr:
     sys = pl.lit(system)
     has = sys.is_not_null() & (sys.str.strip_chars() != "")
     starts_with_system = pl.col("prompt").list.first().struct.field("role") == "system"
-    sys_msg = pl.concat_list([pl.struct(role=pl.lit("system"), content=sys)])
+    sys_msg = pl.concat_list([message("system", sys)])
     return (
         pl.when(has & ~starts_with_system.fill_null(False))
         .then(pl.concat_list([sys_msg, pl.col("prompt")]))

@@ -242,13 +242,24 @@ def _make_class() -> type:
                 getattr(self, "_precompute_model_hash", None) == _SKIPPED_HASH
             ):  # a dataset without columns after all
                 self._precompute_model_hash = real_hash_module()(self.ref_model or self.model)
+            _key_ld_alpha(self)
             return super()._precompute_ref_logps(dataset, name, batch_size)
 
     PrecomputedRefDPOTrainer.__module__ = __name__
     return PrecomputedRefDPOTrainer
 
 
+def _key_ld_alpha(trainer: Any) -> None:
+    """TRL caches precomputed values by dataset and model hash only, but ``ld_alpha`` changes them: put it in the
+    key, so values computed without it (or with another one) are never reused."""
+    alpha = getattr(trainer, "ld_alpha", None)
+    key = getattr(trainer, "_precompute_model_hash", None)
+    if alpha is not None and isinstance(key, str) and ":ld_alpha=" not in key:
+        trainer._precompute_model_hash = f"{key}:ld_alpha={alpha}"
+
+
 def real_hash_module() -> Any:
+
     from trl.trainer import dpo_trainer as dpo_module
 
     return dpo_module.hash_module

@@ -25,7 +25,13 @@ def source_entry(
     its weight, preset, licence, and the margin scale when several sources were mixed."""
     entry = {k: v for k, v in src.describe().items() if v is not None}
     entry["splits"] = {
-        d["split"]: {"format": d["format"], **d["counts"]} for d in described if d["source"] == src.label
+        d["split"]: {
+            "format": d["format"],
+            **d["counts"],
+            **({"unused_columns": d["unused_columns"]} if d.get("unused_columns") else {}),
+        }
+        for d in described
+        if d["source"] == src.label
     }
     if spec.weight is not None:
         entry["weight"] = spec.weight.to_dict()

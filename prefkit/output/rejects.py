@@ -17,18 +17,24 @@ REJECT_META = pa.schema(
         ("stage", pa.string()),
         ("reason", pa.string()),
         ("margin", pa.float64()),
+        ("detail", pa.string()),
     ]
 )
 
 
 def reject_table(df: pl.DataFrame, raw: pa.Table, source_label: str, full: bool = False) -> pa.Table:
-    """Rows not kept: source, source_index, stage, reason, margin, then the row's original fields.
+    """Rows not kept: source, source_index, stage, reason, margin, detail, then the row's original fields.
 
+    ``detail`` says more about the reason where there is more to say (the residue marker found, the template's
+    message, the row a near-duplicate kept), else null.
     The original fields are the source columns the build read (its mapping), or all columns with ``full``.
     Rows dropped by a selection (``--top``, ``--max-rows``) carry null original fields unless ``full``: they are
     good rows not chosen, often most of the source, and ``source_index`` at the pinned revision finds them.
     """
-    meta = df.select(pl.lit(source_label).alias("source"), "source_index", "stage", "reason", "margin")
+    detail = pl.col("detail") if "detail" in df.columns else pl.lit(None, dtype=pl.String).alias("detail")
+    meta = df.select(
+        pl.lit(source_label).alias("source"), "source_index", "stage", "reason", "margin", detail
+    )
     meta_table = meta.to_arrow().cast(REJECT_META)
     index = meta["source_index"]
     if not full:

@@ -51,11 +51,11 @@ def _chars(df: pl.DataFrame, column: str) -> np.ndarray:
 
 
 def _residue_rows(df: pl.DataFrame) -> int | None:
-    from prefkit.filters.rows import residue_in_row
+    from prefkit.filters.residue import residue_markers
 
     if df.schema["prompt"] == pl.String:
         return None
-    return int(df.select(residue_in_row().fill_null(False).sum()).item())
+    return int(residue_markers(df).is_not_null().sum())
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -134,12 +134,16 @@ def split_stats(table: pa.Table, target: Any = None, keep_values: bool = False) 
 
 def _token_lengths(df: pl.DataFrame, target: Any, text: bool) -> dict[str, list[int]]:
     from prefkit.chat.lengths import message_token_lengths, text_token_lengths
+    from prefkit.record import frame_rows
 
-    prompts, chosen, rejected = (df[c].to_list() for c in ("prompt", "chosen", "rejected"))
     if text:
+        prompts, chosen, rejected = (df[c].to_list() for c in ("prompt", "chosen", "rejected"))
         lengths = text_token_lengths(target.tokenizer, prompts, chosen, rejected)
     else:
-        lengths = message_token_lengths(target.tokenizer, target.renderer, prompts, chosen, rejected)
+        prompts, chosen, rejected, extras = frame_rows(df)
+        lengths = message_token_lengths(
+            target.tokenizer, target.renderer, prompts, chosen, rejected, extras=extras
+        )
     return {
         "prompt": lengths.prompt,
         "chosen": lengths.chosen,
@@ -150,7 +154,16 @@ def _token_lengths(df: pl.DataFrame, target: Any, text: bool) -> dict[str, list[
 
 
 #: data columns the statistics read (the rest of a split is not loaded)
-STATS_COLUMNS = ("prompt", "chosen", "rejected", "margin", "ref_chosen_logps", "ref_rejected_logps")
+STATS_COLUMNS = (
+    "prompt",
+    "chosen",
+    "rejected",
+    "margin",
+    "tools",
+    "chat_template_kwargs",
+    "ref_chosen_logps",
+    "ref_rejected_logps",
+)
 
 
 def folder_stats(

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from prefkit.errors import OutputError
 from prefkit.output import OutputFolder
+from prefkit.record import decode_row
 from prefkit.reflogps.plan import (
     WORK_DIR,
     Shard,
@@ -130,7 +131,7 @@ def _score_shards(folder: OutputFolder, spec: JobSpec, mine: list[Shard], ctx: A
 
         for shard in mine:
             t0 = time.perf_counter()
-            rows = tables[shard.split].slice(shard.start, shard.rows).to_pylist()
+            rows = [decode_row(r) for r in tables[shard.split].slice(shard.start, shard.rows).to_pylist()]
             values, counts = spec.score(rows, on_progress if show else None)
             meta = {
                 "fingerprint": spec.fingerprint,

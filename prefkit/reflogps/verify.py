@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from prefkit.errors import OutputError
 from prefkit.output import OutputFolder, read_output
+from prefkit.record import decode_row
 
 #: Default tolerances per compute dtype: |stored - recomputed| <= atol + rtol * |recomputed|.
 DEFAULT_TOLERANCES = {"float32": (1e-3, 1e-4), "bfloat16": (0.5, 2e-2), "float16": (0.5, 2e-2)}
@@ -65,7 +66,10 @@ def _stored(folder: OutputFolder, splits: list[str], picks: list[tuple[str, int]
             raise OutputError(
                 f"split {name!r} has no {missing[0]} column", "rerun `prefkit reflogps` on the set"
             )
-        rows += table.select([c for c in ROW_COLUMNS if c in table.column_names]).to_pylist()
+        rows += [
+            decode_row(r)
+            for r in table.select([c for c in ROW_COLUMNS if c in table.column_names]).to_pylist()
+        ]
         ids += table.column("id").to_pylist() if "id" in table.column_names else indices
         for col in REF_COLUMNS:
             stored[col] += table.column(col).to_pylist()

@@ -31,6 +31,7 @@ class Part:
     mapping: Any  # prefkit.formats.Mapping
     df: pl.DataFrame
     copies: pl.DataFrame | None = None
+    unused: dict[str, int] | None = None  # source columns no mapping reads: their non-null counts
 
 
 def select_across(parts: list[Part], specs: list, options: Any) -> dict[int, dict]:

@@ -70,6 +70,18 @@ class Source:
         }
 
 
+def non_null_counts(table: pa.Table | ParquetSplit, columns: list[str]) -> dict[str, int]:
+    """Non-null values per column (a lazily read parquet file answers from its statistics where it can)."""
+    out = {}
+    for name in columns:
+        count = table.non_null(name) if isinstance(table, ParquetSplit) else None
+        if count is None:
+            column = table.select([name]).column(0) if isinstance(table, ParquetSplit) else table.column(name)
+            count = len(column) - column.null_count
+        out[name] = count
+    return out
+
+
 def public_path(spec: str) -> str:
     """A local path without machine details: a relative path inside the working folder as typed (``./`` left
     out), anything else (absolute, ``~``, ``..``) by its base name."""

@@ -48,7 +48,22 @@ class ParquetSplit:
                 columns=columns
             )  # not pq.read_table: that imports pyarrow.dataset (+ pandas)
 
+    def non_null(self, column: str) -> int | None:
+        """Non-null values of a top-level column from the file's statistics (None when they do not say)."""
+        meta = self._file.metadata
+        paths = [i for i in range(meta.num_columns) if meta.schema.column(i).path.split(".")[0] == column]
+        if len(paths) != 1:
+            return None  # a nested column: its leaves count list items, not rows
+        total = 0
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(paths[0]).statistics
+            if stats is None or not stats.has_null_count:
+                return None
+            total += meta.row_group(g).num_rows - stats.null_count
+        return total
+
     def head(self, n: int) -> pa.Table:
+
         batch = next(self._file.iter_batches(batch_size=n), None)
         return pa.Table.from_batches([batch]) if batch is not None else self.schema.empty_table()
 
