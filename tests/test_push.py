@@ -19,6 +19,16 @@ from prefkit.publish.licences import license_rank, most_restrictive
 from tests.tinymodel import tiny_model_path
 
 
+def train_shard(built):
+    """The set's one train shard (named by its content: ``train-00000-of-00001-<digest>.parquet``)."""
+    (path,) = (built / "data").glob("train-00000-of-00001-*.parquet")
+    return path
+
+
+def shard_path(built):
+    return f"data/{train_shard(built).name}"
+
+
 def flat_rows(n: int, tag: str) -> list[dict]:
     return [
         {
@@ -73,13 +83,8 @@ def test_push_then_load_dataset_gives_identical_rows_and_plain_types(hub, built)
     result = push(built, repo)
     assert result.commit_sha == hub.get_repo(repo).refs["main"] and result.created_repo
     assert commits(hub, repo) == 2  # the repo's initial commit + exactly one push commit
-    assert hub.list_files(repo) == [
-        ".gitattributes",
-        "README.md",
-        "data/train-00000-of-00001.parquet",
-        "prefkit.json",
-    ]
-    local = pq.read_table(built / "data" / "train-00000-of-00001.parquet")
+    assert hub.list_files(repo) == [".gitattributes", "README.md", shard_path(built), "prefkit.json"]
+    local = pq.read_table(train_shard(built))
     ds = datasets.load_dataset(repo, split="train")
     assert ds.to_list() == local.to_pylist()
     assert ds.features == datasets.Features.from_arrow_schema(local.schema.remove_metadata())
@@ -104,7 +109,7 @@ def test_card_metadata_and_story(hub, built):
     assert meta["source_datasets"] == [src["id"]]
     assert meta["size_categories"] == ["n<1K"]
     assert meta["configs"] == [
-        {"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}
+        {"config_name": "default", "data_files": [{"split": "train", "path": [shard_path(built)]}]}
     ]
     assert meta["dataset_info"]["splits"][0]["num_examples"] == manifest["splits"]["train"]["kept"]
     assert f'load_dataset("{repo}")' in body
@@ -115,7 +120,7 @@ def test_card_metadata_and_story(hub, built):
 
 
 def test_card_with_reference_logps_uses_precomputed_trainer(hub, built):
-    table = pq.read_table(built / "data" / "train-00000-of-00001.parquet")
+    table = pq.read_table(train_shard(built))
     n = table.num_rows
     for name, typ in [
         ("ref_chosen_logps", pa.float32()),
@@ -128,7 +133,7 @@ def test_card_with_reference_logps_uses_precomputed_trainer(hub, built):
         )
     from prefkit.output import write_manifest, write_parquet
 
-    write_parquet(table, built / "data" / "train-00000-of-00001.parquet")
+    write_parquet(table, train_shard(built))
     manifest = json.loads((built / "prefkit.json").read_text())
     manifest["reflogps"] = {
         "model": "me/tiny-sft",
@@ -196,15 +201,15 @@ def test_branch_and_pull_request(hub, built):
     repo = hub.unique_id("me/branches")
     hub.create_dataset_repo(repo, files={"README.md": "# placeholder\n"})
     result = push(built, repo, revision="v2")
-    assert result.revision == "v2" and "data/train-00000-of-00001.parquet" not in hub.list_files(repo)
-    assert "data/train-00000-of-00001.parquet" in hub.list_files(repo, revision="v2")
+    assert result.revision == "v2" and shard_path(built) not in hub.list_files(repo)
+    assert shard_path(built) in hub.list_files(repo, revision="v2")
     assert datasets.load_dataset(repo, split="train", revision="v2").num_rows == 6
     _, body = card_meta(hub, repo, "v2")
     assert 'revision="v2"' in body
     pr = push(built, repo, create_pr=True)
     assert pr.pr_url.endswith("/discussions/1")
-    assert "data/train-00000-of-00001.parquet" in hub.list_files(repo, revision="refs/pr/1")
-    assert "data/train-00000-of-00001.parquet" not in hub.list_files(repo)
+    assert shard_path(built) in hub.list_files(repo, revision="refs/pr/1")
+    assert shard_path(built) not in hub.list_files(repo)
 
 
 def test_private(hub, built):
@@ -265,19 +270,13 @@ def test_dry_run_commits_nothing(hub, built, capsys):
     seen = len(hub.requests)
     result = push(built, repo, dry_run=True)
     assert result.dry_run and result.created_repo and result.commit_sha is None
-    assert [f["path"] for f in result.files] == [
-        "data/train-00000-of-00001.parquet",
-        "prefkit.json",
-        "README.md",
-    ]
+    assert [f["path"] for f in result.files] == [shard_path(built), "prefkit.json", "README.md"]
     assert all(method in ("GET", "HEAD") for method, _ in hub.requests[seen:])
     assert ("dataset", repo) not in hub.repos
     DatasetCard(result.card).validate()
     main(["push", str(built), repo, "--dry-run"])
     out = capsys.readouterr().out
-    assert (
-        "would push to" in out and "data/train-00000-of-00001.parquet" in out and "--- README.md ---" in out
-    )
+    assert "would push to" in out and shard_path(built) in out and "--- README.md ---" in out
     assert "license: apache-2.0" in out
 
 

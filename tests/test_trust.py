@@ -177,7 +177,8 @@ def test_what_a_killed_run_left_is_cleaned_and_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert not any(p.exists() for p in stale) and mine.exists()
-    for name in ("README.md", "prefkit.json", "data/train-00000-of-00001.parquet"):
+    (shard,) = (out / "data").glob("train-*.parquet")
+    for name in ("README.md", "prefkit.json", f"data/{shard.name}"):
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
 
 
@@ -197,7 +198,25 @@ def test_an_empty_split_is_left_out_with_a_warning_and_the_set_loads(tmp_path):
     assert list(loaded) == ["train"] and loaded["train"].num_rows == 6
 
 
+def test_load_dataset_of_a_rebuilt_folder_reads_the_new_rows(tmp_path):
+    """``datasets`` caches a local folder under a hash of its card: a rebuild with other rows of the very same
+    size must still change the card, or load_dataset(OUT) returns the old rows."""
+    src = write_jsonl(tmp_path / "a.jsonl", GOOD)
+    build(str(src), tmp_path / "out")
+    assert (
+        datasets.load_dataset(str(tmp_path / "out"))["train"][0]["chosen"][0]["content"] == GOOD[0]["chosen"]
+    )
+    same_size = [{**r, "chosen": r["chosen"].replace("good", "fine")} for r in GOOD]
+    build(str(write_jsonl(tmp_path / "a.jsonl", same_size)), tmp_path / "out", overwrite=True)
+    assert datasets.load_dataset(str(tmp_path / "out"))["train"][0]["chosen"][0]["content"] == "fine 0"
+    # a folder of the same name elsewhere is another set too
+    other = tmp_path / "elsewhere" / "out"
+    build(str(write_jsonl(tmp_path / "b.jsonl", GOOD[:2])), other)
+    assert datasets.load_dataset(str(other))["train"].num_rows == 2
+
+
 def test_a_build_that_keeps_nothing_says_so(tmp_path):
+
     src = write_jsonl(tmp_path / "same.jsonl", [{**r, "rejected": r["chosen"]} for r in GOOD])
     proc = cli(["build", str(src), "-o", str(tmp_path / "out"), "--json"])
     assert proc.returncode == 0

@@ -26,11 +26,13 @@ from prefkit.output.folder import (
     REJECTS_DIR,
     SHARD_ROWS,
     OutputFolder,
+    content_digest,
     read_output,
     require_trl_shape,
     shard_name,
     shard_tables,
     split_files,
+    split_sizes,
     staged_folder,
 )
 from prefkit.output.writer import write_json, write_parquet, write_text
@@ -48,6 +50,7 @@ __all__ = [
     "write_manifest",
     "write_output",
     "write_parquet",
+    "write_shard",
     "write_split",
     "write_text",
 ]
@@ -64,12 +67,16 @@ def write_split(out_dir: Path, split: str, table: pa.Table, shard_rows: int = SH
     for old in split_files(data_dir, split):
         old.unlink()
     parts = shard_tables(table, shard_rows)
-    paths = []
-    for i, part in enumerate(parts):
-        path = data_dir / shard_name(split, i, len(parts))
-        write_parquet(part, path)
-        paths.append(path)
-    return paths
+    return [write_shard(part, data_dir, split, i, len(parts)) for i, part in enumerate(parts)]
+
+
+def write_shard(table: pa.Table, data_dir: Path, split: str, index: int, total: int) -> Path:
+    """Write one data shard atomically, named by its content (:func:`prefkit.output.folder.content_digest`)."""
+    plain = data_dir / shard_name(split, index, total)
+    write_parquet(table, plain)
+    path = plain.with_name(shard_name(split, index, total, content_digest(plain)))
+    plain.replace(path)
+    return path
 
 
 def write_output(
@@ -121,4 +128,6 @@ def refresh_card(
         schemas = {s: pq.read_schema(paths[0]) for s, paths in folder.shards.items()}
     schema = next(iter(schemas.values()), None)
     features = {} if schema is None else features_dict(schema.remove_metadata())
-    write_text(out_dir / CARD_NAME, render_card(manifest, features, name=name or out_dir.name))
+    shards = {split: split_files(out_dir / DATA_DIR, split) for split in manifest.get("splits", {})}
+    sizes = {split: split_sizes(paths) for split, paths in shards.items() if paths}
+    write_text(out_dir / CARD_NAME, render_card(manifest, features, name=name or out_dir.name, sizes=sizes))

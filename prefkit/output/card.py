@@ -96,9 +96,15 @@ def _template():
     return env.from_string(source)
 
 
-def card_metadata(manifest: dict, features: dict, hub: HubCard | None = None) -> dict:
-    """The YAML front matter: ``configs`` (so ``load_dataset(OUT)`` finds the data), ``dataset_info``, tags; on the
-    Hub also the licence, size category, split sizes, and the keys of the card already there."""
+def card_metadata(
+    manifest: dict, features: dict, hub: HubCard | None = None, sizes: dict[str, dict] | None = None
+) -> dict:
+    """The YAML front matter: ``configs`` (so ``load_dataset(OUT)`` finds the data), ``dataset_info`` (features and
+    each split's ``sizes``: :func:`prefkit.output.folder.split_sizes`), tags; on the Hub also the licence, size
+    category and the keys of the card already there.
+
+    The sizes matter locally too: ``datasets`` caches a local folder under a hash of its card, so a card without
+    them would let ``load_dataset(OUT)`` return a previous build's rows after a rebuild."""
     from prefkit.record import features_yaml
 
     splits = manifest.get("splits", {})
@@ -118,13 +124,13 @@ def card_metadata(manifest: dict, features: dict, hub: HubCard | None = None) ->
     meta["configs"] = [
         {
             "config_name": "default",
-            "data_files": [{"split": name, "path": f"data/{name}-*"} for name in written],
+            "data_files": [{"split": name, "path": _data_files(manifest, name)} for name in written],
         }
     ]
     if features:
         meta["dataset_info"] = {"features": features_yaml(features)}
-        if hub is not None and hub.split_files:
-            files = hub.split_files
+        files = sizes if sizes is not None else (hub.split_files if hub is not None else None)
+        if files:
             meta["dataset_info"]["splits"] = [
                 {"name": s, "num_bytes": f["num_bytes"], "num_examples": f["num_examples"]}
                 for s, f in files.items()
@@ -145,6 +151,12 @@ def _merge_remote(meta: dict, remote: dict) -> dict:
     return meta
 
 
+def _data_files(manifest: dict, split: str) -> str | list[str]:
+    """A split's data files as the card lists them: by name (so ``datasets``' cache of a local folder changes
+    whenever the rows do, see :func:`prefkit.output.folder.content_digest`), else the split's pattern."""
+    return manifest["splits"][split].get("files") or f"data/{split}-*"
+
+
 def _size_category(n: int) -> str:
     from prefkit.publish.licences import size_category
 
@@ -152,12 +164,19 @@ def _size_category(n: int) -> str:
 
 
 def render_card(
-    manifest: dict, features: dict, *, name: str | None = None, hub: HubCard | None = None
+    manifest: dict,
+    features: dict,
+    *,
+    name: str | None = None,
+    hub: HubCard | None = None,
+    sizes: dict[str, dict] | None = None,
 ) -> str:
     """The card's Markdown. ``features``: the data files' ``datasets`` features (dict form); ``name``: the folder's
-    name (what ``load_dataset`` is shown loading locally); ``hub``: render the Hub card of `push`."""
+    name (what ``load_dataset`` is shown loading locally); ``hub``: render the Hub card of `push`; ``sizes``:
+    each split's rows and bytes (:func:`prefkit.output.folder.split_sizes`)."""
     context = card_context(manifest, features, name=name, hub=hub)
-    front = yaml.safe_dump(card_metadata(manifest, features, hub), sort_keys=False, allow_unicode=True)
+    front = yaml.safe_dump(card_metadata(manifest, features, hub, sizes), sort_keys=False, allow_unicode=True)
+
     return _template().render(front_matter=front.rstrip(), **context)
 
 

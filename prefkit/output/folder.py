@@ -3,7 +3,7 @@
 ```
 OUT/
   README.md                      dataset card; YAML `configs` so load_dataset(OUT) works
-  data/<split>-00000-of-0000N.parquet
+  data/<split>-00000-of-0000N-<digest>.parquet
   rejects/<split>.parquet        every row not kept: source, source_index, stage, reason, original fields
   prefkit.json                   manifest
 ```
@@ -56,13 +56,39 @@ class OutputFolder:
         return self.path / REJECTS_DIR / f"{split}.parquet"
 
 
-def shard_name(split: str, index: int, total: int) -> str:
-    return f"{split}-{index:05d}-of-{total:05d}.parquet"
+def split_sizes(paths: list[Path]) -> dict[str, int]:
+    """A split's size as ``datasets`` records it (``dataset_info.splits`` of a card): ``num_examples`` (rows),
+    ``num_bytes`` (uncompressed Arrow bytes) and ``download_size`` (bytes of the Parquet files)."""
+    metas = [pq.read_metadata(p) for p in paths]
+    return {
+        "num_examples": sum(m.num_rows for m in metas),
+        "num_bytes": sum(m.row_group(i).total_byte_size for m in metas for i in range(m.num_row_groups)),
+        "download_size": sum(p.stat().st_size for p in paths),
+    }
+
+
+def shard_name(split: str, index: int, total: int, digest: str | None = None) -> str:
+    """``<split>-00000-of-00001[-<digest>].parquet``: the Hub's shard names, with the file's content digest."""
+    return f"{split}-{index:05d}-of-{total:05d}{'-' + digest if digest else ''}.parquet"
+
+
+def content_digest(path: Path) -> str:
+    """The first 16 hex digits of the file's SHA-256: shard names change whenever their rows do.
+
+    ``datasets`` caches ``load_dataset(OUT)`` under a hash of the card, which lists the data files by name; with
+    the same names a rebuilt folder holding other rows of the same size would load the previous build's rows."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def split_files(data_dir: Path, split: str) -> list[Path]:
     """The shards of exactly ``split`` (``train-…`` must not pick up a split named ``train-extra``)."""
-    pattern = re.compile(rf"{re.escape(split)}-\d{{5}}-of-\d{{5}}\.parquet")
+    pattern = re.compile(rf"{re.escape(split)}-\d{{5}}-of-\d{{5}}(?:-[0-9a-f]{{16}})?\.parquet")
     return sorted(
         p for p in data_dir.glob(f"{glob.escape(split)}-*-of-*.parquet") if pattern.fullmatch(p.name)
     )

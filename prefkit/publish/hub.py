@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from prefkit.errors import HubError
 from prefkit.output import CARD_NAME, DATA_DIR, MANIFEST_NAME, REJECTS_DIR, OutputFolder, read_output
+from prefkit.output.folder import split_sizes
 from prefkit.sources.hub import LOGIN_HINT, describe, http_status, transient, with_retries
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -327,14 +328,10 @@ def _local_plan(out: OutputFolder, include_rejects: bool, plots: str | Path | No
     split_files: dict[str, dict] = {}
     features: dict = {}
     for split, paths in out.shards.items():
-        metas = [pq.read_metadata(p) for p in paths]
         schema = pq.read_schema(paths[0]).remove_metadata()
         features = features or features_dict(schema)
-        split_files[split] = {
-            "num_examples": sum(m.num_rows for m in metas),
-            "num_bytes": sum(m.row_group(i).total_byte_size for m in metas for i in range(m.num_row_groups)),
-            "download_size": sum(p.stat().st_size for p in paths),
-        }
+        split_files[split] = split_sizes(paths)
+
         files += [(f"{DATA_DIR}/{p.name}", p) for p in paths]
     if include_rejects:
         files += [(f"{REJECTS_DIR}/{p.name}", p) for p in sorted((out.path / REJECTS_DIR).glob("*.parquet"))]

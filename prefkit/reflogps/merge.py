@@ -25,7 +25,7 @@ from prefkit.output import (
     refresh_card,
     staged_folder,
     write_manifest,
-    write_parquet,
+    write_shard,
 )
 from prefkit.output.stats import STATS_COLUMNS, split_stats
 from prefkit.record import REFLOGPS_FIELDS
@@ -60,6 +60,7 @@ def merge(
     data_files = {p for paths in folder.shards.values() for p in paths}
     skip = {work, out / MANIFEST_NAME, out / CARD_NAME, *data_files}
     manifest = dict(folder.manifest)
+    manifest["splits"] = dict(manifest.get("splits", {}))
     manifest[name] = section
     schemas: dict[str, pa.Schema] = {}
     stats: dict[str, dict] = {}
@@ -69,7 +70,10 @@ def merge(
         _link_tree(out, stage, skip)
         for split in folder.splits:
             mine = [s for s in shards if s.split == split]
-            schemas[split], stats[split] = _merge_split(folder, split, work, mine, stage, columns, names)
+            schemas[split], stats[split], files = _merge_split(
+                folder, split, work, mine, stage, columns, names
+            )
+            manifest["splits"][split] = {**manifest["splits"][split], "files": files}
         manifest["stats"] = {**(manifest.get("stats") or {}), "splits": stats}
         write_manifest(stage, manifest)
         refresh_card(stage, manifest, schemas, name=out.name)
@@ -84,20 +88,23 @@ def _merge_split(
     stage: Path,
     columns: list,
     names: list[str],
-) -> tuple[pa.Schema, dict]:
-    """One split's data shards with the new columns appended (replacing older ones); its schema and statistics."""
+) -> tuple[pa.Schema, dict, list[str]]:
+    """One split's data shards with the new columns appended (replacing older ones); its schema, statistics and
+    data files (renamed by their new content)."""
     parts = [pq.read_table(work / s.name) for s in shards]  # an empty split has no shards
     new = pa.concat_tables(parts).replace_schema_metadata(None) if parts else pa.schema(columns).empty_table()
     offset = 0
-    written = []
-    for path in folder.shards[split]:
+    written, files = [], []
+    paths = folder.shards[split]
+    for i, path in enumerate(paths):
         table = pq.read_table(path)
         table = table.drop_columns([c for c in names if c in table.column_names])
         piece = new.slice(offset, table.num_rows)
         for column in names:
             table = table.append_column(column, piece.column(column))
         offset += table.num_rows
-        write_parquet(table, stage / DATA_DIR / path.name)
+        shard = write_shard(table, stage / DATA_DIR, split, i, len(paths))
+        files.append(shard.relative_to(stage).as_posix())
         written.append(table.select([c for c in STATS_COLUMNS if c in table.column_names]))
     if offset != new.num_rows:
         raise OutputError(
@@ -106,4 +113,4 @@ def _merge_split(
         )
     stats = split_stats(pa.concat_tables(written))
     stats["columns"] = table.column_names
-    return table.schema, stats
+    return table.schema, stats, files
