@@ -167,16 +167,24 @@ def total(counts: dict[str, dict] | list[Counts]) -> Counts:
     return out
 
 
-def mark_dropped(df: pl.DataFrame, rows: pl.Series, reasons: pl.Series | str) -> pl.DataFrame:
-    """Mark the rows at positions ``rows`` dropped with ``reasons`` (one per row, or one for all)."""
+def mark_dropped(
+    df: pl.DataFrame, rows: pl.Series, reasons: pl.Series | str, details: pl.Series | None = None
+) -> pl.DataFrame:
+    """Mark the rows at positions ``rows`` dropped with ``reasons`` (one per row, or one for all) and, when given,
+    their ``details`` (the evidence the rejects show in ``detail``)."""
     if isinstance(reasons, str):
         reasons = pl.Series([reasons] * rows.len(), dtype=pl.String)
-    reason = pl.Series("_new", [None] * df.height, dtype=pl.String).scatter(rows.cast(pl.Int64), reasons)
+    at = rows.cast(pl.Int64)
+    reason = pl.Series("_new", [None] * df.height, dtype=pl.String).scatter(at, reasons)
     df = df.with_columns(reason)
+    if "detail" not in df.columns:
+        df = df.with_columns(pl.lit(None, dtype=pl.String).alias("detail"))
+    new_detail = pl.Series("_d", [None] * df.height, dtype=pl.String)
+    if details is not None:
+        new_detail = new_detail.scatter(at, details.cast(pl.String))
+    marked = pl.col("_new").is_not_null()
     return df.with_columns(
-        pl.when(pl.col("_new").is_not_null())
-        .then(pl.lit("dropped"))
-        .otherwise(pl.col("stage"))
-        .alias("stage"),
+        pl.when(marked).then(pl.lit("dropped")).otherwise(pl.col("stage")).alias("stage"),
         pl.coalesce("_new", "reason").alias("reason"),
+        pl.when(marked).then(pl.lit(new_detail)).otherwise(pl.col("detail")).alias("detail"),
     ).drop("_new")

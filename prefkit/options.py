@@ -40,9 +40,20 @@ from prefkit.output.exports import EXPORTS
 RECIPE_VERSION = 1
 
 
-def option(default: Any = None, help: str = "", *, cli: bool = True, metavar: str | None = None, **kw: Any):
-    """A documented option field. ``cli=False``: no flag of its own (set through another one or in Python)."""
+def option(
+    default: Any = None,
+    help: str = "",
+    *,
+    cli: bool = True,
+    metavar: str | None = None,
+    flag_value: Any = None,
+    **kw: Any,
+):
+    """A documented option field. ``cli=False``: no flag of its own (set through another one or in Python);
+    ``flag_value``: the value of the flag given without one (``--near-dedup`` = ``--near-dedup pair``)."""
     extra = {"cli": cli, **({"metavar": metavar} if metavar else {})}
+    if flag_value is not None:
+        extra["flag_value"] = flag_value
     return Field(default, description=help, json_schema_extra=extra, **kw)
 
 
@@ -149,6 +160,12 @@ class FilterOptions(OptionGroup):
         return any(v is not None for v in (self.max_length, self.max_prompt_length, self.min_answer_tokens))
 
 
+def _evalset_names() -> list[str]:
+    from prefkit.select.decontaminate import evalset_presets
+
+    return list(evalset_presets())
+
+
 class SelectOptions(OptionGroup):
     """Selection among valid rows, within and across sources."""
 
@@ -170,6 +187,34 @@ class SelectOptions(OptionGroup):
     one_pair_per_prompt: bool = option(
         False, "Keep only the highest-margin pair of each prompt (across all sources)."
     )
+    near_dedup: Literal["pair", "prompt"] | None = option(
+        None,
+        "Drop near-duplicates across all sources (MinHash over word 3-shingles, LSH): `pair` (the value when "
+        "none is given) compares prompt + both answers and keeps the first; `prompt` keeps one pair per cluster "
+        "of near-identical prompts, the highest margin.",
+        flag_value="pair",
+    )
+    near_dedup_threshold: float = option(
+        0.8,
+        "Jaccard similarity at or above which --near-dedup calls two texts near-duplicates.",
+        ge=0.05,
+        le=1,
+    )
+    decontaminate: tuple[str, ...] | None = option(
+        None,
+        "Drop rows whose prompt contains an item of this eval set (repeatable): a built-in name "
+        f"({', '.join(_evalset_names())}), a local file or a Hub dataset id.",
+        metavar="EVAL",
+    )
+    decontaminate_answers: bool = option(
+        False, "With --decontaminate: also drop rows whose chosen or rejected answer contains an eval item."
+    )
+    length_balance: bool = option(
+        False,
+        "Drop the fewest pairs (lowest margins first) so the chosen answer is longer in 50 % ± 1 % of pairs per "
+        "split (tokens with --tokenizer, else characters).",
+    )
+
     test_size: float | None = option(
         None,
         "Write train/test splits with this share of the rows in test, grouped so no prompt is on both sides.",
@@ -177,6 +222,18 @@ class SelectOptions(OptionGroup):
     test_rows: int | None = option(
         None, "Like --test-size, as a number of test rows (at least; whole prompt groups move).", ge=1
     )
+
+    @field_validator("near_dedup", mode="before")
+    @classmethod
+    def _near_dedup_flag(cls, value: Any) -> Any:
+        return {True: "pair", False: None}.get(value, value) if isinstance(value, bool) else value
+
+    @field_validator("decontaminate", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return (value,)
+        return tuple(value) if value else None
 
 
 class ChatOptions(OptionGroup):

@@ -32,6 +32,7 @@ from prefkit.output.stats import split_stats
 from prefkit.progress import track
 from prefkit.record import to_records, used_fields
 from prefkit.select import Part, assign_test_split, select_across, select_within
+from prefkit.select.quality import kept_row_details
 from prefkit.select.splits import by_output_split
 from prefkit.sources import Source, load_source
 from prefkit.sources.spec import SourceSpec, parse_source
@@ -101,7 +102,7 @@ def build(
     >>> result.dataset["train_prefs"][0]["prompt"]  # doctest: +SKIP
     [{'role': 'user', 'content': '...'}]
     """
-    from prefkit.filters.tokens import token_stage
+    from prefkit.filters.tokens import refusal_warnings, token_stage
 
     start = time.perf_counter()
     specs, options = resolve(sources, options, recipe_file, flat)
@@ -109,7 +110,7 @@ def build(
 
     loaded, presets = load_sources(specs, options, token, progress)
     parts = normalise_parts(loaded, specs, presets, options, target_check, progress)
-    scales = select_across(parts, specs, options.select)
+    scales, quality = select_across(parts, specs, options.select, target, token)
     split_info = assign_test_split(parts, options.select)
     splits, rejects, counts, described = collect(parts, options, split_info is not None)
     manifest = make_manifest(loaded, specs, presets, described, counts, options, command, scales)
@@ -120,7 +121,9 @@ def build(
         for p in parts
         if p.unused
     ]
+    warnings += refusal_warnings(rejects)
 
+    manifest.update(quality)
     if split_info is not None:
         manifest["test_split"] = split_info
     splits = shape_outputs(
@@ -347,6 +350,7 @@ def collect(
     counts: dict[str, Counts] = {}
     described = []
     fields = used_fields([p.df.filter(pl.col("stage") == "kept") for p in parts])  # one schema for the set
+    kept_row_details(parts, fields)
     for part in parts:
         part_counts = Counts()
         groups = by_output_split(part.df) if split_by_out else [(part.out, None)]

@@ -184,6 +184,14 @@ def _pruned(column: str, fields: tuple[str, ...]) -> pl.Expr:
     return pl.col(column).list.eval(pl.struct([pl.element().struct.field(f) for f in keep])).alias(column)
 
 
+def record_ids(df: pl.DataFrame, fields: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> pl.Series:
+    """The ``id`` :func:`to_records` gives each row of ``df`` in a set whose schema holds ``fields``."""
+    message_fields, row_fields = fields
+    missing = [pl.lit(None, dtype=pl.String).alias(f) for f in row_fields if f not in df.columns]
+    df = df.with_columns(*missing, *[_pruned(c, message_fields) for c in ("prompt", "chosen", "rejected")])
+    return stable_ids(df, row_fields)
+
+
 def to_records(
     df: pl.DataFrame,
     source_label: str,
@@ -199,6 +207,8 @@ def to_records(
             df = df.with_columns(pl.lit(None, dtype=pl.String).alias(f))
     df = df.with_columns(_pruned(c, message_fields) for c in ("prompt", "chosen", "rejected"))
     out = df.with_columns(pl.lit(source_label).alias("source"), stable_ids(df, row_fields))
+    if "chat_template_kwargs" in row_fields:  # TRL does `**example.get("chat_template_kwargs", {})`: a null
+        out = out.with_columns(pl.col("chat_template_kwargs").fill_null("{}"))  # would fail, `{}` is none
     table = out.select(*RECORD_COLUMNS, *row_fields, *carry).to_arrow()
     extra = [pa.field(c, plain_type(table.schema.field(c).type)) for c in carry]
     return table.cast(pa.schema([*arrow_schema(message_fields, row_fields), *extra]))

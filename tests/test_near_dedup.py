@@ -177,11 +177,11 @@ def test_bad_parameters(kwargs):
         near_duplicate_clusters(["a b c"], **kwargs)
 
 
-def test_missing_rensa_names_the_extra(monkeypatch):
+def test_a_missing_rensa_is_one_error_with_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "rensa", None)
     with pytest.raises(PrefkitError) as err:
         nd.minhash_signatures(["a b c"])
-    assert "rensa" in str(err.value) and "prefkit[quality]" in err.value.hint
+    assert "rensa" in str(err.value) and err.value.hint == "pip install rensa"
 
 
 def msgs(role: str, content: str) -> list[dict]:

@@ -56,6 +56,8 @@ def field_option(name: str, info: Any, overrides: dict[str, Any] | None = None) 
             kwargs["multiple"] = True
         if info.default is not None and not multiple:
             kwargs["help"] = f"{info.description} [default: {info.default}]"
+        if extra.get("flag_value") is not None:
+            kwargs.update(is_flag=False, flag_value=extra["flag_value"])
     kwargs.update(overrides or {})
     return click.option(flag(name), name, **kwargs)
 

@@ -49,7 +49,12 @@ def render(stats: dict) -> str:
         text = f"  length bias: chosen longer in {_pct(bias['chosen_longer_chars'])} of rows (characters)"
         if "chosen_longer_tokens" in bias:
             text += f", {_pct(bias['chosen_longer_tokens'])} (tokens)"
+        unit = "tokens" if "chosen_longer_tokens" in bias else "chars"
+        ratio, corr = bias.get(f"median_ratio_{unit}"), bias.get(f"margin_length_spearman_{unit}")
+        text += f"; median length ratio {'-' if ratio is None else f'{ratio:.2f}'}"
+        text += f"; margin~length rank correlation {'-' if corr is None else f'{corr:+.2f}'}"
         lines.append(text)
+
         residue = s.get("template_residue_rows")
         lines.append(f"  template residue: {'-' if residue is None else _fmt(residue)} rows")
         if "system_share" in s:

@@ -5,7 +5,8 @@ A marker counts only where a turn would start or end, so an answer that *explain
 ("Human: hi\\nAssistant: hello") is kept. Residue is, for the markers of every built-in template family:
 
 * a boundary: an end-of-turn marker followed by a start-of-turn header (``Hello<|im_end|>\\n<|im_start|>user``);
-* a header: a start-of-turn marker with its role at the start of the text or of a line (``<|im_start|>assistant``);
+* a header: a start-of-turn marker with its role at the start of the text or of a line (``<|im_start|>assistant``,
+  ``<|begin_of_text|>``);
 * a trailing end-of-turn marker (``Paris.<|im_end|>``);
 * NeMo's ``<extra_id_N>`` turn tokens anywhere; a transcript's ``Human:`` opening the text or a dangling
   ``\\n\\nHuman:`` / ``\\n\\nAssistant:`` closing it;
@@ -27,7 +28,7 @@ _LINE_END = r"[ \t]*(?:\n|\z)"
 FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "chatml": ((rf"<\|im_start\|>{ROLE}{_LINE_END}",), (r"<\|im_end\|>", r"<\|endoftext\|>")),
     "llama-3": (
-        (rf"(?:<\|begin_of_text\|>)?<\|start_header_id\|>{ROLE}<\|end_header_id\|>",),
+        (rf"(?:<\|begin_of_text\|>)?<\|start_header_id\|>{ROLE}<\|end_header_id\|>", r"<\|begin_of_text\|>"),
         (r"<\|eot_id\|>", r"<\|eom_id\|>", r"<\|end_of_text\|>"),
     ),
     "zephyr/phi-3": (

@@ -155,6 +155,26 @@ class TargetCheck:
         return result.reasons, result.details
 
 
+def refusal_warnings(rejects: Mapping[str, Any]) -> list[str]:
+    """One sentence per split with rows the target template refused: how many, the template's first message,
+    and the fix (``rejects``: split → the rejects' Arrow table)."""
+    import pyarrow.compute as pc
+
+    out = []
+    for split, table in rejects.items():
+        if "detail" not in table.column_names:
+            continue
+        refused = table.filter(pc.equal(table["reason"], "template_refused"))
+        if refused.num_rows:
+            out.append(
+                f"split {split!r}: the chat template refused {refused.num_rows:,} row(s), dropped as "
+                f"template_refused (first: {refused['detail'][0].as_py()!r}; each in rejects/{split}.parquet "
+                "`detail`); check the template against the rows: `--system drop` for a template without a "
+                "system role, or another --chat-template"
+            )
+    return out
+
+
 def token_stage(options: Any, progress: bool = False) -> tuple[Any, TargetCheck | None]:
     """The target tokenizer/template (:class:`prefkit.chat.target.Target` or None) and its row checks for
     :func:`prefkit.filters.classify` (or None), checked against the options before any source is read.

@@ -93,6 +93,7 @@ def _template():
         undefined=jinja2.StrictUndefined,
     )
     env.filters["num"] = num
+    env.filters["pct"] = _pct
     return env.from_string(source)
 
 
@@ -226,6 +227,9 @@ def card_context(
         **_counts_context(manifest),
         "rejects_note": _rejects_note(hub),
         "stats": [_stats_row(n, s) for n, s in stats.items() if "chars" in s or s.get("margin")],
+        "quality": {
+            k: manifest[k] for k in ("decontamination", "near_dedup", "length_balance") if manifest.get(k)
+        },
         "ref_stats": [
             {"name": n, "median": s["ref_margin"]["p50"], "prefers": _pct(s.get("ref_prefers_chosen"))}
             for n, s in stats.items()
@@ -339,11 +343,16 @@ def _rejects_note(hub: HubCard | None) -> str:
 def _stats_row(name: str, s: dict) -> dict:
     m = s.get("margin")
     chars = s.get("chars") or {}
+    bias = s.get("length_bias") or {}
     return {
         "name": name,
         "rows": s.get("rows"),
         "margin": f"{num(m['p50'])} [{num(m['p10'])}, {num(m['p90'])}]" if m else "-",
         "chosen": (chars.get("chosen") or {}).get("p50"),
         "rejected": (chars.get("rejected") or {}).get("p50"),
-        "longer": _pct((s.get("length_bias") or {}).get("chosen_longer_chars")),
+        "longer": _pct(bias.get("chosen_longer_chars")),
+        "ratio": "-" if bias.get("median_ratio_chars") is None else f"{bias['median_ratio_chars']:.2f}",
+        "spearman": "-"
+        if bias.get("margin_length_spearman_chars") is None
+        else f"{bias['margin_length_spearman_chars']:+.2f}",
     }

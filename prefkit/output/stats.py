@@ -58,29 +58,19 @@ def _residue_rows(df: pl.DataFrame) -> int | None:
     return int(residue_markers(df).is_not_null().sum())
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Spearman's rank correlation (average ranks for ties) of the finite pairs; None when undefined."""
-    keep = np.isfinite(a) & np.isfinite(b)
-    if keep.sum() < 3:
-        return None
-    ra = pl.Series(a[keep]).rank("average").to_numpy()
-    rb = pl.Series(b[keep]).rank("average").to_numpy()
-    if ra.std() == 0 or rb.std() == 0:
-        return None
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
 def length_bias(chosen: np.ndarray, rejected: np.ndarray, margin: np.ndarray | None, unit: str) -> dict:
-    """How answer length relates to preference: share of pairs whose chosen answer is longer, share of equal
-    lengths, median ratio chosen/rejected, and the rank correlation of the margin with the length difference."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(rejected > 0, chosen / rejected, np.nan)
-    finite = ratio[np.isfinite(ratio)]
+    """How answer length relates to preference, in ``unit`` (chars or tokens): share of pairs whose chosen answer
+    is longer, share of equal lengths, median ratio chosen/rejected, and Spearman's rank correlation of the
+    margin with the length difference (:func:`prefkit.select.length_balance.length_bias` computes them)."""
+    from prefkit.select.length_balance import length_bias as measure
+
+    m = measure(chosen, rejected, margin)
+    pairs = m["pairs"]
     return {
-        f"chosen_longer_{unit}": _share(chosen > rejected),
-        f"equal_{unit}": _share(chosen == rejected),
-        f"median_ratio_{unit}": float(np.median(finite)) if finite.size else None,
-        f"margin_length_spearman_{unit}": None if margin is None else _spearman(margin, chosen - rejected),
+        f"chosen_longer_{unit}": m["chosen_longer_fraction"],
+        f"equal_{unit}": m["equal_length"] / pairs if pairs else None,
+        f"median_ratio_{unit}": m["median_length_ratio"],
+        f"margin_length_spearman_{unit}": None if margin is None else m["margin_length_spearman"],
     }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from prefkit.select import dedup, mix, splits, top
+from prefkit.select import dedup, mix, quality, splits, top
 from prefkit.select.top import select_within
 
 __all__ = ["Part", "select_across", "select_within"]
@@ -34,12 +34,17 @@ class Part:
     unused: dict[str, int] | None = None  # source columns no mapping reads: their non-null counts
 
 
-def select_across(parts: list[Part], specs: list, options: Any) -> dict[int, dict]:
-    """Across all parts, in mix order: normalise margins (several scales), draw each source's weight, dedup, then
-    make the upsampled copies of the drawn rows dedup left kept. Returns the margin scales per source.
+def select_across(
+    parts: list[Part], specs: list, options: Any, target: Any = None, token: Any = None
+) -> tuple[dict[int, dict], dict[str, dict]]:
+    """Across all parts, in mix order: normalise margins (several scales), draw each source's weight, dedup, the
+    quality pass (:mod:`.quality`: decontamination, near-dedup, length balance), then make the upsampled copies
+    of the drawn rows that are still kept. Returns the margin scales per source and the quality pass's manifest
+    sections.
 
     Dedup runs on the drawn rows, so it never removes a pair whose first copy was not drawn; a weight is what is
-    drawn, and dedup may leave fewer rows. ``options`` are :class:`prefkit.options.SelectOptions`."""
+    drawn, and dedup may leave fewer rows. ``options`` are :class:`prefkit.options.SelectOptions`; ``target``
+    (a :class:`prefkit.chat.Target`) measures lengths in tokens for length balance; ``token`` reads eval sets."""
     scales = mix.margin_scales(parts, specs)
     for part in parts:
         scale = scales[specs.index(part.spec)]
@@ -47,8 +52,19 @@ def select_across(parts: list[Part], specs: list, options: Any) -> dict[int, dic
             part.df = part.df.with_columns(pl.col("margin") / scale["span"])
     again = mix.draw_weights(parts, options.seed)
     dedup.dedup_parts(parts, exact=options.dedup, one_per_prompt=options.one_pair_per_prompt)
+    sections: dict[str, dict] = {}
+    if options.decontaminate:
+        sections["decontamination"] = quality.decontaminate(
+            parts, options.decontaminate, options.decontaminate_answers, token
+        )
+    if options.near_dedup:
+        sections["near_dedup"] = quality.near_dedup(
+            parts, options.near_dedup, options.near_dedup_threshold, options.seed
+        )
+    if options.length_balance:
+        sections["length_balance"] = quality.length_balance(parts, target)
     mix.make_copies(parts, again)
-    return scales
+    return scales, sections
 
 
 def assign_test_split(parts: list[Part], options: Any) -> dict | None:
