@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import polars as pl
 import pyarrow as pa
@@ -182,6 +182,22 @@ def plain_type(t: pa.DataType) -> pa.DataType:
 def _pruned(column: str, fields: tuple[str, ...]) -> pl.Expr:
     keep = ("role", "content", *fields)
     return pl.col(column).list.eval(pl.struct([pl.element().struct.field(f) for f in keep])).alias(column)
+
+
+def _strip_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_strip_nulls(v) for v in value]
+    return value
+
+
+def to_json_text(value: Any) -> str | None:
+    """A JSON field's value (``tools``, ``tool_calls``, ``chat_template_kwargs``) as compact JSON text, keys in
+    the value's own order and null keys left out; strings are taken to be JSON text already; None stays None."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(_strip_nulls(value), ensure_ascii=False, separators=(",", ":"))
 
 
 def record_ids(df: pl.DataFrame, fields: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> pl.Series:

@@ -234,6 +234,10 @@ def test_identical_after_whitespace_normalisation_always_dropped(tmp_path):
             "<|eot_id|><|start_header_id|>assistant<|end_header_id|>",
         ),
         ("a question\n<|user|>\nanother", "<|user|>\n"),
+        ("Sure.</s>\n<|user|>", "</s>\n<|user|>"),  # Zephyr: end of turn, then the next turn's header
+        ("ok\n<|assistant|>\nthe answer", "<|assistant|>\n"),  # a turn header opening a line
+        ("Sure.<|end|>", "<|end|>"),  # Phi-3's end of turn closing the text
+        ("<|begin_of_text|>Hello", "<|begin_of_text|>"),  # Llama 3's BOS opening the text
     ],
 )
 def test_template_residue(tmp_path, text, marker):

@@ -207,3 +207,110 @@ def test_ld_alpha_recomputes_with_trl(scored, tmp_path):
     theirs = {r["id"]: r["ref_chosen_logps"] for r in trainer.train_dataset}
     ours = {r["id"]: r["ref_chosen_logps"] for r in dataset}
     assert any(abs(theirs[i] - ours[i]) > 1e-2 for i in theirs)  # TRL's length-weighted values were computed
+
+
+# ------------------------------------------------------------------------------ plain DPOTrainer on tool use
+
+_TIMER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "start_timer",
+        "description": "Start a timer.",
+        "parameters": {
+            "type": "object",
+            "properties": {"duration": {"type": "integer"}},
+            "required": ["duration"],
+        },
+    },
+}
+
+
+def _tool_rows(n: int) -> list[dict]:
+    """TRL's tool-calling preference shape: a ``tools`` column, tool calls in the prompt, and answers of
+    assistant(tool_calls) -> tool -> assistant."""
+    rows = []
+    for i in range(n):
+        call = {
+            "type": "function",
+            "function": {"name": "start_timer", "arguments": {"duration": 60 * (i + 1)}},
+        }
+        earlier = {"type": "function", "function": {"name": "start_timer", "arguments": {"duration": 30}}}
+        rows.append(
+            {
+                "prompt": [
+                    {"role": "user", "content": "Set a timer for half a minute."},
+                    {"role": "assistant", "content": "", "tool_calls": [earlier]},
+                    {"role": "tool", "content": "30", "name": "start_timer"},
+                    {"role": "assistant", "content": "Done."},
+                    {"role": "user", "content": f"Now one for {i + 1} minutes."},
+                ],
+                "chosen": [
+                    {"role": "assistant", "content": "", "tool_calls": [call]},
+                    {"role": "tool", "content": str(60 * (i + 1)), "name": "start_timer"},
+                    {"role": "assistant", "content": f"Timer set for {i + 1} minutes."},
+                ],
+                "rejected": [{"role": "assistant", "content": "I cannot set timers."}],
+                "tools": [_TIMER_TOOL],
+                **({"chat_template_kwargs": {"enable_thinking": False}} if i == 1 else {}),  # some rows only
+            }
+        )
+    return rows
+
+
+def test_plain_dpo_trainer_trains_on_a_built_tool_use_set(tmp_path):
+    """trl.DPOTrainer (reference model, no precompute) takes a built tool-use set as ``load_dataset`` gives it:
+    the ``Json`` fields come back as objects, TRL renders tools, calls and tool answers, and one step's loss is
+    finite."""
+    import json
+
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    from prefkit import build
+    from prefkit.chat.templates import get_chat_template
+
+    source = tmp_path / "tools.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in _tool_rows(4)))
+    out = tmp_path / "set"
+    result = build(source, out)
+    assert result.manifest["splits"]["train"]["kept"] == 4
+    dataset = datasets.load_dataset(str(out))["train"]
+    assert dataset[0]["tools"] == [_TIMER_TOOL]  # decoded by datasets, not JSON text
+    assert dataset[0]["chosen"][0]["tool_calls"][0]["function"]["arguments"] == {"duration": 60}
+    assert [r["chat_template_kwargs"] for r in dataset] == [{}, {"enable_thinking": False}, {}, {}]
+
+    model_path = tiny_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    tokenizer.chat_template = get_chat_template("qwen3")  # a template that renders tools and tool calls
+    args = DPOConfig(
+        output_dir=str(tmp_path / "run"),
+        precompute_ref_log_probs=False,
+        max_length=None,
+        per_device_train_batch_size=4,
+        max_steps=1,
+        logging_steps=1,
+        learning_rate=1e-6,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        seed=0,
+    )
+    trainer = DPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(str(model_path)),
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
+    assert trainer.ref_model is not None
+    first = trainer.train_dataset[0]
+    prompt_text = tokenizer.decode(first["prompt_ids"])
+    chosen_text = tokenizer.decode(first["chosen_ids"])
+    assert '"name": "start_timer"' in prompt_text and "<tool_response>\n30\n</tool_response>" in prompt_text
+    assert chosen_text.startswith('<tool_call>\n{"name": "start_timer", "arguments": {"duration": 60}}')
+    assert "<tool_response>\n60\n</tool_response>" in chosen_text
+    loss = _first_loss(trainer)
+    assert math.isfinite(loss), loss

@@ -40,7 +40,7 @@ FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 #: the literal pieces any residue contains (a fast first pass: only rows holding one are searched)
 LITERALS = (
     "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>",
-    "<|start_header_id|>", "</s>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>", "<start_of_turn>",
+    "<|start_header_id|>", "<|begin_of_text|>", "</s>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>", "<start_of_turn>",
     "<end_of_turn>", "<eos>", "[INST]", "<extra_id_", "Human:", "Assistant:",
 )  # fmt: skip
 CODE = r"(?s)```.*?```|~~~.*?~~~|`[^`\n]+`"

@@ -60,8 +60,8 @@ def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Map
     alpaca = columns.get("prompt") is None and {"instruction", "input"} <= set(schema.names)
     if alpaca and is_string(schema.field("instruction").type) and is_string(schema.field("input").type):
         prompt, extra = "instruction", {"columns": {"query": "input"}}
-    if "history" in schema.names and _is_history(schema.field("history").type):
-        extra.setdefault("columns", {})["history"] = "history"
+    if "history" in schema.names and (alpaca or _is_history(schema.field("history").type)):
+        extra.setdefault("columns", {})["history"] = "history"  # in Alpaca rows of any type: checked per row
     return Mapping(NAME, chosen=chosen, rejected=rejected, prompt=prompt, system=system, extra=extra)
 
 
@@ -79,8 +79,10 @@ def _with_history(prompt: pl.Series, history: pl.Series) -> tuple[pl.Series, pl.
     """History turns before each prompt's user turn (after its system message); rows with a malformed history."""
     rows, bad = [], []
     for messages, pairs in zip(prompt.to_list(), history.to_list(), strict=True):
-        pairs = pairs or []
-        ok = all(p is not None and len(p) == 2 for p in pairs)
+        pairs = [] if pairs is None or pairs == "" else pairs  # no history
+        ok = isinstance(pairs, list) and all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(t, str) for t in p) for p in pairs
+        )
         turns = [
             {"role": r, "content": c}
             for p in (pairs if ok else [])

@@ -9,27 +9,9 @@ really was null is left out too).
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pyarrow as pa
 
-from prefkit.record import ROW_FIELDS
-
-
-def _strip_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_strip_nulls(v) for v in value]
-    return value
-
-
-def to_json_text(value: Any) -> str | None:
-    """A value as compact JSON text (strings are taken to be JSON text already); None stays None."""
-    if value is None or isinstance(value, str):
-        return value
-    return json.dumps(_strip_nulls(value), ensure_ascii=False, separators=(",", ":"))
+from prefkit.record import ROW_FIELDS, to_json_text
 
 
 def _text_column(column: pa.ChunkedArray) -> pa.Array:

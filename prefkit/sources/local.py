@@ -164,9 +164,29 @@ def _read_json(path: Path) -> pa.Table:
     try:
         table = pajson.read_json(path, read_options=pajson.ReadOptions(block_size=1 << 24))
         table.validate(full=True)  # invalid UTF-8 would otherwise surface much later
-        return table
+        if not holds_json_fields(table.schema):
+            return table
     except pa.ArrowException:
-        return _read_json_lines(path)
+        pass
+    return _read_json_lines(path)  # row by row: reconciles kinds, keeps each row's JSON key order
+
+
+def holds_json_fields(schema: pa.Schema) -> bool:
+    """Whether Arrow typed a JSON field (``tools``, ``chat_template_kwargs``, messages' ``tool_calls``) as
+    structs, which loses each row's key order (:mod:`prefkit.sources.rows` reads such files row by row)."""
+    from prefkit.record import ROW_FIELDS
+
+    def not_text(t: pa.DataType) -> bool:
+        return not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t))
+
+    for f in schema:
+        if f.name in ROW_FIELDS and not_text(f.type):
+            return True
+        if pa.types.is_list(f.type) and pa.types.is_struct(f.type.value_type):
+            item = f.type.value_type
+            if item.get_field_index("tool_calls") >= 0 and not_text(item.field("tool_calls").type):
+                return True
+    return False
 
 
 def _open_maybe_gzip(path: Path):

@@ -10,6 +10,12 @@ disagree on the type, without losing content:
 
 Anything else that mixes (a list and a number, an object and a string) is a :class:`SourceError` naming the
 column, the kinds and the lines.
+
+Rows read here also keep what Arrow's typed reading would change: the JSON fields (``tools``,
+``chat_template_kwargs``, a message's ``tool_calls``) become JSON text with each row's own key order (Arrow
+would give every row the first row's key order, and a chat template renders keys in the order it gets them),
+and in a message column that mixes string contents with content parts (``[{"type": "text", ...}]``) each string
+becomes one text part (joined back to the same string when normalised).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from prefkit.errors import SourceError
+from prefkit.record import ROW_FIELDS, to_json_text
 
 #: columns whose strings are user turns when they become messages (all others: assistant answers)
 PROMPT_COLUMNS = ("prompt", "question", "input", "instruction", "history", "conversation")
@@ -75,8 +82,33 @@ def _kinds(rows: Sequence[dict]) -> dict[str, dict[str, int]]:
     return seen
 
 
+def _messages(value: Any) -> list[dict]:
+    return [m for m in value if isinstance(m, dict)] if isinstance(value, list) else []
+
+
+def keep_json_fields(rows: list[dict]) -> None:
+    """In place: JSON fields as JSON text in each row's own key order; string contents next to content parts in
+    a message column become one text part each (see the module docstring)."""
+    parts_in: set[str] = set()
+    for row in rows:
+        for name, value in row.items():
+            if name in ROW_FIELDS:
+                row[name] = to_json_text(value)
+            for m in _messages(value):
+                if "tool_calls" in m:
+                    m["tool_calls"] = to_json_text(m["tool_calls"])
+                if isinstance(m.get("content"), list):
+                    parts_in.add(name)
+    for row in rows:
+        for name in parts_in:
+            for m in _messages(row.get(name)):
+                if isinstance(m.get("content"), str):
+                    m["content"] = [{"type": "text", "text": m["content"]}]
+
+
 def table_from_rows(rows: list[dict], path: Path, lines: list[int]) -> pa.Table:
     """A table from parsed rows (``lines[i]``: the file line of row ``i``, for messages)."""
+    keep_json_fields(rows)
     try:
         return pa.Table.from_pylist(rows)
     except (pa.ArrowTypeError, pa.ArrowInvalid):
