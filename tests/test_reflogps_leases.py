@@ -118,6 +118,7 @@ def test_two_workers_started_together_match_one(fresh, reference, tmp_path):
     assert [first["shards"]["merged_here"], second["shards"]["merged_here"]].count(True) == 1
     section = json.loads((fresh / "prefkit.json").read_text())["reflogps"]
     assert section["shards"] == SHARDS and section["fingerprint"] and section["result_fingerprint"]
+    assert section["workers"] == 2 and first["workers"] == second["workers"] == 2
 
 
 def test_killed_worker_costs_its_shard_only(fresh, reference, tmp_path):

@@ -176,7 +176,8 @@ def render_summary(s: dict) -> None:
         if s.get("pairs_per_s")
         else ""
     )
-    where = f"{s['model']} ({s['dtype']}, {s['device']} x{s['world_size']})"
+    workers = f", {s['workers']} workers" if (s.get("workers") or 0) > 1 else ""
+    where = f"{s['model']} ({s['dtype']}, {s['device']} x{s['world_size']}{workers})"
     err()
     if s.get("outcome") == "already_complete":
         err(f"{s['output']} already has the reference log-probs of {where} from this job: nothing to do")

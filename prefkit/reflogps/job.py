@@ -395,6 +395,7 @@ def _summary(out: Path, run: Any, seconds: float) -> dict:
         "dtype": section["dtype"],
         "device": section["device"],
         "world_size": section["world_size"],
+        "workers": section.get("workers"),
         "max_length": section["max_length"],
         "pairs": totals["rows"],
         "scored": totals["scored"],

@@ -251,7 +251,8 @@ def _other_settings(out: Path, settings: dict, earlier: dict) -> OutputError:
     return OutputError(
         f"{out} has unfinished reference scoring from a run with other settings"
         + (f" (differs in: {', '.join(changed)})" if changed else ""),
-        "rerun with the same options to resume it, or pass --overwrite to discard it and start over",
+        "rerun with the same options to resume (or join) it, or pass --overwrite to discard it and start over "
+        "(refused while its workers are alive)",
     )
 
 

@@ -448,10 +448,13 @@ class _Progress:
 
 
 def collect_counts(work: Path, shards: list[Shard], keys: tuple[str, ...]) -> dict:
-    """Counts per split and in total from the finished shards' metadata (``dropped`` by reason)."""
+    """Counts per split and in total from the finished shards' metadata (``dropped`` by reason), and how many
+    distinct ``workers`` wrote them."""
     splits: dict[str, dict] = {}
+    workers = set()
     for shard in shards:
         meta = read_part_meta(work / shard.name) or {}
+        workers.add(meta.get("worker", meta.get("rank")))
         entry = splits.setdefault(shard.split, {k: 0 for k in keys} | {"dropped": {}})
         for k in keys:
             entry[k] += int(meta.get(k, 0))
@@ -459,4 +462,4 @@ def collect_counts(work: Path, shards: list[Shard], keys: tuple[str, ...]) -> di
             entry["dropped"][reason] = entry["dropped"].get(reason, 0) + n
     totals: dict[str, Any] = {k: sum(s[k] for s in splits.values()) for k in keys}
     totals["dropped"] = dict(sum((Counter(s["dropped"]) for s in splits.values()), Counter()))
-    return {"splits": splits, "totals": totals}
+    return {"splits": splits, "totals": totals, "workers": len(workers)}
