@@ -105,7 +105,7 @@ def test_two_workers_started_together_match_one(fresh, reference, tmp_path):
     """(a) Two independent processes on one OUT: both score shards, one merges, columns as with one process."""
     gate = tmp_path / "gate"
     gate.mkdir()
-    procs = [_worker(fresh, delay=0.2, barrier=(gate, 2)) for _ in range(2)]
+    procs = [_worker(fresh, delay=0.05, barrier=(gate, 2)) for _ in range(2)]
     first, second = (_summary(p) for p in procs)
     assert _columns(fresh) == _columns(reference)
     _clean(fresh)

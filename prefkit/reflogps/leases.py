@@ -238,10 +238,17 @@ class LeaseBook:
         return self.folder / f"{key}~{generation}{LEASE_SUFFIX}"
 
     def scan(self) -> dict[str, list[int]]:
-        """``{key: [generations]}`` of the lease files present. Raises ``FileNotFoundError`` when the lease folder
-        is gone (the work folder was merged away or discarded)."""
+        """``{key: [generations]}`` of the lease files present. A missing lease folder is made again when its work
+        folder exists (a work folder of an older prefkit); raises ``FileNotFoundError`` when the work folder is
+        gone (merged away or discarded), which is never made again here."""
         found: dict[str, list[int]] = {}
-        for name in os.listdir(self.folder):
+        try:
+            names = os.listdir(self.folder)
+        except FileNotFoundError:
+            with contextlib.suppress(FileExistsError):  # made meanwhile by another worker
+                self.folder.mkdir()  # no parents: FileNotFoundError when the work folder is gone
+            return found
+        for name in names:
             if name.startswith(".") or not name.endswith(LEASE_SUFFIX):
                 continue
             key, _, gen = name[: -len(LEASE_SUFFIX)].rpartition("~")

@@ -182,10 +182,16 @@ def merge_finished(
     with LeaseBook(work, Worker.here(), lease_seconds) as book, Heartbeat(lease_seconds) as beat:
         try:
             manifest = _merge_or_wait(folder.path, spec, shards, book, beat, finish, poll, tally)
+            if manifest is None:
+                raise OutputError(
+                    f"a shard of {work} went missing while this worker merged", "rerun the workers' command"
+                )
         except _WorkGone:
             manifest = _after_gone(folder.path, spec, time.monotonic() + GONE_WAIT, poll)
-            if manifest is None:
-                raise OutputError(f"{work} is gone", "rerun the workers' command") from None
+            if manifest is None:  # workers started over in a new work folder meanwhile
+                raise OutputError(
+                    f"{work} was replaced while this worker was merging", "let its workers finish it"
+                ) from None
     return JobRun(shards, done, manifest, tally, "merged_here" if tally.merged_here else "merged_elsewhere")
 
 
@@ -208,15 +214,15 @@ def _work(
     out = folder.path
     tally = Tally()
     poll = _poll(lease_seconds)
-    deadline = None
     with LeaseBook(out / WORK_DIR, worker, lease_seconds) as book, Heartbeat(lease_seconds) as beat:
         while True:
             try:
                 _score_all(folder, spec, shards, book, beat, tally, show, poll)
-                return _merge_or_wait(out, spec, shards, book, beat, finish, poll, tally), tally
+                manifest = _merge_or_wait(out, spec, shards, book, beat, finish, poll, tally)
+                if manifest is not None:
+                    return manifest, tally
             except _WorkGone:
-                deadline = deadline or time.monotonic() + GONE_WAIT
-                manifest = _after_gone(out, spec, deadline, poll)
+                manifest = _after_gone(out, spec, time.monotonic() + GONE_WAIT, poll)
                 if manifest is not None:
                     return manifest, tally
 
@@ -360,9 +366,10 @@ def _merge_or_wait(
     finish: Finish,
     poll: float,
     tally: Tally,
-) -> dict:
+) -> dict | None:
     """Every shard is finished: take the merge lease and merge, or wait while another worker holds it (taking it
-    over if it expires). Raises _WorkGone once another worker's merge replaced OUT."""
+    over if it expires). Returns the merged manifest, or None when a shard is unfinished after all (a part file
+    was removed); raises _WorkGone once another worker's merge replaced OUT."""
     work = out / WORK_DIR
     while True:
         _work_run(work, spec.fingerprint)
@@ -375,14 +382,8 @@ def _merge_or_wait(
             continue
         beat.add(lock)
         try:
-            missing = [
-                s.name for s in shards if s.name not in finished_shards(work, shards, spec.fingerprint)
-            ]
-            if missing:
-                raise OutputError(
-                    f"{len(missing)} shard(s) were not scored: {', '.join(missing[:5])}",
-                    "rerun the same command to finish them",
-                )
+            if len(finished_shards(work, shards, spec.fingerprint)) < len(shards):
+                return None  # a part went missing since we looked: score it again
             manifest = finish(shards, collect_counts(work, shards, spec.count_keys), lock.check)
         except LeaseLost:
             continue  # our merge lease expired and another worker took the merge over
