@@ -13,6 +13,7 @@ lease expires. Once every shard is finished, the worker that takes the merge lea
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -196,8 +197,8 @@ def merge_finished(
 
 
 def _poll(lease_seconds: float) -> float:
-    """Seconds between looks at the work folder while waiting for other workers (only the shards others hold
-    are looked at, so this stays cheap on a shared file system)."""
+    """Seconds between looks at the work folder while waiting for other workers (a look is a listing of the
+    work folder and of the lease folder, and a read of the leases held: cheap on a shared file system)."""
     return min(1.0, max(0.05, lease_seconds / 8))
 
 
@@ -275,7 +276,7 @@ def _score_all(
             current = _work_run(work, spec.fingerprint)
             if current != run:  # a folder replaced by a same-settings one starts empty
                 run, done = current, set()
-            done |= finished_shards(work, [s for s in shards if s.name not in done], spec.fingerprint)
+            done |= _newly_finished(work, [s for s in shards if s.name not in done], spec.fingerprint)
             prog.sync(done)
             todo = [s for s in shards if s.name not in done]
             if not todo:
@@ -292,6 +293,16 @@ def _score_all(
             finally:
                 beat.remove(lease)
                 lease.release()
+
+
+def _newly_finished(work: Path, pending: list[Shard], fingerprint: str) -> set[str]:
+    """Which of ``pending`` are finished now: one listing of the work folder, then only the new part files are
+    read (a shared file system is asked little however many shards there are)."""
+    try:
+        present = set(os.listdir(work))
+    except FileNotFoundError:
+        raise _WorkGone from None
+    return finished_shards(work, [s for s in pending if s.name in present], fingerprint)
 
 
 def _claim(book: LeaseBook, todo: list[Shard]) -> tuple[Shard, Lease] | None:
