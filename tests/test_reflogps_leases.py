@@ -346,3 +346,48 @@ def test_heartbeat_keeps_a_short_lease_alive_and_dead_holders_expire(tmp_path):
         assert other.expired(other.path("e", 0)) is False
         assert not create_exclusive(other.path("e", 0), "{}")  # exists: not replaced
         assert [p for p in (tmp_path / "leases").iterdir() if p.name.startswith(".")] == []
+
+
+def _torchrun(out: Path, delay: float) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "SLOW_WORKER_DELAY": str(delay)}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "tests.slow_worker", "reflogps", str(out), "--model", str(tiny_model_path()),
+        "--max-length", str(MAX_LENGTH), "--shard-rows", str(SHARD_ROWS), "--device", "cpu", "--json", "-q",
+    ]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+
+
+def _lease_of_rank(work: Path, rank: int) -> dict | None:
+    for path in (work / "leases").glob("*.lease"):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("rank") == rank:
+            return record
+    return None
+
+
+@pytest.mark.slow
+def test_torchrun_lost_rank_is_taken_over_when_run_again(fresh, reference):
+    """A torchrun rank killed mid-shard stops the torchrun job; run again, its ranks take the dead ranks' leases
+    over at once (same machine, dead processes) and the output is the one-process output."""
+    pytest.importorskip("torch.distributed.run")
+    work = fresh / job.WORK_DIR
+    first = _torchrun(fresh, delay=1.0)
+    held: list = [None]
+
+    def rank_1_holds_a_shard_after_a_part() -> bool:
+        held[0] = _lease_of_rank(work, 1)
+        return held[0] is not None and any(work.glob("*.parquet"))
+
+    _wait_for(rank_1_holds_a_shard_after_a_part, what="rank 1 holding a shard")
+    os.kill(held[0]["pid"], signal.SIGKILL)
+    first.communicate(timeout=120)
+    assert first.returncode != 0 and list((work / "leases").glob("*.lease"))
+    summary = _summary(_torchrun(fresh, delay=0))
+    assert summary["outcome"] == "merged_here" and summary["shards"]["taken_over"] >= 1
+    assert summary["shards"]["resumed"] >= 1 and summary["world_size"] == 2
+    assert _columns(fresh) == _columns(reference)
+    _clean(fresh)
