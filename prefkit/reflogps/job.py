@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -274,10 +275,10 @@ def reflogps(
 
 def _finisher(
     folder: OutputFolder, prov: dict, spec: Any, engine: dict, command: str | None, world: int, start: float
-):
+) -> Callable[[list, dict, Callable[[], None]], dict]:
     """The merge a worker runs once every shard is finished (see :data:`prefkit.reflogps.runner.Finish`)."""
 
-    def finish(shards: list, counts: dict, check: Any) -> dict:
+    def finish(shards: list, counts: dict, check: Callable[[], None]) -> dict:
         from prefkit.reflogps.merge import merge
         from prefkit.reflogps.provenance import section
 
