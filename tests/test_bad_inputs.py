@@ -258,3 +258,17 @@ def test_disk_full_and_read_only(tmp_path, tiny_mount):
     assert not any(p.name.startswith(".") for p in full.iterdir())  # nothing half-written left behind
     ro = tiny_mount("ro,size=64k")
     one_line_error(run(["build", str(f["good"]), "-o", str(ro / "out")], tmp_path), "read-only")
+
+
+def test_a_column_only_later_rows_hold_is_read(tmp_path):
+    """JSON read row by row (a column mixing kinds) keeps a key that the first row does not have."""
+    from prefkit.sources import load_source
+
+    rows = [
+        {"prompt": "p0", "chosen": "a", "rejected": "b", "score": 1},
+        {"prompt": "p1", "chosen": [{"role": "assistant", "content": "a"}], "rejected": "b", "note": "x"},
+    ]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = load_source(str(path)).splits["train"]
+    assert table.column("note").to_pylist() == [None, "x"]

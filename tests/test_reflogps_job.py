@@ -89,7 +89,16 @@ def test_end_to_end_columns_provenance_and_values(fresh, capsys):
     )
     assert code == 0, err
     summary = json.loads(out)
-    assert summary["pairs"] == 30 and summary["shards"] == {"total": 4, "resumed": 0, "scored": 4}
+    assert summary["pairs"] == 30 and summary["shards"] == {
+        "total": 4,
+        "resumed": 0,
+        "scored": 4,
+        "taken_over": 0,
+        "by_others": 0,
+        "lost": 0,
+        "merged_here": True,
+    }
+    assert summary["outcome"] == "merged_here"
     assert "Traceback" not in err
 
     schema = pq.read_schema(next((fresh / "data").glob("*.parquet")))
@@ -183,7 +192,15 @@ def test_resume_after_interrupt_gives_identical_output(fresh, reference, monkeyp
     monkeypatch.setattr(job, "score_shard", lambda *a, **k: calls.append(1) or real(*a, **k))
     summary = job.reflogps(fresh, str(tiny_model_path()), max_length=MAX_LENGTH, shard_rows=8, device="cpu")
     assert len(calls) == 3, "the finished shard was scored again"
-    assert summary["shards"] == {"total": 4, "resumed": 1, "scored": 3}
+    assert summary["shards"] == {
+        "total": 4,
+        "resumed": 1,
+        "scored": 3,
+        "taken_over": 0,
+        "by_others": 0,
+        "lost": 0,
+        "merged_here": True,
+    }
     assert _ref_columns(fresh) == _ref_columns(reference)
 
 

@@ -29,18 +29,35 @@ from prefkit.commands.common import command_line, echo_json, scoring_model_optio
     type=click.IntRange(min=1),
     default=2048,
     show_default=True,
-    help="Pairs per work shard (the unit of resume and of work per torchrun rank).",
+    help="Pairs per work shard (the unit of resume and of work a worker leases).",
+)
+@click.option(
+    "--lease-seconds",
+    type=click.FloatRange(min=0.5),
+    default=120.0,
+    show_default=True,
+    help="How long this worker's claim on a shard lasts without renewal (renewed every quarter of it); a killed "
+    "worker's shard is taken over by another after this long. Keep it above the shared file system's attribute "
+    "cache time.",
+)
+@click.option(
+    "--merge-only",
+    is_flag=True,
+    help="Only merge: write the columns from a work folder whose shards are all finished (no model is loaded; "
+    "--model must be the workers'). Workers merge by themselves; use this when none is left to do it.",
 )
 @click.option(
     "--resume/--no-resume",
     default=True,
     show_default=True,
-    help="Continue an interrupted run from its finished shards (same options); --no-resume starts over.",
+    help="Continue from the finished shards (same options; also joins workers already running); --no-resume "
+    "starts over (refused while live workers hold leases).",
 )
 @click.option(
     "--overwrite",
     is_flag=True,
-    help="Recompute when OUT already has the columns, and discard unfinished work from a run with other options.",
+    help="Recompute when OUT already has the columns, and discard unfinished work from a run with other options "
+    "(refused while live workers hold leases in it).",
 )
 @click.option(
     "--allow-mismatch",
@@ -62,6 +79,8 @@ def command(
     token_budget,
     no_prefix_sharing,
     shard_rows,
+    lease_seconds,
+    merge_only,
     resume,
     overwrite,
     allow_mismatch,
@@ -78,7 +97,9 @@ def command(
     left null.
 
     Work is saved in shards under OUT/.reflogps-work; a killed run restarted with the same command resumes.
-    Under torchrun every rank scores its share of the shards and rank 0 writes the result.
+    Any number of these commands (on machines that share OUT, or torchrun ranks) work together: each leases
+    unfinished shards, a killed worker's shard is taken over when its lease expires (--lease-seconds), and the
+    worker that sees every shard finished writes the result.
 
     \b
     Examples:
@@ -86,6 +107,8 @@ def command(
       prefkit reflogps hermes2k --model Qwen/Qwen2.5-0.5B-Instruct --dtype bfloat16 --max-length 2048
       prefkit reflogps hermes2k --model ./base --chat-template ./chatml.jinja --overwrite
       torchrun --nproc-per-node 8 -m prefkit reflogps hermes2k --model ./my-sft-model
+      prefkit reflogps /shared/hermes2k --model /shared/my-sft -q    # on many nodes at once: they share the work
+      prefkit reflogps /shared/hermes2k --model /shared/my-sft --merge-only
       prefkit verify hermes2k --sample 64        # then check a sample against the plain computation
     """
     from prefkit.progress import enabled
@@ -104,6 +127,8 @@ def command(
         token_budget=token_budget,
         prefix_sharing=not no_prefix_sharing,
         shard_rows=shard_rows,
+        lease_seconds=lease_seconds,
+        merge_only=merge_only,
         resume=resume,
         overwrite=overwrite,
         chat_template=chat_template,
@@ -146,13 +171,31 @@ def render_summary(s: dict) -> None:
         )
     for reason, n in s["dropped"].items():
         err(f"  dropped {reason}: {n:,} rows (TRL drops them at this --max-length; their columns are null)")
-    shards = s["shards"]
-    resumed = f", {shards['resumed']} of {shards['total']} shards resumed" if shards["resumed"] else ""
     rate = (
-        f"{s['pairs_per_s']:,.1f} pairs/s, {s['tokens_per_s']:,.0f} tokens/s" if s.get("pairs_per_s") else ""
+        f"{s['pairs_per_s']:,.1f} pairs/s, {s['tokens_per_s']:,.0f} tokens/s; "
+        if s.get("pairs_per_s")
+        else ""
     )
+    workers = f", {s['workers']} workers" if (s.get("workers") or 0) > 1 else ""
+    where = f"{s['model']} ({s['dtype']}, {s['device']} x{s['world_size']}{workers})"
     err()
-    err(
-        f"wrote reference log-probs of {s['model']} ({s['dtype']}, {s['device']} x{s['world_size']}) "
-        f"to {s['output']} in {s['seconds']:.1f}s ({rate}{resumed})"
-    )
+    if s.get("outcome") == "already_complete":
+        err(f"{s['output']} already has the reference log-probs of {where} from this job: nothing to do")
+        return
+    verb = "wrote" if s["shards"]["merged_here"] else "another worker wrote"
+    took = f"this worker took {s['seconds']:.1f}s ({rate}{shard_line(s['shards'])})"
+    err(f"{verb} reference log-probs of {where} to {s['output']}; {took}")
+
+
+def shard_line(shards: dict) -> str:
+    """What this worker did with the shards, in words."""
+    text = f"scored {shards['scored']} of {shards['total']} shards"
+    if shards["taken_over"]:
+        text += f" ({shards['taken_over']} taken over from stopped workers)"
+    if shards["resumed"]:
+        text += f", {shards['resumed']} found done"
+    if shards["by_others"]:
+        text += f", {shards['by_others']} by other workers"
+    if shards["lost"]:
+        text += f", {shards['lost']} lost to other workers (lease expired)"
+    return text + (", merged here" if shards["merged_here"] else "")

@@ -1,20 +1,23 @@
 """`prefkit reflogps OUT --model M`: add TRL-exact reference log-probs to a built set, resumably.
 
-For each split of the output folder the job cuts the rows into shards (:mod:`.plan`; shard ``g`` of the whole job
-goes to rank ``g % world_size`` under torchrun), tokenizes each shard exactly like TRL
-(:func:`prefkit.chat.tokenize.tokenize_pairs`), scores it with the engine (:func:`.engine.score_pairs`) and writes
-it atomically to the work folder (:mod:`.runner`); when every shard is there, rank 0 merges (:mod:`.merge`):
-``ref_chosen_logps``, ``ref_rejected_logps`` (float32), ``chosen_tokens``, ``rejected_tokens`` (int32) in the data
-shards, the provenance in ``prefkit.json`` (:mod:`.provenance`).
+For each split of the output folder the job cuts the rows into shards (:mod:`.plan`). Any number of workers
+(processes on machines that share OUT, torchrun ranks) claim shards with leases (:mod:`.leases`), tokenize each
+exactly like TRL (:func:`prefkit.chat.tokenize.tokenize_pairs`), score it with the engine
+(:func:`.engine.score_pairs`) and write it atomically to the work folder (:mod:`.runner`); when every shard is
+there, one worker merges (:mod:`.merge`): ``ref_chosen_logps``, ``ref_rejected_logps`` (float32),
+``chosen_tokens``, ``rejected_tokens`` (int32) in the data shards, the provenance in ``prefkit.json``
+(:mod:`.provenance`).
 
-A killed run restarted with the same command skips the shards already finished. Rows whose prompt alone reaches
-``max_length`` (TRL drops them) are counted in the manifest and get nulls.
+A killed run restarted with the same command skips the shards already finished; a killed worker's shard is taken
+over by another once its lease expires. Rows whose prompt alone reaches ``max_length`` (TRL drops them) are
+counted in the manifest and get nulls.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ import pyarrow as pa
 from prefkit.errors import ModelError, OptionError, OutputError
 from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.record import REFLOGPS_FIELDS
+from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS, MIN_LEASE_SECONDS
 from prefkit.reflogps.plan import (
     DEFAULT_SHARD_ROWS,
     REF_COLUMNS,
@@ -37,7 +41,14 @@ ROW_COLUMNS = ("prompt", "chosen", "rejected", "tools", "chat_template_kwargs")
 #: TRL's ``DPOConfig.max_length`` default, used when neither the option nor the build recorded one
 TRL_DEFAULT_MAX_LENGTH = 1024
 
-__all__ = ["DEFAULT_SHARD_ROWS", "WORK_DIR", "ModelOptions", "reflogps", "score_shard"]
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "DEFAULT_SHARD_ROWS",
+    "WORK_DIR",
+    "ModelOptions",
+    "reflogps",
+    "score_shard",
+]
 
 
 @dataclass(frozen=True)
@@ -123,12 +134,22 @@ def score_shard(
 
 
 def _open(
-    out_dir: str | Path, overwrite: bool, max_length: int | None, shard_rows: int
+    out_dir: str | Path,
+    overwrite: bool,
+    max_length: int | None,
+    shard_rows: int,
+    lease_seconds: float,
+    merge_only: bool,
 ) -> tuple[OutputFolder, int]:
     """The folder (checked before any model is loaded) and the max_length to score with."""
     if shard_rows < 1:
         raise OptionError(
             f"--shard-rows (shard_rows=) must be positive, got {shard_rows}", "the default is 2048"
+        )
+    if not lease_seconds >= MIN_LEASE_SECONDS:
+        raise OptionError(
+            f"--lease-seconds (lease_seconds=) must be at least {MIN_LEASE_SECONDS}, got {lease_seconds}",
+            f"the default is {DEFAULT_LEASE_SECONDS:g}",
         )
     folder = read_output(out_dir)
     require_trl_shape(folder, "reflogps")
@@ -136,18 +157,26 @@ def _open(
         raise OutputError(
             f"{out_dir} has no splits to score", "build it first with `prefkit build SOURCE -o OUT`"
         )
-    if not overwrite and not (folder.path / WORK_DIR).is_dir() and has_ref_columns(folder):
-        raise OutputError(
-            f"{out_dir} already has reference log-prob columns ({', '.join(REF_COLUMNS[:2])})",
-            "pass --overwrite to recompute them (e.g. with another model)",
-        )
     if max_length is None:
         max_length = (folder.manifest.get("tokenizer") or {}).get("max_length") or TRL_DEFAULT_MAX_LENGTH
     if max_length < 1:
         raise OptionError(
             f"--max-length (max_length=) must be positive, got {max_length}", "TRL's default is 1024"
         )
+    fresh = not overwrite and not merge_only and not (folder.path / WORK_DIR).is_dir()
+    if fresh and has_ref_columns(folder) and not _maybe_this_job(folder, max_length):
+        raise OutputError(
+            f"{out_dir} already has reference log-prob columns ({', '.join(REF_COLUMNS[:2])})",
+            "pass --overwrite to recompute them (e.g. with another model)",
+        )
     return folder, int(max_length)
+
+
+def _maybe_this_job(folder: OutputFolder, max_length: int) -> bool:
+    """Whether OUT's columns may be this very job's result (a worker started after the merge): the exact check
+    (the result fingerprint) needs the model, so only an obvious mismatch is refused before loading it."""
+    sec = folder.manifest.get("reflogps") or {}
+    return bool(sec.get("result_fingerprint")) and sec.get("max_length") == max_length
 
 
 def _load(folder: OutputFolder, model: str, options: ModelOptions, ctx: Any, allow_mismatch: bool) -> Any:
@@ -188,6 +217,8 @@ def reflogps(
     allow_mismatch: bool = False,
     progress: bool = False,
     command: str | None = None,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    merge_only: bool = False,
     **model_options: Any,
 ) -> dict:
     """Score every pair of the set in ``out_dir`` with the reference ``model`` (a folder or Hub id) and add the
@@ -195,10 +226,15 @@ def reflogps(
     tokens, TRL's ``DPOTrainer`` rule) and ``chosen_tokens`` / ``rejected_tokens`` (int32).
 
     ``max_length`` is TRL's ``DPOConfig.max_length`` (default: the build's ``--max-length``, else TRL's 1024);
-    ``options`` / keywords (``dtype="bfloat16"``, ``device="cpu"`` …) are :class:`ModelOptions`. Returns a summary
-    (counts per split, rows TRL would drop, tokens, throughput, resumed shards). Under ``torchrun`` every rank
-    calls this; each scores its shards and rank 0 merges. Raises ``OutputError`` (not a set, columns already there
-    without ``overwrite``, unfinished work from other settings), ``ModelError`` (model cannot load or does not fit).
+    ``options`` / keywords (``dtype="bfloat16"``, ``device="cpu"`` …) are :class:`ModelOptions`. Any number of
+    calls (processes, machines sharing ``out_dir``, torchrun ranks) may run at once: each is a worker that leases
+    shards (``lease_seconds``, default 120: a killed worker's shard is taken over after that long), the one that
+    sees the job finished merges. ``merge_only``: merge a job whose shards are all finished, without loading the
+    model. Returns this worker's summary (counts per split, rows TRL would drop, tokens, throughput, and
+    ``shards``: total, resumed, scored, taken_over, by_others, lost, merged_here). Raises ``OutputError`` (not a
+    set, columns already there without ``overwrite``, unfinished work from other settings, live workers in the
+    way of ``overwrite``/``resume=False``, unfinished shards with ``merge_only``), ``ModelError`` (model cannot
+    load or does not fit), ``OptionError`` (a bad value).
 
     >>> reflogps("hermes2k", "./my-sft-model", max_length=2048)  # doctest: +SKIP
     {'output': 'hermes2k', 'pairs': 2000, 'scored': 1996, 'dropped': {'prompt_too_long': 4}, ...}
@@ -208,32 +244,101 @@ def reflogps(
 
     start = time.perf_counter()
     options = ModelOptions.create(options, model_options)
-    folder, max_length = _open(out_dir, overwrite, max_length, shard_rows)
+    folder, resolved_length = _open(out_dir, overwrite, max_length, shard_rows, lease_seconds, merge_only)
+    if merge_only:
+        return _merge_only(folder, model, max_length, command, start, lease_seconds)
     dev = resolve_device(options.device)  # under torchrun, auto/cuda → cuda:LOCAL_RANK
     ctx = init_distributed(dev)
     try:
         loaded = _load(folder, model, ModelOptions.create(options, {"device": str(dev)}), ctx, allow_mismatch)
-        spec, engine_settings = _job_spec(folder, loaded, options, max_length, dev, shard_rows, ctx)
+        spec, engine_settings = _job_spec(folder, loaded, options, resolved_length, dev, shard_rows, ctx)
+        # ranks other than 0 do not hash the weights: the fingerprinted settings carry rank 0's hash
+        prov = {**loaded.provenance, "weights_sha256": spec.settings["weights_sha256"]}
         from prefkit.reflogps.runner import run_shards
 
         run = run_shards(
-            folder, spec, ctx, shard_rows=shard_rows, resume=resume, overwrite=overwrite, progress=progress
+            folder,
+            spec,
+            ctx,
+            shard_rows=shard_rows,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            finish=_finisher(folder, prov, spec, engine_settings, command, ctx.world_size, start),
+            lease_seconds=lease_seconds,
+            record={"provenance": prov, "engine": engine_settings},
         )
-
-        def finish() -> dict:
-            from prefkit.reflogps.merge import merge
-            from prefkit.reflogps.provenance import section
-
-            seconds = time.perf_counter() - start
-            info = {"command": command, "columns": REF_COLUMNS, "world_size": ctx.world_size}
-            info |= {"engine": engine_settings, "counts": run.counts, "seconds": round(seconds, 3)}
-            sec = section(loaded.provenance, spec.settings, info)
-            merge(folder.path, run.shards, sec)
-            return _summary(folder.path, sec, run, seconds)
-
-        return ctx.on_main(finish)
+        return ctx.on_main(lambda: _summary(folder.path, run, time.perf_counter() - start))
     finally:
         ctx.close()
+
+
+def _finisher(
+    folder: OutputFolder, prov: dict, spec: Any, engine: dict, command: str | None, world: int, start: float
+) -> Callable[[list, dict, Callable[[], None]], dict]:
+    """The merge a worker runs once every shard is finished (see :data:`prefkit.reflogps.runner.Finish`)."""
+
+    def finish(shards: list, counts: dict, check: Callable[[], None]) -> dict:
+        from prefkit.reflogps.merge import merge
+        from prefkit.reflogps.provenance import section
+
+        info = {"command": command, "columns": REF_COLUMNS, "world_size": world, "engine": engine}
+        info |= {"counts": counts, "seconds": round(time.perf_counter() - start, 3)}
+        sec = section(prov, spec.settings, info)
+        return merge(folder.path, shards, sec, settings=spec.settings, check=check)
+
+    return finish
+
+
+def _merge_only(
+    folder: OutputFolder,
+    model: str,
+    max_length: int | None,
+    command: str | None,
+    start: float,
+    lease_seconds: float,
+) -> dict:
+    """``--merge-only``: merge the work folder's finished job with the model provenance its first worker recorded
+    in settings.json (no model is loaded). A set this job already merged is reported as complete."""
+    from prefkit.reflogps.plan import plan_shards, read_work_settings
+    from prefkit.reflogps.runner import JobRun, JobSpec, Tally, merge_finished
+
+    out = folder.path
+    recorded = read_work_settings(out / WORK_DIR)
+    section = folder.manifest.get("reflogps") or {}
+    if not recorded:
+        if has_ref_columns(folder) and section.get("model") == model and section.get("result_fingerprint"):
+            run = JobRun([], set(), folder.manifest, Tally(), "already_complete")
+            return _summary(out, run, time.perf_counter() - start)
+        raise OutputError(
+            f"{out} has no reference scoring to merge (no {WORK_DIR} folder with a job)",
+            "start workers with `prefkit reflogps OUT --model M`; the last one merges by itself",
+        )
+    settings = recorded.get("settings") or {}
+    if settings.get("model") != model or (
+        max_length is not None and settings.get("max_length") != max_length
+    ):
+        raise OptionError(
+            f"{out}'s unfinished job scores with --model {settings.get('model')} --max-length "
+            f"{settings.get('max_length')}, not --model {model}"
+            + (f" --max-length {max_length}" if max_length is not None else ""),
+            "pass the workers' --model (and --max-length) with --merge-only",
+        )
+    prov = recorded.get("provenance")
+    if not prov:
+        raise OutputError(
+            f"{out / WORK_DIR} was written by an older prefkit that did not record the model's provenance",
+            "rerun the workers' command without --merge-only: it merges once every shard is finished",
+        )
+    spec = JobSpec(REFLOGPS_FIELDS, ROW_COLUMNS, settings, str(recorded.get("fingerprint")), _no_scoring)
+    shards = plan_shards(folder, int(settings.get("shard_rows") or DEFAULT_SHARD_ROWS))
+    finish = _finisher(folder, prov, spec, recorded.get("engine") or {}, command, 1, start)
+    run = merge_finished(folder, spec, shards, finish, lease_seconds)
+    return _summary(out, run, time.perf_counter() - start)
+
+
+def _no_scoring(rows: list[dict], on_progress: Any) -> tuple[dict[str, list], dict]:
+    raise AssertionError("--merge-only scores nothing")
 
 
 def _job_spec(
@@ -275,10 +380,15 @@ def _job_spec(
     return spec, engine_settings
 
 
-def _summary(out: Path, section: dict, run: Any, seconds: float) -> dict:
-    """The summary `--json` prints; rates count only the pairs scored by this run (not resumed ones)."""
-    totals, fresh, scoring = section["totals"], run.fresh, run.scoring_seconds
-    n = len(run.shards)
+def _summary(out: Path, run: Any, seconds: float) -> dict:
+    """The summary `--json` prints, for this worker (summed over torchrun ranks): rates count only the pairs it
+    scored; ``shards`` says how many it scored, took over, found finished, left to others, and whether it merged."""
+    section = run.manifest["reflogps"]
+    totals, tally = section["totals"], run.tally
+    fresh, scoring = tally.counts, tally.seconds
+    n = len(run.shards) or int(section.get("shards") or 0)
+    resumed = n if run.outcome == "already_complete" else len(run.already)
+    rated = bool(fresh.get("rows")) and scoring > 0
     return {
         "output": str(out),
         "model": section["model"],
@@ -286,6 +396,7 @@ def _summary(out: Path, section: dict, run: Any, seconds: float) -> dict:
         "dtype": section["dtype"],
         "device": section["device"],
         "world_size": section["world_size"],
+        "workers": section.get("workers"),
         "max_length": section["max_length"],
         "pairs": totals["rows"],
         "scored": totals["scored"],
@@ -294,8 +405,17 @@ def _summary(out: Path, section: dict, run: Any, seconds: float) -> dict:
         "tokens": totals["tokens"],
         "seconds": round(seconds, 3),
         "scoring_seconds": round(scoring, 3),
-        "pairs_per_s": round(fresh["rows"] / scoring, 2) if fresh["rows"] else None,
-        "tokens_per_s": round(fresh["tokens"] / scoring, 1) if fresh["rows"] else None,
-        "shards": {"total": n, "resumed": len(run.already), "scored": n - len(run.already)},
+        "pairs_per_s": round(fresh["rows"] / scoring, 2) if rated else None,
+        "tokens_per_s": round(fresh["tokens"] / scoring, 1) if rated else None,
+        "outcome": run.outcome,
+        "shards": {
+            "total": n,
+            "resumed": resumed,
+            "scored": tally.scored,
+            "taken_over": tally.taken_over,
+            "by_others": max(0, n - resumed - tally.scored),
+            "lost": tally.lost,
+            "merged_here": tally.merged_here,
+        },
         "splits": section["splits"],
     }

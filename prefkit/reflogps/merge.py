@@ -4,12 +4,17 @@ The data shards get ``ref_chosen_logps``, ``ref_rejected_logps`` (float32), ``ch
 ``rejected_tokens`` (int32), ``prefkit.json`` a ``reflogps`` section (and fresh statistics), README.md fresh
 ``dataset_info`` features. The new folder is staged next to OUT (unchanged files are hard-linked) and swapped in
 with a rename, so OUT is always either the old set or the new one; the work folder goes away with the old folder.
+
+The section records the job's ``fingerprint`` and ``result_fingerprint`` (the same settings over the merged data
+files): a worker that starts or looks after the merge recognises its job as done
+(:func:`prefkit.reflogps.plan.completed`).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,7 +34,13 @@ from prefkit.output import (
 )
 from prefkit.output.stats import STATS_COLUMNS, split_stats
 from prefkit.record import REFLOGPS_FIELDS
-from prefkit.reflogps.plan import WORK_DIR, Shard
+from prefkit.reflogps.plan import (
+    WORK_DIR,
+    Shard,
+    files_fingerprint,
+    result_fingerprint,
+    settings_fingerprint,
+)
 
 
 def _link_tree(src: Path, dst: Path, skip: set[Path]) -> None:
@@ -50,20 +61,34 @@ def _link_tree(src: Path, dst: Path, skip: set[Path]) -> None:
 
 
 def merge(
-    out: Path, shards: list[Shard], section: dict, *, name: str = "reflogps", columns: list = REFLOGPS_FIELDS
+    out: Path,
+    shards: list[Shard],
+    section: dict,
+    *,
+    name: str = "reflogps",
+    columns: list = REFLOGPS_FIELDS,
+    settings: dict | None = None,
+    check: Callable[[], None] | None = None,
 ) -> dict:
     """Add the work folder's ``columns`` to OUT's data shards, record ``section`` as ``manifest[name]``, refresh the
-    statistics and the card; atomic swap. Returns the new manifest."""
+    statistics and the card; atomic swap. Returns the new manifest.
+
+    ``settings``: the job's fingerprinted settings (the section then records ``fingerprint``,
+    ``result_fingerprint`` and the number of ``shards``); ``check()`` is called just before the swap and may raise
+    to abandon the merge (the merging worker lost its merge lease).
+    """
     folder = read_output(out)
     work = out / WORK_DIR
     names = [n for n, _ in columns]
-    data_files = {p for paths in folder.shards.values() for p in paths}
-    skip = {work, out / MANIFEST_NAME, out / CARD_NAME, *data_files}
+    data_files = [p for split in folder.splits for p in folder.shards[split]]
+    leftovers = {p for p in out.iterdir() if p.name.startswith(f"{WORK_DIR}.")}  # discarded work folders
+    skip = {work, out / MANIFEST_NAME, out / CARD_NAME, *data_files, *leftovers}
     manifest = dict(folder.manifest)
     manifest["splits"] = dict(manifest.get("splits", {}))
-    manifest[name] = section
+    section = dict(section)
     schemas: dict[str, pa.Schema] = {}
     stats: dict[str, dict] = {}
+    written: list[str] = []
     mode = out.stat().st_mode & 0o7777
     with staged_folder(out, overwrite=True) as stage:
         os.chmod(stage, mode)  # keep OUT's permissions
@@ -74,9 +99,18 @@ def merge(
                 folder, split, work, mine, stage, columns, names
             )
             manifest["splits"][split] = {**manifest["splits"][split], "files": files}
+            written += files
+        if settings is not None:
+            merged = files_fingerprint([stage / f for f in written])
+            section["shards"] = len(shards)
+            section["fingerprint"] = settings_fingerprint(settings)
+            section["result_fingerprint"] = result_fingerprint(settings, merged)
+        manifest[name] = section
         manifest["stats"] = {**(manifest.get("stats") or {}), "splits": stats}
         write_manifest(stage, manifest)
         refresh_card(stage, manifest, schemas, name=out.name)
+        if check is not None:
+            check()
     return manifest
 
 

@@ -1,25 +1,32 @@
 """The plan of a reflogps job: the work shards, the settings fingerprint, and the work folder that makes a killed
-run resumable.
+run resumable and lets any number of workers share the job.
 
 Each split of the output folder is cut into shards of ``shard_rows`` pairs. A finished shard is a parquet file
 ``OUT/.reflogps-work/<split>-<index>.parquet`` holding its four columns, stamped (schema metadata) with the
-run's settings fingerprint and its row range: a rerun with the same settings skips it.
+run's settings fingerprint and its row range: a rerun with the same settings skips it. ``settings.json`` (created
+exclusively, so workers starting together agree on one) holds the fingerprint; ``leases/`` the shards being
+scored (:mod:`prefkit.reflogps.leases`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefkit.errors import OutputError
-from prefkit.output import OutputFolder, read_output, write_parquet, write_text
+from prefkit.output import MANIFEST_NAME, OutputFolder, read_output, write_parquet
+from prefkit.output.writer import os_error
 from prefkit.record import REFLOGPS_FIELDS
+from prefkit.reflogps.leases import LEASE_DIR, LeaseBook, Worker, create_exclusive, describe, read_json
 
 WORK_DIR = ".reflogps-work"
 SETTINGS_NAME = "settings.json"
@@ -27,6 +34,8 @@ SETTINGS_NAME = "settings.json"
 DEFAULT_SHARD_ROWS = 2048
 REF_COLUMNS = [name for name, _ in REFLOGPS_FIELDS]
 PART_META_KEY = b"prefkit_reflogps"
+#: the key of a job's settings that holds the data files' hash (the merged files' hash in the result fingerprint)
+DATA_KEY = "data_sha256"
 
 
 @dataclass(frozen=True)
@@ -58,16 +67,20 @@ def plan_shards(folder: OutputFolder, shard_rows: int) -> list[Shard]:
     return shards
 
 
+def files_fingerprint(paths: list[Path]) -> str:
+    """SHA-256 over the files' names and bytes, in the order given."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{path.name}\0".encode())
+        with open(path, "rb") as fh:
+            while chunk := fh.read(8 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
 def data_fingerprint(folder: OutputFolder) -> str:
     """SHA-256 over the data files' names and bytes (a rebuilt set invalidates unfinished work)."""
-    digest = hashlib.sha256()
-    for split in folder.splits:
-        for path in folder.shards[split]:
-            digest.update(f"{path.name}\0".encode())
-            with open(path, "rb") as fh:
-                while chunk := fh.read(8 << 20):
-                    digest.update(chunk)
-    return digest.hexdigest()
+    return files_fingerprint([path for split in folder.splits for path in folder.shards[split]])
 
 
 def settings_fingerprint(settings: dict) -> str:
@@ -113,49 +126,157 @@ def finished_shards(work: Path, shards: list[Shard], fingerprint: str) -> set[st
     return done
 
 
-def prepare_work(out: Path, settings: dict, fingerprint: str, *, resume: bool, overwrite: bool) -> Path:
-    """Check OUT's state against this run and make the work folder ready (rank 0 only).
+def result_fingerprint(settings: dict, data_sha256: str) -> str:
+    """The fingerprint a worker started after the merge computes: the same settings over the merged data files."""
+    return settings_fingerprint({**settings, DATA_KEY: data_sha256})
 
-    * work folder from the same settings: kept (resume) unless ``resume=False``;
-    * work folder from other settings: OutputError unless ``overwrite`` (then discarded);
-    * no resumable work and OUT already has reference columns: OutputError unless ``overwrite``.
+
+def completed(out: Path, name: str, fingerprint: str) -> dict | None:
+    """OUT's manifest when its ``name`` section was merged by a job with this fingerprint (seen before or after
+    the merge rewrote the data files), else None."""
+    try:
+        manifest = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    sec = manifest.get(name) if isinstance(manifest, dict) else None
+    if isinstance(sec, dict) and fingerprint in (sec.get("fingerprint"), sec.get("result_fingerprint")):
+        return manifest
+    return None
+
+
+def read_work_settings(work: Path) -> dict | None:
+    """The work folder's settings.json: None when there is none, ``{}`` when it cannot be read."""
+    return read_json(work / SETTINGS_NAME)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What :func:`prepare_work` found: OUT's ``manifest`` when this job is already complete, else the work
+    folder to score in (``created`` by this worker, or joined)."""
+
+    work: Path
+    manifest: dict | None = None
+    created: bool = False
+
+
+def prepare_work(
+    out: Path,
+    settings: dict,
+    fingerprint: str,
+    *,
+    resume: bool,
+    overwrite: bool,
+    name: str = "reflogps",
+    record: dict | None = None,
+) -> Prepared:
+    """Check OUT's state against this job and make the work folder ready; safe when many workers start at once.
+
+    * OUT already merged by a job with this fingerprint (and ``resume``): nothing to do (``manifest`` set);
+    * work folder from the same settings: joined (its finished shards are kept) unless ``resume=False``;
+    * work folder from other settings: OutputError unless ``overwrite``;
+    * discarding a work folder (``overwrite`` over other settings, ``resume=False``) is refused with OutputError
+      while live workers hold leases in it;
+    * no work folder and OUT already has reference columns: OutputError unless ``overwrite``;
+    * otherwise settings.json is created exclusively: of workers starting together one creates, the rest join.
+
+    ``record``: extra JSON kept in settings.json (the model's provenance, for ``--merge-only``).
     """
     work = out / WORK_DIR
-    earlier = None
-    if work.is_dir():
-        try:
-            earlier = json.loads((work / SETTINGS_NAME).read_text())
-        except (OSError, ValueError):
-            earlier = {}
-    resumable = earlier is not None and earlier.get("fingerprint") == fingerprint
-    if earlier is not None and not resumable:
-        if not overwrite:
-            changed = sorted(
-                k
-                for k in set(settings) | set(earlier.get("settings", {}))
-                if settings.get(k) != earlier.get("settings", {}).get(k)
-            )
+    join = resume
+    for _ in range(8):
+        # looked at on every pass: another worker's merge may swap OUT in between (then this job is done)
+        if resume and (manifest := completed(out, name, fingerprint)) is not None:
+            return Prepared(work, manifest)
+        earlier = read_work_settings(work)
+        if earlier is not None:
+            same = earlier.get("fingerprint") == fingerprint
+            if same and join and _ensure_lease_dir(work):
+                return Prepared(work)
+            if not same and not overwrite:
+                raise _other_settings(out, settings, earlier)
+            if not same or not join:
+                discard_work(out)
+            join = True  # a folder with our settings made after our discard is a concurrent worker's: join it
+            continue
+        if not out.is_dir():  # between the two renames of another worker's swap
+            time.sleep(0.1)
+            continue
+        if has_ref_columns(read_output(out)) and not overwrite:
+            if resume and (manifest := completed(out, name, fingerprint)) is not None:
+                return Prepared(work, manifest)  # merged since we looked
             raise OutputError(
-                f"{out} has unfinished reference scoring from a run with other settings"
-                + (f" (differs in: {', '.join(changed)})" if changed else ""),
-                "rerun with the same options to resume it, or pass --overwrite to discard it and start over",
+                f"{out} already has reference log-prob columns ({', '.join(REF_COLUMNS[:2])})",
+                "pass --overwrite to recompute them (e.g. with another model)",
             )
-        shutil.rmtree(work)
-    elif resumable and not resume:
-        shutil.rmtree(work)
-        resumable = False
-    if not resumable and has_ref_columns(read_output(out)) and not overwrite:
+        if _create_work(work, fingerprint, settings, record):
+            return Prepared(work, created=True)
+    raise OutputError(
+        f"{work} kept changing while this worker prepared it",
+        "rerun the command; workers with the same options join",
+    )
+
+
+def _ensure_lease_dir(work: Path) -> bool:
+    try:
+        (work / LEASE_DIR).mkdir(exist_ok=True)
+    except FileNotFoundError:  # discarded meanwhile
+        return False
+    except OSError as err:
+        raise os_error(err, work / LEASE_DIR) from None
+    return True
+
+
+def _create_work(work: Path, fingerprint: str, settings: dict, record: dict | None) -> bool:
+    """Create settings.json exclusively (False when another worker did first or the folder vanished)."""
+    body = {
+        "fingerprint": fingerprint,
+        "settings": settings,
+        "run": os.urandom(8).hex(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **(record or {}),
+    }
+    try:
+        work.mkdir(exist_ok=True)
+        (work / LEASE_DIR).mkdir(exist_ok=True)
+        return create_exclusive(work / SETTINGS_NAME, json.dumps(body, indent=2, default=str) + "\n")
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise os_error(err, work) from None
+
+
+def _other_settings(out: Path, settings: dict, earlier: dict) -> OutputError:
+    before = earlier.get("settings") or {}
+    changed = sorted(k for k in set(settings) | set(before) if settings.get(k) != before.get(k))
+    return OutputError(
+        f"{out} has unfinished reference scoring from a run with other settings"
+        + (f" (differs in: {', '.join(changed)})" if changed else ""),
+        "rerun with the same options to resume (or join) it, or pass --overwrite to discard it and start over "
+        "(refused while its workers are alive)",
+    )
+
+
+def discard_work(out: Path) -> None:
+    """Remove OUT's work folder, unless live workers hold leases in it (then OutputError: their work is never
+    discarded). The folder is first renamed to a unique name, so of several workers discarding at once exactly
+    one does, and none deletes a folder another has just made."""
+    work = out / WORK_DIR
+    live = LeaseBook(work, Worker.here()).live()
+    if live:
         raise OutputError(
-            f"{out} already has reference log-prob columns ({', '.join(REF_COLUMNS[:2])})",
-            "pass --overwrite to recompute them (e.g. with another model)",
+            f"{len(live)} lease(s) in {work} are held by live workers ({describe(live)}); "
+            "--overwrite/--no-resume do not discard work that live workers are doing",
+            "wait for them to finish or stop them (a stopped worker's lease expires after its --lease-seconds); "
+            "workers started with the same options join each other",
         )
-    work.mkdir(exist_ok=True)
-    if not resumable:
-        write_text(
-            work / SETTINGS_NAME,
-            json.dumps({"fingerprint": fingerprint, "settings": settings}, indent=2, default=str) + "\n",
-        )
-    return work
+    aside = out / f"{WORK_DIR}.discarded-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        os.rename(work, aside)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise os_error(err, work) from None
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def write_part(

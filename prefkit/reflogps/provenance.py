@@ -101,6 +101,7 @@ def section(prov: dict, settings: dict, run: dict) -> dict:
         "dtype": prov["dtype"],
         "device": settings["device_type"],
         "world_size": run.get("world_size", 1),
+        "workers": run["counts"].get("workers"),
         "attn_implementation": prov["attn_implementation"],
         "max_length": settings["max_length"],
         "truncation_mode": "keep_start",

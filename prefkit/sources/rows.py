@@ -109,11 +109,13 @@ def keep_json_fields(rows: list[dict]) -> None:
 def table_from_rows(rows: list[dict], path: Path, lines: list[int]) -> pa.Table:
     """A table from parsed rows (``lines[i]``: the file line of row ``i``, for messages)."""
     keep_json_fields(rows)
+    # every key of every row (``Table.from_pylist`` would take the first row's keys only)
+    columns = {name: [row.get(name) for row in rows] for name in dict.fromkeys(k for r in rows for k in r)}
     try:
-        return pa.Table.from_pylist(rows)
+        return pa.table(columns)
     except (pa.ArrowTypeError, pa.ArrowInvalid):
         pass
-    columns = {name: [row.get(name) for row in rows] for name in dict.fromkeys(k for r in rows for k in r)}
+
     for name, kinds in _kinds(rows).items():
         if len(kinds) < 2:
             continue
