@@ -50,12 +50,18 @@ def _link_tree(src: Path, dst: Path, skip: set[Path]) -> None:
 
 
 def merge(
-    out: Path, shards: list[Shard], section: dict, *, name: str = "reflogps", columns: list = REFLOGPS_FIELDS
+    out: Path,
+    shards: list[Shard],
+    section: dict,
+    *,
+    name: str = "reflogps",
+    columns: list = REFLOGPS_FIELDS,
+    work_dir: str = WORK_DIR,
 ) -> dict:
-    """Add the work folder's ``columns`` to OUT's data shards, record ``section`` as ``manifest[name]``, refresh the
-    statistics and the card; atomic swap. Returns the new manifest."""
+    """Add the work folder's (``OUT/work_dir``) ``columns`` to OUT's data shards, record ``section`` as
+    ``manifest[name]``, refresh the statistics and the card; atomic swap. Returns the new manifest."""
     folder = read_output(out)
-    work = out / WORK_DIR
+    work = out / work_dir
     names = [n for n, _ in columns]
     data_files = {p for paths in folder.shards.values() for p in paths}
     skip = {work, out / MANIFEST_NAME, out / CARD_NAME, *data_files}

@@ -75,14 +75,19 @@ def settings_fingerprint(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def has_ref_columns(folder: OutputFolder) -> bool:
-    """Whether any data file already has a reference column."""
+def has_columns(folder: OutputFolder, names: list[str]) -> bool:
+    """Whether any data file already has one of the columns ``names``."""
     return any(
         name in pq.read_schema(path).names
         for paths in folder.shards.values()
         for path in paths
-        for name in REF_COLUMNS
+        for name in names
     )
+
+
+def has_ref_columns(folder: OutputFolder) -> bool:
+    """Whether any data file already has a reference column."""
+    return has_columns(folder, REF_COLUMNS)
 
 
 def read_part_meta(path: Path) -> dict | None:
@@ -113,14 +118,26 @@ def finished_shards(work: Path, shards: list[Shard], fingerprint: str) -> set[st
     return done
 
 
-def prepare_work(out: Path, settings: dict, fingerprint: str, *, resume: bool, overwrite: bool) -> Path:
-    """Check OUT's state against this run and make the work folder ready (rank 0 only).
+def prepare_work(
+    out: Path,
+    settings: dict,
+    fingerprint: str,
+    *,
+    resume: bool,
+    overwrite: bool,
+    work_dir: str = WORK_DIR,
+    columns: list[str] = REF_COLUMNS,
+    label: str = "reference log-prob",
+) -> Path:
+    """Check OUT's state against this run and make the work folder ``OUT/work_dir`` ready (rank 0 only).
 
     * work folder from the same settings: kept (resume) unless ``resume=False``;
     * work folder from other settings: OutputError unless ``overwrite`` (then discarded);
-    * no resumable work and OUT already has reference columns: OutputError unless ``overwrite``.
+    * no resumable work and OUT already has one of ``columns``: OutputError unless ``overwrite``.
+
+    ``label`` names the job in the messages (``"reference log-prob"``, ``"reward-model score"``).
     """
-    work = out / WORK_DIR
+    work = out / work_dir
     earlier = None
     if work.is_dir():
         try:
@@ -136,7 +153,7 @@ def prepare_work(out: Path, settings: dict, fingerprint: str, *, resume: bool, o
                 if settings.get(k) != earlier.get("settings", {}).get(k)
             )
             raise OutputError(
-                f"{out} has unfinished reference scoring from a run with other settings"
+                f"{out} has unfinished {label} scoring from a run with other settings"
                 + (f" (differs in: {', '.join(changed)})" if changed else ""),
                 "rerun with the same options to resume it, or pass --overwrite to discard it and start over",
             )
@@ -144,9 +161,9 @@ def prepare_work(out: Path, settings: dict, fingerprint: str, *, resume: bool, o
     elif resumable and not resume:
         shutil.rmtree(work)
         resumable = False
-    if not resumable and has_ref_columns(read_output(out)) and not overwrite:
+    if not resumable and has_columns(read_output(out), columns) and not overwrite:
         raise OutputError(
-            f"{out} already has reference log-prob columns ({', '.join(REF_COLUMNS[:2])})",
+            f"{out} already has {label} columns ({', '.join(columns[:2])})",
             "pass --overwrite to recompute them (e.g. with another model)",
         )
     work.mkdir(exist_ok=True)

@@ -46,6 +46,10 @@ class JobSpec:
     fingerprint: str
     score: ShardScorer
     count_keys: tuple[str, ...] = ("rows", "scored", "truncated", "completion_tokens", "tokens")
+    #: the work folder under OUT (one per kind of job, so an unfinished job of one kind never blocks another)
+    work_dir: str = WORK_DIR
+    #: what the job adds, for messages ("reference log-prob" → "… already has reference log-prob columns")
+    label: str = "reference log-prob"
 
 
 @dataclass
@@ -74,7 +78,16 @@ def run_shards(
     shards = plan_shards(folder, shard_rows)
 
     def prepare() -> list[str]:
-        work = prepare_work(out, spec.settings, spec.fingerprint, resume=resume, overwrite=overwrite)
+        work = prepare_work(
+            out,
+            spec.settings,
+            spec.fingerprint,
+            resume=resume,
+            overwrite=overwrite,
+            work_dir=spec.work_dir,
+            columns=[name for name, _ in spec.columns],
+            label=spec.label,
+        )
         return sorted(finished_shards(work, shards, spec.fingerprint))
 
     already = set(ctx.on_main(prepare))
@@ -89,7 +102,7 @@ def run_shards(
     seconds = time.perf_counter() - started
 
     def collect() -> tuple[dict, dict]:
-        work = out / WORK_DIR
+        work = out / spec.work_dir
         missing = [s.name for s in shards if s.name not in finished_shards(work, shards, spec.fingerprint)]
         if missing:
             raise OutputError(
@@ -111,7 +124,7 @@ def _read_rows(folder: OutputFolder, split: str, columns: tuple[str, ...]) -> pa
 def _score_shards(folder: OutputFolder, spec: JobSpec, mine: list[Shard], ctx: Any, progress: bool) -> None:
     from prefkit.progress import bar
 
-    work = folder.path / WORK_DIR
+    work = folder.path / spec.work_dir
     tables = {
         split: _read_rows(folder, split, spec.row_columns) for split in dict.fromkeys(s.split for s in mine)
     }
