@@ -357,3 +357,19 @@ def test_spearman_and_ranks():
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([1.0], [2.0]) is None and spearman([1, 1, 1], [1, 2, 3]) is None
     assert spearman([1, None, 3, 4], [2, 5, float("nan"), 8]) == pytest.approx(1.0)  # pairwise complete
+
+
+def test_hub_reward_model_with_revision(fresh, hub):
+    """A Hub id (local fake Hub) with --revision: loaded through the same helpers as reflogps' models; the
+    manifest names the resolved commit and the weights hash equals the local folder's."""
+    from prefkit.reflogps.model import weights_hash
+
+    src = _rm()
+    repo = hub.unique_id("me/tiny-reward-model")
+    files = {p.name: p.read_bytes() for p in src.iterdir() if p.is_file()}
+    sha = hub.create_dataset_repo(repo, files, repo_type="model")
+    hub.add_commit(repo, {"README.md": "newer commit"}, repo_type="model")
+    summary = score_mod.score(fresh, repo, revision=sha, max_length=MAX_LENGTH, device="cpu")
+    section = json.loads((fresh / "prefkit.json").read_text())["rm_scores"]
+    assert section["model_source"] == "hub" and section["revision"] == sha == summary["revision"]
+    assert section["weights_sha256"] == weights_hash(src)
