@@ -373,3 +373,43 @@ def test_hub_reward_model_with_revision(fresh, hub):
     section = json.loads((fresh / "prefkit.json").read_text())["rm_scores"]
     assert section["model_source"] == "hub" and section["revision"] == sha == summary["revision"]
     assert section["weights_sha256"] == weights_hash(src)
+
+
+def test_oom_halves_the_budget_and_self_test_catches_a_leaking_mask():
+    """The shared batch loop's out-of-memory halving works for reward scoring; a packing whose branches see each
+    other (the 4D mask lost) fails the self-test with a hint."""
+    import torch
+
+    from prefkit.reflogps import reward
+    from prefkit.reflogps.model import load_model
+
+    loaded = load_model(str(_rm()), device="cpu", kind="reward")
+    model = loaded.model
+    pairs = reward.tokenize_reward_pairs(pair_rows(8, seed=7), loaded.tokenizer, MAX_LENGTH)
+    expected = np.concatenate(reward.score_rewards(model, pairs, token_budget=4096))
+    backbone = model.base_model
+    original = backbone.forward
+    seen: list[int] = []
+
+    def limited(*args, **kwargs):
+        seen.append(kwargs["input_ids"].numel())
+        if seen[-1] > 300:
+            raise torch.OutOfMemoryError("simulated: budget-limited device")
+        return original(*args, **kwargs)
+
+    def no_mask(*args, **kwargs):
+        kwargs.pop("attention_mask", None)
+        kwargs.pop("position_ids", None)
+        return original(*args, **kwargs)
+
+    try:
+        backbone.forward = limited
+        got = np.concatenate(reward.score_rewards(model, pairs, token_budget=4096))
+        backbone.forward = no_mask
+        with pytest.raises(ModelError, match=r"self-test failed.*shared") as err:
+            reward.self_test(model)
+        assert "--no-prefix-sharing" in err.value.hint
+    finally:
+        del backbone.forward
+    assert max(seen) > 300 and len(seen) > 2  # failed once, then ran smaller batches
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6, equal_nan=True)
