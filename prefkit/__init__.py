@@ -1,8 +1,9 @@
 """prefkit: preference-data preparation for DPO.
 
 Library first: every CLI command is one function call here (``prefkit.build``, ``prefkit.detect``,
-``prefkit.reflogps``, ``prefkit.verify``, ``prefkit.compute_stats``, ``prefkit.push``). Heavy dependencies
-(torch, transformers, datasets) are imported lazily, so ``import prefkit`` and ``prefkit --help`` stay instant.
+``prefkit.reflogps``, ``prefkit.verify``, ``prefkit.score``, ``prefkit.compute_stats``, ``prefkit.push``). Heavy
+dependencies (torch, transformers, datasets) are imported lazily, so ``import prefkit`` and ``prefkit --help`` stay
+instant.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ _LAZY = {
     "load_source": "prefkit.sources",
     "reflogps": "prefkit.reflogps.job",
     "verify": "prefkit.reflogps.verify",
+    "score": "prefkit.reflogps.score",
     "compute_stats": "prefkit.output.stats",
     "push": "prefkit.publish.hub",
     "write_output": "prefkit.output",

@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "detect": "Show which dataset shape a source has and how its columns are mapped.",
     "reflogps": "Precompute the reference model's log-probs (TRL-exact) into the set.",
     "verify": "Recompute a sample of reference log-probs the plain way and report the largest difference.",
+    "score": "Score every pair with a reward model (rm_chosen/rm_rejected/rm_margin) and audit the labels.",
     "stats": "Counts, margins, token lengths and length bias of a built set.",
     "presets": "List the known Hub datasets and how prefkit reads each.",
     "push": "Publish a built set to the Hugging Face Hub with a dataset card.",

@@ -87,6 +87,7 @@ def make_tiny_model(
     model_type: str = "llama",
     tokenizer_vocab_size: int | None = None,
     initializer_range: float = 0.2,
+    reward: bool = False,
 ) -> Path:
     """Write a tiny random-weight Llama model + trained fast tokenizer to ``path`` and return it.
 
@@ -94,15 +95,19 @@ def make_tiny_model(
     way. ``chat_template=False`` saves no chat template. ``vocab_size`` is the model's vocabulary; the
     tokenizer is trained towards ``tokenizer_vocab_size`` (default: ``vocab_size``) and never exceeds it.
     ``model_type="qwen2"`` builds a Qwen2 model (q/k/v biases) of the same shape instead of a Llama.
+    ``reward=True`` builds a reward model instead: ``*ForSequenceClassification`` with ``num_labels=1`` (one
+    ``score`` logit, pad token set so transformers pools at the last non-pad token).
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import (
         LlamaConfig,
         LlamaForCausalLM,
+        LlamaForSequenceClassification,
         PreTrainedTokenizerFast,
         Qwen2Config,
         Qwen2ForCausalLM,
+        Qwen2ForSequenceClassification,
     )
 
     path = Path(path)
@@ -141,8 +146,8 @@ def make_tiny_model(
     fast.save_pretrained(path)
 
     config_cls, model_cls = {
-        "llama": (LlamaConfig, LlamaForCausalLM),
-        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+        "llama": (LlamaConfig, LlamaForSequenceClassification if reward else LlamaForCausalLM),
+        "qwen2": (Qwen2Config, Qwen2ForSequenceClassification if reward else Qwen2ForCausalLM),
     }[model_type]
     config = config_cls(
         vocab_size=vocab_size,
@@ -157,6 +162,7 @@ def make_tiny_model(
         pad_token_id=tok.token_to_id(PAD),
         tie_word_embeddings=tie_word_embeddings,
         initializer_range=initializer_range,  # default larger than HF's so log-probs vary across tokens
+        **({"num_labels": 1} if reward else {}),
     )
     torch.manual_seed(seed)
     model = model_cls(config)

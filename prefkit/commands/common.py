@@ -26,14 +26,21 @@ token_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 
 
-def scoring_model_options(required: bool = True, help_suffix: str = ""):
+def scoring_model_options(
+    required: bool = True,
+    help_suffix: str = "",
+    flag: str = "--model",
+    short: str | None = "-m",
+    dtype_note: str = " (log-probs are summed in fp32)",
+):
     """--model/--revision/--dtype/--device/--attn-implementation/--chat-template/--trust-remote-code
-    (`reflogps`, `verify`, `score`); ``required=False`` leaves the recorded model as the default."""
+    (`reflogps`, `verify`, `score`); ``required=False`` leaves the recorded model as the default. ``flag``/``short``
+    name the model option (`score` takes ``--reward-model``); the value always goes to the ``model`` parameter."""
     default = None if not required else "auto"
     opts = [
         click.option(
-            "-m",
-            "--model",
+            *([short] if short else []),
+            flag,
             "model",
             metavar="MODEL",
             required=required,
@@ -47,7 +54,7 @@ def scoring_model_options(required: bool = True, help_suffix: str = ""):
             default=default,
             show_default=required,
             type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-            help="Compute dtype; auto = bfloat16 on CUDA, float32 on the CPU (log-probs are summed in fp32)"
+            help=f"Compute dtype; auto = bfloat16 on CUDA, float32 on the CPU{dtype_note}"
             + ("." if required else "; default: the recorded one."),
         ),
         click.option(

@@ -150,7 +150,9 @@ def supports_prefix_sharing(model: Any) -> bool:
     return _attn_implementation(model) in ("sdpa", "eager")
 
 
-def _build_items(pairs: Sequence[PairLike], prefix_sharing: bool) -> list[_Item]:
+def build_items(pairs: Sequence[PairLike], prefix_sharing: bool) -> list[_Item]:
+    """Work items, longest first: one ``prompt | chosen | rejected`` row per pair with ``prefix_sharing``, else
+    ``prompt | chosen`` and ``prompt | rejected``; completion ``k`` of pair ``i`` has out index ``2i + k``."""
     items: list[_Item] = []
     for i, pair in enumerate(pairs):
         if pair.dropped:
@@ -193,8 +195,24 @@ def _is_oom(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
 
 
-def _run_batch(model: Any, batch: list[_Item], head: HeadSpec, chunk: int, sums: Any) -> int:
-    """Forward one batch and add each completion's log-prob sum to ``sums`` (float64, by out index)."""
+@dataclass
+class Packed:
+    """One batch as model inputs: ``kwargs`` for ``model.base_model`` (``input_ids`` [rows, width] int64;
+    with prefix sharing also a 4D ``attention_mask`` [rows, 1, width, width] and ``position_ids``), the column where
+    each item's completions start (``starts[row][k]``), and the real (unpadded) tokens in the batch."""
+
+    kwargs: dict[str, Any]
+    starts: list[list[int]]
+    tokens: int
+
+
+def pack_batch(model: Any, batch: list[_Item]) -> Packed:
+    """Right-padded rows ``prompt | completion 1 | completion 2``; when a row has two completions, a mask that
+    hides completion 1 from completion 2 and position ids that restart after the prompt (prefix sharing).
+
+    Without a shared row, ``attention_mask`` is left out (SDPA's ``is_causal`` path; right padding is harmless
+    for a causal model). The mask is boolean for SDPA, additive (dtype min) for eager attention.
+    """
     import torch
 
     device = _model_device(model)
@@ -207,10 +225,7 @@ def _run_batch(model: Any, batch: list[_Item], head: HeadSpec, chunk: int, sums:
     if shared:
         seg = torch.full((bsz, width), 3, dtype=torch.int8)  # 0 prompt, 1/2 completions, 3 padding
         pos = torch.zeros((bsz, width), dtype=torch.long)
-    rows: list[np.ndarray] = []
-    cols: list[np.ndarray] = []
-    tgts: list[np.ndarray] = []
-    outs: list[np.ndarray] = []
+    starts: list[list[int]] = []
     for b, it in enumerate(batch):
         n = len(it.prompt)
         if n:
@@ -219,28 +234,19 @@ def _run_batch(model: Any, batch: list[_Item], head: HeadSpec, chunk: int, sums:
             seg[b, :n] = 0
             pos[b, :n] = torch.arange(n)
         offset = n
-        for k, (out_idx, comp) in enumerate(it.completions):
+        row_starts = []
+        for k, (_out_idx, comp) in enumerate(it.completions):
             m = len(comp)
+            row_starts.append(offset)
             if m:
                 ids[b, offset : offset + m] = torch.tensor(comp, dtype=torch.long)
                 if shared:
                     seg[b, offset : offset + m] = k + 1
                     pos[b, offset : offset + m] = torch.arange(n, n + m)
-                # the hidden state at t predicts token t+1: the first answer token is predicted by the last
-                # prompt token, the others by their own predecessor; with no prompt the first is not scored
-                col = np.arange(offset - 1, offset + m - 1)
-                col[0] = n - 1
-                tgt = np.asarray(comp, dtype=np.int64)
-                if n == 0:
-                    col, tgt = col[1:], tgt[1:]
-                rows.append(np.full(len(col), b))
-                cols.append(col)
-                tgts.append(tgt)
-                outs.append(np.full(len(col), out_idx))
             offset += m
+        starts.append(row_starts)
 
-    ids = ids.to(device)
-    kwargs: dict[str, Any] = {"input_ids": ids, "use_cache": False}
+    kwargs: dict[str, Any] = {"input_ids": ids.to(device), "use_cache": False}
     if shared:  # built on the device: the mask is batch × L × L
         q = torch.arange(width, device=device)
         causal = q.unsqueeze(1) >= q.unsqueeze(0)  # [L, L]
@@ -254,17 +260,89 @@ def _run_batch(model: Any, batch: list[_Item], head: HeadSpec, chunk: int, sums:
             )
         kwargs["attention_mask"] = mask
         kwargs["position_ids"] = pos.to(device)
-    hidden = model.base_model(**kwargs).last_hidden_state
-    tokens = sum(it.length for it in batch)
+    return Packed(kwargs, starts, sum(it.length for it in batch))
+
+
+def _run_batch(model: Any, batch: list[_Item], head: HeadSpec, chunk: int, sums: Any) -> int:
+    """Forward one batch and add each completion's log-prob sum to ``sums`` (float64, by out index)."""
+    import torch
+
+    device = _model_device(model)
+    packed = pack_batch(model, batch)
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    tgts: list[np.ndarray] = []
+    outs: list[np.ndarray] = []
+    for b, it in enumerate(batch):
+        n = len(it.prompt)
+        for (out_idx, comp), offset in zip(it.completions, packed.starts[b], strict=True):
+            m = len(comp)
+            if not m:
+                continue
+            # the hidden state at t predicts token t+1: the first answer token is predicted by the last
+            # prompt token, the others by their own predecessor; with no prompt the first is not scored
+            col = np.arange(offset - 1, offset + m - 1)
+            col[0] = n - 1
+            tgt = np.asarray(comp, dtype=np.int64)
+            if n == 0:
+                col, tgt = col[1:], tgt[1:]
+            rows.append(np.full(len(col), b))
+            cols.append(col)
+            tgts.append(tgt)
+            outs.append(np.full(len(col), out_idx))
+
+    hidden = model.base_model(**packed.kwargs).last_hidden_state
     if not rows or not sum(len(x) for x in rows):
-        return tokens
+        return packed.tokens
     r = torch.from_numpy(np.concatenate(rows)).to(device)
     c = torch.from_numpy(np.concatenate(cols)).to(device)
     h = hidden[r, c]
     t = torch.from_numpy(np.concatenate(tgts)).to(device)
     lp = completion_logprobs(h, t, head, chunk)
     sums.index_add_(0, torch.from_numpy(np.concatenate(outs)), lp.double().cpu())
-    return tokens
+    return packed.tokens
+
+
+def run_items(
+    model: Any,
+    items: list[_Item],
+    budget: int,
+    run_batch: Callable[[list[_Item]], int],
+    progress: Progress | None = None,
+    per_item: float = 1.0,
+) -> None:
+    """Feed ``items`` (sorted longest first) to ``run_batch(batch) -> tokens`` in token-budget batches, under
+    ``torch.inference_mode`` with the model in eval mode; an out-of-memory error halves the budget and retries the
+    batch (:class:`ModelError` when a single item does not fit). ``progress(per_item × items, tokens)`` per batch.
+    """
+    import torch
+
+    done = 0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            while done < len(items):
+                batch = _next_batch(items, done, budget)
+                try:
+                    tokens = run_batch(batch)
+                except Exception as err:
+                    if not _is_oom(err):
+                        raise
+                    if len(batch) == 1:
+                        raise ModelError(
+                            f"out of memory on a single sequence of {batch[0].length} tokens",
+                            hint="lower --max-length, use a smaller dtype, or a device with more memory",
+                        ) from err
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+                    budget = max(1, budget // 2)
+                    continue
+                done += len(batch)
+                if progress is not None:
+                    progress(per_item * len(batch), tokens)
+    finally:
+        model.train(was_training)
 
 
 def score_pairs(
@@ -290,34 +368,15 @@ def score_pairs(
     budget = token_budget or default_token_budget(model)
     prefix_sharing = prefix_sharing and supports_prefix_sharing(model)
     sums = torch.zeros(2 * len(pairs), dtype=torch.float64)
-    per_item = 1.0 if prefix_sharing else 0.5
-    items = _build_items(pairs, prefix_sharing)
-    done = 0
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            while done < len(items):
-                batch = _next_batch(items, done, budget)
-                try:
-                    tokens = _run_batch(model, batch, head, chunk, sums)
-                except Exception as err:
-                    if not _is_oom(err):
-                        raise
-                    if len(batch) == 1:
-                        raise ModelError(
-                            f"out of memory on a single sequence of {batch[0].length} tokens",
-                            hint="lower --max-length, use a smaller dtype, or a device with more memory",
-                        ) from err
-                    if torch.cuda.is_available():
-                        torch.cuda.empty_cache()
-                    budget = max(1, budget // 2)
-                    continue
-                done += len(batch)
-                if progress is not None:
-                    progress(per_item * len(batch), tokens)
-    finally:
-        model.train(was_training)
+    items = build_items(pairs, prefix_sharing)
+    run_items(
+        model,
+        items,
+        budget,
+        lambda batch: _run_batch(model, batch, head, chunk, sums),
+        progress,
+        1.0 if prefix_sharing else 0.5,
+    )
     out = sums.numpy().astype(np.float32).reshape(-1, 2)
     for i, pair in enumerate(pairs):
         if pair.dropped:
@@ -408,11 +467,15 @@ def self_test(model: Any, *, seed: int = 0) -> dict[str, float]:
 __all__ = [
     "ENGINE_VERSION",
     "HeadSpec",
+    "Packed",
+    "build_items",
     "completion_logprobs",
     "default_lm_head_chunk",
     "default_token_budget",
     "engine_settings",
     "head_spec",
+    "pack_batch",
+    "run_items",
     "score_pairs",
     "self_test",
 ]

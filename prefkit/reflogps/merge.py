@@ -69,19 +69,20 @@ def merge(
     columns: list = REFLOGPS_FIELDS,
     settings: dict | None = None,
     check: Callable[[], None] | None = None,
+    work_dir: str = WORK_DIR,
 ) -> dict:
     """Add the work folder's ``columns`` to OUT's data shards, record ``section`` as ``manifest[name]``, refresh the
     statistics and the card; atomic swap. Returns the new manifest.
 
     ``settings``: the job's fingerprinted settings (the section then records ``fingerprint``,
     ``result_fingerprint`` and the number of ``shards``); ``check()`` is called just before the swap and may raise
-    to abandon the merge (the merging worker lost its merge lease).
+    to abandon the merge (the merging worker lost its merge lease); ``work_dir``: the job's work folder under OUT.
     """
     folder = read_output(out)
-    work = out / WORK_DIR
+    work = out / work_dir
     names = [n for n, _ in columns]
     data_files = [p for split in folder.splits for p in folder.shards[split]]
-    leftovers = {p for p in out.iterdir() if p.name.startswith(f"{WORK_DIR}.")}  # discarded work folders
+    leftovers = {p for p in out.iterdir() if ".discarded-" in p.name}  # work folders set aside to be removed
     skip = {work, out / MANIFEST_NAME, out / CARD_NAME, *data_files, *leftovers}
     manifest = dict(folder.manifest)
     manifest["splits"] = dict(manifest.get("splits", {}))

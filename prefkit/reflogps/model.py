@@ -1,4 +1,5 @@
-"""Load a reference model and its tokenizer, with one-line errors and provenance.
+"""Load a scoring model (the reference causal LM of `reflogps`, the reward model of `score`) and its tokenizer,
+with one-line errors and provenance.
 
 A model is a local folder or a Hub id (``--revision``). ``trust_remote_code`` is off unless asked. The
 provenance recorded in ``prefkit.json`` identifies exactly what scored a set: the model path/id, the resolved
@@ -11,6 +12,7 @@ torch and transformers are imported inside the functions, so importing this modu
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,14 @@ _DTYPE_NAMES = {
     "fp16": "float16",
     "half": "float16",
 }
+#: what a scoring command loads, by kind: the transformers Auto class
+AUTO_CLASSES = {"causal-lm": "AutoModelForCausalLM", "reward": "AutoModelForSequenceClassification"}
+#: the fix for a model that is not a reward model
+REWARD_HINT = (
+    "pass a sequence-classification reward model, e.g. one saved with AutoModelForSequenceClassification "
+    "(num_labels=1, as TRL's RewardTrainer writes it); a causal LM's log-probs are what `prefkit reflogps --model` "
+    "adds"
+)
 
 
 @dataclass
@@ -199,6 +209,90 @@ def locate_model(spec: str, revision: str | None = None) -> tuple[Path, dict]:
     return folder, {"source": "hub", "model": spec, "path": str(folder), "revision": folder.name}
 
 
+def check_reward_config(folder: Path, model: str, trust_remote_code: bool = False) -> None:
+    """Refuse, before any weight is read, a model that is not a one-label sequence-classification model.
+
+    Its ``config.json`` must name a ``*ForSequenceClassification`` architecture (or map
+    ``AutoModelForSequenceClassification`` to custom code) and ``num_labels == 1``: the reward is the one logit
+    (TRL's ``RewardTrainer`` trains ``AutoModelForSequenceClassification(num_labels=1)``). Raises
+    :class:`ModelError` with :data:`REWARD_HINT` otherwise.
+    """
+    from transformers import AutoConfig
+
+    try:
+        cfg = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+    except ValueError as err:
+        if "trust_remote_code" in str(err):
+            raise ModelError(
+                f"model {model!r} needs custom code", "pass --trust-remote-code if you trust it"
+            ) from None
+        raise ModelError(
+            f"cannot read the config of {model!r}: {str(err).splitlines()[0]}", "check the model folder"
+        ) from None
+    archs = [str(a) for a in getattr(cfg, "architectures", None) or []]
+    custom = "AutoModelForSequenceClassification" in (getattr(cfg, "auto_map", None) or {})
+    if archs and not custom and not any(a.endswith("ForSequenceClassification") for a in archs):
+        generative = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+        what = (
+            "a causal language model" if any(a.endswith(generative) for a in archs) else "not a reward model"
+        )
+        raise ModelError(
+            f"{model!r} is {what} ({', '.join(archs)}), not a sequence-classification reward model",
+            REWARD_HINT,
+        )
+    stated = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if not archs and not custom and not {"id2label", "num_labels"} & set(stated):
+        raise ModelError(
+            f"{model!r} names no architecture and no labels in its config.json: not a sequence-classification "
+            "reward model",
+            REWARD_HINT,
+        )
+    if cfg.num_labels != 1:
+        raise ModelError(
+            f"{model!r} has {cfg.num_labels} labels; a reward model has one (one score per text)",
+            "pass a reward model with num_labels=1, e.g. one trained with TRL's RewardTrainer; a classifier with "
+            "several labels gives no single reward",
+        )
+
+
+def _from_pretrained(kind: str, folder: Path, model: str, kwargs: dict, attn: str | None) -> Any:
+    """``AUTO_CLASSES[kind].from_pretrained`` with one-line errors; a reward model whose checkpoint lacks weights
+    of the model (a causal LM loaded with a fresh, random score head) is refused."""
+    import transformers
+
+    auto = getattr(transformers, AUTO_CLASSES[kind])
+    try:
+        if kind != "reward":
+            return auto.from_pretrained(str(folder), **kwargs)
+        lm, info = auto.from_pretrained(str(folder), output_loading_info=True, **kwargs)
+    except ValueError as err:
+        text = str(err)
+        if "trust_remote_code" in text:
+            raise ModelError(
+                f"model {model!r} needs custom code", "pass --trust-remote-code if you trust it"
+            ) from None
+        if "attn" in text.lower() or "attention" in text.lower():
+            raise ModelError(
+                f"model {model!r} does not support attention implementation {attn!r}",
+                "pass --attn-implementation eager (or sdpa / flash_attention_2)",
+            ) from None
+        raise ModelError(
+            f"cannot load model {model!r}: {text.splitlines()[0]}", "check the model folder"
+        ) from None
+    except (OSError, KeyError, ImportError) as err:
+        raise ModelError(
+            f"cannot load model {model!r}: {err}", "check the model folder and its files"
+        ) from None
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:
+        raise ModelError(
+            f"{len(missing)} weight(s) of {model!r} are not in its checkpoint ({', '.join(missing[:3])}): "
+            "they would be random, and so would the scores",
+            REWARD_HINT,
+        )
+    return lm
+
+
 def load_model(
     model: str,
     *,
@@ -209,46 +303,32 @@ def load_model(
     trust_remote_code: bool = False,
     chat_template: str | None = None,
     hash_weights: bool = True,
+    kind: str = "causal-lm",
 ) -> LoadedModel:
-    """Load a causal LM and its tokenizer for scoring (``eval()``, on ``device``) and record its provenance.
+    """Load a model and its tokenizer for scoring (``eval()``, on ``device``) and record its provenance.
 
+    ``kind``: ``"causal-lm"`` (``AutoModelForCausalLM``, the reference model of `reflogps`) or ``"reward"``
+    (``AutoModelForSequenceClassification`` with one label, checked by :func:`check_reward_config`).
     Raises :class:`~prefkit.errors.ModelError` with a hint for a missing folder/repo, custom code without
-    ``trust_remote_code``, an unsupported attention implementation, or a tokenizer larger than the model's
-    vocabulary.
+    ``trust_remote_code``, an unsupported attention implementation, a tokenizer larger than the model's
+    vocabulary, or (reward) a model that is not a one-label reward model.
     """
-    require("torch", "scoring with a model (`prefkit reflogps`, `verify`)")
-    require("transformers", "scoring with a model (`prefkit reflogps`, `verify`)")
-    from transformers import AutoModelForCausalLM
+    what = "scoring with a model (`prefkit reflogps`, `verify`, `score`)"
+    require("torch", what)
+    require("transformers", what)
 
     folder, where = locate_model(model, revision)
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
+    if kind == "reward":
+        check_reward_config(folder, model, trust_remote_code)
     tokenizer, template_origin = load_tokenizer(
         folder, trust_remote_code=trust_remote_code, chat_template=chat_template
     )
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    try:
-        lm = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
-    except ValueError as err:
-        text = str(err)
-        if "trust_remote_code" in text:
-            raise ModelError(
-                f"model {model!r} needs custom code", "pass --trust-remote-code if you trust it"
-            ) from None
-        if "attn" in text.lower() or "attention" in text.lower():
-            raise ModelError(
-                f"model {model!r} does not support attention implementation {attn_implementation!r}",
-                "pass --attn-implementation eager (or sdpa / flash_attention_2)",
-            ) from None
-        raise ModelError(
-            f"cannot load model {model!r}: {text.splitlines()[0]}", "check the model folder"
-        ) from None
-    except (OSError, KeyError, ImportError) as err:
-        raise ModelError(
-            f"cannot load model {model!r}: {err}", "check the model folder and its files"
-        ) from None
+    lm = _from_pretrained(kind, folder, model, kwargs, attn_implementation)
     lm.to(dev)
     lm.eval()
     lm.requires_grad_(False)

@@ -88,14 +88,19 @@ def settings_fingerprint(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def has_ref_columns(folder: OutputFolder) -> bool:
-    """Whether any data file already has a reference column."""
+def has_columns(folder: OutputFolder, names: list[str]) -> bool:
+    """Whether any data file already has one of the columns ``names``."""
     return any(
         name in pq.read_schema(path).names
         for paths in folder.shards.values()
         for path in paths
-        for name in REF_COLUMNS
+        for name in names
     )
+
+
+def has_ref_columns(folder: OutputFolder) -> bool:
+    """Whether any data file already has a reference column."""
+    return has_columns(folder, REF_COLUMNS)
 
 
 def read_part_meta(path: Path) -> dict | None:
@@ -168,6 +173,9 @@ def prepare_work(
     overwrite: bool,
     name: str = "reflogps",
     record: dict | None = None,
+    work_dir: str = WORK_DIR,
+    columns: list[str] = REF_COLUMNS,
+    label: str = "reference log-prob",
 ) -> Prepared:
     """Check OUT's state against this job and make the work folder ready; safe when many workers start at once.
 
@@ -179,9 +187,11 @@ def prepare_work(
     * no work folder and OUT already has reference columns: OutputError unless ``overwrite``;
     * otherwise settings.json is created exclusively: of workers starting together one creates, the rest join.
 
-    ``record``: extra JSON kept in settings.json (the model's provenance, for ``--merge-only``).
+    ``record``: extra JSON kept in settings.json (the model's provenance, for ``--merge-only``); ``work_dir``:
+    the job's work folder under OUT; ``columns``: what the job adds; ``label`` names the job in messages
+    (``"reference log-prob"``, ``"reward-model score"``).
     """
-    work = out / WORK_DIR
+    work = out / work_dir
     join = resume
     for _ in range(8):
         # looked at on every pass: another worker's merge may swap OUT in between (then this job is done)
@@ -193,19 +203,19 @@ def prepare_work(
             if same and join and _ensure_lease_dir(work):
                 return Prepared(work)
             if not same and not overwrite:
-                raise _other_settings(out, settings, earlier)
+                raise _other_settings(out, settings, earlier, label)
             if not same or not join:
-                discard_work(out)
+                discard_work(out, work_dir)
             join = True  # a folder with our settings made after our discard is a concurrent worker's: join it
             continue
         if not out.is_dir():  # between the two renames of another worker's swap
             time.sleep(0.1)
             continue
-        if has_ref_columns(read_output(out)) and not overwrite:
+        if has_columns(read_output(out), columns) and not overwrite:
             if resume and (manifest := completed(out, name, fingerprint)) is not None:
                 return Prepared(work, manifest)  # merged since we looked
             raise OutputError(
-                f"{out} already has reference log-prob columns ({', '.join(REF_COLUMNS[:2])})",
+                f"{out} already has {label} columns ({', '.join(columns[:2])})",
                 "pass --overwrite to recompute them (e.g. with another model)",
             )
         if _create_work(work, fingerprint, settings, record):
@@ -245,22 +255,22 @@ def _create_work(work: Path, fingerprint: str, settings: dict, record: dict | No
         raise os_error(err, work) from None
 
 
-def _other_settings(out: Path, settings: dict, earlier: dict) -> OutputError:
+def _other_settings(out: Path, settings: dict, earlier: dict, label: str) -> OutputError:
     before = earlier.get("settings") or {}
     changed = sorted(k for k in set(settings) | set(before) if settings.get(k) != before.get(k))
     return OutputError(
-        f"{out} has unfinished reference scoring from a run with other settings"
+        f"{out} has unfinished {label} scoring from a run with other settings"
         + (f" (differs in: {', '.join(changed)})" if changed else ""),
         "rerun with the same options to resume (or join) it, or pass --overwrite to discard it and start over "
         "(refused while its workers are alive)",
     )
 
 
-def discard_work(out: Path) -> None:
+def discard_work(out: Path, work_dir: str = WORK_DIR) -> None:
     """Remove OUT's work folder, unless live workers hold leases in it (then OutputError: their work is never
     discarded). The folder is first renamed to a unique name, so of several workers discarding at once exactly
     one does, and none deletes a folder another has just made."""
-    work = out / WORK_DIR
+    work = out / work_dir
     live = LeaseBook(work, Worker.here()).live()
     if live:
         raise OutputError(
@@ -269,7 +279,7 @@ def discard_work(out: Path) -> None:
             "wait for them to finish or stop them (a stopped worker's lease expires after its --lease-seconds); "
             "workers started with the same options join each other",
         )
-    aside = out / f"{WORK_DIR}.discarded-{os.getpid()}-{os.urandom(4).hex()}"
+    aside = out / f"{work_dir}.discarded-{os.getpid()}-{os.urandom(4).hex()}"
     try:
         os.rename(work, aside)
     except FileNotFoundError:

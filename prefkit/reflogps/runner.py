@@ -65,6 +65,10 @@ class JobSpec:
     score: ShardScorer
     count_keys: tuple[str, ...] = ("rows", "scored", "truncated", "completion_tokens", "tokens")
     name: str = "reflogps"
+    #: the work folder under OUT (one per kind of job, so an unfinished job of one kind never blocks another)
+    work_dir: str = WORK_DIR
+    #: what the job adds, for messages ("reference log-prob" → "… already has reference log-prob columns")
+    label: str = "reference log-prob"
 
 
 @dataclass
@@ -137,6 +141,9 @@ def run_shards(
             overwrite=overwrite,
             name=spec.name,
             record=record,
+            work_dir=spec.work_dir,
+            columns=[name for name, _ in spec.columns],
+            label=spec.label,
         )
         if prepared.manifest is not None:
             return prepared.manifest, [s.name for s in shards]
@@ -169,7 +176,7 @@ def merge_finished(
 ) -> JobRun:
     """``--merge-only``: merge a job whose shards are all finished, unless another worker merges it first (then
     wait for that). Raises OutputError naming the unfinished shards."""
-    work = folder.path / WORK_DIR
+    work = folder.path / spec.work_dir
     done = finished_shards(work, shards, spec.fingerprint)
     missing = [s.name for s in shards if s.name not in done]
     if missing:
@@ -216,7 +223,7 @@ def _work(
     out = folder.path
     tally = Tally()
     poll = _poll(lease_seconds)
-    with LeaseBook(out / WORK_DIR, worker, lease_seconds) as book, Heartbeat(lease_seconds) as beat:
+    with LeaseBook(out / spec.work_dir, worker, lease_seconds) as book, Heartbeat(lease_seconds) as beat:
         while True:
             try:
                 _score_all(folder, spec, shards, book, beat, tally, show, poll)
@@ -236,12 +243,12 @@ def _after_gone(out: Path, spec: JobSpec, deadline: float, poll: float) -> dict 
         manifest = completed(out, spec.name, spec.fingerprint)
         if manifest is not None:
             return manifest
-        info = read_work_settings(out / WORK_DIR)
+        info = read_work_settings(out / spec.work_dir)
         if info and info.get("fingerprint") == spec.fingerprint:
             return None
         if info or time.monotonic() > deadline:
             raise OutputError(
-                f"{out / WORK_DIR} was "
+                f"{out / spec.work_dir} was "
                 + ("taken over by a run with other settings" if info else "removed")
                 + " while this worker was scoring, and OUT does not hold this job's result",
                 "another run used --overwrite or --no-resume; rerun this command to start again",
@@ -268,7 +275,7 @@ def _score_all(
     poll: float,
 ) -> None:
     """Claim and score shards until every shard is finished (by any worker)."""
-    work = folder.path / WORK_DIR
+    work = folder.path / spec.work_dir
     tables: dict[str, pa.Table] = {}
     done: set[str] = set()
     run = None
@@ -329,7 +336,7 @@ def _score_one(
     tally: Tally,
 ) -> bool:
     """Score a leased shard and write its part; False when the lease was lost (another worker has the shard)."""
-    work = folder.path / WORK_DIR
+    work = folder.path / spec.work_dir
     if finished_shards(work, [shard], spec.fingerprint):
         return True  # finished by another worker between our look and our lease
     if shard.split not in tables:
@@ -382,7 +389,7 @@ def _merge_or_wait(
     """Every shard is finished: take the merge lease and merge, or wait while another worker holds it (taking it
     over if it expires). Returns the merged manifest, or None when a shard is unfinished after all (a part file
     was removed); raises _WorkGone once another worker's merge replaced OUT."""
-    work = out / WORK_DIR
+    work = out / spec.work_dir
     while True:
         _work_run(work, spec.fingerprint)
         try:

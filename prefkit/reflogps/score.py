@@ -1,0 +1,335 @@
+"""`prefkit score OUT --reward-model RM`: a reward model's score of every pair of a built set, resumably.
+
+The job is the reference job's machinery with another scorer: the rows are cut into shards
+(:mod:`prefkit.reflogps.runner`; shard ``g`` goes to rank ``g % world_size`` under torchrun), each shard is
+tokenized by TRL's ``RewardTrainer`` rule and scored by the reward engine (:mod:`prefkit.reflogps.reward`) and
+written atomically to ``OUT/.score-work/``; when every shard is there, rank 0 merges (:mod:`.merge`):
+``rm_chosen``, ``rm_rejected``, ``rm_margin`` (float32, ``rm_margin = rm_chosen - rm_rejected``) in the data
+shards, the provenance in ``prefkit.json`` under ``rm_scores``. A killed run restarted with the same command skips
+the finished shards. Pairs with a text longer than ``max_length`` tokens get nulls and are counted
+(``dropped.too_long``); the summary carries the label audit (:mod:`prefkit.reflogps.audit`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from prefkit.errors import OptionError, OutputError
+from prefkit.output import OutputFolder, read_output, require_trl_shape
+from prefkit.reflogps.job import ROW_COLUMNS, ModelOptions
+from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS
+from prefkit.reflogps.plan import DEFAULT_SHARD_ROWS, has_columns, settings_fingerprint
+
+#: Columns `prefkit score` adds.
+RM_FIELDS = [("rm_chosen", pa.float32()), ("rm_rejected", pa.float32()), ("rm_margin", pa.float32())]
+RM_COLUMNS = [name for name, _ in RM_FIELDS]
+#: the manifest section and the work folder of the job
+SECTION = "rm_scores"
+WORK_DIR = ".score-work"
+LABEL = "reward-model score"
+#: counts each shard reports: rows, scored pairs, tokens of both texts, tokens run through the model
+COUNT_KEYS = ("rows", "scored", "tokens", "forward_tokens")
+#: ``max_length`` when the reward model states no context length (TRL's ``RewardConfig.max_length`` default)
+TRL_REWARD_DEFAULT_MAX_LENGTH = 1024
+
+__all__ = ["RM_COLUMNS", "RM_FIELDS", "SECTION", "WORK_DIR", "default_max_length", "score", "score_shard"]
+
+
+def score_shard(
+    loaded: Any,
+    rows: list[dict],
+    *,
+    max_length: int,
+    token_budget: int | None,
+    prefix_sharing: bool,
+    on_progress: Any = None,
+) -> tuple[dict[str, list], dict]:
+    """Tokenize and score one shard → (column values: float32 or None per row, counts). ``on_progress(pairs,
+    tokens)`` is called as batches finish."""
+    from prefkit.reflogps import reward
+
+    pairs = reward.tokenize_reward_pairs(rows, loaded.tokenizer, max_length)
+    reward.check_ids(pairs, loaded.model, loaded.provenance.get("model", "the reward model"))
+    seen = {"tokens": 0}
+
+    def progress(done: float, tokens: int) -> None:
+        seen["tokens"] += tokens
+        if on_progress is not None:
+            on_progress(done, tokens)
+
+    chosen, rejected = reward.score_rewards(
+        loaded.model, pairs, token_budget=token_budget, prefix_sharing=prefix_sharing, progress=progress
+    )
+    margin = chosen - rejected  # float32 arithmetic: rm_margin is exactly rm_chosen - rm_rejected
+    values: dict[str, list] = {name: [] for name in RM_COLUMNS}
+    dropped: Counter = Counter()
+    table = np.stack([chosen, rejected, margin], axis=1)
+    for pair, triple in zip(pairs, table.tolist(), strict=True):
+        reason = pair.dropped or (None if np.isfinite(triple).all() else "nonfinite")  # e.g. an fp16 overflow
+        if reason:
+            dropped[reason] += 1
+        for name, value in zip(RM_COLUMNS, triple, strict=True):
+            values[name].append(None if reason else value)
+    counts = {
+        "rows": len(pairs),
+        "scored": len(pairs) - sum(dropped.values()),
+        "tokens": sum(p.tokens for p in pairs if not p.dropped),
+        "forward_tokens": seen["tokens"],
+        "dropped": dict(dropped),
+    }
+    return values, counts
+
+
+def _open(out_dir: str | Path, overwrite: bool, max_length: int | None, shard_rows: int) -> OutputFolder:
+    """The folder, checked before any model is loaded."""
+    if shard_rows < 1:
+        raise OptionError(
+            f"--shard-rows (shard_rows=) must be positive, got {shard_rows}", "the default is 2048"
+        )
+    if max_length is not None and max_length < 1:
+        raise OptionError(
+            f"--max-length (max_length=) must be positive, got {max_length}",
+            "leave it out to use the reward model's context length",
+        )
+    folder = read_output(out_dir)
+    require_trl_shape(folder, "score")
+    if not folder.splits:
+        raise OutputError(
+            f"{out_dir} has no splits to score", "build it first with `prefkit build SOURCE -o OUT`"
+        )
+    if not overwrite and not (folder.path / WORK_DIR).is_dir() and has_columns(folder, RM_COLUMNS):
+        raise OutputError(
+            f"{out_dir} already has {LABEL} columns ({', '.join(RM_COLUMNS)})",
+            "pass --overwrite to recompute them (e.g. with another reward model)",
+        )
+    return folder
+
+
+def default_max_length(model: Any, tokenizer: Any) -> int:
+    """The longest text the reward model can hold: its ``max_position_embeddings``, or the tokenizer's
+    ``model_max_length`` when smaller (transformers' "no limit" sentinel ignored); TRL's ``RewardConfig`` default
+    1024 when neither says."""
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    limits = [getattr(cfg, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    known = [int(n) for n in limits if isinstance(n, int) and 0 < n < 10**9]
+    return min(known) if known else TRL_REWARD_DEFAULT_MAX_LENGTH
+
+
+def _load(folder: OutputFolder, reward_model: str, options: ModelOptions, ctx: Any) -> Any:
+    """The reward model and its tokenizer (a chat template is required for message rows)."""
+    import pyarrow.parquet as pq
+
+    from prefkit.chat.templates import require_chat_template
+    from prefkit.reflogps.model import load_model
+
+    loaded = load_model(
+        reward_model,
+        revision=options.revision,
+        dtype=options.dtype,
+        device=options.device,
+        attn_implementation=options.attn_implementation,
+        trust_remote_code=options.trust_remote_code,
+        chat_template=options.chat_template,
+        hash_weights=ctx.is_main,
+        kind="reward",
+    )
+    schemas = [pq.read_schema(folder.shards[split][0]) for split in folder.splits]
+    if any(pa.types.is_list(s.field("chosen").type) for s in schemas):
+        require_chat_template(loaded.tokenizer, f"the tokenizer of {reward_model}")
+    return loaded
+
+
+def score(
+    out_dir: str | Path,
+    reward_model: str,
+    *,
+    max_length: int | None = None,
+    options: ModelOptions | None = None,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
+    resume: bool = True,
+    overwrite: bool = False,
+    progress: bool = False,
+    command: str | None = None,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    **model_options: Any,
+) -> dict:
+    """Score every pair of the set in ``out_dir`` with the sequence-classification ``reward_model`` (a folder or
+    Hub id) and add ``rm_chosen`` / ``rm_rejected`` (float32: the model's one logit for ``prompt + answer`` in its
+    own chat template, read at the last non-padding token) and ``rm_margin = rm_chosen - rm_rejected``.
+
+    ``max_length``: the longest text scored, in the reward model's tokens (default: its context length); a pair with
+    a longer text gets nulls and is counted, never truncated. ``options`` / keywords (``dtype="bfloat16"``,
+    ``device="cpu"``, ``token_budget=4096`` …) are :class:`~prefkit.reflogps.job.ModelOptions`. Returns a summary:
+    counts per split, nulls, throughput, this worker's shards and the label audit (``audit``). Any number of calls
+    (processes, machines sharing ``out_dir``, torchrun ranks) may run at once, leasing shards as
+    :func:`prefkit.reflogps.reflogps` workers do (``lease_seconds``); the one that finds the job finished merges. Raises ``OutputError`` (not a set, another export shape,
+    columns already there without ``overwrite``, unfinished work from other settings), ``ModelError`` (not a
+    one-label reward model, no chat template for message rows, cannot load or does not fit).
+
+    >>> score("hermes2k", "Skywork/Skywork-Reward-V2-Qwen3-0.6B")  # doctest: +SKIP
+    {'output': 'hermes2k', 'pairs': 2000, 'scored': 1998, 'dropped': {'too_long': 2}, 'audit': {...}, ...}
+    """
+    from prefkit.reflogps.distributed import init_distributed
+    from prefkit.reflogps.model import resolve_device
+    from prefkit.reflogps.runner import run_shards
+
+    start = time.perf_counter()
+    options = ModelOptions.create(options, model_options)
+    folder = _open(out_dir, overwrite, max_length, shard_rows)
+    dev = resolve_device(options.device)  # under torchrun, auto/cuda → cuda:LOCAL_RANK
+    ctx = init_distributed(dev)
+    try:
+        loaded = _load(folder, reward_model, ModelOptions.create(options, {"device": str(dev)}), ctx)
+        if max_length is None:
+            max_length = default_max_length(loaded.model, loaded.tokenizer)
+        spec, engine = _job_spec(folder, loaded, options, int(max_length), dev, shard_rows, ctx)
+
+        def finish(shards: list, counts: dict, check: Any) -> dict:
+            from prefkit.reflogps.merge import merge
+
+            info = {"command": command, "columns": RM_COLUMNS, "world_size": ctx.world_size, "engine": engine}
+            info |= {"counts": counts, "seconds": round(time.perf_counter() - start, 3)}
+            sec = _section(loaded, spec.settings, info)
+            return merge(
+                folder.path,
+                shards,
+                sec,
+                name=SECTION,
+                columns=RM_FIELDS,
+                work_dir=WORK_DIR,
+                settings=spec.settings,
+                check=check,
+            )
+
+        run = run_shards(
+            folder,
+            spec,
+            ctx,
+            shard_rows=shard_rows,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            finish=finish,
+            lease_seconds=lease_seconds,
+        )
+
+        def summary() -> dict:
+            from prefkit.reflogps.audit import audit_folder
+
+            return _summary(folder.path, run, time.perf_counter() - start, audit_folder(folder.path))
+
+        return ctx.on_main(summary)
+    finally:
+        ctx.close()
+
+
+def _job_spec(
+    folder: OutputFolder,
+    loaded: Any,
+    options: ModelOptions,
+    max_length: int,
+    dev: Any,
+    shard_rows: int,
+    ctx: Any,
+) -> tuple[Any, dict]:
+    """The job: settings (fingerprinted) and the shard scorer; plus the engine settings for the manifest (with the
+    self-test's largest difference per path, run on every rank before any shard)."""
+    from prefkit.reflogps import reward
+    from prefkit.reflogps.plan import data_fingerprint
+    from prefkit.reflogps.provenance import scoring_settings
+    from prefkit.reflogps.runner import JobSpec
+
+    budget, sharing = options.token_budget, options.prefix_sharing
+    # what decides the values (the automatic token budget follows free memory, so it is left out)
+    fingerprint_engine = reward.reward_engine_settings(token_budget=budget, prefix_sharing=sharing)
+    engine = reward.reward_engine_settings(loaded.model, token_budget=budget, prefix_sharing=sharing)
+    engine["self_test_max_abs_diff"] = reward.self_test(loaded.model)
+
+    def settings() -> dict:
+        extra = {"shard_rows": shard_rows, "data_sha256": data_fingerprint(folder), "kind": "reward"}
+        rule = reward.REWARD_TOKENIZATION_RULE
+        return scoring_settings(loaded.provenance, dev.type, max_length, rule, fingerprint_engine, extra)
+
+    fixed = ctx.on_main(settings)
+
+    def score_rows(rows: list[dict], on_progress: Any) -> tuple[dict[str, list], dict]:
+        return score_shard(
+            loaded,
+            rows,
+            max_length=max_length,
+            token_budget=budget,
+            prefix_sharing=sharing,
+            on_progress=on_progress,
+        )
+
+    spec = JobSpec(
+        RM_FIELDS,
+        ROW_COLUMNS,
+        fixed,
+        settings_fingerprint(fixed),
+        score_rows,
+        count_keys=COUNT_KEYS,
+        name=SECTION,
+        work_dir=WORK_DIR,
+        label=LABEL,
+    )
+    return spec, engine
+
+
+def _section(loaded: Any, settings: dict, info: dict) -> dict:
+    """The manifest's ``rm_scores`` section: the reference job's provenance fields, with the reward rule."""
+    from prefkit.reflogps.provenance import section
+
+    sec = section(loaded.provenance, settings, info)
+    sec["truncation_mode"] = "none: pairs with a text longer than max_length are not scored (null)"
+    sec["tokenization_rule"] = sec.pop("trl_tokenization_rule")
+    sec["num_labels"] = 1
+    sec["pad_token_id"] = info["engine"].get("pad_token_id")
+    return sec
+
+
+def _summary(out: Path, run: Any, seconds: float, audit: dict) -> dict:
+    """The summary `--json` prints, for this worker (summed over torchrun ranks); rates count only the pairs it
+    scored; ``shards`` as in :func:`prefkit.reflogps.reflogps`."""
+    section = run.manifest[SECTION]
+    totals, tally = section["totals"], run.tally
+    fresh, scoring = tally.counts, tally.seconds
+    n = len(run.shards) or int(section.get("shards") or 0)
+    resumed = n if run.outcome == "already_complete" else len(run.already)
+    rated = bool(fresh.get("rows")) and scoring > 0
+    return {
+        "output": str(out),
+        "reward_model": section["model"],
+        "revision": section["revision"],
+        "dtype": section["dtype"],
+        "device": section["device"],
+        "world_size": section["world_size"],
+        "max_length": section["max_length"],
+        "pairs": totals["rows"],
+        "scored": totals["scored"],
+        "dropped": totals["dropped"],
+        "tokens": totals["tokens"],
+        "forward_tokens": totals["forward_tokens"],
+        "seconds": round(seconds, 3),
+        "scoring_seconds": round(scoring, 3),
+        "pairs_per_s": round(fresh["rows"] / scoring, 2) if rated else None,
+        "tokens_per_s": round(fresh["tokens"] / scoring, 1) if rated else None,
+        "outcome": run.outcome,
+        "shards": {
+            "total": n,
+            "resumed": resumed,
+            "scored": tally.scored,
+            "taken_over": tally.taken_over,
+            "by_others": max(0, n - resumed - tally.scored),
+            "lost": tally.lost,
+            "merged_here": tally.merged_here,
+        },
+        "splits": section["splits"],
+        "audit": audit,
+    }
