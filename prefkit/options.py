@@ -144,6 +144,16 @@ class FilterOptions(OptionGroup):
         "Pairs whose own scores prefer the rejected answer (margin < 0; always counted): keep them, drop them, "
         "or flip them (swap chosen and rejected).",
     )
+    drop_disagreeing: bool = option(
+        False,
+        "Drop pairs the reward model does not prefer as labelled (rm_margin <= 0; a set scored by `prefkit "
+        "score` given as the source).",
+    )
+    flip_disagreeing: bool = option(
+        False,
+        "Swap chosen and rejected where the reward model prefers the rejected answer (rm_margin < 0), with "
+        "their scores, reference log-probs and reward scores.",
+    )
     max_length: int | None = option(
         None,
         "Drop rows whose prompt + answer (either answer) has more than N tokens of --tokenizer, counted as "
@@ -154,6 +164,12 @@ class FilterOptions(OptionGroup):
     min_answer_tokens: int | None = option(
         None, "Drop rows whose chosen or rejected answer has fewer than N tokens.", ge=0
     )
+
+    @model_validator(mode="after")
+    def _one_way_for_disagreeing(self) -> FilterOptions:
+        if self.drop_disagreeing and self.flip_disagreeing:
+            raise ValueError("--drop-disagreeing and --flip-disagreeing exclude each other: choose one")
+        return self
 
     @property
     def token_filters(self) -> bool:

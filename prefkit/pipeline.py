@@ -297,8 +297,8 @@ def _carry(mapping: Any, src: Source, schema: pa.Schema) -> Any:
 
     if not src.info.get("prefkit_set") or FAMILIES[mapping.family].full_frame:
         return mapping
-    read = set(used_columns(mapping))
-    carry = [c for c in schema.names if c not in RECORD_COLUMNS and c not in read]
+    # every extra column, also one read as the margin (`--margin-col rm_margin` keeps rm_margin itself)
+    carry = [c for c in schema.names if c not in RECORD_COLUMNS]
     return replace(mapping, extra={**mapping.extra, "carry": carry}) if carry else mapping
 
 

@@ -17,8 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from prefkit.errors import ModelError, OutputError
+from prefkit.ranks import average_ranks, spearman
 from prefkit.reflogps import score as score_mod
-from prefkit.reflogps.audit import audit, average_ranks, spearman
+from prefkit.reflogps.audit import audit
 from tests.reflogps_data import build_set, pair_rows
 from tests.tinymodel import make_tiny_model, tiny_model_path
 
@@ -429,3 +430,81 @@ def test_oom_halves_the_budget_and_self_test_catches_a_leaking_mask():
         del backbone.forward
     assert max(seen) > 300 and len(seen) > 2  # failed once, then ran smaller batches
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6, equal_nan=True)
+
+
+# ------------------------------------------------------------------------------------------------ building from a scored set
+
+
+def _by_id(table) -> dict[str, dict]:
+    return {r["id"]: r for r in table.to_pylist()}
+
+
+def test_build_from_a_scored_set_drops_or_flips_disagreeing_pairs(reference, tmp_path):
+    """`prefkit build OUT --drop-disagreeing` / `--flip-disagreeing` on a set scored by `prefkit score`: the pairs
+    the reward model orders the other way are dropped (reason) or turned round with their reward scores."""
+    from prefkit import build
+    from prefkit.output import read_output
+
+    source = read_output(reference)
+    rows = _by_id(source.read_split("train"))
+    scored = [r for r in rows.values() if r["rm_margin"] is not None]
+    disagree = {i for i, r in rows.items() if r["rm_margin"] is not None and r["rm_margin"] <= 0}
+    against = {i for i, r in rows.items() if r["rm_margin"] is not None and r["rm_margin"] < 0}
+    assert scored and disagree and len(disagree) < len(scored)  # the random RM disagrees on some pairs only
+
+    kept = build(str(reference), tmp_path / "agreed", split="train", drop_disagreeing=True)
+    counts = kept.manifest["splits"]["train"]
+    assert counts["dropped"].get("rm_disagrees") == len(disagree)
+    assert counts["flags"]["rm_disagrees"] == len(disagree)
+    assert set(_by_id(kept.splits["train"])) == set(rows) - disagree
+    assert (
+        kept.manifest["rm_scores"] == source.manifest["rm_scores"]
+    )  # the provenance travels with the columns
+
+    flipped = build(str(reference), tmp_path / "flipped", split="train", flip_disagreeing=True)
+    assert flipped.manifest["splits"]["train"]["flags"]["rm_flipped"] == len(against)
+    out = flipped.splits["train"].to_pylist()
+    assert len(out) == len(rows)
+    original = {r["source_index"]: r for r in rows.values()}
+    for row in out:
+        before = original[row["source_index"]]
+        if before["id"] in against:
+            assert (row["chosen"], row["rejected"]) == (before["rejected"], before["chosen"])
+            assert (row["rm_chosen"], row["rm_rejected"]) == (before["rm_rejected"], before["rm_chosen"])
+            assert row["rm_margin"] == -before["rm_margin"] and row["margin"] == -before["margin"]
+        else:
+            assert row["chosen"] == before["chosen"] and row["rm_margin"] == before["rm_margin"]
+
+
+def test_select_on_the_reward_margin_and_the_audit_in_stats_and_card(reference, fresh, tmp_path, capsys):
+    import prefkit
+    from prefkit import build
+    from prefkit.output import read_output
+
+    prefkit.score(fresh, str(_rm()), device="cpu")  # the model's own context length: every pair is scored
+    rows = read_output(fresh).read_split("train").to_pylist()
+    assert all(r["rm_margin"] is not None for r in rows)
+    res = build(str(fresh), tmp_path / "top", split="train", margin_col="rm_margin", top=5)
+    best = sorted((r["rm_margin"] for r in rows if r["rm_margin"] is not None), reverse=True)[:5]
+    assert sorted(res.splits["train"].column("margin").to_pylist(), reverse=True) == pytest.approx(best)
+
+    code, out, _ = _cli(["stats", str(reference), "--json"], capsys)
+    assert code == 0
+    audit = json.loads(out)["splits"]["train"]["rm_audit"]
+    scored = read_output(reference).read_split("train").column("rm_margin").to_pylist()
+    margins = [m for m in scored if m is not None]
+    assert audit["agree"] == sum(m > 0 for m in margins) and audit["disagree"] == sum(m <= 0 for m in margins)
+    code, text, _ = _cli(["stats", str(reference)], capsys)
+    assert f"{audit['disagree']} disagree" in text
+    card = (tmp_path / "top" / "README.md").read_text()
+    assert "reward model agrees with the label" in card
+
+
+def test_disagreeing_options_need_a_scored_set_and_exclude_each_other(built, tmp_path):
+    from prefkit import build
+    from prefkit.errors import OptionError, SelectionError
+
+    with pytest.raises(SelectionError, match="needs reward-model scores"):
+        build(str(built), drop_disagreeing=True)
+    with pytest.raises(OptionError, match="exclude each other"):
+        build(str(built), drop_disagreeing=True, flip_disagreeing=True)

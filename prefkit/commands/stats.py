@@ -55,6 +55,15 @@ def render(stats: dict) -> str:
         text += f"; margin~length rank correlation {'-' if corr is None else f'{corr:+.2f}'}"
         lines.append(text)
 
+        rm = s.get("rm_audit")
+        if rm:
+            ids = ", ".join(map(str, rm["disagree_ids"][:5])) + (" …" if rm["disagree"] > 5 else "")
+            corr = "-" if rm["spearman"] is None else f"{rm['spearman']:+.2f}"
+            lines.append(
+                f"  reward model: agrees with the labels on {_pct(rm['agree_fraction'])} of {_fmt(rm['scored'])} "
+                f"scored pairs; {_fmt(rm['disagree'])} disagree ({ids or 'none'}); rank correlation with the "
+                f"source margin {corr}"
+            )
         residue = s.get("template_residue_rows")
         lines.append(f"  template residue: {'-' if residue is None else _fmt(residue)} rows")
         if "system_share" in s:

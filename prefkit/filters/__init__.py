@@ -33,6 +33,25 @@ def _apply_target(df: pl.DataFrame, target: Any) -> pl.DataFrame:
     )
 
 
+def _reward_model_disagreement(df: pl.DataFrame, options: Any) -> pl.DataFrame:
+    """Count (``flag_rm_disagrees``) the rows of a scored set whose reward model does not prefer the chosen
+    answer, and turn round those it orders the other way with ``--flip-disagreeing``."""
+    asked = options.drop_disagreeing or options.flip_disagreeing
+    if "rm_margin" not in df.columns:
+        if asked:
+            flag = "--drop-disagreeing" if options.drop_disagreeing else "--flip-disagreeing"
+            raise SelectionError(
+                f"{flag} needs reward-model scores (an rm_margin column), and the source has none",
+                "score the set first (`prefkit score OUT --reward-model RM`) and build from OUT",
+            )
+        return df
+    valid = pl.col("invalid").is_null()
+    df = df.with_columns(((pl.col("rm_margin") <= 0).fill_null(False) & valid).alias("flag_rm_disagrees"))
+    if options.flip_disagreeing:
+        df = orient(df, (pl.col("rm_margin") < 0).fill_null(False) & valid, "rm_flipped")
+    return df
+
+
 def classify(df: pl.DataFrame, options: Any, target: Any = None) -> pl.DataFrame:
     """Add ``stage`` (kept / dropped / invalid), ``reason`` and ``detail`` to a normalised frame; rows stay in
     order.
@@ -54,12 +73,14 @@ def classify(df: pl.DataFrame, options: Any, target: Any = None) -> pl.DataFrame
     df = df.with_columns(negative.alias("flag_negative_margin"))
     if options.negative_margin == "flip":
         df = orient(df, pl.col("flag_negative_margin"), "flipped")
+    df = _reward_model_disagreement(df, options)
     row_filters = drop_reason(
         keep_ties=options.keep_ties,
         keep_residue=options.keep_residue,
         min_margin=options.min_margin,
         has_tie_column="tie" in df.columns,
         drop_negative=options.negative_margin == "drop",
+        drop_disagreeing=options.drop_disagreeing,
     )
     drop = pl.when(pl.col("invalid").is_null()).then(pl.coalesce(pre, row_filters))
     detail = pl.when(drop == "template_residue").then(pl.col("_residue"))

@@ -35,7 +35,30 @@ REASONS = declare(
     ),
     Reason("negative_margin", "flags", "rows whose own scores prefer the rejected answer (margin < 0)"),
     Reason("flipped", "flags", "pairs turned round: chosen and rejected swapped (--negative-margin flip)"),
+    Reason(
+        "rm_disagrees",
+        "dropped",
+        "the reward model does not prefer the chosen answer (rm_margin <= 0; --drop-disagreeing)",
+    ),
+    Reason(
+        "rm_disagrees", "flags", "rows whose reward model does not prefer the chosen answer (rm_margin <= 0)"
+    ),
+    Reason(
+        "rm_flipped",
+        "flags",
+        "pairs turned round because the reward model prefers the rejected answer (--flip-disagreeing)",
+    ),
 )
+#: columns that come in chosen/rejected pairs (swapped together when a pair is turned round), and the margins
+#: that change sign with them
+PAIRED_COLUMNS = (
+    ("chosen", "rejected"),
+    ("score_chosen", "score_rejected"),
+    ("ref_chosen_logps", "ref_rejected_logps"),
+    ("chosen_tokens", "rejected_tokens"),
+    ("rm_chosen", "rm_rejected"),
+)
+SIGNED_COLUMNS = ("margin", "rm_margin")
 
 PROMPT_ROLES = f"^{RECORD_PROMPT_ROLES}$"
 
@@ -101,8 +124,10 @@ def drop_reason(
     min_margin: float | None,
     has_tie_column: bool = False,
     drop_negative: bool = False,
+    drop_disagreeing: bool = False,
 ) -> pl.Expr:
-    """The row-local filters, in order: identical, residue, ties, negative margin (when dropped), min margin.
+    """The row-local filters, in order: identical, residue, ties, negative margin and reward-model disagreement
+    (when dropped), min margin.
 
     Reads the ``_identical`` (:func:`identical_answers`) and ``_residue`` (:func:`prefkit.filters.residue.
     residue_markers`) columns."""
@@ -116,17 +141,24 @@ def drop_reason(
         conditions.append((tie, "tie"))
     if drop_negative:
         conditions.append((pl.col("margin") < 0, "negative_margin"))
+    if drop_disagreeing:
+        conditions.append((pl.col("rm_margin") <= 0, "rm_disagrees"))
     if min_margin is not None:
         conditions.append((pl.col("margin") < min_margin, "below_min_margin"))
     return first_reason(*conditions)
 
 
 def orient(df: pl.DataFrame, swap: pl.Expr, flag: str) -> pl.DataFrame:
-    """Swap chosen and rejected (and their scores; the margin changes sign) where ``swap`` holds, counted in
-    ``flag_<flag>``: how ``--negative-margin flip`` turns round a pair its own scores call wrong."""
+    """Swap chosen and rejected where ``swap`` holds, with every paired column present (scores, a scored set's
+    reference log-probs, token counts and reward scores: :data:`PAIRED_COLUMNS`) and the margins' signs, counted
+    in ``flag_<flag>``: how ``--negative-margin flip`` and ``--flip-disagreeing`` turn a pair round."""
     swap = swap.fill_null(False)
-    pairs = (("chosen", "rejected"), ("score_chosen", "score_rejected"))
+    pairs = [(a, b) for a, b in PAIRED_COLUMNS if a in df.columns and b in df.columns]
     swapped = [pl.when(swap).then(pl.col(b)).otherwise(pl.col(a)).alias(a) for a, b in pairs]
     swapped += [pl.when(swap).then(pl.col(a)).otherwise(pl.col(b)).alias(b) for a, b in pairs]
-    margin = pl.when(swap).then(-pl.col("margin")).otherwise(pl.col("margin")).alias("margin")
-    return df.with_columns(*swapped, margin, swap.alias(f"flag_{flag}"))
+    signed = [
+        pl.when(swap).then(-pl.col(c)).otherwise(pl.col(c)).alias(c)
+        for c in SIGNED_COLUMNS
+        if c in df.columns
+    ]
+    return df.with_columns(*swapped, *signed, swap.alias(f"flag_{flag}"))

@@ -19,8 +19,11 @@ import yaml
 from prefkit.accounting import meaning
 from prefkit.secrets import redact
 
-#: meanings of the columns `prefkit reflogps` adds
+#: meanings of the columns `prefkit reflogps` and `prefkit score` add
 REF_COLUMN_MEANINGS = {
+    "rm_chosen": "the reward model's score of prompt + chosen answer (its own chat template; `prefkit score`)",
+    "rm_rejected": "the reward model's score of prompt + rejected answer",
+    "rm_margin": "rm_chosen - rm_rejected: above 0 when the reward model agrees with the label",
     "ref_chosen_logps": "reference model's summed log-prob of the chosen completion tokens (TRL-exact)",
     "ref_rejected_logps": "reference model's summed log-prob of the rejected completion tokens (TRL-exact)",
     "chosen_tokens": "completion tokens scored for chosen (after TRL's max_length truncation)",
@@ -230,6 +233,17 @@ def card_context(
         "quality": {
             k: manifest[k] for k in ("decontamination", "near_dedup", "length_balance") if manifest.get(k)
         },
+        "rm_stats": [
+            {
+                "name": n,
+                "agree": _pct(s["rm_audit"]["agree_fraction"]),
+                "disagree": s["rm_audit"]["disagree"],
+                "scored": s["rm_audit"]["scored"],
+                "spearman": "-" if s["rm_audit"]["spearman"] is None else f"{s['rm_audit']['spearman']:+.2f}",
+            }
+            for n, s in stats.items()
+            if s.get("rm_audit")
+        ],
         "ref_stats": [
             {"name": n, "median": s["ref_margin"]["p50"], "prefers": _pct(s.get("ref_prefers_chosen"))}
             for n, s in stats.items()

@@ -4,7 +4,8 @@ For each split: row counts, the margin distribution, lengths per column in chara
 in tokens counted by TRL's rule (:mod:`prefkit.chat.lengths`: prompt = TRL's prompt ids, chosen/rejected =
 completion ids, plus prompt+answer totals, what ``max_length`` truncates), length bias (how often the chosen
 answer is longer than the rejected one, which DPO can learn as "longer is better"), template residue (rows whose
-message text holds chat-template tokens) and, after `prefkit reflogps`, the reference margin. `build` stores
+message text holds chat-template tokens), after `prefkit reflogps` the reference margin, and after `prefkit score`
+the label audit (:mod:`prefkit.reflogps.audit`: how often the reward model orders a pair like its label). `build` stores
 the figures in the manifest (``stats``) and the card shows them; `prefkit stats` recomputes them from the data.
 
 Percentiles are linear-interpolated (numpy's default).
@@ -109,6 +110,10 @@ def split_stats(table: pa.Table, target: Any = None, keep_values: bool = False) 
         out["ref_margin"] = distribution(diff)
         finite = diff[np.isfinite(diff)]
         out["ref_prefers_chosen"] = _share(finite > 0)
+    if "rm_margin" in df.columns:  # a set scored by `prefkit score`: the label audit
+        from prefkit.reflogps.audit import split_audit
+
+        out["rm_audit"] = split_audit(table)
     if target is not None and getattr(target, "tokenizer", None) is not None and df.height:
         lengths = _token_lengths(df, target, text)
         out["tokens"] = {k: distribution(np.asarray(v, dtype=float)) for k, v in lengths.items()}
@@ -153,6 +158,8 @@ STATS_COLUMNS = (
     "chat_template_kwargs",
     "ref_chosen_logps",
     "ref_rejected_logps",
+    "rm_margin",
+    "id",
 )
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from prefkit.errors import SelectionError
+from prefkit.ranks import spearman
 
 Values = Sequence[float | int | None] | np.ndarray | pl.Series
 
@@ -56,23 +57,6 @@ def _inputs(chosen_len: Values, rejected_len: Values, margin: Values | None) -> 
     if len(chosen) != len(rejected):
         raise SelectionError(f"chosen_len has {len(chosen)} values, rejected_len {len(rejected)}")
     return chosen, rejected, _margins(margin, len(chosen))
-
-
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n, ties sharing their average rank (polars ``rank("average")``), as float64."""
-    return pl.Series(x).rank("average").cast(pl.Float64).to_numpy()
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
-    """Spearman's rank correlation of two float arrays of equal length: the Pearson correlation of their
-    average ranks (Spearman 1904; the tie handling of ``scipy.stats.spearmanr``). None for fewer than 2
-    values or when either side is constant."""
-    if len(x) < 2:
-        return None
-    rx, ry = _average_ranks(x), _average_ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denom = float(np.sqrt((rx * rx).sum() * (ry * ry).sum()))
-    return None if denom == 0.0 else float((rx * ry).sum() / denom)
 
 
 def length_bias(
