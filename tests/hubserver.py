@@ -212,6 +212,32 @@ def validate_metadata(text: str, repo_type: str) -> list[str]:
 
 
 # --- the server ----------------------------------------------------------------------------------------------
+def validate_card(card) -> None:
+    """``card.validate()`` (a ``huggingface_hub`` RepoCard) against this server: before huggingface_hub 2.2 it
+    posts to huggingface.co whatever ``HF_ENDPOINT`` says, so there the same check runs here directly."""
+    import huggingface_hub
+    from packaging.version import Version
+
+    if Version(huggingface_hub.__version__) >= Version("2.2"):
+        card.validate()
+        return
+    errors = validate_metadata(str(card), getattr(card, "repo_type", None) or "model")
+    if errors:
+        raise ValueError("Invalid metadata in README.md.\n" + "\n".join(f"- {e}" for e in errors))
+
+
+def client_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP library errors the installed Hub client may raise as they are (a dropped connection; ``whoami``
+    before huggingface_hub 1.0): httpx2 (huggingface_hub >= 2), httpx (1.x) or requests (< 1)."""
+    classes: list[type[BaseException]] = [ConnectionError]
+    for module, attr in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
+        try:
+            classes.append(getattr(__import__(module), attr))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(classes)
+
+
 class HubServer:
     def __init__(self, port: int = 0) -> None:
         self.repos: dict[tuple[str, str], Repo] = {}

@@ -16,6 +16,7 @@ from prefkit.cli import main
 from prefkit.errors import HubError
 from prefkit.publish.hub import push
 from prefkit.publish.licences import license_rank, most_restrictive
+from tests.hubserver import validate_card
 from tests.tinymodel import tiny_model_path
 
 
@@ -99,7 +100,7 @@ def test_card_metadata_and_story(hub, built):
     repo = hub.unique_id("me/card")
     push(built, repo)
     text = hub.read_file(repo, "README.md").decode()
-    DatasetCard(text).validate()  # the Hub's metadata check (license ids, task categories, configs)
+    validate_card(DatasetCard(text))  # the Hub's metadata check (license ids, task categories, configs)
     meta, body = card_meta(hub, repo)
     manifest = json.loads((built / "prefkit.json").read_text())
     src = manifest["sources"][0]
@@ -273,7 +274,7 @@ def test_dry_run_commits_nothing(hub, built, capsys):
     assert [f["path"] for f in result.files] == [shard_path(built), "prefkit.json", "README.md"]
     assert all(method in ("GET", "HEAD") for method, _ in hub.requests[seen:])
     assert ("dataset", repo) not in hub.repos
-    DatasetCard(result.card).validate()
+    validate_card(DatasetCard(result.card))
     main(["push", str(built), repo, "--dry-run"])
     out = capsys.readouterr().out
     assert "would push to" in out and shard_path(built) in out and "--- README.md ---" in out

@@ -160,6 +160,17 @@ def qwen3(request):
     return family_tokenizer("qwen3", template)
 
 
+def _datasets_decodes_nested_json() -> bool:
+    import datasets
+
+    from prefkit.pipeline import NESTED_JSON_DATASETS
+
+    return tuple(int(p) for p in datasets.__version__.split(".")[:2]) >= NESTED_JSON_DATASETS
+
+
+NESTED_JSON = _datasets_decodes_nested_json()
+
+
 def trl_render(row: dict, tokenizer) -> dict[str, str]:
     """``row`` rendered by TRL (prompt with generation prompt, chosen, rejected), with the row's ``tools`` and
     ``chat_template_kwargs`` as TRL's DPOTrainer passes them."""
@@ -248,10 +259,13 @@ def test_tool_use_rows_render_as_the_source_through_trl(tmp_path, qwen3):
     assert counts(res)["kept"] == 3 and counts(res)["invalid"] == {}
     rows = [decode_row(r) for r in train(res)]
     loaded = list(datasets.load_dataset(str(out))["train"])  # what a trainer gets: JSON fields decoded
+    nested = NESTED_JSON  # datasets < 5.0 leaves Json inside message lists as text (the build warns)
+    assert any("tool_calls" in w and "datasets" in w for w in res.warnings) == (not nested)
     for source, row, via_datasets in zip(TOOL_ROWS, rows, loaded, strict=True):
         expected = trl_render(source, qwen3)
         assert trl_render(row, qwen3) == expected
-        assert trl_render(via_datasets, qwen3) == expected
+        if nested:
+            assert trl_render(via_datasets, qwen3) == expected
         assert row.get("tools") == source.get("tools")
     # the renderings hold what the template makes of tools, calls and tool answers (so dropping one would show)
     first = trl_render(rows[0], qwen3)

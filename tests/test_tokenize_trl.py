@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
@@ -27,7 +26,8 @@ def trl_ids(rows: list[dict], tokenizer, max_length: int | None) -> list[dict]:
     from trl import DPOConfig, DPOTrainer
 
     args = DPOConfig(output_dir="unused", max_length=max_length, bf16=False, use_cpu=True, report_to=[])
-    fake_self = SimpleNamespace(_tokenizer=tokenizer)
+    fake_self = object.__new__(DPOTrainer)  # only what _prepare_dataset reads (TRL < 1.8 also needs _is_vlm)
+    fake_self._tokenizer, fake_self._is_vlm = tokenizer, False
     ds = DPOTrainer._prepare_dataset(fake_self, Dataset.from_list(rows), tokenizer, args, "train")
     return list(ds)
 

@@ -6,6 +6,7 @@ reference columns are right; with perturbed columns it is not, which proves they
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
@@ -257,6 +258,10 @@ def _tool_rows(n: int) -> list[dict]:
     return rows
 
 
+@pytest.mark.skipif(
+    tuple(int(p) for p in __import__("datasets").__version__.split(".")[:2]) < (5, 0),
+    reason="datasets < 5.0 loads Json inside message lists (tool_calls) as text; the build warns about it",
+)
 def test_plain_dpo_trainer_trains_on_a_built_tool_use_set(tmp_path):
     """trl.DPOTrainer (reference model, no precompute) takes a built tool-use set as ``load_dataset`` gives it:
     the ``Json`` fields come back as objects, TRL renders tools, calls and tool answers, and one step's loss is
@@ -314,3 +319,33 @@ def test_plain_dpo_trainer_trains_on_a_built_tool_use_set(tmp_path):
     assert "<tool_response>\n60\n</tool_response>" in chosen_text
     loss = _first_loss(trainer)
     assert math.isfinite(loss), loss
+
+
+def test_a_trl_with_another_tokenization_rule_is_refused(scored, tmp_path):
+    """The manifest records the TRL rule the values follow; a trainer whose TRL tokenizes by another rule (here:
+    the manifest says TRL 1.9 - 1.14.1's prompt-length split, the installed TRL splits at the common prefix) is
+    refused, or warned about with prefkit_strict=False."""
+    from prefkit.trl import PrefkitWarning
+
+    from prefkit.chat.tokenize import TRL_RULES, TRL_TOKENIZATION_RULE, check_trl_rule, trl_rule_for
+
+    out, model = scored
+    manifest = json.loads((out / "prefkit.json").read_text())
+    assert manifest["reflogps"]["trl_tokenization_rule"] == TRL_TOKENIZATION_RULE
+    assert manifest["reflogps"]["trl_releases"] == "1.14.2..1.16"
+    older = "trl-dpo-1.9..1.14.1:" + TRL_RULES[1][2]
+    manifest["reflogps"]["trl_tokenization_rule"] = older
+    dataset = _load(out)
+    with pytest.raises(ReferenceMismatchError, match="tokenizes by 'common-prefix-split"):
+        _trainer(model, dataset, tmp_path, prefkit_manifest=manifest)
+    with pytest.warns(PrefkitWarning, match="prompt-length-split"):
+        _trainer(model, dataset, tmp_path, prefkit_manifest=manifest, prefkit_strict=False)
+    # the release table: 1.9.0 began dropping full prompts, 1.14.2 the common-prefix split, 1.16 last checked
+    assert [trl_rule_for(v) for v in ("1.8.0", "1.9.0", "1.14.1", "1.14.2", "1.16.2")] == [
+        TRL_RULES[0][2],
+        TRL_RULES[1][2],
+        TRL_RULES[1][2],
+        TRL_RULES[2][2],
+        TRL_RULES[2][2],
+    ]
+    assert check_trl_rule(None, "1.17.0")[0] == "warning" and check_trl_rule(None, "1.13.0")[0] == "error"

@@ -1,7 +1,7 @@
 """TRL-exact tokenization of preference rows.
 
 ``tokenize_pair`` / ``tokenize_pairs`` turn a
-preference row into the token ids TRL's ``DPOTrainer`` (1.11 - 1.16) trains and scores on, so reference
+preference row into the token ids TRL's ``DPOTrainer`` (1.14.2 - 1.16) trains and scores on, so reference
 log-probs computed on them equal TRL's ``precompute_ref_log_probs`` values. The rule, read from
 ``trl/trainer/dpo_trainer.py`` (``_prepare_dataset`` + ``DataCollatorForPreference``):
 
@@ -27,8 +27,64 @@ from typing import Any
 from prefkit.chat.templates import no_chat_template
 from prefkit.errors import FormatError, ModelError
 
-#: Names the TRL tokenization rule reproduced here; recorded in the manifest. Bump when TRL changes it.
-TRL_TOKENIZATION_RULE = "trl-dpo-1.11..1.16:common-prefix-split,keep_start,drop-prompt>=max_length"
+#: How each range of TRL releases tokenizes DPO rows (read from their ``trl/trainer/dpo_trainer.py``):
+#: (first release, first release after the range or None, the rule). 1.9.0 started dropping rows whose prompt
+#: fills ``max_length``; 1.14.2 split prompt and completion at the common prefix of the rendered prompt and
+#: prompt+answer instead of at the prompt's length. EOS handling of text rows, tools and chat-template keyword
+#: arguments are the same in every 1.x release.
+TRL_RULES: tuple[tuple[str, str | None, str], ...] = (
+    ("1.0", "1.9", "prompt-length-split,keep_start,keep-prompt>=max_length"),
+    ("1.9", "1.14.2", "prompt-length-split,keep_start,drop-prompt>=max_length"),
+    ("1.14.2", None, "common-prefix-split,keep_start,drop-prompt>=max_length"),
+)
+#: The last TRL release checked against this module (a newer one gets a warning, not a refusal).
+TRL_LAST_CHECKED = "1.16"
+#: The rule reproduced here, with the TRL releases that follow it; recorded in the manifest.
+TRL_TOKENIZATION_RULE = f"trl-dpo-{TRL_RULES[-1][0]}..{TRL_LAST_CHECKED}:{TRL_RULES[-1][2]}"
+
+
+def _release(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split("."):
+        digits = "".join(c for c in piece if c.isdigit()) if piece[:1].isdigit() else ""
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def trl_rule_for(version: str) -> str | None:
+    """The tokenization rule of TRL ``version`` (:data:`TRL_RULES`); None when it is newer than
+    :data:`TRL_LAST_CHECKED` (not checked yet)."""
+    release = _release(version)
+    if release[:2] > _release(TRL_LAST_CHECKED)[:2]:
+        return None
+    for first, after, rule in TRL_RULES:
+        if release >= _release(first) and (after is None or release < _release(after)):
+            return rule
+    return TRL_RULES[0][2]
+
+
+def check_trl_rule(recorded: str | None, installed: str) -> tuple[str, str] | None:
+    """``("error", why)`` when TRL ``installed`` tokenizes rows differently from the ``recorded`` rule (a manifest's
+    ``trl_tokenization_rule``: the values were computed for other token ids), ``("warning", why)`` when it is
+    newer than the releases checked or the rule is unknown, None when they agree."""
+    body = (recorded or TRL_TOKENIZATION_RULE).split(":", 1)[-1]
+    rule = trl_rule_for(installed)
+    if rule is None:
+        return "warning", (
+            f"TRL {installed} is newer than the last release prefkit checked ({TRL_LAST_CHECKED}); if its "
+            "DPOTrainer tokenizes rows differently, the reference values do not apply"
+        )
+    if body not in {r for _, _, r in TRL_RULES}:
+        return "warning", f"the set records a tokenization rule prefkit does not know ({recorded})"
+    if rule != body:
+        return "error", (
+            f"the reference values follow the tokenization rule {body!r}, but the installed TRL {installed} "
+            f"tokenizes by {rule!r}, so its token ids and the stored values differ"
+        )
+    return None
+
 
 #: Reason given for a row TRL would drop because its prompt alone fills ``max_length``.
 DROPPED_PROMPT_TOO_LONG = "prompt_too_long"

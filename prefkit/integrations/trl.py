@@ -121,6 +121,10 @@ def check_against_manifest(
     return problems + differences(section, actual)
 
 
+_TRL_FIX = (
+    "install the TRL the values were computed for (pip install 'trl>=1.14.2'; docs/reflogps.md lists how TRL "
+    "releases tokenize), or score the set again under this TRL's rule with the matching prefkit"
+)
 #: differences that make the stored values wrong for every row (the others may leave rows untouched)
 FATAL = ("the tokenizer", "the chat template")
 
@@ -188,6 +192,8 @@ def _make_class() -> type:
                 super().__init__(*args, **kwargs)
             finally:
                 dpo_module.hash_module = real_hash
+            if self._prefkit_used_columns:
+                self._prefkit_check_trl_version()
             if self._prefkit_used_columns and self._prefkit_manifest is not None:
                 problems = check_against_manifest(
                     self._prefkit_manifest,
@@ -210,6 +216,24 @@ def _make_class() -> type:
                 if self._prefkit_strict:
                     raise ReferenceMismatchError(f"prefkit reference log-probs: {message}. Fix: {fix}")
                 warnings.warn(f"prefkit reference log-probs: {message}", PrefkitWarning, stacklevel=3)
+
+        def _prefkit_check_trl_version(self) -> None:
+            """Refuse a TRL whose DPOTrainer tokenizes rows by another rule than the one the values were computed
+            for (the manifest's ``trl_tokenization_rule``, else this prefkit's); warn for a TRL newer than the
+            releases checked."""
+            import trl
+
+            from prefkit.chat.tokenize import check_trl_rule
+
+            section = (self._prefkit_manifest or {}).get("reflogps") or {}
+            found = check_trl_rule(section.get("trl_tokenization_rule"), trl.__version__)
+            if found is None:
+                return
+            level, why = found
+            if level == "error":
+                self._prefkit_refuse([(why, _TRL_FIX)])
+            else:
+                warnings.warn(f"prefkit reference log-probs: {why}", PrefkitWarning, stacklevel=3)
 
         def _prefkit_check_rows(self, dataset: Any, name: str) -> None:
             from prefkit.reflogps.provenance import check_rows, row_problems

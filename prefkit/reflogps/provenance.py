@@ -106,12 +106,19 @@ def section(prov: dict, settings: dict, run: dict) -> dict:
         "max_length": settings["max_length"],
         "truncation_mode": "keep_start",
         "trl_tokenization_rule": settings["trl_tokenization_rule"],
+        "trl_releases": _rule_releases(settings["trl_tokenization_rule"]),
         "trl_version": trl_version(),
         "engine": run.get("engine"),
         "splits": run["counts"]["splits"],
         "totals": run["counts"]["totals"],
         "seconds": run.get("seconds"),
     }
+
+
+def _rule_releases(rule: str) -> str:
+    """The TRL releases whose DPOTrainer tokenizes by ``rule`` (``1.14.2..1.16``: the rule's first release and
+    the last one checked), as recorded in the rule's name."""
+    return rule.split(":", 1)[0].removeprefix("trl-dpo-")
 
 
 def trl_version() -> str | None:

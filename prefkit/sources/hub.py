@@ -59,12 +59,14 @@ def transient(err: BaseException) -> bool:
 
     if isinstance(err, OfflineModeIsEnabled):
         return False
-    if isinstance(err, _transport_errors()):
-        return True
-    cause = err.__cause__ or err.__context__
-    if cause is not None and cause is not err and isinstance(cause, _transport_errors()):
-        return True
-    return http_status(err) in RETRY_STATUS or http_status(err) == 412
+    seen: list[BaseException] = []
+    link: BaseException | None = err
+    while link is not None and link not in seen and len(seen) < 8:  # the error and what it was raised from
+        if isinstance(link, _transport_errors()) or http_status(link) in (*RETRY_STATUS, 412):
+            return True
+        seen.append(link)
+        link = link.__cause__ or link.__context__
+    return False
 
 
 def describe(err: BaseException) -> str:
