@@ -63,7 +63,10 @@ def render_reasons() -> str:
     for stage, title in titles.items():
         mine = sorted((r for r in reasons if r.stage == stage), key=lambda r: r.name)
         parts += ["", f"## {title}", "", "| reason | meaning |", "|---|---|"]
-        parts += [f"| `{r.name}` | {r.meaning}{' (a selection: rejects hold no text)' if r.selection else ''} |" for r in mine]
+        parts += [
+            f"| `{r.name}` | {r.meaning}{' (a selection: rejects hold no text)' if r.selection else ''} |"
+            for r in mine
+        ]
     return "\n".join(parts) + "\n"
 
 
