@@ -72,6 +72,52 @@ def test_catalog_dataset_builds_from_the_hub(hub, tmp_path, repo_id):
         assert src["data_dir"] == "preference"
 
 
+@pytest.fixture(scope="module")
+def qwen3():
+    """A tokenizer with Qwen3's template (tools, reasoning, chat-template keyword arguments)."""
+    from prefkit.chat.templates import get_chat_template
+    from tests.family_tokenizers import family_tokenizer
+
+    return family_tokenizer("qwen3", get_chat_template("qwen3"))
+
+
+CONVERSATIONAL = [
+    r for r, (_, _, _, family) in CATALOG.items() if family in ("explicit-messages", "implicit-messages")
+]
+
+
+@pytest.mark.parametrize("repo_id", CONVERSATIONAL)
+def test_catalog_rows_render_as_the_source_through_trl(hub, tmp_path, repo_id, qwen3):
+    """For every catalog dataset TRL reads as it is (conversational rows), each kept output row renders through
+    TRL's own ``maybe_extract_prompt`` + ``apply_chat_template`` with a tools- and reasoning-aware template
+    exactly as its source row does: nothing the template sees was lost or changed."""
+    from trl.data_utils import apply_chat_template, maybe_extract_prompt
+
+    from prefkit.record import decode_row
+
+    layout, files, kwargs, _ = CATALOG[repo_id]
+    if layout != "dict":
+        pytest.skip("rows laid out as files")
+    publish(hub, repo_id)
+    res = build(repo_id, tmp_path / "out", **kwargs)
+    checked = 0
+    for split, table in res.splits.items():
+        source = files[split]
+        for row in table.to_pylist():
+            original = {
+                k: source[row["source_index"]][k]
+                for k in ("prompt", "chosen", "rejected")
+                if k in source[row["source_index"]]
+            }
+            if not isinstance(original.get("chosen"), list):
+                continue  # string answers next to a message prompt: TRL would not read them as a conversation
+            expected = apply_chat_template(maybe_extract_prompt(original), qwen3)
+            mine = decode_row({k: row[k] for k in ("prompt", "chosen", "rejected")})
+            assert apply_chat_template(mine, qwen3) == expected, (repo_id, row["source_index"])
+            checked += 1
+    assert checked
+
+
 def test_explicit_options_win_over_the_preset(hub, tmp_path):
     publish(hub, "HuggingFaceH4/ultrafeedback_binarized")
     res = build("HuggingFaceH4/ultrafeedback_binarized", split="train_sft")
