@@ -177,7 +177,7 @@ class FilterOptions(OptionGroup):
 
 
 def _evalset_names() -> list[str]:
-    from prefkit.select.decontaminate import evalset_presets
+    from prefkit.select.evalsets import evalset_presets
 
     return list(evalset_presets())
 

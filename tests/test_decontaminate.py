@@ -19,11 +19,10 @@ from prefkit.select.decontaminate import (
     build_index,
     contamination_items,
     decontaminate_reasons,
-    evalset_presets,
     find_contamination,
     item_texts,
-    load_evalset,
 )
+from prefkit.select.evalsets import evalset_presets, load_evalset
 
 VOCAB = (
     "time person year way day thing man world life hand part child eye woman place work week case point "

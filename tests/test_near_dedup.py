@@ -18,15 +18,15 @@ pytest.importorskip("rensa")
 
 from prefkit.errors import PrefkitError, SelectionError
 from prefkit.select import near_dedup as nd
+from prefkit.select import words
 from prefkit.select.near_dedup import (
     components,
     lsh_params,
     near_dedup_reasons,
     near_duplicate_clusters,
-    normalise_words,
     shingle_hashes,
-    word_hashes,
 )
+from prefkit.select.words import normalise_words, word_hashes
 
 VOCAB = (
     "time person year way day thing man world life hand part child eye woman place work week case point "
@@ -252,11 +252,11 @@ def test_reasons_prompt_mode_keeps_highest_margin(pairs_df):
 def test_batches_do_not_change_the_result(pairs_df, planted, monkeypatch):
     texts, expected = planted
     whole_pairs = near_dedup_reasons(pairs_df, mode="prompt")
-    monkeypatch.setattr(nd, "BATCH_TEXTS", 2)  # batches of 2 rows, some with dropped rows only
+    monkeypatch.setattr(words, "BATCH_TEXTS", 2)  # batches of 2 rows, some with dropped rows only
     assert near_duplicate_clusters(texts) == expected
     assert near_dedup_reasons(pairs_df, mode="prompt").equals(whole_pairs)
     for workers in (1, 3):
-        parts = nd.map_batches(lambda part: part.to_list(), pl.Series(list(range(7))), workers=workers)
+        parts = words.map_batches(lambda part: part.to_list(), pl.Series(list(range(7))), workers=workers)
         assert parts == [[0, 1], [2, 3], [4, 5], [6]]
 
 

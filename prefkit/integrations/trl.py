@@ -148,10 +148,11 @@ def _make_class() -> type:
         The rows are always checked against how this trainer tokenizes them (the stored ``chosen_tokens`` /
         ``rejected_tokens`` against its own ``max_length`` truncation): rows it would tokenize differently, and
         rows it keeps that have no values (their prompt filled the scoring ``max_length``), raise
-        :class:`~prefkit.reflogps.provenance.ReferenceMismatchError` at construction. ``prefkit_manifest`` (an
-        output folder, its ``prefkit.json`` or the dict) adds the scoring run's identity: another tokenizer or
-        chat template raises too; another model name or ``max_length`` is a :class:`PrefkitWarning`.
-        ``prefkit_strict=False`` turns the errors into warnings.
+        :class:`~prefkit.reflogps.provenance.ReferenceMismatchError` at construction; so does an installed TRL
+        that tokenizes by another rule than the values follow (:func:`prefkit.chat.tokenize.check_trl_rule`).
+        ``prefkit_manifest`` (an output folder, its ``prefkit.json`` or the dict) adds the scoring run's
+        identity: another tokenizer or chat template raises too; another model name or ``max_length`` is a
+        :class:`PrefkitWarning`. ``prefkit_strict=False`` turns the errors into warnings.
         """
 
         def __init__(
@@ -161,96 +162,32 @@ def _make_class() -> type:
             prefkit_strict: bool = True,
             **kwargs: Any,
         ):
-            bound = inspect.signature(DPOTrainer.__init__).bind(self, *args, **kwargs)
-            params = bound.arguments
+            params = inspect.signature(DPOTrainer.__init__).bind(self, *args, **kwargs).arguments
             config = params.get("args")
-            if config is not None and not config.precompute_ref_log_probs:
-                datasets_ = [params.get("train_dataset"), *_eval_sets(params.get("eval_dataset"))]
-                if any(has_ref_columns(d) for d in datasets_):
-                    warnings.warn(
-                        "the dataset has precomputed reference columns but precompute_ref_log_probs=False: TRL "
-                        "ignores them and loads a reference model; set DPOConfig(precompute_ref_log_probs=True)",
-                        PrefkitWarning,
-                        stacklevel=2,
-                    )
+            datasets_ = [
+                d for d in (params.get("train_dataset"), *_eval_sets(params.get("eval_dataset"))) if d
+            ]
+            _warn_ignored_columns(config, datasets_)
             self._prefkit_used_columns = False
             self._prefkit_strict = prefkit_strict
             self._prefkit_manifest = load_manifest(prefkit_manifest) if prefkit_manifest is not None else None
-            datasets_ = [params.get("train_dataset"), *_eval_sets(params.get("eval_dataset"))]
-            skip_hash = (
-                config is not None
-                and config.precompute_ref_log_probs
-                and getattr(config, "ld_alpha", None) is None
-                and all(has_ref_columns(d) for d in datasets_ if d is not None)
-            )
             real_hash = dpo_module.hash_module
-            if (
-                skip_hash
-            ):  # TRL hashes every weight at init for its cache key; not needed when nothing is computed
+            if _nothing_to_compute(config, datasets_):  # TRL hashes every weight at init for its cache key
                 dpo_module.hash_module = lambda module: _SKIPPED_HASH
             try:
                 super().__init__(*args, **kwargs)
             finally:
                 dpo_module.hash_module = real_hash
             if self._prefkit_used_columns:
-                self._prefkit_check_trl_version()
-            if self._prefkit_used_columns and self._prefkit_manifest is not None:
-                problems = check_against_manifest(
-                    self._prefkit_manifest,
-                    model=self.model,
-                    tokenizer=self.processing_class,
-                    max_length=self.args.max_length,
-                    truncation_mode=getattr(self.args, "truncation_mode", "keep_start"),
-                )
-                fatal = [p for p in problems if p.startswith(FATAL)]
-                self._prefkit_refuse([(p, _MANIFEST_FIX) for p in fatal])
-                for problem in problems:
-                    if problem not in fatal:
-                        warnings.warn(f"prefkit reference log-probs: {problem}", PrefkitWarning, stacklevel=2)
+                _check_setup(self)
 
         def _prefkit_refuse(self, problems: list[tuple[str, str]]) -> None:
-            """Raise on what makes the stored values wrong (``prefkit_strict=False``: warn instead)."""
-            from prefkit.reflogps.provenance import ReferenceMismatchError
-
-            for message, fix in problems:
-                if self._prefkit_strict:
-                    raise ReferenceMismatchError(f"prefkit reference log-probs: {message}. Fix: {fix}")
-                warnings.warn(f"prefkit reference log-probs: {message}", PrefkitWarning, stacklevel=3)
-
-        def _prefkit_check_trl_version(self) -> None:
-            """Refuse a TRL whose DPOTrainer tokenizes rows by another rule than the one the values were computed
-            for (the manifest's ``trl_tokenization_rule``, else this prefkit's); warn for a TRL newer than the
-            releases checked."""
-            import trl
-
-            from prefkit.chat.tokenize import check_trl_rule
-
-            section = (self._prefkit_manifest or {}).get("reflogps") or {}
-            found = check_trl_rule(section.get("trl_tokenization_rule"), trl.__version__)
-            if found is None:
-                return
-            level, why = found
-            if level == "error":
-                self._prefkit_refuse([(why, _TRL_FIX)])
-            else:
-                warnings.warn(f"prefkit reference log-probs: {why}", PrefkitWarning, stacklevel=3)
-
-        def _prefkit_check_rows(self, dataset: Any, name: str) -> None:
-            from prefkit.reflogps.provenance import check_rows, row_problems
-
-            wanted = ["prompt_ids", "chosen_ids", "rejected_ids", *REF_COLUMNS, *TOKEN_COLUMNS, "id"]
-            table = dataset.select_columns([c for c in wanted if c in dataset.column_names]).with_format(
-                "arrow"
-            )[:]
-            max_length = self.args.max_length
-            check = check_rows(table, max_length, getattr(self.args, "truncation_mode", "keep_start"))
-            section = (self._prefkit_manifest or {}).get("reflogps") or {}
-            self._prefkit_refuse(row_problems(check, section.get("max_length", "?"), max_length))
+            _refuse(self, problems)
 
         def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
             if has_ref_columns(dataset):
                 if getattr(self, "ld_alpha", None) is None:
-                    self._prefkit_check_rows(dataset, name)
+                    _check_rows(self, dataset)
                     self._prefkit_used_columns = True
                     return dataset
                 warnings.warn(
@@ -262,15 +199,88 @@ def _make_class() -> type:
             partial = [c for c in REF_COLUMNS if c in getattr(dataset, "column_names", [])]
             if partial:
                 dataset = dataset.remove_columns(partial)
-            if (
-                getattr(self, "_precompute_model_hash", None) == _SKIPPED_HASH
-            ):  # a dataset without columns after all
+            if getattr(self, "_precompute_model_hash", None) == _SKIPPED_HASH:  # a dataset without columns
                 self._precompute_model_hash = real_hash_module()(self.ref_model or self.model)
             _key_ld_alpha(self)
             return super()._precompute_ref_logps(dataset, name, batch_size)
 
     PrecomputedRefDPOTrainer.__module__ = __name__
     return PrecomputedRefDPOTrainer
+
+
+def _warn_ignored_columns(config: Any, datasets_: list[Any]) -> None:
+    if (
+        config is not None
+        and not config.precompute_ref_log_probs
+        and any(has_ref_columns(d) for d in datasets_)
+    ):
+        warnings.warn(
+            "the dataset has precomputed reference columns but precompute_ref_log_probs=False: TRL ignores them "
+            "and loads a reference model; set DPOConfig(precompute_ref_log_probs=True)",
+            PrefkitWarning,
+            stacklevel=3,
+        )
+
+
+def _nothing_to_compute(config: Any, datasets_: list[Any]) -> bool:
+    """Every dataset carries the columns and TRL will use them: its weight hash (a cache key) is not needed."""
+    return (
+        config is not None
+        and config.precompute_ref_log_probs
+        and getattr(config, "ld_alpha", None) is None
+        and all(has_ref_columns(d) for d in datasets_)
+    )
+
+
+def _refuse(trainer: Any, problems: list[tuple[str, str]]) -> None:
+    """Raise on what makes the stored values wrong (``prefkit_strict=False``: warn instead)."""
+    from prefkit.reflogps.provenance import ReferenceMismatchError
+
+    for message, fix in problems:
+        if trainer._prefkit_strict:
+            raise ReferenceMismatchError(f"prefkit reference log-probs: {message}. Fix: {fix}")
+        warnings.warn(f"prefkit reference log-probs: {message}", PrefkitWarning, stacklevel=4)
+
+
+def _check_setup(trainer: Any) -> None:
+    """After TRL's init, once the columns are in use: the installed TRL's rule, then the manifest's identity."""
+    import trl
+
+    from prefkit.chat.tokenize import check_trl_rule
+
+    manifest = trainer._prefkit_manifest
+    section = (manifest or {}).get("reflogps") or {}
+    found = check_trl_rule(section.get("trl_tokenization_rule"), trl.__version__)
+    if found is not None and found[0] == "error":
+        _refuse(trainer, [(found[1], _TRL_FIX)])
+    elif found is not None:
+        warnings.warn(f"prefkit reference log-probs: {found[1]}", PrefkitWarning, stacklevel=3)
+    if manifest is None:
+        return
+    problems = check_against_manifest(
+        manifest,
+        model=trainer.model,
+        tokenizer=trainer.processing_class,
+        max_length=trainer.args.max_length,
+        truncation_mode=getattr(trainer.args, "truncation_mode", "keep_start"),
+    )
+    fatal = [p for p in problems if p.startswith(FATAL)]
+    _refuse(trainer, [(p, _MANIFEST_FIX) for p in fatal])
+    for problem in problems:
+        if problem not in fatal:
+            warnings.warn(f"prefkit reference log-probs: {problem}", PrefkitWarning, stacklevel=3)
+
+
+def _check_rows(trainer: Any, dataset: Any) -> None:
+    """Every row's stored token counts against this trainer's own tokenization and truncation."""
+    from prefkit.reflogps.provenance import check_rows, row_problems
+
+    wanted = ["prompt_ids", "chosen_ids", "rejected_ids", *REF_COLUMNS, *TOKEN_COLUMNS, "id"]
+    table = dataset.select_columns([c for c in wanted if c in dataset.column_names]).with_format("arrow")[:]
+    max_length = trainer.args.max_length
+    check = check_rows(table, max_length, getattr(trainer.args, "truncation_mode", "keep_start"))
+    section = (trainer._prefkit_manifest or {}).get("reflogps") or {}
+    _refuse(trainer, row_problems(check, section.get("max_length", "?"), max_length))
 
 
 def _key_ld_alpha(trainer: Any) -> None:

@@ -120,19 +120,8 @@ def push(
     from prefkit.publish.licences import license_family
 
     out = read_output(folder)
-    if not out.shards:
-        raise HubError(
-            f"{str(folder)!r} holds no rows to push (the build kept none)", "rebuild it so that it keeps rows"
-        )
     endpoint = resolve_endpoint(endpoint)
-
-    token = resolve_token(token)
-    if token is None and not dry_run:
-        raise HubError("no Hugging Face token found: pushing needs a token with write access", LOGIN_HINT)
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on") and not dry_run:
-        raise HubError(
-            "HF_HUB_OFFLINE is set: the Hub client refuses to connect", "unset HF_HUB_OFFLINE to push"
-        )
+    token = _preflight(out, folder, resolve_token(token), dry_run)
     api = HfApi(endpoint=endpoint, token=token or False, library_name="prefkit", library_version=__version__)
     repo_id = _full_repo_id(api, repo_id, token)
     branch = revision or "main"
@@ -198,6 +187,21 @@ def push(
 
 
 # ------------------------------------------------------------------------------------------------ planning
+
+
+def _preflight(out: OutputFolder, folder: str | Path, token: str | None, dry_run: bool) -> str | None:
+    """Refuse, before any request, what cannot be pushed: a set without rows, no token, offline mode."""
+    if not out.shards:
+        raise HubError(
+            f"{str(folder)!r} holds no rows to push (the build kept none)", "rebuild it so that it keeps rows"
+        )
+    if token is None and not dry_run:
+        raise HubError("no Hugging Face token found: pushing needs a token with write access", LOGIN_HINT)
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on") and not dry_run:
+        raise HubError(
+            "HF_HUB_OFFLINE is set: the Hub client refuses to connect", "unset HF_HUB_OFFLINE to push"
+        )
+    return token
 
 
 def _full_repo_id(api, repo_id: str, token: str | None) -> str:

@@ -2,7 +2,7 @@
 
 The rule
 --------
-Texts are compared as normalised words (:func:`prefkit.select.near_dedup.normalise_words`: Unicode lower-case,
+Texts are compared as normalised words (:func:`prefkit.select.words.normalise_words`: Unicode lower-case,
 punctuation, symbols and whitespace dropped), so changes of case, punctuation and spacing do not hide an item,
 and an item embedded in a longer prompt is found. Each eval item (and each turn of a multi-turn item, on its
 own) is one of three kinds by its length in words, with ``n = 13`` and ``min_words = 8`` by default:
@@ -49,24 +49,19 @@ different runs can match.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from prefkit.errors import PrefkitError, SelectionError
-from prefkit.select.near_dedup import map_batches, mix64, word_hashes
+from prefkit.errors import SelectionError
+from prefkit.select.words import map_batches, mix64, word_hashes
 
 DEFAULT_N = 13
 DEFAULT_MIN_WORDS = 8
 DEFAULT_BOILERPLATE_ITEMS = 10
-EVALSETS_FILE = "evalsets.json"
 
 _BASE = 0x9E3779B97F4A7C15  # odd, so it has an inverse mod 2^64
 _BASE_INV = pow(_BASE, -1, 1 << 64)
@@ -383,122 +378,3 @@ def decontaminate_reasons(
         },
         schema={"_row": pl.Int64, "reason": pl.String, "eval_set": pl.String, "eval_index": pl.Int64},
     )
-
-
-def _schemas_dir() -> Path:
-    """``schemas/`` beside the package in a checkout, ``prefkit/_schemas`` in an installed wheel."""
-    checkout = Path(__file__).resolve().parents[2] / "schemas"
-    if (checkout / EVALSETS_FILE).is_file():
-        return checkout
-    return Path(str(resources.files("prefkit._schemas")))
-
-
-@cache
-def evalset_presets() -> dict[str, dict[str, Any]]:
-    """The built-in eval sets (``schemas/evalsets.json``): name -> ``hub_id``, ``config`` (a name, a list of
-    names whose splits are concatenated, or null), ``split``, ``data_files`` (or null), ``columns``,
-    ``items`` (expected count), ``licence``, ``notes``, ``source``."""
-    data = json.loads((_schemas_dir() / EVALSETS_FILE).read_text(encoding="utf-8"))
-    return {name: spec for name, spec in data.items() if not name.startswith("$")}
-
-
-_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
-
-
-def _load(spec: Mapping[str, Any], config: str | None, revision: str | None) -> Any:
-    """``datasets.load_dataset`` of one config; a ``data_files`` entry is read with the builder of its
-    extension straight from ``hf://`` (so a repo's legacy loading script, which datasets >= 4 refuses, is
-    never involved)."""
-    import datasets
-
-    data_file = spec.get("data_files")
-    if not data_file:
-        return datasets.load_dataset(spec["hub_id"], config, split=spec["split"], revision=revision)
-    builder = _BUILDERS.get(Path(data_file).suffix)
-    if builder is None:
-        raise SelectionError(
-            f"data_files {data_file!r}: no builder for this extension", f"one of {list(_BUILDERS)}"
-        )
-    at = f"@{revision}" if revision else ""
-    url = f"hf://datasets/{spec['hub_id']}{at}/{data_file}"
-    return datasets.load_dataset(builder, data_files=url, split=spec["split"])
-
-
-def load_evalset(spec: str | Mapping[str, Any], *, revision: str | None = None) -> list[list[str]]:
-    """The items of an eval set from the Hub, each a list of strings (:func:`item_texts` of its columns).
-
-    ``spec``: a preset name (:func:`evalset_presets`) or a mapping with the same keys. Downloads through
-    ``datasets.load_dataset`` (cached, honours ``HF_ENDPOINT`` / ``HF_TOKEN``). Raises SelectionError for an
-    unknown name and PrefkitError when the set cannot be loaded."""
-    if isinstance(spec, str):
-        presets = evalset_presets()
-        if spec not in presets:
-            raise SelectionError(f"unknown eval set {spec!r}", f"built-in eval sets: {', '.join(presets)}")
-        spec = presets[spec]
-    configs = spec.get("config")
-    items: list[list[str]] = []
-    for config in configs if isinstance(configs, list) else [configs]:
-        try:
-            ds = _load(spec, config, revision)
-        except PrefkitError:
-            raise
-        except Exception as err:
-            raise PrefkitError(
-                f"eval set {spec['hub_id']} ({config or 'default'}/{spec['split']}) "
-                f"could not be loaded: {err}",
-                "check the network / HF_TOKEN, or pass a local file of the items (--decontaminate ./items.jsonl)",
-            ) from err
-        missing = [c for c in spec["columns"] if c not in ds.column_names]
-        if missing:
-            raise PrefkitError(
-                f"eval set {spec['hub_id']} has no column {missing[0]!r}", f"has {ds.column_names}"
-            )
-        columns = [ds[c] for c in spec["columns"]]
-        items += [[t for value in row for t in item_texts(value)] for row in zip(*columns, strict=True)]
-    return items
-
-
-#: columns read from an eval set that is not a built-in one, the first present wins
-EVAL_TEXT_COLUMNS = ("prompt", "turns", "question", "instruction", "problem", "input", "messages", "text")
-
-
-def _pick_text_column(columns: Sequence[str], where: str) -> str:
-    found = next((c for c in EVAL_TEXT_COLUMNS if c in columns), None)
-    if found is None:
-        raise SelectionError(
-            f"eval set {where} has none of the columns prefkit reads eval items from ({', '.join(EVAL_TEXT_COLUMNS)})",
-            f"it has {', '.join(columns)}: rename the item column to `prompt`",
-        )
-    return found
-
-
-def resolve_evalset(spec: str, *, token: str | None = None) -> tuple[str, list[list[str]], dict[str, Any]]:
-    """``(name, items, description)`` of one ``--decontaminate`` value: a built-in name (:func:`evalset_presets`),
-    or a local file / folder / Hub dataset id read like a source (its ``test`` split, else its only split). The
-    items are the first of :data:`EVAL_TEXT_COLUMNS` present (strings, lists of turns or messages).
-    ``description`` is what the manifest records. Raises SelectionError / SourceError with a hint."""
-    presets = evalset_presets()
-    if spec in presets:
-        preset = presets[spec]
-        return spec, load_evalset(spec), {"hub_id": preset["hub_id"], "split": preset["split"]}
-    from prefkit.sources import load_source, public_path
-    from prefkit.sources.hub import looks_like_path
-
-    if looks_like_path(spec) and not Path(spec).expanduser().exists():
-        raise SelectionError(
-            f"eval set {spec!r} is neither a built-in name nor an existing file",
-            f"built-in eval sets: {', '.join(presets)}; or a local file or a Hub dataset id",
-        )
-    src = load_source(spec, token=token)
-    split = "test" if "test" in src.splits else next(iter(src.splits), None)
-    if split is None or (split != "test" and len(src.splits) > 1):
-        raise SelectionError(
-            f"eval set {spec!r} has splits {', '.join(src.splits) or '(none)'} and no `test` split",
-            "pass one split's file (prefkit reads the items of one split)",
-        )
-    table = src.splits[split]
-    column = _pick_text_column(table.column_names, repr(spec))
-    values = table.select([column]).column(column).to_pylist()
-    name = spec if src.kind == "hub" else Path(spec).name
-    where = {"hub_id": spec, "revision": src.sha} if src.kind == "hub" else {"path": public_path(spec)}
-    return name, [item_texts(v) for v in values], {**where, "split": split, "column": column}

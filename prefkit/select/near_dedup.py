@@ -9,7 +9,7 @@ represented by its first text in input order.
 
 The steps, and where each rule comes from:
 
-1. **Words** (:func:`normalise_words`): Unicode lower-casing, then the maximal runs of Unicode word characters
+1. **Words** (:func:`prefkit.select.words.normalise_words`): Unicode lower-casing, then the maximal runs of Unicode word characters
    (regex ``\\w``: letters, combining marks, decimal digits and connector punctuation such as ``_``, as
    defined by UTS #18 Annex C). Everything else (punctuation, symbols, whitespace, control characters)
    separates words and is dropped, so changes of case, punctuation and whitespace do not change the words.
@@ -50,69 +50,27 @@ rensa (a prefkit dependency) is imported lazily, so ``import prefkit`` stays lig
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 
 from prefkit.errors import SelectionError
+from prefkit.select.words import _MIX1, Frame, map_batches, mix64, word_hashes
 
 DEFAULT_THRESHOLD = 0.8
 DEFAULT_NUM_PERM = 128
 DEFAULT_SHINGLE = 3
-#: a regex of the Rust ``regex`` crate (what polars runs): a maximal run of Unicode word characters
-WORD_PATTERN = r"\w+"
 #: the probability that a pair of similarity exactly ``threshold`` becomes an LSH candidate
 LSH_RECALL_AT_THRESHOLD = 0.99
-#: texts per batch: normalising and hashing run batch by batch, which bounds memory to a batch of word hashes
-#: (1024 pairs of ~650 words: ~100 MiB); bigger batches measured no faster
-BATCH_TEXTS = 1024
 #: LSH buckets up to this size are checked pair by pair; larger ones (many near-identical texts) are peeled
 _ALL_PAIRS_UP_TO = 64
 _VERIFY_CHUNK = 1 << 16
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-
-T = TypeVar("T")
-Frame = TypeVar("Frame", pl.Series, pl.DataFrame)
-Texts = Sequence[str | None] | pl.Series
 #: a text, or a list of sections whose shingles never match across sections (prompt / chosen / rejected)
 Sectioned = Sequence[str | Sequence[str] | None] | pl.Series
-
-
-def normalise_words(text: str) -> list[str]:
-    """The normalised words of ``text``: Unicode lower-case, then the maximal runs of Unicode word characters.
-
-    Punctuation, symbols, whitespace and control characters separate words and are dropped (rule and examples
-    in the module docstring). ``normalise_words("Hello,  WORLD!")`` is ``["hello", "world"]``. The same rule
-    (the same code) makes the words of near-dedup and of decontamination."""
-    return word_lists([text]).item().to_list()
-
-
-def word_lists(texts: Texts) -> pl.Series:
-    """``list[str]`` Series: the normalised words of each text (:func:`normalise_words`); null texts have
-    none."""
-    series = _as_series(texts)
-    return series.fill_null("").str.to_lowercase().str.extract_all(WORD_PATTERN).fill_null([])
-
-
-def word_hashes(texts: Texts, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """64-bit hashes of the normalised words of ``texts``, flat: ``(hashes, offsets)``.
-
-    ``hashes`` is uint64 of shape (total words,); ``offsets`` is int64 of shape (len(texts) + 1,), the words
-    of text ``i`` being ``hashes[offsets[i]:offsets[i + 1]]``. The hash is polars' ``Series.hash(seed)``:
-    stable for a given polars version and seed."""
-    words = word_lists(texts)
-    counts = words.list.len().to_numpy().astype(np.int64)
-    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    flat = words.explode(empty_as_null=False, keep_nulls=False)
-    return flat.hash(seed=seed).to_numpy().astype(np.uint64, copy=False), offsets
 
 
 def shingle_hashes(
@@ -160,46 +118,6 @@ def shingle_hashes(
     if salt is not None:
         kept ^= np.repeat(salt.astype(np.uint64, copy=False), new_counts)
     return mix64(kept), new_offsets
-
-
-def mix64(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser (Steele, Lea & Flood 2014) on a uint64 array: a bijective bit mixer.
-
-    Returns a new array; ``x`` is not modified."""
-    x = x ^ (x >> np.uint64(30))
-    x *= _MIX1
-    x ^= x >> np.uint64(27)
-    x *= _MIX2
-    x ^= x >> np.uint64(31)
-    return x
-
-
-def default_workers() -> int:
-    """Python threads for :func:`map_batches`: one per 4 cores, at most 4. polars and rensa already run their
-    heavy kernels on their own thread pools; on a 2-core machine a second Python thread brought nothing
-    (near-dedup of 20k pairs: median 2.37 s with two, 2.31 s with one, 8 interleaved runs each) and ~100 MiB
-    more peak memory, so small machines get one."""
-    return max(1, min(4, (os.cpu_count() or 1) // 4))
-
-
-def map_batches(
-    fn: Callable[[Frame], T], texts: Frame, batch: int | None = None, workers: int | None = None
-) -> list[T]:
-    """``fn`` on consecutive slices of ``batch`` rows of a Series or DataFrame (default :data:`BATCH_TEXTS`),
-    on ``workers`` threads (default :func:`default_workers`); results in order."""
-    size = batch or BATCH_TEXTS
-    parts = [texts.slice(start, size) for start in range(0, len(texts), size)]
-    workers = max(1, min(workers or default_workers(), len(parts)))
-    if workers == 1:
-        return [fn(part) for part in parts]
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(fn, parts))
-
-
-def _as_series(texts: Texts) -> pl.Series:
-    if isinstance(texts, pl.Series):
-        return texts.cast(pl.String)
-    return pl.Series("text", list(texts), dtype=pl.String)
 
 
 def as_sections(texts: Sectioned) -> pl.Series:
@@ -489,7 +407,7 @@ def near_dedup_reasons(
     each matched only against the same section) and the first row of each cluster in ``df`` order is kept.
     ``mode="prompt"``: the text is the prompt only and the pair with the highest ``margin`` is kept (ties:
     first in order; null or NaN margins rank last), like exact dedup's one-pair-per-prompt. The texts are
-    built batch by batch (:data:`BATCH_TEXTS` rows), never all at once. Parameters and rule:
+    built batch by batch (:data:`prefkit.select.words.BATCH_TEXTS` rows), never all at once. Parameters and rule:
     :func:`near_duplicate_clusters`. Raises SelectionError for a bad ``mode`` or out-of-range parameters,
     DependencyError without rensa."""
     if mode not in ("pair", "prompt"):

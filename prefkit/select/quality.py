@@ -84,7 +84,8 @@ def apply_drops(parts: list[Any], pooled: pl.DataFrame, drops: pl.DataFrame) -> 
 def decontaminate(parts: list[Any], evalsets: tuple[str, ...], answers: bool, token: Any = None) -> dict:
     """Drop contaminated rows; returns the manifest's ``decontamination`` section: per eval set its items,
     where it came from, and the rows removed."""
-    from prefkit.select.decontaminate import build_index, decontaminate_reasons, resolve_evalset
+    from prefkit.select.decontaminate import build_index, decontaminate_reasons
+    from prefkit.select.evalsets import resolve_evalset
 
     loaded = [resolve_evalset(spec, token=token) for spec in evalsets]
     index = build_index({name: items for name, items, _ in loaded})
