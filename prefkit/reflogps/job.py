@@ -383,12 +383,10 @@ def _job_spec(
 def _summary(out: Path, run: Any, seconds: float) -> dict:
     """The summary `--json` prints, for this worker (summed over torchrun ranks): rates count only the pairs it
     scored; ``shards`` says how many it scored, took over, found finished, left to others, and whether it merged."""
+    from prefkit.reflogps.runner import worker_summary
+
     section = run.manifest["reflogps"]
-    totals, tally = section["totals"], run.tally
-    fresh, scoring = tally.counts, tally.seconds
-    n = len(run.shards) or int(section.get("shards") or 0)
-    resumed = n if run.outcome == "already_complete" else len(run.already)
-    rated = bool(fresh.get("rows")) and scoring > 0
+    totals = section["totals"]
     return {
         "output": str(out),
         "model": section["model"],
@@ -403,19 +401,6 @@ def _summary(out: Path, run: Any, seconds: float) -> dict:
         "dropped": totals["dropped"],
         "truncated": totals["truncated"],
         "tokens": totals["tokens"],
-        "seconds": round(seconds, 3),
-        "scoring_seconds": round(scoring, 3),
-        "pairs_per_s": round(fresh["rows"] / scoring, 2) if rated else None,
-        "tokens_per_s": round(fresh["tokens"] / scoring, 1) if rated else None,
-        "outcome": run.outcome,
-        "shards": {
-            "total": n,
-            "resumed": resumed,
-            "scored": tally.scored,
-            "taken_over": tally.taken_over,
-            "by_others": max(0, n - resumed - tally.scored),
-            "lost": tally.lost,
-            "merged_here": tally.merged_here,
-        },
+        **worker_summary(run, section, seconds),
         "splits": section["splits"],
     }

@@ -109,6 +109,33 @@ class JobRun:
     outcome: str
 
 
+def worker_summary(run: JobRun, section: dict, seconds: float) -> dict:
+    """What a worker reports of its run, shared by every sharded job's summary: time, this worker's rates (the
+    pairs it scored), ``outcome`` and ``shards`` (total, resumed, scored, taken over, left to others, lost,
+    whether it merged)."""
+    tally = run.tally
+    fresh, scoring = tally.counts, tally.seconds
+    n = len(run.shards) or int(section.get("shards") or 0)
+    resumed = n if run.outcome == "already_complete" else len(run.already)
+    rated = bool(fresh.get("rows")) and scoring > 0
+    return {
+        "seconds": round(seconds, 3),
+        "scoring_seconds": round(scoring, 3),
+        "pairs_per_s": round(fresh["rows"] / scoring, 2) if rated else None,
+        "tokens_per_s": round(fresh["tokens"] / scoring, 1) if rated else None,
+        "outcome": run.outcome,
+        "shards": {
+            "total": n,
+            "resumed": resumed,
+            "scored": tally.scored,
+            "taken_over": tally.taken_over,
+            "by_others": max(0, n - resumed - tally.scored),
+            "lost": tally.lost,
+            "merged_here": tally.merged_here,
+        },
+    }
+
+
 class _WorkGone(Exception):
     """The work folder is gone (merged, or discarded by another run) or belongs to other settings now."""
 
