@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import cache
 from typing import Any
@@ -26,11 +26,20 @@ import pyarrow as pa
 from prefkit.errors import FormatError
 from prefkit.formats.base import Family, FamilyOption, Mapping, non_text_parts, pick_column
 from prefkit.formats.jsontext import with_json_text
-from prefkit.formats.scores import fraction_scale, pick_score_columns, score_exprs
+from prefkit.formats.scores import fraction_denominators, fraction_scale, pick_score_columns, score_exprs
 from prefkit.formats.system import with_system_column
 from prefkit.record import ROW_FIELDS
 
-__all__ = ["FAMILIES", "Family", "Mapping", "detect", "family_options", "normalise", "pick_column"]
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "Mapping",
+    "detect",
+    "family_options",
+    "normalise",
+    "pick_column",
+    "prepare",
+]
 
 #: columns that group rows of one prompt (pairs of one Reddit post, of one UltraFeedback prompt, one arena
 #: question): leak-free splits keep a group on one side
@@ -175,13 +184,45 @@ def with_options(
     return replace(mapping, extra=extra)
 
 
-def normalise(table: pa.Table, mapping: Mapping) -> pl.DataFrame:
+def prepare(mapping: Mapping, schema: pa.Schema, read: Callable[[list[str]], Iterable[pa.Table]]) -> Mapping:
+    """``mapping`` with the facts its normaliser needs of the whole split (``mapping.facts``), so that normalising
+    the split batch by batch gives what normalising it at once gives: which text score columns write their scores
+    as fractions of one scale (``fractions``, read over the whole split), the family's own facts
+    (``Family.prepare``: SHP's pairs per post), and a ``state`` the batches share (``best-vs-random`` draws go on
+    where the previous batch stopped). ``read(columns)`` gives those columns of the split in batches."""
+    facts: dict[str, Any] = {"state": {}}
+    family = FAMILIES[mapping.family]
+    if not family.full_frame:
+        text = [
+            c
+            for c in dict.fromkeys((mapping.score_chosen, mapping.score_rejected, mapping.margin))
+            if c and is_text(schema.field(c).type)
+        ]
+        if text:
+            seen: dict[str, set[float]] = {c: set() for c in text}
+            for batch in read(text):
+                df = pl.from_arrow(batch.select(text), rechunk=False)
+                df = df.to_frame() if isinstance(df, pl.Series) else df
+                for c in text:
+                    seen[c] |= fraction_denominators(df, c) or set()
+            facts["fractions"] = {c for c, scales in seen.items() if len(scales) == 1}
+    if family.prepare is not None:
+        facts.update(family.prepare(mapping, schema, read))
+    return replace(mapping, facts=facts)
+
+
+def normalise(table: pa.Table, mapping: Mapping, start: int = 0) -> pl.DataFrame:
     """Canonical columns for every row of ``table`` (same order, same count; binarising families: see above).
 
     Returns a polars frame with ``prompt``, ``chosen``, ``rejected`` (``list[{role, content}]``), ``score_chosen``,
-    ``score_rejected``, ``margin`` (Float64) and ``invalid`` (reason string, null for rows that normalised).
+    ``score_rejected``, ``margin`` (Float64), ``invalid`` (reason string, null for rows that normalised) and
+    ``source_index`` (the source row; ``table`` is the split's rows from ``start`` on). With ``mapping.facts``
+    (:func:`prepare`) a batch normalises as it would within the whole split; without, ``table`` is the split.
     """
     family = FAMILIES[mapping.family]
+    facts = mapping.facts
+    if facts is not None:
+        mapping = replace(mapping, facts={**facts, "start": start})
     table = with_json_text(
         table.select(used_columns(mapping)),
         [c for c in (mapping.prompt, mapping.chosen, mapping.rejected) if c],
@@ -199,7 +240,10 @@ def normalise(table: pa.Table, mapping: Mapping) -> pl.DataFrame:
         if mapping.system and not flat:
             core = core.with_columns(with_system_column(df[mapping.system]))
         score_cols = [c for c in (mapping.score_chosen, mapping.score_rejected, mapping.margin) if c]
-        fractions = {c for c in score_cols if fraction_scale(df, c) is not None}
+        if facts is not None and "fractions" in facts:
+            fractions = {c for c in score_cols if c in facts["fractions"]}
+        else:
+            fractions = {c for c in score_cols if fraction_scale(df, c) is not None}
         scores = df.with_columns(
             score_exprs(table.schema, mapping.score_chosen, mapping.score_rejected, mapping.margin, fractions)
         ).select("score_chosen", "score_rejected", "margin", "flag_unparsed_score")
@@ -210,7 +254,14 @@ def normalise(table: pa.Table, mapping: Mapping) -> pl.DataFrame:
         if carry:  # a prefkit set's extra columns, row for row
             out = out.with_columns(df.select(carry).get_columns())
         out = _row_fields(out, df, mapping, table.schema)
-    return _with_extras(out, df, mapping)
+    out = _with_extras(out, df, mapping)
+    if "source_index" in out.columns:
+        return out.with_columns(pl.col("source_index").cast(pl.Int64) + start)
+    return out.with_columns(pl.int_range(start, start + out.height, dtype=pl.Int64).alias("source_index"))
+
+
+def is_text(dtype: pa.DataType) -> bool:
+    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
 
 
 def _row_fields(out: pl.DataFrame, df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:

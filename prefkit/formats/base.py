@@ -8,7 +8,7 @@ string for rows it could not normalise (null when the row is fine). It never dro
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import polars as pl
@@ -47,9 +47,13 @@ class Mapping:
     score_rejected: str | None = None
     margin: str | None = None
     extra: dict = field(default_factory=dict)
+    #: what a normaliser needs to know of the whole split when it sees one batch at a time
+    #: (:func:`prefkit.formats.prepare`); not part of how the columns map
+    facts: dict | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v not in (None, {})}
+        out = asdict(replace(self, facts=None))
+        return {k: v for k, v in out.items() if k != "facts" and v not in (None, {})}
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,10 @@ class Family:
 
     ``order`` sets detection order (lower first: the most specific shapes first). ``match(schema, columns,
     sample)`` returns a :class:`Mapping` or a sentence saying why not; ``normalise(df, mapping, schema)`` returns
-    the canonical columns (see :mod:`prefkit.formats`).
+    the canonical columns (see :mod:`prefkit.formats`). A family whose normaliser looks across rows of the split
+    (SHP's pairs per post) declares ``prepare(mapping, schema, read)``: it reads the columns it needs over the whole
+    split (``read(columns)`` gives them in batches) and returns facts for ``mapping.facts``, so that every batch
+    normalises as it would in one.
     """
 
     name: str
@@ -86,6 +93,7 @@ class Family:
     options: tuple[FamilyOption, ...] = ()
     reasons: tuple[Reason, ...] = ()
     full_frame: bool = False  # reads its own scores (families E-G)
+    prepare: Callable[..., dict] | None = None
 
 
 def pick_column(

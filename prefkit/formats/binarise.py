@@ -98,9 +98,12 @@ def binarise(
     seed: int | None = None,
     min_gap: float | None = None,
     max_pairs: int | None = None,
+    state: dict | None = None,
 ) -> pl.DataFrame:
     """Pairs ``(_src, _c, _r)`` (answer positions) from one-row-per-answer frame ``answers`` (``_src``, ``_pos``,
-    ``score``; higher is better). Answers with a null score or text are not candidates; equal scores never pair."""
+    ``score``; higher is better). Answers with a null score or text are not candidates; equal scores never pair.
+    ``state``: shared by the batches of one split (``best-vs-random`` draws continue from the previous batch, so
+    a split in batches draws what it draws at once)."""
     if strategy not in STRATEGIES:
         raise FormatError(f"unknown --pairs strategy {strategy!r}", f"use one of: {', '.join(STRATEGIES)}")
     gap = min_gap if min_gap is not None and min_gap > 0 else 0.0
@@ -139,7 +142,11 @@ def binarise(
             .first()
         )
     else:  # best-vs-random: a seeded uniform key per candidate, the smallest wins
-        rng = np.random.default_rng(seed)
+        rng = (
+            np.random.default_rng(seed)
+            if state is None
+            else state.setdefault("rng", np.random.default_rng(seed))
+        )
         keyed = lower.sort("_src", "_pos").with_columns(pl.Series("_key", rng.random(lower.height)))
         pick = keyed.sort("_src", "_key").group_by("_src", maintain_order=True).first()
     return pick.select("_src", "_c", pl.col("_pos").alias("_r"))
@@ -158,6 +165,7 @@ def normalise(
         seed=extra.get("seed"),
         min_gap=extra.get("min_gap"),
         max_pairs=extra.get("max_pairs_per_prompt"),
+        state=(mapping.facts or {}).get("state"),
     )
     a = answers.select("_src", "_pos", "text", "native")
     pairs = (

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -198,6 +199,65 @@ def _finish(out: pl.DataFrame) -> pl.DataFrame:
     return out
 
 
+def _shp_nulls(cols: dict) -> pl.Expr:
+    a, b = pl.col("human_ref_A"), pl.col("human_ref_B")
+    return pl.col("history").is_null() | a.is_null() | b.is_null() | pl.col(cols["label"]).is_null()
+
+
+def _shp_below(mapping: Mapping) -> pl.Expr:
+    min_ratio = mapping.extra.get("shp_min_ratio")
+    return (pl.col("margin") < min_ratio).fill_null(False) if min_ratio is not None else pl.lit(False)
+
+
+def _shp_check(mapping: Mapping) -> None:
+    cols = mapping.extra["columns"]
+    wants = (
+        mapping.extra.get("shp_min_ratio") is not None or mapping.extra.get("max_pairs_per_post") is not None
+    )
+    if wants and "score_ratio" not in cols:
+        raise FormatError(
+            "--shp-min-ratio / --max-pairs-per-post need the score_ratio column, which this source lacks",
+            "drop those options, or add score_ratio (score of the preferred comment / the other's)",
+        )
+
+
+def shp_over_cap(rows: pl.DataFrame, mapping: Mapping) -> pl.Series:
+    """Which rows are beyond ``--max-pairs-per-post`` among the eligible rows (no null value, not below
+    ``--shp-min-ratio``) of their post: the largest score_ratio first, source order among equals ("ordinal").
+    ``rows``: the split's ``history``, ``human_ref_A/B``, label, ``score_ratio`` (and ``post_id``) columns."""
+    cols = mapping.extra["columns"]
+    cap = mapping.extra["max_pairs_per_post"]
+    frame = rows.with_columns(pl.col("score_ratio").cast(pl.Float64).alias("margin"))
+    eligible = ~_shp_nulls(cols) & ~_shp_below(mapping)
+    keys = [pl.col("post_id"), eligible] if "post_id" in cols else [eligible]
+    rank = (-pl.col("margin")).rank("ordinal").over(keys)
+    return frame.select((eligible & (rank > cap).fill_null(False)).alias("over")).to_series()
+
+
+def _shp_columns(mapping: Mapping) -> list[str]:
+    cols = mapping.extra["columns"]
+    return ["history", "human_ref_A", "human_ref_B", cols["label"], "score_ratio"] + (
+        ["post_id"] if "post_id" in cols else []
+    )
+
+
+def prepare(mapping: Mapping, schema: pa.Schema, read) -> dict:
+    """SHP with ``--max-pairs-per-post``: the split's rows beyond the cap (``over_cap``: their row numbers), read
+    over the whole split, since a post's pairs may lie in different batches."""
+    if mapping.extra.get("variant") != "shp" or mapping.extra.get("max_pairs_per_post") is None:
+        return {}
+    _shp_check(mapping)
+    columns = list(dict.fromkeys(_shp_columns(mapping)))
+    frames = []
+    for batch in read(columns):
+        frame = pl.from_arrow(batch.select(columns), rechunk=False)
+        frames.append(frame.to_frame() if isinstance(frame, pl.Series) else frame)
+    if not frames:
+        return {"over_cap": np.empty(0, dtype=np.int64)}
+    over = shp_over_cap(pl.concat(frames, how="vertical_relaxed"), mapping)
+    return {"over_cap": np.flatnonzero(over.to_numpy())}
+
+
 def _shp(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
     cols = mapping.extra["columns"]
     a_wins = pl.col(cols["label"]) == 1
@@ -213,27 +273,20 @@ def _shp(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
             pl.when(a_wins).then(sa).otherwise(sb).alias("score_chosen"),
             pl.when(a_wins).then(sb).otherwise(sa).alias("score_rejected"),
         ]
-    ratio = pl.col("score_ratio").cast(pl.Float64) if "score_ratio" in cols else None
-    if ratio is not None:
-        exprs.append(ratio.alias("margin"))
-    nulls = pl.col("history").is_null() | a.is_null() | b.is_null() | pl.col(cols["label"]).is_null()
-    exprs.append(first_reason((nulls, "null_value")).alias("invalid"))
+    if "score_ratio" in cols:
+        exprs.append(pl.col("score_ratio").cast(pl.Float64).alias("margin"))
+    exprs.append(first_reason((_shp_nulls(cols), "null_value")).alias("invalid"))
     out = df.with_columns(exprs)
-    drop = pl.lit(None, dtype=pl.String)
-    min_ratio = mapping.extra.get("shp_min_ratio")
-    cap = mapping.extra.get("max_pairs_per_post")
-    if (min_ratio is not None or cap is not None) and ratio is None:
-        raise FormatError(
-            "--shp-min-ratio / --max-pairs-per-post need the score_ratio column, which this source lacks",
-            "drop those options, or add score_ratio (score of the preferred comment / the other's)",
-        )
-    below = (pl.col("margin") < min_ratio).fill_null(False) if min_ratio is not None else pl.lit(False)
-    if cap is not None:
-        eligible = pl.col("invalid").is_null() & ~below
-        keys = [pl.col("post_id"), eligible] if "post_id" in cols else [eligible]
-        # rank within the post: largest score_ratio first, source order among equals ("ordinal")
-        rank = (-pl.col("margin")).rank("ordinal").over(keys)
-        over = eligible & (rank > cap).fill_null(False)
+    _shp_check(mapping)
+    below = _shp_below(mapping)
+    if mapping.extra.get("max_pairs_per_post") is not None:
+        facts = mapping.facts or {}
+        if "over_cap" in facts:  # decided over the whole split (:func:`prepare`)
+            start = facts.get("start", 0)
+            rows = pl.int_range(start, start + df.height, dtype=pl.Int64, eager=True)
+            over = pl.lit(rows.is_in(pl.Series(facts["over_cap"], dtype=pl.Int64).implode()))
+        else:
+            over = pl.lit(shp_over_cap(df.select(_shp_columns(mapping)), mapping))
     else:
         over = pl.lit(False)
     drop = first_reason((below, "below_min_ratio"), (over, "over_max_pairs_per_post"))
@@ -336,4 +389,5 @@ FAMILY = Family(
     options=OPTIONS,
     reasons=REASONS,
     full_frame=True,
+    prepare=prepare,
 )

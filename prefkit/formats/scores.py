@@ -73,15 +73,22 @@ def pick_score_columns(schema: pa.Schema, margin_col: str | None = None) -> dict
 FRACTION = r"^\s*([-+]?\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*$"
 
 
+def fraction_denominators(df: pl.DataFrame, column: str) -> set[float] | None:
+    """The denominators a string column writes its scores over (``a/b``); None for a column that is not text."""
+    if df.schema.get(column) != pl.String:
+        return None
+    return set(
+        df.select(pl.col(column).str.extract(FRACTION, 2).cast(pl.Float64).drop_nulls().unique())
+        .to_series()
+        .to_list()
+    )
+
+
 def fraction_scale(df: pl.DataFrame, column: str) -> float | None:
     """The common denominator when a string column writes its scores as ``a/b`` with one ``b`` (then ``a`` is
     the score: "7/10" is 7 on a 10-point scale); None when it does not, or mixes scales (those stay unparsed)."""
-    if df.schema.get(column) != pl.String:
-        return None
-    scales = df.select(
-        pl.col(column).str.extract(FRACTION, 2).cast(pl.Float64).drop_nulls().unique()
-    ).to_series()
-    return float(scales[0]) if scales.len() == 1 else None
+    scales = fraction_denominators(df, column)
+    return next(iter(scales)) if scales is not None and len(scales) == 1 else None
 
 
 def to_float(column: str, schema: pa.Schema, fraction: bool = False) -> pl.Expr:

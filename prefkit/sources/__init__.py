@@ -1,8 +1,9 @@
-"""Open a source: a Hub dataset id or a local file/folder, as Arrow tables per split.
+"""Open a source: a Hub dataset id or a local file/folder, as splits read lazily in record batches.
 
 Hub ids go through the real ``datasets``/``huggingface_hub`` clients (:mod:`prefkit.sources.hub`); the revision is
 resolved to a commit sha first and the load is pinned to it. Local files and folders: :mod:`prefkit.sources.local`.
-Source specs with mixing weights: :mod:`prefkit.sources.spec`; presets: :mod:`prefkit.sources.presets`.
+Splits and their batches: :mod:`prefkit.sources.splits`. Source specs with mixing weights:
+:mod:`prefkit.sources.spec`; presets: :mod:`prefkit.sources.presets`.
 """
 
 from __future__ import annotations
@@ -14,20 +15,30 @@ from pathlib import Path
 import pyarrow as pa
 
 from prefkit.errors import SourceError
-from prefkit.sources.local import LOCAL_SUFFIXES, ParquetSplit, head, load_local
+from prefkit.sources.local import LOCAL_SUFFIXES, head, load_local
+from prefkit.sources.splits import LazySplit, ParquetSplit, StreamChanged, known_rows, split_batches
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
-__all__ = ["HUB_ID", "ParquetSplit", "Source", "head", "load_source"]
+__all__ = [
+    "HUB_ID",
+    "LazySplit",
+    "ParquetSplit",
+    "Source",
+    "StreamChanged",
+    "head",
+    "load_source",
+    "split_batches",
+]
 
 
 @dataclass
 class Source:
-    """A loaded source: its splits as Arrow tables, and where exactly they came from."""
+    """A loaded source: its splits (Arrow tables or lazy readers), and where exactly they came from."""
 
     spec: str
     kind: str  # "hub" | "local"
-    splits: dict[str, pa.Table | ParquetSplit]
+    splits: dict[str, pa.Table | LazySplit]
     revision: str | None = None  # what the user asked for
     sha: str | None = None  # the commit it resolved to
     config: str | None = None
@@ -65,21 +76,33 @@ class Source:
             "sha": self.sha,
             "config": self.config,
             "data_dir": self.data_dir,
-            "splits": {name: t.num_rows for name, t in self.splits.items()},
+            "splits": {name: known_rows(t) for name, t in self.splits.items()},
             **self.info,
         }
 
 
-def non_null_counts(table: pa.Table | ParquetSplit, columns: list[str]) -> dict[str, int]:
-    """Non-null values per column (a lazily read parquet file answers from its statistics where it can)."""
+def non_null_counts(table: pa.Table | LazySplit, columns: list[str]) -> dict[str, int]:
+    """Non-null values per column (a parquet file answers from its statistics where it can; the other columns
+    are read in batches, together)."""
     out = {}
+    rest = []
     for name in columns:
-        count = table.non_null(name) if isinstance(table, ParquetSplit) else None
-        if count is None:
-            column = table.select([name]).column(0) if isinstance(table, ParquetSplit) else table.column(name)
+        count = table.non_null(name) if isinstance(table, LazySplit) else None
+        if count is None and not isinstance(table, LazySplit):
+            column = table.column(name)
             count = len(column) - column.null_count
-        out[name] = count
-    return out
+        if count is None:
+            rest.append(name)
+        else:
+            out[name] = count
+    if rest:
+        counts = dict.fromkeys(rest, 0)
+        for batch in split_batches(table, rest):
+            for name in rest:
+                column = batch.column(name)
+                counts[name] += len(column) - column.null_count
+        out.update(counts)
+    return {name: out[name] for name in columns}
 
 
 def public_path(spec: str) -> str:
@@ -131,7 +154,9 @@ def load_source(
     )
 
 
-def _select_splits(tables: dict[str, pa.Table], wanted: list[str] | None, name: str) -> dict[str, pa.Table]:
+def _select_splits(
+    tables: dict[str, pa.Table | LazySplit], wanted: list[str] | None, name: str
+) -> dict[str, pa.Table | LazySplit]:
     if not wanted:
         return tables
     missing = [s for s in wanted if s not in tables]

@@ -118,7 +118,11 @@ def load_hub(
     kwargs = dict(name=config, data_dir=data_dir, revision=sha, token=token)
     files = with_retries(lambda: _split_files(repo_id, kwargs, splits), _error(repo_id, revision, splits))
     loaded = with_retries(lambda: _load(repo_id, kwargs, files), _error(repo_id, revision, splits))
-    tables = {name: ds.data.table for name, ds in loaded.items()}
+    from prefkit.sources.splits import arrow_split
+
+    tables = {
+        name: arrow_split(ds) for name, ds in loaded.items()
+    }  # read in batches from datasets' Arrow files
     return Source(repo_id, "hub", tables, revision=revision, sha=sha, config=config, data_dir=data_dir)
 
 

@@ -1,101 +1,59 @@
 """Local sources: parquet / jsonl / json / csv files (optionally .gz) and dataset folders.
 
-Files are read with Arrow directly (parquet lazily, decoding only the columns a build maps); folders may be
-``save_to_disk`` output or a Hub-layout folder (``data/*.parquet`` + README ``configs``), read with ``datasets``.
+Files are read with Arrow directly and lazily (:mod:`prefkit.sources.splits`: parquet decoding only the columns a
+build maps, JSON Lines and CSV with Arrow's streaming readers, all in record batches); a JSON array, and a file
+whose rows Arrow cannot type as they are, is read whole. Folders may be ``save_to_disk`` output or a Hub-layout
+folder (``data/*.parquet`` + README ``configs``), read with ``datasets`` and streamed from its Arrow files.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 
 from prefkit.errors import SourceError
 from prefkit.sources.rows import table_from_rows
+from prefkit.sources.splits import CsvSplit, JsonLinesSplit, LazySplit, ParquetSplit, arrow_split
+
+__all__ = ["LOCAL_SUFFIXES", "ParquetSplit", "head", "load_local", "read_file"]
 
 LOCAL_SUFFIXES = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv", ".ndjson": "json"}
 
 
-class ParquetSplit:
-    """A local parquet file, decoded lazily: a build reads only the columns it maps.
-
-    Behaves like the ``pa.Table`` it stands for (any other attribute reads the whole file once).
-    """
-
-    def __init__(self, path: Path) -> None:
-        import pyarrow.parquet as pq
-
-        self.path = path
-        self._file = pq.ParquetFile(path)
-        self.schema: pa.Schema = self._file.schema_arrow
-        self.num_rows: int = self._file.metadata.num_rows
-        self.column_names: list[str] = self.schema.names
-        self._table: pa.Table | None = None
-
-    def select(self, columns: list[str]) -> pa.Table:
-        if self._table is not None:
-            return self._table.select(columns)
-        try:
-            # polars' reader decodes nested string columns 1.5-2.5x faster than pyarrow's; cast back to the
-            # file's exact Arrow types, so callers see the same table either way
-            import polars as pl
-
-            target = pa.schema([self.schema.field(c) for c in columns])
-            read = pl.read_parquet(self.path, columns=columns).to_arrow(compat_level=pl.CompatLevel.oldest())
-            return read.cast(target)
-        except Exception:  # any type polars cannot round-trip: pyarrow reads it as it is
-            return self._file.read(
-                columns=columns
-            )  # not pq.read_table: that imports pyarrow.dataset (+ pandas)
-
-    def non_null(self, column: str) -> int | None:
-        """Non-null values of a top-level column from the file's statistics (None when they do not say)."""
-        meta = self._file.metadata
-        paths = [i for i in range(meta.num_columns) if meta.schema.column(i).path.split(".")[0] == column]
-        if len(paths) != 1:
-            return None  # a nested column: its leaves count list items, not rows
-        total = 0
-        for g in range(meta.num_row_groups):
-            stats = meta.row_group(g).column(paths[0]).statistics
-            if stats is None or not stats.has_null_count:
-                return None
-            total += meta.row_group(g).num_rows - stats.null_count
-        return total
-
-    def head(self, n: int) -> pa.Table:
-
-        batch = next(self._file.iter_batches(batch_size=n), None)
-        return pa.Table.from_batches([batch]) if batch is not None else self.schema.empty_table()
-
-    def __getattr__(self, name: str):
-        if self._table is None:
-            self._table = self._file.read()
-        return getattr(self._table, name)
+def head(table: pa.Table | LazySplit, n: int) -> pa.Table:
+    """The first ``n`` rows (a sample for detection) without reading a whole file."""
+    return table.head(n) if isinstance(table, LazySplit) else table.slice(0, n)
 
 
-def head(table: pa.Table | ParquetSplit, n: int) -> pa.Table:
-    """The first ``n`` rows (a sample for detection) without reading a whole parquet file."""
-    return table.head(n) if isinstance(table, ParquetSplit) else table.slice(0, n)
-
-
-def read_file(path: Path) -> pa.Table | ParquetSplit:
-    """One local data file as a table (parquet lazily). Raises :class:`SourceError` naming what is wrong: the line
-    of a malformed JSON row, invalid UTF-8, a duplicated column, a column whose types cannot be reconciled."""
+def read_file(path: Path) -> pa.Table | LazySplit:
+    """One local data file as a split (lazily, in batches; see the module docstring). Raises :class:`SourceError`
+    naming what is wrong: the line of a malformed JSON row, invalid UTF-8, a duplicated column, a column whose
+    types cannot be reconciled (for a streamed file, when the build reaches the block that is wrong)."""
     kind = LOCAL_SUFFIXES.get(path.suffix.lower()) or LOCAL_SUFFIXES.get(Path(path.stem).suffix.lower())
     if kind is None:
         raise SourceError(
             f"unsupported file type {path.suffix!r} for {str(path)!r}",
             "use .parquet, .jsonl, .json or .csv (optionally .gz), or a dataset folder",
         )
-    try:
+    with _errors(path, kind):
         if kind == "parquet" and path.suffix.lower() == ".parquet":
             return ParquetSplit(path)
         if kind == "csv":
-            import pyarrow.csv as pacsv
+            fix_csv = lambda t: _plain_columns(_text_columns(_unique_names(t, path), path))  # noqa: E731
+            return CsvSplit.open(path, _read_csv, fix_csv)
+        if _json_array(path):
+            return _read_whole_json(path)
+        return JsonLinesSplit.open(path, _read_whole_json, lambda t: _plain_columns(_unique_names(t, path)))
 
-            return _plain_columns(_text_columns(_unique_names(pacsv.read_csv(path), path), path))
 
-        return _plain_columns(_unique_names(_read_json(path), path))
+@contextmanager
+def _errors(path: Path, kind: str) -> Iterator[None]:
+    """Arrow and OS errors of reading ``path`` as one :class:`SourceError` naming the file."""
+    try:
+        yield
     except SourceError:
         raise
     except (pa.ArrowException, OSError, ValueError, UnicodeDecodeError) as err:
@@ -104,6 +62,29 @@ def read_file(path: Path) -> pa.Table | ParquetSplit:
         raise SourceError(
             f"cannot read {str(path)!r} as {kind}: {first}", f"check that the file is valid {what}"
         ) from None
+
+
+def _read_csv(path: Path) -> pa.Table:
+    """A whole CSV file (Arrow's reader: types that fit every block)."""
+    import pyarrow.csv as pacsv
+
+    with _errors(path, "csv"):
+        return _plain_columns(_text_columns(_unique_names(pacsv.read_csv(path), path), path))
+
+
+def _read_whole_json(path: Path) -> pa.Table:
+    """A whole JSON or JSON Lines file (:func:`_read_json`)."""
+    with _errors(path, "json"):
+        return _plain_columns(_unique_names(_read_json(path), path))
+
+
+def _json_array(path: Path) -> bool:
+    """The file holds a JSON array (its first non-blank byte is ``[``)."""
+    with _open_maybe_gzip(path)() as fh:
+        head = fh.read(1)
+        while head and head.isspace():
+            head = fh.read(1)
+    return head == b"["
 
 
 def _unique_names(table: pa.Table, path: Path) -> pa.Table:
@@ -144,11 +125,7 @@ def _read_json(path: Path) -> pa.Table:
     import pyarrow.json as pajson
 
     opener = _open_maybe_gzip(path)
-    with opener() as fh:
-        head = fh.read(1)
-        while head and head.isspace():
-            head = fh.read(1)
-    if head == b"[":
+    if _json_array(path):
         with opener() as fh:
             try:
                 rows = json.load(fh)
@@ -245,14 +222,7 @@ def _prefkit_set(folder: Path) -> tuple[dict[str, pa.Table], dict]:
     from prefkit.output import read_output
 
     out = read_output(folder)
-    splits = {}
-    for split, paths in out.shards.items():
-        parts = [ParquetSplit(p) for p in paths]
-        splits[split] = (
-            parts[0]
-            if len(parts) == 1
-            else pa.concat_tables([part.select(part.column_names) for part in parts])
-        )
+    splits = {split: ParquetSplit(list(paths)) for split, paths in out.shards.items()}
     return splits, {"prefkit_set": True, "manifest": out.manifest}
 
 
@@ -290,8 +260,8 @@ def load_local(path: Path, data_dir: str | None) -> tuple[dict[str, pa.Table], d
 
         loaded = datasets.load_from_disk(str(folder))
         if isinstance(loaded, datasets.Dataset):
-            return {"train": loaded.data.table}, {}
-        return {name: ds.data.table for name, ds in loaded.items()}, {}
+            return {"train": arrow_split(loaded)}, {}
+        return {name: arrow_split(ds) for name, ds in loaded.items()}, {}
     skip = _nested_sets(folder)
     info = {"skipped": [str(p) for p in skip]} if skip else {}
     return _load_folder(path.resolve(), data_dir, skip), info
@@ -310,7 +280,7 @@ def _load_folder(path: Path, data_dir: str | None, skip: list[Path]) -> dict[str
             loaded = datasets.load_dataset(str(path), data_dir=data_dir)
     except Exception as err:  # datasets raises many types for a folder it cannot read
         raise _folder_error(path, err) from None
-    return {name: ds.data.table for name, ds in loaded.items()}
+    return {name: arrow_split(ds) for name, ds in loaded.items()}
 
 
 def _folder_error(path: Path, err: Exception) -> SourceError:
