@@ -6,7 +6,9 @@ Python API raises. With ``--json`` the CLI prints ``{"error", "hint", "exit_code
 
 from __future__ import annotations
 
+import errno
 import importlib
+from pathlib import Path
 from types import ModuleType
 
 
@@ -81,3 +83,18 @@ def require(module: str, what: str) -> ModuleType:
         extra = EXTRAS.get(top)
         install = f"pip install 'prefkit[{extra}]'" if extra else f"pip install {top}"
         raise DependencyError(f"{what} needs {top}, which is not installed ({err})", install) from None
+
+
+def os_error(err: OSError, path: Path | str) -> OutputError:
+    """One line for a failed write: disk full, read-only file system, no permission."""
+    reason = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exceeded",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+    }.get(err.errno, err.strerror or type(err).__name__)
+    return OutputError(
+        f"cannot write {str(path)!r}: {reason}",
+        "free space or choose a writable -o; nothing was left half-written",
+    )

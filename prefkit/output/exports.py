@@ -27,6 +27,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -44,26 +45,39 @@ _BY_PREFKIT = "validated and filtered by [prefkit](https://github.com/prefkit/pr
 class Export:
     """One shape of the data files.
 
-    ``table(records) -> (table, stats)`` makes one split; ``extra_files(set_name, {split: [data files]})`` returns
+    ``rows(records) -> table`` reshapes records row by row (a split can go through it batch by batch); a shape
+    that chooses among the rows of the whole split (KTO writes a completion once) also has ``keys(records)`` (a
+    small frame per output row, in ``rows`` order) and ``choose(keys, pairs) -> (keep mask, stats)``, which sees
+    the keys of the whole split. :meth:`table` makes one split at once. ``extra_files(set_name, {split: [data files]})`` returns
     more files to write into the folder (name -> text); ``trl_shape``: readable by `reflogps`/`stats`.
     """
 
     name: str
     card_intro: str
-    table: Callable[[pa.Table], tuple[pa.Table, dict]]
+    rows: Callable[[pa.Table], pa.Table]
     extra_files: Callable[[str, dict[str, list[str]]], dict[str, str]] | None = None
     trl_shape: bool = False
+    keys: Callable[[pa.Table], pl.DataFrame] | None = None
+    choose: Callable[[pl.DataFrame, int], tuple[np.ndarray, dict]] | None = None
+
+    def table(self, records: pa.Table) -> tuple[pa.Table, dict]:
+        """One split of records in this shape, and the manifest's stats for it."""
+        shaped = self.rows(records)
+        if self.choose is None or self.keys is None:
+            return shaped, {"rows": shaped.num_rows}
+        keep, stats = self.choose(self.keys(records), records.num_rows)
+        return shaped.filter(pa.array(keep)), stats
 
 
 def _plain(df: pl.DataFrame, schema: pa.Schema) -> pa.Table:
     return df.to_arrow().cast(schema)
 
 
-def _trl(table: pa.Table) -> tuple[pa.Table, dict]:
-    return table, {"rows": table.num_rows}
+def _trl(table: pa.Table) -> pa.Table:
+    return table
 
 
-def _openrlhf(table: pa.Table) -> tuple[pa.Table, dict]:
+def _openrlhf(table: pa.Table) -> pa.Table:
     df = pl.from_arrow(table)
     out = df.select(
         pl.concat_list("prompt", "chosen").alias("chosen"),
@@ -79,7 +93,7 @@ def _openrlhf(table: pa.Table) -> tuple[pa.Table, dict]:
             *_PROVENANCE_FIELDS,
         ]
     )
-    return _plain(out, schema), {"rows": out.height}
+    return _plain(out, schema)
 
 
 def _sharegpt_answer(column: str) -> pl.Expr:
@@ -87,7 +101,7 @@ def _sharegpt_answer(column: str) -> pl.Expr:
     return pl.struct(pl.lit("gpt").alias("from"), content.alias("value")).alias(column)
 
 
-def _llamafactory(table: pa.Table) -> tuple[pa.Table, dict]:
+def _llamafactory(table: pa.Table) -> pa.Table:
     df = pl.from_arrow(table)
     role = pl.element().struct.field("role")
     sharegpt = pl.struct(
@@ -120,10 +134,16 @@ def _llamafactory(table: pa.Table) -> tuple[pa.Table, dict]:
             *_PROVENANCE_FIELDS,
         ]
     )
-    return _plain(out, schema), {"rows": out.height}
+    return _plain(out, schema)
 
 
-def _kto(table: pa.Table) -> tuple[pa.Table, dict]:
+_KTO_SCHEMA = pa.schema(
+    [("prompt", MESSAGES_TYPE), ("completion", MESSAGES_TYPE), ("label", pa.bool_()), *_PROVENANCE_FIELDS]
+)
+
+
+def _kto_both(table: pa.Table) -> pl.DataFrame:
+    """Each pair's chosen answer (``label`` true) then its rejected answer (false), pair after pair."""
     df = pl.from_arrow(table)
     n = df.height
     both = pl.concat(
@@ -137,25 +157,39 @@ def _kto(table: pa.Table) -> tuple[pa.Table, dict]:
         ]
     ).with_columns(pl.int_range(pl.len()).alias("_o"))
     # pair i's two rows next to each other: chosen then rejected
-    both = both.with_columns(
+    return both.with_columns(
         pl.when(pl.col("_o") < n).then(pl.col("_o") * 2).otherwise((pl.col("_o") - n) * 2 + 1).alias("_o")
     ).sort("_o")
-    both = both.with_columns(pl.struct("prompt", "completion").struct.json_encode().hash(seed=0).alias("_k"))
+
+
+def _kto_rows(table: pa.Table) -> pa.Table:
+    return _plain(_kto_both(table).select("prompt", "completion", "label", *_PROVENANCE), _KTO_SCHEMA)
+
+
+def _kto_keys(table: pa.Table) -> pl.DataFrame:
+    """Per KTO row (in :func:`_kto_rows` order): a hash of its (prompt, completion), and its label."""
+    both = _kto_both(table)
+    return both.select(
+        pl.struct("prompt", "completion").struct.json_encode().hash(seed=0).alias("_k"), "label"
+    )
+
+
+def _kto_choose(keys: pl.DataFrame, pairs: int) -> tuple[np.ndarray, dict]:
+    """A (prompt, completion, label) seen before is written once; a (prompt, completion) with both labels is left
+    out (binarised all-pairs make the same answer chosen in one pair and rejected in another)."""
     conflicting = (
-        both.group_by("_k").agg(pl.col("label").n_unique().alias("_labels")).filter(pl.col("_labels") > 1)
+        keys.group_by("_k").agg(pl.col("label").n_unique().alias("_labels")).filter(pl.col("_labels") > 1)
     )
-    clean = both.filter(~pl.col("_k").is_in(conflicting["_k"].implode()))
-    unique = clean.filter(pl.int_range(pl.len()).over("_k", "label") == 0)
+    clean = ~keys["_k"].is_in(conflicting["_k"].implode())
+    first = keys.select(pl.int_range(pl.len()).over("_k", "label") == 0).to_series()
+    keep = (clean & first).to_numpy()
     stats = {
-        "rows": unique.height,
-        "pairs": n,
-        "duplicate_completions": clean.height - unique.height,
-        "conflicting_completions": both.height - clean.height,
+        "rows": int(keep.sum()),
+        "pairs": pairs,
+        "duplicate_completions": int(clean.sum()) - int(keep.sum()),
+        "conflicting_completions": keys.height - int(clean.sum()),
     }
-    schema = pa.schema(
-        [("prompt", MESSAGES_TYPE), ("completion", MESSAGES_TYPE), ("label", pa.bool_()), *_PROVENANCE_FIELDS]
-    )
-    return _plain(unique.select("prompt", "completion", "label", *_PROVENANCE), schema), stats
+    return keep, stats
 
 
 def dataset_info(name: str, files: dict[str, list[str]]) -> dict:
@@ -209,7 +243,9 @@ EXPORTS: dict[str, Export] = {
         Export(
             "kto",
             f"Unpaired rows for KTO (`prompt`, `completion`, `label`), made from pairs {_BY_PREFKIT}.",
-            _kto,
+            _kto_rows,
+            keys=_kto_keys,
+            choose=_kto_choose,
         ),
     )
 }

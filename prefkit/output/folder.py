@@ -32,8 +32,8 @@ MANIFEST_NAME = "prefkit.json"
 CARD_NAME = "README.md"
 DATA_DIR = "data"
 REJECTS_DIR = "rejects"
-#: rows per data shard; a shard of chat data at this size is ~100-500 MB
-SHARD_ROWS = 200_000
+#: the most Arrow bytes a data shard holds: ``push_to_hub``'s ``max_shard_size`` (500MB)
+SHARD_BYTES = 500 * 10**6
 
 
 @dataclass
@@ -92,11 +92,6 @@ def split_files(data_dir: Path, split: str) -> list[Path]:
     return sorted(
         p for p in data_dir.glob(f"{glob.escape(split)}-*-of-*.parquet") if pattern.fullmatch(p.name)
     )
-
-
-def shard_tables(table: pa.Table, shard_rows: int = SHARD_ROWS) -> list[pa.Table]:
-    n = max(1, -(-table.num_rows // shard_rows))
-    return [table.slice(i * shard_rows, shard_rows) for i in range(n)]
 
 
 def is_prefkit_folder(path: Path) -> bool:

@@ -51,14 +51,6 @@ def _chars(df: pl.DataFrame, column: str) -> np.ndarray:
     return df.select(expr.fill_null(0)).to_series().to_numpy().astype(float)
 
 
-def _residue_rows(df: pl.DataFrame) -> int | None:
-    from prefkit.filters.residue import residue_markers
-
-    if df.schema["prompt"] == pl.String:
-        return None
-    return int(residue_markers(df).is_not_null().sum())
-
-
 def length_bias(chosen: np.ndarray, rejected: np.ndarray, margin: np.ndarray | None, unit: str) -> dict:
     """How answer length relates to preference, in ``unit`` (chars or tokens): share of pairs whose chosen answer
     is longer, share of equal lengths, median ratio chosen/rejected, and Spearman's rank correlation of the
@@ -86,45 +78,107 @@ def _trl_shaped(df: pl.DataFrame) -> bool:
 def split_stats(table: pa.Table, target: Any = None, keep_values: bool = False) -> dict[str, Any]:
     """Statistics of one split (an Arrow table of records: messages or text; other export shapes get rows and
     margins only). ``keep_values`` adds the per-row arrays the plots need (keys starting with ``_``)."""
-    df = pl.from_arrow(table)
-    out: dict[str, Any] = {"rows": table.num_rows, "columns": table.column_names}
-    margin = df["margin"].cast(pl.Float64).to_numpy() if "margin" in df.columns else None
-    out["margin"] = None if margin is None else distribution(margin)
-    if not _trl_shaped(df):
-        return out  # other export shapes (kto, llamafactory, openrlhf): row counts and margins only
-    text = df.schema["prompt"] == pl.String
-    chars = {c: _chars(df, c) for c in ("prompt", "chosen", "rejected")}
-    out["format"] = "text" if text else "messages"
-    out["chars"] = {c: distribution(v) for c, v in chars.items()}
-    out["length_bias"] = length_bias(chars["chosen"], chars["rejected"], margin, "chars")
-    out["template_residue_rows"] = _residue_rows(df)
-    if not text and df.height:
-        first_role = pl.col("prompt").list.first().struct.field("role")
-        users = pl.col("prompt").list.eval(pl.element().struct.field("role") == "user").list.sum()
-        out["system_share"] = float(df.select((first_role == "system").fill_null(False).mean()).item())
-        out["multi_turn_share"] = float(df.select((users > 1).fill_null(False).mean()).item())
-    if {"ref_chosen_logps", "ref_rejected_logps"} <= set(df.columns):
-        diff = (
-            df["ref_chosen_logps"].cast(pl.Float64) - df["ref_rejected_logps"].cast(pl.Float64)
-        ).to_numpy()
-        out["ref_margin"] = distribution(diff)
-        finite = diff[np.isfinite(diff)]
-        out["ref_prefers_chosen"] = _share(finite > 0)
-    if "rm_margin" in df.columns:  # a set scored by `prefkit score`: the label audit
-        from prefkit.reflogps.audit import split_audit
+    acc = SplitStats(target, keep_values)
+    acc.add(table)
+    return acc.result(table.column_names)
 
-        out["rm_audit"] = split_audit(table)
-    if target is not None and getattr(target, "tokenizer", None) is not None and df.height:
-        lengths = _token_lengths(df, target, text)
-        out["tokens"] = {k: distribution(np.asarray(v, dtype=float)) for k, v in lengths.items()}
-        ch, rj = (np.asarray(lengths[k], dtype=float) for k in ("chosen", "rejected"))
-        out["length_bias"].update(length_bias(ch, rj, margin, "tokens"))
-        if keep_values:
-            out["_lengths"] = lengths
-    if keep_values:
-        out["_margins"] = [] if margin is None else margin[np.isfinite(margin)].tolist()
-        out["_chars"] = {k: v.tolist() for k, v in chars.items()}
-    return out
+
+class SplitStats:
+    """:func:`split_stats` of a split given batch by batch (:meth:`add`): per-row numbers (margins, lengths) and
+    counts are kept, never the text; :meth:`result` gives what :func:`split_stats` of the whole table gives."""
+
+    def __init__(self, target: Any = None, keep_values: bool = False) -> None:
+        self.target = target
+        self.keep_values = keep_values
+        self.rows = 0
+        self.trl = True
+        self.text = False
+        self.has_margin = False
+        self.has_ref = False
+        self.margin: list[np.ndarray] = []
+        self.chars: dict[str, list[np.ndarray]] = {c: [] for c in ("prompt", "chosen", "rejected")}
+        self.residue = 0
+        self.system = 0
+        self.multi_turn = 0
+        self.ref: list[np.ndarray] = []
+        self.audit: list[pa.Table] = []
+        self.tokens: dict[str, list] = {}
+
+    def add(self, table: pa.Table) -> None:
+        df = pl.from_arrow(table)
+        self.rows += table.num_rows
+        self.has_margin = "margin" in df.columns
+        if self.has_margin:
+            self.margin.append(df["margin"].cast(pl.Float64).to_numpy())
+        self.trl = _trl_shaped(df)
+        if not self.trl:
+            return
+        self.text = df.schema["prompt"] == pl.String
+        for c in self.chars:
+            self.chars[c].append(_chars(df, c))
+        if not self.text:
+            self.residue += int(residue_count(df))
+        if not self.text and df.height:
+            first_role = pl.col("prompt").list.first().struct.field("role")
+            users = pl.col("prompt").list.eval(pl.element().struct.field("role") == "user").list.sum()
+            self.system += int(df.select((first_role == "system").fill_null(False).sum()).item())
+            self.multi_turn += int(df.select((users > 1).fill_null(False).sum()).item())
+        self.has_ref = {"ref_chosen_logps", "ref_rejected_logps"} <= set(df.columns)
+        if self.has_ref:
+            self.ref.append(
+                (
+                    df["ref_chosen_logps"].cast(pl.Float64) - df["ref_rejected_logps"].cast(pl.Float64)
+                ).to_numpy()
+            )
+        if "rm_margin" in df.columns:  # a set scored by `prefkit score`: the label audit's columns
+            from prefkit.reflogps.audit import AUDIT_COLUMNS
+
+            self.audit.append(table.select([c for c in AUDIT_COLUMNS if c in table.column_names]))
+        if self.target is not None and getattr(self.target, "tokenizer", None) is not None and df.height:
+            for k, v in _token_lengths(df, self.target, self.text).items():
+                self.tokens.setdefault(k, []).extend(v)
+
+    def result(self, columns: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {"rows": self.rows, "columns": columns}
+        margin = np.concatenate(self.margin) if self.has_margin else None
+        out["margin"] = None if margin is None else distribution(margin)
+        if not self.trl:
+            return out  # other export shapes (kto, llamafactory, openrlhf): row counts and margins only
+        chars = {c: np.concatenate(v) if v else np.empty(0) for c, v in self.chars.items()}
+        out["format"] = "text" if self.text else "messages"
+        out["chars"] = {c: distribution(v) for c, v in chars.items()}
+        out["length_bias"] = length_bias(chars["chosen"], chars["rejected"], margin, "chars")
+        out["template_residue_rows"] = None if self.text else self.residue
+        if not self.text and self.rows:
+            out["system_share"] = self.system / self.rows
+            out["multi_turn_share"] = self.multi_turn / self.rows
+        if self.has_ref:
+            diff = np.concatenate(self.ref)
+            out["ref_margin"] = distribution(diff)
+            finite = diff[np.isfinite(diff)]
+            out["ref_prefers_chosen"] = _share(finite > 0)
+        if self.audit:
+            from prefkit.reflogps.audit import split_audit
+
+            out["rm_audit"] = split_audit(pa.concat_tables(self.audit))
+        if self.tokens:
+            lengths = self.tokens
+            out["tokens"] = {k: distribution(np.asarray(v, dtype=float)) for k, v in lengths.items()}
+            ch, rj = (np.asarray(lengths[k], dtype=float) for k in ("chosen", "rejected"))
+            out["length_bias"].update(length_bias(ch, rj, margin, "tokens"))
+            if self.keep_values:
+                out["_lengths"] = lengths
+        if self.keep_values:
+            out["_margins"] = [] if margin is None else margin[np.isfinite(margin)].tolist()
+            out["_chars"] = {k: v.tolist() for k, v in chars.items()}
+        return out
+
+
+def residue_count(df: pl.DataFrame) -> int:
+    """Rows whose message text holds template residue."""
+    from prefkit.filters.residue import residue_markers
+
+    return int(residue_markers(df).is_not_null().sum())
 
 
 def _token_lengths(df: pl.DataFrame, target: Any, text: bool) -> dict[str, list[int]]:

@@ -10,7 +10,6 @@ use snappy; rejects skip dictionary encoding (large, written once, rarely read).
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -23,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prefkit.errors import OutputError
+from prefkit.errors import OutputError, os_error  # noqa: F401 (os_error: prefkit.output.writer API)
 
 #: temporary names prefkit writes: ``.<name>.<pid>.<random>.tmp`` (files) and ``.<name>.stage-<pid>-<random>`` /
 #: ``.<name>.old-<pid>-<random>`` (folders); a later run removes those whose process is gone
@@ -70,21 +69,6 @@ def clean_stale(folder: Path, name: str | None = None) -> list[Path]:
             entry.unlink(missing_ok=True)
         removed.append(entry)
     return removed
-
-
-def os_error(err: OSError, path: Path) -> OutputError:
-    """One line for a failed write: disk full, read-only file system, no permission."""
-    reason = {
-        errno.ENOSPC: "the disk is full",
-        errno.EDQUOT: "the disk quota is exceeded",
-        errno.EROFS: "the file system is read-only",
-        errno.EACCES: "permission denied",
-        errno.EPERM: "permission denied",
-    }.get(err.errno, err.strerror or type(err).__name__)
-    return OutputError(
-        f"cannot write {str(path)!r}: {reason}",
-        "free space or choose a writable -o; nothing was left half-written",
-    )
 
 
 def _umask() -> int:

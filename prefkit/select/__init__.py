@@ -20,18 +20,28 @@ __all__ = ["Part", "select_across", "select_within"]
 
 @dataclass
 class Part:
-    """One split of one source on its way through a build: the raw table, how it maps, the classified rows."""
+    """One split of one source on its way through a build: the source split, how it maps, the classified rows.
+
+    ``df`` holds one compact row per candidate pair (``source_index``, ``stage``, ``reason``, ``detail``,
+    ``margin``, ``flag_*``, and the hashes a selection compares), never the messages: those of the rows that may
+    still be kept are in ``spill`` (with ``_row``, the row's place in ``df``), and the source fields the rejects
+    list are in ``originals`` (:mod:`prefkit.spill`)."""
 
     src: Any  # prefkit.sources.Source
     spec: Any  # prefkit.sources.spec.SourceSpec
     preset: Any  # prefkit.sources.presets.Preset | None
     split: str
     out: str  # the output split it goes to
-    raw: pa.Table
+    raw: pa.Table | Any  # the source split: a table or a lazy reader (prefkit.sources.splits)
     mapping: Any  # prefkit.formats.Mapping
-    df: pl.DataFrame
+    df: pl.DataFrame | None = None
     copies: pl.DataFrame | None = None
     unused: dict[str, int] | None = None  # source columns no mapping reads: their non-null counts
+    read_columns: list[str] | None = None  # the source columns read (and kept in rejects)
+    raw_schema: pa.Schema | None = None  # their types
+    spill: Any = None  # prefkit.spill.Spill: messages of the rows that may still be kept
+    originals: Any = None  # prefkit.spill.Spill: source rows the rejects list with their fields
+    template: pl.DataFrame | None = None  # the spill's columns, no row
 
 
 def select_across(

@@ -57,19 +57,33 @@ def prompt_keys(df: pl.DataFrame) -> pl.Series:
     return keys
 
 
+def row_keys(df: pl.DataFrame, *, exact: bool, prompts: bool) -> list[pl.Series]:
+    """The per-row keys dedup and leak-free splits compare, for every row of a normalised frame (row-local, so
+    a split read in batches gets them batch by batch): ``_h_prompt`` / ``_h_chosen`` / ``_h_rejected`` (content
+    hashes, with ``exact``) and ``_pkey`` (:func:`prompt_keys`, with ``prompts``)."""
+    out = []
+    if exact:
+        out += [df[c].hash(seed=0).alias(f"_h_{c}") for c in ("prompt", "chosen", "rejected")]
+    if prompts:
+        out.append(prompt_keys(df).alias("_pkey"))
+    return out
+
+
 def key_frame(df: pl.DataFrame, *, exact: bool, one_per_prompt: bool) -> pl.DataFrame:
     """The small frame dedup works on, for the kept rows only: ``_row`` (place in ``df``), ``margin`` and the
-    content / prompt hashes."""
+    content / prompt hashes (the ``_h_*`` / ``_pkey`` columns of :func:`row_keys` when ``df`` has them, else
+    computed from its messages)."""
+    have = {"_h_prompt", "_h_chosen", "_h_rejected"} <= set(df.columns) if exact else True
+    have_p = "_pkey" in df.columns if one_per_prompt else True
+    if not (have and have_p):
+        df = df.with_columns(row_keys(df, exact=exact and not have, prompts=one_per_prompt and not have_p))
     kept = pl.col("stage") == "kept"
     cols = [pl.int_range(pl.len(), dtype=pl.Int64).filter(kept).alias("_row"), pl.col("margin").filter(kept)]
     if exact:
-        cols += [
-            pl.col(c).filter(kept).hash(seed=0).alias(f"_h_{c}") for c in ("prompt", "chosen", "rejected")
-        ]
-    out = df.select(cols)
+        cols += [pl.col(f"_h_{c}").filter(kept) for c in ("prompt", "chosen", "rejected")]
     if one_per_prompt:
-        out = out.with_columns(prompt_keys(df.select(pl.col("prompt").filter(kept))).alias("_p"))
-    return out
+        cols.append(pl.col("_pkey").filter(kept).alias("_p"))
+    return df.select(cols)
 
 
 def dedup_reasons(pool: pl.DataFrame, *, exact: bool, one_per_prompt: bool) -> pl.DataFrame:

@@ -410,23 +410,60 @@ def near_dedup_reasons(
     built batch by batch (:data:`prefkit.select.words.BATCH_TEXTS` rows), never all at once. Parameters and rule:
     :func:`near_duplicate_clusters`. Raises SelectionError for a bad ``mode`` or out-of-range parameters,
     DependencyError without rensa."""
-    if mode not in ("pair", "prompt"):
-        raise SelectionError(f"near-dedup mode must be 'pair' or 'prompt', got {mode!r}")
+    _check_mode(mode)
     _check(threshold, num_perm, shingle, seed)
     kept = (pl.col("stage") == "kept") if "stage" in df.columns else pl.lit(True)
     rows = df.select(pl.int_range(pl.len(), dtype=pl.Int64).filter(kept)).to_series().to_numpy()
-    columns = ["prompt", "chosen", "rejected"] if mode == "pair" else ["prompt"]
-    source = df.select(*columns, kept.alias("_kept"))
-    sig, has_words = _signatures(
-        source, lambda part: dedup_texts(part.filter("_kept"), mode), num_perm, shingle, seed
-    )
-    labels = components(len(sig), similar_pairs(sig, has_words, threshold))
+    sig, has_words = dedup_signatures(df, mode=mode, num_perm=num_perm, shingle=shingle, seed=seed)
     margin = None
     if mode == "prompt" and "margin" in df.columns:
         margin = df.select(pl.col("margin").filter(kept)).to_series()
-    winner = _winners(labels, margin)
-    drop = np.flatnonzero(winner != np.arange(len(labels)))
+    drop, winner = near_duplicates(
+        sig, has_words, margin, threshold=threshold, num_perm=num_perm, shingle=shingle, seed=seed
+    )
     return pl.DataFrame(
-        {"_row": rows[drop], "reason": [reason] * len(drop), "kept_row": rows[winner[drop]]},
+        {"_row": rows[drop], "reason": [reason] * len(drop), "kept_row": rows[winner]},
         schema={"_row": pl.Int64, "reason": pl.String, "kept_row": pl.Int64},
     )
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in ("pair", "prompt"):
+        raise SelectionError(f"near-dedup mode must be 'pair' or 'prompt', got {mode!r}")
+
+
+def dedup_signatures(
+    df: pl.DataFrame,
+    *,
+    mode: Literal["pair", "prompt"] = "pair",
+    num_perm: int = DEFAULT_NUM_PERM,
+    shingle: int = DEFAULT_SHINGLE,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`minhash_signatures` of the texts near-dedup compares (:func:`dedup_texts`) for the kept rows of
+    ``df`` (all rows when it has no ``stage``), in order; row-local, so a set can be hashed batch by batch."""
+    _check_mode(mode)
+    _check(DEFAULT_THRESHOLD, num_perm, shingle, seed)
+    kept = (pl.col("stage") == "kept") if "stage" in df.columns else pl.lit(True)
+    columns = ["prompt", "chosen", "rejected"] if mode == "pair" else ["prompt"]
+    source = df.select(*columns, kept.alias("_kept"))
+    return _signatures(source, lambda part: dedup_texts(part.filter("_kept"), mode), num_perm, shingle, seed)
+
+
+def near_duplicates(
+    sig: np.ndarray,
+    has_words: np.ndarray,
+    margin: pl.Series | None = None,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    num_perm: int = DEFAULT_NUM_PERM,
+    shingle: int = DEFAULT_SHINGLE,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """From the signatures of :func:`dedup_signatures`: the positions dropped (int64, ascending) and, for each,
+    the position kept for its cluster (the first, or with ``margin`` the highest margin: prompt mode)."""
+    _check(threshold, num_perm, shingle, seed)
+    labels = components(len(sig), similar_pairs(sig, has_words, threshold))
+    winner = _winners(labels, margin)
+    drop = np.flatnonzero(winner != np.arange(len(labels)))
+    return drop, winner[drop]

@@ -15,12 +15,14 @@ representative; length balance runs last, on what the other stages left.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from prefkit.accounting import Reason, declare, mark_dropped
+from prefkit.record import ROW_FIELDS
 
 REASONS = declare(
     Reason(
@@ -49,34 +51,41 @@ def _plain(column: str) -> pl.Expr:
     return pl.col(column).list.eval(pl.struct(el.field("role"), el.field("content"))).alias(column)
 
 
-def pool(parts: list[Any], parts_of: list[int] | None = None) -> pl.DataFrame:
-    """The kept rows of ``parts`` (or of the parts at ``parts_of``) in mix order: ``_part``, ``_row`` (place in
-    that part's frame), ``prompt``/``chosen``/``rejected`` (role and content), ``margin``, ``source``,
-    ``source_index``."""
-    frames = []
+def pool(parts: list[Any], parts_of: list[int] | None = None) -> Iterator[pl.DataFrame]:
+    """The kept rows of ``parts`` (or of the parts at ``parts_of``) in mix order, batch by batch: ``_part``,
+    ``_row`` (place in that part's frame), ``prompt``/``chosen``/``rejected`` (role and content), ``margin``,
+    ``source``, ``source_index``. The messages are read back from each part's spill (``part.spill``: the rows
+    that may still be kept, written as the part was read); only the rows kept now are given."""
     for i in parts_of if parts_of is not None else range(len(parts)):
-        df = parts[i].df
-        frames.append(
-            df.with_row_index("_row")
-            .filter(pl.col("stage") == "kept")
-            .select(
+        part = parts[i]
+        if part.spill is None:
+            continue
+        kept = (part.df["stage"] == "kept").to_numpy()
+        if not kept.any():
+            continue
+        margin = part.df["margin"].cast(pl.Float64)
+        for frame in part.spill.frames(["_row", "prompt", "chosen", "rejected", "source_index"]):
+            rows = frame["_row"].to_numpy()
+            take = kept[rows]
+            if not take.any():
+                continue
+            frame = frame.filter(pl.Series(take))
+            yield frame.select(
                 pl.lit(i, dtype=pl.Int64).alias("_part"),
                 pl.col("_row").cast(pl.Int64),
                 *[_plain(c) for c in ("prompt", "chosen", "rejected")],
-                pl.col("margin").cast(pl.Float64),
-                pl.lit(parts[i].src.label).alias("source"),
+                margin.gather(frame["_row"]).alias("margin"),
+                pl.lit(part.src.label).alias("source"),
                 pl.col("source_index").cast(pl.Int64),
             )
-        )
-    return pl.concat(frames) if frames else pl.DataFrame()
 
 
-def apply_drops(parts: list[Any], pooled: pl.DataFrame, drops: pl.DataFrame) -> int:
-    """Mark the pooled rows at ``drops["_at"]`` dropped with ``drops["reason"]`` and ``drops["detail"]``."""
+def apply_drops(parts: list[Any], drops: pl.DataFrame) -> int:
+    """Mark the rows ``drops`` names (``_part``, ``_row``) dropped with ``drops["reason"]`` and
+    ``drops["detail"]``."""
     if not drops.height:
         return 0
-    where = pooled.select("_part", "_row")[drops["_at"]].with_columns(drops["reason"], drops["detail"])
-    for (i,), mine in where.group_by("_part", maintain_order=True):
+    for (i,), mine in drops.group_by("_part", maintain_order=True):
         parts[i].df = mark_dropped(parts[i].df, mine["_row"], mine["reason"], mine["detail"])
     return drops.height
 
@@ -89,15 +98,18 @@ def decontaminate(parts: list[Any], evalsets: tuple[str, ...], answers: bool, to
 
     loaded = [resolve_evalset(spec, token=token) for spec in evalsets]
     index = build_index({name: items for name, items, _ in loaded})
-    pooled = pool(parts)
-    found = decontaminate_reasons(pooled, index, answers=answers) if pooled.height else None
+    found = []
+    for pooled in pool(parts):  # row by row: each batch on its own
+        hits = decontaminate_reasons(pooled, index, answers=answers)
+        if hits.height:
+            where = pooled.select("_part", "_row")[hits["_row"]]
+            found.append(pl.concat([where, hits.drop("_row")], how="horizontal"))
     removed: dict[str, int] = {}
-    if found is not None and found.height:
+    if found:
+        hits = pl.concat(found)
         detail = pl.format("eval set {} item {}", "eval_set", "eval_index")
-        apply_drops(
-            parts, pooled, found.select(pl.col("_row").alias("_at"), "reason", detail.alias("detail"))
-        )
-        removed = dict(found.group_by("eval_set").len().iter_rows())
+        apply_drops(parts, hits.select("_part", "_row", "reason", detail.alias("detail")))
+        removed = dict(hits.group_by("eval_set").len().iter_rows())
     sets = [
         {"name": name, "items": len(items), **where, "rows_removed": removed.get(name, 0)}
         for name, items, where in loaded
@@ -107,43 +119,87 @@ def decontaminate(parts: list[Any], evalsets: tuple[str, ...], answers: bool, to
 
 def near_dedup(parts: list[Any], mode: str, threshold: float, seed: int | None) -> dict:
     """Drop near-duplicates across all parts; returns the manifest's ``near_dedup`` section. A dropped row's
-    ``_kept_part`` / ``_kept_row`` point at the row kept for it (:func:`kept_row_details` turns them into ids)."""
-    from prefkit.select.near_dedup import DEFAULT_NUM_PERM, DEFAULT_SHINGLE, near_dedup_reasons
+    ``_kept_part`` / ``_kept_row`` point at the row kept for it (:func:`kept_row_details` turns them into ids).
+    Signatures are made batch by batch (a kept row's texts exist only while its batch is hashed); the clusters
+    are found over all of them."""
+    from prefkit.select.near_dedup import (
+        DEFAULT_NUM_PERM,
+        DEFAULT_SHINGLE,
+        dedup_signatures,
+        near_duplicates,
+    )
 
-    pooled = pool(parts)
-    found = None
-    if pooled.height:
-        found = near_dedup_reasons(pooled, mode=mode, threshold=threshold, seed=seed or 0)  # type: ignore[arg-type]
-    if found is not None and found.height:
-        kept = pooled[found["kept_row"]]
-        drops = pl.DataFrame(
-            {"_at": found["_row"], "reason": found["reason"], "detail": [None] * found.height}
+    seed = seed or 0
+    where, sigs, words, margins = [], [], [], []
+    for pooled in pool(parts):
+        sig, has_words = dedup_signatures(
+            pooled, mode=mode, num_perm=DEFAULT_NUM_PERM, shingle=DEFAULT_SHINGLE, seed=seed
+        )  # type: ignore[arg-type]
+        where.append(pooled.select("_part", "_row"))
+        sigs.append(sig)
+        words.append(has_words)
+        margins.append(pooled["margin"])
+    removed = 0
+    if where:
+        at = pl.concat(where)
+        drop, winner = near_duplicates(
+            np.concatenate(sigs),
+            np.concatenate(words),
+            pl.concat(margins) if mode == "prompt" else None,
+            threshold=threshold,
+            num_perm=DEFAULT_NUM_PERM,
+            shingle=DEFAULT_SHINGLE,
+            seed=seed,
         )
-        apply_drops(parts, pooled, drops.cast({"detail": pl.String}))
-        where = pooled.select("_part", "_row")[found["_row"]]
-        for (i,), mine in where.with_columns(kept["_part"].alias("kp"), kept["_row"].alias("kr")).group_by(
-            "_part", maintain_order=True
-        ):
-            df = parts[i].df
-            for name, values in (("_kept_part", mine["kp"]), ("_kept_row", mine["kr"])):
-                base = df[name] if name in df.columns else pl.Series(name, [None] * df.height, dtype=pl.Int64)
-                df = df.with_columns(base.scatter(mine["_row"], values))
-            parts[i].df = df
+        removed = len(drop)
+        if removed:
+            kept = at[winner]
+            drops = at[drop].with_columns(
+                pl.lit("near_duplicate").alias("reason"), pl.lit(None, dtype=pl.String).alias("detail")
+            )
+            apply_drops(parts, drops)
+            pointers = at[drop].with_columns(kept["_part"].alias("kp"), kept["_row"].alias("kr"))
+            for (i,), mine in pointers.group_by("_part", maintain_order=True):
+                df = parts[i].df
+                for name, values in (("_kept_part", mine["kp"]), ("_kept_row", mine["kr"])):
+                    base = (
+                        df[name]
+                        if name in df.columns
+                        else pl.Series(name, [None] * df.height, dtype=pl.Int64)
+                    )
+                    df = df.with_columns(base.scatter(mine["_row"], values))
+                parts[i].df = df
     return {
         "mode": mode,
         "threshold": threshold,
         "num_perm": DEFAULT_NUM_PERM,
         "shingle_words": DEFAULT_SHINGLE,
-        "seed": seed or 0,
-        "rows_removed": 0 if found is None else found.height,
+        "seed": seed,
+        "rows_removed": removed,
     }
 
 
 def kept_row_details(parts: list[Any], fields: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
     """Write the ``detail`` of near-duplicate rows: the kept row's ``id`` in the data files (computed with the
-    set's final ``fields``), its source and index; drops the pointer columns."""
+    set's final ``fields``, from the kept row's messages in its part's spill), its source and index; drops the
+    pointer columns."""
     from prefkit.record import record_ids
+    from prefkit.spill import gather
 
+    ids: dict[tuple[int, int], tuple[str, int]] = {}
+    wanted: dict[int, set[int]] = {}
+    for part in parts:
+        if "_kept_part" in part.df.columns:
+            for kp, kr in part.df.select("_kept_part", "_kept_row").drop_nulls().iter_rows():
+                wanted.setdefault(kp, set()).add(kr)
+    for kp, rows in wanted.items():
+        columns = ["_row", "prompt", "chosen", "rejected", "source_index", *ROW_FIELDS]
+        for frame in gather(parts[kp].spill, np.array(sorted(rows), dtype=np.int64)):
+            frame = frame.select([c for c in columns if c in frame.columns])
+            for r, rid, index in zip(
+                frame["_row"], record_ids(frame, fields), frame["source_index"], strict=True
+            ):
+                ids[(kp, r)] = (rid, index)
     for part in parts:
         df = part.df
         if "_kept_part" not in df.columns:
@@ -151,9 +207,8 @@ def kept_row_details(parts: list[Any], fields: tuple[tuple[str, ...], tuple[str,
         at = df.select(pl.col("_kept_part").is_not_null().arg_true()).to_series()
         details = []
         for kp, kr in df[at].select("_kept_part", "_kept_row").iter_rows():
-            row = parts[kp].df[kr]
-            rid = record_ids(row, fields)[0]
-            details.append(f"kept id {rid} ({parts[kp].src.label} row {row['source_index'][0]})")
+            rid, index = ids[(kp, kr)]
+            details.append(f"kept id {rid} ({parts[kp].src.label} row {index})")
         detail = df["detail"].scatter(at, pl.Series(details, dtype=pl.String))
         part.df = df.with_columns(detail).drop("_kept_part", "_kept_row")
 
@@ -181,26 +236,34 @@ def _answer_lengths(pooled: pl.DataFrame, target: Any) -> tuple[np.ndarray, np.n
 
 
 def length_balance(parts: list[Any], target: Any = None) -> dict:
-    """Balance the chosen-longer share per output split; returns the manifest's ``length_balance`` section."""
+    """Balance the chosen-longer share per output split; returns the manifest's ``length_balance`` section.
+    Answer lengths are measured batch by batch; the choice is made over the whole split."""
     from prefkit.select.length_balance import length_balance_drops, length_bias
 
     out: dict[str, Any] = {"tolerance": 0.01, "splits": {}}
     for name in dict.fromkeys(p.out for p in parts):
-        pooled = pool(parts, [i for i, p in enumerate(parts) if p.out == name])
-        if not pooled.height:
+        where, chosen_parts, rejected_parts, margins = [], [], [], []
+        unit = None
+        for pooled in pool(parts, [i for i, p in enumerate(parts) if p.out == name]):
+            c, r, unit = _answer_lengths(pooled, target)
+            where.append(pooled.select("_part", "_row"))
+            chosen_parts.append(c)
+            rejected_parts.append(r)
+            margins.append(pooled["margin"])
+        if not where:
             continue
-        chosen, rejected, unit = _answer_lengths(pooled, target)
-        margin = pooled["margin"]
+        at = pl.concat(where)
+        chosen, rejected = np.concatenate(chosen_parts), np.concatenate(rejected_parts)
+        margin = pl.concat(margins)
         drop = length_balance_drops(chosen, rejected, margin, tolerance=0.01)
         before = length_bias(chosen, rejected, margin)["chosen_longer_fraction"]
         keep = np.ones(len(chosen), bool)
         keep[drop] = False
         after = length_bias(chosen[keep], rejected[keep])["chosen_longer_fraction"] if keep.any() else None
-        drops = pl.DataFrame(
-            {"_at": drop, "reason": ["length_balance"] * len(drop), "detail": [None] * len(drop)},
-            schema={"_at": pl.Int64, "reason": pl.String, "detail": pl.String},
+        drops = at[drop].with_columns(
+            pl.lit("length_balance").alias("reason"), pl.lit(None, dtype=pl.String).alias("detail")
         )
-        apply_drops(parts, pooled, drops)
+        apply_drops(parts, drops)
         out["unit"] = unit
         out["splits"][name] = {
             "chosen_longer_before": before,

@@ -122,12 +122,15 @@ def assign_parts(parts: list[Any], test_size: float | None, test_rows: int | Non
         )
         # prompt keys for the kept rows: rows not kept only need to follow their source row (or group), so each
         # side's counts add up; whether they share a prompt with the other side does not matter
-        kept_at = df.select(
-            pl.int_range(pl.len(), dtype=pl.Int64).filter(pl.col("stage") == "kept")
-        ).to_series()
-        pkey = pl.Series("_pkey", [None] * df.height, dtype=pl.UInt64).scatter(
-            kept_at, prompt_keys(df.select(pl.col("prompt").filter(pl.col("stage") == "kept")))
-        )
+        if "_pkey" in df.columns:  # computed batch by batch as the part was read (dedup.row_keys)
+            pkey = df.select(pl.when(pl.col("stage") == "kept").then(pl.col("_pkey"))).to_series()
+        else:
+            kept_at = df.select(
+                pl.int_range(pl.len(), dtype=pl.Int64).filter(pl.col("stage") == "kept")
+            ).to_series()
+            pkey = pl.Series("_pkey", [None] * df.height, dtype=pl.UInt64).scatter(
+                kept_at, prompt_keys(df.select(pl.col("prompt").filter(pl.col("stage") == "kept")))
+            )
         frames.append(
             df.select(
                 pl.lit(pkey).alias("_pkey"),
