@@ -8,12 +8,21 @@ sources ─load─▶ raw rows ─normalise─▶ records ─validate/filter─�
 Every row read ends in exactly one place: kept, dropped by a filter or selection (with its reason) or invalid
 (with the validation error); the manifest's counts add up (:mod:`prefkit.accounting`). What the build is told
 is a :class:`~prefkit.options.BuildOptions`; the manifest records it as a recipe that rebuilds the same set.
+
+Rows go through in record batches (:mod:`prefkit.stream`): a first pass normalises, validates and filters each
+batch and keeps compact per-row data; selections work on that; a second pass writes the chosen rows. Memory
+follows the batch size (:func:`prefkit.spill.batch_rows`), not the size of the sources.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,29 +32,69 @@ import pyarrow as pa
 
 from prefkit.accounting import Counts, total
 from prefkit.errors import OptionError
-from prefkit.filters import classify, require_margins
-from prefkit.formats import FAMILIES, detect, family_options, normalise, used_columns, with_options
-from prefkit.formats.system import apply_system
+from prefkit.formats import FAMILIES, detect, family_options, used_columns, with_options
 from prefkit.options import BuildOptions, flag, load_recipe, recipe
-from prefkit.output.rejects import concat_rejects, reject_table
-from prefkit.output.stats import split_stats
+from prefkit.output.folder import REJECTS_DIR
 from prefkit.progress import track
-from prefkit.record import to_records, used_fields
-from prefkit.select import Part, assign_test_split, select_across, select_within
+from prefkit.select import Part, assign_test_split, select_across
 from prefkit.select.quality import kept_row_details
-from prefkit.select.splits import by_output_split
-from prefkit.sources import Source, load_source
+from prefkit.sources import Source, StreamChanged, load_source
 from prefkit.sources.spec import SourceSpec, parse_source
 
 __all__ = ["BuildResult", "build"]
 
 
+class Tables(Mapping):
+    """Split name → Arrow table, read from parquet files on first access (a split's data shards, its rejects
+    file) and kept; ``empty``: tables of splits without a file. ``keep`` holds what must outlive the files' reader
+    (the temporary folder of a build without an output folder)."""
+
+    def __init__(
+        self, files: dict[str, list[Path]], empty: dict[str, pa.Table] | None = None, keep: Any = None
+    ):
+        self._files = files
+        self._empty = empty or {}
+        self._keep = keep
+        self._read: dict[str, pa.Table] = {}
+
+    def __getitem__(self, name: str) -> pa.Table:
+        if name not in self._read:
+            if name in self._empty:
+                self._read[name] = self._empty[name]
+            else:
+                import pyarrow.parquet as pq
+
+                tables = [
+                    pq.ParquetFile(p).read() for p in self._files[name]
+                ]  # KeyError for an unknown split
+                self._read[name] = pa.concat_tables(tables).replace_schema_metadata(None)
+        return self._read[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+
+class TempFolder:
+    """A temporary folder removed when nothing refers to it any more (or at exit)."""
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="prefkit-build-"))
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.path), True)
+
+    def cleanup(self) -> None:
+        self._finalizer()
+
+
 @dataclass
 class BuildResult:
-    """What `build` produced: the kept rows, every rejected row, and the manifest."""
+    """What `build` produced: the kept rows, every rejected row (read from the written files on first use), and
+    the manifest."""
 
-    splits: dict[str, pa.Table]
-    rejects: dict[str, pa.Table]
+    splits: Mapping[str, pa.Table]
+    rejects: Mapping[str, pa.Table]
     manifest: dict
     output: Path | None = None
     seconds: float = 0.0
@@ -103,41 +152,83 @@ def build(
     [{'role': 'user', 'content': '...'}]
     """
     from prefkit.filters.tokens import refusal_warnings, token_stage
+    from prefkit.stream import Needs, used_fields, write_set
 
     start = time.perf_counter()
     specs, options = resolve(sources, options, recipe_file, flat)
     target, target_check = token_stage(options, progress)
 
     loaded, presets = load_sources(specs, options, token, progress)
-    parts = normalise_parts(loaded, specs, presets, options, target_check, progress)
-    scales, quality = select_across(parts, specs, options.select, target, token)
-    split_info = assign_test_split(parts, options.select)
-    splits, rejects, counts, described = collect(parts, options, split_info is not None)
-    manifest = make_manifest(loaded, specs, presets, described, counts, options, command, scales)
-    warnings = [w for src in loaded for w in src.warnings] + carry_sections(loaded, parts, manifest)
-    warnings += [
-        f"{p.src.label} ({p.split}): columns no mapping reads: "
-        + ", ".join(f"{c} ({n:,} non-null)" for c, n in p.unused.items())
-        for p in parts
-        if p.unused
-    ]
-    warnings += refusal_warnings(rejects) + nested_json_warnings(splits)
-
-    manifest.update(quality)
-    if split_info is not None:
-        manifest["test_split"] = split_info
-    splits = shape_outputs(
-        splits, manifest, target, options, target_check is not None and target_check.options.active
+    parts = plan_parts(loaded, specs, presets, options)
+    local = tuple(Path(src.spec) for src in loaded if src.kind == "local")
+    with build_folder(output, overwrite, local) as (folder, keep):
+        work = folder / WORK_DIR
+        read_parts(parts, loaded, specs, presets, options, target_check, work, Needs.of(options), progress)
+        scales, quality = select_across(parts, specs, options.select, target, token)
+        split_info = assign_test_split(parts, options.select)
+        split_by_out = split_info is not None
+        counts, described = count_parts(parts, split_by_out)
+        manifest = make_manifest(loaded, specs, presets, described, counts, options, command, scales)
+        warnings = [w for src in loaded for w in src.warnings] + carry_sections(loaded, parts, manifest)
+        warnings += [
+            f"{p.src.label} ({p.split}): columns no mapping reads: "
+            + ", ".join(f"{c} ({n:,} non-null)" for c, n in p.unused.items())
+            for p in parts
+            if p.unused
+        ]
+        warnings += refusal_warnings(refused_rows(parts, split_by_out))
+        manifest.update(quality)
+        if split_info is not None:
+            manifest["test_split"] = split_info
+        describe_target(manifest, target, options, target_check is not None and target_check.options.active)
+        fields = used_fields(parts)  # one schema for the set
+        kept_row_details(parts, fields)
+        written = write_set(parts, folder, work, options, target, fields, split_by_out, progress)
+        shutil.rmtree(work, ignore_errors=True)
+        shapes = {n: w["schema"].empty_table() if w["schema"] else w["empty"] for n, w in written.items()}
+        warnings += nested_json_warnings(shapes)
+        files = {name: [p.relative_to(folder).as_posix() for p in w["files"]] for name, w in written.items()}
+        finish_manifest(manifest, written, files if output is not None else None, options)
+        if output is not None:
+            schemas = {name: w["schema"] for name, w in written.items() if w["schema"] is not None}
+            write_extra(folder, manifest, schemas, Path(output), options)
+    where = Path(output) if output is not None else folder
+    data = {name: [where / f for f in paths] for name, paths in files.items()}
+    rejects = {name: [where / REJECTS_DIR / f"{name}.parquet"] for name in written}
+    empty = {name: w["empty"] for name, w in written.items() if w["empty"] is not None}
+    result = BuildResult(
+        Tables(data, empty, keep),
+        Tables(rejects, keep=keep),
+        manifest,
+        warnings=warnings + empty_warnings(manifest),
     )
-    manifest["stats"] = {
-        "splits": {name: split_stats(table) for name, table in splits.items() if table.num_rows}
-    }
-    result = BuildResult(splits, rejects, manifest, warnings=warnings + empty_warnings(manifest))
-    if output is not None:
-        local = tuple(Path(src.spec) for src in loaded if src.kind == "local")
-        result.output = write_build(output, result, options, overwrite, local)
+    result.output = Path(output) if output is not None else None
     result.seconds = time.perf_counter() - start
     return result
+
+
+#: the folder of a build's spill files, inside its staged output folder (removed before the folder is swapped in)
+WORK_DIR = ".prefkit-work"
+
+
+@contextmanager
+def build_folder(
+    output: str | Path | None, overwrite: bool, sources: tuple[Path, ...]
+) -> Iterator[tuple[Path, Any]]:
+    """Where a build writes: the staged output folder (swapped in when the build succeeds, removed when it fails;
+    :func:`prefkit.output.staged_folder`), or, without ``output``, a temporary folder the result reads from."""
+    from prefkit.output import staged_folder
+
+    if output is None:
+        temp = TempFolder()
+        try:
+            yield temp.path, temp
+        except BaseException:
+            temp.cleanup()
+            raise
+        return
+    with staged_folder(output, overwrite=overwrite, sources=sources) as stage:
+        yield stage, None
 
 
 def detect_source(
@@ -236,10 +327,30 @@ def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
-def normalise_parts(
-    loaded: list[Source], specs: list, presets: list, options: BuildOptions, target_check: Any, progress: bool
-) -> list[Part]:
-    """Detect, normalise, validate, filter and select within each split of each source."""
+def plan_parts(loaded: list[Source], specs: list, presets: list, options: BuildOptions) -> list[Part]:
+    """Every split of every source, with its family and column mapping (read from its columns and first rows)."""
+    explicit = {name: getattr(options.formats, name) for name in family_options()}
+    used: set[str] = set()
+    parts: list[Part] = []
+    for i, src in enumerate(loaded):
+        for name, table in src.splits.items():
+            parts.append(plan_part(i, name, table, loaded, specs, presets, options, explicit, used))
+    _check_family_options(explicit, used)
+    return parts
+
+
+def plan_part(
+    i: int,
+    name: str,
+    table: Any,
+    loaded: list[Source],
+    specs: list,
+    presets: list,
+    options: BuildOptions,
+    explicit: dict[str, Any],
+    used: set[str],
+) -> Part:
+    """One split of source ``i``: detect its shape, apply the family's options, choose the columns to read."""
     fmt = options.formats
     columns = {
         "prompt": fmt.prompt_col,
@@ -247,46 +358,53 @@ def normalise_parts(
         "rejected": fmt.rejected_col,
         "system": fmt.system_col,
     }
-    explicit = {name: getattr(fmt, name) for name in family_options()}
-    used: set[str] = set()
-    parts: list[Part] = []
-    work = [(i, name, table) for i, src in enumerate(loaded) for name, table in src.splits.items()]
-    for i, name, table in track(work, desc="normalising", show=progress):
-        pre = presets[i]
-        use_preset = pre is not None and (fmt.format is None or fmt.format == pre.family)
-        cols = (
-            {k: v if v is not None else pre.columns.get(k) for k, v in columns.items()}
-            if use_preset
-            else columns
-        )
-        mapping = detect(
-            table,
-            format=fmt.format or (pre.family if pre else None),
-            columns=cols,
-            margin_col=fmt.margin_col or (pre.margin_col if use_preset else None),
-        )
-        mapping = with_options(
-            mapping, pre if use_preset else None, explicit, options.select.seed, used, table.schema
-        )
-        mapping = _carry(mapping, loaded[i], table.schema)
-        raw = table if options.output.full_rejects else table.select(used_columns(mapping))
-        df = classify_part(raw, mapping, options, target_check)
-        out = pre.split_names.get(name, name) if len(specs) > 1 and use_preset else name
-        part = Part(loaded[i], specs[i], pre if use_preset else None, name, out, raw, mapping, df)
-        part.unused = unused_columns(table, mapping)
-        parts.append(part)
-    _check_family_options(explicit, used)
-    return parts
+    pre = presets[i]
+    use_preset = pre is not None and (fmt.format is None or fmt.format == pre.family)
+    cols = (
+        {k: v if v is not None else pre.columns.get(k) for k, v in columns.items()} if use_preset else columns
+    )
+    mapping = detect(
+        table,
+        format=fmt.format or (pre.family if pre else None),
+        columns=cols,
+        margin_col=fmt.margin_col or (pre.margin_col if use_preset else None),
+    )
+    mapping = with_options(
+        mapping, pre if use_preset else None, explicit, options.select.seed, used, table.schema
+    )
+    mapping = _carry(mapping, loaded[i], table.schema)
+    out = pre.split_names.get(name, name) if len(specs) > 1 and use_preset else name
+    part = Part(loaded[i], specs[i], pre if use_preset else None, name, out, table, mapping)
+    part.read_columns = list(table.column_names) if options.output.full_rejects else used_columns(mapping)
+    return part
 
 
-def unused_columns(table: Any, mapping: Any) -> dict[str, int]:
-    """Source columns no mapping reads that hold values (name → non-null count): reported, never dropped in
-    silence (a prefkit set's own bookkeeping columns are not listed)."""
-    from prefkit.sources import non_null_counts
+def read_parts(
+    parts: list[Part],
+    loaded: list[Source],
+    specs: list,
+    presets: list,
+    options: BuildOptions,
+    target_check: Any,
+    work: Path,
+    needs: Any,
+    progress: bool,
+) -> None:
+    """Pass 1 over every part, in batches (:func:`prefkit.stream.read_part`). A streamed text file whose later
+    blocks do not fit its first block's types is read whole and its part read again, as before streaming."""
+    from prefkit.stream import read_part
 
-    read = set(used_columns(mapping)) | {"source", "source_index", "id"}
-    candidates = [c for c in table.column_names if c not in read]
-    return {c: n for c, n in non_null_counts(table, candidates).items() if n}
+    for index, part in enumerate(track(parts, desc="normalising", show=progress and len(parts) > 1)):
+        try:
+            read_part(part, index, options, target_check, work, needs, progress)
+        except StreamChanged as changed:
+            table = changed.split.fallback()
+            part.src.splits[part.split] = table
+            source = next(i for i, s in enumerate(specs) if s is part.spec)
+            explicit = {name: getattr(options.formats, name) for name in family_options()}
+            again = plan_part(source, part.split, table, loaded, specs, presets, options, explicit, set())
+            parts[index] = again
+            read_part(again, index, options, target_check, work, needs, progress)
 
 
 def _carry(mapping: Any, src: Source, schema: pa.Schema) -> Any:
@@ -305,15 +423,16 @@ def _carry(mapping: Any, src: Source, schema: pa.Schema) -> Any:
 def classify_part(
     raw: pa.Table, mapping: Any, options: BuildOptions, target_check: Any = None
 ) -> pl.DataFrame:
-    """One split of one source: normalise, apply ``--system``, validate, filter, then ``--top``/``--max-rows``.
+    """One split of one source at once: normalise, apply ``--system``, validate, filter, then ``--top``/
+    ``--max-rows`` (what :func:`prefkit.stream.read_part` does batch by batch).
 
     One row per candidate pair with ``stage``/``reason`` and ``source_index`` (the source row it came from).
     """
-    df = normalise(raw, mapping)
-    if "source_index" not in df.columns:
-        df = df.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("source_index"))
-    df = apply_system(df, options.formats.system, options.formats.system_text)
-    df = classify(df, options.filters, target_check)
+    from prefkit.filters import require_margins
+    from prefkit.select import select_within
+    from prefkit.stream import classify_batch
+
+    df = classify_batch(raw, mapping, options, target_check)
     sel = options.select
     ranked = [
         f
@@ -341,70 +460,44 @@ def _check_family_options(explicit: dict[str, Any], used: set[str]) -> None:
     )
 
 
-def collect(
-    parts: list[Part], options: BuildOptions, split_by_out: bool
-) -> tuple[dict[str, pa.Table], dict[str, pa.Table], dict[str, dict], list[dict]]:
-    """The kept records, rejects and counts per output split, and each source split's description."""
-    kept: dict[str, list[pa.Table]] = {}
-    rejects: dict[str, list[pa.Table]] = {}
+def count_parts(parts: list[Part], split_by_out: bool) -> tuple[dict[str, dict], list[dict]]:
+    """The counts per output split, and each source split's description (format, counts, unused columns)."""
+    from prefkit.stream import output_groups, part_counts
+
     counts: dict[str, Counts] = {}
     described = []
-    fields = used_fields([p.df.filter(pl.col("stage") == "kept") for p in parts])  # one schema for the set
-    kept_row_details(parts, fields)
     for part in parts:
-        part_counts = Counts()
-        groups = by_output_split(part.df) if split_by_out else [(part.out, None)]
-        for out_name, where in groups:
-            records, rejected, c = part_output(part, options, where, fields)
-            kept.setdefault(out_name, []).append(records)
-            rejects.setdefault(out_name, []).append(rejected)
+        part_total = Counts()
+        for out_name, where in output_groups(part, split_by_out):
+            c = part_counts(part, where)
             counts[out_name] = counts.get(out_name, Counts()) + c
-            part_counts = part_counts + c
+            part_total = part_total + c
         described.append(
             {
                 "source": part.src.label,
                 "split": part.split,
                 "format": part.mapping.to_dict(),
-                "counts": part_counts.to_dict(),
+                "counts": part_total.to_dict(),
                 **({"unused_columns": part.unused} if part.unused else {}),
             }
         )
-
-    splits = {name: pa.concat_tables(tables) for name, tables in kept.items()}
-    reject_tables = {name: concat_rejects(tables) for name, tables in rejects.items()}
-    return splits, reject_tables, {n: c.to_dict() for n, c in counts.items()}, described
+    return {n: c.to_dict() for n, c in counts.items()}, described
 
 
-def part_output(
-    part: Part, options: BuildOptions, where: pl.Expr | None, fields: tuple = ((), ())
-) -> tuple[pa.Table, pa.Table, Counts]:
-    """Records, rejects and counts of one part (``where``: only the rows on one side of a test split; ``fields``:
-    the optional message and row fields the set's schema holds)."""
-    df = part.df
-    inside = (
-        pl.Series([True] * df.height, dtype=pl.Boolean) if where is None else df.select(where).to_series()
-    )
-    copies = part.copies
-    if copies is not None and where is not None:
-        copies = copies.join(df.select(pl.col("_prow").filter(where)), on="_prow", how="semi")
-    read = df.filter(inside)["source_index"].n_unique()
-    mask = df["stage"] == "kept"
-    kept = df.filter(mask & inside)
-    if "_rank" in kept.columns:
-        kept = kept.sort("_rank")
-    records = to_records(kept, part.src.label, tuple(part.mapping.extra.get("carry") or ()), fields)
-    upsampled = 0
-    if copies is not None and copies.height and "_prow" in kept.columns:
-        # a copy is its original's record again (same id): taken from the records, not recomputed
-        at = kept.select(pl.col("_prow").cast(pl.Int64)).with_row_index("_at")
-        take = copies.select(pl.col("_prow").cast(pl.Int64)).join(
-            at, on="_prow", how="left", maintain_order="left"
-        )
-        records = pa.concat_tables([records, records.take(take["_at"].to_arrow())])
-        upsampled = copies.height
-    small = df.select("stage", "reason", *[c for c in df.columns if c.startswith("flag_")]).filter(inside)
-    rejected = reject_table(df.filter(~mask & inside), part.raw, part.src.label, options.output.full_rejects)
-    return records, rejected, Counts.of_frame(small, read=read, upsampled=upsampled)
+def refused_rows(parts: list[Part], split_by_out: bool) -> dict[str, pa.Table]:
+    """Per output split, the ``reason`` and ``detail`` of the rows the target template refused (in rejects
+    order): what :func:`prefkit.filters.tokens.refusal_warnings` reports."""
+    from prefkit.stream import output_groups
+
+    found: dict[str, list[pl.DataFrame]] = {}
+    for part in parts:
+        for out_name, where in output_groups(part, split_by_out):
+            inside = pl.lit(True) if where is None else where
+            rows = part.df.filter(inside & (pl.col("reason") == "template_refused")).select(
+                "reason", "detail"
+            )
+            found.setdefault(out_name, []).append(rows)
+    return {name: pl.concat(frames).to_arrow() for name, frames in found.items()}
 
 
 def make_manifest(
@@ -444,33 +537,55 @@ def _pinned(src: Source, spec: SourceSpec) -> dict | str:
     return spec.to_recipe()
 
 
-def shape_outputs(
-    splits: dict[str, pa.Table], manifest: dict, target: Any, options: BuildOptions, filtered: bool
-) -> dict[str, pa.Table]:
-    """Text rendering (``--output-format text``) and the export shape; records what decided them."""
+def describe_target(manifest: dict, target: Any, options: BuildOptions, filtered: bool) -> None:
+    """The manifest's ``tokenizer`` entry: what decided token lengths and text rendering."""
+    if target is None:
+        return
+    from prefkit.chat.tokenize import TRL_TOKENIZATION_RULE
+
+    f = options.filters
+    manifest["tokenizer"] = target.manifest_entry(
+        max_length=f.max_length,
+        max_prompt_length=f.max_prompt_length,
+        min_answer_tokens=f.min_answer_tokens,
+        output_format=options.chat.output_format,
+        rule=TRL_TOKENIZATION_RULE if filtered else None,
+    )
+
+
+def finish_manifest(
+    manifest: dict, written: dict[str, dict], files: dict[str, list[str]] | None, options: BuildOptions
+) -> None:
+    """The data files of each split (``files``: when an output folder is written), the export's figures and the
+    statistics of what was written."""
     from prefkit.output.exports import check_export
 
-    if target is not None:
-        from prefkit.chat.render import text_table
-        from prefkit.chat.tokenize import TRL_TOKENIZATION_RULE
-
-        f = options.filters
-        manifest["tokenizer"] = target.manifest_entry(
-            max_length=f.max_length,
-            max_prompt_length=f.max_prompt_length,
-            min_answer_tokens=f.min_answer_tokens,
-            output_format=options.chat.output_format,
-            rule=TRL_TOKENIZATION_RULE if filtered else None,
-        )
-        if options.chat.output_format == "text":
-            splits = {name: text_table(table, target) for name, table in splits.items()}
+    for name, paths in (files or {}).items():
+        manifest["splits"][name]["files"] = paths
     export = check_export(options.output.export)
     if export.name != "trl":
-        stats = {}
-        for name in list(splits):
-            splits[name], stats[name] = export.table(splits[name])
-        manifest["export"] = {"shape": export.name, "splits": stats}
-    return splits
+        manifest["export"] = {"shape": export.name, "splits": {n: w["export"] for n, w in written.items()}}
+    manifest["stats"] = {
+        "splits": {name: w["stats"] for name, w in written.items() if w["stats"] is not None}
+    }
+
+
+def write_extra(
+    folder: Path, manifest: dict, schemas: dict[str, pa.Schema], output: Path, options: BuildOptions
+) -> None:
+    """The export's own files, the manifest and the dataset card, in the staged output folder."""
+    from prefkit.output import finish_folder
+    from prefkit.output.exports import check_export
+
+    export = check_export(options.output.export)
+    extra = None
+    if export.extra_files is not None:
+
+        def extra(manifest: dict) -> dict[str, str]:
+            files = {name: entry.get("files", []) for name, entry in manifest["splits"].items()}
+            return export.extra_files(output.name, files)
+
+    finish_folder(folder, manifest, schemas, output.resolve().name, extra)
 
 
 #: manifest sections that describe carried columns: (section, a column it describes)
@@ -540,29 +655,3 @@ def empty_warnings(manifest: dict) -> list[str]:
         for name, c in splits.items()
         if c["kept"] == 0
     ]
-
-
-def write_build(
-    output: str | Path, result: BuildResult, options: BuildOptions, overwrite: bool, sources: tuple[Path, ...]
-) -> Path:
-    """Write the output folder (with the export's own extra files); never into or around a local source."""
-    from prefkit.output import write_output
-    from prefkit.output.exports import check_export
-
-    export = check_export(options.output.export)
-    extra = None
-    if export.extra_files is not None:
-
-        def extra(manifest: dict) -> dict[str, str]:
-            files = {name: manifest["splits"][name].get("files", []) for name in result.splits}
-            return export.extra_files(Path(output).name, files)
-
-    return write_output(
-        output,
-        result.splits,
-        result.rejects,
-        result.manifest,
-        overwrite=overwrite,
-        extra_files=extra,
-        sources=sources,
-    )
