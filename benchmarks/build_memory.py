@@ -177,7 +177,7 @@ def child(side: str, src: Path, top: int | None, work_dir: Path) -> None:
 
 def measure(side: str, src: Path, top: int | None, work_dir: Path) -> dict:
     cmd = [sys.executable, __file__, "--child", side, "--src", str(src), "--work-dir", str(work_dir)]
-    cmd += ["--top", str(top)] if top is not None else []
+    cmd += ["--top", str(top) if top is not None else "none"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         sys.stderr.write(proc.stderr[-3000:])
@@ -204,7 +204,7 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="row counts, comma-separated")
     parser.add_argument("--cases", default="top,all", help="top (--top 2000) and/or all (no selection)")
-    parser.add_argument("--top", type=int, default=2000)
+    parser.add_argument("--top", type=lambda v: None if v == "none" else int(v), default=2000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="where generated files are cached")
     parser.add_argument(

@@ -156,15 +156,17 @@ def read_part(
     frames: list[pl.DataFrame] = []
     start = row = 0
     part.raw_schema = pa.schema([reader.schema.field(c) for c in read])
+    sequential = target_check is not None or (mapping.facts or {}).get("sequential", False)
+    batches = classified(
+        split_batches(reader, columns), read, mapping, options, target_check, 1 if sequential else workers()
+    )
     with bar(
         desc=f"reading {part.src.label} ({part.split})", total=known_rows(reader), show=progress, unit="row"
     ) as pbar:
-        for batch in split_batches(reader, columns):
+        for batch, raw, df in batches:
             for name in counts:
                 column = batch.column(name)
                 counts[name] += len(column) - column.null_count
-            raw = batch.select(read)
-            df = classify_batch(raw, mapping, options, target_check, start)
             rows = np.arange(row, row + df.height, dtype=np.int64)
             kept = (df["stage"] == "kept").to_numpy()
             keep = kept.copy()
@@ -209,6 +211,49 @@ def read_part(
     require_margins(df, ranked)
     part.df = select_within(df, sel.top, sel.max_rows, sel.seed)
     part.unused = unused_counts(part, unused, counts if inline else None)
+
+
+def workers() -> int:
+    """Batches classified at once: one per core, at most 4 (polars runs most list expressions of one batch on one
+    core; two batches at once use both cores of a small machine). ``PREFKIT_WORKERS`` overrides it."""
+    import os
+
+    given = os.environ.get("PREFKIT_WORKERS")
+    if given and given.isdigit() and int(given) > 0:
+        return int(given)
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def classified(
+    batches: Iterator[pa.Table], read: list[str], mapping: Any, options: Any, target_check: Any, threads: int
+) -> Iterator[tuple[pa.Table, pa.Table, pl.DataFrame]]:
+    """``(batch, its read columns, classified rows)`` for every batch, in order, ``threads`` batches classified at
+    once (polars and Arrow release the GIL); at most ``threads + 1`` batches are held."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    if threads <= 1:
+        start = 0
+        for batch in batches:
+            raw = batch.select(read)
+            yield batch, raw, classify_batch(raw, mapping, options, target_check, start)
+            start += raw.num_rows
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        pending: deque = deque()
+        start = 0
+        for batch in batches:
+            raw = batch.select(read)
+            pending.append(
+                (batch, raw, pool.submit(classify_batch, raw, mapping, options, target_check, start))
+            )
+            start += raw.num_rows
+            if len(pending) >= threads:
+                batch, raw, done = pending.popleft()
+                yield batch, raw, done.result()
+        while pending:
+            batch, raw, done = pending.popleft()
+            yield batch, raw, done.result()
 
 
 def classify_batch(

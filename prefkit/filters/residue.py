@@ -82,8 +82,11 @@ def residue_markers(df: pl.DataFrame, special_tokens: Sequence[str] = ()) -> pl.
     of the marker literals (or a special token) are searched with the full pattern."""
     literals = list(dict.fromkeys([*LITERALS, *[t for t in special_tokens if len(t) > 2]]))
     content = pl.element().struct.field("content")
+    # two searches, markers opening with "<" and the others: Aho-Corasick keeps its fast prefilter on each set,
+    # and was 30x slower over the mixed one
+    groups = [g for g in ([t for t in literals if t[0] == "<"], [t for t in literals if t[0] != "<"]) if g]
     maybe = pl.any_horizontal(
-        pl.col(c).list.eval(content.str.contains_any(literals)).list.any()
+        pl.col(c).list.eval(pl.any_horizontal(content.str.contains_any(g) for g in groups)).list.any()
         for c in ("prompt", "chosen", "rejected")
     ).fill_null(False)
     rows = df.select("prompt", "chosen", "rejected").with_row_index("_i").filter(df.select(maybe).to_series())

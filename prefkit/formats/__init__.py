@@ -189,8 +189,11 @@ def prepare(mapping: Mapping, schema: pa.Schema, read: Callable[[list[str]], Ite
     the split batch by batch gives what normalising it at once gives: which text score columns write their scores
     as fractions of one scale (``fractions``, read over the whole split), the family's own facts
     (``Family.prepare``: SHP's pairs per post), and a ``state`` the batches share (``best-vs-random`` draws go on
-    where the previous batch stopped). ``read(columns)`` gives those columns of the split in batches."""
+    where the previous batch stopped, so its batches are normalised in order: ``sequential``). ``read(columns)``
+    gives those columns of the split in batches."""
     facts: dict[str, Any] = {"state": {}}
+    if mapping.extra.get("pairs") == "best-vs-random":
+        facts["sequential"] = True  # its draws follow the batches in order
     family = FAMILIES[mapping.family]
     if not family.full_frame:
         text = [

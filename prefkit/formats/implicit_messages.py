@@ -16,6 +16,7 @@ from prefkit.formats.base import (
     answer_ok,
     first_reason,
     is_messages,
+    messages_equal,
     messages_expr,
     pick_column,
 )
@@ -51,32 +52,35 @@ def _after_last_user(messages: pl.Expr) -> pl.Expr:
     return (messages.list.len() - 1 - last_user).fill_null(messages.list.len())
 
 
-def split_conversations(c: pl.Expr, r: pl.Expr) -> list[pl.Expr]:
-    """``prompt``/``chosen``/``rejected`` and ``invalid`` from two whole conversations: the answer is what follows
-    the last user turn, the prompt everything before it, compared turn by turn."""
-    nc, nr = _after_last_user(c), _after_last_user(r)
-    prompt_c, prompt_r = c.list.head(c.list.len() - nc), r.list.head(r.list.len() - nr)
-    answer_c, answer_r = c.list.tail(nc), r.list.tail(nr)
-    return [
-        prompt_c.alias("prompt"),
-        answer_c.alias("chosen"),
-        answer_r.alias("rejected"),
-        first_reason(
-            (c.is_null() | r.is_null(), "null_value"),
-            ((c.list.len() == 0) | (r.list.len() == 0), "empty_conversation"),
-            (~last_is_assistant(c) | ~last_is_assistant(r), "answer_not_assistant"),
-            ((prompt_c.list.len() == 0) | (prompt_r.list.len() == 0), "missing_prompt"),
-            (~answer_ok(answer_c) | ~answer_ok(answer_r), "answer_not_assistant"),
-            (~prompt_c.eq_missing(prompt_r), "histories_differ"),
-        ).alias("invalid"),
-    ]
+def split_conversations(frame: pl.DataFrame, c: str = "_c", r: str = "_r") -> pl.DataFrame:
+    """``frame`` with ``prompt``/``chosen``/``rejected`` and ``invalid`` from its two whole conversations ``c`` and
+    ``r``: the answer is what follows the last user turn, the prompt everything before it, compared turn by turn.
+    (Worked out in steps, each column once: polars would otherwise compute a shared sub-expression again.)"""
+    conv_c, conv_r = pl.col(c), pl.col(r)
+    frame = frame.with_columns(_after_last_user(conv_c).alias("_nc"), _after_last_user(conv_r).alias("_nr"))
+    frame = frame.with_columns(
+        conv_c.list.head(conv_c.list.len() - pl.col("_nc")).alias("prompt"),
+        conv_r.list.head(conv_r.list.len() - pl.col("_nr")).alias("_pr"),
+        conv_c.list.tail(pl.col("_nc")).alias("chosen"),
+        conv_r.list.tail(pl.col("_nr")).alias("rejected"),
+    )
+    prompt_c, prompt_r = pl.col("prompt"), pl.col("_pr")
+    invalid = first_reason(
+        (conv_c.is_null() | conv_r.is_null(), "null_value"),
+        ((conv_c.list.len() == 0) | (conv_r.list.len() == 0), "empty_conversation"),
+        (~last_is_assistant(conv_c) | ~last_is_assistant(conv_r), "answer_not_assistant"),
+        ((prompt_c.list.len() == 0) | (prompt_r.list.len() == 0), "missing_prompt"),
+        (~answer_ok(pl.col("chosen")) | ~answer_ok(pl.col("rejected")), "answer_not_assistant"),
+        (~messages_equal(frame, "prompt", "_pr"), "histories_differ"),
+    )
+    return frame.with_columns(invalid.alias("invalid")).drop("_nc", "_nr", "_pr")
 
 
 def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
     chosen = messages_expr(mapping.chosen, schema)
     rejected = messages_expr(mapping.rejected, schema)
     out = df.select(chosen.alias("_c"), rejected.alias("_r"))
-    return out.select(split_conversations(pl.col("_c"), pl.col("_r")))
+    return split_conversations(out).select("prompt", "chosen", "rejected", "invalid")
 
 
 FAMILY = Family(NAME, LETTER, DESCRIPTION, order=20, match=match, normalise=normalise)

@@ -372,10 +372,11 @@ def _arena(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFram
         (winner.is_null() | ~(tie | winner.is_in(["model_a", "model_b"]))).alias("_bad"),
         (pl.col("conversation_a").is_null() | pl.col("conversation_b").is_null()).alias("_null"),
     )
-    prompt, chosen, rejected, invalid = split_conversations(pl.col("_c"), pl.col("_r"))
     labels = first_reason((pl.col("_null"), "null_value"), (pl.col("_bad"), "bad_label"))
     return _finish(
-        out.select(prompt, chosen, rejected, pl.col("tie"), pl.coalesce(labels, invalid).alias("invalid"))
+        split_conversations(out).select(
+            "prompt", "chosen", "rejected", "tie", pl.coalesce(labels, pl.col("invalid")).alias("invalid")
+        )
     )
 
 

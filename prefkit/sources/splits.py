@@ -89,7 +89,8 @@ class ParquetSplit(LazySplit):
 
         self.paths = [Path(p) for p in (path if isinstance(path, list) else [path])]
         self.path = self.paths[0]
-        self._files = [pq.ParquetFile(p) for p in self.paths]
+        # no pre-buffering: it reads a whole row group's column chunks ahead (2-3x slower here, and more memory)
+        self._files = [pq.ParquetFile(p, pre_buffer=False) for p in self.paths]
         self._file = self._files[0]
         self.schema = self._file.schema_arrow
         self.num_rows = sum(f.metadata.num_rows for f in self._files)
