@@ -27,7 +27,7 @@ import pyarrow as pa
 #: environment variable: rows per batch (an integer >= 1); unset = sized by :data:`BATCH_BYTES`
 BATCH_ROWS_ENV = "PREFKIT_BATCH_ROWS"
 #: source bytes (uncompressed Arrow) per batch when the rows' size is known
-BATCH_BYTES = 64 << 20
+BATCH_BYTES = 32 << 20
 #: rows per batch when the rows' size is not known, and the bounds of a sized batch
 DEFAULT_BATCH_ROWS = 20_000
 MIN_BATCH_ROWS = 256
@@ -165,6 +165,12 @@ class SpillWriter:
         return Spill(list(self.paths), self.rows, self._schema)
 
 
+def detached(df: pl.DataFrame) -> pl.DataFrame:
+    """A copy of ``df`` that holds its own rows' data only. A few rows taken from a large frame share its string
+    buffers (polars' string views), which would keep the whole frame in memory as long as they live."""
+    return _frame(df.to_arrow())
+
+
 def is_sorted(values: np.ndarray) -> bool:
     """Non-decreasing (an empty or one-element array is)."""
     return bool(len(values) < 2 or (values[1:] >= values[:-1]).all())
@@ -207,7 +213,7 @@ def _gather_sorted(spill: Spill, plan: np.ndarray, key: str, rows: int) -> Itera
         if not len(wanted):
             continue
         at = np.searchsorted(keys, wanted)
-        out.append(frame[at])
+        out.append(frame[at] if len(at) * 2 >= len(keys) else detached(frame[at]))
         held += len(at)
         if held >= rows:
             yield pl.concat(out, how="vertical_relaxed") if len(out) > 1 else out[0]

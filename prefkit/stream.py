@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from prefkit.accounting import Counts
 from prefkit.record import MESSAGE_FIELDS, ROW_FIELDS
-from prefkit.spill import SpillWriter, batch_rows, gather
+from prefkit.spill import SpillWriter, batch_rows, detached, gather
 
 #: the column of the originals spill that holds the source row
 SOURCE_ROW = "__prefkit_source_row"
@@ -176,9 +176,9 @@ def read_part(
                 at = np.flatnonzero(kept)[first_left:]
                 keep[at] = False
                 first_left = max(0, first_left - int(kept.sum()))
-            frames.append(compact(df, needs, keep))
+            frames.append(compact(df, needs, keep, index))
             if part.template is None:
-                part.template = spill_rows(df, np.zeros(df.height, dtype=bool), rows, mapping)
+                part.template = detached(spill_rows(df, np.zeros(df.height, dtype=bool), rows, mapping))
             if keep.any():
                 rows_out.write(spill_rows(df, keep, rows, mapping))
             want = ~kept | (keep if needs.later_drops else np.zeros(len(kept), dtype=bool))
@@ -195,7 +195,7 @@ def read_part(
             pbar.update(raw.num_rows)
     if not frames:  # no row at all: the columns of an empty batch
         empty = classify_batch(reader.schema.empty_table().select(read), mapping, options, target_check, 0)
-        frames.append(compact(empty, needs, np.zeros(0, dtype=bool)))
+        frames.append(compact(empty, needs, np.zeros(0, dtype=bool), index))
         part.template = spill_rows(empty, np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64), mapping)
     df = pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
     part.spill, part.originals = rows_out.close(), originals.close()
@@ -271,8 +271,9 @@ def classify_batch(
     return classify(df, options.filters, target_check)
 
 
-def compact(df: pl.DataFrame, needs: Needs, candidates: np.ndarray) -> pl.DataFrame:
-    """What pass 1 keeps of a classified batch: no message, only what counts and selections read."""
+def compact(df: pl.DataFrame, needs: Needs, candidates: np.ndarray, index: int = 0) -> pl.DataFrame:
+    """What pass 1 keeps of a classified batch: no message, only what counts and selections read (the source's
+    group key as a hash seeded by the part's position ``index``, as the leak-free split links them)."""
     from prefkit.select.dedup import row_keys
 
     flags = [c for c in df.columns if c.startswith("flag_")]
@@ -285,8 +286,8 @@ def compact(df: pl.DataFrame, needs: Needs, candidates: np.ndarray) -> pl.DataFr
         *flags,
     ]
     if needs.group and "group" in df.columns:
-        columns.append("group")
-    out = df.select(columns)
+        columns.append(pl.col("group").cast(pl.String).hash(seed=index).alias("_ghash"))
+    out = detached(df.select(columns))  # not the batch's string buffers
     at = np.flatnonzero(candidates)
     rows = df[at] if len(at) < df.height else df
     fields = pl.Series("_fields", np.zeros(df.height, dtype=np.uint8), dtype=pl.UInt8)

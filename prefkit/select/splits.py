@@ -115,11 +115,12 @@ def assign_parts(parts: list[Any], test_size: float | None, test_rows: int | Non
             n = copies.group_by("_prow").len()
             per_row = per_row.scatter(n["_prow"].cast(pl.Int64), n["len"].cast(pl.Int64))
         # group keys only link rows of the same source: hashed with the source's position as the seed
-        group = (
-            pl.col("group").cast(pl.String).hash(seed=i)
-            if "group" in df.columns
-            else pl.lit(None, dtype=pl.UInt64)
-        )
+        if "_ghash" in df.columns:  # hashed as the part was read (prefkit.stream.compact)
+            group = pl.col("_ghash")
+        elif "group" in df.columns:
+            group = pl.col("group").cast(pl.String).hash(seed=i)
+        else:
+            group = pl.lit(None, dtype=pl.UInt64)
         # prompt keys for the kept rows: rows not kept only need to follow their source row (or group), so each
         # side's counts add up; whether they share a prompt with the other side does not matter
         if "_pkey" in df.columns:  # computed batch by batch as the part was read (dedup.row_keys)
