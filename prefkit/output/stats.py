@@ -220,14 +220,20 @@ STATS_COLUMNS = (
 def folder_stats(
     out: Any, target: Any = None, splits: list[str] | None = None, keep_values: bool = False
 ) -> dict:
-    """:func:`split_stats` of every split (or ``splits``) of an open output folder."""
+    """:func:`split_stats` of every split (or ``splits``) of an open output folder, read batch by batch."""
     import pyarrow.parquet as pq
+
+    from prefkit.spill import batch_rows
 
     result = {}
     for name in splits or out.splits:
         present = pq.read_schema(out.shards[name][0]).names
-        table = out.read_split(name, [c for c in STATS_COLUMNS if c in present])
-        stats = split_stats(table, target, keep_values)
+        columns = [c for c in STATS_COLUMNS if c in present]
+        acc = SplitStats(target, keep_values)
+        for path in out.shards[name]:  # batch by batch: a split of any size
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows(), columns=columns):
+                acc.add(pa.Table.from_batches([batch]))
+        stats = acc.result(columns)
         stats["columns"] = present
         result[name] = stats
     return result

@@ -46,7 +46,7 @@ def read_file(path: Path) -> pa.Table | LazySplit:
             return CsvSplit.open(path, _read_csv, fix_csv)
         if _json_array(path):
             return _read_whole_json(path)
-        return JsonLinesSplit.open(path, _read_whole_json, lambda t: _plain_columns(_unique_names(t, path)))
+        return JsonLinesSplit.open(path, _read_whole_json, lambda t: _streamable_json(t, path))
 
 
 @contextmanager
@@ -76,6 +76,14 @@ def _read_whole_json(path: Path) -> pa.Table:
     """A whole JSON or JSON Lines file (:func:`_read_json`)."""
     with _errors(path, "json"):
         return _plain_columns(_unique_names(_read_json(path), path))
+
+
+def _streamable_json(table: pa.Table, path: Path) -> pa.Table:
+    """A block of a JSON Lines file as the whole-file reader would give it; a block whose JSON fields Arrow typed
+    as structs cannot be streamed (the file is read row by row, keeping each row's key order)."""
+    if holds_json_fields(table.schema):
+        raise ValueError("JSON fields typed as structs")
+    return _plain_columns(_unique_names(table, path))
 
 
 def _json_array(path: Path) -> bool:

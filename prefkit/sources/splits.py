@@ -268,7 +268,10 @@ class _StreamedFile(LazySplit):
                 break
             except (pa.ArrowException, OSError, ValueError, UnicodeDecodeError):
                 raise StreamChanged(self) from None
-            table = self._fix(pa.Table.from_batches([batch]))
+            try:
+                table = self._fix(pa.Table.from_batches([batch]))
+            except Exception:  # the whole-file reader says what is wrong, or reads what streaming cannot
+                raise StreamChanged(self) from None
             if not table.schema.equals(self.schema):
                 raise StreamChanged(self)
             try:
