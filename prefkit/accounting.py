@@ -175,6 +175,10 @@ def mark_dropped(
     if isinstance(reasons, str):
         reasons = pl.Series([reasons] * rows.len(), dtype=pl.String)
     at = rows.cast(pl.Int64)
+    if not at.is_sorted():  # older polars scatter only to ascending positions
+        order = at.arg_sort()
+        at, reasons = at.gather(order), reasons.gather(order)
+        details = details.gather(order) if details is not None else None
     reason = pl.Series("_new", [None] * df.height, dtype=pl.String).scatter(at, reasons)
     df = df.with_columns(reason)
     if "detail" not in df.columns:

@@ -36,6 +36,7 @@ from prefkit.formats import FAMILIES, detect, family_options, used_columns, with
 from prefkit.options import BuildOptions, flag, load_recipe, recipe
 from prefkit.output.folder import REJECTS_DIR
 from prefkit.progress import track
+from prefkit.record import arrow_schema
 from prefkit.select import Part, assign_test_split, select_across
 from prefkit.select.quality import kept_row_details
 from prefkit.sources import Source, StreamChanged, load_source
@@ -185,8 +186,8 @@ def build(
         kept_row_details(parts, fields)
         written = write_set(parts, folder, work, options, target, fields, split_by_out, progress)
         shutil.rmtree(work, ignore_errors=True)
-        shapes = {n: w["schema"].empty_table() if w["schema"] else w["empty"] for n, w in written.items()}
-        warnings += nested_json_warnings(shapes)
+        records = arrow_schema(*fields).empty_table()  # the records' shape, before any export
+        warnings += nested_json_warnings(dict.fromkeys(written, records))
         files = {name: [p.relative_to(folder).as_posix() for p in w["files"]] for name, w in written.items()}
         finish_manifest(manifest, written, files if output is not None else None, options)
         if output is not None:

@@ -160,39 +160,47 @@ def read_part(
     batches = classified(
         split_batches(reader, columns), read, mapping, options, target_check, 1 if sequential else workers()
     )
-    with bar(
-        desc=f"reading {part.src.label} ({part.split})", total=known_rows(reader), show=progress, unit="row"
-    ) as pbar:
-        for batch, raw, df in batches:
-            for name in counts:
-                column = batch.column(name)
-                counts[name] += len(column) - column.null_count
-            rows = np.arange(row, row + df.height, dtype=np.int64)
-            kept = (df["stage"] == "kept").to_numpy()
-            keep = kept.copy()
-            if top is not None and kept.any():
-                keep[kept] = top.admit(df["margin"].cast(pl.Float64).to_numpy()[kept], rows[kept])
-            elif first_left is not None:
-                at = np.flatnonzero(kept)[first_left:]
-                keep[at] = False
-                first_left = max(0, first_left - int(kept.sum()))
-            frames.append(compact(df, needs, keep, index))
-            if part.template is None:
-                part.template = detached(spill_rows(df, np.zeros(df.height, dtype=bool), rows, mapping))
-            if keep.any():
-                rows_out.write(spill_rows(df, keep, rows, mapping))
-            want = ~kept | (keep if needs.later_drops else np.zeros(len(kept), dtype=bool))
-            if needs.full:
-                want[:] = True
-            if want.any():
-                source_rows = (
-                    df.filter(pl.Series(want))["source_index"].unique(maintain_order=True).to_numpy()
-                )
-                taken = raw.take(pa.array(source_rows - start))
-                originals.write(taken.append_column(SOURCE_ROW, pa.array(source_rows, pa.int64())))
-            start += raw.num_rows
-            row += df.height
-            pbar.update(raw.num_rows)
+    try:
+        with bar(
+            desc=f"reading {part.src.label} ({part.split})",
+            total=known_rows(reader),
+            show=progress,
+            unit="row",
+        ) as pbar:
+            for batch, raw, df in batches:
+                for name in counts:
+                    column = batch.column(name)
+                    counts[name] += len(column) - column.null_count
+                rows = np.arange(row, row + df.height, dtype=np.int64)
+                kept = (df["stage"] == "kept").to_numpy()
+                keep = kept.copy()
+                if top is not None and kept.any():
+                    keep[kept] = top.admit(df["margin"].cast(pl.Float64).to_numpy()[kept], rows[kept])
+                elif first_left is not None:
+                    at = np.flatnonzero(kept)[first_left:]
+                    keep[at] = False
+                    first_left = max(0, first_left - int(kept.sum()))
+                frames.append(compact(df, needs, keep, index))
+                if part.template is None:
+                    part.template = detached(spill_rows(df, np.zeros(df.height, dtype=bool), rows, mapping))
+                if keep.any():
+                    rows_out.write(spill_rows(df, keep, rows, mapping))
+                want = ~kept | (keep if needs.later_drops else np.zeros(len(kept), dtype=bool))
+                if needs.full:
+                    want[:] = True
+                if want.any():
+                    source_rows = (
+                        df.filter(pl.Series(want))["source_index"].unique(maintain_order=True).to_numpy()
+                    )
+                    taken = raw.take(pa.array(source_rows - start))
+                    originals.write(taken.append_column(SOURCE_ROW, pa.array(source_rows, pa.int64())))
+                start += raw.num_rows
+                row += df.height
+                pbar.update(raw.num_rows)
+    except BaseException:  # a file that must be read whole after all, or an error: no half-written spill
+        rows_out.close().remove()
+        originals.close().remove()
+        raise
     if not frames:  # no row at all: the columns of an empty batch
         empty = classify_batch(reader.schema.empty_table().select(read), mapping, options, target_check, 0)
         frames.append(compact(empty, needs, np.zeros(0, dtype=bool), index))

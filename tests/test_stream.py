@@ -257,7 +257,9 @@ def test_streamed_text_files_and_folders(tmp_path, monkeypatch):
     pl.DataFrame(rows).drop("system").write_csv(tmp_path / "r.csv")
     build_both(tmp_path / "csv", monkeypatch, str(tmp_path / "r.csv"))
     build_both(tmp_path / "jsonl", monkeypatch, str(tmp_path / "r.jsonl"))
-    mixed = [{**r, "score_chosen": "7/10" if i < 30 else 7} for i, r in enumerate(rows)]
+    changed = [{**r, "note": 1 if i < 30 else "text"} for i, r in enumerate(rows)]  # found while classifying
+    build_both(tmp_path / "changed", monkeypatch, str(write_jsonl(tmp_path / "changed.jsonl", changed)))
+    mixed = [{**r, "score_chosen": "7/10" if i < 30 else 7} for i, r in enumerate(rows)]  # found preparing
     build_both(tmp_path / "mixed", monkeypatch, str(write_jsonl(tmp_path / "mixed.jsonl", mixed)))
     fractions = [{**r, "score_chosen": f"{i % 9}/10", "score_rejected": "2/10"} for i, r in enumerate(rows)]
     build_both(tmp_path / "frac", monkeypatch, str(write_jsonl(tmp_path / "frac.jsonl", fractions)))
