@@ -3,7 +3,7 @@
 Data: N rows shaped like HuggingFaceH4/ultrafeedback_binarized, implicit messages (a `prompt` string, its `prompt_id`,
 `chosen` / `rejected` = [user, assistant] message lists, `score_chosen` / `score_rejected`), made in code with a fixed seed
 (lognormal text lengths, ~1 % ties, ~0.5 % identical pairs), written in row groups of 50k rows. 2M rows are about
-2.8 GB of parquet. Generated files are cached (default /work/scratch/stream-bench/, `--data-dir`): making 2M rows
+2.8 GB of parquet. Generated files are cached (default: prefkit-build-memory/ in the system's temporary folder, `--data-dir`): making 2M rows
 takes a few minutes.
 
 Two cases per size:
@@ -41,7 +41,7 @@ WORDS = (
     "result number string time people system make good better best explain simple method step write code "
     "using without between should could would about which their there other these those while where"
 ).split()
-DATA_DIR = Path("/work/scratch/stream-bench")
+DATA_DIR = Path(tempfile.gettempdir()) / "prefkit-build-memory"
 SIZES = (100_000, 500_000, 1_000_000, 2_000_000)
 CHUNK = 50_000
 
