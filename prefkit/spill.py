@@ -144,7 +144,7 @@ class SpillWriter:
             self._schema = table.schema
             self.paths.append(path)
         assert self._writer is not None
-        self._writer.write_table(table.combine_chunks() if table.column(0).num_chunks > 1 else table)
+        self._writer.write(table.combine_chunks() if table.column(0).num_chunks > 1 else table)
         self.rows += table.num_rows
 
     def _close_file(self) -> None:

@@ -477,7 +477,7 @@ def write_set(
     """Pass 2: every output split's data shards and rejects under ``folder``. Returns per split its ``files``
     (paths), ``schema`` (None when it kept no row), ``stats`` (:func:`prefkit.output.stats.split_stats` of what
     was written) and the export's ``export`` stats."""
-    from prefkit.output import REJECTS_DIR, RejectsWriter, ShardWriter
+    from prefkit.output import REJECTS_DIR, ParquetFile, ShardWriter
     from prefkit.output.exports import check_export
     from prefkit.output.rejects import REJECT_META, conform, original_name, rejects_schema
     from prefkit.output.stats import SplitStats
@@ -503,7 +503,9 @@ def write_set(
         fields_ = [pa.field(original_name(f.name), f.type) for f in raw]
         schemas[name].append(pa.schema([*REJECT_META, *fields_]))
     unified = {n: rejects_schema(s) for n, s in schemas.items()}
-    rejects = {n: RejectsWriter(folder / REJECTS_DIR / f"{n}.parquet", unified[n][0]) for n in names}
+    rejects = {
+        n: ParquetFile(folder / REJECTS_DIR / f"{n}.parquet", unified[n][0], dictionary=False) for n in names
+    }
     choose = export.choose is not None and export.keys is not None
     with bar(
         desc="writing",

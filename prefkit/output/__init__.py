@@ -11,12 +11,11 @@ OUT/
 ```
 
 Data files are written as batches arrive (:class:`ShardWriter`: shards of at most 500 MB, like ``push_to_hub``'s),
-and so are rejects (:class:`RejectsWriter`), so a set of any size is written with memory for one batch.
+and so are rejects (:class:`ParquetFile`, the one parquet writer), so a set of any size is written with memory for one batch.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +27,6 @@ from prefkit.output.folder import (
     DATA_DIR,
     MANIFEST_NAME,
     REJECTS_DIR,
-    SHARD_BYTES,
     OutputFolder,
     content_digest,
     read_output,
@@ -38,7 +36,7 @@ from prefkit.output.folder import (
     split_sizes,
     staged_folder,
 )
-from prefkit.output.writer import hf_schema, os_error, write_json, write_parquet, write_text
+from prefkit.output.writer import ParquetFile, ShardWriter, write_json, write_parquet, write_text
 
 __all__ = [
     "CARD_NAME",
@@ -46,7 +44,7 @@ __all__ = [
     "MANIFEST_NAME",
     "REJECTS_DIR",
     "OutputFolder",
-    "RejectsWriter",
+    "ParquetFile",
     "ShardWriter",
     "read_output",
     "refresh_card",
@@ -84,130 +82,6 @@ def write_shard(table: pa.Table, data_dir: Path, split: str, index: int, total: 
     path = plain.with_name(shard_name(split, index, total, content_digest(plain)))
     plain.replace(path)
     return path
-
-
-class ShardWriter:
-    """One split's data shards, written as tables arrive: a shard is closed once it holds ``max_bytes`` of Arrow
-    data (500 MB, as ``push_to_hub`` shards; or ``max_rows`` rows), and :meth:`close` names them
-    ``<split>-<k>-of-<N>-<digest>.parquet``. Files carry the ``datasets`` features and use snappy, like
-    :func:`prefkit.output.writer.write_parquet`. A split that gets no row gets no file."""
-
-    def __init__(self, data_dir: Path, split: str, max_bytes: int = SHARD_BYTES, max_rows: int | None = None):
-        self.data_dir = Path(data_dir)
-        self.split = split
-        self.max_bytes = max_bytes
-        self.max_rows = max_rows
-        self.rows = 0
-        self.schema: pa.Schema | None = None
-        self._done: list[Path] = []
-        self._writer: pq.ParquetWriter | None = None
-        self._path: Path | None = None
-        self._bytes = 0
-        self._shard_rows = 0
-
-    def write(self, table: pa.Table) -> None:
-        if not table.num_rows:
-            return
-        if self.schema is None:
-            self.schema = hf_schema(table.schema)
-        table = table.cast(self.schema)
-        per_row = max(table.nbytes / table.num_rows, 1.0)
-        while table.num_rows:
-            if self._writer is None:
-                self._open()
-            room = self.max_bytes - self._bytes
-            fit = min(table.num_rows, max(int(room // per_row), 0))
-            if self.max_rows is not None:
-                fit = min(fit, self.max_rows - self._shard_rows)
-            if fit == 0 and self._shard_rows == 0:
-                fit = 1  # a row larger than a shard goes alone
-            if fit == 0:
-                self._close_shard()
-                continue
-            self._put(table.slice(0, fit), fit * per_row)
-            table = table.slice(fit)
-            full = self._bytes >= self.max_bytes - per_row / 2
-            if full or (self.max_rows is not None and self._shard_rows >= self.max_rows):
-                self._close_shard()
-
-    def _open(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._path = (
-            self.data_dir / f".{self.split}.{len(self._done)}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-        )
-        try:
-            self._writer = pq.ParquetWriter(
-                self._path, self.schema, compression="snappy", use_dictionary=True
-            )
-        except OSError as err:
-            raise os_error(err, self._path) from None
-        self._bytes = 0
-        self._shard_rows = 0
-
-    def _put(self, table: pa.Table, nbytes: float) -> None:
-        assert self._writer is not None and self._path is not None
-        try:
-            self._writer.write_table(table)
-        except OSError as err:
-            raise os_error(err, self._path) from None
-        self._bytes += nbytes
-        self._shard_rows += table.num_rows
-        self.rows += table.num_rows
-
-    def _close_shard(self) -> None:
-        if self._writer is None:
-            return
-        try:
-            self._writer.close()
-        except OSError as err:
-            raise os_error(err, self._path) from None  # type: ignore[arg-type]
-        self._done.append(self._path)  # type: ignore[arg-type]
-        self._writer = None
-
-    def close(self) -> list[Path]:
-        """Close the last shard and give every shard its name; returns the paths, in order."""
-        self._close_shard()
-        total = len(self._done)
-        paths = []
-        for i, tmp in enumerate(self._done):
-            path = self.data_dir / shard_name(self.split, i, total, content_digest(tmp))
-            tmp.replace(path)
-            paths.append(path)
-        self._done = []
-        return paths
-
-
-class RejectsWriter:
-    """``rejects/<split>.parquet`` written as tables arrive (every table cast to ``schema``): snappy, no dictionary
-    encoding (large, written once, rarely read). The file is there even when no row is."""
-
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
-        self.path = Path(path)
-        self.schema = schema
-        self.rows = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-        try:
-            self._writer = pq.ParquetWriter(self._tmp, schema, compression="snappy", use_dictionary=False)
-        except OSError as err:
-            raise os_error(err, self.path) from None
-
-    def write(self, table: pa.Table) -> None:
-        if not table.num_rows:
-            return
-        try:
-            self._writer.write_table(table.cast(self.schema))
-        except OSError as err:
-            raise os_error(err, self.path) from None
-        self.rows += table.num_rows
-
-    def close(self) -> Path:
-        try:
-            self._writer.close()
-            self._tmp.replace(self.path)
-        except OSError as err:
-            raise os_error(err, self.path) from None
-        return self.path
 
 
 def write_output(

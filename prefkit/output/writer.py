@@ -4,8 +4,9 @@ A file is written to a temporary name in its folder and ``os.replace``d into pla
 to their target and renamed (:func:`prefkit.output.folder.staged_folder`). Files get the permissions the umask
 gives (like any file the user writes), never less.
 
-Parquet: data files carry the ``datasets`` features in their schema metadata (what ``push_to_hub`` writes) and
-use snappy; rejects skip dictionary encoding (large, written once, rarely read).
+Parquet goes through :class:`ParquetFile` only (table by table, atomic): data files carry the ``datasets`` features in
+their schema metadata (what ``push_to_hub`` writes) and use snappy, in shards of at most 500 MB
+(:class:`ShardWriter`); rejects skip dictionary encoding (large, written once, rarely read).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pyarrow as pa
@@ -139,7 +140,7 @@ def hf_schema(table_schema: pa.Schema) -> pa.Schema:
 def write_parquet(
     table: pa.Table, path: Path, *, features: bool = True, fast: bool = False, metadata: dict | None = None
 ) -> None:
-    """Write one parquet file atomically.
+    """Write one parquet file atomically (a :class:`ParquetFile` of one table).
 
     ``features``: attach the ``datasets`` features (data files); ``fast``: no dictionary encoding (rejects);
     ``metadata``: extra schema metadata (bytes keys and values), e.g. a work shard's fingerprint.
@@ -147,12 +148,127 @@ def write_parquet(
     schema = hf_schema(table.schema) if features else table.schema
     if metadata:
         schema = schema.with_metadata({**(schema.metadata or {}), **metadata})
-    table = table.cast(schema) if features else table.replace_schema_metadata(schema.metadata)
+    file = ParquetFile(Path(path), schema, dictionary=not fast)
+    file.write(table)
+    file.close()
 
-    def write(tmp: Path) -> None:
-        pq.write_table(table, tmp, compression="snappy", use_dictionary=not fast)
 
-    _atomic(Path(path), write)
+class ParquetFile:
+    """The one parquet writer: a file written table by table to a temporary name next to ``path``
+    (``.<name>.<pid>.<random>.tmp``, which a later run removes if this process dies) and renamed into place by
+    :meth:`close`. Every table is cast to ``schema``; snappy; dictionary encoding unless ``dictionary=False``
+    (rejects: large, written once, rarely read). The file is there even when no row was written.
+
+    Raises :class:`prefkit.errors.OutputError` (one line) when the disk refuses a write."""
+
+    def __init__(self, path: Path, schema: pa.Schema, *, dictionary: bool = True) -> None:
+        self.path = Path(path)
+        self.schema = schema
+        self.rows = 0
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self.tmp, schema, compression="snappy", use_dictionary=dictionary)
+        except OSError as err:
+            raise os_error(err, self.path) from None
+
+    def write(self, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        table = table.cast(self.schema) if not table.schema.equals(self.schema) else table
+        try:
+            self._writer.write_table(table)
+        except OSError as err:
+            self.abort()
+            raise os_error(err, self.path) from None
+        self.rows += table.num_rows
+
+    def close(self, name: Callable[[Path], Path] | None = None) -> Path:
+        """Finish the file and rename it to ``path`` (or to ``name(temporary file)``, e.g. a name from its
+        content); returns where it is."""
+        try:
+            self._writer.close()
+            target = name(self.tmp) if name else self.path
+            os.replace(self.tmp, target)
+        except OSError as err:
+            self.abort()
+            raise os_error(err, self.path) from None
+        return target
+
+    def abort(self) -> None:
+        """Close and remove the temporary file (nothing is renamed)."""
+        with suppress(OSError, ValueError):
+            self._writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+class ShardWriter:
+    """One split's data shards, written as tables arrive: a shard is closed once it holds ``max_bytes`` of Arrow
+    data (500 MB, as ``push_to_hub`` shards; or ``max_rows`` rows), and :meth:`close` names them
+    ``<split>-<k>-of-<N>-<digest>.parquet`` (:func:`prefkit.output.folder.shard_name`). Files carry the
+    ``datasets`` features (:func:`hf_schema`). A split that gets no row gets no file."""
+
+    def __init__(self, data_dir: Path, split: str, max_bytes: int | None = None, max_rows: int | None = None):
+        from prefkit.output.folder import SHARD_BYTES
+
+        self.data_dir = Path(data_dir)
+        self.split = split
+        self.max_bytes = max_bytes or SHARD_BYTES
+        self.max_rows = max_rows
+        self.rows = 0
+        self.schema: pa.Schema | None = None
+        self._done: list[Path] = []
+        self._file: ParquetFile | None = None
+        self._bytes = 0.0  # Arrow bytes in the open shard
+
+    def write(self, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        if self.schema is None:
+            self.schema = hf_schema(table.schema)
+        per_row = max(table.nbytes / table.num_rows, 1.0)
+        while table.num_rows:
+            file = self._file or self._open()
+            fit = min(table.num_rows, max(int((self.max_bytes - self._bytes) // per_row), 0))
+            if self.max_rows is not None:
+                fit = min(fit, self.max_rows - file.rows)
+            if fit == 0 and file.rows == 0:
+                fit = 1  # a row larger than a shard goes alone
+            if fit == 0:
+                self._close_shard()
+                continue
+            file.write(table.slice(0, fit))
+            self.rows += fit
+            self._bytes += fit * per_row
+            table = table.slice(fit)
+            full = self._bytes >= self.max_bytes - per_row / 2
+            if full or (self.max_rows is not None and file.rows >= self.max_rows):
+                self._close_shard()
+
+    def _open(self) -> ParquetFile:
+        assert self.schema is not None
+        self._file = ParquetFile(self.data_dir / f"{self.split}-{len(self._done)}.parquet", self.schema)
+        self._bytes = 0.0
+        return self._file
+
+    def _close_shard(self) -> None:
+        if self._file is not None:
+            self._done.append(self._file.close(name=lambda tmp: tmp))  # named once all are written
+            self._file = None
+
+    def close(self) -> list[Path]:
+        """Close the last shard and give every shard its name; returns the paths, in order."""
+        from prefkit.output.folder import content_digest, shard_name
+
+        self._close_shard()
+        total = len(self._done)
+        paths = []
+        for i, done in enumerate(self._done):
+            path = self.data_dir / shard_name(self.split, i, total, content_digest(done))
+            os.replace(done, path)
+            paths.append(path)
+        self._done = []
+        return paths
 
 
 def write_text(path: Path, text: str) -> None:
