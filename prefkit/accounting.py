@@ -192,3 +192,25 @@ def mark_dropped(
         pl.coalesce("_new", "reason").alias("reason"),
         pl.when(marked).then(pl.lit(new_detail)).otherwise(pl.col("detail")).alias("detail"),
     ).drop("_new")
+
+
+def empty_warnings(manifest: dict) -> list[str]:
+    """Plain sentences for splits that kept no row, and for a build that kept none at all."""
+    splits = manifest["splits"]
+    totals = manifest["totals"]
+    if totals["read"] == 0:
+        return ["no row was read: the sources hold no rows; the folder holds prefkit.json but no data"]
+    if totals["kept"] == 0:
+        dropped, invalid = sum(totals["dropped"].values()), sum(totals["invalid"].values())
+        top = sorted({**totals["dropped"], **totals["invalid"]}.items(), key=lambda kv: -kv[1])[:3]
+        why = ", ".join(f"{r} {n:,}" for r, n in top)
+        return [
+            f"no row was kept: {totals['read']:,} read, {dropped:,} dropped, {invalid:,} invalid ({why}); the folder "
+            "holds rejects/ and prefkit.json but no data for load_dataset"
+        ]
+    return [
+        f"split {name!r} kept no row: it has no data file and is left out of the card's configs (datasets cannot "
+        "load an empty split); its counts are in prefkit.json"
+        for name, c in splits.items()
+        if c["kept"] == 0
+    ]

@@ -16,7 +16,6 @@ follows the batch size (:func:`prefkit.spill.batch_rows`), not the size of the s
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -30,11 +29,12 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from prefkit.accounting import Counts, total
+from prefkit.accounting import empty_warnings
 from prefkit.errors import OptionError
 from prefkit.formats import FAMILIES, detect, family_options, used_columns, with_options
-from prefkit.options import BuildOptions, flag, load_recipe, recipe
-from prefkit.output.folder import REJECTS_DIR
+from prefkit.options import BuildOptions, flag, load_recipe
+from prefkit.output.folder import REJECTS_DIR, nested_json_warnings
+from prefkit.output.manifest import carry_sections, describe_target, finish_manifest, make_manifest
 from prefkit.progress import track
 from prefkit.record import arrow_schema
 from prefkit.select import Part, assign_test_split, select_across
@@ -153,7 +153,7 @@ def build(
     [{'role': 'user', 'content': '...'}]
     """
     from prefkit.filters.tokens import refusal_warnings, token_stage
-    from prefkit.stream import Needs, used_fields, write_set
+    from prefkit.stream import Needs, count_parts, refused_rows, used_fields, write_set
 
     start = time.perf_counter()
     specs, options = resolve(sources, options, recipe_file, flat)
@@ -170,7 +170,7 @@ def build(
         split_by_out = split_info is not None
         counts, described = count_parts(parts, split_by_out)
         manifest = make_manifest(loaded, specs, presets, described, counts, options, command, scales)
-        warnings = [w for src in loaded for w in src.warnings] + carry_sections(loaded, parts, manifest)
+        warnings = [w for src in loaded for w in src.warnings] + carry_sections(parts, manifest)
         warnings += [
             f"{p.src.label} ({p.split}): columns no mapping reads: "
             + ", ".join(f"{c} ({n:,} non-null)" for c, n in p.unused.items())
@@ -431,7 +431,7 @@ def classify_part(
     """
     from prefkit.filters import require_margins
     from prefkit.select import select_within
-    from prefkit.stream import classify_batch
+    from prefkit.stream.read import classify_batch
 
     df = classify_batch(raw, mapping, options, target_check)
     sel = options.select
@@ -461,116 +461,6 @@ def _check_family_options(explicit: dict[str, Any], used: set[str]) -> None:
     )
 
 
-def count_parts(parts: list[Part], split_by_out: bool) -> tuple[dict[str, dict], list[dict]]:
-    """The counts per output split, and each source split's description (format, counts, unused columns)."""
-    from prefkit.stream import output_groups, part_counts
-
-    counts: dict[str, Counts] = {}
-    described = []
-    for part in parts:
-        part_total = Counts()
-        for out_name, where in output_groups(part, split_by_out):
-            c = part_counts(part, where)
-            counts[out_name] = counts.get(out_name, Counts()) + c
-            part_total = part_total + c
-        described.append(
-            {
-                "source": part.src.label,
-                "split": part.split,
-                "format": part.mapping.to_dict(),
-                "counts": part_total.to_dict(),
-                **({"unused_columns": part.unused} if part.unused else {}),
-            }
-        )
-    return {n: c.to_dict() for n, c in counts.items()}, described
-
-
-def refused_rows(parts: list[Part], split_by_out: bool) -> dict[str, pa.Table]:
-    """Per output split, the ``reason`` and ``detail`` of the rows the target template refused (in rejects
-    order): what :func:`prefkit.filters.tokens.refusal_warnings` reports."""
-    from prefkit.stream import output_groups
-
-    found: dict[str, list[pl.DataFrame]] = {}
-    for part in parts:
-        for out_name, where in output_groups(part, split_by_out):
-            inside = pl.lit(True) if where is None else where
-            rows = part.df.filter(inside & (pl.col("reason") == "template_refused")).select(
-                "reason", "detail"
-            )
-            found.setdefault(out_name, []).append(rows)
-    return {name: pl.concat(frames).to_arrow() for name, frames in found.items()}
-
-
-def make_manifest(
-    loaded: list[Source],
-    specs: list[SourceSpec],
-    presets: list,
-    described: list[dict],
-    counts: dict,
-    options: BuildOptions,
-    command: str | None,
-    scales: dict[int, dict],
-) -> dict:
-    """``prefkit.json``: version, command, sources (revisions, formats, counts), options, recipe, counts."""
-    from prefkit.output.manifest import manifest_base, source_entry
-
-    sources = [
-        source_entry(src, spec, pre, described, scales[i] if len(specs) > 1 else None)
-        for i, (src, spec, pre) in enumerate(zip(loaded, specs, presets, strict=True))
-    ]
-    pinned = [_pinned(src, spec) for src, spec in zip(loaded, specs, strict=True)]
-    return {
-        **manifest_base(command),
-        "sources": sources,
-        "parameters": options.flat(),
-        "recipe": recipe(pinned, options),
-        "splits": counts,
-        "totals": total(counts).to_dict(),
-    }
-
-
-def _pinned(src: Source, spec: SourceSpec) -> dict | str:
-    """The recipe entry of a source as read: a Hub source pinned to the commit it resolved to."""
-    from dataclasses import replace
-
-    if src.kind == "hub" and src.sha:
-        spec = replace(spec, revision=src.sha, config=src.config, data_dir=src.data_dir)
-    return spec.to_recipe()
-
-
-def describe_target(manifest: dict, target: Any, options: BuildOptions, filtered: bool) -> None:
-    """The manifest's ``tokenizer`` entry: what decided token lengths and text rendering."""
-    if target is None:
-        return
-    from prefkit.chat.tokenize import TRL_TOKENIZATION_RULE
-
-    f = options.filters
-    manifest["tokenizer"] = target.manifest_entry(
-        max_length=f.max_length,
-        max_prompt_length=f.max_prompt_length,
-        min_answer_tokens=f.min_answer_tokens,
-        output_format=options.chat.output_format,
-        rule=TRL_TOKENIZATION_RULE if filtered else None,
-    )
-
-
-def finish_manifest(
-    manifest: dict, written: dict[str, dict], files: dict[str, list[str]] | None, options: BuildOptions
-) -> None:
-    """The data files of each split (``files``: when an output folder is written), the export's figures and the
-    statistics of what was written."""
-    from prefkit.output.exports import check_export
-
-    for name, paths in (files or {}).items():
-        manifest["splits"][name]["files"] = paths
-    export = check_export(options.output.export)
-    if export.name != "trl":
-        manifest["export"] = {"shape": export.name, "splits": {n: w["export"] for n, w in written.items()}}
-    manifest["stats"] = {
-        "splits": {name: w["stats"] for name, w in written.items() if w["stats"] is not None}
-    }
-
-
 def write_extra(
     folder: Path, manifest: dict, schemas: dict[str, pa.Schema], output: Path, options: BuildOptions
 ) -> None:
@@ -587,72 +477,3 @@ def write_extra(
             return export.extra_files(output.name, files)
 
     finish_folder(folder, manifest, schemas, output.resolve().name, extra)
-
-
-#: manifest sections that describe carried columns: (section, a column it describes)
-CARRIED_SECTIONS = (("reflogps", "ref_chosen_logps"), ("rm_scores", "rm_margin"))
-
-
-def carry_sections(loaded: list[Source], parts: list[Part], manifest: dict) -> list[str]:
-    """Copy the provenance of carried columns (a prefkit set's ``reflogps`` section …) into the manifest, when the
-    columns come from one scoring run; say so when they do not."""
-    warnings = []
-    for section, column in CARRIED_SECTIONS:
-        found = {
-            id(p.src): p.src.manifest[section]
-            for p in parts
-            if column in (p.mapping.extra.get("carry") or ()) and p.src.manifest and section in p.src.manifest
-        }
-        distinct = {json.dumps(v, sort_keys=True, default=str) for v in found.values()}
-        if len(distinct) == 1:
-            manifest[section] = next(iter(found.values()))
-        elif len(distinct) > 1:
-            warnings.append(
-                f"the sources' `{section}` columns come from different runs; their provenance is not recorded"
-            )
-    return warnings
-
-
-#: the first ``datasets`` release that decodes ``Json`` inside message lists (a message's ``tool_calls``)
-NESTED_JSON_DATASETS = (5, 0)
-
-
-def nested_json_warnings(splits: dict[str, pa.Table]) -> list[str]:
-    """A sentence when the set has messages with ``tool_calls`` and the installed ``datasets`` would load them as
-    JSON text rather than objects (TRL's chat templates then cannot read them)."""
-    import datasets
-
-    version = tuple(int(p) for p in datasets.__version__.split(".")[:2] if p.isdigit())
-    if version >= NESTED_JSON_DATASETS:
-        return []
-    for table in splits.values():
-        for name in ("prompt", "chosen", "rejected"):
-            dtype = table.schema.field(name).type if name in table.column_names else None
-            if pa.types.is_list(dtype) and dtype.value_type.get_field_index("tool_calls") >= 0:
-                return [
-                    f"the set's messages hold tool_calls, which datasets {datasets.__version__} loads as JSON text "
-                    "(datasets >= 5.0 decodes them): upgrade datasets before training on it with load_dataset"
-                ]
-    return []
-
-
-def empty_warnings(manifest: dict) -> list[str]:
-    """Plain sentences for splits that kept no row, and for a build that kept none at all."""
-    splits = manifest["splits"]
-    totals = manifest["totals"]
-    if totals["read"] == 0:
-        return ["no row was read: the sources hold no rows; the folder holds prefkit.json but no data"]
-    if totals["kept"] == 0:
-        dropped, invalid = sum(totals["dropped"].values()), sum(totals["invalid"].values())
-        top = sorted({**totals["dropped"], **totals["invalid"]}.items(), key=lambda kv: -kv[1])[:3]
-        why = ", ".join(f"{r} {n:,}" for r, n in top)
-        return [
-            f"no row was kept: {totals['read']:,} read, {dropped:,} dropped, {invalid:,} invalid ({why}); the folder "
-            "holds rejects/ and prefkit.json but no data for load_dataset"
-        ]
-    return [
-        f"split {name!r} kept no row: it has no data file and is left out of the card's configs (datasets cannot "
-        "load an empty split); its counts are in prefkit.json"
-        for name, c in splits.items()
-        if c["kept"] == 0
-    ]

@@ -67,12 +67,12 @@ def assert_same_set(a, b) -> None:
 def build_both(tmp_path, monkeypatch, sources, **options):
     """The set built in one batch per split and in batches of 3 rows; asserts they are the same (and that the
     second build did read in many batches)."""
-    import prefkit.stream
+    import prefkit.stream.read
 
     batches = []
-    classify = prefkit.stream.classify_batch
+    classify = prefkit.stream.read.classify_batch
     monkeypatch.setattr(
-        prefkit.stream,
+        prefkit.stream.read,
         "classify_batch",
         lambda raw, *a, **k: batches.append(raw.num_rows) or classify(raw, *a, **k),
     )

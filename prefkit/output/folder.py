@@ -209,3 +209,26 @@ def require_trl_shape(folder: OutputFolder, command: str) -> None:
             "prompt/chosen/rejected shape",
             f"build the set again without --export (or with --export trl) to use `prefkit {command}`",
         )
+
+
+#: the first ``datasets`` release that decodes ``Json`` inside message lists (a message's ``tool_calls``)
+NESTED_JSON_DATASETS = (5, 0)
+
+
+def nested_json_warnings(splits: dict[str, pa.Table]) -> list[str]:
+    """A sentence when the set has messages with ``tool_calls`` and the installed ``datasets`` would load them as
+    JSON text rather than objects (TRL's chat templates then cannot read them)."""
+    import datasets
+
+    version = tuple(int(p) for p in datasets.__version__.split(".")[:2] if p.isdigit())
+    if version >= NESTED_JSON_DATASETS:
+        return []
+    for table in splits.values():
+        for name in ("prompt", "chosen", "rejected"):
+            dtype = table.schema.field(name).type if name in table.column_names else None
+            if pa.types.is_list(dtype) and dtype.value_type.get_field_index("tool_calls") >= 0:
+                return [
+                    f"the set's messages hold tool_calls, which datasets {datasets.__version__} loads as JSON text "
+                    "(datasets >= 5.0 decodes them): upgrade datasets before training on it with load_dataset"
+                ]
+    return []

@@ -3,10 +3,12 @@ where. Written by `build`, extended by `reflogps` (``reflogps``) and `stats` (``
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Any
 
 from prefkit import __version__
+from prefkit.accounting import total
 
 
 def manifest_base(command: str | None) -> dict[str, Any]:
@@ -43,3 +45,97 @@ def source_entry(
     if scale is not None:
         entry["margin_scale"] = scale
     return entry
+
+
+def make_manifest(
+    loaded: list[Any],
+    specs: list[Any],
+    presets: list,
+    described: list[dict],
+    counts: dict,
+    options: Any,
+    command: str | None,
+    scales: dict[int, dict],
+) -> dict:
+    """``prefkit.json``: version, command, sources (revisions, formats, counts), options, recipe, counts."""
+    from prefkit.options import recipe
+
+    sources = [
+        source_entry(src, spec, pre, described, scales[i] if len(specs) > 1 else None)
+        for i, (src, spec, pre) in enumerate(zip(loaded, specs, presets, strict=True))
+    ]
+    pinned = [_pinned(src, spec) for src, spec in zip(loaded, specs, strict=True)]
+    return {
+        **manifest_base(command),
+        "sources": sources,
+        "parameters": options.flat(),
+        "recipe": recipe(pinned, options),
+        "splits": counts,
+        "totals": total(counts).to_dict(),
+    }
+
+
+def _pinned(src: Any, spec: Any) -> dict | str:
+    """The recipe entry of a source as read: a Hub source pinned to the commit it resolved to."""
+    from dataclasses import replace
+
+    if src.kind == "hub" and src.sha:
+        spec = replace(spec, revision=src.sha, config=src.config, data_dir=src.data_dir)
+    return spec.to_recipe()
+
+
+def describe_target(manifest: dict, target: Any, options: Any, filtered: bool) -> None:
+    """The manifest's ``tokenizer`` entry: what decided token lengths and text rendering."""
+    if target is None:
+        return
+    from prefkit.chat.tokenize import TRL_TOKENIZATION_RULE
+
+    f = options.filters
+    manifest["tokenizer"] = target.manifest_entry(
+        max_length=f.max_length,
+        max_prompt_length=f.max_prompt_length,
+        min_answer_tokens=f.min_answer_tokens,
+        output_format=options.chat.output_format,
+        rule=TRL_TOKENIZATION_RULE if filtered else None,
+    )
+
+
+def finish_manifest(
+    manifest: dict, written: dict[str, dict], files: dict[str, list[str]] | None, options: Any
+) -> None:
+    """The data files of each split (``files``: when an output folder is written), the export's figures and the
+    statistics of what was written."""
+    from prefkit.output.exports import check_export
+
+    for name, paths in (files or {}).items():
+        manifest["splits"][name]["files"] = paths
+    export = check_export(options.output.export)
+    if export.name != "trl":
+        manifest["export"] = {"shape": export.name, "splits": {n: w["export"] for n, w in written.items()}}
+    manifest["stats"] = {
+        "splits": {name: w["stats"] for name, w in written.items() if w["stats"] is not None}
+    }
+
+
+#: manifest sections that describe carried columns: (section, a column it describes)
+CARRIED_SECTIONS = (("reflogps", "ref_chosen_logps"), ("rm_scores", "rm_margin"))
+
+
+def carry_sections(parts: list[Any], manifest: dict) -> list[str]:
+    """Copy the provenance of carried columns (a prefkit set's ``reflogps`` section …) into the manifest, when the
+    columns come from one scoring run; say so when they do not."""
+    warnings = []
+    for section, column in CARRIED_SECTIONS:
+        found = {
+            id(p.src): p.src.manifest[section]
+            for p in parts
+            if column in (p.mapping.extra.get("carry") or ()) and p.src.manifest and section in p.src.manifest
+        }
+        distinct = {json.dumps(v, sort_keys=True, default=str) for v in found.values()}
+        if len(distinct) == 1:
+            manifest[section] = next(iter(found.values()))
+        elif len(distinct) > 1:
+            warnings.append(
+                f"the sources' `{section}` columns come from different runs; their provenance is not recorded"
+            )
+    return warnings

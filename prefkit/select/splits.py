@@ -115,7 +115,7 @@ def assign_parts(parts: list[Any], test_size: float | None, test_rows: int | Non
             n = copies.group_by("_prow").len()
             per_row = per_row.scatter(n["_prow"].cast(pl.Int64), n["len"].cast(pl.Int64))
         # group keys only link rows of the same source: hashed with the source's position as the seed
-        if "_ghash" in df.columns:  # hashed as the part was read (prefkit.stream.compact)
+        if "_ghash" in df.columns:  # hashed as the part was read (prefkit.stream.read.compact)
             group = pl.col("_ghash")
         elif "group" in df.columns:
             group = pl.col("group").cast(pl.String).hash(seed=i)
