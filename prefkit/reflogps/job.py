@@ -301,7 +301,8 @@ def _merge_only(
     """``--merge-only``: merge the work folder's finished job with the model provenance its first worker recorded
     in settings.json (no model is loaded). A set this job already merged is reported as complete."""
     from prefkit.reflogps.plan import plan_shards, read_work_settings
-    from prefkit.reflogps.runner import JobRun, JobSpec, Tally, merge_finished
+    from prefkit.reflogps.report import JobRun, Tally
+    from prefkit.reflogps.runner import JobSpec, merge_finished
 
     out = folder.path
     recorded = read_work_settings(out / WORK_DIR)
@@ -383,7 +384,7 @@ def _job_spec(
 def _summary(out: Path, run: Any, seconds: float) -> dict:
     """The summary `--json` prints, for this worker (summed over torchrun ranks): rates count only the pairs it
     scored; ``shards`` says how many it scored, took over, found finished, left to others, and whether it merged."""
-    from prefkit.reflogps.runner import worker_summary
+    from prefkit.reflogps.report import worker_summary
 
     section = run.manifest["reflogps"]
     totals = section["totals"]

@@ -297,7 +297,7 @@ def _section(loaded: Any, settings: dict, info: dict) -> dict:
 def _summary(out: Path, run: Any, seconds: float, audit: dict) -> dict:
     """The summary `--json` prints, for this worker (summed over torchrun ranks); rates count only the pairs it
     scored; ``shards`` as in :func:`prefkit.reflogps.reflogps`."""
-    from prefkit.reflogps.runner import worker_summary
+    from prefkit.reflogps.report import worker_summary
 
     section = run.manifest[SECTION]
     totals = section["totals"]

@@ -116,10 +116,8 @@ def read_part(
     """Pass 1 over one part: ``part.df`` (compact rows, ``--top`` / ``--max-rows`` applied), ``part.spill``,
     ``part.originals``, ``part.unused``. Raises :class:`prefkit.sources.StreamChanged` when a streamed file
     turns out to need reading whole (the caller reads the part again)."""
-    from prefkit.filters import require_margins
     from prefkit.formats import prepare
     from prefkit.progress import bar
-    from prefkit.select import select_within
     from prefkit.sources import known_rows, split_batches
 
     reader = part.raw
@@ -165,15 +163,7 @@ def read_part(
                     part.template = detached(spill_rows(df, np.zeros(df.height, dtype=bool), rows, mapping))
                 if keep.any():
                     rows_out.write(spill_rows(df, keep, rows, mapping))
-                want = ~kept | (keep if needs.later_drops else np.zeros(len(kept), dtype=bool))
-                if needs.full:
-                    want[:] = True
-                if want.any():
-                    source_rows = (
-                        df.filter(pl.Series(want))["source_index"].unique(maintain_order=True).to_numpy()
-                    )
-                    taken = raw.take(pa.array(source_rows - start))
-                    originals.write(taken.append_column(SOURCE_ROW, pa.array(source_rows, pa.int64())))
+                spill_originals(originals, df, raw, start, ~kept | (keep & needs.later_drops) | needs.full)
                 start += raw.num_rows
                 row += df.height
                 pbar.update(raw.num_rows)
@@ -187,18 +177,39 @@ def read_part(
         part.template = spill_rows(empty, np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64), mapping)
     df = pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
     part.spill, part.originals = rows_out.close(), originals.close()
+    part.df = select_part(df, options)
+    part.unused = unused_counts(part, unused, counts if inline else None)
+
+
+def spill_originals(
+    originals: SpillWriter, df: pl.DataFrame, raw: pa.Table, start: int, want: np.ndarray
+) -> None:
+    """Spill the source fields of the batch's rows that ``want`` marks (classified rows of ``df``; ``raw`` holds
+    the batch's source rows from ``start`` on), with their source row (:data:`SOURCE_ROW`)."""
+    if not want.any():
+        return
+    source_rows = df.filter(pl.Series(want))["source_index"].unique(maintain_order=True).to_numpy()
+    taken = raw.take(pa.array(source_rows - start))
+    originals.write(taken.append_column(SOURCE_ROW, pa.array(source_rows, pa.int64())))
+
+
+def select_part(df: pl.DataFrame, options: Any) -> pl.DataFrame:
+    """``--top`` / ``--max-rows`` within a part (:func:`prefkit.select.select_within`), once every row of it is
+    classified; ``--top`` and ``--min-margin`` need margins (:func:`prefkit.filters.require_margins`)."""
+    from prefkit.filters import require_margins
+    from prefkit.select import select_within
+
     sel = options.select
     ranked = [
-        f
-        for f, on in (
+        flag
+        for flag, on in (
             ("--top", sel.top is not None),
             ("--min-margin", options.filters.min_margin is not None),
         )
         if on
     ]
     require_margins(df, ranked)
-    part.df = select_within(df, sel.top, sel.max_rows, sel.seed)
-    part.unused = unused_counts(part, unused, counts if inline else None)
+    return select_within(df, sel.top, sel.max_rows, sel.seed)
 
 
 def workers() -> int:

@@ -149,9 +149,9 @@ def write_set(
     """Pass 2: every output split's data shards and rejects under ``folder``. Returns per split its ``files``
     (paths), ``schema`` (None when it kept no row), ``stats`` (:func:`prefkit.output.stats.split_stats` of what
     was written) and the export's ``export`` stats."""
-    from prefkit.output import REJECTS_DIR, ParquetFile, ShardWriter
+    from prefkit.output import ShardWriter
     from prefkit.output.exports import check_export
-    from prefkit.output.rejects import REJECT_META, conform, original_name, rejects_schema
+    from prefkit.output.rejects import conform
     from prefkit.output.stats import SplitStats
     from prefkit.progress import bar
 
@@ -168,16 +168,7 @@ def write_set(
     groups = [(i, name, where) for i, p in enumerate(parts) for name, where in output_groups(p, split_by_out)]
     names = list(dict.fromkeys(name for _, name, _ in groups))
     sinks = {n: SplitSink(ShardWriter(folder / "data", n), SplitStats()) for n in names}
-    # rejects: one schema per split over the parts that have rows on it
-    schemas: dict[str, list[pa.Schema]] = {n: [] for n in names}
-    for i, name, _ in groups:
-        raw = parts[i].raw_schema
-        fields_ = [pa.field(original_name(f.name), f.type) for f in raw]
-        schemas[name].append(pa.schema([*REJECT_META, *fields_]))
-    unified = {n: rejects_schema(s) for n, s in schemas.items()}
-    rejects = {
-        n: ParquetFile(folder / REJECTS_DIR / f"{n}.parquet", unified[n][0], dictionary=False) for n in names
-    }
+    unified, rejects = rejects_files(parts, groups, folder)
     choose = export.choose is not None and export.keys is not None
     with bar(
         desc="writing",
@@ -230,6 +221,27 @@ def write_set(
             "export": sink.export_stats if sink.export_stats is not None else {"rows": rows},
         }
     return out
+
+
+def rejects_files(
+    parts: list[Any], groups: list[tuple[int, str, Any]], folder: Path
+) -> tuple[dict[str, tuple], dict[str, Any]]:
+    """Per output split, the rejects schema over the parts that have rows on it
+    (:func:`prefkit.output.rejects.rejects_schema`: ``(schema, clashing names)``) and its open
+    ``rejects/<split>.parquet``."""
+    from prefkit.output import REJECTS_DIR, ParquetFile
+    from prefkit.output.rejects import REJECT_META, original_name, rejects_schema
+
+    schemas: dict[str, list[pa.Schema]] = {}
+    for i, name, _ in groups:
+        fields = [pa.field(original_name(f.name), f.type) for f in parts[i].raw_schema]
+        schemas.setdefault(name, []).append(pa.schema([*REJECT_META, *fields]))
+    unified = {n: rejects_schema(s) for n, s in schemas.items()}
+    files = {
+        n: ParquetFile(folder / REJECTS_DIR / f"{n}.parquet", unified[n][0], dictionary=False)
+        for n in unified
+    }
+    return unified, files
 
 
 def empty_records(part: Any, fields: tuple) -> pa.Table:
