@@ -36,11 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS = (
-    "the model answer question data python list value error function return because first second example "
-    "result number string time people system make good better best explain simple method step write code "
-    "using without between should could would about which their there other these those while where"
-).split()
+from synthetic import random_texts, uf_conversations
+
 DATA_DIR = Path(tempfile.gettempdir()) / "prefkit-build-memory"
 SIZES = (100_000, 500_000, 1_000_000, 2_000_000)
 CHUNK = 50_000
@@ -53,16 +50,9 @@ def make_dataset(path: Path, rows: int, seed: int = 0) -> None:
     import pyarrow.parquet as pq
 
     rng = np.random.default_rng(seed)
-    vocab = np.array(WORDS)
 
     def texts(n: int, mean_words: float) -> list[str]:
-        lengths = np.clip(rng.lognormal(np.log(mean_words), 0.6, n).astype(int), 3, 2000)
-        flat = vocab[rng.integers(0, len(vocab), lengths.sum())]
-        out, pos = [], 0
-        for n_words in lengths:
-            out.append(" ".join(flat[pos : pos + n_words]))
-            pos += n_words
-        return out
+        return random_texts(rng, n, mean_words)
 
     message = pa.struct([("content", pa.string()), ("role", pa.string())])
     schema = pa.schema(
@@ -76,12 +66,7 @@ def make_dataset(path: Path, rows: int, seed: int = 0) -> None:
         ]
     )
 
-    def conv(p: list[str], a: list[str]) -> pa.Array:
-        rows = [
-            [{"content": q, "role": "user"}, {"content": x, "role": "assistant"}]
-            for q, x in zip(p, a, strict=True)
-        ]
-        return pa.array(rows, pa.list_(message))
+    conv = uf_conversations
 
     tmp = path.with_name(path.name + ".part")
     with pq.ParquetWriter(tmp, schema) as writer:

@@ -34,11 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS = (
-    "the model answer question data python list value error function return because first second example "
-    "result number string time people system make good better best explain simple method step write code "
-    "using without between should could would about which their there other these those while where"
-).split()
+from synthetic import random_texts, uf_conversations
 
 
 def make_dataset(path: Path, rows: int, seed: int = 0) -> None:
@@ -48,16 +44,9 @@ def make_dataset(path: Path, rows: int, seed: int = 0) -> None:
     import pyarrow.parquet as pq
 
     rng = np.random.default_rng(seed)
-    vocab = np.array(WORDS)
 
     def texts(n: int, mean_words: float) -> list[str]:
-        lengths = np.clip(rng.lognormal(np.log(mean_words), 0.6, n).astype(int), 3, 2000)
-        flat = vocab[rng.integers(0, len(vocab), lengths.sum())]
-        out, pos = [], 0
-        for n_words in lengths:
-            out.append(" ".join(flat[pos : pos + n_words]))
-            pos += n_words
-        return out
+        return random_texts(rng, n, mean_words)
 
     prompts, good, bad = texts(rows, 60), texts(rows, 180), texts(rows, 150)
     identical = rng.random(rows) < 0.005
@@ -65,13 +54,7 @@ def make_dataset(path: Path, rows: int, seed: int = 0) -> None:
     sc = rng.integers(1, 11, rows).astype(float)
     sr = np.where(rng.random(rows) < 0.01, sc, np.maximum(sc - rng.integers(1, 6, rows), 1.0))
 
-    def conv(p: list[str], a: list[str]) -> pa.Array:
-        return pa.array(
-            [
-                [{"content": q, "role": "user"}, {"content": x, "role": "assistant"}]
-                for q, x in zip(p, a, strict=True)
-            ]
-        )
+    conv = uf_conversations
 
     chosen = conv(prompts, good)
     table = pa.table(
@@ -99,16 +82,9 @@ def make_mix_sources(folder: Path, rows: int, seed: int = 0) -> None:
     n_hh = rows - n_uf - n_orca
     make_dataset(folder / "uf.parquet", n_uf, seed)
     rng = np.random.default_rng(seed + 1)
-    vocab = np.array(WORDS)
 
     def texts(n: int, mean_words: float, tag: str) -> list[str]:
-        lengths = np.clip(rng.lognormal(np.log(mean_words), 0.6, n).astype(int), 3, 2000)
-        flat = vocab[rng.integers(0, len(vocab), lengths.sum())]
-        out, pos = [], 0
-        for i, n_words in enumerate(lengths):
-            out.append(f"{tag}{i} " + " ".join(flat[pos : pos + n_words]))
-            pos += n_words
-        return out
+        return random_texts(rng, n, mean_words, tag)
 
     q = texts(n_orca, 60, "q")
     systems = np.where(rng.random(n_orca) < 0.5, "", "You are an AI assistant.")

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pyarrow as pa
 
 from prefkit.accounting import empty_warnings
@@ -419,32 +418,6 @@ def _carry(mapping: Any, src: Source, schema: pa.Schema) -> Any:
     # every extra column, also one read as the margin (`--margin-col rm_margin` keeps rm_margin itself)
     carry = [c for c in schema.names if c not in RECORD_COLUMNS]
     return replace(mapping, extra={**mapping.extra, "carry": carry}) if carry else mapping
-
-
-def classify_part(
-    raw: pa.Table, mapping: Any, options: BuildOptions, target_check: Any = None
-) -> pl.DataFrame:
-    """One split of one source at once: normalise, apply ``--system``, validate, filter, then ``--top``/
-    ``--max-rows`` (what :func:`prefkit.stream.read_part` does batch by batch).
-
-    One row per candidate pair with ``stage``/``reason`` and ``source_index`` (the source row it came from).
-    """
-    from prefkit.filters import require_margins
-    from prefkit.select import select_within
-    from prefkit.stream.read import classify_batch
-
-    df = classify_batch(raw, mapping, options, target_check)
-    sel = options.select
-    ranked = [
-        f
-        for f, on in (
-            ("--top", sel.top is not None),
-            ("--min-margin", options.filters.min_margin is not None),
-        )
-        if on
-    ]
-    require_margins(df, ranked)
-    return select_within(df, sel.top, sel.max_rows, sel.seed)
 
 
 def _check_family_options(explicit: dict[str, Any], used: set[str]) -> None:
