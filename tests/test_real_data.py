@@ -453,6 +453,39 @@ def test_unused_columns_are_named_with_their_non_null_counts(tmp_path):
     assert "model" not in res.splits["train"].column_names
 
 
+def test_unused_nested_parquet_columns_count_rows_not_items(tmp_path):
+    """A parquet file answers non-null counts from its statistics, which for a nested column count list items
+    and null elements, not rows: every kind of nested column is counted by its rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    struct = pa.struct([("x", pa.string()), ("y", pa.int64())])
+    n = 5
+    table = pa.table(
+        {
+            "prompt": [f"p{i}" for i in range(n)],
+            "chosen": [f"c{i}" for i in range(n)],
+            "rejected": [f"r{i}" for i in range(n)],
+            "tags": pa.array([["a"], None, None, [], ["b", None]]),
+            "turns": pa.array([[{"x": "1", "y": 2}], None, [], [None], None], pa.list_(struct)),
+            "nested": pa.array([[[1]], None, [[]], [None], None], pa.list_(pa.list_(pa.int64()))),
+            "meta": pa.array(
+                [{"k": [1]}, None, {"k": None}, None, None], pa.struct([("k", pa.list_(pa.int64()))])
+            ),
+            "extra": pa.array([{"a": 1}, None, {}, None, None], pa.map_(pa.string(), pa.int64())),
+            "score": pa.array([1.0, None, 3.0, None, None]),
+        }
+    )
+    path = tmp_path / "nested.parquet"
+    pq.write_table(table, path, row_group_size=2)
+    res = build(path)
+    unused = res.manifest["sources"][0]["splits"]["train"]["unused_columns"]
+    expected = {
+        c: len(table[c]) - table[c].null_count for c in ("tags", "turns", "nested", "meta", "extra", "score")
+    }
+    assert unused == expected
+
+
 # ------------------------------------------------------------------------------ 7. implicit-prompt text
 
 

@@ -144,19 +144,43 @@ class ParquetSplit(LazySplit):
                     yield from f.iter_batches(batch_size=rows, row_groups=[g], columns=columns)
 
     def non_null(self, column: str) -> int | None:
-        """Non-null values of a top-level column from the files' statistics (None when they do not say)."""
+        """Non-null values of a top-level column: a flat column's from the files' statistics; a nested one (list,
+        struct) by reading only its smallest leaf, whose definition levels carry the row-level nulls (a
+        millisecond where the whole column takes a second). None when neither works."""
         total = 0
         for f in self._files:
             meta = f.metadata
-            paths = [i for i in range(meta.num_columns) if meta.schema.column(i).path.split(".")[0] == column]
-            if len(paths) != 1:
-                return None  # a nested column: its leaves count list items, not rows
+            leaves = [
+                i for i in range(meta.num_columns) if meta.schema.column(i).path.split(".")[0] == column
+            ]
+            if not leaves:
+                return None
+            if meta.schema.column(leaves[0]).path != column:  # nested: leaf statistics count items, not rows
+                count = self._nested_non_null(f, leaves)
+                if count is None:
+                    return None
+                total += count
+                continue
             for g in range(meta.num_row_groups):
-                stats = meta.row_group(g).column(paths[0]).statistics
+                stats = meta.row_group(g).column(leaves[0]).statistics
                 if stats is None or not stats.has_null_count:
                     return None
                 total += meta.row_group(g).num_rows - stats.null_count
         return total
+
+    @staticmethod
+    def _nested_non_null(f, leaves: list[int]) -> int | None:
+        meta = f.metadata
+
+        def size(i: int) -> int:
+            return sum(meta.row_group(g).column(i).total_compressed_size for g in range(meta.num_row_groups))
+
+        path = meta.schema.column(min(leaves, key=size)).path
+        try:
+            column = f.read(columns=[path]).column(0)
+        except (pa.ArrowException, KeyError, ValueError):
+            return None
+        return len(column) - column.null_count
 
     def head(self, n: int) -> pa.Table:
         batch = next(self._file.iter_batches(batch_size=max(n, 1)), None)
