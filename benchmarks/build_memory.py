@@ -12,7 +12,7 @@ Two cases per size:
   lists, margin) -> filter (ties, identical answers) -> sort -> select(range(2000)) -> to_parquet;
 * ``all``: `build(src, out)` (every valid row kept and written) vs the same recipe without sort/select.
 
-Each measurement runs in a fresh subprocess (imports included; its own peak RSS, ``ru_maxrss``, which counts the
+Each measurement runs in a fresh subprocess (imports included; its own peak RSS, ``VmHWM``, which counts the
 pages of memory-mapped files it touched, as the `datasets` side's Arrow cache is), with a fresh `datasets` cache.
 The sides are interleaved and repeated; medians are reported, with the ratio recipe / prefkit.
 
@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -36,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from synthetic import random_texts, uf_conversations
+from synthetic import peak_rss_mb, random_texts, uf_conversations
 
 DATA_DIR = Path(tempfile.gettempdir()) / "prefkit-build-memory"
 SIZES = (100_000, 500_000, 1_000_000, 2_000_000)
@@ -156,7 +155,7 @@ def child(side: str, src: Path, top: int | None, work_dir: Path) -> None:
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, "kept": kept}))
 
 

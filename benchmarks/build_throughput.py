@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from synthetic import random_texts, uf_conversations
+from synthetic import peak_rss_mb, random_texts, uf_conversations
 
 
 def make_dataset(path: Path, rows: int, seed: int = 0) -> None:
@@ -234,7 +233,7 @@ def child(side: str, src: Path, top: int) -> None:
         seconds = time.perf_counter() - start
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak}))
 
 

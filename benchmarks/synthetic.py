@@ -36,3 +36,13 @@ def uf_conversations(prompts: list[str], answers: list[str]):
             for q, a in zip(prompts, answers, strict=True)
         ]
     )
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (``VmHWM``, /proc), in MiB. Not ``ru_maxrss``: on Linux it survives
+    fork + exec, so a child would report its parent's peak when that was higher (the parent made the data)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
