@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import click
 
@@ -111,14 +112,15 @@ def command(
       prefkit reflogps /shared/hermes2k --model /shared/my-sft --merge-only
       prefkit verify hermes2k --sample 64        # then check a sample against the plain computation
     """
-    from prefkit.progress import enabled
     from prefkit.reflogps.job import reflogps
 
-    show = enabled(quiet)
-    _quiet_transformers(quiet or not show)
-    summary = reflogps(
-        out,
-        model,
+    run_job(
+        reflogps,
+        quiet,
+        as_json,
+        render_summary,
+        out_dir=out,
+        model=model,
         revision=revision,
         dtype=dtype,
         device=device,
@@ -134,15 +136,23 @@ def command(
         chat_template=chat_template,
         trust_remote_code=trust_remote_code,
         allow_mismatch=allow_mismatch,
-        progress=show,
-        command=command_line(),
     )
+
+
+def run_job(job: Any, quiet: bool, as_json: bool, render: Any, **options: Any) -> None:
+    """Run a sharded scoring job (`reflogps`, `score`) with its progress bar unless ``quiet``, the command line
+    recorded (redacted); under torchrun only rank 0 reports (``--json`` object on stdout, summary on stderr)."""
+    from prefkit.progress import enabled
+
+    show = enabled(quiet)
+    _quiet_transformers(quiet or not show)
+    summary = job(progress=show, command=command_line(), **options)
     if int(os.environ.get("RANK", "0") or 0) != 0:  # torchrun: rank 0 reports
         return
     if as_json:
         echo_json(summary)
     if not quiet:
-        render_summary(summary)
+        render(summary)
 
 
 def _quiet_transformers(quiet: bool) -> None:

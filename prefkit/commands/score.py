@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
-from prefkit.commands.common import command_line, echo_json, scoring_model_options
-from prefkit.commands.reflogps import _quiet_transformers
+from prefkit.commands.common import scoring_model_options
+from prefkit.commands.reflogps import run_job
 
 
 @click.command("score", context_settings={"max_content_width": 100})
@@ -102,14 +100,15 @@ def command(
       prefkit score hermes2k --reward-model ./base-rm --chat-template chatml --overwrite
       torchrun --nproc-per-node 8 -m prefkit score hermes2k --reward-model ./my-rm
     """
-    from prefkit.progress import enabled
     from prefkit.reflogps.score import score
 
-    show = enabled(quiet)
-    _quiet_transformers(quiet or not show)
-    summary = score(
-        out,
-        model,
+    run_job(
+        score,
+        quiet,
+        as_json,
+        render_summary,
+        out_dir=out,
+        reward_model=model,
         revision=revision,
         dtype=dtype,
         device=device,
@@ -123,15 +122,7 @@ def command(
         overwrite=overwrite,
         chat_template=chat_template,
         trust_remote_code=trust_remote_code,
-        progress=show,
-        command=command_line(),
     )
-    if int(os.environ.get("RANK", "0") or 0) != 0:  # torchrun: rank 0 reports
-        return
-    if as_json:
-        echo_json(summary)
-    if not quiet:
-        render_summary(summary)
 
 
 def _pct(value: float | None) -> str:

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from prefkit.errors import ModelError, OptionError, OutputError
 from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.record import REFLOGPS_FIELDS
@@ -181,25 +179,10 @@ def _maybe_this_job(folder: OutputFolder, max_length: int) -> bool:
 
 def _load(folder: OutputFolder, model: str, options: ModelOptions, ctx: Any, allow_mismatch: bool) -> Any:
     """The model, checked against the set (chat template for message rows; the build's tokenizer)."""
-    import pyarrow.parquet as pq
-
-    from prefkit.chat.templates import require_chat_template
-    from prefkit.reflogps.model import load_model
+    from prefkit.reflogps.model import load_for_set
     from prefkit.reflogps.provenance import check_build_tokenizer
 
-    loaded = load_model(
-        model,
-        revision=options.revision,
-        dtype=options.dtype,
-        device=options.device,
-        attn_implementation=options.attn_implementation,
-        trust_remote_code=options.trust_remote_code,
-        chat_template=options.chat_template,
-        hash_weights=ctx.is_main,
-    )
-    schemas = [pq.read_schema(folder.shards[split][0]) for split in folder.splits]
-    if any(pa.types.is_list(s.field("chosen").type) for s in schemas):
-        require_chat_template(loaded.tokenizer, f"the tokenizer of {model}")
+    loaded = load_for_set(folder, model, options, hash_weights=ctx.is_main)
     if not allow_mismatch:
         check_build_tokenizer(folder.manifest.get("tokenizer") or {}, loaded.provenance, model)
     return loaded

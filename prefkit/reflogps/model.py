@@ -348,3 +348,31 @@ def load_model(
         "trust_remote_code": trust_remote_code,
     }
     return LoadedModel(model=lm, tokenizer=tokenizer, provenance=provenance)
+
+
+def load_for_set(
+    folder: Any, model: str, options: Any, *, hash_weights: bool, kind: str = "causal-lm"
+) -> LoadedModel:
+    """:func:`load_model` with a job's ``options`` (:class:`prefkit.reflogps.job.ModelOptions`) to score the set in
+    ``folder`` (an :class:`prefkit.output.OutputFolder`): a set of message rows needs the tokenizer's chat
+    template (:func:`prefkit.chat.templates.require_chat_template`, raising ``TemplateError`` without one)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from prefkit.chat.templates import require_chat_template
+
+    loaded = load_model(
+        model,
+        revision=options.revision,
+        dtype=options.dtype,
+        device=options.device,
+        attn_implementation=options.attn_implementation,
+        trust_remote_code=options.trust_remote_code,
+        chat_template=options.chat_template,
+        hash_weights=hash_weights,
+        kind=kind,
+    )
+    schemas = [pq.read_schema(folder.shards[split][0]) for split in folder.splits]
+    if any(pa.types.is_list(s.field("chosen").type) for s in schemas):
+        require_chat_template(loaded.tokenizer, f"the tokenizer of {model}")
+    return loaded

@@ -123,26 +123,9 @@ def default_max_length(model: Any, tokenizer: Any) -> int:
 
 def _load(folder: OutputFolder, reward_model: str, options: ModelOptions, ctx: Any) -> Any:
     """The reward model and its tokenizer (a chat template is required for message rows)."""
-    import pyarrow.parquet as pq
+    from prefkit.reflogps.model import load_for_set
 
-    from prefkit.chat.templates import require_chat_template
-    from prefkit.reflogps.model import load_model
-
-    loaded = load_model(
-        reward_model,
-        revision=options.revision,
-        dtype=options.dtype,
-        device=options.device,
-        attn_implementation=options.attn_implementation,
-        trust_remote_code=options.trust_remote_code,
-        chat_template=options.chat_template,
-        hash_weights=ctx.is_main,
-        kind="reward",
-    )
-    schemas = [pq.read_schema(folder.shards[split][0]) for split in folder.splits]
-    if any(pa.types.is_list(s.field("chosen").type) for s in schemas):
-        require_chat_template(loaded.tokenizer, f"the tokenizer of {reward_model}")
-    return loaded
+    return load_for_set(folder, reward_model, options, hash_weights=ctx.is_main, kind="reward")
 
 
 def score(
