@@ -110,7 +110,7 @@ BUILD_CASES = [
     ("txt", [], "unsupported file type"),
     ("structs", [], "do not share one schema"),
     ("emptydir", [], "cannot read folder"),
-    ("nomargin", ["--top", "1"], "need a margin"),
+    ("nomargin", ["--top", "1"], "--top needs a margin"),
     ("good", ["--prompt-col", "nope"], "column 'nope' not found"),
     ("good", ["--system", "override"], "needs the system prompt text"),
     ("good", ["--pairs", "all-pairs"], "apply to none of the sources"),

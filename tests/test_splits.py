@@ -125,3 +125,6 @@ def test_bad_split_sizes(tmp_path):
     with pytest.raises(SelectionError) as err:
         build(path, test_rows=50)
     assert "leaves no training rows" in err.value.message
+    with pytest.raises(SelectionError) as err:  # every row dropped before the split: said so, not "0 kept"
+        build(path, test_size=0.2, min_margin=1e9)
+    assert "no row is left" in err.value.message and "--test-size" in err.value.hint

@@ -41,7 +41,6 @@ def data_rows(out):
 def same_manifest(a: dict, b: dict) -> None:
     def strip(m):
         m = {k: v for k, v in m.items() if k not in ("created", "command")}
-        m["splits"] = {n: {k: v for k, v in s.items() if k != "files"} for n, s in m["splits"].items()}
         return m
 
     assert strip(a) == strip(b)
@@ -49,11 +48,15 @@ def same_manifest(a: dict, b: dict) -> None:
 
 def assert_same_set(a, b) -> None:
     """Two output folders hold the same set: rows (ids, order, content), rejects, manifest (counts, statistics,
-    quality and export sections); only the shard names (their content digests) may differ."""
+    quality and export sections), and byte for byte the same data and rejects files (row groups of a fixed size
+    whatever the batches), so the same shard names (content digests)."""
     rows = data_rows(a)
     assert rows == data_rows(b)
+    for folder in ("data", "rejects"):
+        files = [sorted((x / folder).glob("*.parquet")) for x in (a, b)]
+        assert [f.name for f in files[0]] == [f.name for f in files[1]]
+        assert all(fa.read_bytes() == fb.read_bytes() for fa, fb in zip(*files, strict=True))
     names = sorted(p.name for p in (a / "rejects").glob("*.parquet"))
-    assert names == sorted(p.name for p in (b / "rejects").glob("*.parquet"))
     for name in names:
         ra, rb = pq.read_table(a / "rejects" / name), pq.read_table(b / "rejects" / name)
         assert ra.schema.remove_metadata() == rb.schema.remove_metadata()
@@ -340,3 +343,27 @@ def test_shards_of_at_most_max_bytes(tmp_path):
     assert read.column("text").to_pylist() == table.column("text").to_pylist()
     loaded = datasets.load_dataset("parquet", data_files=[str(p) for p in paths], split="train")
     assert loaded.num_rows == 300
+
+
+def test_shards_do_not_depend_on_the_batches_written(tmp_path, monkeypatch):
+    """Shard boundaries and row groups are decided on fixed chunks of rows: the same rows written in batches of
+    1, 7, 40 or all at once give byte-identical shards (so the same content-digest names)."""
+    import prefkit.output.writer as writer_module
+    from prefkit.output import ShardWriter
+
+    monkeypatch.setattr(writer_module, "ROW_GROUP_ROWS", 25)
+    table = pa.table({"text": [random_text(random.Random(i), 5 + i % 60) for i in range(300)]})
+    written = []
+    for size in (1, 7, 40, 300):
+        writer = ShardWriter(tmp_path / f"data-{size}", "train", max_bytes=table.nbytes // 4)
+        for start in range(0, 300, size):
+            writer.write(table.slice(start, size))
+        written.append(writer.close())
+    first = written[0]
+    assert len(first) >= 4
+    groups = [pq.ParquetFile(p).metadata for p in first]
+    assert groups[0].row_group(0).num_rows == 25
+    assert all(m.row_group(g).num_rows <= 25 for m in groups for g in range(m.num_row_groups))
+    for paths in written[1:]:
+        assert [p.name for p in paths] == [p.name for p in first]
+        assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in first]

@@ -108,7 +108,8 @@ def require_margins(df: pl.DataFrame, flags: list[str]) -> None:
     valid = df.select((pl.col("stage") != "invalid").sum()).item()
     if missing:
         raise SelectionError(
-            f"{' and '.join(flags)} need a margin on every row, but {missing} of {valid} valid rows have none",
+            f"{' and '.join(flags)} {'needs' if len(flags) == 1 else 'need'} a margin on every row, but {missing} "
+            f"of {valid} valid rows have none",
             "name the margin column with --margin-col (margin_col=); `prefkit detect SOURCE` shows which score "
             "columns were found",
         )

@@ -153,6 +153,42 @@ def write_parquet(
     file.close()
 
 
+#: rows per parquet row group, as ``datasets`` writes them (``to_parquet``, ``push_to_hub``: 1,000 rows a write);
+#: fixed, so a file's bytes (and its content-digest name) do not depend on the batches it was written in
+ROW_GROUP_ROWS = 1000
+
+
+class Rechunk:
+    """Tables in, tables of exactly ``rows`` rows out (the last one, from :meth:`rest`, shorter), in order, all
+    cast to ``schema``: what a writer needs to lay out the same file whatever batches it was given."""
+
+    def __init__(self, rows: int, schema: pa.Schema | None = None) -> None:
+        self.rows = rows
+        self.schema = schema
+        self._pending: list[pa.Table] = []
+        self._held = 0
+
+    def add(self, table: pa.Table) -> Iterator[pa.Table]:
+        if self.schema is None:
+            self.schema = table.schema
+        if not table.schema.equals(self.schema):
+            table = table.cast(self.schema)
+        self._pending.append(table)
+        self._held += table.num_rows
+        while self._held >= self.rows:
+            joined = pa.concat_tables(self._pending)
+            yield joined.slice(0, self.rows)
+            rest = joined.slice(self.rows)
+            self._pending, self._held = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def rest(self) -> pa.Table | None:
+        if not self._held:
+            return None
+        table = pa.concat_tables(self._pending)
+        self._pending, self._held = [], 0
+        return table
+
+
 class ParquetFile:
     """The one parquet writer: a file written table by table to a temporary name next to ``path``
     (``.<name>.<pid>.<random>.tmp``, which a later run removes if this process dies) and renamed into place by
@@ -165,6 +201,7 @@ class ParquetFile:
         self.path = Path(path)
         self.schema = schema
         self.rows = 0
+        self._groups = Rechunk(ROW_GROUP_ROWS, schema)
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,19 +210,26 @@ class ParquetFile:
             raise os_error(err, self.path) from None
 
     def write(self, table: pa.Table) -> None:
+        """Add rows; they reach the file in row groups of :data:`ROW_GROUP_ROWS` rows."""
         if not table.num_rows:
             return
-        table = table.cast(self.schema) if not table.schema.equals(self.schema) else table
+        for group in self._groups.add(table):
+            self._write_group(group)
+        self.rows += table.num_rows
+
+    def _write_group(self, group: pa.Table) -> None:
         try:
-            self._writer.write_table(table)
+            self._writer.write_table(group)
         except OSError as err:
             self.abort()
             raise os_error(err, self.path) from None
-        self.rows += table.num_rows
 
     def close(self, name: Callable[[Path], Path] | None = None) -> Path:
         """Finish the file and rename it to ``path`` (or to ``name(temporary file)``, e.g. a name from its
         content); returns where it is."""
+        rest = self._groups.rest()
+        if rest is not None:
+            self._write_group(rest)
         try:
             self._writer.close()
             target = name(self.tmp) if name else self.path
@@ -220,12 +264,20 @@ class ShardWriter:
         self._done: list[Path] = []
         self._file: ParquetFile | None = None
         self._bytes = 0.0  # Arrow bytes in the open shard
+        self._chunks: Rechunk | None = None
 
     def write(self, table: pa.Table) -> None:
         if not table.num_rows:
             return
         if self.schema is None:
             self.schema = hf_schema(table.schema)
+            self._chunks = Rechunk(ROW_GROUP_ROWS, self.schema)
+        for chunk in self._chunks.add(table):
+            self._place(chunk)
+
+    def _place(self, table: pa.Table) -> None:
+        """Put a chunk of rows into the open shard, closing it (and opening the next) at the size limit: decided
+        on chunks of :data:`ROW_GROUP_ROWS` rows, so the shards do not depend on the batches written."""
         per_row = max(table.nbytes / table.num_rows, 1.0)
         while table.num_rows:
             file = self._file or self._open()
@@ -260,6 +312,9 @@ class ShardWriter:
         """Close the last shard and give every shard its name; returns the paths, in order."""
         from prefkit.output.folder import content_digest, shard_name
 
+        rest = self._chunks.rest() if self._chunks is not None else None
+        if rest is not None:
+            self._place(rest)
         self._close_shard()
         total = len(self._done)
         paths = []

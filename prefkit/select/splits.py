@@ -67,9 +67,15 @@ def test_target(total_kept: int, test_size: float | None, test_rows: int | None)
                 f"--test-rows (test_rows=) {test_rows} is not a row count", "use a positive number"
             )
         target = test_rows
-    if target >= total_kept:
+    if total_kept == 0:
         raise SelectionError(
-            f"a test split of {target} rows leaves no training rows (only {total_kept} rows are kept)",
+            "no row is left to split into train and test: every row was dropped before the split",
+            "build without --test-size / --test-rows: its summary and rejects/ say why each row was dropped",
+        )
+    if target >= total_kept:
+        rows = "row" if target == 1 else "rows"
+        raise SelectionError(
+            f"a test split of {target} {rows} leaves no training rows (only {total_kept} kept)",
             "ask for a smaller --test-size / --test-rows",
         )
     return target
