@@ -486,6 +486,40 @@ def test_unused_nested_parquet_columns_count_rows_not_items(tmp_path):
     assert unused == expected
 
 
+def test_folder_files_datasets_leaves_out_are_reported(tmp_path):
+    """A folder source is read by `datasets`, which takes only split-named files when there are any and one file
+    type: every data file it leaves out is named in a warning and the manifest, never dropped in silence."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"prompt": f"p{i}", "chosen": f"c{i}", "rejected": f"r{i}", "delta_score": 1.0} for i in range(4)]
+    split_named = tmp_path / "split_named"
+    split_named.mkdir()
+    for name in ("train.jsonl", "test.jsonl", "extra.jsonl"):
+        write_jsonl(split_named / name, rows)
+    (split_named / "notes").mkdir()
+    write_jsonl(split_named / "notes" / "more.jsonl", rows)
+    res = build(split_named)
+    assert res.manifest["sources"][0]["unread"] == ["extra.jsonl", "notes/more.jsonl"]
+    assert any("2 data file(s) in the folder were not read" in w and "extra.jsonl" in w for w in res.warnings)
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    write_jsonl(mixed / "a.jsonl", rows)
+    for name in ("b.parquet", "c.parquet"):
+        pq.write_table(pa.Table.from_pylist(rows), mixed / name)
+    res = build(mixed)
+    assert sum(counts(res, s)["read"] for s in res.manifest["splits"]) == 8  # b and c
+    assert res.manifest["sources"][0]["unread"] == ["a.jsonl"]
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    write_jsonl(plain / "train.jsonl", rows)
+    res = build(plain)
+    assert "unread" not in res.manifest["sources"][0]
+    assert not any("not read" in w for w in res.warnings)
+
+
 # ------------------------------------------------------------------------------ 7. implicit-prompt text
 
 

@@ -49,10 +49,21 @@ class Source:
     @property
     def warnings(self) -> list[str]:
         """What the user should know about how the source was read."""
+        out = []
         skipped = self.info.get("skipped") or []
-        if not skipped:
-            return []
-        return [f"{self.spec}: skipped prefkit output folder(s) inside the source: {', '.join(skipped)}"]
+        if skipped:
+            out.append(
+                f"{self.spec}: skipped prefkit output folder(s) inside the source: {', '.join(skipped)}"
+            )
+        unread = self.info.get("unread") or []
+        if unread:
+            shown = ", ".join(unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else "")
+            out.append(
+                f"{self.spec}: {len(unread)} data file(s) in the folder were not read ({shown}): `datasets` reads "
+                "only split-named files (train*, test*, …) when a folder has any, and one file type; give the "
+                "others as sources of their own (prefkit build FOLDER/a.jsonl FOLDER/b.parquet ...)"
+            )
+        return out
 
     @property
     def label(self) -> str:

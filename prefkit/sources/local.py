@@ -272,7 +272,41 @@ def load_local(path: Path, data_dir: str | None) -> tuple[dict[str, pa.Table], d
         return {name: arrow_split(ds) for name, ds in loaded.items()}, {}
     skip = _nested_sets(folder)
     info = {"skipped": [str(p) for p in skip]} if skip else {}
-    return _load_folder(path.resolve(), data_dir, skip), info
+    splits = _load_folder(path.resolve(), data_dir, skip)
+    unread = _unread_files(folder, skip)
+    if unread:
+        info["unread"] = unread
+    return splits, info
+
+
+#: what a folder holds besides data files: save_to_disk's and the Hub's metadata
+_NOT_DATA = {"state.json", "dataset_info.json", "dataset_dict.json", "dataset_infos.json"}
+
+
+def _unread_files(folder: Path, skip: list[Path]) -> list[str]:
+    """Data files in ``folder`` (by suffix, :data:`LOCAL_SUFFIXES` and ``.arrow``) that ``datasets``' folder
+    resolution leaves out: it takes only split-named files when there are any (``train.jsonl``, ``test/``) and
+    only the most common file type, so the rest of a folder would be dropped without a word. Relative paths,
+    sorted; empty when ``datasets`` cannot say which files it reads."""
+    import datasets
+
+    try:
+        builder = datasets.load_dataset_builder(str(folder))
+        read = {Path(str(f)).resolve() for files in builder.config.data_files.values() for f in files}
+    except Exception:  # the folder was read above; this only refines a report
+        return []
+    unread = []
+    for file in sorted(folder.rglob("*")):
+        rel = file.relative_to(folder)
+        if not file.is_file() or file.name in _NOT_DATA or any(part.startswith(".") for part in rel.parts):
+            continue
+        suffix = Path(file.stem).suffix.lower() if file.suffix.lower() == ".gz" else file.suffix.lower()
+        if suffix not in LOCAL_SUFFIXES and suffix != ".arrow":
+            continue
+        if file.resolve() in read or any(s in file.resolve().parents for s in skip):
+            continue
+        unread.append(rel.as_posix())
+    return unread
 
 
 def _load_folder(path: Path, data_dir: str | None, skip: list[Path]) -> dict[str, pa.Table]:
