@@ -52,3 +52,26 @@ def build_set(folder: Path, n: int = 24, seed: int = 0, splits: dict[str, int] |
     out = folder / "out"
     build(str(source), out, overwrite=True)
     return out
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """Run the CLI in-process (main() turns PrefkitError into Error:/Hint: and exit 1): (exit code, stdout,
+    stderr)."""
+    from prefkit.cli import main
+
+    code = 0
+    try:
+        main(args)
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def data_columns(out: Path, columns: list[str], files: int = 2) -> dict[str, dict[str, list]]:
+    """{data file: {column: values}} of every data shard of the set in ``out`` (which has ``files`` shards)."""
+    import pyarrow.parquet as pq
+
+    tables = {p.name: pq.read_table(p) for p in sorted((out / "data").glob("*.parquet"))}
+    assert len(tables) == files
+    return {name: {c: t.column(c).to_pylist() for c in columns} for name, t in tables.items()}

@@ -16,7 +16,7 @@ import pytest
 
 from prefkit.errors import ModelError, OutputError
 from prefkit.reflogps import job
-from tests.reflogps_data import build_set
+from tests.reflogps_data import build_set, data_columns, run_cli
 from tests.tinymodel import make_tiny_model, tiny_model_path
 
 MAX_LENGTH = 96
@@ -45,26 +45,6 @@ def reference(built, tmp_path_factory) -> Path:
     return out
 
 
-def _cli(args: list[str], capsys) -> tuple[int, str, str]:
-    """Run the CLI in-process (main() turns PrefkitError into Error:/Hint: and exit 1)."""
-    from prefkit.cli import main
-
-    code = 0
-    try:
-        main(args)
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _ref_columns(out: Path) -> dict[str, dict[str, list]]:
-    """{data file: {column: values}} of every data shard."""
-    tables = {p.name: pq.read_table(p) for p in sorted((out / "data").glob("*.parquet"))}
-    assert len(tables) == 2
-    return {name: {c: t.column(c).to_pylist() for c in REF} for name, t in tables.items()}
-
-
 def test_end_to_end_columns_provenance_and_values(fresh, capsys):
     import datasets
 
@@ -73,7 +53,7 @@ def test_end_to_end_columns_provenance_and_values(fresh, capsys):
     from prefkit.reflogps.plain import score_pairs_plain
 
     model = tiny_model_path()
-    code, out, err = _cli(
+    code, out, err = run_cli(
         [
             "reflogps",
             str(fresh),
@@ -141,7 +121,7 @@ def test_end_to_end_columns_provenance_and_values(fresh, capsys):
     assert ds["rejected_tokens"] == [None if p.dropped else len(p.rejected_ids) for p in pairs]
 
     # verify: same values → exit 0; a corrupted value → exit 1
-    code, out, err = _cli(["verify", str(fresh), "--sample", "8", "--json", "-q"], capsys)
+    code, out, err = run_cli(["verify", str(fresh), "--sample", "8", "--json", "-q"], capsys)
     assert code == 0, err
     report = json.loads(out)
     assert report["ok"] and report["rows_checked"] == 8 and report["max_abs_diff"] < 1e-3
@@ -160,7 +140,7 @@ def test_verify_fails_on_wrong_values(reference, tmp_path, capsys):
         table.schema.get_field_index("ref_chosen_logps"), "ref_chosen_logps", pa.array(values, pa.float32())
     )
     pq.write_table(table, path)
-    code, stdout, err = _cli(["verify", str(out), "--sample", "30", "--json"], capsys)
+    code, stdout, err = run_cli(["verify", str(out), "--sample", "30", "--json"], capsys)
     assert code == 1
     report = json.loads(stdout)
     assert not report["ok"] and report["failing"] > 0 and abs(report["max_abs_diff"] - 0.5) < 1e-3
@@ -201,7 +181,7 @@ def test_resume_after_interrupt_gives_identical_output(fresh, reference, monkeyp
         "lost": 0,
         "merged_here": True,
     }
-    assert _ref_columns(fresh) == _ref_columns(reference)
+    assert data_columns(fresh, REF) == data_columns(reference, REF)
 
 
 def test_existing_columns_need_overwrite(reference, tmp_path, monkeypatch):
@@ -217,7 +197,7 @@ def test_existing_columns_need_overwrite(reference, tmp_path, monkeypatch):
 
 def test_model_errors_are_one_line_with_hints(fresh, tmp_path, capsys):
     def error_of(args):
-        code, _, err = _cli(["reflogps", str(fresh), *args], capsys)
+        code, _, err = run_cli(["reflogps", str(fresh), *args], capsys)
         lines = err.strip().splitlines()
         assert code == 1 and "Traceback" not in err, err
         assert lines[0].startswith("Error: ") and lines[1].startswith("Hint: "), err
@@ -242,7 +222,7 @@ def test_model_errors_are_one_line_with_hints(fresh, tmp_path, capsys):
     from tests.tinymodel import CHAT_TEMPLATE
 
     template.write_text(CHAT_TEMPLATE)
-    code, _out, err = _cli(
+    code, _out, err = run_cli(
         [
             "reflogps",
             str(fresh),
@@ -280,7 +260,7 @@ def test_torchrun_two_processes_match_one(fresh, reference):
     assert summary["world_size"] == 2 and summary["shards"]["total"] == 4
     section = json.loads((fresh / "prefkit.json").read_text())["reflogps"]
     assert section["world_size"] == 2
-    assert _ref_columns(fresh) == _ref_columns(reference)
+    assert data_columns(fresh, REF) == data_columns(reference, REF)
 
 
 def test_hub_model_with_revision_and_provenance(hub):
@@ -312,9 +292,9 @@ def test_refuses_a_set_built_for_another_tokenizer(fresh, capsys):
     manifest["tokenizer"] = {"name_or_path": "other-model", "hash": "0" * 64, "chat_template_hash": "1" * 64}
     manifest_path.write_text(json.dumps(manifest))
     args = ["reflogps", str(fresh), "--model", str(tiny_model_path()), "--max-length", str(MAX_LENGTH), "-q"]
-    code, _, err = _cli(args, capsys)
+    code, _, err = run_cli(args, capsys)
     assert code == 1 and "built for another tokenizer (other-model)" in err and "--allow-mismatch" in err
-    code, _, err = _cli([*args, "--allow-mismatch", "--chat-template", "chatml"], capsys)
+    code, _, err = run_cli([*args, "--allow-mismatch", "--chat-template", "chatml"], capsys)
     assert code == 0, err
     assert json.loads(manifest_path.read_text())["reflogps"]["chat_template"] == "builtin:chatml"
 

@@ -12,14 +12,13 @@ import threading
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from prefkit.errors import OutputError
 from prefkit.reflogps import job
 from prefkit.reflogps.leases import Heartbeat, LeaseBook, Worker, create_exclusive
 from prefkit.reflogps.plan import SETTINGS_NAME, prepare_work
-from tests.reflogps_data import build_set
+from tests.reflogps_data import build_set, data_columns, run_cli
 from tests.tinymodel import tiny_model_path
 
 MAX_LENGTH = 96
@@ -53,12 +52,6 @@ def reference(built, tmp_path_factory) -> Path:
     shutil.copytree(built, out)
     job.reflogps(out, str(tiny_model_path()), max_length=MAX_LENGTH, shard_rows=SHARD_ROWS, device="cpu")
     return out
-
-
-def _columns(out: Path) -> dict[str, dict[str, list]]:
-    tables = {p.name: pq.read_table(p) for p in sorted((out / "data").glob("*.parquet"))}
-    assert len(tables) == 2
-    return {name: {c: t.column(c).to_pylist() for c in REF} for name, t in tables.items()}
 
 
 def _clean(out: Path) -> None:
@@ -107,7 +100,7 @@ def test_two_workers_started_together_match_one(fresh, reference, tmp_path):
     gate.mkdir()
     procs = [_worker(fresh, delay=0.05, barrier=(gate, 2)) for _ in range(2)]
     first, second = (_summary(p) for p in procs)
-    assert _columns(fresh) == _columns(reference)
+    assert data_columns(fresh, REF) == data_columns(reference, REF)
     _clean(fresh)
     for s in (first, second):
         _add_up(s)
@@ -142,7 +135,7 @@ def test_killed_worker_costs_its_shard_only(fresh, reference, tmp_path):
         "lost": 0,
         "merged_here": True,
     }
-    assert _columns(fresh) == _columns(reference)
+    assert data_columns(fresh, REF) == data_columns(reference, REF)
     _clean(fresh)
 
 
@@ -165,20 +158,8 @@ def test_paused_worker_loses_its_lease_and_gives_the_shard_up(fresh, reference, 
     assert summary["shards"]["scored"] == SHARDS
     assert woken["shards"]["lost"] == 1 and woken["shards"]["scored"] == 0
     assert woken["outcome"] == "merged_elsewhere" and not woken["shards"]["merged_here"]
-    assert _columns(fresh) == _columns(reference)
+    assert data_columns(fresh, REF) == data_columns(reference, REF)
     _clean(fresh)
-
-
-def _cli(args: list[str], capsys) -> tuple[int, str, str]:
-    from prefkit.cli import main
-
-    code = 0
-    try:
-        main(args)
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _killed_before_merging(*args) -> dict:
@@ -205,7 +186,7 @@ def test_merge_only(fresh, reference, monkeypatch, capsys):
         job.reflogps(fresh, model, **kwargs)
     assert not list((fresh / job.WORK_DIR / "leases").iterdir())  # an interrupted worker releases its lease
     args = ["reflogps", str(fresh), "--model", model, "--merge-only"]
-    code, _, err = _cli(args, capsys)
+    code, _, err = run_cli(args, capsys)
     assert code == 1 and "Traceback" not in err
     assert f"{SHARDS - 2} of {SHARDS} shard(s) are not finished" in err and "Hint: start workers" in err
 
@@ -215,11 +196,11 @@ def test_merge_only(fresh, reference, monkeypatch, capsys):
     with pytest.raises(KeyboardInterrupt):
         job.reflogps(fresh, model, **kwargs)
     monkeypatch.undo()
-    code, _, err = _cli(["reflogps", str(fresh), "--model", "other-model", "--merge-only"], capsys)
+    code, _, err = run_cli(["reflogps", str(fresh), "--model", "other-model", "--merge-only"], capsys)
     assert code == 1 and "pass the workers' --model" in err
 
     monkeypatch.setattr("prefkit.reflogps.model.load_model", lambda *a, **k: pytest.fail("loaded a model"))
-    code, out, err = _cli([*args, "--json"], capsys)
+    code, out, err = run_cli([*args, "--json"], capsys)
     assert code == 0, err
     summary = json.loads(out)
     assert summary["shards"] == {
@@ -231,9 +212,9 @@ def test_merge_only(fresh, reference, monkeypatch, capsys):
         "lost": 0,
         "merged_here": True,
     }
-    assert _columns(fresh) == _columns(reference)
+    assert data_columns(fresh, REF) == data_columns(reference, REF)
     _clean(fresh)
-    code, out, err = _cli([*args, "--json"], capsys)
+    code, out, err = run_cli([*args, "--json"], capsys)
     assert code == 0 and json.loads(out)["outcome"] == "already_complete", err
     monkeypatch.undo()
     late = job.reflogps(fresh, model, **kwargs)
@@ -389,5 +370,5 @@ def test_torchrun_lost_rank_is_taken_over_when_run_again(fresh, reference):
     summary = _summary(_torchrun(fresh, delay=0))
     assert summary["outcome"] == "merged_here" and summary["shards"]["taken_over"] >= 1
     assert summary["shards"]["resumed"] >= 1 and summary["world_size"] == 2
-    assert _columns(fresh) == _columns(reference)
+    assert data_columns(fresh, REF) == data_columns(reference, REF)
     _clean(fresh)

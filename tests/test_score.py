@@ -20,7 +20,7 @@ from prefkit.errors import ModelError, OutputError
 from prefkit.ranks import average_ranks, spearman
 from prefkit.reflogps import score as score_mod
 from prefkit.reflogps.audit import audit
-from tests.reflogps_data import build_set, pair_rows
+from tests.reflogps_data import build_set, data_columns, pair_rows, run_cli
 from tests.tinymodel import make_tiny_model, tiny_model_path
 
 MAX_LENGTH = 160  # 5 of the 30 pairs have a text longer than this
@@ -55,24 +55,6 @@ def reference(built, tmp_path_factory) -> Path:
     return out
 
 
-def _cli(args: list[str], capsys) -> tuple[int, str, str]:
-    from prefkit.cli import main
-
-    code = 0
-    try:
-        main(args)
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _columns(out: Path) -> dict[str, dict[str, list]]:
-    tables = {p.name: pq.read_table(p) for p in sorted((out / "data").glob("*.parquet"))}
-    assert len(tables) == 2
-    return {name: {c: t.column(c).to_pylist() for c in RM} for name, t in tables.items()}
-
-
 def _plain_scores(model_path: Path, rows: list[dict], max_length: int) -> tuple[list, list]:
     """The plain recipe, written without prefkit: the reward model's own chat template, one forward per text."""
     import torch
@@ -95,7 +77,7 @@ def test_values_equal_plain_forwards_nulls_counted_and_provenance(fresh, capsys)
     import datasets
 
     args = ["score", str(fresh), "--reward-model", str(_rm()), "--max-length", str(MAX_LENGTH)]
-    code, out, err = _cli([*args, "--shard-rows", "8", "--json"], capsys)
+    code, out, err = run_cli([*args, "--shard-rows", "8", "--json"], capsys)
     assert code == 0, err
     summary = json.loads(out)
     assert summary["pairs"] == 30 and summary["shards"] == {
@@ -242,7 +224,7 @@ def test_resume_after_interrupt_gives_identical_output(fresh, reference, monkeyp
         "lost": 0,
         "merged_here": True,
     }
-    assert _columns(fresh) == _columns(reference)
+    assert data_columns(fresh, RM) == data_columns(reference, RM)
 
 
 @pytest.mark.slow
@@ -260,11 +242,11 @@ def test_torchrun_two_processes_match_one(fresh, reference):
     summary = json.loads(proc.stdout)  # printed once, by rank 0
     assert summary["world_size"] == 2 and summary["shards"]["total"] == 4
     assert json.loads((fresh / "prefkit.json").read_text())["rm_scores"]["world_size"] == 2
-    assert _columns(fresh) == _columns(reference)
+    assert data_columns(fresh, RM) == data_columns(reference, RM)
 
 
 def _error_of(capsys, args: list[str]) -> tuple[str, str]:
-    code, _, err = _cli(args, capsys)
+    code, _, err = run_cli(args, capsys)
     lines = err.strip().splitlines()
     assert code == 1 and "Traceback" not in err, err
     assert lines[-2].startswith("Error: ") and lines[-1].startswith("Hint: "), err
@@ -299,14 +281,14 @@ def test_model_errors_are_one_line_with_hints(fresh, tmp_path, capsys):
     no_template = tiny_model_path(reward=True, chat_template=False)
     message, hint = _error_of(capsys, [*base, "--reward-model", str(no_template)])
     assert "no chat template" in message and "--chat-template" in hint
-    code, _, err = _cli([*base, "--reward-model", str(no_template), "--chat-template", "chatml"], capsys)
+    code, _, err = run_cli([*base, "--reward-model", str(no_template), "--chat-template", "chatml"], capsys)
     assert code == 0, err
     section = json.loads((fresh / "prefkit.json").read_text())["rm_scores"]
     assert section["chat_template"] == "builtin:chatml"
 
     message, hint = _error_of(capsys, [*base, "--reward-model", str(_rm())])  # the columns are there now
     assert "already has reward-model score columns" in message and "--overwrite" in hint
-    code, out, err = _cli([*base, "--reward-model", str(_rm()), "--overwrite", "--json"], capsys)
+    code, out, err = run_cli([*base, "--reward-model", str(_rm()), "--overwrite", "--json"], capsys)
     assert code == 0 and json.loads(out)["scored"] == 25, err
     assert pq.read_schema(next((fresh / "data").glob("*.parquet"))).names.count("rm_margin") == 1
 
@@ -488,13 +470,13 @@ def test_select_on_the_reward_margin_and_the_audit_in_stats_and_card(reference, 
     best = sorted((r["rm_margin"] for r in rows if r["rm_margin"] is not None), reverse=True)[:5]
     assert sorted(res.splits["train"].column("margin").to_pylist(), reverse=True) == pytest.approx(best)
 
-    code, out, _ = _cli(["stats", str(reference), "--json"], capsys)
+    code, out, _ = run_cli(["stats", str(reference), "--json"], capsys)
     assert code == 0
     audit = json.loads(out)["splits"]["train"]["rm_audit"]
     scored = read_output(reference).read_split("train").column("rm_margin").to_pylist()
     margins = [m for m in scored if m is not None]
     assert audit["agree"] == sum(m > 0 for m in margins) and audit["disagree"] == sum(m <= 0 for m in margins)
-    code, text, _ = _cli(["stats", str(reference)], capsys)
+    code, text, _ = run_cli(["stats", str(reference)], capsys)
     assert f"{audit['disagree']} disagree" in text
     card = (tmp_path / "top" / "README.md").read_text()
     assert "reward model agrees with the label" in card
