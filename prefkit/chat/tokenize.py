@@ -214,30 +214,18 @@ def tokenize_pairs(
     Rows without ``tools``/``chat_template_kwargs`` are rendered and tokenized in one batch call per part
     (same ids as TRL's per-row calls); the others row by row.
     """
-    prepared = [_prepare_row(r, getattr(tokenizer, "eos_token", None) or "") for r in _normalise_rows(rows)]
-    if not prepared:
-        return []
-    kinds = {conv for _, conv in prepared}
-    for conv in kinds:
-        _check_tokenizer(tokenizer, conv)
-
+    prepared, batch_text, batch_conv, per_row = prepare_rows(_normalise_rows(rows), tokenizer)
     out: list[TokenizedPair | None] = [None] * len(prepared)
-    batch_conv: list[int] = []
-    batch_text: list[int] = []
-    for i, (row, conv) in enumerate(prepared):
-        if not conv:
-            batch_text.append(i)
-        elif row.get("tools") is None and not row.get("chat_template_kwargs"):
-            batch_conv.append(i)
-        else:  # per-row template arguments: one call per row, like TRL
-            kw = _template_kwargs(row)
-            p = _ids(_apply(tokenizer, [row["prompt"]], add_generation_prompt=True, **kw))[0]
-            pc = _ids(_apply(tokenizer, [row["prompt"] + row["chosen"]], **kw))[0]
-            pr = _ids(_apply(tokenizer, [row["prompt"] + row["rejected"]], **kw))[0]
-            out[i] = _split(p, pc, pr, max_length)
+    for i in per_row:  # per-row template arguments: one call per row, like TRL
+        row = prepared[i]
+        kw = _template_kwargs(row)
+        p = _ids(_apply(tokenizer, [row["prompt"]], add_generation_prompt=True, **kw))[0]
+        pc = _ids(_apply(tokenizer, [row["prompt"] + row["chosen"]], **kw))[0]
+        pr = _ids(_apply(tokenizer, [row["prompt"] + row["rejected"]], **kw))[0]
+        out[i] = _split(p, pc, pr, max_length)
 
     if batch_conv:
-        rs = [prepared[i][0] for i in batch_conv]
+        rs = [prepared[i] for i in batch_conv]
         p = _ids(_apply(tokenizer, [r["prompt"] for r in rs], add_generation_prompt=True, tools=None))
         pc = _ids(_apply(tokenizer, [r["prompt"] + r["chosen"] for r in rs], tools=None))
         pr = _ids(_apply(tokenizer, [r["prompt"] + r["rejected"] for r in rs], tools=None))
@@ -245,13 +233,33 @@ def tokenize_pairs(
             out[i] = _split(p[j], pc[j], pr[j], max_length)
 
     if batch_text:
-        rs = [prepared[i][0] for i in batch_text]
+        rs = [prepared[i] for i in batch_text]
         p = _ids(tokenizer([r["prompt"] for r in rs]))
         pc = _ids(tokenizer([r["prompt"] + r["chosen"] for r in rs]))
         pr = _ids(tokenizer([r["prompt"] + r["rejected"] for r in rs]))
         for j, i in enumerate(batch_text):
             out[i] = _split(p[j], pc[j], pr[j], max_length)
     return out  # type: ignore[return-value]
+
+
+def prepare_rows(
+    rows: Sequence[Mapping[str, Any]], tokenizer: Any
+) -> tuple[list[dict], list[int], list[int], list[int]]:
+    """Rows made ready for tokenization as TRL makes them (:func:`_prepare_row`) and checked against the
+    tokenizer (a chat template for message rows): ``(rows, text rows, message rows renderable in one batch call,
+    message rows with per-row template arguments)``, the last three as indices into ``rows``."""
+    prepared = [_prepare_row(r, getattr(tokenizer, "eos_token", None) or "") for r in rows]
+    for conv in {conv for _, conv in prepared}:
+        _check_tokenizer(tokenizer, conv)
+    text, batch, per_row = [], [], []
+    for i, (row, conv) in enumerate(prepared):
+        if not conv:
+            text.append(i)
+        elif row.get("tools") is None and not row.get("chat_template_kwargs"):
+            batch.append(i)
+        else:
+            per_row.append(i)
+    return [row for row, _ in prepared], text, batch, per_row
 
 
 def _apply(tokenizer: Any, conversations: list[list[Mapping[str, Any]]], **kwargs: Any) -> Any:

@@ -91,28 +91,20 @@ def tokenize_reward_pairs(
     Raises :class:`ModelError` for message rows when the tokenizer has no chat template (hint
     ``--chat-template``) or when the template fails on a row.
     """
-    from prefkit.chat.tokenize import _apply, _check_tokenizer, _ids, _prepare_row, _template_kwargs
+    from prefkit.chat.tokenize import _apply, _ids, _template_kwargs, prepare_rows
 
-    prepared = [_prepare_row(r, getattr(tokenizer, "eos_token", None) or "") for r in rows]
-    for conv in {conv for _, conv in prepared}:
-        _check_tokenizer(tokenizer, conv)
+    prepared, batch_text, batch_conv, per_row = prepare_rows(rows, tokenizer)
     out: list[RewardPair | None] = [None] * len(prepared)
-    batch_conv: list[int] = []
-    batch_text: list[int] = []
-    for i, (row, conv) in enumerate(prepared):
-        if not conv:
-            batch_text.append(i)
-        elif row.get("tools") is None and not row.get("chat_template_kwargs"):
-            batch_conv.append(i)
-        else:  # per-row template arguments: one call per row, like TRL
-            kw = _template_kwargs(row)
-            c = _ids(_apply(tokenizer, [row["prompt"] + row["chosen"]], **kw))[0]
-            r = _ids(_apply(tokenizer, [row["prompt"] + row["rejected"]], **kw))[0]
-            out[i] = _finish(c, r, max_length)
+    for i in per_row:  # per-row template arguments: one call per row, like TRL
+        row = prepared[i]
+        kw = _template_kwargs(row)
+        c = _ids(_apply(tokenizer, [row["prompt"] + row["chosen"]], **kw))[0]
+        r = _ids(_apply(tokenizer, [row["prompt"] + row["rejected"]], **kw))[0]
+        out[i] = _finish(c, r, max_length)
     for batch, conv in ((batch_conv, True), (batch_text, False)):
         if not batch:
             continue
-        rs = [prepared[i][0] for i in batch]
+        rs = [prepared[i] for i in batch]
         texts = [[r["prompt"] + r[key] for r in rs] for key in ("chosen", "rejected")]
         if conv:
             c, r = (_ids(_apply(tokenizer, t, tools=None)) for t in texts)
