@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from prefkit import _moved
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _LAZY = {
     "build": "prefkit.pipeline",

@@ -10,6 +10,9 @@ import importlib.util
 import sys
 import warnings
 
+#: The release that removes the deprecated old paths.
+REMOVED_IN = "0.4.0"
+
 #: old module -> (new module, deprecated)
 MOVED = {
     "prefkit.trl": ("prefkit.integrations.trl", False),
@@ -42,7 +45,9 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         new, deprecated = MOVED[spec.name]
         if deprecated:
             warnings.warn(
-                f"{spec.name} moved to {new}; the old path will be removed", DeprecationWarning, stacklevel=3
+                f"{spec.name} moved to {new}; the old path will be removed in prefkit {REMOVED_IN}",
+                DeprecationWarning,
+                stacklevel=3,
             )
         return importlib.import_module(new)
 

@@ -21,11 +21,11 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from prefkit.errors import ModelError
+from prefkit.resources import data_files, read_text
 
 BUILTIN_DIR = "builtin"
 
@@ -43,29 +43,25 @@ class BuiltinTemplate:
     @property
     def source(self) -> str:
         """The Jinja text."""
-        return (resources.files("prefkit.chat") / BUILTIN_DIR / f"{self.name}.jinja").read_text(
-            encoding="utf-8"
-        )
+        return read_text("prefkit.chat", BUILTIN_DIR, f"{self.name}.jinja")
 
 
 @cache
 def builtin_templates() -> dict[str, BuiltinTemplate]:
     """Every built-in template (from the data files), in their listed order."""
     found = []
-    folder = resources.files("prefkit.chat") / BUILTIN_DIR
-    for entry in folder.iterdir():
-        if entry.name.endswith(".json"):
-            data = json.loads(entry.read_text(encoding="utf-8"))
-            name = entry.name.removesuffix(".json")
-            found.append(
-                BuiltinTemplate(
-                    name,
-                    data["description"],
-                    tuple(data.get("aliases", ())),
-                    dict(data.get("special_tokens", {})),
-                    int(data.get("order", 100)),
-                )
+    for entry in data_files("prefkit.chat", BUILTIN_DIR, ".json"):
+        data = json.loads(entry.read_text(encoding="utf-8"))
+        name = entry.name.removesuffix(".json")
+        found.append(
+            BuiltinTemplate(
+                name,
+                data["description"],
+                tuple(data.get("aliases", ())),
+                dict(data.get("special_tokens", {})),
+                int(data.get("order", 100)),
             )
+        )
     return {t.name: t for t in sorted(found, key=lambda t: (t.order, t.name))}
 
 

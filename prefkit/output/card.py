@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from prefkit.accounting import meaning
+from prefkit.resources import read_text
 from prefkit.secrets import redact
 
 #: meanings of the columns `prefkit reflogps` and `prefkit score` add
@@ -83,11 +84,9 @@ def _pct(x: float | None) -> str:
 
 @cache
 def _template():
-    from importlib import resources
-
     import jinja2
 
-    source = (resources.files("prefkit.output") / "card.md.jinja").read_text(encoding="utf-8")
+    source = read_text("prefkit.output", "card.md.jinja")
     env = jinja2.Environment(
         trim_blocks=True,
         lstrip_blocks=True,

@@ -1,4 +1,4 @@
-"""Eval sets for decontamination (:mod:`.decontaminate`): the built-in ones (``schemas/evalsets.json``: Hub id,
+"""Eval sets for decontamination (:mod:`.decontaminate`): the built-in ones (``prefkit/select/evalsets.json``: Hub id,
 config, split, text columns, licence, source) and ``--decontaminate`` values that name a file or a Hub dataset.
 Items are read as lists of strings (:func:`prefkit.select.decontaminate.item_texts`)."""
 
@@ -7,30 +7,22 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from prefkit.errors import PrefkitError, SelectionError
+from prefkit.resources import read_text
 from prefkit.select.decontaminate import item_texts
 
 EVALSETS_FILE = "evalsets.json"
 
 
-def _schemas_dir() -> Path:
-    """``schemas/`` beside the package in a checkout, ``prefkit/_schemas`` in an installed wheel."""
-    checkout = Path(__file__).resolve().parents[2] / "schemas"
-    if (checkout / EVALSETS_FILE).is_file():
-        return checkout
-    return Path(str(resources.files("prefkit._schemas")))
-
-
 @cache
 def evalset_presets() -> dict[str, dict[str, Any]]:
-    """The built-in eval sets (``schemas/evalsets.json``): name -> ``hub_id``, ``config`` (a name, a list of
+    """The built-in eval sets (``prefkit/select/evalsets.json``): name -> ``hub_id``, ``config`` (a name, a list of
     names whose splits are concatenated, or null), ``split``, ``data_files`` (or null), ``columns``,
     ``items`` (expected count), ``licence``, ``notes``, ``source``."""
-    data = json.loads((_schemas_dir() / EVALSETS_FILE).read_text(encoding="utf-8"))
+    data = json.loads(read_text(__package__ or "prefkit.select", EVALSETS_FILE))
     return {name: spec for name, spec in data.items() if not name.startswith("$")}
 
 

@@ -1,5 +1,5 @@
 """Presets: how prefkit reads the known Hub preference datasets. Data, not code: one JSON file per dataset in
-``schemas/presets/``.
+``prefkit/sources/presets_data/`` (package data, read with :mod:`prefkit.resources`).
 
 A preset applies when a source's Hub id equals its ``id`` or one of its ``aliases`` (case-insensitive), or when
 named with ``--preset``. It only supplies *defaults*: an option given explicitly (``--split``, ``--format``,
@@ -25,21 +25,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
-from pathlib import Path
+from importlib.resources.abc import Traversable
 
 from prefkit.errors import PresetError
+from prefkit.resources import data_files
 
-
-def schemas_dir() -> Path:
-    """``schemas/``: next to the package in a checkout, ``prefkit/_schemas`` inside an installed wheel."""
-    checkout = Path(__file__).resolve().parents[2] / "schemas"
-    if checkout.is_dir():
-        return checkout
-    return Path(str(resources.files("prefkit._schemas")))
-
-
-PRESETS_DIR = schemas_dir() / "presets"
+PRESETS_FOLDER = "presets_data"
 
 
 @dataclass(frozen=True)
@@ -86,9 +77,9 @@ class Preset:
         return {k: v for k, v in out.items() if v not in (None, {}, [], "", False) or k in ("license",)}
 
 
-def _from_file(path: Path) -> Preset:
+def _from_file(path: Traversable) -> Preset:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise PresetError(f"cannot read preset {path.name}: {err}", "fix or remove the file") from None
     from prefkit.formats import FAMILIES
@@ -110,9 +101,10 @@ def _from_file(path: Path) -> Preset:
 
 
 @cache
-def all_presets(directory: Path = PRESETS_DIR) -> tuple[Preset, ...]:
-    """Every preset, sorted by id."""
-    return tuple(sorted((_from_file(p) for p in directory.glob("*.json")), key=lambda p: p.id.lower()))
+def all_presets() -> tuple[Preset, ...]:
+    """Every preset (the package's ``presets_data/*.json``), sorted by id."""
+    files = data_files(__package__ or "prefkit.sources", PRESETS_FOLDER, ".json")
+    return tuple(sorted((_from_file(p) for p in files), key=lambda p: p.id.lower()))
 
 
 def find_preset(source_id: str) -> Preset | None:
