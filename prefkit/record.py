@@ -150,7 +150,9 @@ def used_fields(frames: list[pl.DataFrame]) -> tuple[tuple[str, ...], tuple[str,
         if not df.height:
             continue
         for column in ("prompt", "chosen", "rejected"):
-            fields = df.schema[column].inner.fields if isinstance(df.schema[column], pl.List) else []
+            dtype = df.schema[column]
+            inner = dtype.inner if isinstance(dtype, pl.List) else None
+            fields = inner.fields if isinstance(inner, pl.Struct) else []
             names = [f.name for f in fields if f.name in MESSAGE_FIELDS]
             if names:
                 found = df.select(

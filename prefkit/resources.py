@@ -4,9 +4,14 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from importlib import resources
-from importlib.resources.abc import Traversable
+
+if sys.version_info >= (3, 11):
+    from importlib.resources.abc import Traversable
+else:  # pragma: no cover - Python 3.10
+    from importlib.abc import Traversable
 
 
 def data_file(package: str, *parts: str) -> Traversable:

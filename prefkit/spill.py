@@ -257,9 +257,9 @@ def _gather_buckets(
             writers[int(b)].write(part)
     try:
         for b in sorted(writers):
-            bucket = writers[b].close()
-            frame = pl.concat(list(bucket.frames()), how="vertical_relaxed")
-            bucket.remove()
+            spilled = writers[b].close()
+            frame = pl.concat(list(spilled.frames()), how="vertical_relaxed")
+            spilled.remove()
             yield frame.sort("_pos").drop("_pos")
     finally:
         for writer in writers.values():

@@ -49,7 +49,7 @@ def _alive(pid: int) -> bool:
 def clean_stale(folder: Path, name: str | None = None) -> list[Path]:
     """Remove what a killed prefkit run left in ``folder`` (temporary files and staging / old folders of
     processes that are gone; only those of ``name`` when given). Returns what was removed."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(Path(folder).iterdir())
     except OSError:
@@ -272,6 +272,7 @@ class ShardWriter:
         if self.schema is None:
             self.schema = hf_schema(table.schema)
             self._chunks = Rechunk(ROW_GROUP_ROWS, self.schema)
+        assert self._chunks is not None
         for chunk in self._chunks.add(table):
             self._place(chunk)
 
@@ -328,7 +329,11 @@ class ShardWriter:
 
 def write_text(path: Path, text: str) -> None:
     """Write a UTF-8 text file atomically."""
-    _atomic(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    _atomic(Path(path), lambda tmp: _write_utf8(tmp, text))
+
+
+def _write_utf8(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
 
 
 def write_json(path: Path, data: object) -> None:

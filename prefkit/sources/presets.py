@@ -23,9 +23,14 @@ Keys (all optional but ``id`` and ``family``):
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from functools import cache
-from importlib.resources.abc import Traversable
+
+if sys.version_info >= (3, 11):
+    from importlib.resources.abc import Traversable
+else:  # pragma: no cover - Python 3.10
+    from importlib.abc import Traversable
 
 from prefkit.errors import PresetError
 from prefkit.resources import data_files
