@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -51,7 +51,7 @@ def option(
 ):
     """A documented option field. ``cli=False``: no flag of its own (set through another one or in Python);
     ``flag_value``: the value of the flag given without one (``--near-dedup`` = ``--near-dedup pair``)."""
-    extra = {"cli": cli, **({"metavar": metavar} if metavar else {})}
+    extra: dict[str, Any] = {"cli": cli, **({"metavar": metavar} if metavar else {})}
     if flag_value is not None:
         extra["flag_value"] = flag_value
     return Field(default, description=help, json_schema_extra=extra, **kw)
@@ -117,18 +117,26 @@ class _FormatBase(OptionGroup):
 def _family_fields() -> dict[str, Any]:
     fields = {}
     for name, (decl, _) in family_options().items():
-        constraints = {"ge": decl.ge} if decl.ge is not None else {}
+        constraints: dict[str, Any] = {"ge": decl.ge} if decl.ge is not None else {}
         fields[name] = (decl.annotation | None, option(None, decl.help, **constraints))
     return fields
 
 
 #: the ``formats`` group: columns, shape, system prompts, and every family's own options
-FormatOptions = create_model(
-    "FormatOptions",
-    __base__=_FormatBase,
-    __doc__="How rows are read: shape, columns, family options.",
-    **_family_fields(),
-)
+if TYPE_CHECKING:
+
+    class FormatOptions(_FormatBase):
+        """How rows are read: shape, columns, family options (fields made from the families' declarations)."""
+
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    FormatOptions = create_model(
+        "FormatOptions",
+        __base__=_FormatBase,
+        __doc__="How rows are read: shape, columns, family options.",
+        **_family_fields(),
+    )
 
 
 class FilterOptions(OptionGroup):
@@ -314,7 +322,7 @@ class BuildOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sources: SourceOptions = Field(default_factory=SourceOptions)
-    formats: FormatOptions = Field(default_factory=FormatOptions)  # type: ignore[valid-type]
+    formats: FormatOptions = Field(default_factory=FormatOptions)
     filters: FilterOptions = Field(default_factory=FilterOptions)
     select: SelectOptions = Field(default_factory=SelectOptions)
     chat: ChatOptions = Field(default_factory=ChatOptions)
@@ -334,7 +342,7 @@ class BuildOptions(BaseModel):
             else:
                 _place(grouped, key, value, None)
         try:
-            return cls(**{g: GROUPS[g](**values) for g, values in grouped.items()})
+            return cls.model_validate({g: GROUPS[g](**values) for g, values in grouped.items()})
         except ValidationError as err:
             raise _option_error(err) from None
 

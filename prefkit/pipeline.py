@@ -442,11 +442,10 @@ def write_extra(
     from prefkit.output.exports import check_export
 
     export = check_export(options.output.export)
-    extra = None
-    if export.extra_files is not None:
+    make_files = export.extra_files
 
-        def extra(manifest: dict) -> dict[str, str]:
-            files = {name: entry.get("files", []) for name, entry in manifest["splits"].items()}
-            return export.extra_files(output.name, files)
+    def extra(manifest: dict) -> dict[str, str]:
+        files = {name: entry.get("files", []) for name, entry in manifest["splits"].items()}
+        return make_files(output.name, files) if make_files is not None else {}
 
-    finish_folder(folder, manifest, schemas, output.resolve().name, extra)
+    finish_folder(folder, manifest, schemas, output.resolve().name, extra if make_files is not None else None)

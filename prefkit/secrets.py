@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
+from typing import overload
 
 MASK = "***"
 #: option names whose value is a secret (``--token`` and ``--token=…``)
@@ -28,6 +29,10 @@ def _env_secrets() -> list[str]:
     return [v for v in (os.environ.get(name, "") for name in SECRET_ENV) if len(v) >= 4]
 
 
+@overload
+def redact(text: str) -> str: ...
+@overload
+def redact(text: None) -> None: ...
 def redact(text: str | None) -> str | None:
     """``text`` with every secret it holds replaced by ``***``."""
     if not text:

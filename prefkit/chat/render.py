@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from prefkit.chat.templates import ChatRenderer
 
@@ -45,7 +45,7 @@ def render_parts(
     A row the template refuses raises :class:`~prefkit.errors.ModelError`, or, with a ``refused`` dict, renders
     as ``""`` and ``refused[i]`` holds the template's one-line message.
     """
-    parts = []
+    parts: list[list[str] | None] = []
     for convs, gen in (
         ([list(a) + list(b) for a, b in zip(prompts, chosen, strict=True)], False),
         ([list(a) + list(b) for a, b in zip(prompts, rejected, strict=True)], False),
@@ -61,6 +61,7 @@ def render_parts(
             refused.setdefault(i, err.message)  # type: ignore[union-attr]
         parts.append(texts)
     pc, pr, p = parts
+    assert pc is not None and pr is not None, "answers are always rendered"
     return p, pc, pr
 
 
@@ -75,7 +76,9 @@ def render_text(
     """Message rows → text rows (prompt, chosen, rejected strings) exactly as TRL's ``apply_chat_template``
     (``refused``: see :func:`render_parts`)."""
     out_p, out_c, out_r = [], [], []
-    for p, pc, pr in zip(*render_parts(renderer, prompts, chosen, rejected, extras, refused), strict=True):
+    rendered_p, rendered_pc, rendered_pr = render_parts(renderer, prompts, chosen, rejected, extras, refused)
+    assert rendered_p is not None, "render_parts renders prompts unless told not to"
+    for p, pc, pr in zip(rendered_p, rendered_pc, rendered_pr, strict=True):
         a, b, c = split_rendered(p, pc, pr)
         out_p.append(a)
         out_c.append(b)
@@ -91,7 +94,7 @@ def text_table(table: Any, target: Any) -> Any:
 
     from prefkit.record import frame_rows
 
-    prompts, chosen, rejected, extras = frame_rows(pl.from_arrow(table))
+    prompts, chosen, rejected, extras = frame_rows(cast(pl.DataFrame, pl.from_arrow(table)))
     text = render_text(target.renderer, prompts, chosen, rejected, extras)
     for name, values in zip(("prompt", "chosen", "rejected"), text, strict=True):
         table = table.set_column(table.column_names.index(name), name, pa.array(values, pa.string()))

@@ -247,21 +247,23 @@ class ChatRenderer:
     ) -> str:
         from transformers.utils import chat_template_utils as ctu
 
-        chat = [{k: v for k, v in dict(m).items() if v is not None} for m in chat]
-        extra = dict(extra or {})
-        tools = extra.pop("tools", None)
+        messages = [{k: v for k, v in dict(m).items() if v is not None} for m in chat]
+        variables = dict(extra or {})
+        tools = variables.pop("tools", None)
         real = ctu._compile_jinja_template
         ctu._compile_jinja_template = guarded_template  # transformers' preparation, prefkit's size limits
         try:
-            rendered, _ = ctu.render_jinja_template(
-                conversations=[chat],
+            # annotated `-> str`, returns (rendered conversations, generation indices)
+            result: Any = ctu.render_jinja_template(
+                conversations=[messages],
                 tools=tools,
                 chat_template=self.template,
                 add_generation_prompt=add_generation_prompt,
-                **{**self.variables, **extra},
+                **{**self.variables, **variables},
             )
         finally:
             ctu._compile_jinja_template = real
+        rendered, _ = result
         return rendered[0]
 
 
@@ -311,7 +313,7 @@ def _too_big(operator: str, left: Any, right: Any) -> bool:
 
 
 def _guarded_class(base: type) -> type:
-    class Guarded(base):  # type: ignore[misc, valid-type]
+    class Guarded(base):
         """transformers' sandbox, with size limits on ``*``, ``**`` and ``+``."""
 
         intercepted_binops = frozenset({"*", "**", "+"})

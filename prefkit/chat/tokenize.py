@@ -219,10 +219,10 @@ def tokenize_pairs(
     for i in per_row:  # per-row template arguments: one call per row, like TRL
         row = prepared[i]
         kw = _template_kwargs(row)
-        p = _ids(_apply(tokenizer, [row["prompt"]], add_generation_prompt=True, **kw))[0]
-        pc = _ids(_apply(tokenizer, [row["prompt"] + row["chosen"]], **kw))[0]
-        pr = _ids(_apply(tokenizer, [row["prompt"] + row["rejected"]], **kw))[0]
-        out[i] = _split(p, pc, pr, max_length)
+        prompt_ids = _ids(_apply(tokenizer, [row["prompt"]], add_generation_prompt=True, **kw))[0]
+        chosen_ids = _ids(_apply(tokenizer, [row["prompt"] + row["chosen"]], **kw))[0]
+        rejected_ids = _ids(_apply(tokenizer, [row["prompt"] + row["rejected"]], **kw))[0]
+        out[i] = _split(prompt_ids, chosen_ids, rejected_ids, max_length)
 
     if batch_conv:
         rs = [prepared[i] for i in batch_conv]
@@ -251,7 +251,9 @@ def prepare_rows(
     prepared = [_prepare_row(r, getattr(tokenizer, "eos_token", None) or "") for r in rows]
     for conv in {conv for _, conv in prepared}:
         _check_tokenizer(tokenizer, conv)
-    text, batch, per_row = [], [], []
+    text: list[int] = []
+    batch: list[int] = []
+    per_row: list[int] = []
     for i, (row, conv) in enumerate(prepared):
         if not conv:
             text.append(i)
@@ -259,7 +261,7 @@ def prepare_rows(
             batch.append(i)
         else:
             per_row.append(i)
-    return [row for row, _ in prepared], text, batch, per_row
+    return [dict(row) for row, _ in prepared], text, batch, per_row
 
 
 def _apply(tokenizer: Any, conversations: list[list[Mapping[str, Any]]], **kwargs: Any) -> Any:

@@ -34,9 +34,9 @@ def _click_type(annotation: Any, metadata: list) -> tuple[Any, bool]:
         return str, True
     low = next((m.ge for m in metadata if isinstance(m, annotated_types.Ge)), None)
     if base is int:
-        return (click.IntRange(min=low) if low is not None else int), False
+        return (click.IntRange(min=typing.cast(int, low)) if low is not None else int), False
     if base is float:
-        return (click.FloatRange(min=low) if low is not None else float), False
+        return (click.FloatRange(min=typing.cast(float, low)) if low is not None else float), False
     return str, False
 
 
@@ -73,7 +73,7 @@ def model_options(
     fields = [
         (name, info)
         for name, info in model.model_fields.items()
-        if (info.json_schema_extra or {}).get("cli", True)
+        if (info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}).get("cli", True)
         and name not in exclude
         and (only is None or name in only)
     ]

@@ -118,7 +118,9 @@ def apply_target(
             )
     elif text is None:
         render_parts(target.renderer, prompts, chosen, rejected, extras, refused)
-    reasons = drop_reasons(lengths, options) if lengths is not None else [None] * len(prompts)
+    reasons: list[str | None] = (
+        drop_reasons(lengths, options) if lengths is not None else [None] * len(prompts)
+    )
     for i in refused:
         reasons[i] = "template_refused"
     details = [refused.get(i) for i in range(len(prompts))]

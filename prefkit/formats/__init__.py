@@ -148,7 +148,13 @@ def detect(
         mapping = replace(mapping, extra={**mapping.extra, "row_fields": row_fields})
     if FAMILIES[mapping.family].full_frame:
         return mapping  # families E-G read their own scores
-    return replace(mapping, **pick_score_columns(schema, margin_col))
+    scores = pick_score_columns(schema, margin_col)
+    return replace(
+        mapping,
+        score_chosen=scores.get("score_chosen", mapping.score_chosen),
+        score_rejected=scores.get("score_rejected", mapping.score_rejected),
+        margin=scores.get("margin", mapping.margin),
+    )
 
 
 def with_options(

@@ -51,6 +51,14 @@ class Mapping:
     #: (:func:`prefkit.formats.prepare`); not part of how the columns map
     facts: dict | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def prompt_column(self) -> str:
+        """``prompt`` of the shapes that read a prompt column (detection sets it); ``ValueError`` for the
+        implicit-prompt shapes, which have none."""
+        if self.prompt is None:
+            raise ValueError(f"{self.family} reads no prompt column")
+        return self.prompt
+
     def to_dict(self) -> dict:
         out = asdict(replace(self, facts=None))
         return {k: v for k, v in out.items() if k != "facts" and v not in (None, {})}
@@ -172,7 +180,7 @@ def messages_expr(column: str, schema: pa.Schema) -> pl.Expr:
         content = el.field("value")
     none = pl.lit(None, dtype=pl.String)
     reasoning = [el.field(a).cast(pl.String) for a in REASONING_ALIASES if a in fields]
-    extra = {
+    extra: dict[str, Any] = {
         "reasoning_content": pl.coalesce(reasoning) if reasoning else none,
         "tool_calls": el.field("tool_calls").cast(pl.String) if "tool_calls" in fields else none,
         "name": el.field("name").cast(pl.String) if "name" in fields else none,
@@ -201,11 +209,8 @@ def messages_equal(frame: pl.DataFrame, a: str, b: str) -> pl.Expr:
 
 def message(role: str, content: pl.Expr) -> pl.Expr:
     none = pl.lit(None, dtype=pl.String)
-    return pl.struct(
-        role=pl.lit(role, dtype=pl.String),
-        content=content.cast(pl.String),
-        **{f: none for f in MESSAGE_FIELDS},
-    )
+    optional: dict[str, Any] = dict.fromkeys(MESSAGE_FIELDS, none)
+    return pl.struct(role=pl.lit(role, dtype=pl.String), content=content.cast(pl.String), **optional)
 
 
 def single_assistant(content: pl.Expr) -> pl.Expr:

@@ -59,9 +59,9 @@ def _answer(column: str, schema: pa.Schema) -> tuple[pl.Expr, pl.Expr]:
 def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
     chosen, chosen_ok = _answer(mapping.chosen, schema)
     rejected, rejected_ok = _answer(mapping.rejected, schema)
-    prompt = messages_expr(mapping.prompt, schema)
+    prompt = messages_expr(mapping.prompt_column, schema)
     nulls = (
-        pl.col(mapping.prompt).is_null()
+        pl.col(mapping.prompt_column).is_null()
         | pl.col(mapping.chosen).is_null()
         | pl.col(mapping.rejected).is_null()
     )

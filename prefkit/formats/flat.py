@@ -67,7 +67,7 @@ def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Map
 
 def _query(mapping: Mapping) -> pl.Expr:
     """The user turn: the prompt column, or Alpaca's ``instruction + "\n" + input`` with empty parts left out."""
-    prompt = pl.col(mapping.prompt)
+    prompt = pl.col(mapping.prompt_column)
     query = (mapping.extra.get("columns") or {}).get("query")
     if query is None:
         return prompt
@@ -96,7 +96,7 @@ def _with_history(prompt: pl.Series, history: pl.Series) -> tuple[pl.Series, pl.
 
 def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
     system = pl.col(mapping.system) if mapping.system else None
-    prompt, chosen, rejected = pl.col(mapping.prompt), pl.col(mapping.chosen), pl.col(mapping.rejected)
+    prompt, chosen, rejected = pl.col(mapping.prompt_column), pl.col(mapping.chosen), pl.col(mapping.rejected)
     out = df.select(
         user_prompt(_query(mapping), system).alias("prompt"),
         single_assistant(chosen).alias("chosen"),

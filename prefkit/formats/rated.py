@@ -41,7 +41,8 @@ def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Map
     if not prompt:
         return "needs a prompt string (prompt/instruction/question/input)"
     extra = {"pairs": binarise.DEFAULT_STRATEGY}
-    for name in [columns["chosen"]] if columns.get("chosen") else GEN_ALIASES:
+    named = columns.get("chosen")
+    for name in [named] if named else GEN_ALIASES:
         if name not in schema.names:
             continue
         fields = binarise.struct_fields(schema.field(name).type)

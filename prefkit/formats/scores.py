@@ -6,6 +6,8 @@ on different scales; the mapping records which columns were used so the manifest
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 import polars as pl
 import pyarrow as pa
 
@@ -119,7 +121,7 @@ def score_exprs(
     score_chosen: str | None,
     score_rejected: str | None,
     margin: str | None,
-    fractions: set[str] = frozenset(),
+    fractions: AbstractSet[str] = frozenset(),
 ) -> list[pl.Expr]:
     """``score_chosen``, ``score_rejected`` and ``margin`` (native, else chosen - rejected) as Float64, and the
     ``flag_unparsed_score`` of rows whose score text does not parse (``fractions``: columns read as ``a/b``)."""

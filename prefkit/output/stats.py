@@ -14,7 +14,7 @@ Percentiles are linear-interpolated (numpy's default).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -58,10 +58,10 @@ def length_bias(chosen: np.ndarray, rejected: np.ndarray, margin: np.ndarray | N
     from prefkit.select.length_balance import length_bias as measure
 
     m = measure(chosen, rejected, margin)
-    pairs = m["pairs"]
+    pairs, equal = m["pairs"], m["equal_length"]
     return {
         f"chosen_longer_{unit}": m["chosen_longer_fraction"],
-        f"equal_{unit}": m["equal_length"] / pairs if pairs else None,
+        f"equal_{unit}": equal / pairs if pairs and equal is not None else None,
         f"median_ratio_{unit}": m["median_length_ratio"],
         f"margin_length_spearman_{unit}": None if margin is None else m["margin_length_spearman"],
     }
@@ -105,7 +105,7 @@ class SplitStats:
         self.tokens: dict[str, list] = {}
 
     def add(self, table: pa.Table) -> None:
-        df = pl.from_arrow(table)
+        df = cast(pl.DataFrame, pl.from_arrow(table))
         self.rows += table.num_rows
         self.has_margin = "margin" in df.columns
         if self.has_margin:
@@ -193,6 +193,7 @@ def _token_lengths(df: pl.DataFrame, target: Any, text: bool) -> dict[str, list[
         lengths = message_token_lengths(
             target.tokenizer, target.renderer, prompts, chosen, rejected, extras=extras
         )
+    assert lengths.prompt is not None, "both counters compute prompt lengths when asked for answers"
     return {
         "prompt": lengths.prompt,
         "chosen": lengths.chosen,

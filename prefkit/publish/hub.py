@@ -156,7 +156,9 @@ def push(
             extra_metadata=remote.card_metadata,
         )
         card = render_card(local.card_manifest, local.features, hub=hub_card)
-        files = [*local.files, (MANIFEST_NAME, local.manifest), (CARD_NAME, card.encode())]
+        files: list[tuple[str, Path | bytes]] = [
+            *local.files, (MANIFEST_NAME, local.manifest), (CARD_NAME, card.encode())
+        ]
         written = {path for path, _ in files}
         result = PushResult(
             repo_id=repo_id,
@@ -369,7 +371,7 @@ def _commit(api, result: PushResult, remote: _Remote, files, message, create_pr:
         api.create_repo(repo_id, repo_type="dataset", private=result.private, exist_ok=True)
     if branch != "main":
         api.create_branch(repo_id, repo_type="dataset", branch=branch, exist_ok=True)
-    operations = [
+    operations: list[CommitOperationAdd | CommitOperationDelete] = [
         CommitOperationAdd(path, str(data) if isinstance(data, Path) else data) for path, data in files
     ]
     operations += [CommitOperationDelete(path) for path in result.deleted]
@@ -424,7 +426,8 @@ def _hub_error(err: BaseException, repo_id: str, branch: str, endpoint: str, att
     if status == 401:
         return HubError(f"the Hub did not accept your token for {repo_id!r} (401 Unauthorized)", LOGIN_HINT)
     if status == 403:
-        if "/api/repos/create" in str(getattr(getattr(err.response, "request", None), "url", "")):
+        request = getattr(getattr(err, "response", None), "request", None)
+        if "/api/repos/create" in str(getattr(request, "url", "")):
             return HubError(
                 f"your token cannot create datasets under {namespace!r} (403 Forbidden)",
                 f"push to your own namespace, or use a token with write access to {namespace!r}",

@@ -98,9 +98,9 @@ def tokenize_reward_pairs(
     for i in per_row:  # per-row template arguments: one call per row, like TRL
         row = prepared[i]
         kw = _template_kwargs(row)
-        c = _ids(_apply(tokenizer, [row["prompt"] + row["chosen"]], **kw))[0]
-        r = _ids(_apply(tokenizer, [row["prompt"] + row["rejected"]], **kw))[0]
-        out[i] = _finish(c, r, max_length)
+        chosen_ids = _ids(_apply(tokenizer, [row["prompt"] + row["chosen"]], **kw))[0]
+        rejected_ids = _ids(_apply(tokenizer, [row["prompt"] + row["rejected"]], **kw))[0]
+        out[i] = _finish(chosen_ids, rejected_ids, max_length)
     for batch, conv in ((batch_conv, True), (batch_text, False)):
         if not batch:
             continue

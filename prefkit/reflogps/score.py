@@ -176,7 +176,9 @@ def score(
         def finish(shards: list, counts: dict, check: Any) -> dict:
             from prefkit.reflogps.merge import merge
 
-            info = {"command": command, "columns": RM_COLUMNS, "world_size": ctx.world_size, "engine": engine}
+            info: dict[str, Any] = {
+                "command": command, "columns": RM_COLUMNS, "world_size": ctx.world_size, "engine": engine
+            }
             info |= {"counts": counts, "seconds": round(time.perf_counter() - start, 3)}
             sec = _section(loaded, spec.settings, info)
             return merge(

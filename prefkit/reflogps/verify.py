@@ -108,6 +108,10 @@ def verify(
     options = ModelOptions.create(None, {k: v for k, v in model_options.items() if v is not None})
     if model is None:
         model = section.get("model_path") if section.get("model_source") == "local" else section.get("model")
+    if model is None:
+        raise OutputError(
+            f"{out_dir} records no reference model to recompute with", "pass the model with --model"
+        )
         options = ModelOptions.create(options, {"revision": options.revision or section.get("revision")})
     if options.chat_template is None and str(section.get("chat_template", "")).startswith("file:"):
         options = ModelOptions.create(

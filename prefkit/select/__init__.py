@@ -58,7 +58,7 @@ def select_across(
     scales = mix.margin_scales(parts, specs)
     for part in parts:
         scale = scales[specs.index(part.spec)]
-        if scale["normalised"]:
+        if scale["normalised"] and part.df is not None:
             part.df = part.df.with_columns(pl.col("margin") / scale["span"])
     again = mix.draw_weights(parts, options.seed)
     dedup.dedup_parts(parts, exact=options.dedup, one_per_prompt=options.one_pair_per_prompt)

@@ -72,6 +72,9 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 #: a text, or a list of sections whose shingles never match across sections (prompt / chosen / rejected)
 Sectioned = Sequence[str | Sequence[str] | None] | pl.Series
 
+#: What near-dedup compares: whole pairs, or prompts only (one pair per fuzzy prompt).
+NearDedupMode = Literal["pair", "prompt"]
+
 
 def shingle_hashes(
     hashes: np.ndarray, offsets: np.ndarray, shingle: int, salt: np.ndarray | None = None
@@ -363,7 +366,7 @@ def _contents(column: str, drop_system: bool) -> pl.Expr:
     return pl.col(column).list.eval(content).list.join("\n").fill_null("")
 
 
-def dedup_texts(df: pl.DataFrame, mode: Literal["pair", "prompt"]) -> pl.Series:
+def dedup_texts(df: pl.DataFrame, mode: NearDedupMode) -> pl.Series:
     """The sections near-dedup compares, per row of ``df`` (List(String) Series, len(df)): the contents of the
     prompt's non-system turns joined by newlines, then (``mode="pair"``) the chosen and the rejected message.
     Sections are shingled separately, so two pairs with chosen and rejected swapped are not
@@ -391,7 +394,7 @@ def _winners(labels: np.ndarray, margin: pl.Series | None) -> np.ndarray:
 def near_dedup_reasons(
     df: pl.DataFrame,
     *,
-    mode: Literal["pair", "prompt"] = "pair",
+    mode: NearDedupMode = "pair",
     threshold: float = DEFAULT_THRESHOLD,
     num_perm: int = DEFAULT_NUM_PERM,
     shingle: int = DEFAULT_SHINGLE,
@@ -435,7 +438,7 @@ def _check_mode(mode: str) -> None:
 def dedup_signatures(
     df: pl.DataFrame,
     *,
-    mode: Literal["pair", "prompt"] = "pair",
+    mode: NearDedupMode = "pair",
     num_perm: int = DEFAULT_NUM_PERM,
     shingle: int = DEFAULT_SHINGLE,
     seed: int = 0,

@@ -16,7 +16,7 @@ representative; length balance runs last, on what the other stages left.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import polars as pl
@@ -43,6 +43,9 @@ REASONS = declare(
         "dropped so the chosen answer is longer in 50 % ± 1 % of pairs (--length-balance), lowest margins first",
     ),
 )
+
+if TYPE_CHECKING:
+    from prefkit.select.near_dedup import NearDedupMode
 
 
 def _plain(column: str) -> pl.Expr:
@@ -133,8 +136,8 @@ def near_dedup(parts: list[Any], mode: str, threshold: float, seed: int | None) 
     where, sigs, words, margins = [], [], [], []
     for pooled in pool(parts):
         sig, has_words = dedup_signatures(
-            pooled, mode=mode, num_perm=DEFAULT_NUM_PERM, shingle=DEFAULT_SHINGLE, seed=seed
-        )  # type: ignore[arg-type]
+            pooled, mode=cast("NearDedupMode", mode), num_perm=DEFAULT_NUM_PERM, shingle=DEFAULT_SHINGLE, seed=seed
+        )
         where.append(pooled.select("_part", "_row"))
         sigs.append(sig)
         words.append(has_words)

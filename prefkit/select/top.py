@@ -43,7 +43,7 @@ def select_max_rows(df: pl.DataFrame, max_rows: int, seed: int | None) -> pl.Dat
     if order.len() <= max_rows:
         return df
     keep = order.sample(max_rows, seed=seed) if seed is not None else order.head(max_rows)
-    index = pl.int_range(pl.len(), dtype=order.dtype)
+    index = pl.int_range(pl.len(), dtype=pl.UInt32)  # with_row_index's dtype
     return _mark(df, index.is_in(order.implode()) & ~index.is_in(keep.implode()), "over_max_rows")
 
 

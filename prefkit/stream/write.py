@@ -108,7 +108,9 @@ def part_rejects(part: Any, full: bool, split_by_out: bool) -> Iterator[tuple[st
 def output_groups(part: Any, split_by_out: bool) -> list[tuple[str, pl.Expr | None]]:
     from prefkit.select.splits import by_output_split
 
-    return by_output_split(part.df) if split_by_out else [(part.out, None)]
+    if split_by_out:
+        return list(by_output_split(part.df))
+    return [(part.out, None)]
 
 
 def part_counts(part: Any, where: pl.Expr | None) -> Counts:
