@@ -1,0 +1,71 @@
+"""`prefkit report`: one self-contained HTML page to look at a built set.
+
+Per split: the flow of rows (read → kept / dropped by reason / invalid by reason, per source), the rejects by
+reason with their evidence, a sample of the kept rows as conversations (searchable and paged in the page), the
+margin, length, length-bias, reward-model and reference log-prob charts, and the manifest's provenance.
+
+Who does what: the page is rendered by Jinja2 with autoescape (every value from the set is escaped), the charts
+are matplotlib figures as inline SVG (:mod:`prefkit.output.charts`, the same figures as the card's PNG plots),
+and a small inline script pages and searches the rows already in the page. Nothing is loaded from the network.
+Data files: ``prefkit/report/templates/report.html.jinja``, ``report.css``, ``report.js``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefkit.report.build import build_pages, render_page
+
+#: the page's size limit: rows are sampled down until the page fits (docs/report.md)
+MAX_BYTES = 10 * 2**20
+REPORT_NAME = "report.html"
+
+
+@dataclass
+class ReportResult:
+    """What `prefkit report` wrote: the page, its size in bytes, and per split the kept rows shown / kept."""
+
+    path: Path
+    bytes: int
+    rows_shown: dict[str, tuple[int, int]]
+
+
+def write_report(
+    folder: str | Path,
+    html: str | Path | None = None,
+    *,
+    rows: int = 1000,
+    examples: int = 20,
+    seed: int = 0,
+    target: Any = None,
+    max_bytes: int = MAX_BYTES,
+) -> ReportResult:
+    """Write the report page of the set at ``folder`` to ``html`` (default ``folder/report.html``).
+
+    ``rows``: kept rows shown per split (a uniform random sample with ``seed`` when the split has more);
+    ``examples``: rejected rows shown per reason (sampled the same way); ``target``: a tokenizer target
+    (:func:`prefkit.chat.target.load_target`) to count lengths in tokens by TRL's rule, else characters. The
+    sample is halved until the page is at most ``max_bytes``. Raises :class:`~prefkit.errors.OutputError` for a
+    folder that is not a set or a set exported in another trainer's shape, ``DependencyError`` without
+    matplotlib.
+    """
+    from prefkit.output import read_output, require_trl_shape
+    from prefkit.output.writer import write_text
+
+    out = read_output(folder)
+    require_trl_shape(out, "report")
+    path = Path(html) if html else out.path / REPORT_NAME
+    pages = build_pages(out, rows=rows, examples=examples, seed=seed, target=target)
+    while True:
+        text = render_page(out, pages, seed)
+        data = text.encode("utf-8")
+        if len(data) <= max_bytes or rows <= 10:
+            break
+        rows //= 2
+        for page in pages:
+            page.kept = page.kept[::2] if len(page.kept) > rows else page.kept
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, text)
+    return ReportResult(path, len(data), {p.name: (len(p.kept), p.kept_total) for p in pages})
