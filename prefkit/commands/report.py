@@ -30,6 +30,14 @@ from prefkit.commands.common import target_options
     show_default=True,
     help="Rejected rows shown per reason (sampled the same way).",
 )
+@click.option(
+    "--eval-set",
+    "eval_sets",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A local file of an eval set the build decontaminated against (repeatable; matched by file name), to "
+    "show the contaminating item next to each contaminated row. Hub eval sets are not downloaded.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the row samples.")
 @target_options
 @click.option("--open", "open_page", is_flag=True, help="Open the page in the default web browser.")
@@ -38,6 +46,7 @@ def command(
     html,
     rows,
     examples,
+    eval_sets,
     seed,
     tokenizer,
     chat_template,
@@ -67,7 +76,9 @@ def command(
         target = load_target(
             tokenizer, chat_template, revision=tokenizer_revision, trust_remote_code=trust_remote_code
         )
-    result = write_report(folder, html, rows=rows, examples=examples, seed=seed, target=target)
+    result = write_report(
+        folder, html, rows=rows, examples=examples, seed=seed, target=target, eval_sets=eval_sets
+    )
     shown = ", ".join(f"{name} {a:,} of {b:,} kept rows" for name, (a, b) in result.rows_shown.items())
     click.echo(f"wrote {result.path} ({result.bytes / 2**20:.1f} MB; {shown or 'no rows'})")
     if open_page:

@@ -40,13 +40,16 @@ def write_report(
     examples: int = 20,
     seed: int = 0,
     target: Any = None,
+    eval_sets: tuple[str, ...] = (),
     max_bytes: int = MAX_BYTES,
 ) -> ReportResult:
     """Write the report page of the set at ``folder`` to ``html`` (default ``folder/report.html``).
 
     ``rows``: kept rows shown per split (a uniform random sample with ``seed`` when the split has more);
     ``examples``: rejected rows shown per reason (sampled the same way); ``target``: a tokenizer target
-    (:func:`prefkit.chat.target.load_target`) to count lengths in tokens by TRL's rule, else characters. The
+    (:func:`prefkit.chat.target.load_target`) to count lengths in tokens by TRL's rule, else characters;
+    ``eval_sets``: local files of the eval sets the build decontaminated against (matched by name; else the
+    path the manifest records), to show the contaminating item next to the row. The
     sample is halved until the page is at most ``max_bytes``. Raises :class:`~prefkit.errors.OutputError` for a
     folder that is not a set or a set exported in another trainer's shape, ``DependencyError`` without
     matplotlib.
@@ -57,7 +60,9 @@ def write_report(
     out = read_output(folder)
     require_trl_shape(out, "report")
     path = Path(html) if html else out.path / REPORT_NAME
-    pages = build_pages(out, rows=rows, examples=examples, seed=seed, target=target)
+    pages = build_pages(
+        out, rows=rows, examples=examples, seed=seed, target=target, eval_sets=tuple(eval_sets)
+    )
     while True:
         text = render_page(out, pages, seed)
         data = text.encode("utf-8")

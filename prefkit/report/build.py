@@ -20,6 +20,7 @@ from prefkit.report.page import (
     load_eval_items,
     make_reject,
     messages,
+    other_fields,
     read_rows,
     reject_groups,
     sample_indices,
@@ -41,12 +42,14 @@ SECTIONS = (
 )
 
 
-def build_pages(out: Any, *, rows: int, examples: int, seed: int, target: Any) -> list[SplitPage]:
+def build_pages(
+    out: Any, *, rows: int, examples: int, seed: int, target: Any, eval_sets: tuple[str, ...] = ()
+) -> list[SplitPage]:
     """One :class:`SplitPage` per split of the manifest (a split that kept no rows too)."""
     from prefkit.output.stats import folder_stats
 
     stats = folder_stats(out, target, keep_values=True) if out.shards else {}
-    eval_items = load_eval_items(out.manifest)
+    eval_items = load_eval_items(out.manifest, eval_sets)
     pages = []
     for name, counts in out.manifest.get("splits", {}).items():
         page = read_split(out, name, counts, rows=rows, examples=examples, seed=seed)
@@ -121,6 +124,7 @@ def attach_evidence(page: SplitPage, eval_items: dict[str, list]) -> None:
                 if key in row.evidence:
                     row.evidence[key] = cut_pieces(row.evidence[key])
             row.shown = shown_fields(row.fields)
+            row.others = other_fields(row.fields)
 
 
 def kept_view(row: dict[str, Any]) -> dict[str, Any]:

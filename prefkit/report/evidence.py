@@ -31,11 +31,12 @@ def mark_all(text: str, needle: str | None) -> Pieces:
 
 def word_diff(dropped: str, kept: str) -> tuple[Pieces, Pieces]:
     """Both texts with the words that differ marked (``del`` in ``dropped``, ``ins`` in ``kept``): difflib's
-    longest-matching-blocks rule over whitespace-separated words, whitespace kept as written."""
+    longest-matching-blocks rule over words compared as near-dedup compares them (lower-cased, punctuation
+    ignored), shown as written."""
     a, b = re.split(r"(\s+)", dropped), re.split(r"(\s+)", kept)
     left: Pieces = []
     right: Pieces = []
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    matcher = difflib.SequenceMatcher(None, [_key(w) for w in a], [_key(w) for w in b], autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         kind = "" if op == "equal" else "x"
         if i2 > i1:
@@ -43,6 +44,13 @@ def word_diff(dropped: str, kept: str) -> tuple[Pieces, Pieces]:
         if j2 > j1:
             right.append(("".join(b[j1:j2]), kind and "ins"))
     return left, right
+
+
+def _key(token: str) -> str:
+    """A token as the comparison sees it: whitespace as one space, a word lower-cased without punctuation."""
+    if not token.strip():
+        return " "
+    return "".join(WORD.findall(token.lower())) or token
 
 
 def shared_run(text: str, item: str) -> tuple[Pieces, Pieces, str]:
@@ -76,6 +84,8 @@ def plain_text(value: Any) -> str:
 
 
 def row_text(fields: dict[str, Any], order: tuple[str, ...] = ("prompt", "chosen", "rejected")) -> str:
-    """A row's fields as one text (``order`` first, then the others), one field per paragraph."""
+    """A row's text fields (strings and messages; ``order`` first, then the others) as one text, one field per
+    paragraph; numbers and other values are left out."""
     names = [n for n in order if n in fields] + [n for n in fields if n not in order]
-    return "\n\n".join(t for t in (plain_text(fields[n]) for n in names) if t)
+    texts = (plain_text(fields[n]) for n in names if isinstance(fields[n], (str, list)))
+    return "\n\n".join(t for t in texts if t)

@@ -7,6 +7,7 @@ row (margins, lengths, scores) come from :func:`prefkit.output.stats.folder_stat
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ class Reject:
     fields: dict[str, Any]
     evidence: dict[str, Any] = field(default_factory=dict)
     shown: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    others: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -170,25 +172,28 @@ def evidence(reason: str, row: Reject, kept_by_id: dict[str, dict], eval_items: 
         row.evidence = {"kind": "refused", "message": row.detail}
 
 
-def load_eval_items(manifest: dict[str, Any]) -> dict[str, list[list[str]]]:
-    """The items of the eval sets the build decontaminated against, for those found offline: local files at
-    their recorded path (a Hub eval set is not downloaded by the report)."""
+def load_eval_items(manifest: dict[str, Any], files: tuple[str, ...] = ()) -> dict[str, list[list[str]]]:
+    """The items of the eval sets the build decontaminated against, for those found offline: one of ``files``
+    whose name is the eval set's name, else the path the manifest records (relative to the working folder).
+    A Hub eval set is not downloaded by the report; its rows show the item's index only."""
     from prefkit.select.evalsets import resolve_evalset
 
+    by_name = {Path(f).name: f for f in files}
     items: dict[str, list[list[str]]] = {}
     for entry in (manifest.get("decontamination") or {}).get("sets") or []:
-        path = entry.get("path")
+        name = entry.get("name")
+        path = by_name.get(str(name)) or entry.get("path")
         if path and Path(path).expanduser().exists():
             try:
-                name, values, _ = resolve_evalset(str(path))
+                _, values, _ = resolve_evalset(str(path))
             except Exception:  # evidence is optional: the page says when it is missing
                 continue
-            items[entry.get("name", name)] = values
+            items[str(name)] = values
     return items
 
 
 def make_reject(row: dict[str, Any]) -> Reject:
-    fields = {k: v for k, v in row.items() if k not in META}
+    fields = {k: as_messages(v) for k, v in row.items() if k not in META}
     return Reject(
         source=row.get("source") or "",
         source_index=int(row.get("source_index") or 0),
@@ -199,10 +204,27 @@ def make_reject(row: dict[str, Any]) -> Reject:
 
 
 def shown_fields(fields: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """A rejected row's original fields for the page, as conversations (non-null fields only)."""
-    return {
-        k: messages(v if isinstance(v, (str, list)) else repr(v)) for k, v in fields.items() if v is not None
-    }
+    """A rejected row's text fields for the page as conversations (strings and messages; messages a mix wrote
+    as JSON text are read back); other values are in :func:`other_fields`."""
+    return {k: messages(as_messages(v)) for k, v in fields.items() if isinstance(v, (str, list))}
+
+
+def other_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """A rejected row's fields that are not text (numbers, labels), non-null."""
+    return {k: v for k, v in fields.items() if v is not None and not isinstance(v, (str, list))}
+
+
+def as_messages(value: Any) -> Any:
+    """Messages that a mix of sources wrote as JSON text (:func:`prefkit.output.rejects.concat_rejects`) read
+    back; any other value as it is."""
+    if isinstance(value, str) and value.startswith("[{") and value.endswith("}]"):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        if all(isinstance(m, dict) and "role" in m for m in parsed):
+            return parsed
+    return value
 
 
 def cut_pieces(pieces: Pieces, limit: int = 4 * MAX_CHARS) -> Pieces:
