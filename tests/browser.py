@@ -9,6 +9,7 @@ the page's target is found at ``/json/list`` on that port (localhost only) and d
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -39,11 +40,20 @@ class Browser:
         self.profile = Path(tempfile.mkdtemp(prefix="prefkit-chromium-"))
         self.process = subprocess.Popen(
             [
-                executable, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--no-first-run", "--no-default-browser-check", "--hide-scrollbars", "--mute-audio",
-                "--remote-debugging-port=0", f"--user-data-dir={self.profile}", f"--window-size={width},{height}",
+                executable,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--hide-scrollbars",
+                "--mute-audio",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={self.profile}",
+                f"--window-size={width},{height}",
                 "about:blank",
-            ],  # fmt: skip
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -51,12 +61,21 @@ class Browser:
         port = self._port()
         targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
         page = next(t for t in targets if t.get("type") == "page")
-        self.ws = connect(page["webSocketDebuggerUrl"], max_size=2**28, open_timeout=timeout)
+        self.stack = contextlib.ExitStack()
+        self.ws = self.stack.enter_context(
+            connect(page["webSocketDebuggerUrl"], max_size=2**28, open_timeout=timeout)
+        )
         self.next_id = 0
         self.events: list[dict[str, Any]] = []
         for domain in ("Page", "Runtime", "Log"):
             self.send(f"{domain}.enable")
-        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
 
     def _port(self) -> int:
         marker = self.profile / "DevToolsActivePort"
@@ -126,7 +145,9 @@ class Browser:
         """A PNG of the viewport (or of the page from the top, at most ``max_height`` pixels)."""
         params: dict[str, Any] = {"format": "png"}
         if full_page:
-            size = self.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+            size = self.evaluate(
+                "[document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+            )
             clip = {"x": 0, "y": 0, "width": size[0], "height": min(size[1], max_height), "scale": 1}
             params.update(clip=clip, captureBeyondViewport=True)
         data = self.send("Page.captureScreenshot", **params)["data"]
@@ -135,7 +156,7 @@ class Browser:
 
     def close(self) -> None:
         try:
-            self.ws.close()
+            self.stack.close()
         finally:
             self.process.terminate()
             try:

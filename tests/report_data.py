@@ -11,7 +11,9 @@ WORDS = (
     "river stone lamp garden window cloud engine paper silver music forest candle harbor winter basket "
     "mirror ladder pepper violin copper saddle lantern meadow orchard pillow thunder velvet walnut"
 ).split()
-EVAL_ITEM = "Explain the difference between a stack and a queue, giving one everyday example of each structure."
+EVAL_ITEM = (
+    "Explain the difference between a stack and a queue, giving one everyday example of each structure."
+)
 #: text of a kept row that would run script if the page did not escape it
 HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> & </textarea>'
 EXAMPLE = Path(__file__).resolve().parents[1] / "prefkit" / "examples" / "ultrafeedback-mini.jsonl"

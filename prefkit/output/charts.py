@@ -75,7 +75,7 @@ def histogram_figure(
     data = {k: _finite(v) for k, v in series.items()}
     integer = all(np.array_equal(v, np.round(v)) for v in data.values())
     edges = shared_bins(list(data.values()), integer=integer)
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = plt.subplots(figsize=(5.6, 3.2))
     single = len(data) == 1
     for label, values in data.items():
         if values.size:
@@ -163,7 +163,7 @@ def rm_figure(margin: Any, rm_margin: Any, title: str) -> Any:
     m, r = np.asarray(margin, dtype=float), np.asarray(rm_margin, dtype=float)
     ok = np.isfinite(m) & np.isfinite(r)
     m, r = m[ok], r[ok]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = plt.subplots(figsize=(5.6, 3.2))
     for name, mask in (("agree", r > 0), ("disagree", r <= 0)):
         ax.scatter(m[mask], r[mask], s=8, color=COLOURS[name], label=f"{name} ({int(mask.sum()):,})")
     ax.axhline(0, color="black", linewidth=1)
