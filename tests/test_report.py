@@ -195,3 +195,26 @@ def test_scored_set_with_reference_logps_shows_the_audit_and_the_reference_chart
     assert "Reference log-probs (prefkit reflogps)" in text
     if audit:
         assert f"{audit['disagree']:,} disagree" in text
+
+
+def test_push_publishes_the_page_next_to_the_card_which_links_to_it(hub, mix, tmp_path):
+    from huggingface_hub import DatasetCard
+
+    from prefkit.publish.hub import push
+    from prefkit.report import write_report
+
+    folder = tmp_path / "set"
+    shutil.copytree(mix / "set", folder)
+    write_report(folder, tmp_path / "elsewhere.html")  # outside the set: not part of it
+    assert "report" not in json.loads((folder / "prefkit.json").read_text())
+    page = write_report(folder, rows=10).path
+    assert json.loads((folder / "prefkit.json").read_text())["report"]["path"] == "report.html"
+    assert "[report.html](report.html)" in (folder / "README.md").read_text()
+    repo = hub.unique_id("me/with-report")
+    result = push(folder, repo, license="mit")
+    assert "report.html" in [f["path"] for f in result.files]
+    assert hub.read_file(repo, "report.html") == page.read_bytes()
+    card = DatasetCard(hub.read_file(repo, "README.md").decode())
+    assert "[report.html](report.html)" in card.text
+    # the page shows the manifest as published: no absolute paths of this machine
+    assert str(tmp_path) not in page.read_text()

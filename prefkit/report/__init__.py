@@ -54,23 +54,51 @@ def write_report(
     folder that is not a set or a set exported in another trainer's shape, ``DependencyError`` without
     matplotlib.
     """
+    from dataclasses import replace
+
     from prefkit.output import read_output, require_trl_shape
     from prefkit.output.writer import write_text
+    from prefkit.publish.public import public_manifest
 
     out = read_output(folder)
     require_trl_shape(out, "report")
     path = Path(html) if html else out.path / REPORT_NAME
+    # the page shows the manifest as `push` publishes it: no machine paths, tokens or local commands
+    view = replace(out, manifest=public_manifest(out.manifest))
     pages = build_pages(
-        out, rows=rows, examples=examples, seed=seed, target=target, eval_sets=tuple(eval_sets)
+        view, rows=rows, examples=examples, seed=seed, target=target, eval_sets=tuple(eval_sets)
     )
     while True:
-        text = render_page(out, pages, seed)
-        data = text.encode("utf-8")
-        if len(data) <= max_bytes or rows <= 10:
+        text = render_page(view, pages, seed)
+        size = len(text.encode("utf-8"))
+        if size <= max_bytes or rows <= 10:
             break
         rows //= 2
         for page in pages:
             page.kept = page.kept[::2] if len(page.kept) > rows else page.kept
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, text)
-    return ReportResult(path, len(data), {p.name: (len(p.kept), p.kept_total) for p in pages})
+    result = ReportResult(path, size, {p.name: (len(p.kept), p.kept_total) for p in pages})
+    record_report(out, result, seed)
+    return result
+
+
+def record_report(out: Any, result: ReportResult, seed: int) -> None:
+    """Record a page written inside the set folder in ``prefkit.json`` (``report``: its path relative to the
+    folder, rows shown per split, seed) and rewrite the card, which then links to it (`push` uploads it)."""
+    from datetime import datetime, timezone
+
+    from prefkit.output import refresh_card, write_manifest
+
+    try:
+        relative = result.path.resolve().relative_to(out.path.resolve()).as_posix()
+    except ValueError:
+        return  # a page written elsewhere is not part of the set
+    out.manifest["report"] = {
+        "path": relative,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "rows_shown": {name: {"shown": a, "kept": b} for name, (a, b) in result.rows_shown.items()},
+        "seed": seed,
+    }
+    write_manifest(out.path, out.manifest)
+    refresh_card(out.path)
