@@ -154,6 +154,16 @@ class Browser:
         Path(path).write_bytes(base64.b64decode(data))
         return Path(path)
 
+    def screenshot_region(self, path: Path, top: int, height: int) -> Path:
+        """A PNG of the page's full width from ``top`` (CSS pixels from the top of the page), ``height`` high."""
+        width = self.evaluate("document.documentElement.scrollWidth")
+        clip = {"x": 0, "y": top, "width": width, "height": height, "scale": 1}
+        data = self.send("Page.captureScreenshot", format="png", clip=clip, captureBeyondViewport=True)[
+            "data"
+        ]
+        Path(path).write_bytes(base64.b64decode(data))
+        return Path(path)
+
     def close(self) -> None:
         try:
             self.stack.close()

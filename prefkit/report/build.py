@@ -199,12 +199,34 @@ def render_page(out: Any, pages: list[SplitPage], seed: int) -> str:
         totals=total(counts).to_dict() if counts else {"read": 0, "kept": 0},
         splits=pages,
         meanings={k: r.meaning for k, r in glossary().items()},
-        sections=[(title, manifest[key]) for title, key in SECTIONS if manifest.get(key)],
+        sections=provenance_sections(manifest),
         css=Markup(read_text("prefkit.report", "templates", "report.css")),
         js=Markup(read_text("prefkit.report", "templates", "report.js")),
         page_size=PAGE_SIZE,
         matplotlib_version=matplotlib.__version__,
     )
+
+
+#: manifest keys the page shows elsewhere (header, rows, figures, recipe)
+SHOWN_ELSEWHERE = (
+    "prefkit_version",
+    "created",
+    "command",
+    "sources",
+    "recipe",
+    "splits",
+    "totals",
+    "stats",
+    "report",
+)
+
+
+def provenance_sections(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The manifest's sections under provenance: the known ones with their titles (:data:`SECTIONS`), then any
+    other section (e.g. the provenance a later command adds, such as generation) under its own key."""
+    known = [(title, manifest[key]) for title, key in SECTIONS if manifest.get(key)]
+    listed = {key for _, key in SECTIONS} | set(SHOWN_ELSEWHERE)
+    return known + [(key, value) for key, value in manifest.items() if key not in listed and value]
 
 
 def sampling_note(page: SplitPage, seed: int) -> str:
