@@ -78,6 +78,7 @@ def test_rows_are_sampled_to_the_size_limit_and_the_sampling_is_stated(mix, tmp_
     assert small.rows_shown == {"train": (30, 87)}
     text = small.path.read_text()
     assert "30 of 87 kept rows, a uniform random sample" in text and "seed 1" in text
+    assert "20 per page; search looks through these 30." in text
     assert text.count('class="row kept-row"') == 30
     again = write_report(mix / "set", tmp_path / "b.html", rows=30, seed=1)
     ids = re.findall(r'kept-row" data-id="([^"]+)"', text)

@@ -235,7 +235,7 @@ def sampling_note(page: SplitPage, seed: int) -> str:
         return f"All {total:,} kept rows, {PAGE_SIZE} per page; search looks through all of them."
     return (
         f"{shown:,} of {total:,} kept rows, a uniform random sample (numpy's default_rng, seed {seed}), "
-        "in data-file order, {PAGE_SIZE} per page; search looks through these {shown:,}. The charts "
+        f"in data-file order, {PAGE_SIZE} per page; search looks through these {shown:,}. The charts "
         "and figures count every kept row."
     )
 
