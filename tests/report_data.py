@@ -65,3 +65,35 @@ def build_mix(folder: Path, out: Path, **options) -> dict:
     sources, evalset = write_mix_sources(folder)
     result = build(sources, out, near_dedup=True, decontaminate=[str(evalset)], overwrite=True, **options)
     return result.manifest
+
+
+def call(name: str, arguments: dict, **extra) -> dict:
+    return {"type": "function", "function": {"name": name, "arguments": arguments}, **extra}
+
+
+TIMER = {
+    "type": "function",
+    "function": {"name": "start_timer", "description": "Start a timer.", "parameters": {}},
+}
+THINK = "Red planet means Mars."
+#: a tool-calling row (TRL's shape: assistant tool call -> tool -> assistant) and a row with reasoning
+TOOL_AND_REASONING_ROWS = [
+    {
+        "prompt": [
+            {"role": "system", "content": "You set timers."},
+            {"role": "user", "content": "Timer, 10 min."},
+        ],
+        "chosen": [
+            {"role": "assistant", "content": "", "tool_calls": [call("start_timer", {"duration": 600})]},
+            {"role": "tool", "content": "600", "name": "start_timer"},
+            {"role": "assistant", "content": "Timer set for 10 minutes."},
+        ],
+        "rejected": [{"role": "assistant", "content": "I cannot set timers."}],
+        "tools": [TIMER],
+    },
+    {
+        "prompt": [{"role": "user", "content": "Which planet is red?"}],
+        "chosen": [{"role": "assistant", "content": "Mars.", "reasoning_content": THINK}],
+        "rejected": [{"role": "assistant", "content": "Venus.", "reasoning_content": "Hot planet."}],
+    },
+]

@@ -5,6 +5,7 @@ legend, integer counts, the prompt+answer series and the max_length line."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -16,7 +17,7 @@ from markupsafe import escape
 
 from tests.browser import Browser, find_chromium
 from tests.reflogps_data import run_cli
-from tests.report_data import EVAL_ITEM, HOSTILE, build_mix
+from tests.report_data import EVAL_ITEM, HOSTILE, THINK, TOOL_AND_REASONING_ROWS, build_mix
 
 CHROMIUM = find_chromium()
 needs_browser = pytest.mark.skipif(
@@ -94,6 +95,26 @@ def test_cli_writes_report_html_in_the_set_and_explains_a_wrong_folder(mix, tmp_
     assert code == 0 and (folder / "report.html").is_file() and "5 of 87 kept rows" in out
     code, _, err = run_cli(["report", str(tmp_path / "nope")], capsys)
     assert code == 1 and "Error:" in err and "Hint:" in err
+
+
+def test_kept_rows_show_system_tool_calls_tool_results_and_folded_reasoning(tmp_path):
+    from prefkit import build
+    from prefkit.report import write_report
+
+    source = tmp_path / "tools.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in TOOL_AND_REASONING_ROWS))
+    build(str(source), tmp_path / "set")
+    text = write_report(tmp_path / "set").path.read_text()
+    assert '<div class="msg system"><span class="role">system</span>You set timers.</div>' in text
+    calls = re.search(r'<pre class="tool-calls">tool calls: (.*?)</pre>', text, re.S)
+    assert calls is not None
+    assert json.loads(html.unescape(calls.group(1)))[0]["function"]["arguments"] == {"duration": 600}
+    assert '<div class="msg tool"><span class="role">tool · start_timer</span>600</div>' in text
+    assert (
+        f'<details class="reasoning"><summary>reasoning ({len(THINK)} characters)</summary>{THINK}</details>'
+        in text
+    )
+    assert "&#34;description&#34;: &#34;Start a timer.&#34;" in text  # the row's tools, as JSON
 
 
 def test_card_length_plot_shares_bins_names_colours_counts_rows_and_draws_max_length():

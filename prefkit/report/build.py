@@ -17,6 +17,7 @@ from prefkit.report.page import (
     SplitPage,
     cut_pieces,
     evidence,
+    json_value,
     load_eval_items,
     make_reject,
     messages,
@@ -132,7 +133,7 @@ def kept_view(row: dict[str, Any]) -> dict[str, Any]:
     ref = None
     if row.get("ref_chosen_logps") is not None and row.get("ref_rejected_logps") is not None:
         ref = row["ref_chosen_logps"] - row["ref_rejected_logps"]
-    tools = row.get("tools")
+    tools = json_value(row.get("tools"))
     return {
         "id": row.get("id"),
         "source": row.get("source"),

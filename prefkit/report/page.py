@@ -91,9 +91,20 @@ def messages(value: Any) -> list[dict[str, Any]]:
     if isinstance(value, str):
         return [{"role": "text", "content": cut(value)}]
     if isinstance(value, list) and all(isinstance(v, dict) for v in value):
-        return [{**m, "content": cut(m.get("content")), "reasoning_content": cut(m.get("reasoning_content"))}
-                for m in value]  # fmt: skip
+        return [{**m, "content": cut(m.get("content")), "reasoning_content": cut(m.get("reasoning_content")),
+                 "tool_calls": json_value(m.get("tool_calls"))} for m in value]  # fmt: skip
     return [{"role": "value", "content": cut(repr(value))}]
+
+
+def json_value(value: Any) -> Any:
+    """A value the data files hold as JSON text (``tools``, a message's ``tool_calls``: the ``Json`` feature)
+    decoded; any other value as it is."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 def sample_indices(total: int, size: int, seed: int) -> np.ndarray:
