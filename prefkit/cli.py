@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "verify": "Recompute a sample of reference log-probs the plain way and report the largest difference.",
     "score": "Score every pair with a reward model (rm_chosen/rm_rejected/rm_margin) and audit the labels.",
     "stats": "Counts, margins, token lengths and length bias of a built set.",
+    "report": "Write one self-contained HTML page to look at a built set: rows, rejects, charts.",
     "presets": "List the known Hub datasets and how prefkit reads each.",
     "push": "Publish a built set to the Hugging Face Hub with a dataset card.",
 }

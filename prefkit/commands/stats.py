@@ -124,3 +124,8 @@ def command(
         echo_json(public(stats))
     else:
         click.echo(render(stats))
+    click.echo(
+        f"to look at the rows, the rejects and these figures as charts: prefkit report {folder} "
+        "(writes one HTML page, report.html)",
+        err=True,
+    )

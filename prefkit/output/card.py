@@ -66,6 +66,7 @@ class HubCard:
     source_licenses: dict[str, str | None] = field(default_factory=dict)
     include_rejects: bool = False
     plots: list[str] = field(default_factory=list)
+    report: str | None = None  # the report page's path in the repo (`prefkit report`), when pushed
     extra_metadata: dict = field(default_factory=dict)
 
 
@@ -249,6 +250,7 @@ def card_context(
             if s.get("ref_margin")
         ],
         "plots": hub.plots if hub else (manifest.get("stats") or {}).get("plots") or [],
+        "report": hub.report if hub else (manifest.get("report") or {}).get("path"),
     }
 
 

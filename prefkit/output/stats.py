@@ -296,45 +296,55 @@ def public(stats: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def plot(stats: dict[str, Any], folder: str | Path) -> list[Path]:
+def plot(stats: dict[str, Any], folder: str | Path, max_length: int | None = None) -> list[Path]:
     """Write ``margin-<split>.png`` and ``lengths-<split>.png`` histograms into ``folder``; returns the paths.
 
-    Needs matplotlib (``pip install 'prefkit[plot]'``)."""
-    from prefkit.errors import require
-
-    matplotlib = require("matplotlib", "--plot")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn by :mod:`prefkit.output.charts`: integer row counts, chosen and rejected on shared bins in colours of
+    their own (named in the legend), the prompt+answer series and, with token lengths, a line at ``max_length``
+    (the set's, from its manifest, when not given). Needs matplotlib (``pip install 'prefkit[plot]'``)."""
+    from prefkit.output import charts
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if max_length is None:
+        max_length = set_max_length(stats)
     written: list[Path] = []
     for name, s in stats["splits"].items():
         if s.get("_margins"):
-            fig, ax = plt.subplots(figsize=(6, 3.5))
-            ax.hist(s["_margins"], bins=50, color="#4c72b0")
-            ax.set(title=f"{name}: margin", xlabel="margin", ylabel="rows")
-            written.append(_save(fig, folder / f"margin-{name}.png"))
-        lengths = s.get("_lengths")
-        unit = "tokens" if lengths is not None else "characters"
-        series = {k: lengths[k] for k in ("prompt", "chosen", "rejected")} if lengths else s.get("_chars")
+            fig = charts.histogram_figure({"margin": s["_margins"]}, f"{name}: margin", "margin")
+            written.append(charts.save_png(fig, folder / f"margin-{name}.png"))
+        series, unit = plot_lengths(s)
         if series:
-            fig, ax = plt.subplots(figsize=(6, 3.5))
-            for label, vals in series.items():
-                ax.hist(vals, bins=50, alpha=0.5, label=label)
-            ax.set(title=f"{name}: lengths ({unit})", xlabel=unit, ylabel="rows")
-            ax.legend()
-            written.append(_save(fig, folder / f"lengths-{name}.png"))
+            fig = charts.lengths_figure(series, unit, f"{name}: lengths", max_length)
+            written.append(charts.save_png(fig, folder / f"lengths-{name}.png"))
     return written
 
 
-def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+def plot_lengths(split: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The per-row lengths of a split's statistics (:func:`split_stats` with ``keep_values``) and their unit:
+    tokens when a tokenizer counted them, else characters (prompt+answer added up)."""
+    if split.get("_lengths"):
+        return split["_lengths"], "tokens"
+    chars = split.get("_chars")
+    if not chars:
+        return {}, "characters"
+    prompt = np.asarray(chars["prompt"], dtype=float)
+    totals = {f"prompt+{k}": prompt + np.asarray(chars[k], dtype=float) for k in ("chosen", "rejected")}
+    return {**chars, **totals}, "characters"
 
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+
+def set_max_length(stats: dict[str, Any]) -> int | None:
+    """The ``max_length`` the set was built with (its manifest's ``tokenizer`` entry or ``parameters``), if any."""
+    import json
+
+    try:
+        manifest = json.loads((Path(stats["path"]) / "prefkit.json").read_text())
+    except (KeyError, OSError, ValueError):
+        return None
+    value = (manifest.get("tokenizer") or {}).get("max_length") or (manifest.get("parameters") or {}).get(
+        "max_length"
+    )
+    return int(value) if value else None
 
 
 def record_stats(folder: str | Path, stats: dict[str, Any], plots: list[Path] | None = None) -> list[str]:

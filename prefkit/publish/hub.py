@@ -24,8 +24,11 @@ from prefkit.sources.hub import LOGIN_HINT, describe, http_status, transient, wi
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PLOTS_DIR = "plots"
-#: folders prefkit owns in the repo: files there that this push does not write are stale and get deleted
-MANAGED_DIRS = (f"{DATA_DIR}/", f"{REJECTS_DIR}/", f"{PLOTS_DIR}/")
+#: the report page (`prefkit report`), pushed next to the card
+REPORT_NAME = "report.html"
+#: folders (and the report page) prefkit owns in the repo: files there that this push does not write are stale and
+#: get deleted
+MANAGED_DIRS = (f"{DATA_DIR}/", f"{REJECTS_DIR}/", f"{PLOTS_DIR}/", REPORT_NAME)
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +136,8 @@ def push(
             warnings.warn(text, UserWarning, stacklevel=3)
 
     local = _local_plan(out, include_rejects, plots)
+    if local.report_stale:
+        warn(f"{REPORT_NAME} is older than the data files: run `prefkit report {folder}` again to show them")
 
     def attempt() -> PushResult:
         remote = _remote_state(api, repo_id, branch, dry_run=dry_run, warn=warn)
@@ -153,6 +158,7 @@ def push(
             source_licenses=source_licenses,
             include_rejects=include_rejects,
             plots=local.plots,
+            report=REPORT_NAME if local.report else None,
             extra_metadata=remote.card_metadata,
         )
         card = render_card(local.card_manifest, local.features, hub=hub_card)
@@ -323,6 +329,8 @@ class _Local:
     features: dict
     split_files: dict[str, dict]
     plots: list[str]
+    report: bool = False
+    report_stale: bool = False
 
 
 def _local_plan(out: OutputFolder, include_rejects: bool, plots: str | Path | None) -> _Local:
@@ -348,6 +356,9 @@ def _local_plan(out: OutputFolder, include_rejects: bool, plots: str | Path | No
         )
     images = sorted(plot_dir.glob("*.png")) if plot_dir.is_dir() else []
     files += [(f"{PLOTS_DIR}/{p.name}", p) for p in images]
+    report = _report_page(out)
+    if report is not None:
+        files.append((REPORT_NAME, report))
     public = public_manifest(out.manifest)
     card_manifest = {**public, "stats": {**(public.get("stats") or {}), "splits": current_stats(out)}}
     return _Local(
@@ -357,6 +368,19 @@ def _local_plan(out: OutputFolder, include_rejects: bool, plots: str | Path | No
         features=features,
         split_files=split_files,
         plots=[f"{PLOTS_DIR}/{p.name}" for p in images],
+        report=report is not None,
+        report_stale=report is not None
+        and report.stat().st_mtime < max(p.stat().st_mtime for paths in out.shards.values() for p in paths),
+    )
+
+
+def _report_page(out: OutputFolder) -> Path | None:
+    """The report page `prefkit report` recorded in the manifest (``report.path``, inside the folder), if it is
+    there."""
+    recorded = (out.manifest.get("report") or {}).get("path")
+    page = out.path / recorded if recorded else None
+    return (
+        page if page is not None and page.is_file() and out.path.resolve() in page.resolve().parents else None
     )
 
 
