@@ -332,10 +332,9 @@ def _same_for_every_pydantic(node: Any) -> Any:
     return node
 
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "record.schema.json"
-
-
-def write_json_schema(path: Path = SCHEMA_PATH) -> Path:
+def write_json_schema(path: Path) -> Path:
+    """Write :func:`json_schema` to ``path`` (the repository keeps it as ``schemas/record.schema.json``:
+    ``python scripts/export_schemas.py``)."""
     path.write_text(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n")
     return path
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from click.testing import CliRunner
 
 from prefkit.cli import COMMANDS, cli
-from prefkit.record import SCHEMA_PATH, json_schema
+from prefkit.record import json_schema
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "record.schema.json"
 
 
 def _invoke(args):
@@ -23,7 +26,7 @@ def _invoke(args):
 def test_json_schema_file_is_in_sync():
     on_disk = json.loads(SCHEMA_PATH.read_text())
     assert on_disk == json_schema(), (
-        "run `python -c 'from prefkit.record import write_json_schema; write_json_schema()'`"
+        "run `python scripts/export_schemas.py`"
     )
 
 
