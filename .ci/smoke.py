@@ -86,7 +86,8 @@ def check(condition: bool, message: str) -> None:
 
 
 def data_side(work: Path) -> tuple[Path, Path]:
-    """README example, presets, detect, a mix with near-dedup + decontamination + a tokenizer filter, stats."""
+    """README example, presets, detect, a mix with near-dedup + decontamination + a tokenizer filter, stats,
+    report."""
     version = run("--version")
     check(prefkit.__version__ in version, f"--version printed {version!r}")
     run("--help")
@@ -106,11 +107,13 @@ def data_side(work: Path) -> tuple[Path, Path]:
     check(0 < kept < 100, f"the mix kept {kept} of 100 rows")
     run("stats", str(out), "--plot", str(work / "plots"), "--json")
     check(any((work / "plots").glob("*.png")), "stats --plot wrote no PNG")
+    run("report", str(out), "-o", str(work / "report.html"))
+    check((work / "report.html").stat().st_size > 10_000, "report wrote no page")
     return out, tok
 
 
 def model_side(out: Path, tok: Path, work: Path) -> None:
-    """reflogps + verify, score, push --dry-run, one PrecomputedRefDPOTrainer step at ln 2."""
+    """reflogps + verify, score, report, push --dry-run, one PrecomputedRefDPOTrainer step at ln 2."""
     run("reflogps", str(out), "--model", str(tok), "--device", "cpu", "--max-length", "96")
     report = summary(run("verify", str(out), "--model", str(tok), "--device", "cpu", "--sample", "8", "--json"))
     check(report.get("ok", report.get("passed")) is not False, f"verify failed: {report}")
