@@ -18,11 +18,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prefkit.errors import ModelError, OptionError, OutputError
+from prefkit.loading import LoadOptions
 from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.record import REFLOGPS_FIELDS
 from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS, MIN_LEASE_SECONDS
@@ -65,18 +66,33 @@ class ModelOptions:
     trust_remote_code: bool = False
     token_budget: int | None = None
     prefix_sharing: bool = True
+    load: LoadOptions = field(default_factory=LoadOptions)
 
     @classmethod
     def create(cls, options: ModelOptions | None, flat: dict[str, Any]) -> ModelOptions:
-        """From an instance and/or keywords (keywords win); an unknown keyword is an :class:`OptionError`."""
+        """From an instance and/or keywords (keywords win); :class:`~prefkit.loading.LoadOptions` fields
+        (``load_in_4bit=True``, ``adapter=...``) go to ``load``. An unknown keyword or a bad value is an
+        :class:`OptionError`."""
+        loading = {k: v for k, v in flat.items() if k in LoadOptions.model_fields}
+        flat = {k: v for k, v in flat.items() if k not in loading}
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(flat) - known)
         if unknown:
             raise OptionError(
-                f"unknown option(s) {', '.join(unknown)}", f"options are: {', '.join(sorted(known))}"
+                f"unknown option(s) {', '.join(unknown)}",
+                f"options are: {', '.join(sorted(known - {'load'} | set(LoadOptions.model_fields)))}",
             )
         base = {k: getattr(options, k) for k in known} if options else {}
-        return cls(**{**base, **flat})
+        merged = {**base, **flat}
+        if loading:
+            current = merged.get("load") or LoadOptions()
+            try:
+                merged["load"] = LoadOptions(**{**current.model_dump(), **loading})
+            except ValueError as err:
+                raise OptionError(
+                    str(err).splitlines()[-1].strip(), "see `prefkit reflogps --help`"
+                ) from None
+        return cls(**merged)
 
 
 def _check_ids(pairs: list, vocab: int, model_name: str) -> None:

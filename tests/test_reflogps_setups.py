@@ -1,0 +1,228 @@
+"""`prefkit reflogps` for the setups people train with, against TRL 1.16's own precompute in the same setup.
+
+QLoRA (a 4-bit NF4 base, double quantization, and a LoRA ``peft_config``: TRL's reference is the quantized base with
+the adapter disabled), 8-bit + LoRA, and a ``PeftModel`` that already carries an adapter (TRL's reference is its
+frozen "ref" copy: base + adapter), on a 4-bit base and at full precision. bitsandbytes runs 4-bit and 8-bit on the
+CPU (its CPU backend, >= 0.49); compute in fp32; values equal to 1e-4 relative.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("trl")
+pytest.importorskip("peft")
+pytest.importorskip("bitsandbytes")
+
+from prefkit.errors import ModelError
+from tests.reflogps_data import build_set
+from tests.tinymodel import tiny_model_path
+
+MAX_LENGTH = 96
+QLORA = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return build_set(tmp_path_factory.mktemp("setups"), n=12)
+
+
+@pytest.fixture(scope="module")
+def adapter_path(tmp_path_factory):
+    """A LoRA adapter with random (non-zero) weights on the tiny model: base + adapter != base."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_path()), dtype=torch.float32)
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False
+    )
+    peft_model = get_peft_model(base, config)
+    folder = tmp_path_factory.mktemp("adapter") / "lora"
+    peft_model.save_pretrained(str(folder))
+    return folder
+
+
+def bnb(**kw):
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if kw.get("load_in_4bit"):
+        kw.setdefault("bnb_4bit_compute_dtype", torch.float32)
+    return BitsAndBytesConfig(**kw)
+
+
+def load_base(quant: dict | None):
+    """The tiny model as a trainer loads it: from_pretrained with a BitsAndBytesConfig, fp32."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"quantization_config": bnb(**quant)} if quant else {}
+    return AutoModelForCausalLM.from_pretrained(str(tiny_model_path()), dtype=torch.float32, **kwargs)
+
+
+def lora_config():
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"
+    )
+
+
+def dpo_args(tmp_path, **kw):
+    from trl import DPOConfig
+
+    return DPOConfig(
+        output_dir=str(tmp_path / "run"),
+        precompute_ref_log_probs=True,
+        precompute_ref_batch_size=8,
+        max_length=MAX_LENGTH,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=8,
+        max_steps=1,
+        logging_steps=1,
+        learning_rate=1e-6,
+        bf16=False,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+        **kw,
+    )
+
+
+def dataset(out, split: str = "train", bare: bool = False):
+    import datasets
+
+    ds = datasets.load_dataset(str(out))[split]
+    if bare:
+        ds = ds.remove_columns([c for c in ds.column_names if c.startswith("ref_") or c.endswith("_tokens")])
+    return ds
+
+
+def trl_values(model, out, tmp_path, peft_config=None) -> dict:
+    """TRL's own precompute: {row id: (ref_chosen_logps, ref_rejected_logps)}, with the trainer's reference setup."""
+    from transformers import AutoTokenizer
+    from trl import DPOTrainer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_path()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = DPOTrainer(
+            model=model,
+            ref_model=None,
+            args=dpo_args(tmp_path),
+            train_dataset=dataset(out, bare=True),
+            processing_class=tok,
+            peft_config=peft_config,
+        )
+    assert trainer.ref_model is None
+    ds = trainer.train_dataset
+    return {
+        i: (c, r) for i, c, r in zip(ds["id"], ds["ref_chosen_logps"], ds["ref_rejected_logps"], strict=True)
+    }
+
+
+def score(out, **options) -> dict:
+    """prefkit's values for the same setup: {row id: (chosen, rejected)} of the rows it scored."""
+    from prefkit.reflogps.job import reflogps
+
+    reflogps(
+        out,
+        str(tiny_model_path()),
+        max_length=MAX_LENGTH,
+        device="cpu",
+        dtype="float32",
+        overwrite=True,
+        **options,
+    )
+    ds = dataset(out)
+    return {
+        i: (c, r)
+        for i, c, r in zip(ds["id"], ds["ref_chosen_logps"], ds["ref_rejected_logps"], strict=True)
+        if c is not None
+    }
+
+
+def assert_equal_values(ours: dict, theirs: dict, other: dict | None = None) -> None:
+    assert ours and set(ours) == set(theirs)
+    keys = sorted(ours)
+    mine = np.array([ours[k] for k in keys], dtype=np.float64)
+    trls = np.array([theirs[k] for k in keys], dtype=np.float64)
+    np.testing.assert_allclose(mine, trls, rtol=1e-4, atol=1e-4)
+    if other is not None:  # the setup matters: another setup's values are far outside the tolerance
+        others = np.array([other[k] for k in keys], dtype=np.float64)
+        assert (np.abs(others - trls) / (1e-4 + 1e-4 * np.abs(trls))).max() > 10
+
+
+@pytest.fixture(scope="module")
+def full_precision(built):
+    return score(built)
+
+
+def test_qlora_4bit_nf4_equals_trl_with_peft_config(built, tmp_path, full_precision):
+    ours = score(built, **QLORA)
+    theirs = trl_values(load_base(QLORA), built, tmp_path, peft_config=lora_config())
+    assert_equal_values(ours, theirs, other=full_precision)
+    section = dataset_manifest(built)["reflogps"]
+    assert section["quantization"] == {
+        "method": "bitsandbytes",
+        "load_in_4bit": True,
+        "bnb_4bit_quant_type": "nf4",
+        "bnb_4bit_use_double_quant": True,
+        "bnb_4bit_compute_dtype": "float32",
+    }
+    assert section["adapter"] is None
+
+
+def test_8bit_equals_trl_with_peft_config(built, tmp_path, full_precision):
+    """LLM.int8() without outlier decomposition (threshold 0): each row's value is its own, and TRL's."""
+    int8 = {"load_in_8bit": True, "llm_int8_threshold": 0.0}
+    ours = score(built, **int8)
+    theirs = trl_values(load_base(int8), built, tmp_path, peft_config=lora_config())
+    assert_equal_values(ours, theirs, other=full_precision)
+    quant = dataset_manifest(built)["reflogps"]["quantization"]
+    assert quant == {"method": "bitsandbytes", "load_in_8bit": True, "llm_int8_threshold": 0.0}
+
+
+def test_8bit_with_outlier_threshold_is_refused(built):
+    """With transformers' default threshold 6.0 a row's value depends on its batch: no value is TRL's."""
+    from prefkit.reflogps.job import reflogps
+
+    with pytest.raises(ModelError, match="depend on which rows share a batch") as err:
+        reflogps(built, str(tiny_model_path()), device="cpu", load_in_8bit=True, overwrite=True)
+    assert "--llm-int8-threshold 0" in err.value.hint
+
+
+def _peft_model(quant: dict | None, adapter_path):
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(load_base(quant), str(adapter_path), is_trainable=True)
+
+
+def test_adapter_on_4bit_base_equals_trls_ref_adapter(built, tmp_path, adapter_path):
+    base_values = score(built, **QLORA)
+    ours = score(built, adapter=str(adapter_path), **QLORA)
+    theirs = trl_values(_peft_model(QLORA, adapter_path), built, tmp_path)
+    assert_equal_values(ours, theirs, other=base_values)
+    adapter = dataset_manifest(built)["reflogps"]["adapter"]
+    assert adapter["source"] == "local" and len(adapter["weights_sha256"]) == 64
+    assert len(adapter["tensors_sha256"]) == 64
+
+
+def test_adapter_full_precision_equals_trls_ref_adapter(built, tmp_path, adapter_path, full_precision):
+    ours = score(built, adapter=str(adapter_path))
+    theirs = trl_values(_peft_model(None, adapter_path), built, tmp_path)
+    assert_equal_values(ours, theirs, other=full_precision)
+
+
+def dataset_manifest(out) -> dict:
+    import json
+
+    return json.loads((out / "prefkit.json").read_text())
