@@ -59,9 +59,8 @@ class LoadOptions(OptionGroup):
     )
     llm_int8_threshold: float = option(
         6.0,
-        "LLM.int8()'s outlier threshold (BitsAndBytesConfig.llm_int8_threshold). Above 0, the outlier features are "
-        "chosen over the whole batch, so a row's value depends on the rows it is batched with and matches no TRL "
-        "run exactly: --load-in-8bit needs 0 here and in the trainer's BitsAndBytesConfig.",
+        "LLM.int8()'s outlier threshold (BitsAndBytesConfig.llm_int8_threshold). Above 0 a row's value depends on "
+        "the rows batched with it, so --load-in-8bit needs 0 (in the trainer's config too).",
         ge=0,
     )
     adapter: str | None = option(

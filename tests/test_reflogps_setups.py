@@ -226,3 +226,81 @@ def dataset_manifest(out) -> dict:
     import json
 
     return json.loads((out / "prefkit.json").read_text())
+
+
+def test_cli_flags_record_and_verify_uses_the_recorded_setup(built, capsys):
+    from tests.reflogps_data import run_cli
+
+    model = str(tiny_model_path())
+    args = [
+        "reflogps",
+        str(built),
+        "--model",
+        model,
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--overwrite",
+        "-q",
+    ]
+    code, _, err = run_cli(
+        [*args, "--max-length", str(MAX_LENGTH), "--load-in-4bit", "--bnb-4bit-use-double-quant"], capsys
+    )
+    assert code == 0, err
+    quant = dataset_manifest(built)["reflogps"]["quantization"]
+    assert (
+        quant["load_in_4bit"] and quant["bnb_4bit_use_double_quant"] and quant["bnb_4bit_quant_type"] == "nf4"
+    )
+    code, out, err = run_cli(
+        ["verify", str(built), "--sample", "4", "--device", "cpu", "--json", "-q"], capsys
+    )
+    assert code == 0, err  # the recorded 4-bit setup is loaded again
+    # the same model at full precision is another setup: verify says so, and its hint says to verify the recorded one
+    code, out, err = run_cli(
+        [
+            "verify",
+            str(built),
+            "--model",
+            model,
+            "--load-in-8bit",
+            "--llm-int8-threshold",
+            "0",
+            "--sample",
+            "4",
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
+    assert code == 1
+    assert "Warning: the quantization (8-bit) differs from the one the set was scored with (4-bit nf4" in err
+    assert "verify with the recorded one" in err
+
+
+def test_flags_that_exclude_each_other(built, capsys):
+    from tests.reflogps_data import run_cli
+
+    code, _, err = run_cli(
+        ["reflogps", str(built), "--model", str(tiny_model_path()), "--load-in-4bit", "--load-in-8bit"],
+        capsys,
+    )
+    assert code == 1 and "exclude each other" in err
+
+
+def test_a_checkpoint_without_its_lm_head_is_refused_before_scoring(built, capsys):
+    """A sequence-classification reward model's checkpoint loaded as a causal LM has no LM head: transformers would
+    initialise one at random (two runs: two different sets of values). Refused, with `prefkit score` as the hint."""
+    from prefkit.reflogps.model import load_model
+    from tests.reflogps_data import run_cli
+
+    reward = str(tiny_model_path(reward=True))
+    with pytest.raises(ModelError, match=r"lm_head.weight.*at random") as err:
+        load_model(reward, device="cpu")
+    assert "prefkit score" in err.value.hint and "score.weight" in err.value.hint
+    code, _, err_text = run_cli(
+        ["reflogps", str(built), "--model", reward, "--device", "cpu", "--overwrite"], capsys
+    )
+    assert code == 1 and "Hint:" in err_text and "prefkit score" in err_text
+    # tied embeddings are not missing weights: such a model loads
+    load_model(str(tiny_model_path(tie_word_embeddings=True)), device="cpu")

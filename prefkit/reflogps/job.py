@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from prefkit.errors import ModelError, OptionError, OutputError
 from prefkit.loading import LoadOptions
 from prefkit.output import OutputFolder, read_output, require_trl_shape
@@ -88,9 +90,12 @@ class ModelOptions:
             current = merged.get("load") or LoadOptions()
             try:
                 merged["load"] = LoadOptions(**{**current.model_dump(), **loading})
-            except ValueError as err:
+            except ValidationError as err:
+                first = err.errors()[0]
+                where = f"--{str(first['loc'][0]).replace('_', '-')}: " if first["loc"] else ""
                 raise OptionError(
-                    str(err).splitlines()[-1].strip(), "see `prefkit reflogps --help`"
+                    where + first["msg"].removeprefix("Value error, "),
+                    "see `prefkit reflogps --help` for the quantization and adapter flags",
                 ) from None
         return cls(**merged)
 

@@ -403,8 +403,7 @@ def load_model(
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    if kind == "causal-lm":
-        load.check_exact()
+    load.check_exact()
     quantization = load.quantization_config(torch_dtype)
     if quantization is not None:  # a quantized model is placed while loading (.to() is refused for 8-bit)
         kwargs |= {"quantization_config": quantization, "device_map": {"": dev}}
