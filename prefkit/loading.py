@@ -164,6 +164,20 @@ def quantization_record(config: Any) -> dict | None:
     return record
 
 
+def record_flags(record: dict | None) -> str:
+    """The `reflogps` flags that load a recorded quantization (``""`` for full precision)."""
+    if not record:
+        return ""
+    if record.get("load_in_8bit"):
+        return f"--load-in-8bit --llm-int8-threshold {record.get('llm_int8_threshold', 0):g}"
+    flags = f"--load-in-4bit --bnb-4bit-quant-type {record.get('bnb_4bit_quant_type')}"
+    if record.get("bnb_4bit_use_double_quant"):
+        flags += " --bnb-4bit-use-double-quant"
+    if record.get("bnb_4bit_compute_dtype"):
+        flags += f" --bnb-4bit-compute-dtype {record['bnb_4bit_compute_dtype']}"
+    return flags
+
+
 def adapter_tensors_hash(model: Any, adapter_name: str = "default") -> str:
     """SHA-256 over an adapter's tensors as loaded (PEFT's ``get_peft_model_state_dict``: names without the adapter
     name, sorted; values as float32 bytes): the same for the adapter a trainer holds (its "ref" copy) and the one
@@ -197,4 +211,5 @@ def model_identity(model: Any) -> dict:
         "quantization": quant,
         "adapter_tensors_sha256": adapter,
         "name_or_path": getattr(config, "_name_or_path", None),
+        "commit": getattr(config, "_commit_hash", None),
     }
