@@ -252,6 +252,8 @@ def test_cli_flags_record_and_verify_uses_the_recorded_setup(built, capsys):
     assert (
         quant["load_in_4bit"] and quant["bnb_4bit_use_double_quant"] and quant["bnb_4bit_quant_type"] == "nf4"
     )
+    card = (built / "README.md").read_text()
+    assert "| quantization | `4-bit nf4, double quantization, compute float32` |" in card
     code, out, err = run_cli(
         ["verify", str(built), "--sample", "4", "--device", "cpu", "--json", "-q"], capsys
     )

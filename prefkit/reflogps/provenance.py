@@ -51,19 +51,20 @@ def setup_differences(recorded: dict, actual: dict) -> list[str]:
     problems = []
     if (recorded.get("quantization") or None) != (actual.get("quantization") or None):
         problems.append(
-            f"the quantization ({_quant_words(actual.get('quantization'))}) differs from the one the set was "
-            f"scored with ({_quant_words(recorded.get('quantization'))})"
+            f"the quantization ({quantization_words(actual.get('quantization'))}) differs from the one the set was "
+            f"scored with ({quantization_words(recorded.get('quantization'))})"
         )
     have, want = adapter_identity(actual.get("adapter")), adapter_identity(recorded.get("adapter"))
     if (have or {}).get("tensors_sha256") != (want or {}).get("tensors_sha256"):
         problems.append(
-            f"the adapter ({_adapter_words(actual.get('adapter'))}) differs from the one the set was scored with "
-            f"({_adapter_words(recorded.get('adapter'))})"
+            f"the adapter ({adapter_words(actual.get('adapter'))}) differs from the one the set was scored with "
+            f"({adapter_words(recorded.get('adapter'))})"
         )
     return problems
 
 
-def _quant_words(record: dict | None) -> str:
+def quantization_words(record: dict | None) -> str:
+    """A recorded quantization in words (``4-bit nf4, double quantization, compute float32``)."""
     if not record:
         return "none: full precision"
     if record.get("load_in_4bit"):
@@ -74,7 +75,8 @@ def _quant_words(record: dict | None) -> str:
     return str(record.get("method"))
 
 
-def _adapter_words(adapter: dict | None) -> str:
+def adapter_words(adapter: dict | None) -> str:
+    """A recorded adapter in words: its id and the start of its tensors' SHA-256."""
     if not adapter:
         return "none"
     name = adapter.get("adapter") or "an adapter"
