@@ -260,8 +260,10 @@ def _make_class() -> type:
 
             named = eval_dataset if isinstance(eval_dataset, dict) else {None: eval_dataset}
             metrics: dict[str, float] = {}
+            tokenizer: Any = self.processing_class
+            args: Any = self.args
             for name, dataset in named.items():
-                prepared = self._prepare_dataset(dataset, self.processing_class, self.args, name or "eval")
+                prepared = self._prepare_dataset(dataset, tokenizer, args, name or "eval")
                 prepared = self._precompute_ref_logps(prepared, name or "eval", 0)
                 prefix = f"{metric_key_prefix}_{name}" if name is not None else metric_key_prefix
                 metrics.update(Trainer.evaluate(self, prepared, ignore_keys, prefix))

@@ -46,10 +46,14 @@ LM_HEAD_ELEMENTS_CUDA = 2**28
 class PairLike(Protocol):
     """What the engine reads from a pair (``prefkit.chat.tokenize.TokenizedPair`` has it)."""
 
-    prompt_ids: Sequence[int]
-    chosen_ids: Sequence[int]
-    rejected_ids: Sequence[int]
-    dropped: str | None
+    @property
+    def prompt_ids(self) -> Sequence[int]: ...
+    @property
+    def chosen_ids(self) -> Sequence[int]: ...
+    @property
+    def rejected_ids(self) -> Sequence[int]: ...
+    @property
+    def dropped(self) -> str | None: ...
 
 
 Progress = Callable[[float, int], None]

@@ -134,7 +134,13 @@ def score_shard(
     )
     values: dict[str, list] = {name: [] for name in REF_COLUMNS}
     dropped: Counter = Counter()
-    counts = {"rows": len(pairs), "scored": 0, "truncated": 0, "completion_tokens": 0, "tokens": 0}
+    counts: dict[str, Any] = {
+        "rows": len(pairs),
+        "scored": 0,
+        "truncated": 0,
+        "completion_tokens": 0,
+        "tokens": 0,
+    }
     for pair, c, r in zip(pairs, chosen.tolist(), rejected.tolist(), strict=True):
         if pair.dropped:
             dropped[pair.dropped] += 1
@@ -286,7 +292,12 @@ def _finisher(
         from prefkit.reflogps.merge import merge
         from prefkit.reflogps.provenance import section
 
-        info = {"command": command, "columns": REF_COLUMNS, "world_size": world, "engine": engine}
+        info: dict[str, Any] = {
+            "command": command,
+            "columns": REF_COLUMNS,
+            "world_size": world,
+            "engine": engine,
+        }
         info |= {"counts": counts, "seconds": round(time.perf_counter() - start, 3)}
         sec = section(prov, spec.settings, info)
         return merge(folder.path, shards, sec, settings=spec.settings, check=check)

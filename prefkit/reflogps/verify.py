@@ -110,6 +110,8 @@ def verify(
     if model is None:
         model = section.get("model_path") if section.get("model_source") == "local" else section.get("model")
         options = ModelOptions.create(options, {"revision": options.revision or section.get("revision")})
+    if not model:
+        raise OutputError(f"{out_dir}'s manifest names no reference model", "pass --model")
     if options.chat_template is None and str(section.get("chat_template", "")).startswith("file:"):
         options = ModelOptions.create(
             options, {"chat_template": section["chat_template"].removeprefix("file:")}
