@@ -310,3 +310,30 @@ def test_a_checkpoint_without_its_lm_head_is_refused_before_scoring(built, capsy
     assert code == 1 and "Hint:" in err_text and "prefkit score" in err_text
     # tied embeddings are not missing weights: such a model loads
     load_model(str(tiny_model_path(tie_word_embeddings=True)), device="cpu")
+
+
+def test_score_takes_the_same_flags_and_equals_the_4bit_reward_models_own_forward(tmp_path, capsys):
+    import shutil
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from tests.reflogps_data import run_cli
+
+    out = shutil.copytree(build_set(tmp_path / "b", n=6), tmp_path / "set")
+    reward = tiny_model_path(reward=True)
+    args = ["score", str(out), "--reward-model", str(reward), "--device", "cpu", "--dtype", "float32", "-q"]
+    code, _, err = run_cli([*args, "--load-in-4bit", "--bnb-4bit-use-double-quant"], capsys)
+    assert code == 0, err
+    assert dataset_manifest(out)["rm_scores"]["quantization"]["load_in_4bit"] is True
+    tok = AutoTokenizer.from_pretrained(str(reward))
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(reward), dtype=torch.float32, quantization_config=bnb(**QLORA)
+    ).eval()
+    rows = dataset(out).to_list()
+    for row in rows:
+        ids = tok.apply_chat_template(row["prompt"] + row["chosen"], tokenize=True)
+        ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+        with torch.inference_mode():
+            want = float(model(input_ids=torch.tensor([ids])).logits[0, 0])
+        assert row["rm_chosen"] == pytest.approx(want, rel=1e-4, abs=1e-5)
