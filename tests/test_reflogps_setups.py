@@ -337,3 +337,23 @@ def test_score_takes_the_same_flags_and_equals_the_4bit_reward_models_own_forwar
         with torch.inference_mode():
             want = float(model(input_ids=torch.tensor([ids])).logits[0, 0])
         assert row["rm_chosen"] == pytest.approx(want, rel=1e-4, abs=1e-5)
+
+
+def test_hub_adapter_with_revision_is_the_local_adapter(built, adapter_path, hub):
+    """An adapter by Hub id (local fake Hub) at a commit: recorded with the resolved commit, and its hashes and
+    values are the local folder's."""
+    from prefkit.reflogps.model import weights_hash
+
+    repo = hub.unique_id("me/tiny-sft-lora")
+    files = {p.name: p.read_bytes() for p in adapter_path.iterdir() if p.is_file()}
+    sha = hub.create_dataset_repo(repo, files, repo_type="model")
+    hub.add_commit(repo, {"README.md": "newer commit"}, repo_type="model")
+    local = score(built, adapter=str(adapter_path))
+    local_adapter = dataset_manifest(built)["reflogps"]["adapter"]
+    # (the same content is the same job: without resume=False the run would find the set complete)
+    remote = score(built, adapter=repo, adapter_revision=sha, resume=False)
+    adapter = dataset_manifest(built)["reflogps"]["adapter"]
+    assert adapter["source"] == "hub" and adapter["revision"] == sha and adapter["adapter"] == repo
+    assert adapter["weights_sha256"] == weights_hash(adapter_path) == local_adapter["weights_sha256"]
+    assert adapter["tensors_sha256"] == local_adapter["tensors_sha256"]
+    assert remote == local
