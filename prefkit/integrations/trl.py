@@ -18,7 +18,9 @@ precompute when it has not::
     )
 
 With ``precompute_ref_log_probs=True`` and ``ref_model=None`` TRL (>= 1.2) keeps no reference copy; this
-class also skips TRL's SHA-256 over all weights when every dataset carries the columns. ``trl`` is imported
+class also skips TRL's SHA-256 over all weights when every dataset carries the columns (with ``prefkit_manifest``
+it hashes the base model's weight files instead, to compare them with the scoring run: free for a Hub-cache model,
+whose blobs are named by their SHA-256; one read of the files for a local folder). ``trl`` is imported
 when the class is first used, so ``import prefkit`` and ``import prefkit.trl`` do not need it.
 """
 
@@ -39,8 +41,10 @@ _MANIFEST_FIX = (
 _SKIPPED_HASH = "prefkit:precomputed-columns"
 
 __all__ = [
+    "FULL_PRECISION_TAG",
     "PrecomputedRefDPOTrainer",  # noqa: F822 - built on first access (module __getattr__), so trl loads lazily
     "PrefkitWarning",
+    "base_weights_hash",
     "check_against_manifest",
     "has_ref_columns",
     "load_manifest",
