@@ -9,6 +9,7 @@ import sys
 import click
 
 from prefkit.commands.options import model_options
+from prefkit.loading import LoadOptions
 from prefkit.options import ChatOptions, FormatOptions, SourceOptions
 
 #: where in a source to read (`build`, `detect`)
@@ -33,8 +34,8 @@ def scoring_model_options(
     short: str | None = "-m",
     dtype_note: str = " (log-probs are summed in fp32)",
 ):
-    """--model/--revision/--dtype/--device/--attn-implementation/--chat-template/--trust-remote-code
-    (`reflogps`, `verify`, `score`); ``required=False`` leaves the recorded model as the default. ``flag``/``short``
+    """--model/--revision/--dtype/--device/--attn-implementation/--chat-template/--trust-remote-code and the
+    quantization / adapter flags of :class:`prefkit.loading.LoadOptions` (`reflogps`, `verify`, `score`); ``required=False`` leaves the recorded model as the default. ``flag``/``short``
     name the model option (`score` takes ``--reward-model``); the value always goes to the ``model`` parameter."""
     default = None if not required else "auto"
     opts = [
@@ -80,11 +81,21 @@ def scoring_model_options(
     ]
 
     def decorate(f):
+        f = load_options(f)
         for opt in reversed(opts):
             f = opt(f)
         return f
 
     return decorate
+
+
+#: the scoring model's quantization and adapter (`reflogps`, `verify`, `score`), from :class:`LoadOptions`
+load_options = model_options(LoadOptions)
+
+
+def given_load_options(values: dict) -> dict:
+    """The :class:`LoadOptions` flags given on the command line (None and unset flags left out), as keywords."""
+    return {k: v for k, v in values.items() if k in LoadOptions.model_fields and v is not None}
 
 
 def command_line() -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from prefkit.commands.common import command_line, echo_json, scoring_model_options
+from prefkit.commands.common import command_line, echo_json, given_load_options, scoring_model_options
 
 
 @click.command("reflogps", context_settings={"max_content_width": 100})
@@ -87,6 +87,7 @@ def command(
     allow_mismatch,
     as_json,
     quiet,
+    **load,
 ):
     """Precompute the reference model's log-probs, exactly as TRL's DPOTrainer would, into the set OUT.
 
@@ -107,6 +108,8 @@ def command(
       prefkit reflogps hermes2k --model ./my-sft-model
       prefkit reflogps hermes2k --model Qwen/Qwen2.5-0.5B-Instruct --dtype bfloat16 --max-length 2048
       prefkit reflogps hermes2k --model ./base --chat-template ./chatml.jinja --overwrite
+      prefkit reflogps hermes2k --model ./base --load-in-4bit --bnb-4bit-use-double-quant   # QLoRA's reference
+      prefkit reflogps hermes2k --model ./base --adapter ./my-sft-lora      # a PeftModel's "ref" adapter copy
       torchrun --nproc-per-node 8 -m prefkit reflogps hermes2k --model ./my-sft-model
       prefkit reflogps /shared/hermes2k --model /shared/my-sft -q    # on many nodes at once: they share the work
       prefkit reflogps /shared/hermes2k --model /shared/my-sft --merge-only
@@ -136,6 +139,7 @@ def command(
         chat_template=chat_template,
         trust_remote_code=trust_remote_code,
         allow_mismatch=allow_mismatch,
+        **given_load_options(load),
     )
 
 

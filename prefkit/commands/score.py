@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from prefkit.commands.common import scoring_model_options
+from prefkit.commands.common import given_load_options, scoring_model_options
 from prefkit.commands.reflogps import run_job
 
 
@@ -76,6 +76,7 @@ def command(
     overwrite,
     as_json,
     quiet,
+    **load,
 ):
     """Score every pair of the set OUT with a reward model, and audit the labels against it.
 
@@ -122,6 +123,7 @@ def command(
         overwrite=overwrite,
         chat_template=chat_template,
         trust_remote_code=trust_remote_code,
+        **given_load_options(load),
     )
 
 

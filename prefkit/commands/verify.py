@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from prefkit.commands.common import echo_json, scoring_model_options
+from prefkit.commands.common import echo_json, given_load_options, scoring_model_options
 
 
 @click.command("verify", context_settings={"max_content_width": 100})
@@ -43,6 +43,7 @@ def command(
     max_length,
     as_json,
     quiet,
+    **load,
 ):
     """Recompute a random sample of OUT's reference log-probs the plain way and report the largest difference.
 
@@ -78,6 +79,7 @@ def command(
         trust_remote_code=trust_remote_code,
         max_length=max_length,
         progress=show,
+        **given_load_options(load),
     )
     if as_json:
         echo_json(report)
@@ -101,7 +103,7 @@ def command(
             f"{report['null_mismatches']} null mismatch(es)",
             err=True,
         )
-        click.echo("Hint: rescore with `prefkit reflogps OUT --model MODEL --overwrite`", err=True)
+        click.echo(f"Hint: {report['hint']}", err=True)
         sys.exit(1)  # (click's non-standalone main would swallow a ctx.exit code)
     if not quiet:
         err("OK")

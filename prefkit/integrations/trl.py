@@ -18,7 +18,9 @@ precompute when it has not::
     )
 
 With ``precompute_ref_log_probs=True`` and ``ref_model=None`` TRL (>= 1.2) keeps no reference copy; this
-class also skips TRL's SHA-256 over all weights when every dataset carries the columns. ``trl`` is imported
+class also skips TRL's SHA-256 over all weights when every dataset carries the columns (with ``prefkit_manifest``
+it hashes the base model's weight files instead, to compare them with the scoring run: free for a Hub-cache model,
+whose blobs are named by their SHA-256; one read of the files for a local folder). ``trl`` is imported
 when the class is first used, so ``import prefkit`` and ``import prefkit.trl`` do not need it.
 """
 
@@ -39,8 +41,10 @@ _MANIFEST_FIX = (
 _SKIPPED_HASH = "prefkit:precomputed-columns"
 
 __all__ = [
+    "FULL_PRECISION_TAG",
     "PrecomputedRefDPOTrainer",  # noqa: F822 - built on first access (module __getattr__), so trl loads lazily
     "PrefkitWarning",
+    "base_weights_hash",
     "check_against_manifest",
     "has_ref_columns",
     "load_manifest",
@@ -82,6 +86,27 @@ def _same_model(section: dict, name_or_path: str | None) -> bool:
     return False
 
 
+def base_weights_hash(name_or_path: str | None, commit: str | None = None) -> str | None:
+    """SHA-256 of a model's weight files as `reflogps` records it (:func:`prefkit.reflogps.model.weights_hash`):
+    from its folder, or from the Hub cache at ``commit`` (what transformers loaded); None when they are not there."""
+    from prefkit.reflogps.model import weights_hash
+
+    if not name_or_path:
+        return None
+    if os.path.isdir(name_or_path):
+        return weights_hash(Path(name_or_path))
+    try:
+        from huggingface_hub import snapshot_download
+
+        patterns = ["*.safetensors", "*.bin", "*.pt", "*.pth"]
+        folder = snapshot_download(
+            name_or_path, revision=commit, allow_patterns=patterns, local_files_only=True
+        )
+    except Exception:  # not in the cache (or not a Hub id): nothing to hash
+        return None
+    return weights_hash(Path(folder))
+
+
 def check_against_manifest(
     manifest: dict,
     *,
@@ -92,7 +117,9 @@ def check_against_manifest(
 ) -> list[str]:
     """Differences between the run that scored a set (its manifest) and a trainer's setup, as sentences.
 
-    Compares the model (name or folder), the tokenizer (hash of its vocabulary/merges/special tokens), the chat
+    Compares the model by content, never by path: the SHA-256 of its base weight files (found from the model's
+    ``name_or_path``: a folder, or the Hub cache at the loaded commit; by name only when they cannot be found), its
+    quantization and the adapter TRL uses as the reference (:func:`prefkit.loading.model_identity`); the tokenizer (hash of its vocabulary/merges/special tokens), the chat
     template (hash), ``max_length`` (``None``, no truncation, is a value like any other) and the truncation mode,
     with the one provenance check (:func:`prefkit.reflogps.provenance.differences`). An empty list: no difference.
     """
@@ -104,14 +131,23 @@ def check_against_manifest(
     if not section:
         return ["the manifest has no 'reflogps' section: the set was not scored by `prefkit reflogps`"]
     problems = []
-    if model is not None:
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        name = getattr(getattr(base, "config", None), "_name_or_path", None)
-        if not _same_model(section, name):
-            problems.append(
-                f"the trainer's model ({name}) is not the model that scored the set ({section.get('model')})"
-            )
     actual: dict[str, Any] = {"max_length": max_length}
+    if model is not None:
+        from prefkit.loading import model_identity
+        from prefkit.reflogps.provenance import setup_differences
+
+        identity = model_identity(model)
+        weights = base_weights_hash(identity["name_or_path"], identity.get("commit"))
+        if weights is not None:  # by content: another path to the same files is the same model
+            actual["weights_sha256"] = weights
+        elif not _same_model(section, identity["name_or_path"]):
+            problems.append(
+                f"the trainer's model ({identity['name_or_path']}) is not the model that scored the set "
+                f"({section.get('model')}), and its weight files cannot be found to compare them"
+            )
+        tensors = identity["adapter_tensors_sha256"]
+        adapter = {"adapter": "the PeftModel's adapter", "tensors_sha256": tensors} if tensors else None
+        problems += setup_differences(section, {"quantization": identity["quantization"], "adapter": adapter})
     if truncation_mode is not None:
         actual["truncation_mode"] = truncation_mode
     if tokenizer is not None:
@@ -126,7 +162,9 @@ _TRL_FIX = (
     "releases tokenize), or score the set again under this TRL's rule with the matching prefkit"
 )
 #: differences that make the stored values wrong for every row (the others may leave rows untouched)
-FATAL = ("the tokenizer", "the chat template")
+FATAL = ("the tokenizer", "the chat template", "the model's weights", "the quantization", "the adapter")
+#: the model card tag of a QLoRA run trained on full-precision references (``prefkit_full_precision_reference``)
+FULL_PRECISION_TAG = "prefkit-full-precision-reference"
 
 
 _CLASS: type | None = None
@@ -151,8 +189,16 @@ def _make_class() -> type:
         :class:`~prefkit.reflogps.provenance.ReferenceMismatchError` at construction; so does an installed TRL
         that tokenizes by another rule than the values follow (:func:`prefkit.chat.tokenize.check_trl_rule`).
         ``prefkit_manifest`` (an output folder, its ``prefkit.json`` or the dict) adds the scoring run's
-        identity: another tokenizer or chat template raises too; another model name or ``max_length`` is a
-        :class:`PrefkitWarning`. ``prefkit_strict=False`` turns the errors into warnings.
+        identity: another tokenizer, chat template, base weights (by the hash of the weight files), quantization
+        or reference adapter (by the hash of its tensors) raises too, naming what differs and the fix; another
+        ``max_length`` that changes no row is a :class:`PrefkitWarning`. ``prefkit_full_precision_reference=True``
+        accepts a set scored at full precision for a quantized model (QLoRA trained on references scored on a
+        bigger machine): a deliberate choice, kept in ``trainer.prefkit_reference`` and tagged
+        ``prefkit-full-precision-reference`` in the model card. ``prefkit_strict=False`` turns the errors into
+        warnings.
+
+        ``evaluate(dataset)`` (or a dict of datasets) after training uses the datasets' stored columns too, where
+        TRL would raise "Cannot compute reference log-probs" (no reference model is kept).
         """
 
         def __init__(
@@ -160,6 +206,7 @@ def _make_class() -> type:
             *args: Any,
             prefkit_manifest: str | os.PathLike | dict | None = None,
             prefkit_strict: bool = True,
+            prefkit_full_precision_reference: bool = False,
             **kwargs: Any,
         ):
             params = inspect.signature(DPOTrainer.__init__).bind(self, *args, **kwargs).arguments
@@ -170,6 +217,8 @@ def _make_class() -> type:
             _warn_ignored_columns(config, datasets_)
             self._prefkit_used_columns = False
             self._prefkit_strict = prefkit_strict
+            self._prefkit_full_precision_reference = prefkit_full_precision_reference
+            self.prefkit_reference: dict = {}
             self._prefkit_manifest = load_manifest(prefkit_manifest) if prefkit_manifest is not None else None
             real_hash = dpo_module.hash_module
             if _nothing_to_compute(config, datasets_):  # TRL hashes every weight at init for its cache key
@@ -203,6 +252,26 @@ def _make_class() -> type:
                 self._precompute_model_hash = real_hash_module()(self.ref_model or self.model)
             _key_ld_alpha(self)
             return super()._precompute_ref_logps(dataset, name, batch_size)
+
+        def evaluate(
+            self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval"
+        ) -> dict[str, float]:
+            sets = _eval_sets(eval_dataset)
+            if not sets or not _nothing_to_compute(self.args, sets):
+                return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            # the stored columns are the reference: no reference model is needed, before or after training
+            from transformers import Trainer
+
+            named = eval_dataset if isinstance(eval_dataset, dict) else {None: eval_dataset}
+            metrics: dict[str, float] = {}
+            tokenizer: Any = self.processing_class
+            args: Any = self.args
+            for name, dataset in named.items():
+                prepared = self._prepare_dataset(dataset, tokenizer, args, name or "eval")
+                prepared = self._precompute_ref_logps(prepared, name or "eval", 0)
+                prefix = f"{metric_key_prefix}_{name}" if name is not None else metric_key_prefix
+                metrics.update(Trainer.evaluate(self, prepared, ignore_keys, prefix))
+            return metrics
 
     PrecomputedRefDPOTrainer.__module__ = __name__
     return PrecomputedRefDPOTrainer
@@ -256,6 +325,14 @@ def _check_setup(trainer: Any) -> None:
     elif found is not None:
         warnings.warn(f"prefkit reference log-probs: {found[1]}", PrefkitWarning, stacklevel=3)
     if manifest is None:
+        if _loaded_specially(trainer.model):
+            warnings.warn(
+                "prefkit reference log-probs: the model is quantized or carries an adapter, and without "
+                "prefkit_manifest the trainer cannot check that the set was scored with the same setup; pass "
+                "prefkit_manifest=OUT",
+                PrefkitWarning,
+                stacklevel=3,
+            )
         return
     problems = check_against_manifest(
         manifest,
@@ -264,11 +341,70 @@ def _check_setup(trainer: Any) -> None:
         max_length=trainer.args.max_length,
         truncation_mode=getattr(trainer.args, "truncation_mode", "keep_start"),
     )
+    problems = _full_precision_choice(trainer, section, problems)
     fatal = [p for p in problems if p.startswith(FATAL)]
-    _refuse(trainer, [(p, _MANIFEST_FIX) for p in fatal])
+    _refuse(trainer, [(p, _fix(p, section)) for p in fatal])
     for problem in problems:
         if problem not in fatal:
             warnings.warn(f"prefkit reference log-probs: {problem}", PrefkitWarning, stacklevel=3)
+
+
+def _loaded_specially(model: Any) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return bool(
+        getattr(getattr(base, "config", None), "quantization_config", None) or hasattr(model, "peft_config")
+    )
+
+
+def _full_precision_choice(trainer: Any, section: dict, problems: list[str]) -> list[str]:
+    """``prefkit_full_precision_reference=True``: a set scored at full precision is taken for a quantized model
+    (the QLoRA recipe with references scored on a bigger machine), recorded in ``trainer.prefkit_reference`` and as
+    a tag of the model card TRL writes; every other difference stands."""
+    quant = [p for p in problems if p.startswith("the quantization")]
+    trainer.prefkit_reference = {"quantization": section.get("quantization"), "full_precision_choice": False}
+    if not (trainer._prefkit_full_precision_reference and quant and not section.get("quantization")):
+        return problems
+    trainer.prefkit_reference["full_precision_choice"] = True
+    trainer._tag_names = [*trainer._tag_names, FULL_PRECISION_TAG]
+    trainer.model.add_model_tags([FULL_PRECISION_TAG])
+    warnings.warn(
+        "prefkit reference log-probs: the set was scored at full precision and this model is quantized; trained "
+        "on them as chosen (prefkit_full_precision_reference=True): step 0's loss is near, not exactly, ln 2",
+        PrefkitWarning,
+        stacklevel=4,
+    )
+    return [p for p in problems if p not in quant]
+
+
+def _fix(problem: str, section: dict) -> str:
+    """How to resolve one fatal difference between the trainer's setup and the scoring run."""
+    from prefkit.loading import record_flags
+
+    model = section.get("model") or "MODEL"
+    if problem.startswith("the model's weights"):
+        return (
+            f"train from the weights that scored the set ({model}, sha256 {str(section.get('weights_sha256'))[:12]}),"
+            " or score the set again with yours (`prefkit reflogps OUT --model YOUR_MODEL --overwrite`)"
+        )
+    if problem.startswith("the quantization"):
+        recorded = record_flags(section.get("quantization"))
+        fix = (
+            f"load the model as the set was scored ({recorded or 'full precision: no quantization_config'}), or "
+            "score it again with the trainer's quantization (`prefkit reflogps OUT --model M --load-in-4bit ... "
+            "--overwrite`, the trainer's BitsAndBytesConfig values)"
+        )
+        if not section.get("quantization"):
+            fix += "; to train a quantized model on these full-precision values on purpose, pass "
+            fix += "prefkit_full_precision_reference=True"
+        return fix
+    if problem.startswith("the adapter"):
+        return (
+            "TRL's reference is a PeftModel's own adapter (its frozen 'ref' copy) or, with a peft_config, the base "
+            "with no adapter: give the trainer the model the set was scored with, or score again with yours "
+            "(`prefkit reflogps OUT --model BASE --adapter YOUR_ADAPTER --overwrite`; no --adapter for a "
+            "peft_config)"
+        )
+    return _MANIFEST_FIX
 
 
 def _check_rows(trainer: Any, dataset: Any) -> None:

@@ -273,6 +273,7 @@ def _ref_context(section: dict, features: dict) -> dict | None:
         return None
     totals = section.get("totals") or {}
     rows = [(label, section.get(key)) for label, key in REF_ROWS]
+    rows += _setup_rows(section)
     rows += [("scored", totals.get("scored")), ("truncated", totals.get("truncated"))]
     return {
         "model": section.get("model") or "<the reference model>",
@@ -280,6 +281,21 @@ def _ref_context(section: dict, features: dict) -> dict | None:
         "command": redact(section.get("command")),
         "rows": [(k, v) for k, v in rows if v not in (None, "", {})],
     }
+
+
+def _setup_rows(section: dict) -> list[tuple[str, Any]]:
+    """The reference's quantization and adapter (sections written before they were recorded have neither)."""
+    from prefkit.reflogps.provenance import adapter_words, quantization_words
+
+    if "quantization" not in section:
+        return []
+    quant = quantization_words(section.get("quantization"))
+    if not section.get("quantization"):
+        quant += " (a 4-/8-bit trainer takes these values only with prefkit_full_precision_reference=True)"
+    rows: list[tuple[str, Any]] = [("quantization", quant)]
+    if section.get("adapter"):
+        rows.append(("adapter", adapter_words(section["adapter"])))
+    return rows
 
 
 def _tokenizer_context(entry: dict) -> dict | None:

@@ -51,6 +51,12 @@ def public_model(section: dict) -> dict:
         value = out.get(key)
         if isinstance(value, str) and value.startswith("file:"):
             out[key] = "file:" + Path(value.removeprefix("file:")).name
+    adapter = out.get("adapter")
+    if isinstance(adapter, dict):
+        adapter = {k: v for k, v in adapter.items() if k != "path"}
+        if adapter.get("source") == "local" and adapter.get("adapter"):
+            adapter["adapter"] = public_path(str(adapter["adapter"]))
+        out["adapter"] = adapter
     out["command"] = public_command(out.get("command"))
     return out
 

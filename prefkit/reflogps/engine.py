@@ -84,6 +84,13 @@ def head_spec(model: Any) -> HeadSpec:
     head = model.get_output_embeddings()
     if head is None or not hasattr(head, "weight"):
         raise ModelError("the model has no output embedding (LM head)", hint="use a causal language model")
+    if hasattr(head, "base_layer") or type(head.weight).__name__ in ("Params4bit", "Int8Params"):
+        # TRL's fused head multiplies by lm_head.weight too, and refuses an adapter on lm_head (dpo_trainer.py)
+        raise ModelError(
+            f"the LM head is a {type(head).__name__} (an adapter or quantization on lm_head): its log-probs are "
+            "not TRL's, which reads lm_head.weight directly",
+            hint="leave lm_head out of the adapter's target_modules and out of quantization (transformers' default)",
+        )
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     softcap = getattr(cfg, "final_logit_softcapping", None)
     scale = getattr(cfg, "logit_scale", None)

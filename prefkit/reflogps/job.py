@@ -18,11 +18,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from prefkit.errors import ModelError, OptionError, OutputError
+from prefkit.loading import LoadOptions
 from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.record import REFLOGPS_FIELDS
 from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS, MIN_LEASE_SECONDS
@@ -65,18 +68,36 @@ class ModelOptions:
     trust_remote_code: bool = False
     token_budget: int | None = None
     prefix_sharing: bool = True
+    load: LoadOptions = field(default_factory=LoadOptions)
 
     @classmethod
     def create(cls, options: ModelOptions | None, flat: dict[str, Any]) -> ModelOptions:
-        """From an instance and/or keywords (keywords win); an unknown keyword is an :class:`OptionError`."""
+        """From an instance and/or keywords (keywords win); :class:`~prefkit.loading.LoadOptions` fields
+        (``load_in_4bit=True``, ``adapter=...``) go to ``load``. An unknown keyword or a bad value is an
+        :class:`OptionError`."""
+        loading = {k: v for k, v in flat.items() if k in LoadOptions.model_fields}
+        flat = {k: v for k, v in flat.items() if k not in loading}
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(flat) - known)
         if unknown:
             raise OptionError(
-                f"unknown option(s) {', '.join(unknown)}", f"options are: {', '.join(sorted(known))}"
+                f"unknown option(s) {', '.join(unknown)}",
+                f"options are: {', '.join(sorted(known - {'load'} | set(LoadOptions.model_fields)))}",
             )
         base = {k: getattr(options, k) for k in known} if options else {}
-        return cls(**{**base, **flat})
+        merged = {**base, **flat}
+        if loading:
+            current = merged.get("load") or LoadOptions()
+            try:
+                merged["load"] = LoadOptions(**{**current.model_dump(), **loading})
+            except ValidationError as err:
+                first = err.errors()[0]
+                where = f"--{str(first['loc'][0]).replace('_', '-')}: " if first["loc"] else ""
+                raise OptionError(
+                    where + first["msg"].removeprefix("Value error, "),
+                    "see `prefkit reflogps --help` for the quantization and adapter flags",
+                ) from None
+        return cls(**merged)
 
 
 def _check_ids(pairs: list, vocab: int, model_name: str) -> None:
@@ -113,7 +134,13 @@ def score_shard(
     )
     values: dict[str, list] = {name: [] for name in REF_COLUMNS}
     dropped: Counter = Counter()
-    counts: dict[str, Any] = {"rows": len(pairs), "scored": 0, "truncated": 0, "completion_tokens": 0, "tokens": 0}
+    counts: dict[str, Any] = {
+        "rows": len(pairs),
+        "scored": 0,
+        "truncated": 0,
+        "completion_tokens": 0,
+        "tokens": 0,
+    }
     for pair, c, r in zip(pairs, chosen.tolist(), rejected.tolist(), strict=True):
         if pair.dropped:
             dropped[pair.dropped] += 1
@@ -265,7 +292,12 @@ def _finisher(
         from prefkit.reflogps.merge import merge
         from prefkit.reflogps.provenance import section
 
-        info: dict[str, Any] = {"command": command, "columns": REF_COLUMNS, "world_size": world, "engine": engine}
+        info: dict[str, Any] = {
+            "command": command,
+            "columns": REF_COLUMNS,
+            "world_size": world,
+            "engine": engine,
+        }
         info |= {"counts": counts, "seconds": round(time.perf_counter() - start, 3)}
         sec = section(prov, spec.settings, info)
         return merge(folder.path, shards, sec, settings=spec.settings, check=check)

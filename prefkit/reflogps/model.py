@@ -21,6 +21,7 @@ from typing import Any
 from prefkit.chat.templates import template_hash
 from prefkit.chat.tokenizer import load_tokenizer, tokenizer_hash
 from prefkit.errors import ModelError, require
+from prefkit.loading import LoadOptions, adapter_tensors_hash, quantization_record
 from prefkit.sources.hub import fetch_snapshot, looks_like_path
 
 #: Weight file patterns, in order of preference (safetensors when a folder has both).
@@ -256,14 +257,13 @@ def check_reward_config(folder: Path, model: str, trust_remote_code: bool = Fals
 
 
 def _from_pretrained(kind: str, folder: Path, model: str, kwargs: dict, attn: str | None) -> Any:
-    """``AUTO_CLASSES[kind].from_pretrained`` with one-line errors; a reward model whose checkpoint lacks weights
-    of the model (a causal LM loaded with a fresh, random score head) is refused."""
+    """``AUTO_CLASSES[kind].from_pretrained`` with one-line errors; a checkpoint that lacks weights of the model
+    (transformers would initialise them at random: a reward model's checkpoint loaded as a causal LM has no LM
+    head, a causal LM loaded as a reward model no score head) is refused before anything is scored."""
     import transformers
 
     auto = getattr(transformers, AUTO_CLASSES[kind])
     try:
-        if kind != "reward":
-            return auto.from_pretrained(str(folder), **kwargs)
         lm, info = auto.from_pretrained(str(folder), output_loading_info=True, **kwargs)
     except ValueError as err:
         text = str(err)
@@ -283,14 +283,85 @@ def _from_pretrained(kind: str, folder: Path, model: str, kwargs: dict, attn: st
         raise ModelError(
             f"cannot load model {model!r}: {err}", "check the model folder and its files"
         ) from None
-    missing = sorted(info.get("missing_keys") or ())
-    if missing:
-        raise ModelError(
-            f"{len(missing)} weight(s) of {model!r} are not in its checkpoint ({', '.join(missing[:3])}): "
-            "they would be random, and so would the scores",
-            REWARD_HINT,
-        )
+    check_loading_info(info, model, kind)
     return lm
+
+
+def check_loading_info(info: dict, model: str, kind: str) -> None:
+    """Raise :class:`ModelError` when transformers reports weights missing from the checkpoint (newly initialised,
+    i.e. random) or of another shape (``output_loading_info=True``'s ``missing_keys`` / ``mismatched_keys``)."""
+    missing = sorted(info.get("missing_keys") or ())
+    missing += sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or ())
+    if not missing:
+        return
+    message = (
+        f"{len(missing)} weight(s) of {model!r} as {AUTO_CLASSES[kind]} are not in its checkpoint "
+        f"({', '.join(missing[:3])}): transformers would initialise them at random, and so would the scores"
+    )
+    if kind == "reward":
+        raise ModelError(message, REWARD_HINT)
+    unexpected = sorted(info.get("unexpected_keys") or ())
+    seen = f" (it has {', '.join(unexpected[:2])} instead)" if unexpected else ""
+    raise ModelError(
+        message,
+        f"pass the causal language model your trainer starts from{seen}; a checkpoint without an LM head, such as "
+        "a sequence-classification reward model, gives no log-probs: score pairs with a reward model with "
+        "`prefkit score OUT --reward-model M`",
+    )
+
+
+_ADAPTER_PATTERNS = ["adapter_config.json", "*.safetensors", "*.bin", "*.pt"]
+
+
+def locate_adapter(spec: str, revision: str | None = None) -> tuple[Path, dict]:
+    """A PEFT adapter folder (with ``adapter_config.json``) or Hub id → (local folder, {adapter, source, path,
+    revision}), the Hub revision resolved to its commit."""
+    path = Path(spec).expanduser()
+    if path.exists() or looks_like_path(spec):
+        if not (path / "adapter_config.json").is_file():
+            raise ModelError(
+                f"adapter {spec!r} is not a PEFT adapter folder (no adapter_config.json)",
+                "pass the folder written by PeftModel.save_pretrained (or a Hub adapter id)",
+            )
+        return path.resolve(), {
+            "adapter": spec,
+            "source": "local",
+            "path": str(path.resolve()),
+            "revision": revision,
+        }
+    folder = fetch_snapshot(spec, revision, _ADAPTER_PATTERNS, what="adapter")
+    if not (folder / "adapter_config.json").is_file():
+        raise ModelError(
+            f"Hub repo {spec!r} has no adapter_config.json: not a PEFT adapter", "pass an adapter repo"
+        )
+    return folder, {"adapter": spec, "source": "hub", "path": str(folder), "revision": folder.name}
+
+
+def attach_adapter(lm: Any, spec: str, revision: str | None, model: str) -> tuple[Any, dict]:
+    """``PeftModel.from_pretrained(lm, adapter)`` (inference mode, adapter weights upcast like PEFT's default) →
+    (the transformers model with the adapter's layers active, provenance: where it came from, the SHA-256 of its
+    weight files and of its tensors as loaded (:func:`prefkit.loading.adapter_tensors_hash`), PEFT type, the base
+    it was trained on). The engine runs the returned model's own modules, so LoRA stays unmerged, as in TRL."""
+    require("peft", "scoring with an adapter (`--adapter`); pip install 'prefkit[quant]'")
+    from peft import PeftModel
+
+    folder, where = locate_adapter(spec, revision)
+    try:
+        wrapped = PeftModel.from_pretrained(lm, str(folder), is_trainable=False)
+    except (ValueError, KeyError, RuntimeError, OSError) as err:
+        raise ModelError(
+            f"cannot put adapter {spec!r} on {model!r}: {str(err).splitlines()[0]}",
+            "pass an adapter trained on this base model (its adapter_config.json names base_model_name_or_path)",
+        ) from None
+    config = wrapped.peft_config["default"]
+    provenance = {
+        **where,
+        "peft_type": str(getattr(config.peft_type, "value", config.peft_type)),
+        "base_model_name_or_path": getattr(config, "base_model_name_or_path", None),
+        "weights_sha256": weights_hash(folder),
+        "tensors_sha256": adapter_tensors_hash(wrapped, "default"),
+    }
+    return wrapped.get_base_model(), provenance
 
 
 def load_model(
@@ -304,12 +375,15 @@ def load_model(
     chat_template: str | None = None,
     hash_weights: bool = True,
     kind: str = "causal-lm",
+    load: LoadOptions | None = None,
 ) -> LoadedModel:
     """Load a model and its tokenizer for scoring (``eval()``, on ``device``) and record its provenance.
 
     ``kind``: ``"causal-lm"`` (``AutoModelForCausalLM``, the reference model of `reflogps`) or ``"reward"``
     (``AutoModelForSequenceClassification`` with one label, checked by :func:`check_reward_config`).
-    Raises :class:`~prefkit.errors.ModelError` with a hint for a missing folder/repo, custom code without
+    ``load`` (:class:`prefkit.loading.LoadOptions`): bitsandbytes quantization and a PEFT adapter on top (the model
+    scored is then base + adapter, the adapter's LoRA layers unmerged, as TRL runs them); both are recorded in the
+    provenance (``quantization``, ``adapter``). Raises :class:`~prefkit.errors.ModelError` with a hint for a missing folder/repo, custom code without
     ``trust_remote_code``, an unsupported attention implementation, a tokenizer larger than the model's
     vocabulary, or (reward) a model that is not a one-label reward model.
     """
@@ -325,11 +399,20 @@ def load_model(
     tokenizer, template_origin = load_tokenizer(
         folder, trust_remote_code=trust_remote_code, chat_template=chat_template
     )
+    load = load or LoadOptions()
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
+    load.check_exact()
+    quantization = load.quantization_config(torch_dtype)
+    if quantization is not None:  # a quantized model is placed while loading (.to() is refused for 8-bit)
+        kwargs |= {"quantization_config": quantization, "device_map": {"": dev}}
     lm = _from_pretrained(kind, folder, model, kwargs, attn_implementation)
-    lm.to(dev)
+    if quantization is None:
+        lm.to(dev)
+    adapter = None
+    if load.adapter:
+        lm, adapter = attach_adapter(lm, load.adapter, load.adapter_revision, model)
     lm.eval()
     lm.requires_grad_(False)
     check_vocab(lm, tokenizer, model)
@@ -346,6 +429,8 @@ def load_model(
         "device": str(dev),
         "attn_implementation": getattr(lm.config, "_attn_implementation", attn_implementation),
         "trust_remote_code": trust_remote_code,
+        "quantization": quantization_record(quantization),
+        "adapter": adapter,
     }
     return LoadedModel(model=lm, tokenizer=tokenizer, provenance=provenance)
 
@@ -371,6 +456,7 @@ def load_for_set(
         chat_template=options.chat_template,
         hash_weights=hash_weights,
         kind=kind,
+        load=options.load,
     )
     schemas = [pq.read_schema(folder.shards[split][0]) for split in folder.splits]
     if any(pa.types.is_list(s.field("chosen").type) for s in schemas):

@@ -45,6 +45,44 @@ def differences(recorded: dict, actual: dict) -> list[str]:
     return problems
 
 
+def setup_differences(recorded: dict, actual: dict) -> list[str]:
+    """Sentences for a quantization or adapter (compared by its content hashes) other than the recorded ones
+    (``actual``: a model provenance or :func:`prefkit.loading.model_identity`-like dict)."""
+    problems = []
+    if (recorded.get("quantization") or None) != (actual.get("quantization") or None):
+        problems.append(
+            f"the quantization ({quantization_words(actual.get('quantization'))}) differs from the one the set was "
+            f"scored with ({quantization_words(recorded.get('quantization'))})"
+        )
+    have, want = adapter_identity(actual.get("adapter")), adapter_identity(recorded.get("adapter"))
+    if (have or {}).get("tensors_sha256") != (want or {}).get("tensors_sha256"):
+        problems.append(
+            f"the adapter ({adapter_words(actual.get('adapter'))}) differs from the one the set was scored with "
+            f"({adapter_words(recorded.get('adapter'))})"
+        )
+    return problems
+
+
+def quantization_words(record: dict | None) -> str:
+    """A recorded quantization in words (``4-bit nf4, double quantization, compute float32``)."""
+    if not record:
+        return "none: full precision"
+    if record.get("load_in_4bit"):
+        double = ", double quantization" if record.get("bnb_4bit_use_double_quant") else ""
+        return f"4-bit {record.get('bnb_4bit_quant_type')}{double}, compute {record.get('bnb_4bit_compute_dtype')}"
+    if record.get("load_in_8bit"):
+        return "8-bit"
+    return str(record.get("method"))
+
+
+def adapter_words(adapter: dict | None) -> str:
+    """A recorded adapter in words: its id and the start of its tensors' SHA-256."""
+    if not adapter:
+        return "none"
+    name = adapter.get("adapter") or "an adapter"
+    return f"{name}, tensors sha256 {str(adapter.get('tensors_sha256'))[:12]}"
+
+
 def check_build_tokenizer(built: dict, prov: dict, model: str) -> None:
     """Refuse to score a set that `build --tokenizer` filtered or rendered for another tokenizer or template."""
     pairs = (
@@ -64,7 +102,7 @@ def scoring_settings(
     prov: dict, device_type: str, max_length: int, rule: str, engine: dict, extra: dict
 ) -> dict:
     """The settings that decide the values (their hash is the work folder's fingerprint)."""
-    return {
+    settings = {
         "model": prov["model"],
         "model_source": prov["source"],
         "revision": prov["revision"],
@@ -79,6 +117,17 @@ def scoring_settings(
         "engine": engine,
         **extra,
     }
+    if prov.get("quantization") or prov.get("adapter"):  # (absent otherwise: older work folders stay valid)
+        settings["quantization"] = prov.get("quantization")
+        settings["adapter"] = adapter_identity(prov.get("adapter"))
+    return settings
+
+
+def adapter_identity(adapter: dict | None) -> dict | None:
+    """What identifies an adapter's values (its content hashes, never its path)."""
+    if not adapter:
+        return None
+    return {k: adapter.get(k) for k in ("weights_sha256", "tensors_sha256")}
 
 
 def section(prov: dict, settings: dict, run: dict) -> dict:
@@ -103,6 +152,8 @@ def section(prov: dict, settings: dict, run: dict) -> dict:
         "world_size": run.get("world_size", 1),
         "workers": run["counts"].get("workers"),
         "attn_implementation": prov["attn_implementation"],
+        "quantization": prov.get("quantization"),
+        "adapter": prov.get("adapter"),
         "max_length": settings["max_length"],
         "truncation_mode": "keep_start",
         "trl_tokenization_rule": settings["trl_tokenization_rule"],

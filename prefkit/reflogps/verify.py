@@ -97,11 +97,12 @@ def verify(
     weights than recorded) and ``ok``. Raises ``OutputError`` for a set without reference columns.
     """
     from prefkit.chat.tokenize import tokenize_pairs
+    from prefkit.loading import LoadOptions
     from prefkit.progress import bar
     from prefkit.reflogps.job import ModelOptions
     from prefkit.reflogps.model import load_model
     from prefkit.reflogps.plain import score_pairs_plain
-    from prefkit.reflogps.provenance import differences
+    from prefkit.reflogps.provenance import differences, setup_differences
 
     folder = read_output(out_dir)
     section, splits = _section(folder, out_dir, split)
@@ -113,12 +114,17 @@ def verify(
             f"{out_dir} records no reference model to recompute with", "pass the model with --model"
         )
         options = ModelOptions.create(options, {"revision": options.revision or section.get("revision")})
+    if not model:
+        raise OutputError(f"{out_dir}'s manifest names no reference model", "pass --model")
     if options.chat_template is None and str(section.get("chat_template", "")).startswith("file:"):
         options = ModelOptions.create(
             options, {"chat_template": section["chat_template"].removeprefix("file:")}
         )
     if "dtype" not in model_options or model_options["dtype"] is None:
         options = ModelOptions.create(options, {"dtype": section.get("dtype") or "auto"})
+    if not any(k in LoadOptions.model_fields for k, v in model_options.items() if v is not None):
+        recorded = LoadOptions.from_record(section.get("quantization"), section.get("adapter"))
+        options = ModelOptions.create(options, recorded.model_dump())
     max_length = max_length or section["max_length"]
     loaded = load_model(
         model,
@@ -128,11 +134,13 @@ def verify(
         attn_implementation=options.attn_implementation,
         trust_remote_code=options.trust_remote_code,
         chat_template=options.chat_template,
+        load=options.load,
     )
     prov = loaded.provenance
     warnings = differences(
         section, {k: prov.get(k) for k in ("weights_sha256", "tokenizer_sha256", "chat_template_sha256")}
     )
+    warnings += setup_differences(section, prov)
     if prov["dtype"] != section.get("dtype"):
         warnings.append(f"recomputing in {prov['dtype']} but the set was scored in {section.get('dtype')}")
     picks = _sample_rows(folder, splits, sample, seed)
@@ -144,7 +152,17 @@ def verify(
     tolerance = (default_atol if atol is None else atol, default_rtol if rtol is None else rtol)
     report = _compare(pairs, ids, stored, chosen, rejected, tolerance)
     head = {"output": str(out_dir), "model": model, "dtype": prov["dtype"], "device": prov["device"]}
-    return {**head, "max_length": max_length, "seed": seed, **report, "warnings": warnings}
+    hint = None
+    if not report["ok"]:
+        hint = (
+            "this check ran another setup than the one that scored the set (see the warnings): verify with the "
+            "recorded one (leave out --model and the other options), or rescore with this one (`prefkit reflogps "
+            "OUT --model MODEL ... --overwrite`)"
+            if warnings
+            else "the stored values are not this model's: rescore with `prefkit reflogps OUT --model MODEL "
+            "--overwrite` (same options as recorded in OUT/prefkit.json)"
+        )
+    return {**head, "max_length": max_length, "seed": seed, **report, "warnings": warnings, "hint": hint}
 
 
 def _compare(pairs: list, ids: list, stored: dict, chosen: Any, rejected: Any, tolerance: tuple) -> dict:
