@@ -40,6 +40,7 @@ _SKIPPED_HASH = "prefkit:precomputed-columns"
 
 __all__ = [
     "PrecomputedRefDPOTrainer",  # noqa: F822 - built on first access (module __getattr__), so trl loads lazily
+    "PrecomputedRefKTOTrainer",  # noqa: F822 - the same, from prefkit.integrations.trl_kto
     "PrefkitWarning",
     "check_against_manifest",
     "has_ref_columns",
@@ -313,4 +314,8 @@ def __getattr__(name: str) -> Any:
         if _CLASS is None:
             _CLASS = _make_class()
         return _CLASS
+    if name == "PrecomputedRefKTOTrainer":
+        from prefkit.integrations.trl_kto import kto_class
+
+        return kto_class()
     raise AttributeError(f"module 'prefkit.trl' has no attribute {name!r}")
