@@ -112,7 +112,11 @@ def test_values_equal_trl_precompute(scored, tmp_path):
     manifest = json.loads((out / "prefkit.json").read_text())["reflogps"]
     assert manifest["kto"]["per_device_train_batch_size"] == BATCH
     assert manifest["kto"]["kl_order"] == "dataset"
-    assert manifest["kto"]["labels"]["train"] == {"desirable": 14, "undesirable": 14}
+    labels = manifest["kto"]["labels"]["train"]
+    assert (labels["desirable"], labels["undesirable"]) == (14, 14)
+    scored = np.array([v is not None for v in ours["ref_logps"]])
+    assert labels["desirable_scored"] == int((scored & np.array(ours["label"])).sum())
+    assert labels["desirable_scored"] + labels["undesirable_scored"] == len(kept)
 
 
 def test_first_step_equals_trl_without_reference_model(scored, tmp_path, monkeypatch):
@@ -215,9 +219,55 @@ def test_batch_size_only_for_kto_sets(tmp_path):
 
 
 def test_weight_ranges_follow_trl():
-    from prefkit.reflogps.kto import weight_ranges
+    from prefkit.output.stats import kto_weight_ranges
 
-    assert weight_ranges(10, 10) is None
-    got = weight_ranges(100, 300)
+    assert kto_weight_ranges(10, 10) is None
+    got = kto_weight_ranges(100, 300)
     assert got["desirable_weight"] == [3.0, 3.99]  # TRL: n_und * uw / n_des * [1, 1.33]
     assert got["undesirable_weight"] == [0.25, 0.33]  # TRL: n_des * dw / n_und / [1.33, 1]
+
+
+def _unpaired_rows(n: int = 6) -> list[dict]:
+    """TRL's unpaired shape: every prompt's desirable completion, an undesirable one for most, one extra."""
+    rows = pair_rows(n, seed=5, long_prompt_every=0)
+    out = []
+    for i, r in enumerate(rows):
+        out.append({"prompt": r["prompt"], "completion": r["chosen"], "label": True})
+        if i % 3:
+            out.append({"prompt": r["prompt"], "completion": r["rejected"], "label": False})
+    extra = [{"role": "assistant", "content": "another undesirable answer"}]
+    out.append({"prompt": rows[0]["prompt"], "completion": extra, "label": False})
+    return out
+
+
+@pytest.mark.parametrize("batch_rows", [None, "3"])
+def test_build_reads_unpaired_shape(tmp_path, monkeypatch, batch_rows):
+    """`build` detects TRL's unpaired shape, pairs a prompt's completions in source order (across batches), and
+    --export kto writes exactly the paired rows back."""
+    import pyarrow.parquet as pq
+
+    from prefkit import build
+
+    if batch_rows:
+        monkeypatch.setenv("PREFKIT_BATCH_ROWS", batch_rows)
+    rows = _unpaired_rows()
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    build(str(source), tmp_path / "pairs", overwrite=True)
+    manifest = json.loads((tmp_path / "pairs" / "prefkit.json").read_text())
+    counts = manifest["splits"]["train"]
+    assert counts["read"] == len(rows) and counts["kept"] == 5
+    assert counts["dropped"] == {
+        "paired_in_another_row": 5,
+        "no_partner": 1,
+    }  # prompt 3 has no undesirable row
+    table = pq.read_table(next((tmp_path / "pairs" / "data").glob("*.parquet")))
+    first = table.slice(0, 1).to_pylist()[0]
+    assert first["chosen"][0]["content"] == rows[0]["completion"][0]["content"]
+    assert first["rejected"][0]["content"] == "another undesirable answer"  # prompt 0's only undesirable row
+    build(str(source), tmp_path / "kto", overwrite=True, export="kto")
+    kto = pq.read_table(next((tmp_path / "kto" / "data").glob("*.parquet"))).to_pylist()
+    written = {(json.dumps(r["prompt"]), r["completion"][0]["content"], r["label"]) for r in kto}
+    paired = {(json.dumps(r["prompt"]), r["completion"][0]["content"], r["label"]) for r in rows}
+    assert len(kto) == 10 and written <= paired

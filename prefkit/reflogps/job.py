@@ -296,7 +296,7 @@ def _finisher(
         if "per_device_train_batch_size" in spec.settings:
             from prefkit.reflogps.kto import kto_section
 
-            sec["kto"] = kto_section(folder, spec.settings)
+            sec["kto"] = kto_section(folder, spec.settings, shards, folder.path / spec.work_dir)
         return merge(
             folder.path, shards, sec, columns=spec.columns, settings=spec.settings, check=check
         )

@@ -328,42 +328,43 @@ def kto_spec(loaded: Any, settings: dict, max_length: int, batch_size: int, engi
     return JobSpec(KTO_FIELDS, KTO_ROW_COLUMNS, settings, settings_fingerprint(settings), score, plan=plan)
 
 
-def label_counts(folder: Any) -> dict[str, dict[str, int]]:
-    """Per split: ``desirable`` (``label`` true) and ``undesirable`` rows."""
-    import pyarrow.compute as pc
+def label_counts(folder: Any, shards: list, work: Any) -> dict[str, dict[str, int]]:
+    """Per split: ``desirable`` (``label`` true) and ``undesirable`` rows, and of those the rows scored (TRL keeps
+    them: its recommended weights count these), from the job's finished parts in ``work``."""
+    import numpy as np
+    import pyarrow.parquet as pq
 
     out = {}
     for split in folder.splits:
-        labels = folder.read_split(split, columns=["label"]).column("label")
-        yes = int(pc.sum(labels).as_py() or 0)
-        out[split] = {"desirable": yes, "undesirable": len(labels) - yes}
+        labels = folder.read_split(split, columns=["label"]).column("label").to_numpy(zero_copy_only=False)
+        parts = [pq.read_table(work / s.name, columns=["ref_logps"]) for s in shards if s.split == split]
+        scored = np.concatenate(
+            [p.column("ref_logps").is_valid().to_numpy(zero_copy_only=False) for p in parts] or [np.zeros(0, bool)]
+        )
+        labels = labels.astype(bool)
+        out[split] = {
+            "desirable": int(labels.sum()),
+            "undesirable": int((~labels).sum()),
+            "desirable_scored": int((labels & scored).sum()),
+            "undesirable_scored": int((~labels & scored).sum()),
+        }
     return out
 
 
-def weight_ranges(desirable: int, undesirable: int) -> dict[str, Any] | None:
-    """TRL's recommended ``desirable_weight`` / ``undesirable_weight`` ranges for these counts: the ratio
-    ``(desirable_weight * n_desirable) / (undesirable_weight * n_undesirable)`` in ``[1, 4/3]`` (KTO paper,
-    Eq. 8, as ``KTOTrainer`` checks it: either weight in its range with the other at 1, bounds rounded to 2
-    places, 1.33 for 4/3). None when the counts are equal or one is zero (TRL gives no range then)."""
-    if desirable == undesirable or not desirable or not undesirable:
-        return None
-    return {
-        "desirable_weight": [round(undesirable / desirable, 2), round(undesirable / desirable * 1.33, 2)],
-        "undesirable_weight": [round(desirable / undesirable / 1.33, 2), round(desirable / undesirable, 2)],
-        "rule": "(desirable_weight * n_desirable) / (undesirable_weight * n_undesirable) in [1, 4/3]",
-    }
+def kto_section(folder: Any, settings: dict, shards: list, work: Any) -> dict:
+    """The manifest's ``reflogps.kto``: what the KL values depend on, the label counts and TRL's recommended
+    weights for the train split's scored rows (what ``KTOTrainer`` counts after dropping rows)."""
+    from prefkit.output.stats import kto_weight_ranges
 
-
-def kto_section(folder: Any, settings: dict) -> dict:
-    """The manifest's ``reflogps.kto``: what the KL values depend on, the label counts of the scored rows and
-    TRL's recommended weights for the train split."""
-    counts = label_counts(folder)
-    train = counts.get("train") or next(iter(counts.values()), {"desirable": 0, "undesirable": 0})
+    counts = label_counts(folder, shards, work)
+    train = counts.get("train") or next(iter(counts.values()), {})
     return {
         "trainer": "KTOTrainer",
         "per_device_train_batch_size": settings["per_device_train_batch_size"],
         "kl_order": settings["kl_order"],
         "train_sampling_strategy": "sequential",
         "labels": counts,
-        "recommended_weights": weight_ranges(train["desirable"], train["undesirable"]),
+        "recommended_weights": kto_weight_ranges(
+            train.get("desirable_scored", 0), train.get("undesirable_scored", 0)
+        ),
     }
