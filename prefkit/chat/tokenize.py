@@ -177,7 +177,8 @@ def _prepare_row(row: Mapping[str, Any], eos_token: str | None) -> tuple[Mapping
     return row, conversational
 
 
-def _split(p: list[int], pc: list[int], pr: list[int], max_length: int | None) -> TokenizedPair:
+def split_common_prefix(p: list[int], pc: list[int], pr: list[int], max_length: int | None) -> TokenizedPair:
+    """TRL 1.14.2 - 1.16's split (the module docstring); other releases' splits: :mod:`prefkit.chat.trl_rules`."""
     n = min(common_prefix_length(p, pc), common_prefix_length(p, pr))
     prompt_ids = p[:n]
     chosen, rejected = pc[n:], pr[n:]
@@ -195,6 +196,9 @@ def _ids(encoded: Any) -> list[list[int]]:
     return [list(x) for x in ids]
 
 
+_split = split_common_prefix
+
+
 def tokenize_pair(row: Mapping[str, Any], tokenizer: Any, max_length: int | None) -> TokenizedPair:
     """Tokenize one preference row exactly like TRL's ``DPOTrainer`` (see the module docstring).
 
@@ -208,12 +212,17 @@ def tokenize_pairs(
     rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
     tokenizer: Any,
     max_length: int | None,
+    rule: str | None = None,
 ) -> list[TokenizedPair]:
-    """Batched ``tokenize_pair``: ``rows`` is a list of row dicts or a dict of columns.
+    """Batched ``tokenize_pair``: ``rows`` is a list of row dicts or a dict of columns. ``rule``: a TRL release
+    profile's recorded rule (:mod:`prefkit.chat.trl_rules`; None: TRL 1.14.2 - 1.16's).
 
     Rows without ``tools``/``chat_template_kwargs`` are rendered and tokenized in one batch call per part
     (same ids as TRL's per-row calls); the others row by row.
     """
+    from prefkit.chat.trl_rules import split_for
+
+    _split = split_for(rule)
     prepared, batch_text, batch_conv, per_row = prepare_rows(_normalise_rows(rows), tokenizer)
     out: list[TokenizedPair | None] = [None] * len(prepared)
     for i in per_row:  # per-row template arguments: one call per row, like TRL

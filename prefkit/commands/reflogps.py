@@ -27,6 +27,13 @@ from prefkit.commands.common import command_line, echo_json, scoring_model_optio
     "the set's order only; recorded in prefkit.json. Default: TRL's 8.",
 )
 @click.option(
+    "--trl-rule",
+    type=click.Choice(["trl-1.16", "trl-1.8"]),
+    help="The TRL release whose DPO tokenization rule the values follow: trl-1.16 (TRL 1.14.2 - 1.16), trl-1.8 "
+    "(TRL 1.0 - 1.8, e.g. axolotl's trl==1.8.0). Default: the installed TRL's. TRL <= 0.28 (LLaMA-Factory's and "
+    "Unsloth's trl<=0.24) has no profile yet. Recorded in prefkit.json; the trainer refuses another rule.",
+)
+@click.option(
     "--token-budget",
     type=click.IntRange(min=1),
     help="Tokens per forward batch (default: sized from free memory; halved and retried on out-of-memory).",
@@ -85,6 +92,7 @@ def command(
     trust_remote_code,
     max_length,
     per_device_train_batch_size,
+    trl_rule,
     token_budget,
     no_prefix_sharing,
     shard_rows,
@@ -123,6 +131,7 @@ def command(
       prefkit reflogps /shared/hermes2k --model /shared/my-sft --merge-only
       prefkit verify hermes2k --sample 64        # then check a sample against the plain computation
       prefkit reflogps kto-set --model ./my-sft-model --per-device-train-batch-size 8
+      prefkit reflogps hermes2k --model ./my-sft-model --trl-rule trl-1.8    # for axolotl (trl==1.8.0)
     """
     from prefkit.reflogps.job import reflogps
 
@@ -139,6 +148,7 @@ def command(
         attn_implementation=attn_implementation,
         max_length=max_length,
         per_device_train_batch_size=per_device_train_batch_size,
+        trl_rule=trl_rule,
         token_budget=token_budget,
         prefix_sharing=not no_prefix_sharing,
         shard_rows=shard_rows,

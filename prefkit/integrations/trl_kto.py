@@ -182,8 +182,8 @@ def _check_setup(trainer: Any) -> None:
     """After TRL's init: the installed TRL against the releases checked, then the manifest's identity."""
     import trl
 
+    from prefkit.chat.trl_rules import check_kto_release
     from prefkit.integrations.trl import _MANIFEST_FIX, FATAL, PrefkitWarning, _refuse, check_against_manifest
-    from prefkit.reflogps.rules import check_kto_release
 
     found = check_kto_release(trl.__version__)
     if found is not None:

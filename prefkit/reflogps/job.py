@@ -99,13 +99,16 @@ def score_shard(
     token_budget: int | None,
     prefix_sharing: bool,
     on_progress: Any = None,
+    rule: str | None = None,
 ) -> tuple[dict[str, list], dict]:
-    """Tokenize (TRL-exact) and score one shard → (column values, counts). ``on_progress(pairs, tokens)`` is
-    called as batches finish."""
+    """Tokenize (TRL-exact, by the release profile's ``rule``: :mod:`prefkit.chat.trl_rules`) and score one shard →
+    (column values, counts). ``on_progress(pairs, tokens)`` is called as batches finish. Rows a release keeps
+    although their prompt fills ``max_length`` (TRL <= 1.8) get 0.0: no completion token is left to score."""
     from prefkit.chat.tokenize import tokenize_pairs
+    from prefkit.chat.trl_rules import KEPT_EMPTY
     from prefkit.reflogps import engine
 
-    pairs = tokenize_pairs(rows, loaded.tokenizer, max_length)
+    pairs = tokenize_pairs(rows, loaded.tokenizer, max_length, rule)
     _check_ids(
         pairs, loaded.model.get_input_embeddings().num_embeddings, loaded.provenance.get("model", "the model")
     )
@@ -116,7 +119,9 @@ def score_shard(
     dropped: Counter = Counter()
     counts = {"rows": len(pairs), "scored": 0, "truncated": 0, "completion_tokens": 0, "tokens": 0}
     for pair, c, r in zip(pairs, chosen.tolist(), rejected.tolist(), strict=True):
-        if pair.dropped:
+        if pair.dropped == KEPT_EMPTY:
+            c, r = 0.0, 0.0
+        elif pair.dropped:
             dropped[pair.dropped] += 1
             for name in REF_COLUMNS:
                 values[name].append(None)
@@ -209,6 +214,7 @@ def reflogps(
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     merge_only: bool = False,
     per_device_train_batch_size: int | None = None,
+    trl_rule: str | None = None,
     **model_options: Any,
 ) -> dict:
     """Score every pair of the set in ``out_dir`` with the reference ``model`` (a folder or Hub id) and add the
@@ -222,7 +228,9 @@ def reflogps(
     sees the job finished merges. ``merge_only``: merge a job whose shards are all finished, without loading the
     model. A KTO set (``--export kto``: ``prompt``/``completion``/``label``) gets TRL ``KTOTrainer``'s
     ``ref_logps`` / ``ref_KL_logps`` instead (:mod:`.kto`), its KL completions paired within batches of
-    ``per_device_train_batch_size`` rows (default 8, TRL's) in dataset order. Returns this worker's summary (counts per split, rows TRL would drop, tokens, throughput, and
+    ``per_device_train_batch_size`` rows (default 8, TRL's) in dataset order. ``trl_rule``: the TRL release
+    profile whose DPO rule the values follow (:mod:`prefkit.chat.trl_rules`; default: the installed TRL's).
+    Returns this worker's summary (counts per split, rows TRL would drop, tokens, throughput, and
     ``shards``: total, resumed, scored, taken_over, by_others, lost, merged_here). Raises ``OutputError`` (not a
     set, columns already there without ``overwrite``, unfinished work from other settings, live workers in the
     way of ``overwrite``/``resume=False``, unfinished shards with ``merge_only``), ``ModelError`` (model cannot
@@ -245,6 +253,14 @@ def reflogps(
             "--per-device-train-batch-size applies to KTO sets only (their KL completions depend on it)",
             "leave it out for a DPO set",
         )
+    if batch_size is not None and trl_rule not in (None, "trl-1.16"):
+        raise OptionError(
+            f"--trl-rule {trl_rule} is a DPO profile; KTO sets follow TRL 1.16's KTOTrainer",
+            "leave --trl-rule out for a KTO set",
+        )
+    from prefkit.chat.trl_rules import resolve_profile
+
+    kind = JobKind(resolve_profile(trl_rule).rule, batch_size)
     if merge_only and batch_size is not None:
         raise OptionError(
             "--merge-only does not take KTO sets yet (their shards follow the KL batches, found by tokenizing)",
@@ -256,9 +272,7 @@ def reflogps(
     ctx = init_distributed(dev)
     try:
         loaded = _load(folder, model, ModelOptions.create(options, {"device": str(dev)}), ctx, allow_mismatch)
-        spec, engine_settings = _job_spec(
-            folder, loaded, options, resolved_length, dev, shard_rows, ctx, batch_size
-        )
+        spec, engine_settings = _job_spec(folder, loaded, options, resolved_length, dev, shard_rows, ctx, kind)
         # ranks other than 0 do not hash the weights: the fingerprinted settings carry rank 0's hash
         prov = {**loaded.provenance, "weights_sha256": spec.settings["weights_sha256"]}
         from prefkit.reflogps.runner import run_shards
@@ -356,12 +370,19 @@ def _no_scoring(rows: list[dict], on_progress: Any) -> tuple[dict[str, list], di
     raise AssertionError("--merge-only scores nothing")
 
 
+@dataclass(frozen=True)
+class JobKind:
+    """What the values follow: a DPO set's TRL release ``rule`` (:mod:`prefkit.chat.trl_rules`), or for a KTO set
+    its ``per_device_train_batch_size`` (None: a DPO set)."""
+
+    rule: str
+    batch_size: int | None = None
+
+
 def _job_spec(
-    folder, loaded, options: ModelOptions, max_length: int, dev, shard_rows: int, ctx, batch_size: int | None
+    folder, loaded, options: ModelOptions, max_length: int, dev, shard_rows: int, ctx, kind: JobKind
 ) -> tuple[Any, dict]:
-    """The job: settings (fingerprinted), and the shard scorer; plus the engine settings for the manifest.
-    ``batch_size``: a KTO set's ``per_device_train_batch_size`` (None: a DPO set)."""
-    from prefkit.chat.tokenize import TRL_TOKENIZATION_RULE
+    """The job: settings (fingerprinted), and the shard scorer; plus the engine settings for the manifest."""
     from prefkit.reflogps import engine
     from prefkit.reflogps.plan import data_fingerprint
     from prefkit.reflogps.provenance import scoring_settings
@@ -374,7 +395,7 @@ def _job_spec(
     engine_settings.pop("device", None)
     engine_settings["self_test_max_abs_diff"] = engine.self_test(loaded.model)
 
-    rule = TRL_TOKENIZATION_RULE
+    rule, batch_size = kind.rule, kind.batch_size
     extra: dict = {"shard_rows": shard_rows}
     if batch_size is not None:
         from prefkit.reflogps.kto import KTO_RULE
@@ -395,6 +416,7 @@ def _job_spec(
             token_budget=budget,
             prefix_sharing=sharing,
             on_progress=on_progress,
+            rule=rule,
         )
 
     if batch_size is not None:
