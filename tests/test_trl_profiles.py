@@ -149,3 +149,68 @@ def test_trl_18_trainer_first_step_is_ln2(scored_18, tmp_path):
     trainer.train()
     loss = next(e["loss"] for e in trainer.state.log_history if "loss" in e)
     assert abs(loss - LN2) < 1e-4
+
+
+@pytest.fixture(scope="module")
+def scored_024(tmp_path_factory):
+    from prefkit.reflogps.job import reflogps
+
+    model = tiny_model_path()
+    out = build_set(tmp_path_factory.mktemp("trl024"), n=24)
+    reflogps(out, str(model), max_length=MAX_LENGTH, device="cpu", trl_rule="trl-0.24")
+    return out, model
+
+
+def test_legacy_profile_is_recorded(scored_024):
+    """Everywhere: TRL 0.24's rule and its DPOConfig defaults are recorded; every row has values (0.24 keeps them)."""
+    import datasets
+
+    out, _ = scored_024
+    section = json.loads((out / "prefkit.json").read_text())["reflogps"]
+    assert section["trl_tokenization_rule"].startswith("trl-dpo-0.24..0.24:text-render")
+    assert (section["truncation_mode"], section["max_prompt_length"]) == ("keep_end", 512)
+    rows = datasets.load_dataset(str(out))["train"]
+    assert None not in rows["ref_chosen_logps"] and None not in rows["ref_rejected_logps"]
+
+
+@needs_trl((0, 24))
+def test_trl_024_values_equal_its_precompute(scored_024, tmp_path):
+    import datasets
+    from trl import DPOTrainer
+
+    out, model = scored_024
+    ours = datasets.load_dataset(str(out))["train"]
+    bare = ours.remove_columns(["ref_chosen_logps", "ref_rejected_logps", "chosen_tokens", "rejected_tokens"])
+    trainer = _trainer(DPOTrainer, model, bare, tmp_path)
+    trainer.get_train_dataloader()  # TRL <= 0.28 precomputes here
+    theirs = trainer.train_dataset
+    assert len(theirs) == len(ours)
+    for key in ("ref_chosen_logps", "ref_rejected_logps"):
+        np.testing.assert_allclose(
+            np.array(ours[key], dtype=np.float64),
+            np.array(theirs[key], dtype=np.float64),
+            rtol=1e-5,
+            atol=1e-4,
+        )
+
+
+@needs_trl((0, 24))
+def test_trl_024_trainer_first_step_is_ln2_without_reference_forward(scored_024, tmp_path, monkeypatch):
+    import datasets
+    from prefkit.trl import PrecomputedRefDPOTrainer
+    from trl import DPOTrainer
+
+    out, model = scored_024
+    calls = []
+    monkeypatch.setattr(DPOTrainer, "compute_ref_log_probs", lambda *a, **k: calls.append(1))
+    trainer = _trainer(
+        PrecomputedRefDPOTrainer,
+        model,
+        datasets.load_dataset(str(out))["train"],
+        tmp_path,
+        prefkit_manifest=out,
+    )
+    assert trainer.ref_model is None
+    trainer.train()
+    loss = next(e["loss"] for e in trainer.state.log_history if "loss" in e)
+    assert calls == [] and abs(loss - LN2) < 1e-4

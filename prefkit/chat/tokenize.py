@@ -33,6 +33,11 @@ from prefkit.errors import FormatError, ModelError
 #: prompt+answer instead of at the prompt's length. EOS handling of text rows, tools and chat-template keyword
 #: arguments are the same in every 1.x release.
 TRL_RULES: tuple[tuple[str, str | None, str], ...] = (
+    (
+        "0.24",
+        "0.25",
+        "text-render,separate-tokenize,eos-appended,max_prompt_length=512:keep_end,max_length:keep_end,keep-all",
+    ),
     ("1.0", "1.9", "prompt-length-split,keep_start,keep-prompt>=max_length"),
     ("1.9", "1.14.2", "prompt-length-split,keep_start,drop-prompt>=max_length"),
     ("1.14.2", None, "common-prefix-split,keep_start,drop-prompt>=max_length"),
@@ -220,9 +225,12 @@ def tokenize_pairs(
     Rows without ``tools``/``chat_template_kwargs`` are rendered and tokenized in one batch call per part
     (same ids as TRL's per-row calls); the others row by row.
     """
-    from prefkit.chat.trl_rules import split_for
+    from prefkit.chat.trl_rules import rule_profile
 
-    _split = split_for(rule)
+    profile = rule_profile(rule)
+    if profile.tokenize is not None:  # a release that does not split the ids of P, PC, PR (TRL <= 0.28)
+        return profile.tokenize(_normalise_rows(rows), tokenizer, max_length)
+    _split = profile.split
     prepared, batch_text, batch_conv, per_row = prepare_rows(_normalise_rows(rows), tokenizer)
     out: list[TokenizedPair | None] = [None] * len(prepared)
     for i in per_row:  # per-row template arguments: one call per row, like TRL

@@ -28,10 +28,11 @@ from prefkit.commands.common import command_line, echo_json, scoring_model_optio
 )
 @click.option(
     "--trl-rule",
-    type=click.Choice(["trl-1.16", "trl-1.8"]),
+    type=click.Choice(["trl-1.16", "trl-1.8", "trl-0.24"]),
     help="The TRL release whose DPO tokenization rule the values follow: trl-1.16 (TRL 1.14.2 - 1.16), trl-1.8 "
-    "(TRL 1.0 - 1.8, e.g. axolotl's trl==1.8.0). Default: the installed TRL's. TRL <= 0.28 (LLaMA-Factory's and "
-    "Unsloth's trl<=0.24) has no profile yet. Recorded in prefkit.json; the trainer refuses another rule.",
+    "(TRL 1.0 - 1.8, e.g. axolotl's trl==1.8.0), trl-0.24 (LLaMA-Factory's and Unsloth's trl<=0.24, with 0.24's "
+    "DPOConfig defaults: max_prompt_length 512, keep_end). Default: the installed TRL's. Recorded in "
+    "prefkit.json; the trainer refuses another rule.",
 )
 @click.option(
     "--token-budget",

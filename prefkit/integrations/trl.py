@@ -172,13 +172,18 @@ def _make_class() -> type:
             self._prefkit_used_columns = False
             self._prefkit_strict = prefkit_strict
             self._prefkit_manifest = load_manifest(prefkit_manifest) if prefkit_manifest is not None else None
-            real_hash = dpo_module.hash_module
-            if _nothing_to_compute(config, datasets_):  # TRL hashes every weight at init for its cache key
+            real_hash = getattr(dpo_module, "hash_module", None)  # TRL <= 0.28 has none
+            if real_hash and _nothing_to_compute(config, datasets_):  # TRL hashes every weight at init (cache key)
                 dpo_module.hash_module = lambda module: _SKIPPED_HASH
             try:
                 super().__init__(*args, **kwargs)
             finally:
-                dpo_module.hash_module = real_hash
+                if real_hash:
+                    dpo_module.hash_module = real_hash
+            if not hasattr(DPOTrainer, "_precompute_ref_logps"):  # TRL <= 0.28 precomputes in get_*_dataloader
+                from prefkit.integrations.trl_legacy import use_columns
+
+                use_columns(self)
             if self._prefkit_used_columns:
                 _check_setup(self)
 

@@ -105,20 +105,23 @@ def score_shard(
     (column values, counts). ``on_progress(pairs, tokens)`` is called as batches finish. Rows a release keeps
     although their prompt fills ``max_length`` (TRL <= 1.8) get 0.0: no completion token is left to score."""
     from prefkit.chat.tokenize import tokenize_pairs
-    from prefkit.chat.trl_rules import KEPT_EMPTY
+    from prefkit.chat.trl_rules import KEPT_EMPTY, score_split_prompts
     from prefkit.reflogps import engine
 
     pairs = tokenize_pairs(rows, loaded.tokenizer, max_length, rule)
     _check_ids(
         pairs, loaded.model.get_input_embeddings().num_embeddings, loaded.provenance.get("model", "the model")
     )
-    chosen, rejected = engine.score_pairs(
-        loaded.model, pairs, token_budget=token_budget, prefix_sharing=prefix_sharing, progress=on_progress
+    chosen, rejected = score_split_prompts(
+        lambda flat: engine.score_pairs(
+            loaded.model, flat, token_budget=token_budget, prefix_sharing=prefix_sharing, progress=on_progress
+        ),
+        pairs,
     )
     values: dict[str, list] = {name: [] for name in REF_COLUMNS}
     dropped: Counter = Counter()
     counts = {"rows": len(pairs), "scored": 0, "truncated": 0, "completion_tokens": 0, "tokens": 0}
-    for pair, c, r in zip(pairs, chosen.tolist(), rejected.tolist(), strict=True):
+    for pair, c, r in zip(pairs, chosen, rejected, strict=True):
         if pair.dropped == KEPT_EMPTY:
             c, r = 0.0, 0.0
         elif pair.dropped:
@@ -307,6 +310,10 @@ def _finisher(
         info = {"command": command, "columns": columns, "world_size": world, "engine": engine}
         info |= {"counts": counts, "seconds": round(time.perf_counter() - start, 3)}
         sec = section(prov, spec.settings, info)
+        from prefkit.chat.trl_rules import LEGACY_DEFAULTS, rule_profile
+
+        if rule_profile(spec.settings["trl_tokenization_rule"]).tokenize is not None:  # TRL <= 0.28's defaults
+            sec.update(LEGACY_DEFAULTS)
         if "per_device_train_batch_size" in spec.settings:
             from prefkit.reflogps.kto import kto_section
 
