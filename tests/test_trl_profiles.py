@@ -108,8 +108,8 @@ def test_unknown_profile_is_refused():
     from prefkit.chat.trl_rules import resolve_profile
     from prefkit.errors import OptionError
 
-    with pytest.raises(OptionError, match=r"trl-0\.24"):
-        resolve_profile("trl-0.24")
+    with pytest.raises(OptionError, match=r"trl-0\.24"):  # the hint lists the profiles
+        resolve_profile("trl-0.28")
     assert resolve_profile("trl-1.8").split.__name__ == "split_prompt_length"
 
 
