@@ -58,7 +58,7 @@ def _args(tmp_path, batch=BATCH, **kwargs):
 
     return KTOConfig(
         output_dir=str(tmp_path / "run"),
-        precompute_ref_log_probs=True,
+        precompute_ref_log_probs=kwargs.pop("precompute_ref_log_probs", True),
         max_length=kwargs.pop("max_length", MAX_LENGTH),
         per_device_train_batch_size=batch,
         max_steps=1,
@@ -271,3 +271,11 @@ def test_build_reads_unpaired_shape(tmp_path, monkeypatch, batch_rows):
     written = {(json.dumps(r["prompt"]), r["completion"][0]["content"], r["label"]) for r in kto}
     paired = {(json.dumps(r["prompt"]), r["completion"][0]["content"], r["label"]) for r in rows}
     assert len(kto) == 10 and written <= paired
+
+
+def test_warns_when_precompute_is_off(scored, tmp_path):
+    from prefkit.trl import PrecomputedRefKTOTrainer, PrefkitWarning
+
+    out, model, _ = scored
+    with pytest.warns(PrefkitWarning, match="precompute_ref_log_probs=False"):
+        _trainer(PrecomputedRefKTOTrainer, model, _load(out), tmp_path, precompute_ref_log_probs=False)

@@ -33,14 +33,17 @@ from prefkit.errors import FormatError, ModelError
 #: prompt+answer instead of at the prompt's length. EOS handling of text rows, tools and chat-template keyword
 #: arguments are the same in every 1.x release.
 TRL_RULES: tuple[tuple[str, str | None, str], ...] = (
+    ("1.0", "1.9", "prompt-length-split,keep_start,keep-prompt>=max_length"),
+    ("1.9", "1.14.2", "prompt-length-split,keep_start,drop-prompt>=max_length"),
+    ("1.14.2", None, "common-prefix-split,keep_start,drop-prompt>=max_length"),
+)
+#: Releases before 1.0 that have a profile (:mod:`prefkit.chat.trl_rules`), in the same form.
+TRL_LEGACY_RULES: tuple[tuple[str, str | None, str], ...] = (
     (
         "0.24",
         "0.25",
         "text-render,separate-tokenize,eos-appended,max_prompt_length=512:keep_end,max_length:keep_end,keep-all",
     ),
-    ("1.0", "1.9", "prompt-length-split,keep_start,keep-prompt>=max_length"),
-    ("1.9", "1.14.2", "prompt-length-split,keep_start,drop-prompt>=max_length"),
-    ("1.14.2", None, "common-prefix-split,keep_start,drop-prompt>=max_length"),
 )
 #: The last TRL release checked against this module (a newer one gets a warning, not a refusal).
 TRL_LAST_CHECKED = "1.16"
@@ -64,7 +67,7 @@ def trl_rule_for(version: str) -> str | None:
     release = _release(version)
     if release[:2] > _release(TRL_LAST_CHECKED)[:2]:
         return None
-    for first, after, rule in TRL_RULES:
+    for first, after, rule in TRL_RULES + TRL_LEGACY_RULES:
         if release >= _release(first) and (after is None or release < _release(after)):
             return rule
     return TRL_RULES[0][2]
@@ -81,7 +84,7 @@ def check_trl_rule(recorded: str | None, installed: str) -> tuple[str, str] | No
             f"TRL {installed} is newer than the last release prefkit checked ({TRL_LAST_CHECKED}); if its "
             "DPOTrainer tokenizes rows differently, the reference values do not apply"
         )
-    if body not in {r for _, _, r in TRL_RULES}:
+    if body not in {r for _, _, r in TRL_RULES + TRL_LEGACY_RULES}:
         return "warning", f"the set records a tokenization rule prefkit does not know ({recorded})"
     if rule != body:
         return "error", (

@@ -33,7 +33,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prefkit.chat.tokenize import TokenizedPair, _release, common_prefix_length, split_common_prefix
+from prefkit.chat.tokenize import (
+    TRL_LEGACY_RULES,
+    TokenizedPair,
+    _release,
+    common_prefix_length,
+    split_common_prefix,
+)
 
 #: a row TRL keeps although its prompt fills ``max_length``: no completion token is scored, its values are 0.0
 KEPT_EMPTY = "kept_empty"
@@ -166,7 +172,11 @@ __all__ = [
 # --- TRL <= 0.28 (checked: 0.24) -----------------------------------------------------------------------------------
 
 #: ``DPOConfig`` defaults of TRL 0.24 that its rule depends on (the trl-0.24 profile follows them)
-LEGACY_DEFAULTS: dict[str, Any] = {"max_prompt_length": 512, "max_completion_length": None, "truncation_mode": "keep_end"}
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "max_prompt_length": 512,
+    "max_completion_length": None,
+    "truncation_mode": "keep_end",
+}
 
 
 @dataclass
@@ -269,9 +279,7 @@ def score_split_prompts(score: Callable[[list], tuple[Any, Any]], pairs: Sequenc
     return [chosen[i] for i, _ in where], [rejected[i] if j is None else chosen[j] for i, j in where]
 
 
-LEGACY_BODY = (
-    "text-render,separate-tokenize,eos-appended,max_prompt_length=512:keep_end,max_length:keep_end,keep-all"
-)
+LEGACY_BODY = TRL_LEGACY_RULES[0][2]  # TRL 0.24's rule, as prefkit.chat.tokenize's release table names it
 PROFILES["trl-0.24"] = Profile(
     "trl-0.24", "0.24", "0.24", LEGACY_BODY, split_common_prefix, tokenize=tokenize_pairs_legacy
 )

@@ -77,6 +77,15 @@ def _make_class() -> type:
             self._prefkit_strict = prefkit_strict
             self._prefkit_manifest = load_manifest(prefkit_manifest) if prefkit_manifest is not None else None
             if config is not None and sets and any(has_kto_columns(d) for d in sets):
+                if not config.precompute_ref_log_probs:
+                    from prefkit.integrations.trl import PrefkitWarning
+
+                    warnings.warn(
+                        "the dataset has precomputed KTO reference columns but precompute_ref_log_probs=False: TRL "
+                        "ignores them and loads a reference model; set KTOConfig(precompute_ref_log_probs=True)",
+                        PrefkitWarning,
+                        stacklevel=2,
+                    )
                 _check_config(self, config)
             real_hash = kto_module.hash_module
             if (
