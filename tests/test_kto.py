@@ -271,6 +271,9 @@ def test_build_reads_unpaired_shape(tmp_path, monkeypatch, batch_rows):
     written = {(json.dumps(r["prompt"]), r["completion"][0]["content"], r["label"]) for r in kto}
     paired = {(json.dumps(r["prompt"]), r["completion"][0]["content"], r["label"]) for r in rows}
     assert len(kto) == 10 and written <= paired
+    labels = json.loads((tmp_path / "kto" / "prefkit.json").read_text())["stats"]["splits"]["train"]["labels"]
+    assert (labels["desirable"], labels["undesirable"], labels["recommended_weights"]) == (5, 5, None)
+    assert "## KTO labels" in (tmp_path / "kto" / "README.md").read_text()
 
 
 def test_warns_when_precompute_is_off(scored, tmp_path):

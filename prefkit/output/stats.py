@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 PERCENTILES = (5, 10, 25, 50, 75, 90, 95, 99)
 
@@ -126,9 +127,10 @@ class SplitStats:
         if self.has_margin:
             self.margin.append(df["margin"].cast(pl.Float64).to_numpy())
         self.trl = _trl_shaped(df)
-        if "label" in df.columns and df.schema["label"] == pl.Boolean:
-            yes = int(df["label"].sum())
-            self.labels = [(self.labels or [0, 0])[0] + yes, (self.labels or [0, 0])[1] + df.height - yes]
+        if "label" in table.column_names and pa.types.is_boolean(table.schema.field("label").type):
+            yes = int(pc.sum(table.column("label")).as_py() or 0)
+            done = self.labels or [0, 0]
+            self.labels = [done[0] + yes, done[1] + table.num_rows - yes]
         if not self.trl:
             return
         self.text = df.schema["prompt"] == pl.String
