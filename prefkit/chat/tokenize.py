@@ -37,6 +37,14 @@ TRL_RULES: tuple[tuple[str, str | None, str], ...] = (
     ("1.9", "1.14.2", "prompt-length-split,keep_start,drop-prompt>=max_length"),
     ("1.14.2", None, "common-prefix-split,keep_start,drop-prompt>=max_length"),
 )
+#: Releases before 1.0 that have a profile (:mod:`prefkit.chat.trl_rules`), in the same form.
+TRL_LEGACY_RULES: tuple[tuple[str, str | None, str], ...] = (
+    (
+        "0.24",
+        "0.25",
+        "text-render,separate-tokenize,eos-appended,max_prompt_length=512:keep_end,max_length:keep_end,keep-all",
+    ),
+)
 #: The last TRL release checked against this module (a newer one gets a warning, not a refusal).
 TRL_LAST_CHECKED = "1.16"
 #: The rule reproduced here, with the TRL releases that follow it; recorded in the manifest.
@@ -59,7 +67,7 @@ def trl_rule_for(version: str) -> str | None:
     release = _release(version)
     if release[:2] > _release(TRL_LAST_CHECKED)[:2]:
         return None
-    for first, after, rule in TRL_RULES:
+    for first, after, rule in TRL_RULES + TRL_LEGACY_RULES:
         if release >= _release(first) and (after is None or release < _release(after)):
             return rule
     return TRL_RULES[0][2]
@@ -76,7 +84,7 @@ def check_trl_rule(recorded: str | None, installed: str) -> tuple[str, str] | No
             f"TRL {installed} is newer than the last release prefkit checked ({TRL_LAST_CHECKED}); if its "
             "DPOTrainer tokenizes rows differently, the reference values do not apply"
         )
-    if body not in {r for _, _, r in TRL_RULES}:
+    if body not in {r for _, _, r in TRL_RULES + TRL_LEGACY_RULES}:
         return "warning", f"the set records a tokenization rule prefkit does not know ({recorded})"
     if rule != body:
         return "error", (
@@ -177,7 +185,8 @@ def _prepare_row(row: Mapping[str, Any], eos_token: str | None) -> tuple[Mapping
     return row, conversational
 
 
-def _split(p: list[int], pc: list[int], pr: list[int], max_length: int | None) -> TokenizedPair:
+def split_common_prefix(p: list[int], pc: list[int], pr: list[int], max_length: int | None) -> TokenizedPair:
+    """TRL 1.14.2 - 1.16's split (the module docstring); other releases' splits: :mod:`prefkit.chat.trl_rules`."""
     n = min(common_prefix_length(p, pc), common_prefix_length(p, pr))
     prompt_ids = p[:n]
     chosen, rejected = pc[n:], pr[n:]
@@ -195,6 +204,9 @@ def _ids(encoded: Any) -> list[list[int]]:
     return [list(x) for x in ids]
 
 
+_split = split_common_prefix
+
+
 def tokenize_pair(row: Mapping[str, Any], tokenizer: Any, max_length: int | None) -> TokenizedPair:
     """Tokenize one preference row exactly like TRL's ``DPOTrainer`` (see the module docstring).
 
@@ -208,12 +220,20 @@ def tokenize_pairs(
     rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
     tokenizer: Any,
     max_length: int | None,
+    rule: str | None = None,
 ) -> list[TokenizedPair]:
-    """Batched ``tokenize_pair``: ``rows`` is a list of row dicts or a dict of columns.
+    """Batched ``tokenize_pair``: ``rows`` is a list of row dicts or a dict of columns. ``rule``: a TRL release
+    profile's recorded rule (:mod:`prefkit.chat.trl_rules`; None: TRL 1.14.2 - 1.16's).
 
     Rows without ``tools``/``chat_template_kwargs`` are rendered and tokenized in one batch call per part
     (same ids as TRL's per-row calls); the others row by row.
     """
+    from prefkit.chat.trl_rules import rule_profile
+
+    profile = rule_profile(rule)
+    if profile.tokenize is not None:  # a release that does not split the ids of P, PC, PR (TRL <= 0.28)
+        return profile.tokenize(_normalise_rows(rows), tokenizer, max_length)
+    _split = profile.split
     prepared, batch_text, batch_conv, per_row = prepare_rows(_normalise_rows(rows), tokenizer)
     out: list[TokenizedPair | None] = [None] * len(prepared)
     for i in per_row:  # per-row template arguments: one call per row, like TRL

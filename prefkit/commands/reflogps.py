@@ -20,6 +20,21 @@ from prefkit.commands.common import command_line, echo_json, given_load_options,
     "value. Default: the set's `build --max-length`, else TRL's default 1024.",
 )
 @click.option(
+    "--per-device-train-batch-size",
+    type=click.IntRange(min=1),
+    help="KTO sets only: TRL's per_device_train_batch_size. KTOTrainer pairs each row with the completion of the "
+    "row before it in its batch (in dataset order) for the KL term, so ref_KL_logps hold for this batch size and "
+    "the set's order only; recorded in prefkit.json. Default: TRL's 8.",
+)
+@click.option(
+    "--trl-rule",
+    type=click.Choice(["trl-1.16", "trl-1.8", "trl-0.24"]),
+    help="The TRL release whose DPO tokenization rule the values follow: trl-1.16 (TRL 1.14.2 - 1.16), trl-1.8 "
+    "(TRL 1.0 - 1.8, e.g. axolotl's trl==1.8.0), trl-0.24 (LLaMA-Factory's and Unsloth's trl<=0.24, with 0.24's "
+    "DPOConfig defaults: max_prompt_length 512, keep_end). Default: the installed TRL's. Recorded in "
+    "prefkit.json; the trainer refuses another rule.",
+)
+@click.option(
     "--token-budget",
     type=click.IntRange(min=1),
     help="Tokens per forward batch (default: sized from free memory; halved and retried on out-of-memory).",
@@ -77,6 +92,8 @@ def command(
     chat_template,
     trust_remote_code,
     max_length,
+    per_device_train_batch_size,
+    trl_rule,
     token_budget,
     no_prefix_sharing,
     shard_rows,
@@ -98,6 +115,9 @@ def command(
     loaded during training. Rows whose prompt alone reaches --max-length (TRL drops them) are counted and
     left null.
 
+    A KTO set (--export kto: prompt / completion / label) gets KTOTrainer's ref_logps / ref_KL_logps instead;
+    train on it with prefkit.trl.PrecomputedRefKTOTrainer and the same --per-device-train-batch-size.
+
     Work is saved in shards under OUT/.reflogps-work; a killed run restarted with the same command resumes.
     Any number of these commands (on machines that share OUT, or torchrun ranks) work together: each leases
     unfinished shards, a killed worker's shard is taken over when its lease expires (--lease-seconds), and the
@@ -114,6 +134,8 @@ def command(
       prefkit reflogps /shared/hermes2k --model /shared/my-sft -q    # on many nodes at once: they share the work
       prefkit reflogps /shared/hermes2k --model /shared/my-sft --merge-only
       prefkit verify hermes2k --sample 64        # then check a sample against the plain computation
+      prefkit reflogps kto-set --model ./my-sft-model --per-device-train-batch-size 8
+      prefkit reflogps hermes2k --model ./my-sft-model --trl-rule trl-1.8    # for axolotl (trl==1.8.0)
     """
     from prefkit.reflogps.job import reflogps
 
@@ -129,6 +151,8 @@ def command(
         device=device,
         attn_implementation=attn_implementation,
         max_length=max_length,
+        per_device_train_batch_size=per_device_train_batch_size,
+        trl_rule=trl_rule,
         token_budget=token_budget,
         prefix_sharing=not no_prefix_sharing,
         shard_rows=shard_rows,

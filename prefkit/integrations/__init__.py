@@ -1,1 +1,2 @@
-"""Integrations with trainers: :mod:`.trl` (``PrecomputedRefDPOTrainer``, also importable as ``prefkit.trl``)."""
+"""Integrations with trainers: :mod:`.trl` (``PrecomputedRefDPOTrainer`` and ``PrecomputedRefKTOTrainer``, also
+importable as ``prefkit.trl``)."""

@@ -43,6 +43,7 @@ _SKIPPED_HASH = "prefkit:precomputed-columns"
 __all__ = [
     "FULL_PRECISION_TAG",
     "PrecomputedRefDPOTrainer",  # noqa: F822 - built on first access (module __getattr__), so trl loads lazily
+    "PrecomputedRefKTOTrainer",  # noqa: F822 - the same, from prefkit.integrations.trl_kto
     "PrefkitWarning",
     "base_weights_hash",
     "check_against_manifest",
@@ -220,13 +221,18 @@ def _make_class() -> type:
             self._prefkit_full_precision_reference = prefkit_full_precision_reference
             self.prefkit_reference: dict = {}
             self._prefkit_manifest = load_manifest(prefkit_manifest) if prefkit_manifest is not None else None
-            real_hash = dpo_module.hash_module
-            if _nothing_to_compute(config, datasets_):  # TRL hashes every weight at init for its cache key
+            real_hash = getattr(dpo_module, "hash_module", None)  # TRL <= 0.28 has none
+            if real_hash and _nothing_to_compute(config, datasets_):  # TRL hashes every weight at init (cache key)
                 dpo_module.hash_module = lambda module: _SKIPPED_HASH
             try:
                 super().__init__(*args, **kwargs)
             finally:
-                dpo_module.hash_module = real_hash
+                if real_hash:
+                    dpo_module.hash_module = real_hash
+            if not hasattr(DPOTrainer, "_precompute_ref_logps"):  # TRL <= 0.28 precomputes in get_*_dataloader
+                from prefkit.integrations.trl_legacy import use_columns
+
+                use_columns(self)
             if self._prefkit_used_columns:
                 _check_setup(self)
 
@@ -449,4 +455,8 @@ def __getattr__(name: str) -> Any:
         if _CLASS is None:
             _CLASS = _make_class()
         return _CLASS
+    if name == "PrecomputedRefKTOTrainer":
+        from prefkit.integrations.trl_kto import kto_class
+
+        return kto_class()
     raise AttributeError(f"module 'prefkit.trl' has no attribute {name!r}")

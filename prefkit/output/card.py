@@ -29,6 +29,12 @@ REF_COLUMN_MEANINGS = {
     "ref_rejected_logps": "reference model's summed log-prob of the rejected completion tokens (TRL-exact)",
     "chosen_tokens": "completion tokens scored for chosen (after TRL's max_length truncation)",
     "rejected_tokens": "completion tokens scored for rejected (after TRL's max_length truncation)",
+    "ref_logps": "reference model's summed log-prob of the completion tokens (TRL KTOTrainer-exact)",
+    "ref_KL_logps": "reference model's summed log-prob of the row's KL completion (the completion of the row "
+    "before it in its per_device_train_batch_size batch)",
+    "completion_tokens": "completion tokens scored (after TRL's max_length truncation)",
+    "KL_completion_tokens": "KL completion tokens scored (after TRL's max_length truncation)",
+    "KL_completion_hash": "xxh3-64 of the KL completion's token ids (the trainer checks its pairing with it)",
 }
 #: meanings of the text columns of ``--output-format text``
 TEXT_COLUMN_MEANINGS = {
@@ -244,6 +250,7 @@ def card_context(
             for n, s in stats.items()
             if s.get("rm_audit")
         ],
+        "label_stats": [_label_row(n, s["labels"]) for n, s in stats.items() if s.get("labels")],
         "ref_stats": [
             {"name": n, "median": s["ref_margin"]["p50"], "prefers": _pct(s.get("ref_prefers_chosen"))}
             for n, s in stats.items()
@@ -269,11 +276,15 @@ def _columns(features: dict) -> list[dict]:
 
 
 def _ref_context(section: dict, features: dict) -> dict | None:
-    if not section or not {"ref_chosen_logps", "ref_rejected_logps"} <= set(features):
+    dpo, kto = {"ref_chosen_logps", "ref_rejected_logps"}, {"ref_logps", "ref_KL_logps"}
+    if not section or not (dpo <= set(features) or kto <= set(features)):
         return None
     totals = section.get("totals") or {}
     rows = [(label, section.get(key)) for label, key in REF_ROWS]
     rows += _setup_rows(section)
+    kl = section.get("kto") or {}
+    rows += [("KTO per_device_train_batch_size", kl.get("per_device_train_batch_size"))]
+    rows += [("KTO KL pairing", kl.get("kl_order") and f"rotate +1 in each batch, {kl['kl_order']} order")]
     rows += [("scored", totals.get("scored")), ("truncated", totals.get("truncated"))]
     return {
         "model": section.get("model") or "<the reference model>",
@@ -369,6 +380,22 @@ def _rejects_note(hub: HubCard | None) -> str:
     if hub is None or hub.include_rejects:
         return "Every row not kept is in `rejects/<split>.parquet` with its stage and reason."
     return "Rows not kept are not in this repo (`prefkit push --include-rejects` adds them)."
+
+
+def _label_row(name: str, labels: dict) -> dict:
+    """A KTO split's label counts and TRL's recommended weight ranges (either one, the other left at 1)."""
+    ranges = labels.get("recommended_weights")
+
+    def span(key: str) -> str:
+        return f"[{ranges[key][0]}, {ranges[key][1]}]" if ranges else "1 (balanced)"
+
+    return {
+        "name": name,
+        "desirable": labels.get("desirable"),
+        "undesirable": labels.get("undesirable"),
+        "desirable_weight": span("desirable_weight"),
+        "undesirable_weight": span("undesirable_weight"),
+    }
 
 
 def _stats_row(name: str, s: dict) -> dict:

@@ -19,6 +19,7 @@ from typing import Any, cast
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 PERCENTILES = (5, 10, 25, 50, 75, 90, 95, 99)
 
@@ -75,6 +76,20 @@ def _trl_shaped(df: pl.DataFrame) -> bool:
     return kind == pl.String or (isinstance(kind, pl.List) and isinstance(kind.inner, pl.Struct))
 
 
+def kto_weight_ranges(desirable: int, undesirable: int) -> dict[str, Any] | None:
+    """TRL's recommended ``KTOConfig`` ``desirable_weight`` / ``undesirable_weight`` for these label counts: the
+    ratio ``(desirable_weight * n_desirable) / (undesirable_weight * n_undesirable)`` in ``[1, 4/3]`` (KTO paper,
+    Eq. 8, as TRL 1.16's ``KTOTrainer`` checks it): either weight in its range with the other at 1, bounds rounded
+    to 2 places, 4/3 taken as 1.33. None when the counts are equal or one is zero (TRL gives no range then)."""
+    if desirable == undesirable or not desirable or not undesirable:
+        return None
+    return {
+        "desirable_weight": [round(undesirable / desirable, 2), round(undesirable / desirable * 1.33, 2)],
+        "undesirable_weight": [round(desirable / undesirable / 1.33, 2), round(desirable / undesirable, 2)],
+        "rule": "(desirable_weight * n_desirable) / (undesirable_weight * n_undesirable) in [1, 4/3]",
+    }
+
+
 def split_stats(table: pa.Table, target: Any = None, keep_values: bool = False) -> dict[str, Any]:
     """Statistics of one split (an Arrow table of records: messages or text; other export shapes get rows and
     margins only). ``keep_values`` adds the per-row arrays the plots need (keys starting with ``_``)."""
@@ -103,6 +118,7 @@ class SplitStats:
         self.ref: list[np.ndarray] = []
         self.audit: list[pa.Table] = []
         self.tokens: dict[str, list] = {}
+        self.labels: list[int] | None = None  # KTO rows: [desirable, undesirable]
 
     def add(self, table: pa.Table) -> None:
         df = cast(pl.DataFrame, pl.from_arrow(table))
@@ -111,6 +127,10 @@ class SplitStats:
         if self.has_margin:
             self.margin.append(df["margin"].cast(pl.Float64).to_numpy())
         self.trl = _trl_shaped(df)
+        if "label" in table.column_names and pa.types.is_boolean(table.schema.field("label").type):
+            yes = int(pc.sum(table.column("label")).as_py() or 0)
+            done = self.labels or [0, 0]
+            self.labels = [done[0] + yes, done[1] + table.num_rows - yes]
         if not self.trl:
             return
         self.text = df.schema["prompt"] == pl.String
@@ -142,6 +162,9 @@ class SplitStats:
         out: dict[str, Any] = {"rows": self.rows, "columns": columns}
         margin = np.concatenate(self.margin) if self.has_margin else None
         out["margin"] = None if margin is None else distribution(margin)
+        if self.labels is not None:
+            yes, no = self.labels
+            out["labels"] = {"desirable": yes, "undesirable": no, "recommended_weights": kto_weight_ranges(yes, no)}
         if not self.trl:
             return out  # other export shapes (kto, llamafactory, openrlhf): row counts and margins only
         chars = {c: np.concatenate(v) if v else np.empty(0) for c, v in self.chars.items()}
@@ -205,6 +228,7 @@ def _token_lengths(df: pl.DataFrame, target: Any, text: bool) -> dict[str, list[
 
 #: data columns the statistics read (the rest of a split is not loaded)
 STATS_COLUMNS = (
+    "label",
     "prompt",
     "chosen",
     "rejected",

@@ -33,6 +33,7 @@ from prefkit.reflogps.plan import (
     DEFAULT_SHARD_ROWS,
     REF_COLUMNS,
     WORK_DIR,
+    has_columns,
     has_ref_columns,
     settings_fingerprint,
 )
@@ -119,18 +120,24 @@ def score_shard(
     token_budget: int | None,
     prefix_sharing: bool,
     on_progress: Any = None,
+    rule: str | None = None,
 ) -> tuple[dict[str, list], dict]:
-    """Tokenize (TRL-exact) and score one shard → (column values, counts). ``on_progress(pairs, tokens)`` is
-    called as batches finish."""
+    """Tokenize (TRL-exact, by the release profile's ``rule``: :mod:`prefkit.chat.trl_rules`) and score one shard →
+    (column values, counts). ``on_progress(pairs, tokens)`` is called as batches finish. Rows a release keeps
+    although their prompt fills ``max_length`` (TRL <= 1.8) get 0.0: no completion token is left to score."""
     from prefkit.chat.tokenize import tokenize_pairs
+    from prefkit.chat.trl_rules import KEPT_EMPTY, score_split_prompts
     from prefkit.reflogps import engine
 
-    pairs = tokenize_pairs(rows, loaded.tokenizer, max_length)
+    pairs = tokenize_pairs(rows, loaded.tokenizer, max_length, rule)
     _check_ids(
         pairs, loaded.model.get_input_embeddings().num_embeddings, loaded.provenance.get("model", "the model")
     )
-    chosen, rejected = engine.score_pairs(
-        loaded.model, pairs, token_budget=token_budget, prefix_sharing=prefix_sharing, progress=on_progress
+    chosen, rejected = score_split_prompts(
+        lambda flat: engine.score_pairs(
+            loaded.model, flat, token_budget=token_budget, prefix_sharing=prefix_sharing, progress=on_progress
+        ),
+        pairs,
     )
     values: dict[str, list] = {name: [] for name in REF_COLUMNS}
     dropped: Counter = Counter()
@@ -141,8 +148,10 @@ def score_shard(
         "completion_tokens": 0,
         "tokens": 0,
     }
-    for pair, c, r in zip(pairs, chosen.tolist(), rejected.tolist(), strict=True):
-        if pair.dropped:
+    for pair, c, r in zip(pairs, chosen, rejected, strict=True):
+        if pair.dropped == KEPT_EMPTY:
+            c, r = 0.0, 0.0
+        elif pair.dropped:
             dropped[pair.dropped] += 1
             for name in REF_COLUMNS:
                 values[name].append(None)
@@ -176,8 +185,12 @@ def _open(
             f"--lease-seconds (lease_seconds=) must be at least {MIN_LEASE_SECONDS}, got {lease_seconds}",
             f"the default is {DEFAULT_LEASE_SECONDS:g}",
         )
+    from prefkit.reflogps.kto import KTO_COLUMNS, is_kto_folder
+
     folder = read_output(out_dir)
-    require_trl_shape(folder, "reflogps")
+    kto = is_kto_folder(folder)
+    if not kto:
+        require_trl_shape(folder, "reflogps")
     if not folder.splits:
         raise OutputError(
             f"{out_dir} has no splits to score", "build it first with `prefkit build SOURCE -o OUT`"
@@ -189,9 +202,10 @@ def _open(
             f"--max-length (max_length=) must be positive, got {max_length}", "TRL's default is 1024"
         )
     fresh = not overwrite and not merge_only and not (folder.path / WORK_DIR).is_dir()
-    if fresh and has_ref_columns(folder) and not _maybe_this_job(folder, max_length):
+    columns = KTO_COLUMNS if kto else REF_COLUMNS
+    if fresh and has_columns(folder, columns) and not _maybe_this_job(folder, max_length):
         raise OutputError(
-            f"{out_dir} already has reference log-prob columns ({', '.join(REF_COLUMNS[:2])})",
+            f"{out_dir} already has reference log-prob columns ({', '.join(columns[:2])})",
             "pass --overwrite to recompute them (e.g. with another model)",
         )
     return folder, int(max_length)
@@ -229,6 +243,8 @@ def reflogps(
     command: str | None = None,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     merge_only: bool = False,
+    per_device_train_batch_size: int | None = None,
+    trl_rule: str | None = None,
     **model_options: Any,
 ) -> dict:
     """Score every pair of the set in ``out_dir`` with the reference ``model`` (a folder or Hub id) and add the
@@ -240,7 +256,11 @@ def reflogps(
     calls (processes, machines sharing ``out_dir``, torchrun ranks) may run at once: each is a worker that leases
     shards (``lease_seconds``, default 120: a killed worker's shard is taken over after that long), the one that
     sees the job finished merges. ``merge_only``: merge a job whose shards are all finished, without loading the
-    model. Returns this worker's summary (counts per split, rows TRL would drop, tokens, throughput, and
+    model. A KTO set (``--export kto``: ``prompt``/``completion``/``label``) gets TRL ``KTOTrainer``'s
+    ``ref_logps`` / ``ref_KL_logps`` instead (:mod:`.kto`), its KL completions paired within batches of
+    ``per_device_train_batch_size`` rows (default 8, TRL's) in dataset order. ``trl_rule``: the TRL release
+    profile whose DPO rule the values follow (:mod:`prefkit.chat.trl_rules`; default: the installed TRL's).
+    Returns this worker's summary (counts per split, rows TRL would drop, tokens, throughput, and
     ``shards``: total, resumed, scored, taken_over, by_others, lost, merged_here). Raises ``OutputError`` (not a
     set, columns already there without ``overwrite``, unfinished work from other settings, live workers in the
     way of ``overwrite``/``resume=False``, unfinished shards with ``merge_only``), ``ModelError`` (model cannot
@@ -254,14 +274,35 @@ def reflogps(
 
     start = time.perf_counter()
     options = ModelOptions.create(options, model_options)
+    from prefkit.reflogps.kto import check_batch_size, is_kto_folder
+
     folder, resolved_length = _open(out_dir, overwrite, max_length, shard_rows, lease_seconds, merge_only)
+    batch_size = check_batch_size(per_device_train_batch_size) if is_kto_folder(folder) else None
+    if batch_size is None and per_device_train_batch_size is not None:
+        raise OptionError(
+            "--per-device-train-batch-size applies to KTO sets only (their KL completions depend on it)",
+            "leave it out for a DPO set",
+        )
+    if batch_size is not None and trl_rule not in (None, "trl-1.16"):
+        raise OptionError(
+            f"--trl-rule {trl_rule} is a DPO profile; KTO sets follow TRL 1.16's KTOTrainer",
+            "leave --trl-rule out for a KTO set",
+        )
+    from prefkit.chat.trl_rules import resolve_profile
+
+    kind = JobKind(resolve_profile(trl_rule).rule, batch_size)
+    if merge_only and batch_size is not None:
+        raise OptionError(
+            "--merge-only does not take KTO sets yet (their shards follow the KL batches, found by tokenizing)",
+            "rerun the workers' command: the last worker merges by itself",
+        )
     if merge_only:
         return _merge_only(folder, model, max_length, command, start, lease_seconds)
     dev = resolve_device(options.device)  # under torchrun, auto/cuda → cuda:LOCAL_RANK
     ctx = init_distributed(dev)
     try:
         loaded = _load(folder, model, ModelOptions.create(options, {"device": str(dev)}), ctx, allow_mismatch)
-        spec, engine_settings = _job_spec(folder, loaded, options, resolved_length, dev, shard_rows, ctx)
+        spec, engine_settings = _job_spec(folder, loaded, options, resolved_length, dev, shard_rows, ctx, kind)
         # ranks other than 0 do not hash the weights: the fingerprinted settings carry rank 0's hash
         prov = {**loaded.provenance, "weights_sha256": spec.settings["weights_sha256"]}
         from prefkit.reflogps.runner import run_shards
@@ -292,15 +333,21 @@ def _finisher(
         from prefkit.reflogps.merge import merge
         from prefkit.reflogps.provenance import section
 
-        info: dict[str, Any] = {
-            "command": command,
-            "columns": REF_COLUMNS,
-            "world_size": world,
-            "engine": engine,
-        }
+        columns = [name for name, _ in spec.columns]
+        info: dict[str, Any] = {"command": command, "columns": columns, "world_size": world, "engine": engine}
         info |= {"counts": counts, "seconds": round(time.perf_counter() - start, 3)}
         sec = section(prov, spec.settings, info)
-        return merge(folder.path, shards, sec, settings=spec.settings, check=check)
+        from prefkit.chat.trl_rules import LEGACY_DEFAULTS, rule_profile
+
+        if rule_profile(spec.settings["trl_tokenization_rule"]).tokenize is not None:  # TRL <= 0.28's defaults
+            sec.update(LEGACY_DEFAULTS)
+        if "per_device_train_batch_size" in spec.settings:
+            from prefkit.reflogps.kto import kto_section
+
+            sec["kto"] = kto_section(folder, spec.settings, shards, folder.path / spec.work_dir)
+        return merge(
+            folder.path, shards, sec, columns=spec.columns, settings=spec.settings, check=check
+        )
 
     return finish
 
@@ -357,11 +404,19 @@ def _no_scoring(rows: list[dict], on_progress: Any) -> tuple[dict[str, list], di
     raise AssertionError("--merge-only scores nothing")
 
 
+@dataclass(frozen=True)
+class JobKind:
+    """What the values follow: a DPO set's TRL release ``rule`` (:mod:`prefkit.chat.trl_rules`), or for a KTO set
+    its ``per_device_train_batch_size`` (None: a DPO set)."""
+
+    rule: str
+    batch_size: int | None = None
+
+
 def _job_spec(
-    folder, loaded, options: ModelOptions, max_length: int, dev, shard_rows: int, ctx
+    folder, loaded, options: ModelOptions, max_length: int, dev, shard_rows: int, ctx, kind: JobKind
 ) -> tuple[Any, dict]:
     """The job: settings (fingerprinted), and the shard scorer; plus the engine settings for the manifest."""
-    from prefkit.chat.tokenize import TRL_TOKENIZATION_RULE
     from prefkit.reflogps import engine
     from prefkit.reflogps.plan import data_fingerprint
     from prefkit.reflogps.provenance import scoring_settings
@@ -374,11 +429,16 @@ def _job_spec(
     engine_settings.pop("device", None)
     engine_settings["self_test_max_abs_diff"] = engine.self_test(loaded.model)
 
+    rule, batch_size = kind.rule, kind.batch_size
+    extra: dict = {"shard_rows": shard_rows}
+    if batch_size is not None:
+        from prefkit.reflogps.kto import KTO_RULE
+
+        rule, extra["per_device_train_batch_size"], extra["kl_order"] = KTO_RULE, batch_size, "dataset"
+
     def settings() -> dict:
-        extra = {"shard_rows": shard_rows, "data_sha256": data_fingerprint(folder)}
-        return scoring_settings(
-            loaded.provenance, dev.type, max_length, TRL_TOKENIZATION_RULE, fingerprint_engine, extra
-        )
+        extra["data_sha256"] = data_fingerprint(folder)
+        return scoring_settings(loaded.provenance, dev.type, max_length, rule, fingerprint_engine, extra)
 
     fixed = ctx.on_main(settings)
 
@@ -390,8 +450,13 @@ def _job_spec(
             token_budget=budget,
             prefix_sharing=sharing,
             on_progress=on_progress,
+            rule=rule,
         )
 
+    if batch_size is not None:
+        from prefkit.reflogps.kto import kto_spec
+
+        return kto_spec(loaded, fixed, max_length, batch_size, (budget, sharing)), engine_settings
     spec = JobSpec(REFLOGPS_FIELDS, ROW_COLUMNS, fixed, settings_fingerprint(fixed), score)
     return spec, engine_settings
 

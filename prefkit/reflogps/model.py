@@ -459,6 +459,7 @@ def load_for_set(
         load=options.load,
     )
     schemas = [pq.read_schema(folder.shards[split][0]) for split in folder.splits]
-    if any(pa.types.is_list(s.field("chosen").type) for s in schemas):
+    answer = "chosen" if all("chosen" in s.names for s in schemas) else "completion"  # a KTO set: completion
+    if any(pa.types.is_list(s.field(answer).type) for s in schemas):
         require_chat_template(loaded.tokenizer, f"the tokenizer of {model}")
     return loaded

@@ -169,7 +169,7 @@ def section(prov: dict, settings: dict, run: dict) -> dict:
 def _rule_releases(rule: str) -> str:
     """The TRL releases whose DPOTrainer tokenizes by ``rule`` (``1.14.2..1.16``: the rule's first release and
     the last one checked), as recorded in the rule's name."""
-    return rule.split(":", 1)[0].removeprefix("trl-dpo-")
+    return rule.split(":", 1)[0].removeprefix("trl-dpo-").removeprefix("trl-kto-")
 
 
 def trl_version() -> str | None:

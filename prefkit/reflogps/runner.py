@@ -68,6 +68,9 @@ class JobSpec:
     work_dir: str = WORK_DIR
     #: what the job adds, for messages ("reference log-prob" → "… already has reference log-prob columns")
     label: str = "reference log-prob"
+    #: the shards (``plan(folder, shard_rows)``); None: :func:`~prefkit.reflogps.plan.plan_shards` (KTO cuts at its
+    #: KL batch boundaries, :func:`prefkit.reflogps.kto.planner`)
+    plan: Callable[[OutputFolder, int], list[Shard]] | None = None
 
 
 class _WorkGone(Exception):
@@ -91,7 +94,7 @@ def run_shards(
     another worker. ``lease_seconds``: how long this worker's leases last without renewal; ``record``: extra JSON
     for settings.json. Raises OutputError (see :func:`~prefkit.reflogps.plan.prepare_work`; the work folder
     removed under it) and the scorer's errors; under torchrun any rank's error is raised on every rank."""
-    shards = plan_shards(folder, shard_rows)
+    shards = spec.plan(folder, shard_rows) if spec.plan else plan_shards(folder, shard_rows)
 
     def prepare() -> tuple[dict | None, list[str]]:
         prepared = prepare_work(

@@ -145,7 +145,7 @@ def verify(
         warnings.append(f"recomputing in {prov['dtype']} but the set was scored in {section.get('dtype')}")
     picks = _sample_rows(folder, splits, sample, seed)
     rows, ids, stored = _stored(folder, splits, picks)
-    pairs = tokenize_pairs(rows, loaded.tokenizer, max_length)
+    pairs = tokenize_pairs(rows, loaded.tokenizer, max_length, section.get("trl_tokenization_rule"))
     with bar(desc="verifying", total=len(pairs), show=progress, unit="pair") as pbar:
         chosen, rejected = score_pairs_plain(loaded.model, pairs, progress=lambda n, _t: pbar.update(n))
     default_atol, default_rtol = default_tolerance(prov["dtype"])
