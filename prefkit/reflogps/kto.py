@@ -202,7 +202,10 @@ def score_kto_shard(
     _check_vocab(loaded, pairs)
     logps, kl_logps = engine.score_pairs(
         loaded.model,
-        pairs,  # type: ignore[arg-type]  # TokenizedPair has the fields engine.PairLike reads token_budget=token_budget, prefix_sharing=prefix_sharing, progress=on_progress
+        pairs,
+        token_budget=token_budget,
+        prefix_sharing=prefix_sharing,
+        progress=on_progress,
     )
     values: dict[str, list] = {name: [] for name in KTO_COLUMNS}
     counts: dict[str, Any] = {
