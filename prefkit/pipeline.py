@@ -447,6 +447,6 @@ def write_extra(
 
         def extra(manifest: dict) -> dict[str, str]:
             files = {name: entry.get("files", []) for name, entry in manifest["splits"].items()}
-            return export.extra_files(output.name, files)
+            return export.extra_files(output.name, files, folder)
 
     finish_folder(folder, manifest, schemas, output.resolve().name, extra)

@@ -55,6 +55,7 @@ def test_llamafactory_sharegpt_and_dataset_info(source, tmp_path):
     assert entry["columns"] == {
         "messages": "conversations",
         "system": "system",
+        "tools": "tools_json",
         "chosen": "chosen",
         "rejected": "rejected",
     }
@@ -85,7 +86,7 @@ def test_kto_unpaired_rows_without_conflicts(tmp_path):
 
 def test_unknown_export_is_an_error(source):
     with pytest.raises(SelectionError):
-        build(source, export="axolotl")
+        build(source, export="nope")
 
 
 @pytest.mark.parametrize(
