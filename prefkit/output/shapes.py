@@ -61,6 +61,25 @@ def _uses(row: dict) -> dict[str, bool]:
     }
 
 
+#: the parts of TRL's shape (:func:`_uses`) each trainer has no place for
+EVERYTHING = (
+    "tools",
+    "chat_template_kwargs",
+    "reasoning_content",
+    "tool_calls",
+    "tool turns",
+    "multi-message answers",
+)
+UNSUPPORTED: dict[str, tuple[str, ...]] = {
+    "openrlhf": ("tools", "chat_template_kwargs", "multi-message answers"),
+    "llamafactory": ("reasoning_content", "chat_template_kwargs", "multi-message answers"),
+    "openai": ("reasoning_content", "chat_template_kwargs", "multi-message answers"),
+    "axolotl": EVERYTHING,
+    "nemo-rl": ("tools", "chat_template_kwargs"),
+    "torchtune": EVERYTHING,
+}
+
+
 def _lacks(row: dict, trainer: str, unsupported: tuple[str, ...]) -> str | None:
     found = [name for name, used in _uses(row).items() if used and name in unsupported]
     if not found:
@@ -69,21 +88,19 @@ def _lacks(row: dict, trainer: str, unsupported: tuple[str, ...]) -> str | None:
 
 
 def cannot_openrlhf(row: dict) -> str | None:
-    return _lacks(row, "OpenRLHF", ("tools", "chat_template_kwargs", "multi-message answers"))
+    return _lacks(row, "OpenRLHF", UNSUPPORTED["openrlhf"])
 
 
 def cannot_axolotl(row: dict) -> str | None:
-    everything = tuple(_uses(row))
-    return _lacks(row, "axolotl's chat_template.default", everything)
+    return _lacks(row, "axolotl's chat_template.default", UNSUPPORTED["axolotl"])
 
 
 def cannot_torchtune(row: dict) -> str | None:
-    everything = tuple(_uses(row))
-    return _lacks(row, "torchtune's preference_dataset", everything)
+    return _lacks(row, "torchtune's preference_dataset", UNSUPPORTED["torchtune"])
 
 
 def cannot_nemo_rl(row: dict) -> str | None:
-    return _lacks(row, "NeMo-RL's preference_preprocessor", ("tools", "chat_template_kwargs"))
+    return _lacks(row, "NeMo-RL's preference_preprocessor", UNSUPPORTED["nemo-rl"])
 
 
 # ------------------------------------------------------------------------------------------- LLaMA-Factory
@@ -112,9 +129,7 @@ def _sharegpt_turn(message: dict) -> tuple[dict | None, str | None]:
 def sharegpt_row(row: dict) -> tuple[dict | None, str | None]:
     """A decoded record as LLaMA-Factory's ShareGPT ranking example (``conversations``, ``system``,
     ``tools_json``, ``chosen``, ``rejected``), or why it cannot be one."""
-    lacks = _lacks(
-        row, "LLaMA-Factory", ("reasoning_content", "chat_template_kwargs", "multi-message answers")
-    )
+    lacks = _lacks(row, "LLaMA-Factory", UNSUPPORTED["llamafactory"])
     if lacks:
         return None, lacks
     prompt = list(row["prompt"])
@@ -204,9 +219,7 @@ def _openai_messages(messages: list[dict], ids: list[str]) -> tuple[list[dict], 
 
 def openai_row(row: dict) -> tuple[dict | None, str | None]:
     """A decoded record as one line of OpenAI's preference fine-tuning file, or why it cannot be one."""
-    lacks = _lacks(
-        row, "OpenAI's DPO format", ("reasoning_content", "chat_template_kwargs", "multi-message answers")
-    )
+    lacks = _lacks(row, "OpenAI's DPO format", UNSUPPORTED["openai"])
     if lacks:
         return None, lacks
     if row["prompt"][-1]["role"] != "user":
