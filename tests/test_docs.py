@@ -16,8 +16,9 @@ DOCS = ROOT / "docs"
 #: names prefkit redacts wherever they appear (prefkit.secrets.SECRET_OPTIONS)
 FOREIGN_FLAGS = {
     "--module",  # deepspeed (OpenRLHF's launch in the openrlhf card)
-    "--pretrain",  # OpenRLHF
-    "--dataset",  # OpenRLHF
+    "--model",  # OpenRLHF >= 0.11's dotted flags: --model.*, --data.*, --ckpt.*
+    "--data",
+    "--ckpt",
     "--nproc-per-node",
     "--nnodes",
     "--node-rank",

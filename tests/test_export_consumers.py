@@ -276,8 +276,8 @@ def test_card_says_how_to_train_and_the_snippet_parses(built, export):
         assert (built[export] / "openai" / "train.jsonl").exists()
     else:
         args = shlex.split(text.replace("\\\n", " "))
-        assert args[args.index("--chosen_key") + 1] in columns
-        assert args[args.index("--rejected_key") + 1] in columns
+        assert args[args.index("--data.chosen_key") + 1] in columns
+        assert args[args.index("--data.rejected_key") + 1] in columns
     if export == "axolotl":
         (ds,) = config["datasets"]
         assert ds["type"] == "chat_template.default"

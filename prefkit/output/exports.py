@@ -8,7 +8,7 @@ extra files (docs/architecture.md).
 =============  ======================================================================================
 ``trl``        the canonical record (default): TRL's conversational explicit-prompt shape, for DPO/ORPO/CPO/…
 ``openrlhf``   ``chosen`` / ``rejected`` = the whole conversations (prompt + answer) and ``margin``: OpenRLHF's
-               reward / DPO datasets with ``--apply_chat_template --chosen_key chosen --rejected_key rejected``
+               reward / DPO datasets with ``--data.apply_chat_template --data.chosen_key chosen --data.rejected_key rejected``
                and no prompt key
 ``llamafactory``  ShareGPT ranking shape: ``conversations`` (``from``/``value``: human, gpt, function_call,
                observation), ``system``, ``tools_json``, ``chosen`` / ``rejected`` single ``{from, value}`` dicts,

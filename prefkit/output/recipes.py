@@ -6,8 +6,8 @@ the folder) and returns ``(language, text)``: the card puts the text in a fenced
 with ``shlex.split``). Placeholders the user fills in are upper case (``MODEL``). Keys are the consumers' own:
 
 - TRL's ``trl kto --config`` YAML (``trl/scripts/kto.py``: ``ScriptArguments`` + ``KTOConfig`` + ``ModelConfig``)
-- OpenRLHF's ``openrlhf.cli.train_rm`` flags (``--dataset``, ``--chosen_key``, ``--rejected_key``,
-  ``--apply_chat_template``, ``--margin_loss``)
+- OpenRLHF's ``openrlhf.cli.train_rm`` flags (0.11: ``--data.dataset``, ``--data.chosen_key``,
+  ``--data.rejected_key``, ``--data.apply_chat_template``, ``--model.margin_loss_enable``)
 - LLaMA-Factory's ``llamafactory-cli train`` YAML (``stage: dpo``, ``dataset_dir``, ``dataset``, ``template``)
 - axolotl's YAML (``rl: dpo``, ``datasets[].type: chat_template.default``, ``field_messages`` / ``field_chosen``
   / ``field_rejected``)
@@ -48,13 +48,13 @@ def kto_yaml(load_id: str, files: dict[str, list[str]]) -> tuple[str, str]:
 def openrlhf_command(load_id: str, files: dict[str, list[str]]) -> tuple[str, str]:
     flags = [
         "deepspeed --module openrlhf.cli.train_rm",
-        "--pretrain MODEL",
-        f"--dataset {load_id}",
-        "--apply_chat_template",
-        "--chosen_key chosen",
-        "--rejected_key rejected",
-        "--margin_loss",
-        "--save_path rm",
+        "--model.model_name_or_path MODEL",
+        f"--data.dataset {load_id}",
+        "--data.apply_chat_template",
+        "--data.chosen_key chosen",
+        "--data.rejected_key rejected",
+        "--model.margin_loss_enable",
+        "--ckpt.output_dir rm",
     ]
     return "bash", " \\\n  ".join(flags) + "\n"
 
