@@ -53,7 +53,9 @@ def test_llamafactory_loads_and_aligns_like_the_source(source, tmp_path, qwen3):
     assert len(rows) == len(order)
     for row, index in zip(rows, order, strict=True):
         name = NAMES[index]
-        prompt = ([X.msg("system", row["_system"])] if row["_system"] else []) + _from_llamafactory(row["_prompt"])
+        prompt = ([X.msg("system", row["_system"])] if row["_system"] else []) + _from_llamafactory(
+            row["_prompt"]
+        )
         chosen, rejected = (_from_llamafactory([m]) for m in row["_response"])
         tools = json.loads(row["_tools"]) if row["_tools"] else None
         again = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "tools": tools}
@@ -85,6 +87,9 @@ def test_openrlhf_reward_dataset_renders_like_the_source(source, tmp_path, qwen3
     for row in result["rows"]:
         name = NAMES[row["source_index"]]
         render = X.trl_render(X.ROWS[name], qwen3)
-        chosen, rejected, margin = row["rm"]
-        assert [chosen, rejected] == [render["prompt"] + render["chosen"], render["prompt"] + render["rejected"]]
+        chosen, rejected, _margin = row["rm"]
+        assert [chosen, rejected] == [
+            render["prompt"] + render["chosen"],
+            render["prompt"] + render["rejected"],
+        ]
         assert row["dpo"] == [render["prompt"], render["chosen"], render["rejected"]], name

@@ -12,7 +12,8 @@ from llamafactory.hparams import DataArguments, ModelArguments
 from transformers import Seq2SeqTrainingArguments
 
 folder = sys.argv[1]
-names = list(json.load(open(f"{folder}/dataset_info.json")))
+with open(f"{folder}/dataset_info.json") as f:
+    names = list(json.load(f))
 data_args = DataArguments(dataset_dir=folder, dataset=names)
 model_args = ModelArguments(model_name_or_path="unused")
 training_args = Seq2SeqTrainingArguments(output_dir=tempfile.mkdtemp())

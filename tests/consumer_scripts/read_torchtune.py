@@ -24,4 +24,4 @@ tok = Recorder()
 ds = preference_dataset(tok, source="parquet", data_files=files, split="train")
 for i in range(len(ds)):
     ds[i]
-print(json.dumps([{"chosen": c, "rejected": r} for c, r in zip(tok.seen[::2], tok.seen[1::2])]))
+print(json.dumps([{"chosen": c, "rejected": r} for c, r in zip(tok.seen[::2], tok.seen[1::2], strict=True)]))
