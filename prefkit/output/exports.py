@@ -101,6 +101,12 @@ class Export:
         return shaped.filter(pa.array(keep)), stats
 
 
+def _frame(table: pa.Table) -> pl.DataFrame:
+    df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    return df
+
+
 def _plain(df: pl.DataFrame, schema: pa.Schema) -> pa.Table:
     return df.to_arrow().cast(schema)
 
@@ -125,7 +131,7 @@ def _trl(table: pa.Table) -> pa.Table:
 
 
 def _openrlhf(table: pa.Table) -> pa.Table:
-    df = pl.from_arrow(table)
+    df = _frame(table)
     out = df.select(
         pl.concat_list("prompt", "chosen").alias("chosen"),
         pl.concat_list("prompt", "rejected").alias("rejected"),
@@ -165,7 +171,7 @@ def _llamafactory(table: pa.Table) -> pa.Table:
 def _kto_both(table: pa.Table) -> pl.DataFrame:
     """Each pair's chosen answer (``label`` true) then its rejected answer (false), pair after pair, with the
     row's ``tools`` / ``chat_template_kwargs`` (TRL's ``KTOTrainer`` passes both to the template)."""
-    df = pl.from_arrow(table)
+    df = _frame(table)
     n = df.height
     extra = [f.name for f in _row_fields(table)]
     both = pl.concat(
@@ -271,7 +277,7 @@ def _openai_files(name: str, files: dict[str, list[str]], folder: Path) -> dict[
 
 
 def _axolotl(table: pa.Table) -> pa.Table:
-    df = pl.from_arrow(table)
+    df = _frame(table)
     chat = pl.struct(pl.element().struct.field("role"), pl.element().struct.field("content"))
     first = lambda c: pl.col(c).list.first().struct  # noqa: E731
     out = df.select(
@@ -294,7 +300,7 @@ def _axolotl(table: pa.Table) -> pa.Table:
 
 
 def _nemo_rl(table: pa.Table) -> pa.Table:
-    df = pl.from_arrow(table)
+    df = _frame(table)
     ranked = [
         pl.struct(pl.lit(rank, dtype=pl.Int64).alias("rank"), pl.col(answer).alias("completion"))
         for rank, answer in ((0, "chosen"), (1, "rejected"))
@@ -336,7 +342,7 @@ def _nemo_rl_files(name: str, files: dict[str, list[str]], folder: Path) -> dict
 
 
 def _torchtune(table: pa.Table) -> pa.Table:
-    df = pl.from_arrow(table)
+    df = _frame(table)
     chat = pl.struct(pl.element().struct.field("role"), pl.element().struct.field("content"))
     out = df.select(
         pl.concat_list("prompt", "chosen").list.eval(chat).alias("chosen"),
