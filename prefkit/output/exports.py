@@ -145,27 +145,80 @@ def _openrlhf(table: pa.Table) -> pa.Table:
     return _plain(out, schema)
 
 
-def _llamafactory(table: pa.Table) -> pa.Table:
-    rows = []
-    for record, source in zip(
-        _decoded_rows(table), table.select(["margin", *_PROVENANCE]).to_pylist(), strict=True
-    ):
-        shaped, why = shapes.sharegpt_row(record)
-        if shaped is None:
-            raise AssertionError(f"a row LLaMA-Factory cannot carry reached the export: {why}")
-        rows.append({**shaped, **source})
-    schema = pa.schema(
-        [
-            ("conversations", pa.list_(SHAREGPT_MSG)),
-            ("system", pa.string()),
-            ("tools_json", pa.string()),
-            ("chosen", SHAREGPT_MSG),
-            ("rejected", SHAREGPT_MSG),
-            ("margin", pa.float64()),
-            *_PROVENANCE_FIELDS,
-        ]
+_LLAMAFACTORY_SCHEMA = pa.schema(
+    [
+        ("conversations", pa.list_(SHAREGPT_MSG)),
+        ("system", pa.string()),
+        ("tools_json", pa.string()),
+        ("chosen", SHAREGPT_MSG),
+        ("rejected", SHAREGPT_MSG),
+        ("margin", pa.float64()),
+        *_PROVENANCE_FIELDS,
+    ]
+)
+
+
+def _by_row_kind(
+    table: pa.Table,
+    plain: Callable[[pl.DataFrame], pl.DataFrame],
+    each: Callable[[dict], dict],
+    schema: pa.Schema,
+) -> pa.Table:
+    """The rows every trainer carries whole (:func:`prefkit.filters.exportable.plain_rows`) reshaped by polars
+    (``plain``), the others one by one from their decoded record (``each``), in the records' order."""
+    from prefkit.filters.exportable import plain_rows
+
+    df = _frame(table)
+    easy = df.select(plain_rows(df)).to_series().to_numpy()
+    fast = _plain(plain(df.filter(pl.Series(easy))), schema)
+    if easy.all():
+        return fast
+    hard = table.filter(pa.array(~easy))
+    rows = [
+        each(record) | source
+        for record, source in zip(
+            _decoded_rows(hard), hard.select(["margin", *_PROVENANCE]).to_pylist(), strict=True
+        )
+    ]
+    both = pa.concat_tables([fast, pa.Table.from_pylist(rows, schema=schema)])
+    at = np.concatenate([np.flatnonzero(easy), np.flatnonzero(~easy)])
+    return both.take(pa.array(np.argsort(at, kind="stable")))
+
+
+def _sharegpt_plain(df: pl.DataFrame) -> pl.DataFrame:
+    role = pl.element().struct.field("role")
+    sharegpt = pl.struct(
+        role.replace_strict(SHAREGPT_FROM, default=role).alias("from"),
+        pl.element().struct.field("content").alias("value"),
     )
-    return pa.Table.from_pylist(rows, schema=schema)
+    first = pl.col("prompt").list.first().struct
+    is_system = (first.field("role") == "system").fill_null(False)
+    answer = lambda c: pl.struct(  # noqa: E731
+        pl.lit("gpt").alias("from"), pl.col(c).list.first().struct.field("content").alias("value")
+    ).alias(c)
+    return df.select(
+        pl.col("prompt")
+        .list.eval(pl.element().filter(role != "system"))
+        .list.eval(sharegpt)
+        .alias("conversations"),
+        pl.when(is_system).then(first.field("content")).otherwise(pl.lit("")).alias("system"),
+        pl.lit("").alias("tools_json"),
+        answer("chosen"),
+        answer("rejected"),
+        "margin",
+        *_PROVENANCE,
+    )
+
+
+def _sharegpt_each(record: dict) -> dict:
+    shaped, why = shapes.sharegpt_row(record)
+    if shaped is None:
+        raise AssertionError(f"a row LLaMA-Factory cannot carry reached the export: {why}")
+    return shaped
+
+
+def _llamafactory(table: pa.Table) -> pa.Table:
+    return _by_row_kind(table, _sharegpt_plain, _sharegpt_each, _LLAMAFACTORY_SCHEMA)
 
 
 def _kto_both(table: pa.Table) -> pl.DataFrame:
@@ -242,16 +295,32 @@ _OPENAI_SCHEMA = pa.schema(
 OPENAI_KEYS = ("input", "preferred_output", "non_preferred_output")
 
 
+def _json_list(column: str) -> pl.Expr:
+    """A list of ``{role, content}`` messages as compact JSON text."""
+    chat = pl.element().struct.field("role"), pl.element().struct.field("content")
+    items = pl.col(column).list.eval(pl.struct(*chat).struct.json_encode()).list.join(",")
+    return pl.concat_str(pl.lit("["), items, pl.lit("]"))
+
+
+def _openai_plain(df: pl.DataFrame) -> pl.DataFrame:
+    return df.select(
+        pl.concat_str(pl.lit('{"messages":'), _json_list("prompt"), pl.lit("}")).alias("input"),
+        _json_list("chosen").alias("preferred_output"),
+        _json_list("rejected").alias("non_preferred_output"),
+        "margin",
+        *_PROVENANCE,
+    )
+
+
+def _openai_each(record: dict) -> dict:
+    line, why = shapes.openai_row(record)
+    if line is None:
+        raise AssertionError(f"a row OpenAI's format cannot carry reached the export: {why}")
+    return {k: json.dumps(line[k], ensure_ascii=False, separators=(",", ":")) for k in OPENAI_KEYS}
+
+
 def _openai(table: pa.Table) -> pa.Table:
-    rows = []
-    for record, source in zip(
-        _decoded_rows(table), table.select(["margin", *_PROVENANCE]).to_pylist(), strict=True
-    ):
-        line, why = shapes.openai_row(record)
-        if line is None:
-            raise AssertionError(f"a row OpenAI's format cannot carry reached the export: {why}")
-        rows.append({k: json.dumps(line[k], ensure_ascii=False) for k in OPENAI_KEYS} | source)
-    return pa.Table.from_pylist(rows, schema=_OPENAI_SCHEMA)
+    return _by_row_kind(table, _openai_plain, _openai_each, _OPENAI_SCHEMA)
 
 
 def openai_lines(table: pa.Table) -> list[str]:
@@ -259,7 +328,7 @@ def openai_lines(table: pa.Table) -> list[str]:
     ``non_preferred_output`` only (the hosted services take no other key)."""
     columns = [table.column(k).to_pylist() for k in OPENAI_KEYS]
     return [
-        "{" + ", ".join(f'"{k}": {v}' for k, v in zip(OPENAI_KEYS, values, strict=True)) + "}"
+        "{" + ",".join(f'"{k}":{v}' for k, v in zip(OPENAI_KEYS, values, strict=True)) + "}"
         for values in zip(*columns, strict=True)
     ]
 
