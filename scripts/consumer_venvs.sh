@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The consumer venvs tests/test_export_venvs.py runs the trainers' own loaders in (each pins other releases of
 # transformers / TRL / datasets than prefkit's, so none shares prefkit's environment). Usage:
-#   bash scripts/consumer_venvs.sh DIR        # makes DIR/llamafactory, DIR/torchtune, DIR/openrlhf
+#   bash scripts/consumer_venvs.sh DIR        # makes DIR/llamafactory, torchtune, openrlhf, axolotl
 #   PREFKIT_CONSUMER_VENVS=DIR pytest -q tests/test_export_venvs.py
 # CPU only, Python 3.11; torch is the CPU build (torch==2.13.0). A consumer that fails to install is skipped by
 # the tests (its venv has no bin/python then).
@@ -26,4 +26,9 @@ venv torchtune && "$DIR/torchtune/bin/pip" install -q "torchtune==0.6.1" "torcha
 # OpenRLHF 0.11.2: its deepspeed / flash-attn / vllm do not build on CPU; the data code needs only these
 venv openrlhf && "$DIR/openrlhf/bin/pip" install -q --no-deps "openrlhf==0.11.2" \
   && "$DIR/openrlhf/bin/pip" install -q transformers datasets pylatexenc || rm -rf "${DIR:?}/openrlhf"
+# axolotl 0.19.0: its full install (flash-attn, deepspeed, bitsandbytes pins) does not finish on CPU; the DPO
+# chat_template strategy needs only these
+venv axolotl && "$DIR/axolotl/bin/pip" install -q --no-deps "axolotl==0.19.0" \
+  && "$DIR/axolotl/bin/pip" install -q transformers datasets jinja2 pydantic pyyaml colorama accelerate \
+  || rm -rf "${DIR:?}/axolotl"
 ls "$DIR"

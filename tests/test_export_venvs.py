@@ -93,3 +93,22 @@ def test_openrlhf_reward_dataset_renders_like_the_source(source, tmp_path, qwen3
             render["prompt"] + render["rejected"],
         ]
         assert row["dpo"] == [render["prompt"], render["chosen"], render["rejected"]], name
+
+
+def test_axolotl_chat_template_default_from_the_card_renders_like_the_source(source, tmp_path):
+    """axolotl's strategy configured by the card's own YAML; with Qwen2.5's template (Qwen3's empty think block
+    would be cut by the strategy's ``find(content)``, see tests/test_export_consumers.py)."""
+    out, order = _export(source, tmp_path, "axolotl")
+    tok = X.qwen_tokenizer("qwen2.5")
+    tok.save_pretrained(str(tmp_path / "tok"))
+    config = re.search(r"```yaml\n(.*?)```", (out / "README.md").read_text(), re.S).group(1)
+    (tmp_path / "axolotl.yaml").write_text(config.replace(f"path: {out.name}", f"path: {out}"))
+    rows = run_consumer("axolotl", str(out), str(tmp_path / "axolotl.yaml"), str(tmp_path / "tok"))
+    assert sorted(r["source_index"] for r in rows) == sorted(order)
+    for row in rows:
+        name = NAMES[row["source_index"]]
+        render = X.trl_render(X.ROWS[name], tok)
+        assert row["prompt"] == render["prompt"], name
+        assert [row["chosen"], row["rejected"]] == [render["chosen"].rstrip(), render["rejected"].rstrip()], (
+            name
+        )
