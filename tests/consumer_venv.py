@@ -24,11 +24,13 @@ def venv_python(name: str) -> Path | None:
     return python if python.exists() else None
 
 
-def run_consumer(name: str, *args: str, timeout: int = 600):
-    """The JSON the consumer's script prints (skips the test when the consumer's venv is not there)."""
-    python = venv_python(name)
+def run_consumer(name: str, *args: str, venv: str | None = None, timeout: int = 600):
+    """The JSON ``read_<name>.py`` prints, run in the venv ``venv`` (default: ``name``); skips the test when that
+    venv is not there."""
+    venv = venv or name
+    python = venv_python(venv)
     if python is None:
-        pytest.skip(f"no {name} venv (set PREFKIT_CONSUMER_VENVS to the folder of the consumer venvs)")
+        pytest.skip(f"no {venv} venv (set PREFKIT_CONSUMER_VENVS to the folder of the consumer venvs)")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     done = subprocess.run(

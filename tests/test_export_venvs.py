@@ -62,6 +62,20 @@ def test_llamafactory_loads_and_aligns_like_the_source(source, tmp_path, qwen3):
         assert X.trl_render(again, qwen3) == X.trl_render(X.ROWS[name], qwen3), name
 
 
+def test_llamafactory_get_dataset_encodes_like_the_source_renders(source, tmp_path):
+    """LLaMA-Factory's ``get_dataset`` (stage ``rm``) with its ``qwen`` template encodes each exported pair to the
+    same text TRL renders the source row to with Qwen2.5's own chat template, tool calls and answers included."""
+    out, order = _export(source, tmp_path, "llamafactory")
+    tok = X.qwen_tokenizer("qwen2.5")
+    tok.save_pretrained(str(tmp_path / "tok"))
+    rows = run_consumer("llamafactory_rm", str(out), str(tmp_path / "tok"), venv="llamafactory")
+    assert len(rows) == len(order)
+    for row, index in zip(rows, order, strict=True):
+        render = X.trl_render(X.ROWS[NAMES[index]], tok)
+        assert row["chosen"] == render["prompt"] + render["chosen"], NAMES[index]
+        assert row["rejected"] == render["prompt"] + render["rejected"], NAMES[index]
+
+
 def test_torchtune_preference_dataset_gets_the_source_messages(source, tmp_path):
     out, order = _export(source, tmp_path, "torchtune")
     files = sorted(str(p) for p in (out / "data").glob("train-*.parquet"))
