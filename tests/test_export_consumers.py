@@ -293,3 +293,119 @@ def test_card_says_how_to_train_and_the_snippet_parses(built, export):
             Path(f).name in {p.name for p in (built[export] / "data").iterdir()}
             for f in config["dataset"]["data_files"]
         )
+
+
+# ------------------------------------------------------------------------------ every shape of tests/catalog.py
+
+
+def _consumer_texts(export: str, row: dict, tok) -> dict[str, str]:
+    """prompt / chosen / rejected as each consumer's rule renders an exported row (the rules named above)."""
+    apply = tok.apply_chat_template
+    if export == "openrlhf":
+        prompt = apply(row["chosen"][:-1], tokenize=False, add_generation_prompt=True)
+        return {
+            "prompt": prompt,
+            **{a: apply(row[a], tokenize=False)[len(prompt) :] for a in ("chosen", "rejected")},
+        }
+    if export in ("torchtune",):  # whole conversations, rendered by the model's own template
+        prompt = apply(row["chosen"][:-1], tokenize=False, add_generation_prompt=True)
+        return {
+            "prompt": prompt,
+            **{a: apply(row[a], tokenize=False)[len(prompt) :] for a in ("chosen", "rejected")},
+        }
+    if export == "nemo-rl":
+        ranked = sorted(row["completions"], key=lambda c: c["rank"])
+        prompt = apply(row["context"], tokenize=False, add_generation_prompt=True)
+        full = [apply(row["context"] + c["completion"], tokenize=False) for c in ranked]
+        return {"prompt": prompt, "chosen": full[0][len(prompt) :], "rejected": full[1][len(prompt) :]}
+    if export == "axolotl":
+        return {
+            "prompt": apply(row["messages"], add_generation_prompt=True, tokenize=False),
+            **{a: _axolotl_answer(row[a], tok) for a in ("chosen", "rejected")},
+        }
+    if export == "llamafactory":
+        again = {"prompt": _messages_from_sharegpt(row["conversations"], row["system"])}
+        again |= {a: _messages_from_sharegpt([row[a]], "") for a in ("chosen", "rejected")}
+        return X.trl_render(again, tok)
+    assert export == "openai"
+    line = {k: json.loads(row[k]) for k in ("input", "preferred_output", "non_preferred_output")}
+    again = {"prompt": _from_openai(line["input"]["messages"]), "tools": line["input"].get("tools")}
+    again |= {
+        "chosen": _from_openai(line["preferred_output"]),
+        "rejected": _from_openai(line["non_preferred_output"]),
+    }
+    return X.trl_render(again, tok)
+
+
+def _axolotl_answer(message: dict, tok) -> str:
+    dummy = [{"role": "user", "content": "[[dummy_message]]"}, message]
+    text = tok.apply_chat_template(dummy, add_generation_prompt=False, tokenize=False)
+    return text[text.find(message["content"]) :]
+
+
+@pytest.fixture(scope="module")
+def catalog_sets(tmp_path_factory) -> dict[str, list[dict]]:
+    """Each entry of tests/catalog.py (its first file or split) built as a ``trl`` set: the records, decoded."""
+    from prefkit.record import decode_row
+    from tests import catalog as C
+
+    tmp = tmp_path_factory.mktemp("catalog")
+    sets = {}
+    for repo_id, (_, files, _, _) in C.catalog().items():
+        rows = next(iter(files.values()))
+        path = tmp / (re.sub(r"\W", "_", repo_id) + ".jsonl")
+        path.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
+        result = build(path)
+        sets[repo_id] = [decode_row(r) for t in result.splits.values() for r in t.to_pylist()]
+    return sets
+
+
+@pytest.mark.parametrize("export", [e for e in EXPORTS if e not in ("trl", "kto")])
+def test_every_catalog_shape_renders_alike_through_each_consumer(catalog_sets, export):
+    """Every source shape of tests/catalog.py: each pair a consumer carries renders, by its rule, like the record
+    through TRL (the prompt exactly, answers up to the trailing whitespace axolotl strips)."""
+    import pyarrow as pa
+
+    tok = X.qwen_tokenizer("qwen2.5")
+    shape = EXPORTS[export]
+    checked = 0
+    for repo_id, records in catalog_sets.items():
+        carried = [r for r in records if shape.cannot(r) is None]
+        if not carried:
+            continue
+        table = pa.Table.from_pylist([_encoded(r) for r in carried])
+        for record, row in zip(carried, shape.rows(table).to_pylist(), strict=True):
+            want, got = X.trl_render(record, tok), _consumer_texts(export, _plain_row(row), tok)
+            strip = str.rstrip if export == "axolotl" else (lambda s: s)
+            assert got["prompt"] == want["prompt"], (repo_id, export)
+            assert [strip(got["chosen"]), strip(got["rejected"])] == [
+                strip(want["chosen"]),
+                strip(want["rejected"]),
+            ]
+            checked += 1
+    assert checked >= 40
+
+
+def _encoded(record: dict) -> dict:
+    """A decoded record as the data files hold it (JSON fields as text), for an export's table function."""
+    from prefkit.record import to_json_text
+
+    out = {k: v for k, v in record.items() if k not in ("tools", "chat_template_kwargs")}
+    for column in ("prompt", "chosen", "rejected"):
+        out[column] = [{"role": m["role"], "content": m.get("content")} for m in record[column]]
+    for name in ("tools", "chat_template_kwargs"):
+        if record.get(name):
+            out[name] = to_json_text(record[name])
+    return out
+
+
+def _plain_row(row: dict) -> dict:
+    """A row as ``datasets`` gives it (nulls of absent message fields left out)."""
+    from prefkit.record import decode_messages
+
+    return {
+        k: decode_messages(v)
+        if isinstance(v, list) and v and isinstance(v[0], dict) and "role" in v[0]
+        else v
+        for k, v in row.items()
+    }
