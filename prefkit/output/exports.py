@@ -316,6 +316,9 @@ def _openai_each(record: dict) -> dict:
     line, why = shapes.openai_row(record)
     if line is None:
         raise AssertionError(f"a row OpenAI's format cannot carry reached the export: {why}")
+    problems = shapes.check_openai_line(line)
+    if problems:
+        raise AssertionError(f"an OpenAI line breaks the published DPO rules: {problems}")
     return {k: json.dumps(line[k], ensure_ascii=False, separators=(",", ":")) for k in OPENAI_KEYS}
 
 
