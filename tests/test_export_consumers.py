@@ -409,3 +409,19 @@ def _plain_row(row: dict) -> dict:
         else v
         for k, v in row.items()
     }
+
+
+def test_openai_refuses_a_tool_answer_naming_no_call():
+    row = {
+        **X.ROWS["tool_history"],
+        "prompt": [
+            X.msg("user", "Timer for 30 seconds."),
+            X.msg("assistant", "", tool_calls=[X.call("start_timer", {"duration": 30})]),  # no id: call_0
+            X.msg("tool", "30", tool_call_id="elsewhere"),
+            X.msg("assistant", "Started."),
+            X.msg("user", "Another for 60."),
+        ],
+    }
+    line, why = openai_row(row)
+    assert line is None and "tool call id" in why
+    assert EXPORTS["openai"].cannot(row) == why

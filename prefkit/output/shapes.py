@@ -237,6 +237,9 @@ def openai_row(row: dict) -> tuple[dict | None, str | None]:
         line["input"]["parallel_tool_calls"] = several
     line["preferred_output"] = preferred
     line["non_preferred_output"] = rejected
+    problems = check_openai_line(line)
+    if problems:  # e.g. a tool answer naming an id no call has
+        return None, f"OpenAI's DPO format: {'; '.join(problems)}"
     return line, None
 
 
