@@ -65,6 +65,8 @@ _BY_PREFKIT = "validated and filtered by [prefkit](https://github.com/prefkit/pr
 OPENAI_DIR = "openai"
 #: the folder of the JSONL files the ``nemo-rl`` export writes (NeMo-RL reads JSON lines)
 NEMO_RL_DIR = "nemo-rl"
+#: the files exports add to the folder (``extra_files``), as globs in it: what `prefkit push` uploads with the data
+EXPORT_FILES = ("dataset_info.json", f"{OPENAI_DIR}/*.jsonl", f"{NEMO_RL_DIR}/*.jsonl")
 
 
 @dataclass(frozen=True)
