@@ -278,6 +278,16 @@ def test_card_says_how_to_train_and_the_snippet_parses(built, export):
         args = shlex.split(text.replace("\\\n", " "))
         assert args[args.index("--data.chosen_key") + 1] in columns
         assert args[args.index("--data.rejected_key") + 1] in columns
+    if export == "kto":  # parsed by `trl kto`'s own parser (trl/scripts/kto.py), every key known
+        from trl import DatasetMixtureConfig, KTOConfig, ModelConfig, ScriptArguments, TrlParser
+
+        path = built[export].parent / "kto.yaml"
+        path.write_text(text)
+        parser = TrlParser((ScriptArguments, KTOConfig, ModelConfig, DatasetMixtureConfig))
+        here = ["--use_cpu", "true", "--bf16", "false"]  # this machine has no GPU; the snippet is for one
+        script, training, model, _ = parser.parse_args_and_config(["--config", str(path), *here])
+        assert script.dataset_name == config["dataset_name"] and model.model_name_or_path == "MODEL"
+        assert training.learning_rate == config["learning_rate"]
     if export == "axolotl":
         (ds,) = config["datasets"]
         assert ds["type"] == "chat_template.default"

@@ -62,15 +62,24 @@ def test_llamafactory_loads_and_aligns_like_the_source(source, tmp_path, qwen3):
         assert X.trl_render(again, qwen3) == X.trl_render(X.ROWS[name], qwen3), name
 
 
-def test_llamafactory_get_dataset_encodes_like_the_source_renders(source, tmp_path):
-    """LLaMA-Factory's ``get_dataset`` (stage ``rm``) with its ``qwen`` template encodes each exported pair to the
-    same text TRL renders the source row to with Qwen2.5's own chat template, tool calls and answers included."""
+def test_llamafactory_get_dataset_from_the_card_encodes_like_the_source_renders(source, tmp_path):
+    """The card's LLaMA-Factory YAML (model and template filled in) parsed by LLaMA-Factory's own argument parser,
+    then its ``get_dataset`` (stage ``rm``) with its ``qwen`` template encodes each exported pair to the same text
+    TRL renders the source row to with Qwen2.5's own chat template, tool calls and answers included."""
+    import yaml
+
     out, order = _export(source, tmp_path, "llamafactory")
     tok = X.qwen_tokenizer("qwen2.5")
     tok.save_pretrained(str(tmp_path / "tok"))
-    rows = run_consumer("llamafactory_rm", str(out), str(tmp_path / "tok"), venv="llamafactory")
-    assert len(rows) == len(order)
-    for row, index in zip(rows, order, strict=True):
+    config = yaml.safe_load(re.search(r"```yaml\n(.*?)```", (out / "README.md").read_text(), re.S).group(1))
+    assert config["model_name_or_path"] == "MODEL" and config["template"] == "TEMPLATE"
+    config |= {"model_name_or_path": str(tmp_path / "tok"), "template": "qwen", "dataset_dir": str(out)}
+    config["output_dir"] = str(tmp_path / "dpo")
+    (tmp_path / "dpo.yaml").write_text(yaml.safe_dump(config))
+    result = run_consumer("llamafactory_rm", str(tmp_path / "dpo.yaml"), venv="llamafactory")
+    assert (result["stage"], result["pref_beta"]) == ("dpo", 0.1)
+    assert len(result["rows"]) == len(order)
+    for row, index in zip(result["rows"], order, strict=True):
         render = X.trl_render(X.ROWS[NAMES[index]], tok)
         assert row["chosen"] == render["prompt"] + render["chosen"], NAMES[index]
         assert row["rejected"] == render["prompt"] + render["rejected"], NAMES[index]
