@@ -85,10 +85,13 @@ def test_llamafactory_get_dataset_from_the_card_encodes_like_the_source_renders(
         assert row["rejected"] == render["prompt"] + render["rejected"], NAMES[index]
 
 
-def test_torchtune_preference_dataset_gets_the_source_messages(source, tmp_path):
+def test_torchtune_preference_dataset_from_the_card_gets_the_source_messages(source, tmp_path):
+    """The card's torchtune ``dataset`` section instantiated as a recipe does (``torchtune.config.instantiate``):
+    ``ChosenRejectedToMessages`` hands the tokenizer the source's messages, the prompt masked."""
     out, order = _export(source, tmp_path, "torchtune")
-    files = sorted(str(p) for p in (out / "data").glob("train-*.parquet"))
-    rows = run_consumer("torchtune", *files)
+    config = re.search(r"```yaml\n(.*?)```", (out / "README.md").read_text(), re.S).group(1)
+    (tmp_path / "dpo.yaml").write_text(config.replace(f"- {out.name}/", f"- {out}/"))
+    rows = run_consumer("torchtune", str(tmp_path / "dpo.yaml"))
     assert len(rows) == len(order)
     for row, index in zip(rows, order, strict=True):
         src = X.ROWS[NAMES[index]]

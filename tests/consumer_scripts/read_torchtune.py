@@ -1,11 +1,13 @@
-"""torchtune's preference_dataset (torchtune/datasets/_preference.py) on the exported parquet files, with a
-tokenizer that records the messages it is given (ChosenRejectedToMessages' output). Prints, per row, the chosen
-and rejected messages as (role, text, masked)."""
+"""torchtune's preference_dataset (torchtune/datasets/_preference.py) built as a DPO recipe builds it: the card's
+``dataset`` section (argv[1], an OmegaConf YAML) through torchtune.config.instantiate, with a tokenizer that
+records the messages it is given (ChosenRejectedToMessages' output). Prints, per row, the chosen and rejected
+messages as (role, text, masked)."""
 
 import json
 import sys
 
-from torchtune.datasets import preference_dataset
+from omegaconf import OmegaConf
+from torchtune import config
 
 
 class Recorder:
@@ -19,9 +21,9 @@ class Recorder:
         return [1, 2], [True, False]
 
 
-files = sys.argv[1:]
+cfg = OmegaConf.load(sys.argv[1])
 tok = Recorder()
-ds = preference_dataset(tok, source="parquet", data_files=files, split="train")
+ds = config.instantiate(cfg.dataset, tok)
 for i in range(len(ds)):
     ds[i]
 print(json.dumps([{"chosen": c, "rejected": r} for c, r in zip(tok.seen[::2], tok.seen[1::2], strict=True)]))
