@@ -290,7 +290,10 @@ class OutputOptions(OptionGroup):
     export: Literal[tuple(EXPORTS)] = option(  # type: ignore[valid-type]
         "trl",
         "Shape of the data files: TRL messages, OpenRLHF full conversations + margin, LLaMA-Factory ShareGPT "
-        "(+ dataset_info.json), or KTO unpaired rows.",
+        "(+ dataset_info.json), TRL KTO unpaired rows, hosted DPO fine-tuning JSONL (openai: OpenAI, Azure "
+        "OpenAI, Together, Fireworks), axolotl chat_template.default, NeMo-RL context + ranked completions, or "
+        "torchtune preference_dataset conversations. Rows the trainer has no place for (tools, reasoning, ...) "
+        "are dropped as export_unsupported.",
     )
     full_rejects: bool = option(
         False,

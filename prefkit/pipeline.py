@@ -446,6 +446,6 @@ def write_extra(
 
     def extra(manifest: dict) -> dict[str, str]:
         files = {name: entry.get("files", []) for name, entry in manifest["splits"].items()}
-        return make_files(output.name, files) if make_files is not None else {}
+        return make_files(output.name, files, folder) if make_files is not None else {}
 
     finish_folder(folder, manifest, schemas, output.resolve().name, extra if make_files is not None else None)

@@ -15,6 +15,10 @@ DOCS = ROOT / "docs"
 #: flags of other programs that prefkit's text mentions (torchrun, pip, the `hf` CLI), and the secret option
 #: names prefkit redacts wherever they appear (prefkit.secrets.SECRET_OPTIONS)
 FOREIGN_FLAGS = {
+    "--module",  # deepspeed (OpenRLHF's launch in the openrlhf card)
+    "--model",  # OpenRLHF >= 0.11's dotted flags: --model.*, --data.*, --ckpt.*
+    "--data",
+    "--ckpt",
     "--nproc-per-node",
     "--nnodes",
     "--node-rank",

@@ -55,6 +55,7 @@ def test_llamafactory_sharegpt_and_dataset_info(source, tmp_path):
     assert entry["columns"] == {
         "messages": "conversations",
         "system": "system",
+        "tools": "tools_json",
         "chosen": "chosen",
         "rejected": "rejected",
     }
@@ -85,7 +86,7 @@ def test_kto_unpaired_rows_without_conflicts(tmp_path):
 
 def test_unknown_export_is_an_error(source):
     with pytest.raises(SelectionError):
-        build(source, export="axolotl")
+        build(source, export="nope")
 
 
 @pytest.mark.parametrize(
@@ -128,3 +129,14 @@ def test_system_parsing_and_cli_takes_the_text_as_the_next_argument(source, tmp_
     assert manifest["parameters"]["system"] == "override"
     assert manifest["parameters"]["system_text"] == "Talk like a pirate."
     assert len(manifest["sources"]) == 1
+
+
+@pytest.mark.parametrize("export", ["openai", "axolotl", "nemo-rl", "torchtune"])
+def test_new_shapes_from_the_cli(source, tmp_path, export):
+    out = tmp_path / export
+    result = CliRunner().invoke(cli, ["build", str(source), "--export", export, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"export {export}: 3 rows written from 3 kept pairs" in result.output
+    manifest = json.loads((out / "prefkit.json").read_text())
+    assert manifest["export"]["shape"] == export and manifest["splits"]["train"]["kept"] == 3
+    assert len(datasets.load_dataset(str(out), split="train")) == 3

@@ -419,8 +419,13 @@ def test_card_training_recipe_runs(hub, built, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "options",
-    [{"export": "kto"}, {"export": "llamafactory"}, {"output_format": "text", "tokenizer": "tiny"}],
-    ids=["kto", "llamafactory", "text"],
+    [
+        {"export": "kto"},
+        {"export": "llamafactory"},
+        {"export": "openai"},
+        {"output_format": "text", "tokenizer": "tiny"},
+    ],
+    ids=["kto", "llamafactory", "openai", "text"],
 )
 def test_push_other_output_shapes(hub, tmp_path, options):
     """Sets in other shapes (text, kto, llamafactory) push and load back like message sets."""
@@ -432,3 +437,7 @@ def test_push_other_output_shapes(hub, tmp_path, options):
     push(out, repo)
     local = pq.read_table(next((out / "data").glob("train-*.parquet")))
     assert datasets.load_dataset(repo, split="train").to_list() == local.to_pylist()
+    # the files the trainer reads besides the data go up too
+    extra = {"llamafactory": {"dataset_info.json"}, "openai": {"openai/train.jsonl"}}.get(options.get("export"))
+    if extra:
+        assert extra <= set(api().list_repo_files(repo, repo_type="dataset"))

@@ -216,6 +216,7 @@ def card_context(
         "rev_arg": rev_arg,
         "first_split": next((n for n, c in splits.items() if c.get("kept", 0) > 0), "train"),
         "trl_shape": export == "trl",
+        "train": _train_context(export, load_id, splits),
         "text": text,
         "template": tokenizer.get("chat_template"),
         "columns": _columns(features),
@@ -259,6 +260,21 @@ def card_context(
         "plots": hub.plots if hub else (manifest.get("stats") or {}).get("plots") or [],
         "report": hub.report if hub else (manifest.get("report") or {}).get("path"),
     }
+
+
+def _train_context(export: str, load_id: str, splits: dict) -> dict | None:
+    """The consumer's config snippet of a non-TRL export (:mod:`prefkit.output.recipes`), or None."""
+    from prefkit.output.exports import EXPORTS
+
+    shape = EXPORTS.get(export)
+    if shape is None or shape.train is None:
+        return None
+    files = {name: list(c.get("files") or []) for name, c in splits.items() if c.get("kept", 0)}
+    from prefkit.output.shapes import UNSUPPORTED
+
+    language, text = shape.train(load_id, files)
+    lacks = ", ".join(f"`{n}`" if "_" in n else n for n in UNSUPPORTED.get(export, ()))
+    return {"consumer": shape.consumer, "language": language, "text": text, "lacks": lacks}
 
 
 def _columns(features: dict) -> list[dict]:

@@ -2,23 +2,34 @@
 
 The manifest, card and rejects are the same for every shape; only the data files change (and an export may add
 files of its own, like LLaMA-Factory's ``dataset_info.json``). A new export is one more entry in
-:data:`EXPORTS`: its table function, its card sentence and its extra files (docs/architecture.md).
+:data:`EXPORTS`: its table function, its card sentence, what its trainer cannot carry, how to train on it and its
+extra files (docs/architecture.md).
 
 =============  ======================================================================================
-``trl``        the canonical record (default): TRL's conversational explicit-prompt shape, for DPO/ORPO/…
+``trl``        the canonical record (default): TRL's conversational explicit-prompt shape, for DPO/ORPO/CPO/…
 ``openrlhf``   ``chosen`` / ``rejected`` = the whole conversations (prompt + answer) and ``margin``: OpenRLHF's
-               reward / DPO datasets with ``--apply_chat_template --chosen_key chosen --rejected_key rejected``
+               reward / DPO datasets with ``--data.apply_chat_template --data.chosen_key chosen --data.rejected_key rejected``
                and no prompt key
-``llamafactory``  ShareGPT ranking shape: ``conversations`` (``from``/``value``, human/gpt), ``system``, ``chosen``
-               / ``rejected`` single ``{from: gpt, value}`` dicts, plus ``OUT/dataset_info.json`` with an entry per
-               split (``formatting: sharegpt``, ``ranking: true``); set LLaMA-Factory's ``dataset_dir`` to OUT
-``kto``        unpaired ``prompt`` / ``completion`` / ``label`` (TRL ``KTOTrainer``): each pair gives its chosen
-               answer (``label`` true) and its rejected answer (false); a (prompt, completion, label) seen before
-               is written once, and a (prompt, completion) that is chosen in one pair and rejected in another
-               (binarised all-pairs) is left out, counted in the manifest's ``export`` entry
+``llamafactory``  ShareGPT ranking shape: ``conversations`` (``from``/``value``: human, gpt, function_call,
+               observation), ``system``, ``tools_json``, ``chosen`` / ``rejected`` single ``{from, value}`` dicts,
+               plus ``OUT/dataset_info.json`` with an entry per split file; set LLaMA-Factory's ``dataset_dir`` to OUT
+``kto``        unpaired ``prompt`` / ``completion`` / ``label`` (TRL ``KTOTrainer`` only; OpenRLHF removed KTO),
+               with ``tools`` / ``chat_template_kwargs``: each pair gives its chosen answer (``label`` true) and
+               its rejected answer (false); a (prompt, completion, label) seen before is written once, and a
+               (prompt, completion) that is chosen in one pair and rejected in another (binarised all-pairs) is
+               left out, counted in the manifest's ``export`` entry
+``openai``     hosted preference fine-tuning lines (OpenAI, Azure OpenAI, Together, Fireworks): ``input``
+               (``messages``, ``tools``, ``parallel_tool_calls``), ``preferred_output``, ``non_preferred_output``
+               as JSON text columns, and ``OUT/openai/<split>.jsonl`` to upload
+``axolotl``    axolotl's ``chat_template.default`` DPO strategy: ``messages``, ``chosen`` / ``rejected`` one message
+``nemo-rl``    NeMo-RL's preference shape: ``context`` and two ranked ``completions`` (rank 0 preferred)
+``torchtune``  torchtune's ``preference_dataset``: ``chosen`` / ``rejected`` whole conversations
 =============  ======================================================================================
 
-Every shape keeps ``source``, ``source_index`` and ``id`` (the pair's id) so each row traces back.
+A row whose fields the shape's trainer cannot carry (tools, tool calls, reasoning, per-row template arguments,
+multi-message answers: :mod:`prefkit.output.shapes`) is dropped as ``export_unsupported`` while the build reads
+it, so it is counted and in the rejects, never written with a field stripped. Every shape keeps ``source``,
+``source_index`` and ``id`` (the pair's id) so each row traces back.
 """
 
 from __future__ import annotations
@@ -26,19 +37,36 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from prefkit.errors import OptionError
-from prefkit.record import MESSAGES_TYPE
+from prefkit.output import shapes
+from prefkit.output.recipes import (
+    axolotl_yaml,
+    kto_yaml,
+    llamafactory_yaml,
+    nemo_rl_yaml,
+    openai_upload,
+    openrlhf_command,
+    torchtune_yaml,
+)
 
 _PROVENANCE = ("source", "source_index", "id")
 _PROVENANCE_FIELDS = [("source", pa.string()), ("source_index", pa.int64()), ("id", pa.string())]
-SHAREGPT_FROM = {"user": "human", "assistant": "gpt", "system": "system"}
+SHAREGPT_FROM = shapes.SHAREGPT_FROM
 SHAREGPT_MSG = pa.struct([("from", pa.string()), ("value", pa.string())])
+CHAT_MSG = pa.struct([("role", pa.string()), ("content", pa.string())])
 _BY_PREFKIT = "validated and filtered by [prefkit](https://github.com/prefkit/prefkit)"
+#: the folder of the JSONL files the ``openai`` export writes for upload
+OPENAI_DIR = "openai"
+#: the folder of the JSONL files the ``nemo-rl`` export writes (NeMo-RL reads JSON lines)
+NEMO_RL_DIR = "nemo-rl"
+#: the files exports add to the folder (``extra_files``), as globs in it: what `prefkit push` uploads with the data
+EXPORT_FILES = ("dataset_info.json", f"{OPENAI_DIR}/*.jsonl", f"{NEMO_RL_DIR}/*.jsonl")
 
 
 @dataclass(frozen=True)
@@ -48,17 +76,23 @@ class Export:
     ``rows(records) -> table`` reshapes records row by row (a split can go through it batch by batch); a shape
     that chooses among the rows of the whole split (KTO writes a completion once) also has ``keys(records)`` (a
     small frame per output row, in ``rows`` order) and ``choose(keys, pairs) -> (keep mask, stats)``, which sees
-    the keys of the whole split. :meth:`table` makes one split at once. ``extra_files(set_name, {split: [data files]})`` returns
-    more files to write into the folder (name -> text); ``trl_shape``: readable by `reflogps`/`stats`.
+    the keys of the whole split. :meth:`table` makes one split at once. ``extra_files(set_name, {split: [data
+    files]}, folder)`` returns more files to write into the folder (name -> text); ``trl_shape``: readable by
+    `reflogps`/`stats`. ``cannot(row) -> why | None``: what the trainer has no place for in a decoded record
+    (the build drops such rows as ``export_unsupported``). ``train(load_id, {split: [data files]}) -> (language,
+    text)``: the card's snippet that trains on the set (a config file or command for the consumer).
     """
 
     name: str
     card_intro: str
     rows: Callable[[pa.Table], pa.Table]
-    extra_files: Callable[[str, dict[str, list[str]]], dict[str, str]] | None = None
+    extra_files: Callable[[str, dict[str, list[str]], Path], dict[str, str]] | None = None
     trl_shape: bool = False
     keys: Callable[[pa.Table], pl.DataFrame] | None = None
     choose: Callable[[pl.DataFrame, int], tuple[np.ndarray, dict]] | None = None
+    cannot: Callable[[dict], str | None] | None = None
+    train: Callable[[str, dict[str, list[str]]], tuple[str, str]] | None = None
+    consumer: str = "TRL"
 
     def table(self, records: pa.Table) -> tuple[pa.Table, dict]:
         """One split of records in this shape, and the manifest's stats for it."""
@@ -69,8 +103,29 @@ class Export:
         return shaped.filter(pa.array(keep)), stats
 
 
+def _frame(table: pa.Table) -> pl.DataFrame:
+    df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    return df
+
+
 def _plain(df: pl.DataFrame, schema: pa.Schema) -> pa.Table:
     return df.to_arrow().cast(schema)
+
+
+def _messages_type(table: pa.Table) -> pa.DataType:
+    """The records' message-list type (with the optional message fields the set uses)."""
+    return table.schema.field("prompt").type
+
+
+def _row_fields(table: pa.Table) -> list[pa.Field]:
+    return [table.schema.field(f) for f in ("tools", "chat_template_kwargs") if f in table.column_names]
+
+
+def _decoded_rows(table: pa.Table) -> list[dict]:
+    from prefkit.record import decode_row
+
+    return [decode_row(r) for r in table.to_pylist()]
 
 
 def _trl(table: pa.Table) -> pa.Table:
@@ -78,82 +133,112 @@ def _trl(table: pa.Table) -> pa.Table:
 
 
 def _openrlhf(table: pa.Table) -> pa.Table:
-    df = pl.from_arrow(table)
+    df = _frame(table)
     out = df.select(
         pl.concat_list("prompt", "chosen").alias("chosen"),
         pl.concat_list("prompt", "rejected").alias("rejected"),
         "margin",
         *_PROVENANCE,
     )
+    messages = _messages_type(table)
     schema = pa.schema(
-        [
-            ("chosen", MESSAGES_TYPE),
-            ("rejected", MESSAGES_TYPE),
-            ("margin", pa.float64()),
-            *_PROVENANCE_FIELDS,
-        ]
+        [("chosen", messages), ("rejected", messages), ("margin", pa.float64()), *_PROVENANCE_FIELDS]
     )
     return _plain(out, schema)
 
 
-def _sharegpt_answer(column: str) -> pl.Expr:
-    content = pl.col(column).list.first().struct.field("content")
-    return pl.struct(pl.lit("gpt").alias("from"), content.alias("value")).alias(column)
+_LLAMAFACTORY_SCHEMA = pa.schema(
+    [
+        ("conversations", pa.list_(SHAREGPT_MSG)),
+        ("system", pa.string()),
+        ("tools_json", pa.string()),
+        ("chosen", SHAREGPT_MSG),
+        ("rejected", SHAREGPT_MSG),
+        ("margin", pa.float64()),
+        *_PROVENANCE_FIELDS,
+    ]
+)
 
 
-def _llamafactory(table: pa.Table) -> pa.Table:
-    df = pl.from_arrow(table)
+def _by_row_kind(
+    table: pa.Table,
+    plain: Callable[[pl.DataFrame], pl.DataFrame],
+    each: Callable[[dict], dict],
+    schema: pa.Schema,
+) -> pa.Table:
+    """The rows every trainer carries whole (:func:`prefkit.filters.exportable.plain_rows`) reshaped by polars
+    (``plain``), the others one by one from their decoded record (``each``), in the records' order."""
+    from prefkit.filters.exportable import plain_rows
+
+    df = _frame(table)
+    easy = df.select(plain_rows(df)).to_series().to_numpy()
+    fast = _plain(plain(df.filter(pl.Series(easy))), schema)
+    if easy.all():
+        return fast
+    hard = table.filter(pa.array(~easy))
+    rows = [
+        each(record) | source
+        for record, source in zip(
+            _decoded_rows(hard), hard.select(["margin", *_PROVENANCE]).to_pylist(), strict=True
+        )
+    ]
+    both = pa.concat_tables([fast, pa.Table.from_pylist(rows, schema=schema)])
+    at = np.concatenate([np.flatnonzero(easy), np.flatnonzero(~easy)])
+    return both.take(pa.array(np.argsort(at, kind="stable")))
+
+
+def _sharegpt_plain(df: pl.DataFrame) -> pl.DataFrame:
     role = pl.element().struct.field("role")
     sharegpt = pl.struct(
         role.replace_strict(SHAREGPT_FROM, default=role).alias("from"),
         pl.element().struct.field("content").alias("value"),
     )
     first = pl.col("prompt").list.first().struct
-    is_system = first.field("role") == "system"
-    out = df.select(
+    is_system = (first.field("role") == "system").fill_null(False)
+    answer = lambda c: pl.struct(  # noqa: E731
+        pl.lit("gpt").alias("from"), pl.col(c).list.first().struct.field("content").alias("value")
+    ).alias(c)
+    return df.select(
         pl.col("prompt")
         .list.eval(pl.element().filter(role != "system"))
         .list.eval(sharegpt)
         .alias("conversations"),
-        pl.when(is_system.fill_null(False))
-        .then(first.field("content"))
-        .otherwise(pl.lit(""))
-        .alias("system"),
-        _sharegpt_answer("chosen"),
-        _sharegpt_answer("rejected"),
+        pl.when(is_system).then(first.field("content")).otherwise(pl.lit("")).alias("system"),
+        pl.lit("").alias("tools_json"),
+        answer("chosen"),
+        answer("rejected"),
         "margin",
         *_PROVENANCE,
     )
-    schema = pa.schema(
-        [
-            ("conversations", pa.list_(SHAREGPT_MSG)),
-            ("system", pa.string()),
-            ("chosen", SHAREGPT_MSG),
-            ("rejected", SHAREGPT_MSG),
-            ("margin", pa.float64()),
-            *_PROVENANCE_FIELDS,
-        ]
-    )
-    return _plain(out, schema)
 
 
-_KTO_SCHEMA = pa.schema(
-    [("prompt", MESSAGES_TYPE), ("completion", MESSAGES_TYPE), ("label", pa.bool_()), *_PROVENANCE_FIELDS]
-)
+def _sharegpt_each(record: dict) -> dict:
+    shaped, why = shapes.sharegpt_row(record)
+    if shaped is None:
+        raise AssertionError(f"a row LLaMA-Factory cannot carry reached the export: {why}")
+    return shaped
+
+
+def _llamafactory(table: pa.Table) -> pa.Table:
+    return _by_row_kind(table, _sharegpt_plain, _sharegpt_each, _LLAMAFACTORY_SCHEMA)
 
 
 def _kto_both(table: pa.Table) -> pl.DataFrame:
-    """Each pair's chosen answer (``label`` true) then its rejected answer (false), pair after pair."""
-    df = pl.from_arrow(table)
+    """Each pair's chosen answer (``label`` true) then its rejected answer (false), pair after pair, with the
+    row's ``tools`` / ``chat_template_kwargs`` (TRL's ``KTOTrainer`` passes both to the template)."""
+    df = _frame(table)
     n = df.height
+    extra = [f.name for f in _row_fields(table)]
     both = pl.concat(
         [
             df.select(
-                "prompt", pl.col("chosen").alias("completion"), pl.lit(True).alias("label"), *_PROVENANCE
-            ),
-            df.select(
-                "prompt", pl.col("rejected").alias("completion"), pl.lit(False).alias("label"), *_PROVENANCE
-            ),
+                "prompt",
+                pl.col(answer).alias("completion"),
+                pl.lit(label).alias("label"),
+                *extra,
+                *_PROVENANCE,
+            )
+            for answer, label in (("chosen", True), ("rejected", False))
         ]
     ).with_columns(pl.int_range(pl.len()).alias("_o"))
     # pair i's two rows next to each other: chosen then rejected
@@ -163,14 +248,22 @@ def _kto_both(table: pa.Table) -> pl.DataFrame:
 
 
 def _kto_rows(table: pa.Table) -> pa.Table:
-    return _plain(_kto_both(table).select("prompt", "completion", "label", *_PROVENANCE), _KTO_SCHEMA)
+    messages = _messages_type(table)
+    extra = _row_fields(table)
+    schema = pa.schema(
+        [("prompt", messages), ("completion", messages), ("label", pa.bool_()), *extra, *_PROVENANCE_FIELDS]
+    )
+    columns = ["prompt", "completion", "label", *[f.name for f in extra], *_PROVENANCE]
+    return _plain(_kto_both(table).select(columns), schema)
 
 
 def _kto_keys(table: pa.Table) -> pl.DataFrame:
-    """Per KTO row (in :func:`_kto_rows` order): a hash of its (prompt, completion), and its label."""
+    """Per KTO row (in :func:`_kto_rows` order): a hash of its (prompt, completion, tools, template arguments),
+    and its label."""
     both = _kto_both(table)
+    extra = [f.name for f in _row_fields(table)]
     return both.select(
-        pl.struct("prompt", "completion").struct.json_encode().hash(seed=0).alias("_k"), "label"
+        pl.struct("prompt", "completion", *extra).struct.json_encode().hash(seed=0).alias("_k"), "label"
     )
 
 
@@ -192,6 +285,156 @@ def _kto_choose(keys: pl.DataFrame, pairs: int) -> tuple[np.ndarray, dict]:
     return keep, stats
 
 
+_OPENAI_SCHEMA = pa.schema(
+    [
+        ("input", pa.string()),
+        ("preferred_output", pa.string()),
+        ("non_preferred_output", pa.string()),
+        ("margin", pa.float64()),
+        *_PROVENANCE_FIELDS,
+    ]
+)
+OPENAI_KEYS = ("input", "preferred_output", "non_preferred_output")
+
+
+def _json_list(column: str) -> pl.Expr:
+    """A list of ``{role, content}`` messages as compact JSON text."""
+    chat = pl.element().struct.field("role"), pl.element().struct.field("content")
+    items = pl.col(column).list.eval(pl.struct(*chat).struct.json_encode()).list.join(",")
+    return pl.concat_str(pl.lit("["), items, pl.lit("]"))
+
+
+def _openai_plain(df: pl.DataFrame) -> pl.DataFrame:
+    return df.select(
+        pl.concat_str(pl.lit('{"messages":'), _json_list("prompt"), pl.lit("}")).alias("input"),
+        _json_list("chosen").alias("preferred_output"),
+        _json_list("rejected").alias("non_preferred_output"),
+        "margin",
+        *_PROVENANCE,
+    )
+
+
+def _openai_each(record: dict) -> dict:
+    line, why = shapes.openai_row(record)
+    if line is None:
+        raise AssertionError(f"a row OpenAI's format cannot carry reached the export: {why}")
+    problems = shapes.check_openai_line(line)
+    if problems:
+        raise AssertionError(f"an OpenAI line breaks the published DPO rules: {problems}")
+    return {k: json.dumps(line[k], ensure_ascii=False, separators=(",", ":")) for k in OPENAI_KEYS}
+
+
+def _openai(table: pa.Table) -> pa.Table:
+    return _by_row_kind(table, _openai_plain, _openai_each, _OPENAI_SCHEMA)
+
+
+def openai_lines(table: pa.Table) -> list[str]:
+    """The JSONL lines (no newline) of an ``openai``-shaped table: ``input``, ``preferred_output``,
+    ``non_preferred_output`` only (the hosted services take no other key)."""
+    columns = [table.column(k).to_pylist() for k in OPENAI_KEYS]
+    return [
+        "{" + ",".join(f'"{k}":{v}' for k, v in zip(OPENAI_KEYS, values, strict=True)) + "}"
+        for values in zip(*columns, strict=True)
+    ]
+
+
+def _openai_files(name: str, files: dict[str, list[str]], folder: Path) -> dict[str, str]:
+    import pyarrow.parquet as pq
+
+    out = {}
+    for split, paths in files.items():
+        lines = [
+            line for p in paths for line in openai_lines(pq.read_table(folder / p, columns=list(OPENAI_KEYS)))
+        ]
+        out[f"{OPENAI_DIR}/{split}.jsonl"] = "".join(line + "\n" for line in lines)
+    return out
+
+
+def _axolotl(table: pa.Table) -> pa.Table:
+    df = _frame(table)
+    chat = pl.struct(pl.element().struct.field("role"), pl.element().struct.field("content"))
+    first = lambda c: pl.col(c).list.first().struct  # noqa: E731
+    out = df.select(
+        pl.col("prompt").list.eval(chat).alias("messages"),
+        pl.struct(first("chosen").field("role"), first("chosen").field("content")).alias("chosen"),
+        pl.struct(first("rejected").field("role"), first("rejected").field("content")).alias("rejected"),
+        "margin",
+        *_PROVENANCE,
+    )
+    schema = pa.schema(
+        [
+            ("messages", pa.list_(CHAT_MSG)),
+            ("chosen", CHAT_MSG),
+            ("rejected", CHAT_MSG),
+            ("margin", pa.float64()),
+            *_PROVENANCE_FIELDS,
+        ]
+    )
+    return _plain(out, schema)
+
+
+def _nemo_rl(table: pa.Table) -> pa.Table:
+    df = _frame(table)
+    ranked = [
+        pl.struct(pl.lit(rank, dtype=pl.Int64).alias("rank"), pl.col(answer).alias("completion"))
+        for rank, answer in ((0, "chosen"), (1, "rejected"))
+    ]
+    out = df.select(
+        pl.col("prompt").alias("context"), pl.concat_list(ranked).alias("completions"), "margin", *_PROVENANCE
+    )
+    messages = _messages_type(table)
+    completion = pa.struct([("rank", pa.int64()), ("completion", messages)])
+    schema = pa.schema(
+        [
+            ("context", messages),
+            ("completions", pa.list_(completion)),
+            ("margin", pa.float64()),
+            *_PROVENANCE_FIELDS,
+        ]
+    )
+    return _plain(out, schema)
+
+
+def _nemo_rl_files(name: str, files: dict[str, list[str]], folder: Path) -> dict[str, str]:
+    """``nemo-rl/<split>.jsonl``: NeMo-RL's ``PreferenceDataset`` reads JSON lines (``load_dataset("json")``),
+    with tool calls as objects."""
+    import pyarrow.parquet as pq
+
+    from prefkit.record import decode_messages
+
+    out = {}
+    for split, paths in files.items():
+        lines = []
+        for path in paths:
+            for row in pq.read_table(folder / path).to_pylist():
+                row["context"] = decode_messages(row["context"])
+                for c in row["completions"]:
+                    c["completion"] = decode_messages(c["completion"])
+                lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+        out[f"{NEMO_RL_DIR}/{split}.jsonl"] = "".join(lines)
+    return out
+
+
+def _torchtune(table: pa.Table) -> pa.Table:
+    df = _frame(table)
+    chat = pl.struct(pl.element().struct.field("role"), pl.element().struct.field("content"))
+    out = df.select(
+        pl.concat_list("prompt", "chosen").list.eval(chat).alias("chosen"),
+        pl.concat_list("prompt", "rejected").list.eval(chat).alias("rejected"),
+        "margin",
+        *_PROVENANCE,
+    )
+    schema = pa.schema(
+        [
+            ("chosen", pa.list_(CHAT_MSG)),
+            ("rejected", pa.list_(CHAT_MSG)),
+            ("margin", pa.float64()),
+            *_PROVENANCE_FIELDS,
+        ]
+    )
+    return _plain(out, schema)
+
+
 def dataset_info(name: str, files: dict[str, list[str]]) -> dict:
     """LLaMA-Factory ``dataset_info.json`` entries for the written split files (one entry per file)."""
     entries = {}
@@ -205,6 +448,7 @@ def dataset_info(name: str, files: dict[str, list[str]]) -> dict:
                 "columns": {
                     "messages": "conversations",
                     "system": "system",
+                    "tools": "tools_json",
                     "chosen": "chosen",
                     "rejected": "rejected",
                 },
@@ -212,7 +456,7 @@ def dataset_info(name: str, files: dict[str, list[str]]) -> dict:
     return entries
 
 
-def _llamafactory_files(name: str, files: dict[str, list[str]]) -> dict[str, str]:
+def _llamafactory_files(name: str, files: dict[str, list[str]], folder: Path) -> dict[str, str]:
     return {"dataset_info.json": json.dumps(dataset_info(name, files), indent=2) + "\n"}
 
 
@@ -232,20 +476,66 @@ EXPORTS: dict[str, Export] = {
             "Pairs for OpenRLHF: `chosen` / `rejected` are whole conversations (prompt + answer) with a "
             f"`margin`, {_BY_PREFKIT}.",
             _openrlhf,
+            cannot=shapes.cannot_openrlhf,
+            train=openrlhf_command,
+            consumer="OpenRLHF",
         ),
         Export(
             "llamafactory",
-            "Pairs in LLaMA-Factory's ShareGPT ranking shape (`conversations`, `system`, `chosen` / `rejected` = "
-            f"one `{{from: gpt, value}}`; `dataset_info.json` has the entries), {_BY_PREFKIT}.",
+            "Pairs in LLaMA-Factory's ShareGPT ranking shape (`conversations`, `system`, `tools_json`, `chosen` / "
+            f"`rejected` = one `{{from, value}}`; `dataset_info.json` has the entries), {_BY_PREFKIT}.",
             _llamafactory,
             extra_files=_llamafactory_files,
+            cannot=shapes.cannot_llamafactory,
+            train=llamafactory_yaml,
+            consumer="LLaMA-Factory",
         ),
         Export(
             "kto",
-            f"Unpaired rows for KTO (`prompt`, `completion`, `label`), made from pairs {_BY_PREFKIT}.",
+            "Unpaired rows for TRL's `KTOTrainer` (`prompt`, `completion`, `label`), made from pairs "
+            f"{_BY_PREFKIT}.",
             _kto_rows,
             keys=_kto_keys,
             choose=_kto_choose,
+            train=kto_yaml,
+        ),
+        Export(
+            "openai",
+            "Preference pairs for hosted DPO fine-tuning (OpenAI, Azure OpenAI, Together, Fireworks): `input`, "
+            f"`preferred_output`, `non_preferred_output`; the files to upload are `openai/<split>.jsonl`, {_BY_PREFKIT}.",
+            _openai,
+            extra_files=_openai_files,
+            cannot=shapes.cannot_openai,
+            train=openai_upload,
+            consumer="the hosted fine-tuning API",
+        ),
+        Export(
+            "axolotl",
+            "Pairs for axolotl's `chat_template.default` DPO strategy (`messages`, `chosen` / `rejected` = one "
+            f"message), {_BY_PREFKIT}.",
+            _axolotl,
+            cannot=shapes.cannot_axolotl,
+            train=axolotl_yaml,
+            consumer="axolotl",
+        ),
+        Export(
+            "nemo-rl",
+            "Pairs in NeMo-RL's preference shape (`context`, `completions` ranked 0 = preferred, 1), "
+            f"{_BY_PREFKIT}.",
+            _nemo_rl,
+            extra_files=_nemo_rl_files,
+            cannot=shapes.cannot_nemo_rl,
+            train=nemo_rl_yaml,
+            consumer="NeMo-RL",
+        ),
+        Export(
+            "torchtune",
+            "Pairs for torchtune's `preference_dataset` (`chosen` / `rejected` = whole conversations), "
+            f"{_BY_PREFKIT}.",
+            _torchtune,
+            cannot=shapes.cannot_torchtune,
+            train=torchtune_yaml,
+            consumer="torchtune",
         ),
     )
 }

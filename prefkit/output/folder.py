@@ -200,7 +200,7 @@ def _check_parquet(path: Path) -> None:
 
 
 def require_trl_shape(folder: OutputFolder, command: str) -> None:
-    """Refuse sets exported for other trainers (``--export kto|llamafactory|openrlhf``) in commands that read
+    """Refuse sets exported for other trainers (any ``--export`` but ``trl``) in commands that read
     TRL's prompt/chosen/rejected shape."""
     shape = (folder.manifest.get("export") or {}).get("shape", "trl")
     if shape != "trl":

@@ -334,6 +334,7 @@ class _Local:
 
 
 def _local_plan(out: OutputFolder, include_rejects: bool, plots: str | Path | None) -> _Local:
+    from prefkit.output.exports import EXPORT_FILES
     from prefkit.output.stats import current_stats
     from prefkit.publish.public import public_manifest
     from prefkit.record import features_dict
@@ -349,6 +350,7 @@ def _local_plan(out: OutputFolder, include_rejects: bool, plots: str | Path | No
         files += [(f"{DATA_DIR}/{p.name}", p) for p in paths]
     if include_rejects:
         files += [(f"{REJECTS_DIR}/{p.name}", p) for p in sorted((out.path / REJECTS_DIR).glob("*.parquet"))]
+    files += [(p.relative_to(out.path).as_posix(), p) for g in EXPORT_FILES for p in sorted(out.path.glob(g))]
     plot_dir = Path(plots) if plots else out.path / PLOTS_DIR
     if plots and not plot_dir.is_dir():
         raise HubError(

@@ -260,14 +260,19 @@ def classify_batch(
 ) -> pl.DataFrame:
     """One batch of one split (its rows from ``start`` on): normalise, apply ``--system``, validate, filter.
 
-    One row per candidate pair with ``stage`` / ``reason`` / ``detail`` and ``source_index``."""
+    One row per candidate pair with ``stage`` / ``reason`` / ``detail`` and ``source_index``; rows the
+    ``--export`` shape's trainer cannot carry are dropped as ``export_unsupported``."""
     from prefkit.filters import classify
+    from prefkit.filters.exportable import export_refusals
     from prefkit.formats import normalise
     from prefkit.formats.system import apply_system
+    from prefkit.output.exports import check_export
 
     df = normalise(raw, mapping, start)
     df = apply_system(df, options.formats.system, options.formats.system_text)
-    return classify(df, options.filters, target_check)
+    df = classify(df, options.filters, target_check)
+    cannot = check_export(options.output.export).cannot
+    return df if cannot is None else export_refusals(df, cannot)
 
 
 def compact(df: pl.DataFrame, needs: Needs, candidates: np.ndarray, index: int = 0) -> pl.DataFrame:
