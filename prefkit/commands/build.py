@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from prefkit.commands.common import command_line, echo_json, json_option, render_counts, token_option
+from prefkit.commands.common import command_line, echo_json, json_option, token_option
 from prefkit.commands.options import given, model_options
 from prefkit.options import (
     ChatOptions,
@@ -94,10 +94,11 @@ def command(ctx, sources, output, recipe, overwrite, dry_run, token, as_json, qu
         raise click.UsageError("missing SOURCES (or pass --recipe FILE)")
     result = build(
         list(sources) or None,
-        None if dry_run else output,
-        recipe_file=recipe,
+        output,
+        recipe=recipe,
         token=token,
         overwrite=overwrite,
+        dry_run=dry_run,
         progress=enabled(quiet),
         command=command_line(),
         **given(ctx, options),
@@ -112,11 +113,6 @@ def command(ctx, sources, output, recipe, overwrite, dry_run, token, as_json, qu
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
     if as_json:
-        echo_json(result.summary())
+        echo_json(result.to_dict())
     if not quiet:
-        render_counts(
-            result.manifest["splits"],
-            result.seconds,
-            None if dry_run else output,
-            result.manifest.get("export"),
-        )
+        click.echo(result.summary(), err=True)

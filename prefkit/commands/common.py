@@ -104,39 +104,7 @@ def render_counts(
     output: str | None = None,
     export: dict | None = None,
 ) -> None:
-    """The human summary: read / kept / dropped / invalid (/ added) per split, the reasons, what an export wrote
-    (stderr)."""
-    from prefkit.accounting import meaning
+    """The human summary of a build on stderr (:func:`prefkit.results.counts_table`)."""
+    from prefkit.results import counts_table
 
-    err = lambda s="": click.echo(s, err=True)  # noqa: E731
-    added_any = any(c.get("added") for c in splits.values())
-    header = f"{'split':<16} {'read':>9} {'kept':>9} {'dropped':>9} {'invalid':>9}" + (
-        f" {'added':>9}" if added_any else ""
-    )
-    err(header)
-    err("-" * len(header))
-    for name, c in splits.items():
-        row = f"{name:<16} {c['read']:>9,} {c['kept']:>9,} {sum(c['dropped'].values()):>9,} {sum(c['invalid'].values()):>9,}"
-        err(row + (f" {sum((c.get('added') or {}).values()):>9,}" if added_any else ""))
-    reasons: dict[tuple[str, str], int] = {}
-    for c in splits.values():
-        for stage in ("dropped", "invalid", "added", "flags"):
-            for r, n in c.get(stage, {}).items():
-                reasons[(stage, r)] = reasons.get((stage, r), 0) + n
-    if reasons:
-        err()
-        for (stage, r), n in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            err(f"  {stage:<8} {r:<28} {n:>9,}  {meaning(stage, r)}")
-    if export:
-        rows = sum(s.get("rows", 0) for s in export.get("splits", {}).values())
-        kept = sum(c["kept"] for c in splits.values())
-        err()
-        err(f"  export {export['shape']}: {rows:,} rows written from {kept:,} kept pairs")
-    tail = []
-    if output:
-        tail.append(f"wrote {output}")
-    if seconds is not None:
-        tail.append(f"in {seconds:.1f}s")
-    if tail:
-        err()
-        err(" ".join(tail))
+    click.echo(counts_table(splits, seconds, output, export), err=True)

@@ -33,6 +33,7 @@ from prefkit.reflogps.plan import (
     has_ref_columns,
     settings_fingerprint,
 )
+from prefkit.results import ReflogpsResult
 
 #: columns a shard's rows are read with (what TRL's tokenization uses)
 ROW_COLUMNS = ("prompt", "chosen", "rejected", "tools", "chat_template_kwargs")
@@ -203,7 +204,7 @@ def reflogps(
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     merge_only: bool = False,
     **model_options: Any,
-) -> dict:
+) -> ReflogpsResult:
     """Score every pair of the set in ``out_dir`` with the reference ``model`` (a folder or Hub id) and add the
     columns ``ref_chosen_logps`` / ``ref_rejected_logps`` (float32, nats: the sum of log π_ref over the completion
     tokens, TRL's ``DPOTrainer`` rule) and ``chosen_tokens`` / ``rejected_tokens`` (int32).
@@ -213,14 +214,15 @@ def reflogps(
     calls (processes, machines sharing ``out_dir``, torchrun ranks) may run at once: each is a worker that leases
     shards (``lease_seconds``, default 120: a killed worker's shard is taken over after that long), the one that
     sees the job finished merges. ``merge_only``: merge a job whose shards are all finished, without loading the
-    model. Returns this worker's summary (counts per split, rows TRL would drop, tokens, throughput, and
-    ``shards``: total, resumed, scored, taken_over, by_others, lost, merged_here). Raises ``OutputError`` (not a
+    model. Returns this worker's summary, a :class:`~prefkit.results.ReflogpsResult` (counts per split, rows TRL
+    would drop, tokens, throughput, and ``shards``: total, resumed, scored, taken_over, by_others, lost,
+    merged_here; ``summary()`` is the text `prefkit reflogps` prints). Raises ``OutputError`` (not a
     set, columns already there without ``overwrite``, unfinished work from other settings, live workers in the
     way of ``overwrite``/``resume=False``, unfinished shards with ``merge_only``), ``ModelError`` (model cannot
     load or does not fit), ``OptionError`` (a bad value).
 
-    >>> reflogps("hermes2k", "./my-sft-model", max_length=2048)  # doctest: +SKIP
-    {'output': 'hermes2k', 'pairs': 2000, 'scored': 1996, 'dropped': {'prompt_too_long': 4}, ...}
+    >>> reflogps("hermes2k", "./my-sft-model", max_length=2048).dropped  # doctest: +SKIP
+    {'prompt_too_long': 4}
     """
     from prefkit.reflogps.distributed import init_distributed
     from prefkit.reflogps.model import resolve_device
@@ -280,7 +282,7 @@ def _merge_only(
     command: str | None,
     start: float,
     lease_seconds: float,
-) -> dict:
+) -> ReflogpsResult:
     """``--merge-only``: merge the work folder's finished job with the model provenance its first worker recorded
     in settings.json (no model is loaded). A set this job already merged is reported as complete."""
     from prefkit.reflogps.plan import plan_shards, read_work_settings
@@ -364,14 +366,14 @@ def _job_spec(
     return spec, engine_settings
 
 
-def _summary(out: Path, run: Any, seconds: float) -> dict:
+def _summary(out: Path, run: Any, seconds: float) -> ReflogpsResult:
     """The summary `--json` prints, for this worker (summed over torchrun ranks): rates count only the pairs it
     scored; ``shards`` says how many it scored, took over, found finished, left to others, and whether it merged."""
     from prefkit.reflogps.report import worker_summary
 
     section = run.manifest["reflogps"]
     totals = section["totals"]
-    return {
+    summary = {
         "output": str(out),
         "model": section["model"],
         "revision": section["revision"],
@@ -388,3 +390,4 @@ def _summary(out: Path, run: Any, seconds: float) -> dict:
         **worker_summary(run, section, seconds),
         "splits": section["splits"],
     }
+    return ReflogpsResult.from_dict(summary)

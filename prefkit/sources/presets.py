@@ -26,9 +26,13 @@ import json
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources.abc import Traversable
+from typing import TYPE_CHECKING
 
 from prefkit.errors import PresetError
 from prefkit.resources import data_files
+
+if TYPE_CHECKING:
+    from prefkit.results import PresetsResult
 
 PRESETS_FOLDER = "presets_data"
 
@@ -125,3 +129,17 @@ def get_preset(name: str) -> Preset:
             "`prefkit presets` lists them; leave --preset out to detect the shape from the columns",
         )
     return found
+
+
+def presets(name: str | None = None) -> PresetsResult:
+    """`prefkit presets`: every known Hub dataset and how prefkit reads it, or only the preset ``name`` (a dataset
+    id or alias). Returns a :class:`~prefkit.results.PresetsResult` (``presets``: :class:`Preset` objects;
+    ``summary()``: the table `prefkit presets` prints). Raises :class:`~prefkit.errors.PresetError` for an unknown
+    ``name``.
+
+    >>> presets("stanfordnlp/SHP").presets[0].family  # doctest: +SKIP
+    'pairwise'
+    """
+    from prefkit.results import PresetsResult
+
+    return PresetsResult([get_preset(name)] if name else list(all_presets()), name=name)
