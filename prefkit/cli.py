@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     except PrefkitError as err:
         if debug:
             raise
-        fail(err.message, err.hint, err.exit_code, as_json)
+        fail(*err.text("cli"), err.exit_code, as_json)
     except (click.exceptions.Abort, KeyboardInterrupt):
         fail("interrupted", "rerun the same command; long jobs resume from what they finished", 130, as_json)
     except click.ClickException as err:

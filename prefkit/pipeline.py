@@ -29,10 +29,10 @@ from typing import Any
 import pyarrow as pa
 
 from prefkit.accounting import empty_warnings
-from prefkit.errors import OptionError
+from prefkit.errors import OptionError, option
 from prefkit.formats import FAMILIES, family_options, used_columns, with_options
 from prefkit.formats import detect as detect_shape
-from prefkit.options import BuildOptions, flag, load_recipe
+from prefkit.options import BuildOptions, load_recipe
 from prefkit.output.folder import REJECTS_DIR, nested_json_warnings
 from prefkit.output.manifest import carry_sections, describe_target, finish_manifest, make_manifest
 from prefkit.progress import track
@@ -467,10 +467,11 @@ def _check_family_options(explicit: dict[str, Any], used: set[str]) -> None:
         return
     options = family_options()
     where = "; ".join(
-        f"{flag(name)} is for {', '.join(options[name][0].applies_to or options[name][1])}" for name in unused
+        f"{option(name)} is for {', '.join(options[name][0].applies_to or options[name][1])}"
+        for name in unused
     )
     raise OptionError(
-        f"{', '.join(flag(n) for n in unused)} apply to none of the sources",
+        f"{', '.join(option(n) for n in unused)} apply to none of the sources",
         f"{where}; `prefkit detect SOURCE` shows a source's shape (families: {', '.join(FAMILIES)})",
     )
 

@@ -220,3 +220,52 @@ def test_prefkit_trl_is_the_documented_path_without_warning():
         module = importlib.import_module("prefkit.trl")
     assert module is importlib.import_module("prefkit.integrations.trl")
     assert hasattr(module, "check_against_manifest")
+
+
+def test_errors_name_keywords_in_python_and_flags_on_the_cli(tmp_path, capsys):
+    """One error, two readers: raised from Python it names the keyword, printed by the CLI the flag."""
+    from prefkit.errors import OptionError, OutputError, SelectionError
+    from tests.builders import write_rows
+
+    src = write_rows(tmp_path / "pairs.jsonl", 6)
+    out = tmp_path / "out"
+    prefkit.build(src, out)
+    with pytest.raises(OutputError) as err:
+        prefkit.build(src, out)
+    assert "pass overwrite=True to replace it, or choose another output=..." in err.value.hint
+    assert "--overwrite" not in str(err.value)
+    with pytest.raises(OptionError) as err:
+        prefkit.build(src, top=0)
+    assert err.value.message.startswith("top=...: ") and "--top" not in str(err.value)
+    with pytest.raises(SelectionError) as err:
+        prefkit.build(src, test_size=2.0)
+    assert err.value.message == "test_size=2.0 is not a fraction"
+
+    for args, flag in [
+        (
+            ["build", str(src), "-o", str(out)],
+            "Hint: pass --overwrite to replace it, or choose another --output",
+        ),
+        (["build", str(src), "--dry-run", "--test-size", "2"], "Error: --test-size 2.0 is not a fraction"),
+    ]:
+        with pytest.raises(SystemExit) as code:
+            _cli(args, capsys)
+        assert code.value.code == 1
+        stderr = capsys.readouterr().err
+        assert flag in stderr and "overwrite=True" not in stderr and "test_size=" not in stderr, stderr
+
+
+def test_an_option_mention_renders_for_each_reader():
+    from prefkit.errors import PrefkitError, option
+
+    err = PrefkitError(
+        f"{option('top')} needs a margin",
+        f"pass {option('resume', False)}, {option('min_margin', 1)} or {option('chat_template', 'chatml')}",
+    )
+    assert (
+        str(err) == "top=... needs a margin (hint: pass resume=False, min_margin=1 or chat_template='chatml')"
+    )
+    assert err.text("cli") == (
+        "--top needs a margin",
+        "pass --no-resume, --min-margin 1 or --chat-template chatml",
+    )

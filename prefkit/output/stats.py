@@ -302,9 +302,9 @@ def plot(stats: dict[str, Any], folder: str | Path) -> list[Path]:
     """Write ``margin-<split>.png`` and ``lengths-<split>.png`` histograms into ``folder``; returns the paths.
 
     Needs matplotlib (``pip install 'prefkit[plot]'``)."""
-    from prefkit.errors import require
+    from prefkit.errors import option, require
 
-    matplotlib = require("matplotlib", "--plot")
+    matplotlib = require("matplotlib", option("plot"))
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

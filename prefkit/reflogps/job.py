@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefkit.errors import ModelError, OptionError, OutputError
+from prefkit.errors import ModelError, OptionError, OutputError, option
 from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.record import REFLOGPS_FIELDS
 from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS, MIN_LEASE_SECONDS
@@ -142,12 +142,10 @@ def _open(
 ) -> tuple[OutputFolder, int]:
     """The folder (checked before any model is loaded) and the max_length to score with."""
     if shard_rows < 1:
-        raise OptionError(
-            f"--shard-rows (shard_rows=) must be positive, got {shard_rows}", "the default is 2048"
-        )
+        raise OptionError(f"{option('shard_rows')} must be positive, got {shard_rows}", "the default is 2048")
     if not lease_seconds >= MIN_LEASE_SECONDS:
         raise OptionError(
-            f"--lease-seconds (lease_seconds=) must be at least {MIN_LEASE_SECONDS}, got {lease_seconds}",
+            f"{option('lease_seconds')} must be at least {MIN_LEASE_SECONDS}, got {lease_seconds}",
             f"the default is {DEFAULT_LEASE_SECONDS:g}",
         )
     folder = read_output(out_dir)
@@ -160,13 +158,13 @@ def _open(
         max_length = (folder.manifest.get("tokenizer") or {}).get("max_length") or TRL_DEFAULT_MAX_LENGTH
     if max_length < 1:
         raise OptionError(
-            f"--max-length (max_length=) must be positive, got {max_length}", "TRL's default is 1024"
+            f"{option('max_length')} must be positive, got {max_length}", "TRL's default is 1024"
         )
     fresh = not overwrite and not merge_only and not (folder.path / WORK_DIR).is_dir()
     if fresh and has_ref_columns(folder) and not _maybe_this_job(folder, max_length):
         raise OutputError(
             f"{out_dir} already has reference log-prob columns ({', '.join(REF_COLUMNS[:2])})",
-            "pass --overwrite to recompute them (e.g. with another model)",
+            f"pass {option('overwrite', True)} to recompute them (e.g. with another model)",
         )
     return folder, int(max_length)
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from prefkit.errors import OptionError, OutputError
+from prefkit.errors import OptionError, OutputError, option
 from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.reflogps.job import ROW_COLUMNS, ModelOptions
 from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS
@@ -90,12 +90,10 @@ def score_shard(
 def _open(out_dir: str | Path, overwrite: bool, max_length: int | None, shard_rows: int) -> OutputFolder:
     """The folder, checked before any model is loaded."""
     if shard_rows < 1:
-        raise OptionError(
-            f"--shard-rows (shard_rows=) must be positive, got {shard_rows}", "the default is 2048"
-        )
+        raise OptionError(f"{option('shard_rows')} must be positive, got {shard_rows}", "the default is 2048")
     if max_length is not None and max_length < 1:
         raise OptionError(
-            f"--max-length (max_length=) must be positive, got {max_length}",
+            f"{option('max_length')} must be positive, got {max_length}",
             "leave it out to use the reward model's context length",
         )
     folder = read_output(out_dir)
@@ -107,7 +105,7 @@ def _open(out_dir: str | Path, overwrite: bool, max_length: int | None, shard_ro
     if not overwrite and not (folder.path / WORK_DIR).is_dir() and has_columns(folder, RM_COLUMNS):
         raise OutputError(
             f"{out_dir} already has {LABEL} columns ({', '.join(RM_COLUMNS)})",
-            "pass --overwrite to recompute them (e.g. with another reward model)",
+            f"pass {option('overwrite', True)} to recompute them (e.g. with another reward model)",
         )
     return folder
 

@@ -141,7 +141,9 @@ def verify(
     tolerance = (default_atol if atol is None else atol, default_rtol if rtol is None else rtol)
     report = _compare(pairs, ids, stored, chosen, rejected, tolerance)
     head = {"output": str(out_dir), "model": model, "dtype": prov["dtype"], "device": prov["device"]}
-    return VerifyResult.from_dict({**head, "max_length": max_length, "seed": seed, **report, "warnings": warnings})
+    return VerifyResult.from_dict(
+        {**head, "max_length": max_length, "seed": seed, **report, "warnings": warnings}
+    )
 
 
 def _compare(pairs: list, ids: list, stored: dict, chosen: Any, rejected: Any, tolerance: tuple) -> dict:
