@@ -86,7 +86,7 @@ def fail(message: str, hint: str | None, code: int, as_json: bool) -> None:
     one JSON object on stdout; then exit with ``code``."""
     from prefkit.secrets import redact
 
-    message, hint = redact(message), redact(hint)
+    message, hint = redact(message) or "", redact(hint)
     click.echo(f"Error: {message}", err=True)
     if hint:
         click.echo(f"Hint: {hint}", err=True)

@@ -119,8 +119,12 @@ class HubError(PrefkitError):
     """Pushing to / talking with the Hub failed."""
 
 
-class DependencyError(PrefkitError):
-    """An optional dependency (an extra of the prefkit package) is not installed."""
+class DependencyError(PrefkitError, ImportError):
+    """An optional dependency (an extra of the prefkit package) is not installed; also an ``ImportError``, so
+    ``except ImportError`` catches it."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        PrefkitError.__init__(self, message, hint)
 
 
 #: the pip extra that provides each optional module
@@ -154,8 +158,8 @@ def os_error(err: OSError, path: Path | str) -> OutputError:
         errno.EROFS: "the file system is read-only",
         errno.EACCES: "permission denied",
         errno.EPERM: "permission denied",
-    }.get(err.errno, err.strerror or type(err).__name__)
+    }.get(err.errno or 0, err.strerror or type(err).__name__)
     return OutputError(
         f"cannot write {str(path)!r}: {reason}",
-        "free space or choose a writable -o; nothing was left half-written",
+        f"free space or choose a writable {option('output')}; nothing was left half-written",
     )

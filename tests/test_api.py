@@ -269,3 +269,27 @@ def test_an_option_mention_renders_for_each_reader():
         "--top needs a margin",
         "pass --no-resume, --min-margin 1 or --chat-template chatml",
     )
+
+
+def test_the_trainer_without_trl_names_the_extra():
+    """Without TRL (simulated: a meta path finder refuses it), ``from prefkit.trl import PrecomputedRefDPOTrainer``
+    raises an ImportError that names ``prefkit[trl]``; the helpers that need no TRL still import."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'trl' or name.startswith('trl.'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from prefkit.trl import check_against_manifest, has_ref_columns\n"
+        "for where in ('prefkit.trl', 'prefkit.integrations.trl'):\n"
+        "    try:\n"
+        "        exec(f'from {where} import PrecomputedRefDPOTrainer')\n"
+        "    except ImportError as err:\n"
+        "        print(where, type(err).__name__, err)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2, out
+    for line, where in zip(lines, ["prefkit.trl", "prefkit.integrations.trl"], strict=True):
+        assert line.startswith(f"{where} DependencyError ") and "pip install 'prefkit[trl]'" in line, line
