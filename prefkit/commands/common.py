@@ -8,17 +8,16 @@ import sys
 
 import click
 
-from prefkit.commands.options import model_options
-from prefkit.options import ChatOptions, FormatOptions, SourceOptions
+from prefkit.commands.flags import group_options
 
-#: where in a source to read (`build`, `detect`)
-source_options = model_options(SourceOptions, exclude=("preset",))
-#: the shape and column overrides (`build`, `detect`)
-column_options = model_options(
-    FormatOptions, only=("format", "prompt_col", "chosen_col", "rejected_col", "system_col", "margin_col")
+#: where in a source to read (`detect`)
+source_options = group_options("sources", exclude=("preset",))
+#: the shape and column overrides (`detect`)
+column_options = group_options(
+    "formats", only=("format", "prompt_col", "chosen_col", "rejected_col", "system_col", "margin_col")
 )
-#: the target model's tokenizer and template (`build`, `stats`)
-target_options = model_options(ChatOptions, exclude=("output_format",))
+#: the target model's tokenizer and template (`stats`)
+target_options = group_options("chat", exclude=("output_format",))
 
 token_option = click.option(
     "--token", envvar="HF_TOKEN", help="Hugging Face token (default: HF_TOKEN or your `hf auth login`)."
