@@ -47,7 +47,7 @@ def sources_hash() -> str:
 def live_spec() -> dict[str, Any]:
     """The flags of every option group from the live models: ``{"hash", "groups": {group: [entry, ...]}}``, an
     entry being what :func:`prefkit.commands.options.field_kwargs` makes of a field, in JSON."""
-    from prefkit.commands.options import field_kwargs
+    from prefkit.commands.options import field_kwargs, has_flag
     from prefkit.options import GROUPS
 
     groups = {}
@@ -55,7 +55,7 @@ def live_spec() -> dict[str, Any]:
         groups[group] = [
             {"name": name, **_to_json(field_kwargs(info))}
             for name, info in model.model_fields.items()
-            if (info.json_schema_extra or {}).get("cli", True)
+            if has_flag(info)
         ]
     return {"hash": sources_hash(), "groups": groups}
 

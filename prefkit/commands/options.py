@@ -33,7 +33,7 @@ def _click_type(annotation: Any, metadata: list) -> tuple[Any, bool]:
         return click.Choice([str(v) for v in typing.get_args(base)]), False
     if typing.get_origin(base) is tuple:
         return str, True
-    low = next((m.ge for m in metadata if isinstance(m, annotated_types.Ge)), None)
+    low: Any = next((m.ge for m in metadata if isinstance(m, annotated_types.Ge)), None)
     if base is int:
         return (click.IntRange(min=low) if low is not None else int), False
     if base is float:
@@ -79,7 +79,7 @@ def model_options(
     fields = [
         (name, info)
         for name, info in model.model_fields.items()
-        if (info.json_schema_extra or {}).get("cli", True)
+        if has_flag(info)
         and name not in exclude
         and (only is None or name in only)
     ]
@@ -90,6 +90,12 @@ def model_options(
         return f
 
     return decorate
+
+
+def has_flag(info: Any) -> bool:
+    """Whether a model field has a flag of its own (``option(cli=False)`` has none)."""
+    extra = info.json_schema_extra
+    return not isinstance(extra, dict) or bool(extra.get("cli", True))
 
 
 def given(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]:
