@@ -79,9 +79,7 @@ def model_options(
     fields = [
         (name, info)
         for name, info in model.model_fields.items()
-        if has_flag(info)
-        and name not in exclude
-        and (only is None or name in only)
+        if has_flag(info) and name not in exclude and (only is None or name in only)
     ]
 
     def decorate(f: Callable) -> Callable:
