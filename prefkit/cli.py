@@ -87,7 +87,7 @@ def fail(message: str, hint: str | None, code: int, as_json: bool) -> None:
     one JSON object on stdout; then exit with ``code``."""
     from prefkit.secrets import redact
 
-    message, hint = redact(message), redact(hint)
+    message, hint = redact(message) or "", redact(hint)
     click.echo(f"Error: {message}", err=True)
     if hint:
         click.echo(f"Hint: {hint}", err=True)
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     except PrefkitError as err:
         if debug:
             raise
-        fail(err.message, err.hint, err.exit_code, as_json)
+        fail(*err.text("cli"), err.exit_code, as_json)
     except (click.exceptions.Abort, KeyboardInterrupt):
         fail("interrupted", "rerun the same command; long jobs resume from what they finished", 130, as_json)
     except click.ClickException as err:

@@ -2,25 +2,86 @@
 
 The CLI prints ``Error: <message>`` and ``Hint: <hint>`` to stderr and exits 1 (docs/cli.md, Exit codes); the
 Python API raises. With ``--json`` the CLI prints ``{"error", "hint", "exit_code"}`` on stdout as well.
+
+An error names an option with :func:`option`, once: raised from Python it reads as the keyword
+(``overwrite=True``), printed by the CLI as the flag (``--overwrite``); :meth:`PrefkitError.text` renders both.
 """
 
 from __future__ import annotations
 
 import errno
 import importlib
+import json
+import re
 from pathlib import Path
 from types import ModuleType
+from typing import Any, Literal
+
+_START, _END = "\ue000", "\ue001"  # private-use characters around an option mention
+_MENTION = re.compile(f"{_START}([A-Za-z_][A-Za-z0-9_]*)(?:=(.*?))?{_END}", re.S)
+_NO_VALUE = object()
+
+
+def option(name: str, value: Any = _NO_VALUE) -> str:
+    """A mention of the option ``name`` (its Python keyword, e.g. ``"min_margin"``) in an error's message or hint,
+    optionally with a ``value``. Python shows the keyword, the CLI the flag: ``option("overwrite", True)`` is
+    ``overwrite=True`` / ``--overwrite``; ``option("resume", False)`` is ``resume=False`` / ``--no-resume``;
+    ``option("min_margin", 1)`` is ``min_margin=1`` / ``--min-margin 1``; ``option("top")`` is ``top=...`` /
+    ``--top``. The flag is the keyword with dashes (the rule every command follows, ``tests/test_api.py``).
+    """
+    encoded = "" if value is _NO_VALUE else "=" + json.dumps(value)
+    return f"{_START}{name}{encoded}{_END}"
+
+
+def render(text: str | None, style: Literal["python", "cli"] = "python") -> str | None:
+    """``text`` with each :func:`option` mention written for Python (the keyword) or for the CLI (the flag)."""
+    if text is None or _START not in text:
+        return text
+
+    def one(match: re.Match) -> str:
+        name, raw = match.group(1), match.group(2)
+        value = _NO_VALUE if raw is None else json.loads(raw)
+        if style == "python":
+            return f"{name}=..." if value is _NO_VALUE else f"{name}={value!r}"
+        flag = "--" + name.replace("_", "-")
+        if value is _NO_VALUE or value is True:
+            return flag
+        if value is False:
+            return "--no-" + name.replace("_", "-")
+        return f"{flag} {value}"
+
+    return _MENTION.sub(one, text)
 
 
 class PrefkitError(Exception):
-    """A problem the user can fix; ``hint`` says how."""
+    """A problem the user can fix; ``hint`` says how. ``message`` and ``hint`` name options as Python keywords
+    (``overwrite=True``); ``text("cli")`` gives both with the CLI's flags (``--overwrite``)."""
 
     exit_code = 1
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
-        self.message = message
-        self.hint = hint
+        self.raw_message, self.raw_hint = message, hint
+
+    @property
+    def message(self) -> str:
+        return render(self.raw_message) or ""
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self.raw_message = value
+
+    @property
+    def hint(self) -> str | None:
+        return render(self.raw_hint)
+
+    @hint.setter
+    def hint(self, value: str | None) -> None:
+        self.raw_hint = value
+
+    def text(self, style: Literal["python", "cli"] = "python") -> tuple[str, str | None]:
+        """(message, hint) with options named as Python keywords or as CLI flags."""
+        return render(self.raw_message, style) or "", render(self.raw_hint, style)
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} (hint: {self.hint})"
@@ -58,8 +119,12 @@ class HubError(PrefkitError):
     """Pushing to / talking with the Hub failed."""
 
 
-class DependencyError(PrefkitError):
-    """An optional dependency (an extra of the prefkit package) is not installed."""
+class DependencyError(PrefkitError, ImportError):
+    """An optional dependency (an extra of the prefkit package) is not installed; also an ``ImportError``, so
+    ``except ImportError`` catches it."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        PrefkitError.__init__(self, message, hint)
 
 
 #: the pip extra that provides each optional module
@@ -96,5 +161,5 @@ def os_error(err: OSError, path: Path | str) -> OutputError:
     }.get(err.errno or 0, err.strerror or type(err).__name__)
     return OutputError(
         f"cannot write {str(path)!r}: {reason}",
-        "free space or choose a writable -o; nothing was left half-written",
+        f"free space or choose a writable {option('output')}; nothing was left half-written",
     )

@@ -32,6 +32,7 @@ from pydantic import (
 
 from prefkit.chat.templates import builtin_names
 from prefkit.errors import OptionError
+from prefkit.errors import option as mention
 from prefkit.formats import FAMILIES, family_options
 from prefkit.formats.system import SYSTEM_MODES, parse_system
 from prefkit.output.exports import EXPORTS
@@ -389,8 +390,8 @@ def _option_error(err: ValidationError) -> OptionError:
     name = str(first["loc"][0]) if first["loc"] else "?"
     message = first["msg"].removeprefix("Value error, ")
     return OptionError(
-        f"{flag(name)} ({name}=): {message}, got {first.get('input')!r}",
-        f"see `prefkit build --help` for what {flag(name)} takes",
+        f"{mention(name)}: {message}, got {first.get('input')!r}",
+        f"docs/cli.md (`prefkit build --help`) says what {mention(name)} takes",
     )
 
 

@@ -29,19 +29,21 @@ from typing import Any
 import pyarrow as pa
 
 from prefkit.accounting import empty_warnings
-from prefkit.errors import OptionError
-from prefkit.formats import FAMILIES, detect, family_options, used_columns, with_options
-from prefkit.options import BuildOptions, flag, load_recipe
+from prefkit.errors import OptionError, option
+from prefkit.formats import FAMILIES, family_options, used_columns, with_options
+from prefkit.formats import detect as detect_shape
+from prefkit.options import BuildOptions, load_recipe
 from prefkit.output.folder import REJECTS_DIR, nested_json_warnings
 from prefkit.output.manifest import carry_sections, describe_target, finish_manifest, make_manifest
 from prefkit.progress import track
 from prefkit.record import arrow_schema
+from prefkit.results import DetectResult, Result
 from prefkit.select import Part, assign_test_split, select_across
 from prefkit.select.quality import kept_row_details
 from prefkit.sources import Source, StreamChanged, load_source
 from prefkit.sources.spec import SourceSpec, parse_source
 
-__all__ = ["BuildResult", "build"]
+__all__ = ["BuildResult", "build", "detect"]
 
 
 class Tables(Mapping):
@@ -89,7 +91,7 @@ class TempFolder:
 
 
 @dataclass
-class BuildResult:
+class BuildResult(Result):
     """What `build` produced: the kept rows, every rejected row (read from the written files on first use), and
     the manifest."""
 
@@ -107,7 +109,7 @@ class BuildResult:
 
         return datasets.DatasetDict({name: datasets.Dataset(table) for name, table in self.splits.items()})
 
-    def summary(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The JSON summary the CLI prints with --json: counts per split and in total (``added`` rows included),
         what an export wrote, and warnings (empty splits, nothing kept)."""
         out = {
@@ -121,15 +123,24 @@ class BuildResult:
             out["export"] = self.manifest["export"]
         return out
 
+    def summary(self) -> str:
+        """The counts table the CLI prints (:func:`prefkit.results.counts_table`): per split read / kept / dropped
+        / invalid, the reasons, what an export wrote, where and how long. The warnings are in ``warnings``."""
+        from prefkit.results import counts_table
+
+        output = str(self.output) if self.output is not None else None
+        return counts_table(self.manifest["splits"], self.seconds, output, self.manifest.get("export"))
+
 
 def build(
     sources: str | Path | list | None = None,
     output: str | Path | None = None,
     options: BuildOptions | None = None,
     *,
-    recipe_file: str | Path | None = None,
+    recipe: str | Path | None = None,
     token: str | bool | None = None,
     overwrite: bool = False,
+    dry_run: bool = False,
     progress: bool = False,
     command: str | None = None,
     **flat: Any,
@@ -140,9 +151,14 @@ def build(
     fraction), ``"Intel/orca_dpo_pairs:2000"`` (rows), ``"./ours.jsonl:2.0"`` (upsampling), or a recipe entry
     ``{"source": ..., "weight": ..., "revision": ...}`` (:mod:`prefkit.sources.spec`). What the build does is
     ``options`` (:class:`~prefkit.options.BuildOptions`) and/or flat keywords with the flags' names
-    (``min_margin=1``, ``top=2000``, ``pairs="all-pairs"`` …), which win; ``recipe_file`` is a YAML/JSON recipe
+    (``min_margin=1``, ``top=2000``, ``pairs="all-pairs"`` …), which win; ``recipe`` is a YAML/JSON recipe
     or an earlier build's ``prefkit.json`` (its sources are used unless ``sources`` is given). ``token`` is a Hub
-    token (never recorded); ``overwrite`` replaces an existing output folder prefkit wrote.
+    token (never recorded); ``overwrite`` replaces an existing output folder prefkit wrote; ``dry_run`` writes
+    nothing (as ``output=None``: the result reads the rows from a temporary folder).
+    ``recipe_file`` (the keyword of 0.2) is still read as ``recipe``.
+
+    Returns a :class:`BuildResult`: ``summary()`` is the counts table `prefkit build` prints, ``to_dict()`` what
+    ``--json`` prints, ``dataset`` the kept rows, ``manifest`` what ``prefkit.json`` records.
 
     Raises :class:`~prefkit.errors.PrefkitError` subclasses with a hint: ``SourceError`` (cannot read a source),
     ``FormatError`` (no known shape), ``OptionError``/``SelectionError`` (an option cannot apply), ``OutputError``.
@@ -155,7 +171,9 @@ def build(
     from prefkit.stream import Needs, count_parts, refused_rows, used_fields, write_set
 
     start = time.perf_counter()
-    specs, options = resolve(sources, options, recipe_file, flat)
+    recipe = flat.pop("recipe_file", recipe)
+    output = None if dry_run else output
+    specs, options = resolve(sources, options, recipe, flat)
     target, target_check = token_stage(options, progress)
 
     loaded, presets = load_sources(specs, options, token, progress)
@@ -264,7 +282,7 @@ def detect_source(
     }
     report: dict[str, Any] = {"source": src.label, "sampled_rows": sample, "splits": {}}
     for name, table in src.splits.items():
-        mapping = detect(table, format=fmt.format, columns=columns, margin_col=fmt.margin_col)
+        mapping = detect_shape(table, format=fmt.format, columns=columns, margin_col=fmt.margin_col)
         family = FAMILIES[mapping.family]
         used = set(used_columns(mapping))
         report["splits"][name] = {
@@ -277,6 +295,29 @@ def detect_source(
             "unused": [c for c in table.column_names if c not in used],
         }
     return report
+
+
+def detect(
+    source: str | Path,
+    options: BuildOptions | None = None,
+    *,
+    token: str | bool | None = None,
+    sample: int = 1000,
+    **flat: Any,
+) -> DetectResult:
+    """`prefkit detect`: which shape (family) each split of ``source`` has and how its columns map to
+    prompt/chosen/rejected, read from the first ``sample`` rows (:func:`detect_source`).
+
+    ``source`` is a Hub id or a local file or folder; ``options``/keywords are the build's
+    (:class:`~prefkit.options.BuildOptions`: ``split``, ``revision``, ``config``, ``data_dir``, ``format``,
+    ``prompt_col`` …). Returns a :class:`~prefkit.results.DetectResult` (``summary()``: the text `prefkit detect`
+    prints). Raises ``SourceError`` (cannot read the source) and ``FormatError`` (no known shape, a missing column).
+
+    >>> detect("HuggingFaceH4/ultrafeedback_binarized", split="train_prefs").splits["train_prefs"]["format"]  # doctest: +SKIP
+    'explicit_messages'
+    """
+    given = {k: v for k, v in flat.items() if v not in (None, ())}
+    return DetectResult.from_dict(detect_source(source, options, token=token, sample=sample, **given))
 
 
 def resolve(
@@ -363,7 +404,7 @@ def plan_part(
     cols = (
         {k: v if v is not None else pre.columns.get(k) for k, v in columns.items()} if use_preset else columns
     )
-    mapping = detect(
+    mapping = detect_shape(
         table,
         format=fmt.format or (pre.family if pre else None),
         columns=cols,
@@ -426,10 +467,11 @@ def _check_family_options(explicit: dict[str, Any], used: set[str]) -> None:
         return
     options = family_options()
     where = "; ".join(
-        f"{flag(name)} is for {', '.join(options[name][0].applies_to or options[name][1])}" for name in unused
+        f"{option(name)} is for {', '.join(options[name][0].applies_to or options[name][1])}"
+        for name in unused
     )
     raise OptionError(
-        f"{', '.join(flag(n) for n in unused)} apply to none of the sources",
+        f"{', '.join(option(n) for n in unused)} apply to none of the sources",
         f"{where}; `prefkit detect SOURCE` shows a source's shape (families: {', '.join(FAMILIES)})",
     )
 

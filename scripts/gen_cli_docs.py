@@ -1,7 +1,9 @@
 """Regenerate the generated reference pages (a test keeps them in sync):
 
 * docs/cli.md from the commands' --help;
-* docs/reasons.md from the reason glossary (every way a row can end other than kept).
+* docs/reasons.md from the reason glossary (every way a row can end other than kept);
+* prefkit/commands/flags.json, the option groups' flags as data (read by the CLI so that ``--help`` and flag
+  parsing import nothing heavy; :mod:`prefkit.commands.flags`).
 
 python scripts/gen_cli_docs.py
 """
@@ -71,7 +73,10 @@ def render_reasons() -> str:
 
 
 if __name__ == "__main__":
+    from prefkit.commands.flags import write_spec
+
+    spec = write_spec()  # first: the help below is read from it
     DOC.parent.mkdir(exist_ok=True)
     DOC.write_text(render())
     REASONS.write_text(render_reasons())
-    print(f"wrote {DOC} and {REASONS}")
+    print(f"wrote {spec}, {DOC} and {REASONS}")

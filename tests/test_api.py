@@ -1,23 +1,207 @@
-"""The public Python API: every command is one function call at the top level, old module paths keep working
+"""The public Python API: every command is one function at the top level returning a result (``summary()``,
+``to_dict()``) whose keywords are the command's flags with the same defaults, old module paths keep working
 (with a DeprecationWarning), and prefkit.trl stays the documented path of the trainer."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import importlib
+import inspect
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
+import click
 import pytest
 
 import prefkit
+from prefkit.cli import COMMANDS, cli
+
+#: command -> (its library function, where the function's ``**keywords`` go: "build" = BuildOptions' flat names,
+#: "model" = reflogps.job.ModelOptions and its LoadOptions, None = nowhere)
+FUNCTIONS = {
+    "build": ("build", "build"),
+    "detect": ("detect", "build"),
+    "presets": ("presets", None),
+    "stats": ("stats", None),
+    "reflogps": ("reflogps", "model"),
+    "score": ("score", "model"),
+    "verify": ("verify", "model"),
+    "push": ("push", None),
+    "report": ("report", None),
+}
+#: commands that pass only the options the user gave (click's default None or () stands for the library's default)
+ONLY_GIVEN = {"build", "detect"}
+#: (command or "*", flag) -> why the flag is not a keyword of the function, or has another default
+EXCEPTIONS = {
+    ("*", "--json"): "how the CLI prints the result (result.to_dict()); the function returns it",
+    ("*", "--quiet"): "how the CLI prints; the function's progress=False is the library's quiet",
+    ("*", "--debug"): "the CLI's tracebacks; Python raises anyway",
+    ("report", "--open"): "the CLI opens the written page in a browser; Python gets the path (result.path)",
+    (
+        "verify",
+        "--dtype",
+    ): "None: the dtype prefkit.json recorded, which verify also uses when dtype is not given",
+}
+
+
+def _keyword(param: click.Parameter) -> tuple[str, bool]:
+    """(the keyword a flag names, whether the flag negates it): ``--min-margin`` -> min_margin,
+    ``--no-prefix-sharing`` (a plain flag) -> (prefix_sharing, True)."""
+    long = next(o for o in param.opts if o.startswith("--"))
+    name = long[2:].replace("-", "_")
+    negated = name.startswith("no_") and not param.secondary_opts
+    return (name[3:], True) if negated else (name, False)
+
+
+def _kwargs_default(target: str | None, name: str) -> object:
+    """The default of a keyword the function takes through ``**keywords``; KeyError when it does not."""
+    if target == "build":
+        from prefkit.options import GROUP_OF, GROUPS
+
+        info = GROUPS[GROUP_OF[name]].model_fields[name]
+        return info.get_default(call_default_factory=True)
+    if target == "model":
+        from prefkit.loading import LoadOptions
+        from prefkit.reflogps.job import ModelOptions
+
+        if name in LoadOptions.model_fields:  # quantization and adapter: ModelOptions.load
+            return LoadOptions.model_fields[name].get_default(call_default_factory=True)
+        return {f.name: f.default for f in dataclasses.fields(ModelOptions) if f.name != "load"}[name]
+    raise KeyError(name)
+
+
+def _library_default(function: object, target: str | None, name: str) -> object:
+    params = inspect.signature(function).parameters  # type: ignore[arg-type]
+    if name in params and params[name].kind not in (params[name].VAR_KEYWORD, params[name].VAR_POSITIONAL):
+        default = params[name].default
+        return None if default is inspect.Parameter.empty else default
+    return _kwargs_default(target, name)
+
+
+def _only_given(command: str, keyword: str) -> bool:
+    """Whether the CLI passes this option only when given (its None stands for the library's default): every
+    option of `build`/`detect`, and the quantization/adapter flags of the model commands (given_load_options)."""
+    from prefkit.loading import LoadOptions
+
+    return command in ONLY_GIVEN or (FUNCTIONS[command][1] == "model" and keyword in LoadOptions.model_fields)
+
+
+def _same(click_default: object, library: object, command: str, keyword: str) -> bool:
+    if click_default in (None, ()) and _only_given(command, keyword):  # not given: not passed
+        return True
+    as_seq = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+    return as_seq(click_default) == as_seq(library)
+
+
+def test_every_command_has_a_function():
+    assert set(FUNCTIONS) == set(COMMANDS)
+    for command, (name, _) in FUNCTIONS.items():
+        function = getattr(prefkit, name)
+        assert callable(function) and inspect.getdoc(inspect.unwrap(function)), command
+
+
+@pytest.mark.parametrize("command", sorted(FUNCTIONS))
+def test_every_flag_is_a_keyword_with_the_same_default(command):
+    name, target = FUNCTIONS[command]
+    function = getattr(prefkit, name)
+    ctx = click.Context(cli)
+    click_command = cli.get_command(ctx, command)
+    sub = click.Context(click_command, parent=ctx)
+    problems = []
+    for param in click_command.params:
+        if not isinstance(param, click.Option):
+            continue
+        long = next(o for o in param.opts if o.startswith("--"))
+        if (command, long) in EXCEPTIONS or ("*", long) in EXCEPTIONS:
+            continue
+        keyword, negated = _keyword(param)
+        try:
+            library = _library_default(function, target, keyword)
+        except KeyError:
+            problems.append(f"{long}: {name}() has no keyword {keyword!r}")
+            continue
+        default = param.get_default(sub)
+        default = None if type(default).__name__ == "Sentinel" else default  # click 8.3: not set
+        default = () if param.multiple and default is None else default
+        if negated:
+            default = not default
+        elif param.is_flag and default is None and library is False:
+            default = False  # a flag not given
+        if not _same(default, library, command, keyword):
+            problems.append(f"{long}: default {default!r} on the CLI, {keyword}={library!r} in {name}()")
+    assert not problems, "\n".join(problems)
+
+
+def test_exceptions_name_real_flags():
+    ctx = click.Context(cli)
+    for (command, long), reason in EXCEPTIONS.items():
+        commands = FUNCTIONS if command == "*" else [command]
+        found = [
+            c for c in commands for p in cli.get_command(ctx, c).params if long in getattr(p, "opts", [])
+        ] or (["cli"] if long in [o for p in cli.params for o in p.opts] else [])
+        assert found and reason, (command, long)
+
+
+def test_every_lazy_name_is_visible_to_type_checkers():
+    tree = ast.parse(Path(prefkit.__file__).read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    seen = {
+        alias.asname or alias.name: node.module
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert seen == dict(prefkit._LAZY)
+    for (
+        name,
+        module,
+    ) in prefkit._LAZY.items():  # prefkit.reflogps is the callable package wrapping the function
+        assert getattr(importlib.import_module(module), name) is inspect.unwrap(getattr(prefkit, name))
 
 
 @pytest.mark.parametrize(
-    "name", ["build", "detect", "reflogps", "verify", "compute_stats", "push", "BuildOptions"]
+    "name", ["build", "detect", "presets", "stats", "reflogps", "score", "verify", "push"]
 )
-def test_every_command_is_a_top_level_call(name):
-    assert callable(getattr(prefkit, name))
+def test_every_command_returns_a_result_with_summary_and_to_dict(name):
+    hints = inspect.signature(getattr(prefkit, name)).return_annotation
+    result_type = getattr(prefkit, str(hints).rsplit(".", 1)[-1])
+    assert dataclasses.is_dataclass(result_type)
+    assert callable(result_type.summary) and callable(result_type.to_dict)
+
+
+def _cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[str, str]:
+    from prefkit.cli import main
+
+    capsys.readouterr()
+    main(args)
+    out = capsys.readouterr()
+    return out.out, out.err
+
+
+def test_the_cli_prints_the_result(tmp_path, capsys):
+    """What a command prints is its function's ``summary()`` / ``to_dict()``."""
+    import json
+
+    from tests.builders import write_rows
+
+    src = write_rows(tmp_path / "pairs.jsonl", 12)
+    out, err = _cli(["presets"], capsys)
+    assert out == prefkit.presets().summary() + "\n" and "presets." in err
+    out, _ = _cli(["presets", "--json"], capsys)
+    assert json.loads(out) == prefkit.presets().to_dict()
+    out, _ = _cli(["detect", str(src)], capsys)
+    assert out == prefkit.detect(src).summary() + "\n"
+    out, _ = _cli(["detect", str(src), "--json"], capsys)
+    assert json.loads(out) == prefkit.detect(src).to_dict()
+    out, err = _cli(["build", str(src), "--dry-run", "--json"], capsys)
+    result = prefkit.build(src, dry_run=True)
+    printed, expected = json.loads(out), result.to_dict()
+    assert printed.pop("seconds") >= 0 and expected.pop("seconds") >= 0 and printed == expected
+    assert err.splitlines()[:4] == result.summary().splitlines()[:4]
+    assert result["splits"] == result.manifest["splits"]  # dict-style reading of 0.2 results
 
 
 @pytest.mark.parametrize(
@@ -49,3 +233,76 @@ def test_prefkit_trl_is_the_documented_path_without_warning():
         module = importlib.import_module("prefkit.trl")
     assert module is importlib.import_module("prefkit.integrations.trl")
     assert hasattr(module, "check_against_manifest")
+
+
+def test_errors_name_keywords_in_python_and_flags_on_the_cli(tmp_path, capsys):
+    """One error, two readers: raised from Python it names the keyword, printed by the CLI the flag."""
+    from prefkit.errors import OptionError, OutputError, SelectionError
+    from tests.builders import write_rows
+
+    src = write_rows(tmp_path / "pairs.jsonl", 6)
+    out = tmp_path / "out"
+    prefkit.build(src, out)
+    with pytest.raises(OutputError) as err:
+        prefkit.build(src, out)
+    assert "pass overwrite=True to replace it, or choose another output=..." in err.value.hint
+    assert "--overwrite" not in str(err.value)
+    with pytest.raises(OptionError) as err:
+        prefkit.build(src, top=0)
+    assert err.value.message.startswith("top=...: ") and "--top" not in str(err.value)
+    with pytest.raises(SelectionError) as err:
+        prefkit.build(src, test_size=2.0)
+    assert err.value.message == "test_size=2.0 is not a fraction"
+
+    for args, flag in [
+        (
+            ["build", str(src), "-o", str(out)],
+            "Hint: pass --overwrite to replace it, or choose another --output",
+        ),
+        (["build", str(src), "--dry-run", "--test-size", "2"], "Error: --test-size 2.0 is not a fraction"),
+    ]:
+        with pytest.raises(SystemExit) as code:
+            _cli(args, capsys)
+        assert code.value.code == 1
+        stderr = capsys.readouterr().err
+        assert flag in stderr and "overwrite=True" not in stderr and "test_size=" not in stderr, stderr
+
+
+def test_an_option_mention_renders_for_each_reader():
+    from prefkit.errors import PrefkitError, option
+
+    err = PrefkitError(
+        f"{option('top')} needs a margin",
+        f"pass {option('resume', False)}, {option('min_margin', 1)} or {option('chat_template', 'chatml')}",
+    )
+    assert (
+        str(err) == "top=... needs a margin (hint: pass resume=False, min_margin=1 or chat_template='chatml')"
+    )
+    assert err.text("cli") == (
+        "--top needs a margin",
+        "pass --no-resume, --min-margin 1 or --chat-template chatml",
+    )
+
+
+def test_the_trainer_without_trl_names_the_extra():
+    """Without TRL (simulated: a meta path finder refuses it), ``from prefkit.trl import PrecomputedRefDPOTrainer``
+    raises an ImportError that names ``prefkit[trl]``; the helpers that need no TRL still import."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'trl' or name.startswith('trl.'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from prefkit.trl import check_against_manifest, has_ref_columns\n"
+        "for where in ('prefkit.trl', 'prefkit.integrations.trl'):\n"
+        "    try:\n"
+        "        exec(f'from {where} import PrecomputedRefDPOTrainer')\n"
+        "    except ImportError as err:\n"
+        "        print(where, type(err).__name__, err)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2, out
+    for line, where in zip(lines, ["prefkit.trl", "prefkit.integrations.trl"], strict=True):
+        assert line.startswith(f"{where} DependencyError ") and "pip install 'prefkit[trl]'" in line, line

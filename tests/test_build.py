@@ -300,7 +300,7 @@ def test_top_without_margin_is_an_error_with_hint(tmp_path):
     rows = [{"prompt": "p", "chosen": "c", "rejected": "r"}]
     with pytest.raises(SelectionError) as err:
         build(write_jsonl(tmp_path / "t.jsonl", rows), top=1)
-    assert "1 of 1 valid rows have none" in err.value.message and "--margin-col" in err.value.hint
+    assert "1 of 1 valid rows have none" in err.value.message and "margin_col=..." in err.value.hint
 
 
 def test_max_rows_first_n_and_seeded_sample(tmp_path):
@@ -366,7 +366,7 @@ def test_refuses_to_overwrite_and_is_atomic(tmp_path):
     before = (out / "prefkit.json").read_text()
     with pytest.raises(OutputError, match="already exists") as err:
         build(path, out)
-    assert "--overwrite" in err.value.hint
+    assert "overwrite=True" in err.value.hint and "--overwrite" in err.value.text("cli")[1]
     # a failing build leaves the old folder untouched and no staging folders behind
     with pytest.raises(SelectionError):
         build(

@@ -225,7 +225,8 @@ def test_family_option_that_fits_no_source_is_an_error(tmp_path):
     path = write_jsonl(tmp_path / "flat.jsonl", [{"prompt": "p", "chosen": "c", "rejected": "r"}])
     with pytest.raises(SelectionError) as err:
         build(path, pairs="all-pairs", axis="safer")
-    assert "--axis, --pairs apply to none of the sources" in err.value.message
+    assert "axis=..., pairs=... apply to none of the sources" in err.value.message
+    assert "--axis, --pairs apply to none of the sources" in err.value.text("cli")[0]
 
 
 def test_cli_detect_and_summary_show_labels_and_added_pairs(tmp_path):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prefkit.chat.templates import ChatRenderer, builtin_templates, no_chat_template, resolve_chat_template
-from prefkit.errors import ModelError, require
+from prefkit.errors import ModelError, option, require
 
 
 @dataclass
@@ -76,9 +76,12 @@ def load_target(
     """
     if tokenizer is None and chat_template is None:
         raise ModelError(
-            "no tokenizer and no chat template", "pass --tokenizer MODEL_OR_PATH and/or --chat-template"
+            "no tokenizer and no chat template",
+            f"pass {option('tokenizer')} and/or {option('chat_template')}",
         )
-    require("transformers", "--tokenizer / --chat-template (rendering and counting tokens)")
+    require(
+        "transformers", f"{option('tokenizer')} / {option('chat_template')} (rendering and counting tokens)"
+    )
 
     template = origin = None
     if chat_template is not None:

@@ -1,19 +1,13 @@
-"""`prefkit build`: its flags are generated from :class:`prefkit.options.BuildOptions`."""
+"""`prefkit build`: its flags are generated from :class:`prefkit.options.BuildOptions` (read from
+:mod:`prefkit.commands.flags`, so that parsing them imports nothing heavy)."""
 
 from __future__ import annotations
 
 import click
 
-from prefkit.commands.common import command_line, echo_json, json_option, render_counts, token_option
-from prefkit.commands.options import given, model_options
-from prefkit.options import (
-    ChatOptions,
-    FilterOptions,
-    FormatOptions,
-    OutputOptions,
-    SelectOptions,
-    SourceOptions,
-)
+from prefkit.commands.common import command_line, echo_json, json_option, token_option
+from prefkit.commands.flags import group_options
+from prefkit.commands.options import given
 
 
 class SystemOption(click.Option):
@@ -48,12 +42,12 @@ _SYSTEM = {"system": {"cls": SystemOption, "type": str}}
     help="Read sources and options from a YAML/JSON recipe, or an earlier build's prefkit.json (rebuilds the same "
     "set); flags given here override it, SOURCES replace its sources.",
 )
-@model_options(SourceOptions)
-@model_options(FormatOptions, overrides=_SYSTEM)
-@model_options(FilterOptions)
-@model_options(SelectOptions)
-@model_options(ChatOptions)
-@model_options(OutputOptions)
+@group_options("sources")
+@group_options("formats", overrides=_SYSTEM)
+@group_options("filters")
+@group_options("select")
+@group_options("chat")
+@group_options("output")
 @click.option(
     "--overwrite", is_flag=True, help="Replace the output folder if it exists (only a folder prefkit wrote)."
 )
@@ -94,10 +88,11 @@ def command(ctx, sources, output, recipe, overwrite, dry_run, token, as_json, qu
         raise click.UsageError("missing SOURCES (or pass --recipe FILE)")
     result = build(
         list(sources) or None,
-        None if dry_run else output,
-        recipe_file=recipe,
+        output,
+        recipe=recipe,
         token=token,
         overwrite=overwrite,
+        dry_run=dry_run,
         progress=enabled(quiet),
         command=command_line(),
         **given(ctx, options),
@@ -112,11 +107,6 @@ def command(ctx, sources, output, recipe, overwrite, dry_run, token, as_json, qu
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
     if as_json:
-        echo_json(result.summary())
+        echo_json(result.to_dict())
     if not quiet:
-        render_counts(
-            result.manifest["splits"],
-            result.seconds,
-            None if dry_run else output,
-            result.manifest.get("export"),
-        )
+        click.echo(result.summary(), err=True)

@@ -8,18 +8,16 @@ import sys
 
 import click
 
-from prefkit.commands.options import model_options
-from prefkit.loading import LoadOptions
-from prefkit.options import ChatOptions, FormatOptions, SourceOptions
+from prefkit.commands.flags import group_options, spec
 
-#: where in a source to read (`build`, `detect`)
-source_options = model_options(SourceOptions, exclude=("preset",))
-#: the shape and column overrides (`build`, `detect`)
-column_options = model_options(
-    FormatOptions, only=("format", "prompt_col", "chosen_col", "rejected_col", "system_col", "margin_col")
+#: where in a source to read (`detect`)
+source_options = group_options("sources", exclude=("preset",))
+#: the shape and column overrides (`detect`)
+column_options = group_options(
+    "formats", only=("format", "prompt_col", "chosen_col", "rejected_col", "system_col", "margin_col")
 )
-#: the target model's tokenizer and template (`build`, `stats`)
-target_options = model_options(ChatOptions, exclude=("output_format",))
+#: the target model's tokenizer and template (`stats`)
+target_options = group_options("chat", exclude=("output_format",))
 
 token_option = click.option(
     "--token", envvar="HF_TOKEN", help="Hugging Face token (default: HF_TOKEN or your `hf auth login`)."
@@ -89,13 +87,16 @@ def scoring_model_options(
     return decorate
 
 
-#: the scoring model's quantization and adapter (`reflogps`, `verify`, `score`), from :class:`LoadOptions`
-load_options = model_options(LoadOptions)
+#: the scoring model's quantization and adapter (`reflogps`, `verify`, `score`), from
+#: :class:`prefkit.loading.LoadOptions` (read as data, like the build's groups)
+load_options = group_options("load")
 
 
 def given_load_options(values: dict) -> dict:
-    """The :class:`LoadOptions` flags given on the command line (None and unset flags left out), as keywords."""
-    return {k: v for k, v in values.items() if k in LoadOptions.model_fields and v is not None}
+    """The :class:`~prefkit.loading.LoadOptions` flags given on the command line (None and unset flags left out),
+    as keywords."""
+    names = {entry["name"] for entry in spec()["groups"]["load"]}
+    return {k: v for k, v in values.items() if k in names and v is not None}
 
 
 def command_line() -> str:

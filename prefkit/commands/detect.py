@@ -35,27 +35,13 @@ def command(
       prefkit detect HuggingFaceH4/ultrafeedback_binarized --split train_prefs
       prefkit detect ./pairs.jsonl --prompt-col question
     """
-    from prefkit.pipeline import detect_source
+    from prefkit.pipeline import detect
 
     flat = {"split": split, "revision": revision, "config": config, "data_dir": data_dir, "format": format}
     flat |= {"prompt_col": prompt_col, "chosen_col": chosen_col, "rejected_col": rejected_col}
     flat |= {"system_col": system_col, "margin_col": margin_col}
-    report = detect_source(source, token=token, **{k: v for k, v in flat.items() if v not in (None, ())})
+    result = detect(source, token=token, **flat)
     if as_json:
-        echo_json(report)
+        echo_json(result.to_dict())
         return
-    click.echo(f"source: {report['source']}")
-    for name, info in report["splits"].items():
-        click.echo(f"\nsplit {name} ({info['rows']:,} rows read)")
-        click.echo(f"  format:  {info['format']} (family {info['family']}: {info['description']})")
-        extra = info["mapping"].get("extra", {})
-        for key, col in info["mapping"].items():
-            if key not in ("family", "extra"):
-                click.echo(f"  {key:<15}<- {col}")
-        for key, col in extra.get("columns", {}).items():
-            click.echo(f"  {key:<15}<- {col}")
-        for key, value in extra.items():
-            if key != "columns":
-                click.echo(f"  {key:<15}   {value}")
-        if info["unused"]:
-            click.echo(f"  unused columns: {', '.join(info['unused'])}")
+    click.echo(result.summary())

@@ -7,13 +7,12 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import annotated_types
 import click
-from pydantic import BaseModel
 
-from prefkit.options import flag
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 def _unwrap(annotation: Any) -> tuple[Any, bool]:
@@ -27,12 +26,14 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
 
 def _click_type(annotation: Any, metadata: list) -> tuple[Any, bool]:
     """(click type, multiple) of a field."""
+    import annotated_types
+
     base, _ = _unwrap(annotation)
     if typing.get_origin(base) is typing.Literal:
         return click.Choice([str(v) for v in typing.get_args(base)]), False
     if typing.get_origin(base) is tuple:
         return str, True
-    low = next((m.ge for m in metadata if isinstance(m, annotated_types.Ge)), None)
+    low: Any = next((m.ge for m in metadata if isinstance(m, annotated_types.Ge)), None)
     if base is int:
         return (click.IntRange(min=typing.cast(int, low)) if low is not None else int), False
     if base is float:
@@ -42,6 +43,12 @@ def _click_type(annotation: Any, metadata: list) -> tuple[Any, bool]:
 
 def field_option(name: str, info: Any, overrides: dict[str, Any] | None = None) -> Callable:
     """The click option of one model field (``overrides``: extra click keywords, e.g. ``cls``)."""
+    kwargs = {**field_kwargs(info), **(overrides or {})}
+    return click.option("--" + name.replace("_", "-"), name, **kwargs)
+
+
+def field_kwargs(info: Any) -> dict[str, Any]:
+    """The click keywords of one model field's flag: help, default, type, choices, bounds, metavar."""
     extra = info.json_schema_extra or {}
     kwargs: dict[str, Any] = {"help": info.description, "default": None, "show_default": False}
     if extra.get("metavar"):
@@ -58,8 +65,7 @@ def field_option(name: str, info: Any, overrides: dict[str, Any] | None = None) 
             kwargs["help"] = f"{info.description} [default: {info.default}]"
         if extra.get("flag_value") is not None:
             kwargs.update(is_flag=False, flag_value=extra["flag_value"])
-    kwargs.update(overrides or {})
-    return click.option(flag(name), name, **kwargs)
+    return kwargs
 
 
 def model_options(
@@ -73,9 +79,7 @@ def model_options(
     fields = [
         (name, info)
         for name, info in model.model_fields.items()
-        if (info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}).get("cli", True)
-        and name not in exclude
-        and (only is None or name in only)
+        if has_flag(info) and name not in exclude and (only is None or name in only)
     ]
 
     def decorate(f: Callable) -> Callable:
@@ -84,6 +88,12 @@ def model_options(
         return f
 
     return decorate
+
+
+def has_flag(info: Any) -> bool:
+    """Whether a model field has a flag of its own (``option(cli=False)`` has none)."""
+    extra = info.json_schema_extra
+    return not isinstance(extra, dict) or bool(extra.get("cli", True))
 
 
 def given(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]:

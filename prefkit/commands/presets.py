@@ -23,31 +23,12 @@ def command(name, as_json):
       prefkit presets stanfordnlp/SHP
       prefkit presets --json
     """
-    from prefkit.formats import FAMILIES
-    from prefkit.sources.presets import all_presets, get_preset
+    from prefkit.sources.presets import presets
 
-    presets = [get_preset(name)] if name else list(all_presets())
+    result = presets(name)
     if as_json:
-        echo_json({"presets": [p.to_dict() for p in presets]})
+        echo_json(result.to_dict())
         return
-    if name:
-        p = presets[0]
-        click.echo(f"{p.id}  (family {FAMILIES[p.family].letter}: {p.family})")
-        for key, value in p.to_dict().items():
-            if key not in ("id", "family", "file"):
-                click.echo(f"  {key:<14} {value}")
-        return
-    header = f"{'dataset':<52} {'fam':<4} {'licence':<14} reads"
-    click.echo(header)
-    click.echo("-" * len(header))
-    for p in presets:
-        reads = []
-        if p.data_dir:
-            reads.append(f"data_dir={p.data_dir}")
-        if p.default_split:
-            reads.append(f"split={','.join(p.default_split)}")
-        if p.options:
-            reads += [f"{k}={v}" for k, v in p.options.items()]
-        letter = FAMILIES[p.family].letter
-        click.echo(f"{p.id:<52} {letter:<4} {p.license or 'unknown':<14} {' '.join(reads) or '-'}")
-    click.echo(f"\n{len(presets)} presets. `prefkit presets NAME` shows one in full.", err=True)
+    click.echo(result.summary())
+    if not name:
+        click.echo(f"\n{len(result.presets)} presets. `prefkit presets NAME` shows one in full.", err=True)

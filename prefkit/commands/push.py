@@ -9,15 +9,6 @@ import click
 from prefkit.commands.common import echo_json
 
 
-def _size(size: int) -> str:
-    n = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return str(n)
-
-
 @click.command("push", context_settings={"max_content_width": 100})
 @click.argument("folder", type=click.Path(file_okay=False))
 @click.argument("repo_id")
@@ -101,26 +92,9 @@ def command(
     for text in result.warnings:
         click.echo(f"Warning: {text}", err=True)
     if as_json:
-        echo_json(result.summary())
+        echo_json(result.to_dict())
         return
     if dry_run:
-        where = f"{result.repo_url} (branch {result.revision}" + (", pull request" if create_pr else "") + ")"
-        state = "new repo" if result.created_repo else "existing repo"
-        if not result.remote_checked:
-            state = "repo not checked"
-        click.echo(f"Dry run: would push to {where}, {state}, licence {result.license}:")
-        for f in result.files:
-            click.echo(f"  add     {f['path']:<48} {_size(f['size']):>10}")
-        for path in result.deleted:
-            click.echo(f"  delete  {path}")
-        click.echo("\n--- README.md ---")
-        click.echo(result.card)
-        return
-    if not quiet:
-        deleted = f", {len(result.deleted)} deleted" if result.deleted else ""
-        click.echo(
-            f"Pushed {len(result.files)} files{deleted} to {result.repo_url} ({result.revision})", err=True
-        )
-        click.echo(f"commit {result.commit_url}", err=True)
-        if result.pr_url:
-            click.echo(f"pull request {result.pr_url}", err=True)
+        click.echo(result.summary())
+    elif not quiet:
+        click.echo(result.summary(), err=True)

@@ -143,7 +143,6 @@ def command(
         reflogps,
         quiet,
         as_json,
-        render_summary,
         out_dir=out,
         model=model,
         revision=revision,
@@ -167,20 +166,20 @@ def command(
     )
 
 
-def run_job(job: Any, quiet: bool, as_json: bool, render: Any, **options: Any) -> None:
+def run_job(job: Any, quiet: bool, as_json: bool, **options: Any) -> None:
     """Run a sharded scoring job (`reflogps`, `score`) with its progress bar unless ``quiet``, the command line
     recorded (redacted); under torchrun only rank 0 reports (``--json`` object on stdout, summary on stderr)."""
     from prefkit.progress import enabled
 
     show = enabled(quiet)
     _quiet_transformers(quiet or not show)
-    summary = job(progress=show, command=command_line(), **options)
+    result = job(progress=show, command=command_line(), **options)
     if int(os.environ.get("RANK", "0") or 0) != 0:  # torchrun: rank 0 reports
         return
     if as_json:
-        echo_json(summary)
+        echo_json(result.to_dict())
     if not quiet:
-        render(summary)
+        click.echo(result.summary(), err=True)
 
 
 def _quiet_transformers(quiet: bool) -> None:
@@ -194,46 +193,3 @@ def _quiet_transformers(quiet: bool) -> None:
             logging.set_verbosity_error()
         except ImportError:
             pass
-
-
-def render_summary(s: dict) -> None:
-    """The human summary on stderr."""
-    err = lambda text="": click.echo(text, err=True)  # noqa: E731
-    header = f"{'split':<16} {'pairs':>9} {'scored':>9} {'dropped':>9} {'truncated':>9} {'tokens':>12}"
-    err(header)
-    err("-" * len(header))
-    for name, c in s["splits"].items():
-        err(
-            f"{name:<16} {c['rows']:>9,} {c['scored']:>9,} {sum(c['dropped'].values()):>9,} "
-            f"{c['truncated']:>9,} {c['tokens']:>12,}"
-        )
-    for reason, n in s["dropped"].items():
-        err(f"  dropped {reason}: {n:,} rows (TRL drops them at this --max-length; their columns are null)")
-    rate = (
-        f"{s['pairs_per_s']:,.1f} pairs/s, {s['tokens_per_s']:,.0f} tokens/s; "
-        if s.get("pairs_per_s")
-        else ""
-    )
-    workers = f", {s['workers']} workers" if (s.get("workers") or 0) > 1 else ""
-    where = f"{s['model']} ({s['dtype']}, {s['device']} x{s['world_size']}{workers})"
-    err()
-    if s.get("outcome") == "already_complete":
-        err(f"{s['output']} already has the reference log-probs of {where} from this job: nothing to do")
-        return
-    verb = "wrote" if s["shards"]["merged_here"] else "another worker wrote"
-    took = f"this worker took {s['seconds']:.1f}s ({rate}{shard_line(s['shards'])})"
-    err(f"{verb} reference log-probs of {where} to {s['output']}; {took}")
-
-
-def shard_line(shards: dict) -> str:
-    """What this worker did with the shards, in words."""
-    text = f"scored {shards['scored']} of {shards['total']} shards"
-    if shards["taken_over"]:
-        text += f" ({shards['taken_over']} taken over from stopped workers)"
-    if shards["resumed"]:
-        text += f", {shards['resumed']} found done"
-    if shards["by_others"]:
-        text += f", {shards['by_others']} by other workers"
-    if shards["lost"]:
-        text += f", {shards['lost']} lost to other workers (lease expired)"
-    return text + (", merged here" if shards["merged_here"] else "")

@@ -67,20 +67,21 @@ def command(
       prefkit report mix -o mix-report.html --open
       prefkit report mix --tokenizer ./my-sft-model --rows 300
     """
-    from prefkit.report import write_report
+    from prefkit.report import report
 
-    target = None
-    if tokenizer or chat_template:
-        from prefkit.chat.target import load_target
-
-        target = load_target(
-            tokenizer, chat_template, revision=tokenizer_revision, trust_remote_code=trust_remote_code
-        )
-    result = write_report(
-        folder, html, rows=rows, examples=examples, seed=seed, target=target, eval_sets=eval_sets
+    result = report(
+        folder,
+        html,
+        rows=rows,
+        examples=examples,
+        eval_set=eval_sets,
+        seed=seed,
+        tokenizer=tokenizer,
+        chat_template=chat_template,
+        tokenizer_revision=tokenizer_revision,
+        trust_remote_code=trust_remote_code,
     )
-    shown = ", ".join(f"{name} {a:,} of {b:,} kept rows" for name, (a, b) in result.rows_shown.items())
-    click.echo(f"wrote {result.path} ({result.bytes / 2**20:.1f} MB; {shown or 'no rows'})")
+    click.echo(result.summary())
     if open_page:
         import webbrowser
 

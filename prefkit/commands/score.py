@@ -107,7 +107,6 @@ def command(
         score,
         quiet,
         as_json,
-        render_summary,
         out_dir=out,
         reward_model=model,
         revision=revision,
@@ -124,55 +123,4 @@ def command(
         chat_template=chat_template,
         trust_remote_code=trust_remote_code,
         **given_load_options(load),
-    )
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def _rho(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.3f}"
-
-
-def render_summary(s: dict) -> None:
-    """The human summary on stderr: counts and the label audit per split, then the run."""
-    err = lambda text="": click.echo(text, err=True)  # noqa: E731
-    header = (
-        f"{'split':<16} {'pairs':>9} {'scored':>9} {'null':>7} {'agree':>8} {'disagree':>9} {'spearman':>9}"
-    )
-    err(header)
-    err("-" * len(header))
-    audit = s["audit"]
-    for name, a in [*audit["splits"].items(), ("all", audit["totals"])]:
-        if name == "all" and len(audit["splits"]) < 2:
-            continue
-        err(
-            f"{name:<16} {a['pairs']:>9,} {a['scored']:>9,} {a['nulls']:>7,} {_pct(a['agree_fraction']):>8} "
-            f"{a['disagree']:>9,} {_rho(a['spearman']):>9}"
-        )
-    err()
-    err("  agree: share of scored pairs with rm_margin > 0 (the reward model prefers the chosen answer)")
-    err("  spearman: rank correlation of rm_margin with the source's margin ('-': no margin, or constant)")
-    for reason, n in s["dropped"].items():
-        why = f"a text is longer than --max-length {s['max_length']}" if reason == "too_long" else reason
-        err(f"  null {reason}: {n:,} pairs ({why})")
-    for name, a in audit["splits"].items():
-        if a["disagree_ids"]:
-            more = (
-                f" (first {len(a['disagree_ids'])} of {a['disagree']:,})"
-                if a["disagree_ids_truncated"]
-                else ""
-            )
-            ids = ", ".join(str(i) for i in a["disagree_ids"][:5])
-            err(f"  {name}: disagreeing ids{more}: {ids}{', ...' if a['disagree'] > 5 else ''}")
-    shards = s["shards"]
-    resumed = f", {shards['resumed']} of {shards['total']} shards resumed" if shards["resumed"] else ""
-    rate = (
-        f"{s['pairs_per_s']:,.1f} pairs/s, {s['tokens_per_s']:,.0f} tokens/s" if s.get("pairs_per_s") else ""
-    )
-    err()
-    err(
-        f"wrote reward-model scores of {s['reward_model']} ({s['dtype']}, {s['device']} x{s['world_size']}) "
-        f"to {s['output']} in {s['seconds']:.1f}s ({rate}{resumed})"
     )

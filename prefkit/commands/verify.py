@@ -82,28 +82,14 @@ def command(
         **given_load_options(load),
     )
     if as_json:
-        echo_json(report)
+        echo_json(report.to_dict())
     if not quiet:
-        err = lambda text="": click.echo(text, err=True)  # noqa: E731
-        for warning in report["warnings"]:
-            err(f"Warning: {warning}")
-        err(
-            f"checked {report['rows_checked']} rows ({report['values_compared']} values) of {report['output']} "
-            f"against {report['model']} ({report['dtype']}, plain path)"
-        )
-        err(f"  max |diff| {report['max_abs_diff']:.3g} nats, max relative diff {report['max_rel_diff']:.3g}")
-        err(f"  tolerance: atol {report['atol']:g}, rtol {report['rtol']:g}")
-        if report["token_mismatches"] or report["null_mismatches"]:
-            err(
-                f"  token count mismatches {report['token_mismatches']}, null mismatches {report['null_mismatches']}"
-            )
-    if not report["ok"]:
+        click.echo(report.summary(), err=True)
+    if not report.ok:
         click.echo(
-            f"Error: {report['failing']} value(s) beyond tolerance, {report['token_mismatches']} token count and "
-            f"{report['null_mismatches']} null mismatch(es)",
+            f"Error: {report.failing} value(s) beyond tolerance, {report.token_mismatches} token count and "
+            f"{report.null_mismatches} null mismatch(es)",
             err=True,
         )
-        click.echo(f"Hint: {report['hint']}", err=True)
+        click.echo(f"Hint: {report.hint}", err=True)
         sys.exit(1)  # (click's non-standalone main would swallow a ctx.exit code)
-    if not quiet:
-        err("OK")

@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from prefkit.errors import SelectionError
+from prefkit.errors import SelectionError, option
 from prefkit.filters.residue import residue_markers
 from prefkit.filters.rows import drop_reason, identical_answers, orient, validation_reason
 
@@ -110,6 +110,6 @@ def require_margins(df: pl.DataFrame, flags: list[str]) -> None:
         raise SelectionError(
             f"{' and '.join(flags)} {'needs' if len(flags) == 1 else 'need'} a margin on every row, but {missing} "
             f"of {valid} valid rows have none",
-            "name the margin column with --margin-col (margin_col=); `prefkit detect SOURCE` shows which score "
+            f"name the margin column with {option('margin_col')}; `prefkit detect SOURCE` shows which score "
             "columns were found",
         )

@@ -184,7 +184,7 @@ def token_stage(options: Any, progress: bool = False) -> tuple[Any, TargetCheck 
     ``options`` are :class:`prefkit.options.BuildOptions`. Raises ``OptionError`` for filters without a
     tokenizer, text output without a template, or text output with another export shape.
     """
-    from prefkit.errors import OptionError
+    from prefkit.errors import OptionError, option
 
     chat, filters, export = options.chat, options.filters, options.output.export
     token_options = TokenFilterOptions(
@@ -200,7 +200,7 @@ def token_stage(options: Any, progress: bool = False) -> tuple[Any, TargetCheck 
     if text and chat.tokenizer is None and chat.chat_template is None:
         raise OptionError(
             "--output-format text renders the rows with a chat template",
-            "pass --tokenizer MODEL_OR_PATH (its template) or --chat-template NAME|FILE (chat_template=)",
+            f"pass {option('tokenizer')} (its template) or {option('chat_template')}",
         )
     if text and export != "trl":
         raise OptionError(

@@ -174,6 +174,9 @@ _CLASS: type | None = None
 def _make_class() -> type:
     import inspect
 
+    from prefkit.errors import require
+
+    require("trl", "prefkit.trl.PrecomputedRefDPOTrainer")  # DependencyError naming prefkit[trl]
     from trl import DPOTrainer
     from trl.trainer import dpo_trainer as dpo_module
 

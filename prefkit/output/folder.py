@@ -25,7 +25,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prefkit.errors import OutputError
+from prefkit.errors import OutputError, option
 from prefkit.output.writer import staged_dir, swap_in
 
 MANIFEST_NAME = "prefkit.json"
@@ -117,17 +117,19 @@ def check_target(out_dir: Path, overwrite: bool, sources: tuple[Path, ...] = ())
                 "write the set to a folder of its own, outside the sources (e.g. -o ../my-set)",
             )
     if out.exists() and not out.is_dir():
-        raise OutputError(f"{str(out_dir)!r} exists and is not a folder", "choose another -o")
+        raise OutputError(
+            f"{str(out_dir)!r} exists and is not a folder", f"choose another {option('output')}"
+        )
     if out.exists() and not overwrite:
         raise OutputError(
             f"output folder {str(out_dir)!r} already exists",
-            "pass --overwrite to replace it, or choose another -o",
+            f"pass {option('overwrite', True)} to replace it, or choose another {option('output')}",
         )
     if out.exists() and not is_prefkit_folder(out):
         raise OutputError(
             f"{str(out_dir)!r} exists and is not a prefkit output folder (it has no {MANIFEST_NAME}); "
-            "--overwrite only replaces folders prefkit wrote",
-            "choose a new -o (prefkit never deletes what it did not write)",
+            f"{option('overwrite', True)} only replaces folders prefkit wrote",
+            f"choose a new {option('output')} (prefkit never deletes what it did not write)",
         )
     return out
 

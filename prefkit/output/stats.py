@@ -14,12 +14,15 @@ Percentiles are linear-interpolated (numpy's default).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from prefkit.results import StatsResult
 
 PERCENTILES = (5, 10, 25, 50, 75, 90, 95, 99)
 
@@ -394,3 +397,50 @@ def record_stats(folder: str | Path, stats: dict[str, Any], plots: list[Path] | 
     write_manifest(out.path, manifest)
     refresh_card(out.path)
     return inside
+
+
+def stats(
+    folder: str | Path,
+    *,
+    split: str | list[str] | tuple[str, ...] = (),
+    tokenizer: str | None = None,
+    chat_template: str | None = None,
+    tokenizer_revision: str | None = None,
+    trust_remote_code: bool = False,
+    plot: str | Path | None = None,
+) -> StatsResult:
+    """`prefkit stats`: the statistics of a set built by ``build`` (:func:`compute_stats`), lengths in tokens by
+    TRL's rule with ``tokenizer`` (a folder or Hub id; ``chat_template``, ``tokenizer_revision`` and
+    ``trust_remote_code`` as in ``build``), else in characters; ``split``: only these splits (default: all).
+
+    ``plot``: a folder to write PNG histograms into (``margin-<split>.png``, ``lengths-<split>.png``; needs
+    ``prefkit[plot]``); the statistics and the plots inside the set folder are then recorded in ``prefkit.json``
+    and the dataset card. Returns a :class:`~prefkit.results.StatsResult` (``summary()``: the table `prefkit
+    stats` prints; ``plots``: the PNGs written). Raises ``OutputError`` (not a set, an unknown split, another
+    export shape), ``ModelError`` (the tokenizer cannot load), ``DependencyError`` (no matplotlib for ``plot``).
+
+    >>> stats("hermes2k", tokenizer="./my-sft-model").splits["train"]["tokens"]["prompt"]["p95"]  # doctest: +SKIP
+    412.0
+    """
+    from prefkit.results import StatsResult
+
+    target = None
+    if tokenizer or chat_template:
+        from prefkit.chat.target import load_target
+
+        target = load_target(
+            tokenizer, chat_template, revision=tokenizer_revision, trust_remote_code=trust_remote_code
+        )
+    names = [split] if isinstance(split, str) else list(split)
+    computed = compute_stats(folder, target, names or None)
+    written: list[Path] = []
+    if plot is not None:
+        written = plot_stats(computed, plot)
+        record_stats(folder, computed, written)
+    result = StatsResult.from_dict(public(computed))
+    result.plots = [str(p) for p in written]
+    return result
+
+
+#: :func:`plot` under a name the ``plot`` keyword of :func:`stats` does not hide
+plot_stats = plot

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from prefkit.errors import HubError
 from prefkit.output import CARD_NAME, DATA_DIR, MANIFEST_NAME, REJECTS_DIR, OutputFolder, read_output
 from prefkit.output.folder import split_sizes
+from prefkit.results import Result
 from prefkit.sources.hub import LOGIN_HINT, describe, http_status, transient, with_retries
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -34,8 +35,10 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class PushResult:
-    """What a push did (or, with ``dry_run``, would do)."""
+class PushResult(Result):
+    """What a push did (or, with ``dry_run``, would do): the repo, branch (``revision``), licence, the files
+    added (``{"path", "size"}``) and deleted, the card, the commit and pull request. ``summary()`` is the text
+    `prefkit push` prints (the plan and the card for a dry run), ``to_dict()`` what ``--json`` prints."""
 
     repo_id: str
     repo_url: str
@@ -52,12 +55,39 @@ class PushResult:
     pr_url: str | None = None
     remote_checked: bool = True
     warnings: list[str] = field(default_factory=list)
+    create_pr: bool = False
 
-    def summary(self) -> dict:
+    def to_dict(self) -> dict:
         out = asdict(self)
         if not self.dry_run:
             out.pop("card")
         return out
+
+    def summary(self) -> str:
+        if self.dry_run:
+            pr = ", pull request" if self.create_pr else ""
+            where = f"{self.repo_url} (branch {self.revision}{pr})"
+            state = "new repo" if self.created_repo else "existing repo"
+            if not self.remote_checked:
+                state = "repo not checked"
+            lines = [f"Dry run: would push to {where}, {state}, licence {self.license}:"]
+            lines += [f"  add     {f['path']:<48} {_size(f['size']):>10}" for f in self.files]
+            lines += [f"  delete  {path}" for path in self.deleted]
+            return "\n".join([*lines, "\n--- README.md ---", self.card])
+        deleted = f", {len(self.deleted)} deleted" if self.deleted else ""
+        lines = [f"Pushed {len(self.files)} files{deleted} to {self.repo_url} ({self.revision})"]
+        lines.append(f"commit {self.commit_url}")
+        if self.pr_url:
+            lines.append(f"pull request {self.pr_url}")
+        return "\n".join(lines)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return str(n)
 
 
 @dataclass
@@ -181,6 +211,7 @@ def push(
             created_repo=not remote.exists,
             remote_checked=remote.checked,
             warnings=caught,
+            create_pr=create_pr,
         )
         if dry_run:
             return result

@@ -18,10 +18,17 @@ __all__ = ["ENGINE_VERSION", "engine_settings", "score_pairs", "score_pairs_plai
 
 
 class _CallablePackage(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> dict:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         from prefkit.reflogps.job import reflogps
 
         return reflogps(*args, **kwargs)
+
+    @property
+    def __wrapped__(self) -> Any:
+        """The function a call runs (``inspect.signature(prefkit.reflogps)`` shows its keywords)."""
+        from prefkit.reflogps.job import reflogps
+
+        return reflogps
 
 
 sys.modules[__name__].__class__ = _CallablePackage

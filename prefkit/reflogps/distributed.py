@@ -74,7 +74,7 @@ class DistContext:
             try:
                 outcome = ("ok", fn())
             except errors.PrefkitError as err:
-                outcome = ("error", type(err).__name__, err.message, err.hint)
+                outcome = ("error", type(err).__name__, err.raw_message, err.raw_hint)
                 self.broadcast(outcome)
                 raise
             except BaseException as err:
@@ -92,7 +92,7 @@ class DistContext:
         info = None
         if error is not None:
             info = (
-                ("error", type(error).__name__, error.message, error.hint)
+                ("error", type(error).__name__, error.raw_message, error.raw_hint)
                 if isinstance(error, errors.PrefkitError)
                 else ("crash", f"rank {self.rank}: {type(error).__name__}: {error}")
             )

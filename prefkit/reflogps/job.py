@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from prefkit.errors import ModelError, OptionError, OutputError
+from prefkit.errors import ModelError, OptionError, OutputError, option
 from prefkit.loading import LoadOptions
 from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.record import REFLOGPS_FIELDS
@@ -37,6 +37,7 @@ from prefkit.reflogps.plan import (
     has_ref_columns,
     settings_fingerprint,
 )
+from prefkit.results import ReflogpsResult
 
 #: columns a shard's rows are read with (what TRL's tokenization uses)
 ROW_COLUMNS = ("prompt", "chosen", "rejected", "tools", "chat_template_kwargs")
@@ -177,12 +178,10 @@ def _open(
 ) -> tuple[OutputFolder, int]:
     """The folder (checked before any model is loaded) and the max_length to score with."""
     if shard_rows < 1:
-        raise OptionError(
-            f"--shard-rows (shard_rows=) must be positive, got {shard_rows}", "the default is 2048"
-        )
+        raise OptionError(f"{option('shard_rows')} must be positive, got {shard_rows}", "the default is 2048")
     if not lease_seconds >= MIN_LEASE_SECONDS:
         raise OptionError(
-            f"--lease-seconds (lease_seconds=) must be at least {MIN_LEASE_SECONDS}, got {lease_seconds}",
+            f"{option('lease_seconds')} must be at least {MIN_LEASE_SECONDS}, got {lease_seconds}",
             f"the default is {DEFAULT_LEASE_SECONDS:g}",
         )
     from prefkit.reflogps.kto import KTO_COLUMNS, is_kto_folder
@@ -199,14 +198,14 @@ def _open(
         max_length = (folder.manifest.get("tokenizer") or {}).get("max_length") or TRL_DEFAULT_MAX_LENGTH
     if max_length < 1:
         raise OptionError(
-            f"--max-length (max_length=) must be positive, got {max_length}", "TRL's default is 1024"
+            f"{option('max_length')} must be positive, got {max_length}", "TRL's default is 1024"
         )
     fresh = not overwrite and not merge_only and not (folder.path / WORK_DIR).is_dir()
     columns = KTO_COLUMNS if kto else REF_COLUMNS
     if fresh and has_columns(folder, columns) and not _maybe_this_job(folder, max_length):
         raise OutputError(
             f"{out_dir} already has reference log-prob columns ({', '.join(columns[:2])})",
-            "pass --overwrite to recompute them (e.g. with another model)",
+            f"pass {option('overwrite', True)} to recompute them (e.g. with another model)",
         )
     return folder, int(max_length)
 
@@ -246,7 +245,7 @@ def reflogps(
     per_device_train_batch_size: int | None = None,
     trl_rule: str | None = None,
     **model_options: Any,
-) -> dict:
+) -> ReflogpsResult:
     """Score every pair of the set in ``out_dir`` with the reference ``model`` (a folder or Hub id) and add the
     columns ``ref_chosen_logps`` / ``ref_rejected_logps`` (float32, nats: the sum of log π_ref over the completion
     tokens, TRL's ``DPOTrainer`` rule) and ``chosen_tokens`` / ``rejected_tokens`` (int32).
@@ -260,14 +259,15 @@ def reflogps(
     ``ref_logps`` / ``ref_KL_logps`` instead (:mod:`.kto`), its KL completions paired within batches of
     ``per_device_train_batch_size`` rows (default 8, TRL's) in dataset order. ``trl_rule``: the TRL release
     profile whose DPO rule the values follow (:mod:`prefkit.chat.trl_rules`; default: the installed TRL's).
-    Returns this worker's summary (counts per split, rows TRL would drop, tokens, throughput, and
-    ``shards``: total, resumed, scored, taken_over, by_others, lost, merged_here). Raises ``OutputError`` (not a
+    Returns this worker's summary, a :class:`~prefkit.results.ReflogpsResult` (counts per split, rows TRL
+    would drop, tokens, throughput, and ``shards``: total, resumed, scored, taken_over, by_others, lost,
+    merged_here; ``summary()`` is the text `prefkit reflogps` prints). Raises ``OutputError`` (not a
     set, columns already there without ``overwrite``, unfinished work from other settings, live workers in the
     way of ``overwrite``/``resume=False``, unfinished shards with ``merge_only``), ``ModelError`` (model cannot
     load or does not fit), ``OptionError`` (a bad value).
 
-    >>> reflogps("hermes2k", "./my-sft-model", max_length=2048)  # doctest: +SKIP
-    {'output': 'hermes2k', 'pairs': 2000, 'scored': 1996, 'dropped': {'prompt_too_long': 4}, ...}
+    >>> reflogps("hermes2k", "./my-sft-model", max_length=2048).dropped  # doctest: +SKIP
+    {'prompt_too_long': 4}
     """
     from prefkit.reflogps.distributed import init_distributed
     from prefkit.reflogps.model import resolve_device
@@ -359,7 +359,7 @@ def _merge_only(
     command: str | None,
     start: float,
     lease_seconds: float,
-) -> dict:
+) -> ReflogpsResult:
     """``--merge-only``: merge the work folder's finished job with the model provenance its first worker recorded
     in settings.json (no model is loaded). A set this job already merged is reported as complete."""
     from prefkit.reflogps.plan import plan_shards, read_work_settings
@@ -461,14 +461,14 @@ def _job_spec(
     return spec, engine_settings
 
 
-def _summary(out: Path, run: Any, seconds: float) -> dict:
+def _summary(out: Path, run: Any, seconds: float) -> ReflogpsResult:
     """The summary `--json` prints, for this worker (summed over torchrun ranks): rates count only the pairs it
     scored; ``shards`` says how many it scored, took over, found finished, left to others, and whether it merged."""
     from prefkit.reflogps.report import worker_summary
 
     section = run.manifest["reflogps"]
     totals = section["totals"]
-    return {
+    summary = {
         "output": str(out),
         "model": section["model"],
         "revision": section["revision"],
@@ -485,3 +485,4 @@ def _summary(out: Path, run: Any, seconds: float) -> dict:
         **worker_summary(run, section, seconds),
         "splits": section["splits"],
     }
+    return ReflogpsResult.from_dict(summary)

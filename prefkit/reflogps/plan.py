@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prefkit.errors import OutputError
+from prefkit.errors import OutputError, option
 from prefkit.output import MANIFEST_NAME, OutputFolder, read_output, write_parquet
 from prefkit.output.writer import os_error
 from prefkit.record import REFLOGPS_FIELDS
@@ -216,7 +216,7 @@ def prepare_work(
                 return Prepared(work, manifest)  # merged since we looked
             raise OutputError(
                 f"{out} already has {label} columns ({', '.join(columns[:2])})",
-                "pass --overwrite to recompute them (e.g. with another model)",
+                f"pass {option('overwrite', True)} to recompute them (e.g. with another model)",
             )
         if _create_work(work, fingerprint, settings, record):
             return Prepared(work, created=True)

@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from prefkit.errors import OptionError, OutputError
+from prefkit.errors import OptionError, OutputError, option
 from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.reflogps.job import ROW_COLUMNS, ModelOptions
 from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS
 from prefkit.reflogps.plan import DEFAULT_SHARD_ROWS, has_columns, settings_fingerprint
+from prefkit.results import ScoreResult
 
 #: Columns `prefkit score` adds.
 RM_FIELDS = [("rm_chosen", pa.float32()), ("rm_rejected", pa.float32()), ("rm_margin", pa.float32())]
@@ -89,12 +90,10 @@ def score_shard(
 def _open(out_dir: str | Path, overwrite: bool, max_length: int | None, shard_rows: int) -> OutputFolder:
     """The folder, checked before any model is loaded."""
     if shard_rows < 1:
-        raise OptionError(
-            f"--shard-rows (shard_rows=) must be positive, got {shard_rows}", "the default is 2048"
-        )
+        raise OptionError(f"{option('shard_rows')} must be positive, got {shard_rows}", "the default is 2048")
     if max_length is not None and max_length < 1:
         raise OptionError(
-            f"--max-length (max_length=) must be positive, got {max_length}",
+            f"{option('max_length')} must be positive, got {max_length}",
             "leave it out to use the reward model's context length",
         )
     folder = read_output(out_dir)
@@ -106,7 +105,7 @@ def _open(out_dir: str | Path, overwrite: bool, max_length: int | None, shard_ro
     if not overwrite and not (folder.path / WORK_DIR).is_dir() and has_columns(folder, RM_COLUMNS):
         raise OutputError(
             f"{out_dir} already has {LABEL} columns ({', '.join(RM_COLUMNS)})",
-            "pass --overwrite to recompute them (e.g. with another reward model)",
+            f"pass {option('overwrite', True)} to recompute them (e.g. with another reward model)",
         )
     return folder
 
@@ -141,22 +140,23 @@ def score(
     command: str | None = None,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     **model_options: Any,
-) -> dict:
+) -> ScoreResult:
     """Score every pair of the set in ``out_dir`` with the sequence-classification ``reward_model`` (a folder or
     Hub id) and add ``rm_chosen`` / ``rm_rejected`` (float32: the model's one logit for ``prompt + answer`` in its
     own chat template, read at the last non-padding token) and ``rm_margin = rm_chosen - rm_rejected``.
 
     ``max_length``: the longest text scored, in the reward model's tokens (default: its context length); a pair with
     a longer text gets nulls and is counted, never truncated. ``options`` / keywords (``dtype="bfloat16"``,
-    ``device="cpu"``, ``token_budget=4096`` …) are :class:`~prefkit.reflogps.job.ModelOptions`. Returns a summary:
-    counts per split, nulls, throughput, this worker's shards and the label audit (``audit``). Any number of calls
+    ``device="cpu"``, ``token_budget=4096`` …) are :class:`~prefkit.reflogps.job.ModelOptions`. Returns a
+    :class:`~prefkit.results.ScoreResult`: counts per split, nulls, throughput, this worker's shards and the label
+    audit (``audit``); ``summary()`` is the text `prefkit score` prints. Any number of calls
     (processes, machines sharing ``out_dir``, torchrun ranks) may run at once, leasing shards as
     :func:`prefkit.reflogps.reflogps` workers do (``lease_seconds``); the one that finds the job finished merges. Raises ``OutputError`` (not a set, another export shape,
     columns already there without ``overwrite``, unfinished work from other settings), ``ModelError`` (not a
     one-label reward model, no chat template for message rows, cannot load or does not fit).
 
-    >>> score("hermes2k", "Skywork/Skywork-Reward-V2-Qwen3-0.6B")  # doctest: +SKIP
-    {'output': 'hermes2k', 'pairs': 2000, 'scored': 1998, 'dropped': {'too_long': 2}, 'audit': {...}, ...}
+    >>> score("hermes2k", "Skywork/Skywork-Reward-V2-Qwen3-0.6B").dropped  # doctest: +SKIP
+    {'too_long': 2}
     """
     from prefkit.reflogps.distributed import init_distributed
     from prefkit.reflogps.model import resolve_device
@@ -204,7 +204,7 @@ def score(
             lease_seconds=lease_seconds,
         )
 
-        def summary() -> dict:
+        def summary() -> ScoreResult:
             from prefkit.reflogps.audit import audit_folder
 
             return _summary(folder.path, run, time.perf_counter() - start, audit_folder(folder.path))
@@ -279,14 +279,14 @@ def _section(loaded: Any, settings: dict, info: dict) -> dict:
     return sec
 
 
-def _summary(out: Path, run: Any, seconds: float, audit: dict) -> dict:
+def _summary(out: Path, run: Any, seconds: float, audit: dict) -> ScoreResult:
     """The summary `--json` prints, for this worker (summed over torchrun ranks); rates count only the pairs it
     scored; ``shards`` as in :func:`prefkit.reflogps.reflogps`."""
     from prefkit.reflogps.report import worker_summary
 
     section = run.manifest[SECTION]
     totals = section["totals"]
-    return {
+    summary = {
         "output": str(out),
         "reward_model": section["model"],
         "revision": section["revision"],
@@ -303,3 +303,4 @@ def _summary(out: Path, run: Any, seconds: float, audit: dict) -> dict:
         "splits": section["splits"],
         "audit": audit,
     }
+    return ScoreResult.from_dict(summary)

@@ -16,6 +16,7 @@ import pyarrow as pa
 from prefkit.errors import OutputError
 from prefkit.output import OutputFolder, read_output
 from prefkit.record import decode_row
+from prefkit.results import VerifyResult
 
 #: Default tolerances per compute dtype: |stored - recomputed| <= atol + rtol * |recomputed|.
 DEFAULT_TOLERANCES = {"float32": (1e-3, 1e-4), "bfloat16": (0.5, 2e-2), "float16": (0.5, 2e-2)}
@@ -88,11 +89,11 @@ def verify(
     max_length: int | None = None,
     progress: bool = False,
     **model_options: Any,
-) -> dict:
+) -> VerifyResult:
     """Recompute ``sample`` random rows (seeded) of a scored set with the plain path; report the differences.
 
     ``model`` and the :class:`~prefkit.reflogps.job.ModelOptions` keywords default to what ``prefkit.json``
-    recorded. Returns a report dict with ``max_abs_diff``, ``max_rel_diff``, ``failing`` (values beyond
+    recorded. Returns a :class:`~prefkit.results.VerifyResult` (``summary()``: the report `prefkit verify` prints) with ``max_abs_diff``, ``max_rel_diff``, ``failing`` (values beyond
     ``atol + rtol*|value|``), ``token_mismatches``, ``null_mismatches``, provenance ``warnings`` (e.g. other
     weights than recorded) and ``ok``. Raises ``OutputError`` for a set without reference columns.
     """
@@ -162,7 +163,9 @@ def verify(
             else "the stored values are not this model's: rescore with `prefkit reflogps OUT --model MODEL "
             "--overwrite` (same options as recorded in OUT/prefkit.json)"
         )
-    return {**head, "max_length": max_length, "seed": seed, **report, "warnings": warnings, "hint": hint}
+    return VerifyResult.from_dict(
+        {**head, "max_length": max_length, "seed": seed, **report, "warnings": warnings, "hint": hint}
+    )
 
 
 def _compare(pairs: list, ids: list, stored: dict, chosen: Any, rejected: Any, tolerance: tuple) -> dict:

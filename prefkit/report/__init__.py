@@ -12,6 +12,8 @@ Data files: ``prefkit/report/templates/report.html.jinja``, ``report.css``, ``re
 
 from __future__ import annotations
 
+import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,42 @@ class ReportResult:
     path: Path
     bytes: int
     rows_shown: dict[str, tuple[int, int]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready object: ``path``, ``bytes``, ``rows_shown`` per split (``shown``, ``kept``)."""
+        shown = {name: {"shown": a, "kept": b} for name, (a, b) in self.rows_shown.items()}
+        return {"path": str(self.path), "bytes": self.bytes, "rows_shown": shown}
+
+    def summary(self) -> str:
+        """The line `prefkit report` prints."""
+        shown = ", ".join(f"{name} {a:,} of {b:,} kept rows" for name, (a, b) in self.rows_shown.items())
+        return f"wrote {self.path} ({self.bytes / 2**20:.1f} MB; {shown or 'no rows'})"
+
+
+def report(
+    folder: str | Path,
+    output: str | Path | None = None,
+    *,
+    rows: int = 1000,
+    examples: int = 20,
+    eval_set: tuple[str, ...] = (),
+    seed: int = 0,
+    tokenizer: str | None = None,
+    chat_template: str | None = None,
+    tokenizer_revision: str | None = None,
+    trust_remote_code: bool = False,
+) -> ReportResult:
+    """`prefkit report` as a function, with its flags as keywords: the page of the set at ``folder`` written to
+    ``output`` (default ``folder/report.html``); ``tokenizer``/``chat_template`` count lengths in tokens by TRL's
+    rule (:func:`prefkit.chat.target.load_target`). See :func:`write_report` for the rest and the errors."""
+    target = None
+    if tokenizer or chat_template:
+        from prefkit.chat.target import load_target
+
+        target = load_target(
+            tokenizer, chat_template, revision=tokenizer_revision, trust_remote_code=trust_remote_code
+        )
+    return write_report(folder, output, rows=rows, examples=examples, seed=seed, target=target, eval_sets=eval_set)
 
 
 def write_report(
@@ -102,3 +140,18 @@ def record_report(out: Any, result: ReportResult, seed: int) -> None:
     }
     write_manifest(out.path, out.manifest)
     refresh_card(out.path)
+
+
+class _CallablePackage(types.ModuleType):
+    """``prefkit.report(folder, ...)`` runs :func:`report`; the package and the command share one name, as
+    ``prefkit.reflogps`` does."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ReportResult:
+        return report(*args, **kwargs)
+
+    @property
+    def __wrapped__(self) -> Any:
+        return report
+
+
+sys.modules[__name__].__class__ = _CallablePackage

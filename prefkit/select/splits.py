@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from prefkit.errors import SelectionError
+from prefkit.errors import SelectionError, option
 from prefkit.select.dedup import prompt_keys
 
 KEYS = ("_pkey", "_gkey", "_skey")
@@ -51,12 +51,12 @@ def test_target(total_kept: int, test_size: float | None, test_rows: int | None)
     """How many kept rows the test side should get at least; errors with a hint on bad values."""
     if test_size is not None and test_rows is not None:
         raise SelectionError(
-            "--test-size (test_size=) and --test-rows (test_rows=) both given", "pass one of them"
+            f"{option('test_size')} and {option('test_rows')} both given", "pass one of them"
         )
     if test_size is not None:
         if not 0 < test_size < 1:
             raise SelectionError(
-                f"--test-size (test_size=) {test_size} is not a fraction",
+                f"{option('test_size', test_size)} is not a fraction",
                 "use a value between 0 and 1, e.g. 0.05",
             )
         target = max(1, round(test_size * total_kept))
@@ -64,7 +64,7 @@ def test_target(total_kept: int, test_size: float | None, test_rows: int | None)
         assert test_rows is not None
         if test_rows < 1:
             raise SelectionError(
-                f"--test-rows (test_rows=) {test_rows} is not a row count", "use a positive number"
+                f"{option('test_rows', test_rows)} is not a row count", "use a positive number"
             )
         target = test_rows
     if total_kept == 0:

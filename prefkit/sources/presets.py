@@ -26,6 +26,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from functools import cache
+from typing import TYPE_CHECKING
 
 if sys.version_info >= (3, 11):
     from importlib.resources.abc import Traversable
@@ -34,6 +35,9 @@ else:  # pragma: no cover - Python 3.10
 
 from prefkit.errors import PresetError
 from prefkit.resources import data_files
+
+if TYPE_CHECKING:
+    from prefkit.results import PresetsResult
 
 PRESETS_FOLDER = "presets_data"
 
@@ -130,3 +134,17 @@ def get_preset(name: str) -> Preset:
             "`prefkit presets` lists them; leave --preset out to detect the shape from the columns",
         )
     return found
+
+
+def presets(name: str | None = None) -> PresetsResult:
+    """`prefkit presets`: every known Hub dataset and how prefkit reads it, or only the preset ``name`` (a dataset
+    id or alias). Returns a :class:`~prefkit.results.PresetsResult` (``presets``: :class:`Preset` objects;
+    ``summary()``: the table `prefkit presets` prints). Raises :class:`~prefkit.errors.PresetError` for an unknown
+    ``name``.
+
+    >>> presets("stanfordnlp/SHP").presets[0].family  # doctest: +SKIP
+    'pairwise'
+    """
+    from prefkit.results import PresetsResult
+
+    return PresetsResult([get_preset(name)] if name else list(all_presets()), name=name)
