@@ -161,7 +161,8 @@ def build(
     loaded, presets = load_sources(specs, options, token, progress)
     parts = plan_parts(loaded, specs, presets, options)
     local = tuple(Path(src.spec) for src in loaded if src.kind == "local")
-    with build_folder(output, overwrite, local) as (folder, keep):
+    carried: list[str] = []
+    with build_folder(output, overwrite, local, carried) as (folder, keep):
         work = folder / WORK_DIR
         read_parts(parts, loaded, specs, presets, options, target_check, work, Needs.of(options), progress)
         scales, quality = select_across(parts, specs, options.select, target, token)
@@ -192,6 +193,12 @@ def build(
         if output is not None:
             schemas = {name: w["schema"] for name, w in written.items() if w["schema"] is not None}
             write_extra(folder, manifest, schemas, Path(output), options)
+    if carried:
+        warnings.append(
+            f"kept {len(carried)} file(s) in {output} that prefkit did not write: "
+            + ", ".join(carried[:5])
+            + (" …" if len(carried) > 5 else "")
+        )
     where = Path(output) if output is not None else folder
     data = {name: [where / f for f in paths] for name, paths in files.items()}
     rejects = {name: [where / REJECTS_DIR / f"{name}.parquet"] for name in written}
@@ -213,10 +220,11 @@ WORK_DIR = ".prefkit-work"
 
 @contextmanager
 def build_folder(
-    output: str | Path | None, overwrite: bool, sources: tuple[Path, ...]
+    output: str | Path | None, overwrite: bool, sources: tuple[Path, ...], carried: list[str] | None = None
 ) -> Iterator[tuple[Path, Any]]:
     """Where a build writes: the staged output folder (swapped in when the build succeeds, removed when it fails;
-    :func:`prefkit.output.staged_folder`), or, without ``output``, a temporary folder the result reads from."""
+    :func:`prefkit.output.staged_folder`; files of the old folder prefkit did not write are carried over and
+    named in ``carried``), or, without ``output``, a temporary folder the result reads from."""
     from prefkit.output import staged_folder
 
     if output is None:
@@ -227,7 +235,8 @@ def build_folder(
             temp.cleanup()
             raise
         return
-    with staged_folder(output, overwrite=overwrite, sources=sources) as stage:
+    what = "build --overwrite" if overwrite else "build"
+    with staged_folder(output, overwrite=overwrite, sources=sources, what=what, carried=carried) as stage:
         yield stage, None
 
 

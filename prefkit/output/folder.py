@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,7 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefkit.errors import OutputError
-from prefkit.output.writer import staged_dir, swap_in
+from prefkit.output.lock import folder_identity, out_lock
+from prefkit.output.writer import TEMP_NAME, staged_dir, swap_in
 
 MANIFEST_NAME = "prefkit.json"
 CARD_NAME = "README.md"
@@ -132,19 +135,129 @@ def check_target(out_dir: Path, overwrite: bool, sources: tuple[Path, ...] = ())
     return out
 
 
+class FolderChanged(OutputError):
+    """OUT is no longer the folder a writer read (another writer swapped it in meanwhile): redo the work."""
+
+
 @contextmanager
 def staged_folder(
-    out_dir: Path | str, overwrite: bool = False, sources: tuple[Path, ...] = ()
+    out_dir: Path | str,
+    overwrite: bool = False,
+    sources: tuple[Path, ...] = (),
+    *,
+    expect: tuple | None = None,
+    what: str = "build",
+    carried: list[str] | None = None,
 ) -> Iterator[Path]:
     """Yield a temporary folder next to ``out_dir``; on success it atomically becomes ``out_dir``.
 
     On any error the staging folder is removed and ``out_dir`` is left as it was. Refuses targets that could
-    destroy data prefkit did not write (:func:`check_target`); removes what killed runs left next to it.
+    destroy data prefkit did not write (:func:`check_target`); removes what killed runs left next to it. The swap
+    happens under OUT's writer lock (:func:`prefkit.output.lock.out_lock`, held by ``what``), after a last check:
+
+    * ``expect`` (a writer that staged a copy of OUT: a merge): OUT must still be the folder it read
+      (:func:`prefkit.output.lock.folder_identity`), else :class:`FolderChanged` (the caller redoes its work);
+    * otherwise (``build``): OUT is checked again, and the files in it that prefkit did not write
+      (:func:`foreign_files`) are carried over into the new folder at the same paths (their names appended to
+      ``carried``); one the new folder also writes is refused, naming it.
     """
     out = check_target(Path(out_dir), overwrite, sources)
     with staged_dir(out) as stage:
         yield stage
-        swap_in(stage, out)
+        with out_lock(out, what):
+            if expect is not None:
+                if folder_identity(out) != expect:
+                    raise FolderChanged(
+                        f"{str(out_dir)!r} was replaced by another command while {what} wrote it",
+                        f"run `prefkit {what}` again",
+                    )
+            elif out.exists():
+                check_target(out, overwrite, sources)
+                names = carry_over(out, stage)
+                if carried is not None:
+                    carried += names
+            swap_in(stage, out)
+
+
+#: top-level work folders of prefkit's jobs (``.prefkit-work``, ``.reflogps-work``, ``.score-work``, and those set
+#: aside to be removed: ``.<job>-work.discarded-<pid>-<random>``)
+WORK_NAME = re.compile(r"^\.[a-z0-9_-]+-work(?:\.discarded-.+)?$")
+#: a data shard's name as prefkit writes it (:func:`shard_name`)
+SHARD_NAME = re.compile(r"^.+-\d{5}-of-\d{5}(?:-[0-9a-f]{16})?\.parquet$")
+
+
+def prefkit_written(out: Path, manifest: dict) -> set[str]:
+    """Paths (relative, POSIX) of the files in ``out`` prefkit wrote, from its manifest: the manifest and the
+    card, data shards (any file named like one, listed or stale), the rejects of its splits, recorded plots and
+    an export's own files (LLaMA-Factory's ``dataset_info.json``). Work folders are recognised by name
+    (:data:`WORK_NAME`), temporary files by :data:`prefkit.output.writer.TEMP_NAME`."""
+    written = {MANIFEST_NAME, CARD_NAME}
+    splits: dict = manifest["splits"] if isinstance(manifest.get("splits"), dict) else {}
+    for split, counts in splits.items():
+        written.add(f"{REJECTS_DIR}/{split}.parquet")
+        if isinstance(counts, dict):
+            written.update(str(f) for f in counts.get("files") or [])
+    stats: dict = manifest["stats"] if isinstance(manifest.get("stats"), dict) else {}
+    written.update(str(p) for p in stats.get("plots") or [])
+    shape = (manifest.get("export") or {}).get("shape") if isinstance(manifest.get("export"), dict) else None
+    if shape:
+        from prefkit.output.exports import EXPORTS
+
+        export = EXPORTS.get(shape)
+        if export is not None and export.extra_files is not None:
+            files = {s: list(c.get("files") or []) for s, c in splits.items() if isinstance(c, dict)}
+            written.update(export.extra_files(out.name, files))
+    return written
+
+
+def foreign_files(out: Path, manifest: dict | None = None) -> list[str]:
+    """The files (and empty folders, ending in ``/``) in output folder ``out`` that prefkit did not write
+    (:func:`prefkit_written`), as sorted relative POSIX paths: a user's notes, checkpoints, hand-made files."""
+    out = Path(out)
+    if manifest is None:
+        manifest = json.loads((out / MANIFEST_NAME).read_text())
+    written = prefkit_written(out, manifest)
+    found: list[str] = []
+    for root, dirs, files in os.walk(out):
+        rel = Path(root).relative_to(out)
+        if rel == Path("."):
+            dirs[:] = [d for d in dirs if not WORK_NAME.match(d)]
+        for name in files:
+            path = (rel / name).as_posix()
+            if path in written or TEMP_NAME.match(name):
+                continue
+            if rel.as_posix() == DATA_DIR and SHARD_NAME.match(name):
+                continue
+            found.append(path)
+        if not dirs and not files and rel != Path("."):
+            found.append(rel.as_posix() + "/")
+    return sorted(found)
+
+
+def carry_over(out: Path, stage: Path) -> list[str]:
+    """Hard-link (or copy) the files of ``out`` prefkit did not write into the new folder ``stage`` at the same
+    paths; returns their names. Raises :class:`OutputError` naming those the new folder writes too (nothing is
+    carried then: the caller's swap does not happen)."""
+    names = foreign_files(out)
+    clash = [n for n in names if (stage / n.rstrip("/")).exists() and not n.endswith("/")]
+    if clash:
+        raise OutputError(
+            f"{str(out)!r} holds files prefkit did not write that the new set would replace: "
+            + ", ".join(clash[:5])
+            + (" …" if len(clash) > 5 else ""),
+            "move them out of the folder (prefkit never deletes what it did not write), or choose another -o",
+        )
+    for name in names:
+        target = stage / name
+        if name.endswith("/"):
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(out / name, target)
+        except OSError:
+            shutil.copy2(out / name, target)
+    return names
 
 
 def read_output(path: Path | str) -> OutputFolder:

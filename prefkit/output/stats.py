@@ -339,6 +339,13 @@ def _save(fig: Any, path: Path) -> Path:
 def record_stats(folder: str | Path, stats: dict[str, Any], plots: list[Path] | None = None) -> list[str]:
     """Record the statistics (and the plots that lie inside the set folder, as paths relative to it) in
     ``prefkit.json`` (``manifest["stats"]``) and rewrite the dataset card. Returns the recorded plot paths."""
+    from prefkit.output.lock import out_lock
+
+    with out_lock(folder, "stats"):
+        return _record(folder, stats, plots)
+
+
+def _record(folder: str | Path, stats: dict[str, Any], plots: list[Path] | None) -> list[str]:
     from prefkit.output import read_output, refresh_card, write_manifest
 
     out = read_output(folder)
