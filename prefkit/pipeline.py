@@ -28,7 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from prefkit.accounting import empty_warnings
+from prefkit.accounting import check_not_empty, empty_sentences
 from prefkit.errors import OptionError
 from prefkit.formats import FAMILIES, detect, family_options, used_columns, with_options
 from prefkit.options import BuildOptions, flag, load_recipe
@@ -170,6 +170,8 @@ def build(
         split_by_out = split_info is not None
         counts, described = count_parts(parts, split_by_out)
         manifest = make_manifest(loaded, specs, presets, described, counts, options, command, scales)
+        if output is not None:
+            check_not_empty(manifest)  # before anything is written: OUT stays as it was
         warnings = [w for src in loaded for w in src.warnings] + carry_sections(parts, manifest)
         warnings += [
             f"{p.src.label} ({p.split}): columns no mapping reads: "
@@ -207,7 +209,7 @@ def build(
         Tables(data, empty, keep),
         Tables(rejects, keep=keep),
         manifest,
-        warnings=warnings + empty_warnings(manifest),
+        warnings=warnings + empty_sentences(manifest),
     )
     result.output = Path(output) if output is not None else None
     result.seconds = time.perf_counter() - start

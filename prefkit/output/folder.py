@@ -19,7 +19,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +46,8 @@ class OutputFolder:
     path: Path
     manifest: dict
     shards: dict[str, list[Path]] = field(default_factory=dict)
+    #: what a reader should say: data files the manifest does not list
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def splits(self) -> list[str]:
@@ -260,8 +262,12 @@ def carry_over(out: Path, stage: Path) -> list[str]:
     return names
 
 
-def read_output(path: Path | str) -> OutputFolder:
-    """Open a folder written by `prefkit build` (checks it is one, with a hint when not)."""
+def read_output(path: Path | str, warn: Callable[[str], None] | None = None) -> OutputFolder:
+    """Open a folder written by `prefkit build` (checks it is one, with a hint when not).
+
+    Reads the data files the manifest lists (:func:`_listed_shards`) and checks their rows against its counts
+    (:func:`check_counts`), raising :class:`OutputError` with a hint when they disagree; other parquet files in
+    ``data/`` are named in ``folder.warnings`` (and passed to ``warn``, e.g. a command's stderr)."""
     path = Path(path)
     if not path.is_dir():
         raise OutputError(
@@ -284,9 +290,35 @@ def read_output(path: Path | str) -> OutputFolder:
             f"{manifest_path} is not a prefkit manifest (a JSON object with `splits`)",
             "rebuild the folder with `prefkit build`",
         )
+    shards = _listed_shards(path, manifest)
+    folder = OutputFolder(path=path, manifest=manifest, shards=shards)
+    folder.warnings = _unlisted_warnings(path, shards)
+    check_counts(folder)
+    if warn is not None:
+        for text in folder.warnings:
+            warn(text)
+    return folder
+
+
+def _listed_shards(path: Path, manifest: dict) -> dict[str, list[Path]]:
+    """Each split's data files: those its manifest entry lists (``files``), each present and readable; for a
+    manifest without lists (an older prefkit) the files named like the split's shards."""
     shards: dict[str, list[Path]] = {}
     for split, counts in manifest.get("splits", {}).items():
-        files = split_files(path / DATA_DIR, split)
+        listed = counts.get("files") if isinstance(counts, dict) else None
+        if isinstance(listed, list):
+            files = [path / str(f) for f in listed]
+            missing = [str(f) for f, p in zip(listed, files, strict=True) if not p.is_file()]
+            if missing:
+                raise OutputError(
+                    f"split {split!r} of {str(path)!r} lacks data files its {MANIFEST_NAME} lists: "
+                    + ", ".join(missing[:3])
+                    + (" …" if len(missing) > 3 else ""),
+                    "the folder is incomplete (a copy that missed files?): copy it again, or rebuild it with "
+                    f"`prefkit build --recipe {path / MANIFEST_NAME} -o {path} --overwrite`",
+                )
+        else:
+            files = split_files(path / DATA_DIR, split)
         if not files and isinstance(counts, dict) and counts.get("kept") == 0:
             continue  # a split that kept no rows has no data file (datasets cannot load an empty split)
         if not files:
@@ -297,7 +329,74 @@ def read_output(path: Path | str) -> OutputFolder:
         for file in files:
             _check_parquet(file)
         shards[split] = files
-    return OutputFolder(path=path, manifest=manifest, shards=shards)
+    return shards
+
+
+def _unlisted_warnings(path: Path, shards: dict[str, list[Path]]) -> list[str]:
+    """A sentence when ``data/`` holds parquet files the manifest does not list (not read, not pushed)."""
+    listed = {p.resolve() for files in shards.values() for p in files}
+    others = sorted(p.name for p in (path / DATA_DIR).glob("*.parquet") if p.resolve() not in listed)
+    if not others:
+        return []
+    return [
+        f"{len(others)} data file(s) in {path / DATA_DIR} are not listed in {MANIFEST_NAME} and are not part of "
+        "the set (left by an earlier build, or copied in?): "
+        + ", ".join(others[:3])
+        + (" …" if len(others) > 3 else "")
+        + "; they are not read, merged or pushed (delete them, or rebuild)"
+    ]
+
+
+def check_counts(folder: OutputFolder) -> None:
+    """The data files hold the rows the manifest says (``kept``, or the export's ``rows``), and the counts add up
+    (``read`` + added = ``kept`` + dropped + invalid per split, docs/reasons.md; ``totals`` = the sum of the splits). Raises
+    :class:`OutputError` when not: a data file or the manifest was changed after the build."""
+    manifest = folder.manifest
+    export = (
+        (manifest.get("export") or {}).get("splits") or {} if isinstance(manifest.get("export"), dict) else {}
+    )
+    rebuild = (
+        "the data files or prefkit.json were changed after prefkit wrote them; rebuild the set with "
+        f"`prefkit build --recipe {folder.path / MANIFEST_NAME} -o {folder.path} --overwrite`"
+    )
+    for split, counts in manifest.get("splits", {}).items():
+        if not isinstance(counts, dict) or "kept" not in counts:
+            continue
+        rows = sum(pq.read_metadata(p).num_rows for p in folder.shards.get(split, []))
+        expected = (export.get(split) or {}).get("rows", counts["kept"])
+        if rows != expected:
+            raise OutputError(
+                f"split {split!r} of {str(folder.path)!r} has {rows:,} rows in its data files, but "
+                f"{MANIFEST_NAME} says {expected:,}",
+                rebuild,
+            )
+        parts = [counts.get(k) or {} for k in ("dropped", "invalid", "added")]
+        if "read" in counts and all(isinstance(v, dict) for v in parts):
+            ended = counts["kept"] + sum(parts[0].values()) + sum(parts[1].values())
+            started = counts["read"] + sum(parts[2].values())
+            if ended != started:
+                raise OutputError(
+                    f"the counts of split {split!r} in {MANIFEST_NAME} do not add up (read + added {started:,}, "
+                    f"kept + dropped + invalid {ended:,})",
+                    rebuild,
+                )
+    totals: dict = manifest["totals"] if isinstance(manifest.get("totals"), dict) else {}
+    splits = [c for c in manifest.get("splits", {}).values() if isinstance(c, dict)]
+    for key in ("read", "kept"):
+        known = key in totals and all(key in c for c in splits)
+        if known and totals[key] != sum(c[key] for c in splits):
+            raise OutputError(
+                f"the totals in {MANIFEST_NAME} do not add up ({key} {totals[key]:,}, the splits' sum "
+                f"{sum(c[key] for c in splits):,})",
+                rebuild,
+            )
+
+
+def stderr_warning(text: str) -> None:
+    """Print ``Warning: <text>`` on stderr (what a command says about the folder it reads)."""
+    import sys
+
+    print(f"Warning: {text}", file=sys.stderr, flush=True)
 
 
 def _check_parquet(path: Path) -> None:

@@ -263,8 +263,9 @@ def compute_stats(folder: str | Path, target: Any = None, splits: list[str] | No
     """
     from prefkit.errors import OutputError
     from prefkit.output import read_output, require_trl_shape
+    from prefkit.output.folder import stderr_warning
 
-    out = read_output(folder)
+    out = read_output(folder, warn=stderr_warning)
     require_trl_shape(out, "stats")
     names = splits or out.splits
     unknown = [s for s in names if s not in out.splits]

@@ -132,16 +132,19 @@ def push(
 
     out = read_output(folder)
     endpoint = resolve_endpoint(endpoint)
+    caught: list[str] = []
     token = _preflight(out, folder, resolve_token(token), dry_run)
     api = HfApi(endpoint=endpoint, token=token or False, library_name="prefkit", library_version=__version__)
     repo_id = _full_repo_id(api, repo_id, token)
     branch = revision or "main"
-    caught: list[str] = []
 
     def warn(text: str) -> None:
         if text not in caught:  # a retried attempt finds the same things
             caught.append(text)
             warnings.warn(text, UserWarning, stacklevel=3)
+
+    for text in out.warnings:
+        warn(text)
 
     local = _local_plan(out, include_rejects, plots)
 

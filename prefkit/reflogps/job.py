@@ -24,6 +24,7 @@ from typing import Any
 
 from prefkit.errors import ModelError, OptionError, OutputError
 from prefkit.output import OutputFolder, read_output, require_trl_shape
+from prefkit.output.folder import stderr_warning
 from prefkit.record import REFLOGPS_FIELDS
 from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS, MIN_LEASE_SECONDS
 from prefkit.reflogps.plan import (
@@ -149,7 +150,7 @@ def _open(
             f"--lease-seconds (lease_seconds=) must be at least {MIN_LEASE_SECONDS}, got {lease_seconds}",
             f"the default is {DEFAULT_LEASE_SECONDS:g}",
         )
-    folder = read_output(out_dir)
+    folder = read_output(out_dir, warn=stderr_warning)
     require_trl_shape(folder, "reflogps")
     if not folder.splits:
         raise OutputError(
