@@ -160,6 +160,7 @@ def build(
 
     loaded, presets = load_sources(specs, options, token, progress)
     parts = plan_parts(loaded, specs, presets, options)
+    options = resolve_output_format(options, parts, target)
     local = tuple(Path(src.spec) for src in loaded if src.kind == "local")
     carried: list[str] = []
     with build_folder(output, overwrite, local, carried) as (folder, keep):
@@ -240,6 +241,25 @@ def build_folder(
     what = "build --overwrite" if overwrite else "build"
     with staged_folder(output, overwrite=overwrite, sources=sources, what=what, carried=carried) as stage:
         yield stage, None
+
+
+def resolve_output_format(options: BuildOptions, parts: list[Part], target: Any) -> BuildOptions:
+    """``--output-format auto`` made definite: ``plain`` (TRL's standard text format: prompt/chosen/rejected
+    strings) when every source split is implicit text (family H, e.g. a base-model set) and no chat template
+    renders the rows, else ``messages``. An explicit ``plain`` is refused (OptionError) for other sources, with a
+    chat template, or with another --export."""
+    chat = options.chat
+    text_only = bool(parts) and all(p.mapping.family == "implicit-text" for p in parts)
+    plain_ok = text_only and target is None and options.output.export == "trl"
+    if chat.output_format == "auto":  # stays "auto" (messages) unless plain: recipes record only plain
+        return options.replace(output_format="plain") if plain_ok else options
+    if chat.output_format == "plain" and not plain_ok:
+        raise OptionError(
+            "--output-format plain writes TRL's standard text format, which only implicit-text sources (chosen/"
+            "rejected strings sharing their start) hold, without --tokenizer/--chat-template and --export",
+            "leave --output-format out (auto) or pass --output-format messages",
+        )
+    return options
 
 
 def detect_source(

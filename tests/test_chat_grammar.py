@@ -93,3 +93,65 @@ def test_kept_tool_prompts_render_as_trl_renders_the_source(built):
         theirs = apply_chat_template(source, tokenizer)
         assert ours == theirs, name
         assert "12:00" in ours["prompt"] and source["chosen"][0]["content"] in ours["chosen"]
+
+
+# ------------------------------------------------------------------------------- implicit text rows
+
+IMPLICIT = [
+    {"chosen": "The capital of France is Paris.", "rejected": "The capital of France is Rome."},
+    {"chosen": "2 + 2 = 4", "rejected": "2 + 2 = 5"},
+    {"chosen": "Hello there.\nYes", "rejected": "Hello there.\nNo"},
+    {"chosen": "The sky.", "rejected": "The sky is"},
+    {"chosen": "The sky", "rejected": "The sky is blue"},  # a prefix: TRL cuts "The sk" / "y"
+    {"chosen": "The cat sat", "rejected": "The car sat"},  # differ inside a word: TRL cuts "The ca" / "t sat"
+    {"chosen": "Sky", "rejected": "Sky is blue"},  # no word boundary to cut at: no prompt
+]
+
+
+def test_implicit_split_cuts_at_a_word_boundary():
+    """Where TRL's extract_prompt cuts at a word boundary the split is TRL's; where it cuts inside a word or
+    leaves an answer one letter long, the prompt ends at the last whitespace of the common prefix."""
+    from trl.data_utils import extract_prompt
+
+    from prefkit.formats.implicit_text import split_implicit
+
+    for row in IMPLICIT[:4]:
+        theirs = extract_prompt(dict(row))
+        assert split_implicit(row["chosen"], row["rejected"]) == (
+            theirs["prompt"], theirs["chosen"], theirs["rejected"],
+        )  # fmt: skip
+    assert extract_prompt(dict(IMPLICIT[4]))["prompt"] == "The sk"  # the bug this avoids
+    assert split_implicit("The sky", "The sky is blue") == ("The", " sky", " sky is blue")
+    assert split_implicit("The cat sat", "The car sat") == ("The", " cat sat", " car sat")
+    assert split_implicit("Sky", "Sky is blue") == ("", "Sky", "Sky is blue")
+
+
+def test_implicit_text_stays_in_trl_standard_text_format(tmp_path, capsys):
+    """A text source gives TRL's standard text format (strings TRL trains on as text), not chat messages;
+    --output-format messages still turns it into a conversation."""
+    import datasets
+    from trl.data_utils import is_conversational
+
+    from prefkit.output.stats import compute_stats
+
+    source = tmp_path / "implicit.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in IMPLICIT))
+    result = build(source, tmp_path / "out")
+    assert result.manifest["splits"]["train"]["invalid"] == {"missing_prompt": 1}
+    rows = datasets.load_dataset(str(tmp_path / "out"))["train"].to_list()
+    assert [(r["prompt"], r["chosen"], r["rejected"]) for r in rows[:2]] == [
+        ("The capital of France is", " Paris.", " Rome."), ("2 + 2 =", " 4", " 5"),
+    ]  # fmt: skip
+    assert rows[4]["prompt"] == "The" and rows[5]["chosen"] == " cat sat"
+    assert not any(is_conversational(r) for r in rows)
+    assert compute_stats(tmp_path / "out")["splits"]["train"]["rows"] == 6
+    messages = build(source, output_format="messages").dataset["train"][0]
+    assert messages["prompt"] == [{"role": "user", "content": "The capital of France is"}]
+    with pytest.raises(Exception, match="only implicit-text sources"):
+        build(_flat(tmp_path), output_format="plain")
+
+
+def _flat(tmp_path: Path) -> Path:
+    path = tmp_path / "flat.jsonl"
+    path.write_text(json.dumps({"prompt": "q", "chosen": "a", "rejected": "b"}) + "\n")
+    return path

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pyarrow as pa
+
 from prefkit.chat.templates import ChatRenderer
 
 
@@ -45,7 +47,7 @@ def render_parts(
     A row the template refuses raises :class:`~prefkit.errors.ModelError`, or, with a ``refused`` dict, renders
     as ``""`` and ``refused[i]`` holds the template's one-line message.
     """
-    parts = []
+    parts: list[Any] = []
     for convs, gen in (
         ([list(a) + list(b) for a, b in zip(prompts, chosen, strict=True)], False),
         ([list(a) + list(b) for a, b in zip(prompts, rejected, strict=True)], False),
@@ -75,7 +77,8 @@ def render_text(
     """Message rows → text rows (prompt, chosen, rejected strings) exactly as TRL's ``apply_chat_template``
     (``refused``: see :func:`render_parts`)."""
     out_p, out_c, out_r = [], [], []
-    for p, pc, pr in zip(*render_parts(renderer, prompts, chosen, rejected, extras, refused), strict=True):
+    rendered: tuple[Any, ...] = render_parts(renderer, prompts, chosen, rejected, extras, refused)
+    for p, pc, pr in zip(*rendered, strict=True):
         a, b, c = split_rendered(p, pc, pr)
         out_p.append(a)
         out_c.append(b)
@@ -91,8 +94,22 @@ def text_table(table: Any, target: Any) -> Any:
 
     from prefkit.record import frame_rows
 
-    prompts, chosen, rejected, extras = frame_rows(pl.from_arrow(table))
+    frame: Any = pl.from_arrow(table)
+    prompts, chosen, rejected, extras = frame_rows(frame)
     text = render_text(target.renderer, prompts, chosen, rejected, extras)
     for name, values in zip(("prompt", "chosen", "rejected"), text, strict=True):
         table = table.set_column(table.column_names.index(name), name, pa.array(values, pa.string()))
     return table
+
+
+def plain_table(records: pa.Table) -> pa.Table:
+    """TRL's standard text format (``--output-format plain``): ``prompt``, ``chosen`` and ``rejected`` as the text of
+    the records' one user message and one assistant message each (implicit-text rows, which hold exactly those),
+    other columns as they are. Shapes: the same rows; the three columns become ``string``."""
+    import pyarrow.compute as pc
+
+    for name in ("prompt", "chosen", "rejected"):
+        first = pc.list_element(records.column(name), 0)
+        text = pc.struct_field(first, "content")
+        records = records.set_column(records.schema.get_field_index(name), name, text)
+    return records
