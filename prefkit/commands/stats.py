@@ -106,7 +106,7 @@ def command(
       prefkit stats mix --tokenizer ./my-sft-model
       prefkit stats mix --tokenizer ./my-sft-model --plot mix/plots --json
     """
-    from prefkit.output.stats import compute_stats, plot, public, record_stats
+    from prefkit.output.stats import compute_stats, plot_and_record, public
 
     target = None
     if tokenizer or chat_template:
@@ -117,8 +117,7 @@ def command(
         )
     stats = compute_stats(folder, target, list(splits) or None)
     if plot_dir:
-        paths = plot(stats, plot_dir)
-        record_stats(folder, stats, paths)
+        paths = plot_and_record(folder, stats, plot_dir)
         click.echo(f"wrote {len(paths)} plot(s) to {plot_dir}", err=True)
     if as_json:
         echo_json(public(stats))

@@ -346,6 +346,17 @@ def record_stats(folder: str | Path, stats: dict[str, Any], plots: list[Path] | 
         return _record(folder, stats, plots)
 
 
+def plot_and_record(folder: str | Path, stats: dict[str, Any], plot_dir: str | Path) -> list[Path]:
+    """Write the plots into ``plot_dir`` and record the statistics in the set (:func:`record_stats`), both under
+    OUT's writer lock (plots inside OUT are not lost to another command's swap). Returns the plots' paths."""
+    from prefkit.output.lock import out_lock
+
+    with out_lock(folder, "stats"):
+        paths = plot(stats, plot_dir)
+        record_stats(folder, stats, paths)
+    return paths
+
+
 def _record(folder: str | Path, stats: dict[str, Any], plots: list[Path] | None) -> list[str]:
     from prefkit.output import read_output, refresh_card, write_manifest
 
