@@ -77,6 +77,12 @@ class SourceOptions(OptionGroup):
         "Read every source with this known dataset's preset (`prefkit presets` lists them). Default: the preset "
         "whose id matches the source, else detection from the columns.",
     )
+    allow_changed_sources: bool = option(
+        False,
+        "Rebuild from a recipe even when a local source's files differ from those it recorded (sizes and "
+        "SHA-256); the differences are reported. Default: such a rebuild is refused.",
+    )
+
     @field_validator("split", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:

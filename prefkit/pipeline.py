@@ -159,6 +159,7 @@ def build(
     target, target_check = token_stage(options, progress)
 
     loaded, presets = load_sources(specs, options, token, progress)
+    specs, changed = check_local_inputs(specs, loaded, options.sources.allow_changed_sources, output)
     parts = plan_parts(loaded, specs, presets, options)
     options = resolve_output_format(options, parts, target)
     local = tuple(Path(src.spec) for src in loaded if src.kind == "local")
@@ -173,7 +174,7 @@ def build(
         manifest = make_manifest(loaded, specs, presets, described, counts, options, command, scales)
         if output is not None:
             check_not_empty(manifest)  # before anything is written: OUT stays as it was
-        warnings = [w for src in loaded for w in src.warnings] + carry_sections(parts, manifest)
+        warnings = [w for src in loaded for w in src.warnings] + changed + carry_sections(parts, manifest)
         warnings += [
             f"{p.src.label} ({p.split}): columns no mapping reads: "
             + ", ".join(f"{c} ({n:,} non-null)" for c, n in p.unused.items())
@@ -321,10 +322,56 @@ def resolve(
         base = base or from_file
     options = (base or BuildOptions()).replace(**flat) if flat else (base or BuildOptions())
     given = [sources] if isinstance(sources, (str, Path, dict, SourceSpec)) else list(sources or [])
-    specs = [parse_source(s) for s in (given or recipe_sources)]
+    specs = [parse_source(s) for s in given]
+    if not given and recipe_file is not None:
+        from dataclasses import replace
+
+        from prefkit.sources.digest import resolve_recipe_path
+
+        specs = [parse_source(s) for s in recipe_sources]
+        specs = [
+            replace(s, source=resolve_recipe_path(s.source, Path(recipe_file)))
+            if isinstance(s.source, str)
+            else s
+            for s in specs
+        ]
     if not specs:
         raise OptionError("no source to build from", "pass SOURCES, or a --recipe that lists `sources`")
     return specs, options
+
+
+def check_local_inputs(
+    specs: list[SourceSpec], loaded: list[Source], allow_changed: bool, output: str | Path | None
+) -> tuple[list[SourceSpec], list[str]]:
+    """Each local source's files (size, SHA-256: :func:`prefkit.sources.digest.local_digests`) put into its spec
+    for the recipe, with its path relative to OUT; when the spec came from a recipe that recorded them and they
+    differ, a :class:`~prefkit.errors.SourceError` naming what differs, or with ``allow_changed`` a warning.
+    Returns (specs, warnings)."""
+    from dataclasses import replace
+
+    from prefkit.errors import SourceError
+    from prefkit.sources.digest import differences, local_digests, relative_to_output
+
+    out_specs, said = [], []
+    for spec, src in zip(specs, loaded, strict=True):
+        if src.kind != "local":
+            out_specs.append(spec)
+            continue
+        now = local_digests(spec.source)
+        diffs = differences(spec.files, now) if spec.files is not None else []
+        if diffs and not allow_changed:
+            raise SourceError(
+                f"{spec.source} is not the input the recipe recorded: "
+                + "; ".join(diffs[:5])
+                + (" …" if len(diffs) > 5 else ""),
+                "the rebuild would give another set; restore the files, or pass --allow-changed-sources "
+                "(allow_changed_sources=True) to build from them as they are now",
+            )
+        if diffs:
+            said.append(f"{spec.source} differs from the recipe (built anyway): " + "; ".join(diffs))
+        where = relative_to_output(str(spec.source), Path(output)) if output is not None else spec.source
+        out_specs.append(replace(spec, source=where, files=now))
+    return out_specs, said
 
 
 def load_sources(

@@ -242,3 +242,74 @@ def test_a_split_emptied_by_a_filter_is_named(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
     result = build(folder)  # no output folder: a warning
     assert any("split 'test' kept no row" in w for w in result.warnings)
+
+
+# -------------------------------------------------------------------- a rebuild reads the same input
+
+
+def test_rebuild_from_the_manifest_reads_the_same_local_input(tmp_path, monkeypatch, capsys):
+    """Local sources are recorded with their size and SHA-256, by a path relative to OUT; a rebuild from the
+    manifest, from any working folder, refuses when a file changed (one appended line, or an edit of the same
+    size), and with --allow-changed-sources builds and says what differs."""
+    from prefkit.errors import SourceError
+
+    (tmp_path / "data").mkdir()
+    src = write_jsonl(tmp_path / "data" / "pairs.jsonl", 9)
+    out = tmp_path / "sets" / "out"
+    build(src, out)
+    entry = json.loads((out / "prefkit.json").read_text())["recipe"]["sources"][0]
+    assert entry["source"] == "../../data/pairs.jsonl"
+    assert entry["files"]["pairs.jsonl"]["size"] == src.stat().st_size
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    build(recipe_file=out / "prefkit.json", output=tmp_path / "again")
+    ids = [_ids(o) for o in (out, tmp_path / "again")]
+    assert ids[0] == ids[1] and len(ids[0]) == 9
+    size = src.stat().st_size
+    with src.open("a") as f:
+        f.write(json.dumps({"prompt": "extra", "chosen": "a", "rejected": "b", "score": 1}) + "\n")
+    with pytest.raises(SourceError, match=rf"pairs.jsonl: {size:,} → ") as err:
+        build(recipe_file=out / "prefkit.json", output=tmp_path / "changed")
+    assert "--allow-changed-sources" in err.value.hint and not (tmp_path / "changed").exists()
+    lines = src.read_text().splitlines()[:-1]  # back to the recorded size, with other content
+    src.write_text("\n".join(lines).replace("good answer 3", "good answer 4") + "\n")
+    with pytest.raises(SourceError, match="other content, same size"):
+        build(recipe_file=out / "prefkit.json", output=tmp_path / "changed")
+    code, _, stderr = _cli(
+        ["build", "--recipe", str(out / "prefkit.json"), "-o", str(tmp_path / "changed"),
+         "--allow-changed-sources", "-q"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0 and "differs from the recipe (built anyway): pairs.jsonl: other content" in stderr
+
+
+def _ids(out: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return [
+        i for p in sorted((out / "data").glob("*.parquet")) for i in pq.read_table(p).column("id").to_pylist()
+    ]
+
+
+def test_recipe_sources_are_read_relative_to_the_recipe(tmp_path, monkeypatch):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    write_jsonl(folder / "ours.jsonl", 4)
+    (folder / "mix.yaml").write_text("sources:\n  - ./ours.jsonl\n")
+    monkeypatch.chdir(tmp_path)  # not the recipe's folder
+    result = build(recipe_file=folder / "mix.yaml", output=tmp_path / "out")
+    assert result.manifest["splits"]["train"]["kept"] == 4
+
+
+def test_built_in_eval_set_revision_is_recorded(tmp_path, hub):
+    """--decontaminate with a built-in eval set reads it at the Hub commit it records in the manifest."""
+    from prefkit.select.evalsets import evalset_presets
+
+    repo = evalset_presets()["mt-bench"]["hub_id"]
+    if ("dataset", repo) not in hub.repos:
+        hub.add_datasetdict(repo, {"train": [{"prompt": ["good answer 1 question"]}]})
+    src = write_jsonl(tmp_path / "a.jsonl", 4)
+    result = build(src, tmp_path / "out", decontaminate=["mt-bench"])
+    (entry,) = result.manifest["decontamination"]["sets"]
+    assert entry["revision"] == hub.get_repo(repo).refs["main"] and len(entry["revision"]) == 40

@@ -12,7 +12,7 @@ from prefkit.commands.options import model_options
 from prefkit.options import ChatOptions, FormatOptions, SourceOptions
 
 #: where in a source to read (`build`, `detect`)
-source_options = model_options(SourceOptions, exclude=("preset",))
+source_options = model_options(SourceOptions, exclude=("preset", "allow_changed_sources"))
 #: the shape and column overrides (`build`, `detect`)
 column_options = model_options(
     FormatOptions, only=("format", "prompt_col", "chosen_col", "rejected_col", "system_col", "margin_col")

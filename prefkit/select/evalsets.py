@@ -96,6 +96,17 @@ def _pick_text_column(columns: Sequence[str], where: str) -> str:
     return found
 
 
+def hub_revision(repo_id: str, token: str | None = None) -> str | None:
+    """The commit a Hub dataset's main branch is at now (what a built-in eval set is read at, and recorded as
+    ``revision``); None when the Hub cannot be asked (offline: ``datasets`` then reads its cache)."""
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi(token=token).dataset_info(repo_id).sha
+    except Exception:  # offline or unreachable: the load reports what matters
+        return None
+
+
 def resolve_evalset(spec: str, *, token: str | None = None) -> tuple[str, list[list[str]], dict[str, Any]]:
     """``(name, items, description)`` of one ``--decontaminate`` value: a built-in name (:func:`evalset_presets`),
     or a local file / folder / Hub dataset id read like a source (its ``test`` split, else its only split). The
@@ -104,7 +115,9 @@ def resolve_evalset(spec: str, *, token: str | None = None) -> tuple[str, list[l
     presets = evalset_presets()
     if spec in presets:
         preset = presets[spec]
-        return spec, load_evalset(spec), {"hub_id": preset["hub_id"], "split": preset["split"]}
+        revision = hub_revision(preset["hub_id"], token)
+        where = {"hub_id": preset["hub_id"], "split": preset["split"], "revision": revision}
+        return spec, load_evalset(spec, revision=revision), where
     from prefkit.sources import load_source, public_path
     from prefkit.sources.hub import looks_like_path
 
