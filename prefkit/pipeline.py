@@ -183,6 +183,7 @@ def build(
         ]
         warnings += refusal_warnings(refused_rows(parts, split_by_out))
         manifest.update(quality)
+        pin_evalsets(manifest, options)
         if split_info is not None:
             manifest["test_split"] = split_info
         describe_target(manifest, target, options, target_check is not None and target_check.options.active)
@@ -338,6 +339,17 @@ def resolve(
     if not specs:
         raise OptionError("no source to build from", "pass SOURCES, or a --recipe that lists `sources`")
     return specs, options
+
+
+def pin_evalsets(manifest: dict, options: BuildOptions) -> None:
+    """Record the built-in eval sets of ``--decontaminate`` in the manifest's recipe as ``NAME@COMMIT`` (the commit
+    they were read at), so a rebuild from the recipe reads the same items."""
+    from prefkit.select.evalsets import pinned_evalsets
+
+    specs = options.select.decontaminate
+    sets = (manifest.get("decontamination") or {}).get("sets") or []
+    if specs and sets:
+        manifest["recipe"].setdefault("select", {})["decontaminate"] = pinned_evalsets(tuple(specs), sets)
 
 
 def check_local_inputs(

@@ -303,7 +303,8 @@ def test_recipe_sources_are_read_relative_to_the_recipe(tmp_path, monkeypatch):
 
 
 def test_built_in_eval_set_revision_is_recorded(tmp_path, hub):
-    """--decontaminate with a built-in eval set reads it at the Hub commit it records in the manifest."""
+    """--decontaminate with a built-in eval set reads it at the Hub commit it records in the manifest, and a
+    rebuild from the manifest reads that commit again."""
     from prefkit.select.evalsets import evalset_presets
 
     repo = evalset_presets()["mt-bench"]["hub_id"]
@@ -312,4 +313,10 @@ def test_built_in_eval_set_revision_is_recorded(tmp_path, hub):
     src = write_jsonl(tmp_path / "a.jsonl", 4)
     result = build(src, tmp_path / "out", decontaminate=["mt-bench"])
     (entry,) = result.manifest["decontamination"]["sets"]
-    assert entry["revision"] == hub.get_repo(repo).refs["main"] and len(entry["revision"]) == 40
+    first = hub.get_repo(repo).refs["main"]
+    assert entry["revision"] == first and len(first) == 40
+    assert result.manifest["recipe"]["select"]["decontaminate"] == [f"mt-bench@{first}"]
+    hub.add_commit(repo, {"README.md": "a later commit"})  # the eval set moves on
+    again = build(recipe_file=tmp_path / "out" / "prefkit.json", output=tmp_path / "again")
+    assert again.manifest["decontamination"]["sets"][0]["revision"] == first  # read where the first build read
+    assert hub.get_repo(repo).refs["main"] != first
