@@ -119,7 +119,6 @@ def test_stale_shard_is_not_pushed(stale_copy, hub):
     assert data == listed
 
 
-@pytest.mark.slow
 def test_stale_shard_is_not_merged(stale_copy):
     from prefkit.reflogps import job
     from tests.tinymodel import tiny_model_path
