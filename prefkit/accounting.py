@@ -194,23 +194,44 @@ def mark_dropped(
     ).drop("_new")
 
 
-def empty_warnings(manifest: dict) -> list[str]:
-    """Plain sentences for splits that kept no row, and for a build that kept none at all."""
+def _why(counts: dict) -> str:
+    """The three largest reasons rows ended elsewhere: ``"below_min_margin 12, tie 3"``."""
+    top = sorted({**counts.get("dropped", {}), **counts.get("invalid", {})}.items(), key=lambda kv: -kv[1])[
+        :3
+    ]
+    return ", ".join(f"{r} {n:,}" for r, n in top) or "no reason: nothing was read"
+
+
+def empty_sentences(manifest: dict) -> list[str]:
+    """Plain sentences for a build that kept no row, or for each output split that kept none (with the reasons
+    the rows ended elsewhere); empty when every split kept rows. The rule (docs/cli.md, "Empty results"): a build
+    that would write an empty set or split refuses with :class:`~prefkit.errors.EmptyResultError` (exit code 4)
+    and writes nothing; a dry run or a build without an output folder says the same as a warning."""
     splits = manifest["splits"]
     totals = manifest["totals"]
     if totals["read"] == 0:
-        return ["no row was read: the sources hold no rows; the folder holds prefkit.json but no data"]
+        return ["no row was read: the sources hold no rows (a file with a header only?)"]
     if totals["kept"] == 0:
         dropped, invalid = sum(totals["dropped"].values()), sum(totals["invalid"].values())
-        top = sorted({**totals["dropped"], **totals["invalid"]}.items(), key=lambda kv: -kv[1])[:3]
-        why = ", ".join(f"{r} {n:,}" for r, n in top)
         return [
-            f"no row was kept: {totals['read']:,} read, {dropped:,} dropped, {invalid:,} invalid ({why}); the folder "
-            "holds rejects/ and prefkit.json but no data for load_dataset"
+            f"no row was kept: {totals['read']:,} read, {dropped:,} dropped, {invalid:,} invalid ({_why(totals)})"
         ]
     return [
-        f"split {name!r} kept no row: it has no data file and is left out of the card's configs (datasets cannot "
-        "load an empty split); its counts are in prefkit.json"
+        f"split {name!r} kept no row ({c['read']:,} read: {_why(c)})"
         for name, c in splits.items()
         if c["kept"] == 0
     ]
+
+
+def check_not_empty(manifest: dict) -> None:
+    """Raise :class:`~prefkit.errors.EmptyResultError` when the build would write an empty set or split
+    (:func:`empty_sentences`)."""
+    from prefkit.errors import EmptyResultError
+
+    sentences = empty_sentences(manifest)
+    if sentences:
+        raise EmptyResultError(
+            "; ".join(sentences) + "; nothing was written (datasets cannot load an empty split)",
+            "loosen the options behind the reasons above (`prefkit build ... --dry-run` shows the counts per "
+            "reason and writes nothing), or leave the empty split out (--split)",
+        )

@@ -22,6 +22,8 @@ EXIT_CODES = {
     "or `verify` found values beyond tolerance",
     2: "a usage error (unknown option, missing argument)",
     3: "an unexpected error, i.e. a bug in prefkit (one line; `--debug` shows the traceback)",
+    4: "`build` kept no row in the set or in one of its splits: nothing is written, and `Error:` names each empty "
+    "split with the reasons its rows ended elsewhere (`--dry-run` and a build without -o only warn)",
     130: "interrupted (Ctrl-C)",
 }
 

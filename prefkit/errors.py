@@ -111,6 +111,12 @@ class OutputError(PrefkitError):
     """The output folder cannot be written or read."""
 
 
+class EmptyResultError(OutputError):
+    """A build would write an empty set or an empty split: nothing is written (exit code 4)."""
+
+    exit_code = 4
+
+
 class ModelError(PrefkitError):
     """A model or tokenizer cannot be loaded or does not fit the data."""
 

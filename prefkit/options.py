@@ -78,6 +78,11 @@ class SourceOptions(OptionGroup):
         "Read every source with this known dataset's preset (`prefkit presets` lists them). Default: the preset "
         "whose id matches the source, else detection from the columns.",
     )
+    allow_changed_sources: bool = option(
+        False,
+        "Rebuild from a recipe even when a local source's files differ from those it recorded (sizes and "
+        "SHA-256); the differences are reported. Default: such a rebuild is refused.",
+    )
 
     @field_validator("split", mode="before")
     @classmethod
@@ -277,11 +282,14 @@ class ChatOptions(OptionGroup):
     )
     tokenizer_revision: str | None = option(None, "Hub branch, tag or commit of --tokenizer.")
     trust_remote_code: bool = option(False, "Allow a tokenizer that needs custom code.")
-    output_format: Literal["messages", "text"] = option(
-        "messages",
-        "messages: TRL's conversational columns (what TRL >= 0.29 wants). text: prompt rendered with the chat "
-        "template and generation prompt, chosen/rejected as the continuation, split as TRL's apply_chat_template "
-        "does; for trainers that take text (fed to TRL >= 0.29 it gets a double BOS). --format is the INPUT shape.",
+    output_format: Literal["auto", "messages", "text", "plain"] = option(
+        "auto",
+        "auto: plain when every source is implicit text (chosen/rejected strings sharing their start) and no "
+        "--tokenizer/--chat-template is given, else messages. messages: TRL's conversational columns (what TRL >= "
+        "0.29 wants). plain: TRL's standard text format, prompt/chosen/rejected strings as the source wrote them "
+        "(a base-model set; implicit-text sources only). text: prompt rendered with the chat template and "
+        "generation prompt, chosen/rejected as the continuation, split as TRL's apply_chat_template does; for "
+        "trainers that take text (fed to TRL >= 0.29 it gets a double BOS). --format is the INPUT shape.",
     )
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from prefkit.accounting import empty_warnings
+from prefkit.accounting import check_not_empty, empty_sentences
 from prefkit.errors import OptionError, option
 from prefkit.formats import FAMILIES, family_options, used_columns, with_options
 from prefkit.formats import detect as detect_shape
@@ -177,9 +177,12 @@ def build(
     target, target_check = token_stage(options, progress)
 
     loaded, presets = load_sources(specs, options, token, progress)
+    specs, changed = check_local_inputs(specs, loaded, options.sources.allow_changed_sources, output)
     parts = plan_parts(loaded, specs, presets, options)
+    options = resolve_output_format(options, parts, target)
     local = tuple(Path(src.spec) for src in loaded if src.kind == "local")
-    with build_folder(output, overwrite, local) as (folder, keep):
+    carried: list[str] = []
+    with build_folder(output, overwrite, local, carried) as (folder, keep):
         work = folder / WORK_DIR
         read_parts(parts, loaded, specs, presets, options, target_check, work, Needs.of(options), progress)
         scales, quality = select_across(parts, specs, options.select, target, token)
@@ -187,7 +190,9 @@ def build(
         split_by_out = split_info is not None
         counts, described = count_parts(parts, split_by_out)
         manifest = make_manifest(loaded, specs, presets, described, counts, options, command, scales)
-        warnings = [w for src in loaded for w in src.warnings] + carry_sections(parts, manifest)
+        if output is not None:
+            check_not_empty(manifest)  # before anything is written: OUT stays as it was
+        warnings = [w for src in loaded for w in src.warnings] + changed + carry_sections(parts, manifest)
         warnings += [
             f"{p.src.label} ({p.split}): columns no mapping reads: "
             + ", ".join(f"{c} ({n:,} non-null)" for c, n in p.unused.items())
@@ -196,6 +201,7 @@ def build(
         ]
         warnings += refusal_warnings(refused_rows(parts, split_by_out))
         manifest.update(quality)
+        pin_evalsets(manifest, options)
         if split_info is not None:
             manifest["test_split"] = split_info
         describe_target(manifest, target, options, target_check is not None and target_check.options.active)
@@ -210,6 +216,12 @@ def build(
         if output is not None:
             schemas = {name: w["schema"] for name, w in written.items() if w["schema"] is not None}
             write_extra(folder, manifest, schemas, Path(output), options)
+    if carried:
+        warnings.append(
+            f"kept {len(carried)} file(s) in {output} that prefkit did not write: "
+            + ", ".join(carried[:5])
+            + (" …" if len(carried) > 5 else "")
+        )
     where = Path(output) if output is not None else folder
     data = {name: [where / f for f in paths] for name, paths in files.items()}
     rejects = {name: [where / REJECTS_DIR / f"{name}.parquet"] for name in written}
@@ -218,7 +230,7 @@ def build(
         Tables(data, empty, keep),
         Tables(rejects, keep=keep),
         manifest,
-        warnings=warnings + empty_warnings(manifest),
+        warnings=warnings + empty_sentences(manifest),
     )
     result.output = Path(output) if output is not None else None
     result.seconds = time.perf_counter() - start
@@ -231,10 +243,11 @@ WORK_DIR = ".prefkit-work"
 
 @contextmanager
 def build_folder(
-    output: str | Path | None, overwrite: bool, sources: tuple[Path, ...]
+    output: str | Path | None, overwrite: bool, sources: tuple[Path, ...], carried: list[str] | None = None
 ) -> Iterator[tuple[Path, Any]]:
     """Where a build writes: the staged output folder (swapped in when the build succeeds, removed when it fails;
-    :func:`prefkit.output.staged_folder`), or, without ``output``, a temporary folder the result reads from."""
+    :func:`prefkit.output.staged_folder`; files of the old folder prefkit did not write are carried over and
+    named in ``carried``), or, without ``output``, a temporary folder the result reads from."""
     from prefkit.output import staged_folder
 
     if output is None:
@@ -245,8 +258,28 @@ def build_folder(
             temp.cleanup()
             raise
         return
-    with staged_folder(output, overwrite=overwrite, sources=sources) as stage:
+    what = "build --overwrite" if overwrite else "build"
+    with staged_folder(output, overwrite=overwrite, sources=sources, what=what, carried=carried) as stage:
         yield stage, None
+
+
+def resolve_output_format(options: BuildOptions, parts: list[Part], target: Any) -> BuildOptions:
+    """``--output-format auto`` made definite: ``plain`` (TRL's standard text format: prompt/chosen/rejected
+    strings) when every source split is implicit text (family H, e.g. a base-model set) and no chat template
+    renders the rows, else ``messages``. An explicit ``plain`` is refused (OptionError) for other sources, with a
+    chat template, or with another --export."""
+    chat = options.chat
+    text_only = bool(parts) and all(p.mapping.family == "implicit-text" for p in parts)
+    plain_ok = text_only and target is None and options.output.export == "trl"
+    if chat.output_format == "auto":  # stays "auto" (messages) unless plain: recipes record only plain
+        return options.replace(output_format="plain") if plain_ok else options
+    if chat.output_format == "plain" and not plain_ok:
+        raise OptionError(
+            "--output-format plain writes TRL's standard text format, which only implicit-text sources (chosen/"
+            "rejected strings sharing their start) hold, without --tokenizer/--chat-template and --export",
+            "leave --output-format out (auto) or pass --output-format messages",
+        )
+    return options
 
 
 def detect_source(
@@ -331,10 +364,67 @@ def resolve(
         base = base or from_file
     options = (base or BuildOptions()).replace(**flat) if flat else (base or BuildOptions())
     given = [sources] if isinstance(sources, (str, Path, dict, SourceSpec)) else list(sources or [])
-    specs = [parse_source(s) for s in (given or recipe_sources)]
+    specs = [parse_source(s) for s in given]
+    if not given and recipe_file is not None:
+        from dataclasses import replace
+
+        from prefkit.sources.digest import resolve_recipe_path
+
+        specs = [parse_source(s) for s in recipe_sources]
+        specs = [
+            replace(s, source=resolve_recipe_path(s.source, Path(recipe_file)))
+            if isinstance(s.source, str)
+            else s
+            for s in specs
+        ]
     if not specs:
         raise OptionError("no source to build from", "pass SOURCES, or a --recipe that lists `sources`")
     return specs, options
+
+
+def pin_evalsets(manifest: dict, options: BuildOptions) -> None:
+    """Record the built-in eval sets of ``--decontaminate`` in the manifest's recipe as ``NAME@COMMIT`` (the commit
+    they were read at), so a rebuild from the recipe reads the same items."""
+    from prefkit.select.evalsets import pinned_evalsets
+
+    specs = options.select.decontaminate
+    sets = (manifest.get("decontamination") or {}).get("sets") or []
+    if specs and sets:
+        manifest["recipe"].setdefault("select", {})["decontaminate"] = pinned_evalsets(tuple(specs), sets)
+
+
+def check_local_inputs(
+    specs: list[SourceSpec], loaded: list[Source], allow_changed: bool, output: str | Path | None
+) -> tuple[list[SourceSpec], list[str]]:
+    """Each local source's files (size, SHA-256: :func:`prefkit.sources.digest.local_digests`) put into its spec
+    for the recipe, with its path relative to OUT; when the spec came from a recipe that recorded them and they
+    differ, a :class:`~prefkit.errors.SourceError` naming what differs, or with ``allow_changed`` a warning.
+    Returns (specs, warnings)."""
+    from dataclasses import replace
+
+    from prefkit.errors import SourceError
+    from prefkit.sources.digest import differences, local_digests, relative_to_output
+
+    out_specs, said = [], []
+    for spec, src in zip(specs, loaded, strict=True):
+        if src.kind != "local":
+            out_specs.append(spec)
+            continue
+        now = local_digests(spec.source)
+        diffs = differences(spec.files, now) if spec.files is not None else []
+        if diffs and not allow_changed:
+            raise SourceError(
+                f"{spec.source} is not the input the recipe recorded: "
+                + "; ".join(diffs[:5])
+                + (" …" if len(diffs) > 5 else ""),
+                "the rebuild would give another set; restore the files, or pass --allow-changed-sources "
+                "(allow_changed_sources=True) to build from them as they are now",
+            )
+        if diffs:
+            said.append(f"{spec.source} differs from the recipe (built anyway): " + "; ".join(diffs))
+        where = relative_to_output(str(spec.source), Path(output)) if output is not None else spec.source
+        out_specs.append(replace(spec, source=where, files=now))
+    return out_specs, said
 
 
 def load_sources(

@@ -47,7 +47,8 @@ class PreferenceRecord(BaseModel):
     """A validated preference pair.
 
     ``prompt`` is the whole history before the answer: an optional ``system`` message first, then user turns,
-    each answered by an assistant turn (with its tool calls and the tools' answers), ending with ``user``.
+    each answered by an assistant turn (with its tool calls and the tools' answers), ending with ``user`` or with
+    the tool results answering the last assistant turn's calls (:data:`PROMPT_ROLES`).
     ``chosen`` and ``rejected`` each hold the answer: one assistant message, or TRL's tool-calling shape (an
     assistant's tool calls, the tools' answers, ..., a final assistant message).
     """
@@ -55,7 +56,7 @@ class PreferenceRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: list[Message] = Field(
-        min_length=1, description="history before the answer, ending with a user turn"
+        min_length=1, description="history before the answer, ending with a user turn or tool results"
     )
     chosen: list[Message] = Field(min_length=1, description="the preferred answer")
     rejected: list[Message] = Field(min_length=1, description="the dispreferred answer")
@@ -79,7 +80,10 @@ class PreferenceRecord(BaseModel):
     def _prompt_shape(cls, prompt: list[Message]) -> list[Message]:
         roles = ",".join(m.role for m in prompt)
         if not re.fullmatch(PROMPT_ROLES, roles):
-            raise ValueError("prompt must be [system?] user (assistant|tool)* ... ending with a user turn")
+            raise ValueError(
+                "prompt must be [system?] user, then assistant turns (with the tool results of their calls) and "
+                "user turns, ending with a user turn or tool results"
+            )
         return prompt
 
     @field_validator("chosen", "rejected")
@@ -93,8 +97,11 @@ class PreferenceRecord(BaseModel):
 #: roles of an answer: an assistant message, or assistant tool calls, the tools' answers, ..., then the final
 #: assistant message (TRL's tool-calling preference shape)
 ANSWER_ROLES = r"assistant(,tool(,tool)*,assistant)*"
-#: roles of a prompt: [system] user, then an answer and a user turn again, ending with a user turn
-PROMPT_ROLES = rf"(system,)?user(,{ANSWER_ROLES},user)*"
+#: roles of a prompt, as the chat-message grammar allows them (OpenAI's and TRL's tool-calling conversations):
+#: [system] user, then assistant turns (each with the tool results answering its calls) and user turns, ending
+#: where an assistant answers next: with a user turn, or with the tool results of the last assistant's calls
+#: (``user → assistant(tool_calls) → tool [→ user]``)
+PROMPT_ROLES = r"(system,)?user((,assistant(,tool)+)*(,assistant)?,user)*(,assistant(,tool)+)*"
 
 
 def message_type(fields: tuple[str, ...] = ()) -> pa.StructType:

@@ -41,7 +41,20 @@ def render() -> str:
 
     parts += ["", "## Exit codes", "", "| code | meaning |", "|---:|---|"]
     parts += [f"| {code} | {meaning} |" for code, meaning in EXIT_CODES.items()]
+    parts += ["", "## Empty results", "", EMPTY_RULE]
     return "\n".join(parts) + "\n"
+
+
+#: the one rule for every path to an empty set or split (prefkit.accounting.check_not_empty)
+EMPTY_RULE = (
+    "`build` never writes an empty set or an empty split (`datasets` cannot load a split without rows, and a\n"
+    "split that silently vanishes hides what happened). Whatever empties it (a source with a header only, a\n"
+    "`--min-margin` that drops every row, `--near-dedup` or `--decontaminate` removing every `test` row, a filter\n"
+    "on one split), `build -o OUT` refuses with exit code 4 and writes nothing (an existing OUT stays as it\n"
+    "was); `Error:` on stderr names each empty split with the counts of the reasons its rows ended elsewhere.\n"
+    "`--dry-run` (and `prefkit.build` without an output folder) writes nothing anyway: it prints the same\n"
+    "sentence as a `Warning:` on stderr and exits 0, so the counts per reason can be looked at."
+)
 
 
 def render_reasons() -> str:

@@ -244,11 +244,14 @@ def test_template_residue(tmp_path, text, marker):
     import polars as pl
 
     rows = [{"prompt": text, "chosen": "c", "rejected": "r", "delta_score": 1.0}]
+    rows.append(
+        {"prompt": "clean", "chosen": "c", "rejected": "r", "delta_score": 1.0}
+    )  # a set is never empty
     path = write_jsonl(tmp_path / "t.jsonl", rows)
     assert build(path, tmp_path / "o").manifest["splits"]["train"]["dropped"] == {"template_residue": 1}
     rejects = pl.read_parquet(tmp_path / "o" / "rejects" / "train.parquet")
     assert rejects["detail"].to_list() == [marker]
-    assert build(path, keep_residue=True).manifest["splits"]["train"]["kept"] == 1
+    assert build(path, keep_residue=True).manifest["splits"]["train"]["kept"] == 2
 
 
 @pytest.mark.parametrize(

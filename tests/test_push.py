@@ -93,7 +93,9 @@ def test_push_then_load_dataset_gives_identical_rows_and_plain_types(hub, built)
     assert ds.features["chosen"] == datasets.List(
         {"role": datasets.Value("string"), "content": datasets.Value("string")}
     )
-    assert json.loads(hub.read_file(repo, "prefkit.json")) == json.loads((built / "prefkit.json").read_text())
+    pushed = json.loads(hub.read_file(repo, "prefkit.json"))
+    assert pushed.pop("push") == {"files": [shard_path(built)]}  # what a later push may delete
+    assert pushed == json.loads((built / "prefkit.json").read_text())
 
 
 def test_card_metadata_and_story(hub, built):
@@ -162,31 +164,46 @@ def test_card_with_reference_logps_uses_precomputed_trainer(hub, built):
 # ------------------------------------------------------------------------------------------------ re-push, branch, PR
 
 
-def test_repush_replaces_stale_shards_and_keeps_user_metadata(hub, built):
+def test_repush_replaces_stale_shards_and_keeps_user_metadata(hub, built, capsys):
+    """A push deletes what an earlier prefkit push recorded and this one does not write; files no push recorded
+    (a user's hand-made shard, a figure) are kept with a warning, deleted only with delete_unrecorded."""
     repo = hub.unique_id("me/repush")
-    push(built, repo)
+    earlier = built.parent / "earlier"
+    build(json.loads((built / "prefkit.json").read_text())["sources"][0]["id"], earlier, top=3)
+    push(earlier, repo, include_rejects=True)
+    first = sorted(f for f in hub.list_files(repo) if f.startswith(("data/", "rejects/")))
     meta, body = card_meta(hub, repo)
     meta["language"], meta["pretty_name"], meta["tags"] = ["en"], "My set", [*meta["tags"], "mine"]
-    stale = "data/train-00001-of-00002.parquet"
+    mine = "data/train-00001-of-00002.parquet"  # named like a shard, but no prefkit push wrote it
     hub.add_commit(
         repo,
         {
-            stale: b"PAR1 old",
-            "rejects/train.parquet": b"old",
+            mine: b"PAR1 old",
+            "plots/figure1.png": b"png",
             "notes.md": "kept",
             "README.md": f"---\n{yaml.safe_dump(meta)}---\n{body}",
         },
     )
     before = commits(hub, repo)
-    result = push(built, repo, message="second push")
+    with pytest.warns(UserWarning, match="no prefkit push recorded"):
+        result = push(built, repo, message="second push")
     assert commits(hub, repo) == before + 1
-    assert result.deleted == ["data/train-00001-of-00002.parquet", "rejects/train.parquet"]
+    assert first == [f"data/{train_shard(earlier).name}", "rejects/train.parquet"]
+    assert result.deleted == first
+    assert result.unrecorded == [mine, "plots/figure1.png"]
     files = hub.list_files(repo)
-    assert stale not in files and "rejects/train.parquet" not in files and "notes.md" in files
+    assert mine in files and "plots/figure1.png" in files and "notes.md" in files
+    assert not set(first) & set(files)
     meta, _ = card_meta(hub, repo)
     assert meta["language"] == ["en"] and meta["pretty_name"] == "My set" and "mine" in meta["tags"]
     assert hub.get_repo(repo).resolve("main").title == "second push"
-    assert datasets.load_dataset(repo, split="train").num_rows == 6
+    assert json.loads(hub.read_file(repo, "prefkit.json"))["push"]["files"] == [shard_path(built)]
+    result = push(built, repo, delete_unrecorded=True, dry_run=True)
+    assert result.deleted == [mine, "plots/figure1.png"]
+    capsys.readouterr()
+    main(["push", str(built), repo, "--dry-run"])
+    printed = capsys.readouterr().out
+    assert f"keep    {mine}" in printed and "delete " not in printed
 
 
 def test_include_rejects(hub, built):

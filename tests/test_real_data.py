@@ -533,14 +533,14 @@ def test_implicit_prompt_text_is_split_as_trl_extract_prompt(tmp_path):
     res = build(write_jsonl(tmp_path / "implicit.jsonl", rows))
     assert res.manifest["sources"][0]["splits"]["train"]["format"]["family"] == "implicit-text"
     out = train(res)
-    assert plain(out[0]["prompt"]) == [msg("user", "The capital of France is")]
-    assert plain(out[0]["chosen"]) == [msg("assistant", " Paris.")]
-    assert plain(out[0]["rejected"]) == [msg("assistant", " Rome.")]
-    for source, row in zip(rows, out, strict=True):
+    assert (out[0]["prompt"], out[0]["chosen"], out[0]["rejected"]) == (
+        "The capital of France is",
+        " Paris.",
+        " Rome.",
+    )
+    for source, row in zip(rows, out, strict=True):  # TRL's standard text format, split as TRL splits it
         theirs = extract_prompt(dict(source))
-        assert plain(row["prompt"]) == [msg("user", theirs["prompt"])]
-        assert plain(row["chosen"]) == [msg("assistant", theirs["chosen"])]
-        assert plain(row["rejected"]) == [msg("assistant", theirs["rejected"])]
+        assert {k: row[k] for k in ("prompt", "chosen", "rejected")} == theirs
 
 
 # ------------------------------------------------------------------------------ 8. mixed answer kinds
@@ -735,8 +735,9 @@ def test_tokenizer_special_token_at_line_start_is_residue(tmp_path):
     tokenizer = family_tokenizer("phi-3", get_chat_template("phi-3"))
     tokenizer.save_pretrained(tmp_path / "tok")
     rows = [{"prompt": "Question\n<|end|> left over", "chosen": "c", "rejected": "r", "delta_score": 1.0}]
+    rows.append({"prompt": "clean", "chosen": "c", "rejected": "r", "delta_score": 1.0})  # never an empty set
     path = write_jsonl(tmp_path / "t.jsonl", rows)
-    assert counts(build(path))["kept"] == 1
+    assert counts(build(path))["kept"] == 2
     out = tmp_path / "o"
     res = build(path, out, tokenizer=str(tmp_path / "tok"))
     assert counts(res)["dropped"] == {"template_residue": 1}

@@ -300,13 +300,13 @@ def test_refuses_a_set_built_for_another_tokenizer(fresh, capsys):
 
 
 def test_empty_split_and_other_export_shapes(tmp_path):
-    """A split whose rows were all dropped at build time has no data file (datasets cannot load an empty split):
-    the set loads and scores without it; sets exported for other trainers (but KTO) are refused before any model
-    loads."""
+    """A split whose rows were all dropped at build time is refused now; a set an earlier prefkit wrote with such a
+    split (no data file: datasets cannot load an empty split) loads and scores without it; sets exported for other
+    trainers (but KTO: tests/test_kto.py) are refused before any model loads."""
     import datasets
 
     from prefkit import build
-    from prefkit.errors import OutputError
+    from prefkit.errors import EmptyResultError, OutputError
     from tests.reflogps_data import pair_rows
 
     source = tmp_path / "source"
@@ -314,8 +314,22 @@ def test_empty_split_and_other_export_shapes(tmp_path):
     (source / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pair_rows(4)))
     same = [{**r, "rejected": r["chosen"]} for r in pair_rows(2, seed=1)]  # identical: every row dropped
     (source / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in same))
-    out = build(str(source), tmp_path / "out").output
-    assert json.loads((out / "prefkit.json").read_text())["splits"]["test"]["kept"] == 0
+    with pytest.raises(
+        EmptyResultError, match="split 'test' kept no row"
+    ):  # refused since the empty-split rule
+        build(str(source), tmp_path / "out")
+    out = build(str(source), tmp_path / "out", split=["train"]).output
+    manifest = json.loads((out / "prefkit.json").read_text())  # as an earlier prefkit wrote such a set
+    manifest["splits"]["test"] = {
+        "read": 2,
+        "kept": 0,
+        "dropped": {"identical": 2},
+        "invalid": {},
+        "files": [],
+    }
+    manifest["totals"]["read"] += 2
+    manifest["totals"]["dropped"] = {"identical": 2}
+    (out / "prefkit.json").write_text(json.dumps(manifest))
     assert not list((out / "data").glob("test-*.parquet"))
     job.reflogps(out, str(tiny_model_path()), max_length=MAX_LENGTH, device="cpu")
     loaded = datasets.load_dataset(str(out))
@@ -325,6 +339,6 @@ def test_empty_split_and_other_export_shapes(tmp_path):
         pq.read_table(next((out / "data").glob("train-*.parquet"))).column("ref_chosen_logps").null_count < 4
     )
 
-    other = build(str(source), tmp_path / "openrlhf", export="openrlhf").output  # KTO sets: tests/test_kto.py
+    other = build(str(source), tmp_path / "openrlhf", export="openrlhf", split=["train"]).output
     with pytest.raises(OutputError, match="exported in the 'openrlhf' shape"):
         job.reflogps(other, str(tmp_path / "no-model-needed"), device="cpu")

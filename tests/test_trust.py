@@ -185,17 +185,21 @@ def test_what_a_killed_run_left_is_cleaned_and_files_follow_the_umask(tmp_path):
 # ------------------------------------------------------------------------------------------------ it loads
 
 
-def test_an_empty_split_is_left_out_with_a_warning_and_the_set_loads(tmp_path):
+def test_an_empty_split_refuses_the_build_naming_it(tmp_path):
+    """One rule for empty results (docs/cli.md, "Empty results"): exit code 4, nothing written, the split and
+    its reasons on stderr; --dry-run says the same as a warning."""
     src = tmp_path / "src"
     write_jsonl(src / "train.jsonl", GOOD)
     write_jsonl(src / "test.jsonl", [{**r, "rejected": r["chosen"]} for r in GOOD[:2]])  # all identical
     proc = cli(["build", str(src), "-o", str(tmp_path / "out"), "--json"])
-    assert proc.returncode == 0, proc.stderr
-    assert "Warning: split 'test' kept no row" in proc.stderr
+    assert proc.returncode == 4, proc.stderr
+    assert "Error: split 'test' kept no row (2 read: identical 2)" in proc.stderr
+    assert json.loads(proc.stdout)["exit_code"] == 4
+    assert not (tmp_path / "out").exists()
+    proc = cli(["build", str(src), "--dry-run", "--json"])
+    assert proc.returncode == 0 and "Warning: split 'test' kept no row" in proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["splits"]["test"]["kept"] == 0 and any("'test'" in w for w in summary["warnings"])
-    loaded = datasets.load_dataset(str(tmp_path / "out"))
-    assert list(loaded) == ["train"] and loaded["train"].num_rows == 6
 
 
 def test_load_dataset_of_a_rebuilt_folder_reads_the_new_rows(tmp_path):
@@ -216,9 +220,12 @@ def test_load_dataset_of_a_rebuilt_folder_reads_the_new_rows(tmp_path):
 
 
 def test_a_build_that_keeps_nothing_says_so(tmp_path):
-
     src = write_jsonl(tmp_path / "same.jsonl", [{**r, "rejected": r["chosen"]} for r in GOOD])
     proc = cli(["build", str(src), "-o", str(tmp_path / "out"), "--json"])
+    assert proc.returncode == 4
+    assert "Error: no row was kept: 6 read, 6 dropped, 0 invalid (identical 6)" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    proc = cli(["build", str(src), "--dry-run", "--json"])
     assert proc.returncode == 0
     assert "Warning: no row was kept: 6 read, 6 dropped, 0 invalid (identical 6)" in proc.stderr
     assert json.loads(proc.stdout)["warnings"][0].startswith("no row was kept")

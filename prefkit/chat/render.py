@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+import pyarrow as pa
+
 from prefkit.chat.templates import ChatRenderer
 
 
@@ -99,3 +101,16 @@ def text_table(table: Any, target: Any) -> Any:
     for name, values in zip(("prompt", "chosen", "rejected"), text, strict=True):
         table = table.set_column(table.column_names.index(name), name, pa.array(values, pa.string()))
     return table
+
+
+def plain_table(records: pa.Table) -> pa.Table:
+    """TRL's standard text format (``--output-format plain``): ``prompt``, ``chosen`` and ``rejected`` as the text of
+    the records' one user message and one assistant message each (implicit-text rows, which hold exactly those),
+    other columns as they are. Shapes: the same rows; the three columns become ``string``."""
+    import pyarrow.compute as pc
+
+    for name in ("prompt", "chosen", "rejected"):
+        first = pc.list_element(records.column(name), 0)
+        text = pc.struct_field(first, "content")
+        records = records.set_column(records.schema.get_field_index(name), name, text)
+    return records

@@ -49,7 +49,10 @@ _SYSTEM = {"system": {"cls": SystemOption, "type": str}}
 @group_options("chat")
 @group_options("output")
 @click.option(
-    "--overwrite", is_flag=True, help="Replace the output folder if it exists (only a folder prefkit wrote)."
+    "--overwrite",
+    is_flag=True,
+    help="Replace the output folder if it exists (only a folder prefkit wrote); files in it that prefkit did "
+    "not write are kept (or the build is refused, naming them, when the new set writes the same path).",
 )
 @click.option("--dry-run", is_flag=True, help="Load, normalise and count, but write nothing.")
 @token_option

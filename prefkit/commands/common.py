@@ -11,7 +11,7 @@ import click
 from prefkit.commands.flags import group_options, spec
 
 #: where in a source to read (`detect`)
-source_options = group_options("sources", exclude=("preset",))
+source_options = group_options("sources", exclude=("preset", "allow_changed_sources"))
 #: the shape and column overrides (`detect`)
 column_options = group_options(
     "formats", only=("format", "prompt_col", "chosen_col", "rejected_col", "system_col", "margin_col")

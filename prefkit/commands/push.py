@@ -28,6 +28,12 @@ from prefkit.commands.common import echo_json
 @click.option(
     "--dry-run", is_flag=True, help="Print the files and the card that would be committed; commit nothing."
 )
+@click.option(
+    "--delete-unrecorded",
+    is_flag=True,
+    help="Also delete files under data/, rejects/, plots/ of the repo that no earlier prefkit push recorded "
+    "(kept by default, with a warning naming them; --dry-run lists them).",
+)
 @click.option("--token", help="Hugging Face token (default: HF_TOKEN or your `hf auth login`).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary.")
@@ -42,6 +48,7 @@ def command(
     license_,
     plots,
     dry_run,
+    delete_unrecorded,
     token,
     as_json,
     quiet,
@@ -50,7 +57,8 @@ def command(
 
     Uploads data/*.parquet, prefkit.json and a dataset card (licence, tags, how to load and train with TRL,
     the exact command, sources with revisions, counts per drop reason, statistics, reference-model
-    provenance). Shards left by an earlier push are deleted in the same commit. The endpoint is
+    provenance). Files an earlier prefkit push wrote and this one does not are deleted in the same commit; other
+    files in the repo are kept (see --delete-unrecorded). The endpoint is
     HF_ENDPOINT (default https://huggingface.co); the token is --token, HF_TOKEN or `hf auth login`.
 
     \b
@@ -83,6 +91,7 @@ def command(
                 plots=plots,
                 dry_run=dry_run,
                 token=token,
+                delete_unrecorded=delete_unrecorded,
             )
     finally:
         if bars is False:

@@ -11,7 +11,13 @@ import polars as pl
 
 from prefkit.errors import SelectionError, option
 from prefkit.filters.residue import residue_markers
-from prefkit.filters.rows import drop_reason, identical_answers, orient, validation_reason
+from prefkit.filters.rows import (
+    drop_reason,
+    identical_answers,
+    orient,
+    tool_call_mismatch,
+    validation_reason,
+)
 
 __all__ = ["classify", "require_margins"]
 
@@ -64,6 +70,7 @@ def classify(df: pl.DataFrame, options: Any, target: Any = None) -> pl.DataFrame
     # a normaliser may decide a drop from labels (``normaliser_drop``: SHP caps, equal ranks …): such rows hold no
     # pair to validate, and the decision is final (not undone by --keep-ties)
     pre = pl.col("normaliser_drop") if "normaliser_drop" in df.columns else pl.lit(None, dtype=pl.String)
+    df = df.with_columns(tool_call_mismatch(df))
     df = df.with_columns(
         pl.when(pre.is_null()).then(validation_reason()).otherwise(pl.col("invalid")).alias("invalid"),
         identical_answers(df),
@@ -95,7 +102,7 @@ def classify(df: pl.DataFrame, options: Any, target: Any = None) -> pl.DataFrame
         .otherwise(pl.lit("kept"))
     )
     return df.with_columns(stage.alias("stage"), pl.coalesce("invalid", "_drop").alias("reason")).drop(
-        "_drop", "invalid", "_identical", "_residue"
+        "_drop", "invalid", "_identical", "_residue", "_tool_mismatch"
     )
 
 

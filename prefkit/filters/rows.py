@@ -17,7 +17,14 @@ REASONS = declare(
     Reason(
         "bad_prompt_roles",
         "invalid",
-        "prompt is not [system?] user (assistant user)* ending with a user turn",
+        "prompt is not [system?] user, then assistant turns (each followed by the tool results of its calls) "
+        "and user turns, ending with a user turn or tool results",
+    ),
+    Reason(
+        "tool_call_id_mismatch",
+        "invalid",
+        "a tool message answers no call of the assistant turn before it (its tool_call_id is not one of that "
+        "turn's tool_calls ids, or that turn makes no call)",
     ),
     Reason("identical", "dropped", "chosen == rejected after whitespace normalisation"),
     Reason(
@@ -98,14 +105,60 @@ def identical_answers(df: pl.DataFrame) -> pl.Series:
     return pl.Series("_identical", [False] * df.height, dtype=pl.Boolean).scatter(same, True)
 
 
+def tool_call_mismatch(df: pl.DataFrame) -> pl.Series:
+    """``_tool_mismatch``: a tool message with a ``tool_call_id`` that answers no call of the assistant turn before
+    it (in the prompt followed by chosen, or by rejected), or follows a turn without ``tool_calls`` while the
+    conversation has calls. Rows without a ``tool_call_id`` are not looked at (the grammar is in PROMPT_ROLES);
+    calls without an ``id`` match any ``tool_call_id``."""
+    out = pl.Series("_tool_mismatch", [False] * df.height, dtype=pl.Boolean)
+    if not {"prompt", "chosen", "rejected"} <= set(df.columns):
+        return out
+    ids = pl.element().struct.field("tool_call_id").is_not_null()
+    has = pl.any_horizontal(pl.col(c).list.eval(ids).list.any() for c in ("prompt", "chosen", "rejected"))
+    rows = df.select("prompt", "chosen", "rejected").with_row_index("_i").filter(has.fill_null(False))
+    bad = [
+        r["_i"]
+        for r in rows.iter_rows(named=True)
+        if not _calls_answered(r["prompt"] + r["chosen"]) or not _calls_answered(r["prompt"] + r["rejected"])
+    ]
+    return out.scatter(bad, True) if bad else out
+
+
+def _calls_answered(messages: list[dict]) -> bool:
+    """Whether each tool message with a ``tool_call_id`` answers a call of the nearest assistant turn before it
+    (``tool_calls`` as JSON text or objects; each call answered at most once)."""
+    import json
+
+    pending: list | None = None  # ids the last assistant turn called; None before any call
+    for m in messages:
+        if m.get("role") == "assistant":
+            calls = m.get("tool_calls")
+            if isinstance(calls, str):
+                try:
+                    calls = json.loads(calls)
+                except ValueError:
+                    return False
+            pending = [c.get("id") if isinstance(c, dict) else None for c in calls or []]
+        elif m.get("role") == "tool" and m.get("tool_call_id") is not None:
+            if not pending:
+                return False
+            match = m["tool_call_id"] if m["tool_call_id"] in pending else None if None in pending else False
+            if match is False:
+                return False
+            pending.remove(match)
+    return True
+
+
 def validation_reason() -> pl.Expr:
-    """Checks every normalised row must pass, after the normaliser's own ``invalid`` reason."""
+    """Checks every normalised row must pass, after the normaliser's own ``invalid`` reason (reads the
+    ``_tool_mismatch`` column of :func:`tool_call_mismatch` when the frame has it)."""
     blank = _blank_messages("prompt") | _blank_messages("chosen") | _blank_messages("rejected")
     return pl.coalesce(
         pl.col("invalid"),
         first_reason(
             (blank, "empty_text"),
             (~roles(pl.col("prompt")).str.contains(PROMPT_ROLES), "bad_prompt_roles"),
+            (pl.col("_tool_mismatch"), "tool_call_id_mismatch"),
             (~answer_ok(pl.col("chosen")) | ~answer_ok(pl.col("rejected")), "answer_not_single_assistant"),
             (_non_finite(), "non_finite_score"),
         ),

@@ -1,24 +1,38 @@
 """Family H: TRL's implicit-prompt plain text: only ``chosen`` and ``rejected`` strings that share their start
 (``{"chosen": "The capital of France is Paris.", "rejected": "The capital of France is Rome."}``).
 
-The prompt is their longest common prefix, backed off to before a space, exactly as TRL's
-``trl.data_utils.extract_prompt`` does: prompt ``"The capital of France is"``, chosen ``" Paris."``, rejected
-``" Rome."``. The record holds them as messages (user prompt, assistant answers) with the text as is. Tried after
-the transcript family, whose rows start with ``Human:`` markers.
+The prompt is their longest common prefix, cut at the last whitespace within it, the whitespace going to the
+answers (:func:`split_implicit`): prompt ``"The capital of France is"``, chosen ``" Paris."``, rejected
+``" Rome."``. That is what TRL's ``trl.data_utils.extract_prompt`` means to do; its loop (:func:`extract_prompt`,
+kept for TRL-exact tokenization of rows without a prompt) cuts mid-word when the answers differ inside a word
+(``"The cat"`` / ``"The car"`` → ``"The ca"``) and one character short when one answer is a prefix of the other
+(``"The sky"`` / ``"The sky is blue"`` → ``"The sk"``, ``"y"``). A split that leaves no prompt or an empty answer
+is invalid with its reason (``missing_prompt``, ``empty_answer``). The record holds them as messages (user
+prompt, assistant answers) with the text as is. Tried after the transcript family, whose rows start with
+``Human:`` markers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
 
+from prefkit.accounting import Reason, declare
 from prefkit.formats.base import MESSAGES_DTYPE, Family, Mapping, is_string, pick_column
 
 NAME = "implicit-text"
 LETTER = "H"
 DESCRIPTION = "chosen/rejected strings sharing their start, no prompt column (TRL's implicit-prompt text)"
+REASONS = declare(
+    Reason(
+        "empty_answer",
+        "invalid",
+        "implicit text: after the shared start (cut at a word boundary) chosen or rejected has no text left",
+    )
+)
 
 
 def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Mapping | str:
@@ -43,12 +57,37 @@ def extract_prompt(chosen: Sequence, rejected: Sequence) -> tuple[Sequence, Sequ
     return chosen[:idx], chosen[idx:], rejected[idx:]
 
 
+def split_implicit(chosen: str, rejected: str) -> tuple[str, str, str]:
+    """Split two texts that share their start into (prompt, chosen, rejected), as TRL's ``extract_prompt`` means
+    to: the longest common prefix, a space right before the difference going to the answers. Where TRL's loop
+    cuts inside a word (the answers differ between two letters or digits) or leaves an answer empty (one text is
+    a prefix of the other), the prompt is cut instead at the last whitespace of the common prefix (a space goes
+    to the answers, as in TRL; other whitespace stays in the prompt). No whitespace there: the prompt is empty."""
+    n = 0
+    for a, b in zip(chosen, rejected, strict=False):
+        if a != b:
+            break
+        n += 1
+    nexts = [text[n] for text in (chosen, rejected) if n < len(text)]
+    mid_word = n > 0 and chosen[n - 1].isalnum() and any(c.isalnum() for c in nexts)
+    if len(nexts) < 2 or mid_word:
+        k = max((i for i in range(n) if chosen[i].isspace()), default=-1)
+        if k < 0:
+            return "", chosen, rejected
+        cut = k if chosen[k] == " " else k + 1
+    else:
+        cut = n - 1 if n > 0 and chosen[n - 1] == " " else n
+    return chosen[:cut], chosen[cut:], rejected[cut:]
+
+
 def _row(chosen: str | None, rejected: str | None) -> tuple[list, list, list, str | None]:
     if chosen is None or rejected is None:
         return [], [], [], "null_value"
-    prompt, c, r = extract_prompt(chosen, rejected)
+    prompt, c, r = split_implicit(chosen, rejected)
     if not prompt.strip():
         return [], [], [], "missing_prompt"
+    if not c.strip() or not r.strip():
+        return [], [], [], "empty_answer"
     return (
         [{"role": "user", "content": prompt}],
         [{"role": "assistant", "content": c}],
@@ -64,7 +103,7 @@ def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataF
     prompt, chosen, rejected, invalid = (
         (list(col) for col in zip(*rows, strict=True)) if rows else ([], [], [], [])
     )
-    dtypes = {
+    dtypes: dict[str, Any] = {
         "prompt": MESSAGES_DTYPE,
         "chosen": MESSAGES_DTYPE,
         "rejected": MESSAGES_DTYPE,
@@ -75,4 +114,4 @@ def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataF
     )
 
 
-FAMILY = Family(NAME, LETTER, DESCRIPTION, order=45, match=match, normalise=normalise)
+FAMILY = Family(NAME, LETTER, DESCRIPTION, order=45, match=match, normalise=normalise, reasons=REASONS)

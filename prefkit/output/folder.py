@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import re
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefkit.errors import OutputError, option
-from prefkit.output.writer import staged_dir, swap_in
+from prefkit.output.lock import folder_identity, out_lock
+from prefkit.output.writer import TEMP_NAME, staged_dir, swap_in
 
 MANIFEST_NAME = "prefkit.json"
 CARD_NAME = "README.md"
@@ -43,6 +46,8 @@ class OutputFolder:
     path: Path
     manifest: dict
     shards: dict[str, list[Path]] = field(default_factory=dict)
+    #: what a reader should say: data files the manifest does not list
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def splits(self) -> list[str]:
@@ -134,23 +139,138 @@ def check_target(out_dir: Path, overwrite: bool, sources: tuple[Path, ...] = ())
     return out
 
 
+class FolderChanged(OutputError):
+    """OUT is no longer the folder a writer read (another writer swapped it in meanwhile): redo the work."""
+
+
 @contextmanager
 def staged_folder(
-    out_dir: Path | str, overwrite: bool = False, sources: tuple[Path, ...] = ()
+    out_dir: Path | str,
+    overwrite: bool = False,
+    sources: tuple[Path, ...] = (),
+    *,
+    expect: tuple | None = None,
+    what: str = "build",
+    carried: list[str] | None = None,
 ) -> Iterator[Path]:
     """Yield a temporary folder next to ``out_dir``; on success it atomically becomes ``out_dir``.
 
     On any error the staging folder is removed and ``out_dir`` is left as it was. Refuses targets that could
-    destroy data prefkit did not write (:func:`check_target`); removes what killed runs left next to it.
+    destroy data prefkit did not write (:func:`check_target`); removes what killed runs left next to it. The swap
+    happens under OUT's writer lock (:func:`prefkit.output.lock.out_lock`, held by ``what``), after a last check:
+
+    * ``expect`` (a writer that staged a copy of OUT: a merge): OUT must still be the folder it read
+      (:func:`prefkit.output.lock.folder_identity`), else :class:`FolderChanged` (the caller redoes its work);
+    * otherwise (``build``): OUT is checked again, and the files in it that prefkit did not write
+      (:func:`foreign_files`) are carried over into the new folder at the same paths (their names appended to
+      ``carried``); one the new folder also writes is refused, naming it.
     """
     out = check_target(Path(out_dir), overwrite, sources)
     with staged_dir(out) as stage:
         yield stage
-        swap_in(stage, out)
+        with out_lock(out, what):
+            if expect is not None:
+                if folder_identity(out) != expect:
+                    raise FolderChanged(
+                        f"{str(out_dir)!r} was replaced by another command while {what} wrote it",
+                        f"run `prefkit {what}` again",
+                    )
+            elif out.exists():
+                check_target(out, overwrite, sources)
+                names = carry_over(out, stage)
+                if carried is not None:
+                    carried += names
+            swap_in(stage, out)
 
 
-def read_output(path: Path | str) -> OutputFolder:
-    """Open a folder written by `prefkit build` (checks it is one, with a hint when not)."""
+#: top-level work folders of prefkit's jobs (``.prefkit-work``, ``.reflogps-work``, ``.score-work``, and those set
+#: aside to be removed: ``.<job>-work.discarded-<pid>-<random>``)
+WORK_NAME = re.compile(r"^\.[a-z0-9_-]+-work(?:\.discarded-.+)?$")
+#: a data shard's name as prefkit writes it (:func:`shard_name`)
+SHARD_NAME = re.compile(r"^.+-\d{5}-of-\d{5}(?:-[0-9a-f]{16})?\.parquet$")
+
+
+def prefkit_written(out: Path, manifest: dict) -> set[str]:
+    """Paths (relative, POSIX) of the files in ``out`` prefkit wrote, from its manifest: the manifest and the
+    card, data shards (any file named like one, listed or stale), the rejects of its splits, recorded plots and
+    an export's own files (LLaMA-Factory's ``dataset_info.json``, the JSONL folders) and the report page. Work folders are recognised by name
+    (:data:`WORK_NAME`), temporary files by :data:`prefkit.output.writer.TEMP_NAME`."""
+    written = {MANIFEST_NAME, CARD_NAME}
+    splits: dict = manifest["splits"] if isinstance(manifest.get("splits"), dict) else {}
+    for split, counts in splits.items():
+        written.add(f"{REJECTS_DIR}/{split}.parquet")
+        if isinstance(counts, dict):
+            written.update(str(f) for f in counts.get("files") or [])
+    stats: dict = manifest["stats"] if isinstance(manifest.get("stats"), dict) else {}
+    written.update(str(p) for p in stats.get("plots") or [])
+    shape = (manifest.get("export") or {}).get("shape") if isinstance(manifest.get("export"), dict) else None
+    if shape:
+        from prefkit.output.exports import EXPORT_FILES
+
+        for pattern in EXPORT_FILES:
+            written.update(p.relative_to(out).as_posix() for p in Path(out).glob(pattern))
+    report = manifest.get("report")
+    if isinstance(report, dict) and isinstance(report.get("path"), str):  # `prefkit report` wrote it inside OUT
+        written.add(report["path"])
+    return written
+
+
+def foreign_files(out: Path, manifest: dict | None = None) -> list[str]:
+    """The files (and empty folders, ending in ``/``) in output folder ``out`` that prefkit did not write
+    (:func:`prefkit_written`), as sorted relative POSIX paths: a user's notes, checkpoints, hand-made files."""
+    out = Path(out)
+    if manifest is None:
+        manifest = json.loads((out / MANIFEST_NAME).read_text())
+    written = prefkit_written(out, manifest)
+    found: list[str] = []
+    for root, dirs, files in os.walk(out):
+        rel = Path(root).relative_to(out)
+        if rel == Path("."):
+            dirs[:] = [d for d in dirs if not WORK_NAME.match(d)]
+        for name in files:
+            path = (rel / name).as_posix()
+            if path in written or TEMP_NAME.match(name):
+                continue
+            if rel.as_posix() == DATA_DIR and SHARD_NAME.match(name):
+                continue
+            found.append(path)
+        if not dirs and not files and rel != Path("."):
+            found.append(rel.as_posix() + "/")
+    return sorted(found)
+
+
+def carry_over(out: Path, stage: Path) -> list[str]:
+    """Hard-link (or copy) the files of ``out`` prefkit did not write into the new folder ``stage`` at the same
+    paths; returns their names. Raises :class:`OutputError` naming those the new folder writes too (nothing is
+    carried then: the caller's swap does not happen)."""
+    names = foreign_files(out)
+    clash = [n for n in names if (stage / n.rstrip("/")).exists() and not n.endswith("/")]
+    if clash:
+        raise OutputError(
+            f"{str(out)!r} holds files prefkit did not write that the new set would replace: "
+            + ", ".join(clash[:5])
+            + (" …" if len(clash) > 5 else ""),
+            "move them out of the folder (prefkit never deletes what it did not write), or choose another -o",
+        )
+    for name in names:
+        target = stage / name
+        if name.endswith("/"):
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(out / name, target)
+        except OSError:
+            shutil.copy2(out / name, target)
+    return names
+
+
+def read_output(path: Path | str, warn: Callable[[str], None] | None = None) -> OutputFolder:
+    """Open a folder written by `prefkit build` (checks it is one, with a hint when not).
+
+    Reads the data files the manifest lists (:func:`_listed_shards`) and checks their rows against its counts
+    (:func:`check_counts`), raising :class:`OutputError` with a hint when they disagree; other parquet files in
+    ``data/`` are named in ``folder.warnings`` (and passed to ``warn``, e.g. a command's stderr)."""
     path = Path(path)
     if not path.is_dir():
         raise OutputError(
@@ -173,9 +293,35 @@ def read_output(path: Path | str) -> OutputFolder:
             f"{manifest_path} is not a prefkit manifest (a JSON object with `splits`)",
             "rebuild the folder with `prefkit build`",
         )
+    shards = _listed_shards(path, manifest)
+    folder = OutputFolder(path=path, manifest=manifest, shards=shards)
+    folder.warnings = _unlisted_warnings(path, shards)
+    check_counts(folder)
+    if warn is not None:
+        for text in folder.warnings:
+            warn(text)
+    return folder
+
+
+def _listed_shards(path: Path, manifest: dict) -> dict[str, list[Path]]:
+    """Each split's data files: those its manifest entry lists (``files``), each present and readable; for a
+    manifest without lists (an older prefkit) the files named like the split's shards."""
     shards: dict[str, list[Path]] = {}
     for split, counts in manifest.get("splits", {}).items():
-        files = split_files(path / DATA_DIR, split)
+        listed = counts.get("files") if isinstance(counts, dict) else None
+        if isinstance(listed, list):
+            files = [path / str(f) for f in listed]
+            missing = [str(f) for f, p in zip(listed, files, strict=True) if not p.is_file()]
+            if missing:
+                raise OutputError(
+                    f"split {split!r} of {str(path)!r} lacks data files its {MANIFEST_NAME} lists: "
+                    + ", ".join(missing[:3])
+                    + (" …" if len(missing) > 3 else ""),
+                    "the folder is incomplete (a copy that missed files?): copy it again, or rebuild it with "
+                    f"`prefkit build --recipe {path / MANIFEST_NAME} -o {path} --overwrite`",
+                )
+        else:
+            files = split_files(path / DATA_DIR, split)
         if not files and isinstance(counts, dict) and counts.get("kept") == 0:
             continue  # a split that kept no rows has no data file (datasets cannot load an empty split)
         if not files:
@@ -186,7 +332,74 @@ def read_output(path: Path | str) -> OutputFolder:
         for file in files:
             _check_parquet(file)
         shards[split] = files
-    return OutputFolder(path=path, manifest=manifest, shards=shards)
+    return shards
+
+
+def _unlisted_warnings(path: Path, shards: dict[str, list[Path]]) -> list[str]:
+    """A sentence when ``data/`` holds parquet files the manifest does not list (not read, not pushed)."""
+    listed = {p.resolve() for files in shards.values() for p in files}
+    others = sorted(p.name for p in (path / DATA_DIR).glob("*.parquet") if p.resolve() not in listed)
+    if not others:
+        return []
+    return [
+        f"{len(others)} data file(s) in {path / DATA_DIR} are not listed in {MANIFEST_NAME} and are not part of "
+        "the set (left by an earlier build, or copied in?): "
+        + ", ".join(others[:3])
+        + (" …" if len(others) > 3 else "")
+        + "; they are not read, merged or pushed (delete them, or rebuild)"
+    ]
+
+
+def check_counts(folder: OutputFolder) -> None:
+    """The data files hold the rows the manifest says (``kept``, or the export's ``rows``), and the counts add up
+    (``read`` + added = ``kept`` + dropped + invalid per split, docs/reasons.md; ``totals`` = the sum of the splits). Raises
+    :class:`OutputError` when not: a data file or the manifest was changed after the build."""
+    manifest = folder.manifest
+    export = (
+        (manifest.get("export") or {}).get("splits") or {} if isinstance(manifest.get("export"), dict) else {}
+    )
+    rebuild = (
+        "the data files or prefkit.json were changed after prefkit wrote them; rebuild the set with "
+        f"`prefkit build --recipe {folder.path / MANIFEST_NAME} -o {folder.path} --overwrite`"
+    )
+    for split, counts in manifest.get("splits", {}).items():
+        if not isinstance(counts, dict) or "kept" not in counts:
+            continue
+        rows = sum(pq.read_metadata(p).num_rows for p in folder.shards.get(split, []))
+        expected = (export.get(split) or {}).get("rows", counts["kept"])
+        if rows != expected:
+            raise OutputError(
+                f"split {split!r} of {str(folder.path)!r} has {rows:,} rows in its data files, but "
+                f"{MANIFEST_NAME} says {expected:,}",
+                rebuild,
+            )
+        parts = [counts.get(k) or {} for k in ("dropped", "invalid", "added")]
+        if "read" in counts and all(isinstance(v, dict) for v in parts):
+            ended = counts["kept"] + sum(parts[0].values()) + sum(parts[1].values())
+            started = counts["read"] + sum(parts[2].values())
+            if ended != started:
+                raise OutputError(
+                    f"the counts of split {split!r} in {MANIFEST_NAME} do not add up (read + added {started:,}, "
+                    f"kept + dropped + invalid {ended:,})",
+                    rebuild,
+                )
+    totals: dict = manifest["totals"] if isinstance(manifest.get("totals"), dict) else {}
+    splits = [c for c in manifest.get("splits", {}).values() if isinstance(c, dict)]
+    for key in ("read", "kept"):
+        known = key in totals and all(key in c for c in splits)
+        if known and totals[key] != sum(c[key] for c in splits):
+            raise OutputError(
+                f"the totals in {MANIFEST_NAME} do not add up ({key} {totals[key]:,}, the splits' sum "
+                f"{sum(c[key] for c in splits):,})",
+                rebuild,
+            )
+
+
+def stderr_warning(text: str) -> None:
+    """Print ``Warning: <text>`` on stderr (what a command says about the folder it reads)."""
+    import sys
+
+    print(f"Warning: {text}", file=sys.stderr, flush=True)
 
 
 def _check_parquet(path: Path) -> None:

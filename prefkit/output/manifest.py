@@ -95,7 +95,7 @@ def describe_target(manifest: dict, target: Any, options: Any, filtered: bool) -
         max_length=f.max_length,
         max_prompt_length=f.max_prompt_length,
         min_answer_tokens=f.min_answer_tokens,
-        output_format=options.chat.output_format,
+        output_format="messages" if options.chat.output_format == "auto" else options.chat.output_format,
         rule=TRL_TOKENIZATION_RULE if filtered else None,
     )
 

@@ -291,8 +291,9 @@ def compute_stats(folder: str | Path, target: Any = None, splits: list[str] | No
     """
     from prefkit.errors import OutputError
     from prefkit.output import read_output, require_trl_shape
+    from prefkit.output.folder import stderr_warning
 
-    out = read_output(folder)
+    out = read_output(folder, warn=stderr_warning)
     require_trl_shape(out, "stats")
     names = splits or out.splits
     unknown = [s for s in names if s not in out.splits]
@@ -377,6 +378,24 @@ def set_max_length(stats: dict[str, Any]) -> int | None:
 def record_stats(folder: str | Path, stats: dict[str, Any], plots: list[Path] | None = None) -> list[str]:
     """Record the statistics (and the plots that lie inside the set folder, as paths relative to it) in
     ``prefkit.json`` (``manifest["stats"]``) and rewrite the dataset card. Returns the recorded plot paths."""
+    from prefkit.output.lock import out_lock
+
+    with out_lock(folder, "stats"):
+        return _record(folder, stats, plots)
+
+
+def plot_and_record(folder: str | Path, stats: dict[str, Any], plot_dir: str | Path) -> list[Path]:
+    """Write the plots into ``plot_dir`` and record the statistics in the set (:func:`record_stats`), both under
+    OUT's writer lock (plots inside OUT are not lost to another command's swap). Returns the plots' paths."""
+    from prefkit.output.lock import out_lock
+
+    with out_lock(folder, "stats"):
+        paths = plot(stats, plot_dir)
+        record_stats(folder, stats, paths)
+    return paths
+
+
+def _record(folder: str | Path, stats: dict[str, Any], plots: list[Path] | None) -> list[str]:
     from prefkit.output import read_output, refresh_card, write_manifest
 
     out = read_output(folder)
@@ -434,9 +453,8 @@ def stats(
     names = [split] if isinstance(split, str) else list(split)
     computed = compute_stats(folder, target, names or None)
     written: list[Path] = []
-    if plot is not None:
-        written = plot_stats(computed, plot)
-        record_stats(folder, computed, written)
+    if plot is not None:  # under OUT's writer lock: plots inside OUT are not lost to another command's swap
+        written = plot_and_record(folder, computed, plot)
     result = StatsResult.from_dict(public(computed))
     result.plots = [str(p) for p in written]
     return result

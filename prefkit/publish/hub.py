@@ -1,8 +1,11 @@
 """Publish a built set to the Hugging Face Hub (`prefkit push`).
 
-One push is one commit: the data shards, the dataset card and the manifest are added, and shards a previous
-push left behind (under ``data/``, ``rejects/``, ``plots/``) are deleted in the same commit, so a repo never
-holds half a push. The endpoint and token are resolved when ``push`` is called (``HF_ENDPOINT`` and
+One push is one commit: the data shards, the dataset card and the manifest are added, and the files an earlier
+prefkit push wrote that this one does not (under ``data/``, ``rejects/``, ``plots/``) are deleted in the same
+commit, so a repo never holds half a push. The pushed manifest records what the push wrote there
+(``push.files``); a later push deletes only files so recorded (or, for a repo pushed by an older prefkit, the data
+files and rejects its manifest lists). Anything else in those folders (a user's ``data/my_handmade.parquet``,
+``plots/figure1.png``) is kept and named in a warning, unless ``delete_unrecorded`` (``--delete-unrecorded``). The endpoint and token are resolved when ``push`` is called (``HF_ENDPOINT`` and
 ``HF_TOKEN`` / ``hf auth login`` are honoured), and an explicit ``HfApi(endpoint=..., token=...)`` is used.
 """
 
@@ -27,8 +30,8 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 PLOTS_DIR = "plots"
 #: the report page (`prefkit report`), pushed next to the card
 REPORT_NAME = "report.html"
-#: folders (and the report page) prefkit owns in the repo: files there that this push does not write are stale and
-#: get deleted
+#: folders (and the report page) prefkit writes in the repo: files there that an earlier push recorded and this push
+#: does not write are stale and get deleted
 MANAGED_DIRS = (f"{DATA_DIR}/", f"{REJECTS_DIR}/", f"{PLOTS_DIR}/", REPORT_NAME)
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,8 @@ class PushResult(Result):
     deleted: list[str]
     card: str
     dry_run: bool = False
+    #: files under data/, rejects/, plots/ no earlier prefkit push recorded: kept (deleted with delete_unrecorded)
+    unrecorded: list[str] = field(default_factory=list)
     private: bool | None = None
     created_repo: bool = False
     commit_sha: str | None = None
@@ -100,6 +105,8 @@ class _Remote:
     files: list[str] = field(default_factory=list)
     private: bool | None = None
     card_metadata: dict = field(default_factory=dict)
+    #: what earlier prefkit pushes wrote under data/, rejects/, plots/ (from the remote manifest)
+    recorded: set[str] = field(default_factory=set)
 
 
 def resolve_endpoint(endpoint: str | None = None) -> str:
@@ -133,6 +140,7 @@ def push(
     endpoint: str | None = None,
     retries: int = 4,
     backoff: float | None = None,
+    delete_unrecorded: bool = False,
 ) -> PushResult:
     """Upload the output folder ``folder`` as the dataset repo ``repo_id`` in one commit.
 
@@ -140,7 +148,9 @@ def push(
     committing to it. ``license`` overrides the licence derived from the sources (the most restrictive
     one wins, with a warning when they differ). ``plots`` is a folder of PNGs to embed (default:
     ``folder/plots`` when it exists). With ``dry_run`` nothing is written: the result lists the files and
-    holds the card that would be committed. Transient failures (connection errors, 429, 5xx, a concurrent
+    holds the card that would be committed. Files under ``data/``, ``rejects/``, ``plots/`` that this push does
+    not write are deleted when an earlier prefkit push recorded them in the repo's manifest; others are kept and
+    named in ``unrecorded`` and a warning (``delete_unrecorded=True`` deletes them too). Transient failures (connection errors, 429, 5xx, a concurrent
     commit) are retried ``retries`` times with exponential ``backoff`` seconds.
 
     >>> push("hermes2k", "me/hermes-dpo-2k", private=True)  # doctest: +SKIP
@@ -154,16 +164,19 @@ def push(
 
     out = read_output(folder)
     endpoint = resolve_endpoint(endpoint)
+    caught: list[str] = []
     token = _preflight(out, folder, resolve_token(token), dry_run)
     api = HfApi(endpoint=endpoint, token=token or False, library_name="prefkit", library_version=__version__)
     repo_id = _full_repo_id(api, repo_id, token)
     branch = revision or "main"
-    caught: list[str] = []
 
     def warn(text: str) -> None:
         if text not in caught:  # a retried attempt finds the same things
             caught.append(text)
             warnings.warn(text, UserWarning, stacklevel=3)
+
+    for text in out.warnings:
+        warn(text)
 
     local = _local_plan(out, include_rejects, plots)
     if local.report_stale:
@@ -193,9 +206,20 @@ def push(
         )
         card = render_card(local.card_manifest, local.features, hub=hub_card)
         files: list[tuple[str, Path | bytes]] = [
-            *local.files, (MANIFEST_NAME, local.manifest), (CARD_NAME, card.encode())
+            *local.files,
+            (MANIFEST_NAME, local.manifest),
+            (CARD_NAME, card.encode()),
         ]
         written = {path for path, _ in files}
+        stale = {f for f in remote.files if f.startswith(MANAGED_DIRS) and f not in written}
+        if stale - remote.recorded and not delete_unrecorded:
+            names = sorted(stale - remote.recorded)
+            warn(
+                f"kept {len(names)} file(s) in {repo_id} that no prefkit push recorded: "
+                + ", ".join(names[:5])
+                + (" …" if len(names) > 5 else "")
+                + " (pass --delete-unrecorded to delete them)"
+            )
         result = PushResult(
             repo_id=repo_id,
             repo_url=f"{endpoint}/datasets/{repo_id}",
@@ -204,7 +228,8 @@ def push(
             files=[
                 {"path": p, "size": len(d) if isinstance(d, bytes) else d.stat().st_size} for p, d in files
             ],
-            deleted=sorted(f for f in remote.files if f.startswith(MANAGED_DIRS) and f not in written),
+            deleted=sorted(stale if delete_unrecorded else stale & remote.recorded),
+            unrecorded=sorted(stale - remote.recorded),
             card=card,
             dry_run=dry_run,
             private=remote.private if remote.exists else private,
@@ -284,7 +309,33 @@ def _remote_state(api, repo_id: str, branch: str, *, dry_run: bool, warn) -> _Re
         return _Remote(exists=False, checked=False)
     files = api.list_repo_files(repo_id, repo_type="dataset", revision=info.sha)
     meta = _remote_card_metadata(api, repo_id, info.sha) if CARD_NAME in files else {}
-    return _Remote(exists=True, sha=info.sha, files=files, private=info.private, card_metadata=meta)
+    recorded = _recorded_files(api, repo_id, info.sha) if MANIFEST_NAME in files else set()
+    return _Remote(
+        exists=True, sha=info.sha, files=files, private=info.private, card_metadata=meta, recorded=recorded
+    )
+
+
+def _recorded_files(api, repo_id: str, sha: str) -> set[str]:
+    """What earlier prefkit pushes wrote under data/, rejects/, plots/, from the repo's ``prefkit.json``: its
+    ``push.files``; for a manifest an older prefkit pushed, the data files its splits list and their rejects."""
+    try:
+        path = api.hf_hub_download(repo_id, MANIFEST_NAME, repo_type="dataset", revision=sha)
+        manifest = json.loads(Path(path).read_text())
+    except Exception as err:  # an unreadable manifest records nothing: nothing is deleted
+        if transient(err):
+            raise
+        return set()
+    if not isinstance(manifest, dict) or "prefkit_version" not in manifest:
+        return set()
+    pushed = manifest.get("push")
+    if isinstance(pushed, dict) and isinstance(pushed.get("files"), list):
+        return {str(f) for f in pushed["files"]}
+    splits: dict = manifest["splits"] if isinstance(manifest.get("splits"), dict) else {}
+    found = {f"{REJECTS_DIR}/{split}.parquet" for split in splits}
+    for counts in splits.values():
+        if isinstance(counts, dict):
+            found.update(str(f) for f in counts.get("files") or [])
+    return found
 
 
 def _remote_card_metadata(api, repo_id: str, sha: str) -> dict:
@@ -393,6 +444,7 @@ def _local_plan(out: OutputFolder, include_rejects: bool, plots: str | Path | No
     if report is not None:
         files.append((REPORT_NAME, report))
     public = public_manifest(out.manifest)
+    public["push"] = {"files": sorted(path for path, _ in files)}  # what a later push may delete
     card_manifest = {**public, "stats": {**(public.get("stats") or {}), "splits": current_stats(out)}}
     return _Local(
         files=files,

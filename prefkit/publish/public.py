@@ -90,7 +90,7 @@ def _public_recipe_source(entry: Any) -> Any:
         return {
             **entry,
             "source": public_path(str(entry["source"]))
-            if _looks_like_path(str(entry["source"]))
+            if "files" in entry or _looks_like_path(str(entry["source"]))  # files: a local source's digests
             else entry["source"],
         }
     text = str(entry)

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from prefkit.errors import ModelError, OptionError, OutputError, option
 from prefkit.loading import LoadOptions
 from prefkit.output import OutputFolder, read_output, require_trl_shape
+from prefkit.output.folder import stderr_warning
 from prefkit.record import REFLOGPS_FIELDS
 from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS, MIN_LEASE_SECONDS
 from prefkit.reflogps.plan import (
@@ -186,7 +187,7 @@ def _open(
         )
     from prefkit.reflogps.kto import KTO_COLUMNS, is_kto_folder
 
-    folder = read_output(out_dir)
+    folder = read_output(out_dir, warn=stderr_warning)
     kto = is_kto_folder(folder)
     if not kto:
         require_trl_shape(folder, "reflogps")

@@ -260,7 +260,7 @@ def kept_rows(folder: Any, split: str, tokenizer: Any, max_length: int) -> list[
     from prefkit.record import decode_row
     from prefkit.reflogps.runner import _read_rows
 
-    table = _read_rows(folder, split, KTO_ROW_COLUMNS)
+    table = _read_rows(folder, split, KTO_ROW_COLUMNS, "reflogps")
     kept: list[bool] = []
     for start in range(0, table.num_rows, _PLAN_CHUNK):
         rows = [decode_row(r) for r in table.slice(start, _PLAN_CHUNK).to_pylist()]

@@ -5,6 +5,11 @@ The data shards get ``ref_chosen_logps``, ``ref_rejected_logps`` (float32), ``ch
 ``dataset_info`` features. The new folder is staged next to OUT (unchanged files are hard-linked) and swapped in
 with a rename, so OUT is always either the old set or the new one; the work folder goes away with the old folder.
 
+The whole merge (reading OUT, staging, the swap) holds OUT's writer lock (:func:`prefkit.output.lock.out_lock`), so a
+`reflogps` and a `score` (or a `build --overwrite`, `stats`) on one OUT take turns instead of the later swap dropping
+the earlier one's columns; just before the swap OUT is checked to be the folder the merge read, and the merge is
+redone when it is not (a writer that does not take the lock).
+
 The section records the job's ``fingerprint`` and ``result_fingerprint`` (the same settings over the merged data
 files): a worker that starts or looks after the merge recognises its job as done
 (:func:`prefkit.reflogps.plan.completed`).
@@ -32,6 +37,8 @@ from prefkit.output import (
     write_manifest,
     write_shard,
 )
+from prefkit.output.folder import FolderChanged
+from prefkit.output.lock import folder_identity, out_lock
 from prefkit.output.stats import STATS_COLUMNS, split_stats
 from prefkit.record import REFLOGPS_FIELDS
 from prefkit.reflogps.plan import (
@@ -60,6 +67,15 @@ def _link_tree(src: Path, dst: Path, skip: set[Path]) -> None:
                 shutil.copy2(path, target / name)
 
 
+#: how many times a merge is redone when OUT was replaced under it (by a writer that does not take the lock)
+MERGE_TRIES = 3
+
+
+class PartsMissing(OutputError):
+    """A finished shard's part file is gone from the work folder (removed, or lost to another job's swap):
+    the job scores it again."""
+
+
 def merge(
     out: Path,
     shards: list[Shard],
@@ -72,14 +88,41 @@ def merge(
     work_dir: str = WORK_DIR,
 ) -> dict:
     """Add the work folder's ``columns`` to OUT's data shards, record ``section`` as ``manifest[name]``, refresh the
-    statistics and the card; atomic swap. Returns the new manifest.
+    statistics and the card; atomic swap under OUT's writer lock. Returns the new manifest.
 
     ``settings``: the job's fingerprinted settings (the section then records ``fingerprint``,
     ``result_fingerprint`` and the number of ``shards``); ``check()`` is called just before the swap and may raise
     to abandon the merge (the merging worker lost its merge lease); ``work_dir``: the job's work folder under OUT.
+    Raises :class:`PartsMissing` when a shard's part is gone, :class:`~prefkit.output.folder.FolderChanged` when
+    OUT kept being replaced under the merge.
     """
+    for attempt in range(MERGE_TRIES):
+        with out_lock(out, name):
+            try:
+                return _merge_once(out, shards, section, name, columns, settings, check, work_dir)
+            except FolderChanged:
+                if attempt == MERGE_TRIES - 1:
+                    raise
+    raise AssertionError("unreachable")
+
+
+def _merge_once(
+    out: Path,
+    shards: list[Shard],
+    section: dict,
+    name: str,
+    columns: list,
+    settings: dict | None,
+    check: Callable[[], None] | None,
+    work_dir: str,
+) -> dict:
+    """One merge, read and swapped under the lock (:func:`merge`)."""
+    seen = folder_identity(out)
     folder = read_output(out)
     work = out / work_dir
+    missing = [s.name for s in shards if not (work / s.name).is_file()]
+    if missing:
+        raise PartsMissing(f"{len(missing)} finished shard(s) are gone from {work}", "they are scored again")
     names = [n for n, _ in columns]
     data_files = [p for split in folder.splits for p in folder.shards[split]]
     leftovers = {p for p in out.iterdir() if ".discarded-" in p.name}  # work folders set aside to be removed
@@ -91,7 +134,7 @@ def merge(
     stats: dict[str, dict] = {}
     written: list[str] = []
     mode = out.stat().st_mode & 0o7777
-    with staged_folder(out, overwrite=True) as stage:
+    with staged_folder(out, overwrite=True, expect=seen, what=name) as stage:
         os.chmod(stage, mode)  # keep OUT's permissions
         _link_tree(out, stage, skip)
         for split in folder.splits:

@@ -25,8 +25,10 @@ import pyarrow.parquet as pq
 
 from prefkit.errors import OutputError
 from prefkit.output import OutputFolder
+from prefkit.output.lock import out_lock
 from prefkit.record import decode_row
 from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS, Heartbeat, Lease, LeaseBook, LeaseLost, Worker
+from prefkit.reflogps.merge import PartsMissing
 from prefkit.reflogps.plan import (
     WORK_DIR,
     Shard,
@@ -97,18 +99,8 @@ def run_shards(
     shards = spec.plan(folder, shard_rows) if spec.plan else plan_shards(folder, shard_rows)
 
     def prepare() -> tuple[dict | None, list[str]]:
-        prepared = prepare_work(
-            folder.path,
-            spec.settings,
-            spec.fingerprint,
-            resume=resume,
-            overwrite=overwrite,
-            name=spec.name,
-            record=record,
-            work_dir=spec.work_dir,
-            columns=[name for name, _ in spec.columns],
-            label=spec.label,
-        )
+        with out_lock(folder.path, spec.name):  # the work folder is made in OUT, not in a copy about to go
+            prepared = _prepare(folder, spec, resume, overwrite, record)
         if prepared.manifest is not None:
             return prepared.manifest, [s.name for s in shards]
         return None, sorted(finished_shards(prepared.work, shards, spec.fingerprint))
@@ -304,7 +296,7 @@ def _score_one(
     if finished_shards(work, [shard], spec.fingerprint):
         return True  # finished by another worker between our look and our lease
     if shard.split not in tables:
-        tables[shard.split] = _read_rows(folder, shard.split, spec.row_columns)
+        tables[shard.split] = _read_rows(folder, shard.split, spec.row_columns, spec.name)
     rows = [decode_row(r) for r in tables[shard.split].slice(shard.start, shard.rows).to_pylist()]
     started = time.perf_counter()
 
@@ -332,7 +324,8 @@ def _score_one(
         "worker": lease.book.worker.id,
         **counts,
     }
-    write_part(work / shard.name, values, meta, spec.columns)
+    with out_lock(folder.path, spec.name):  # not into a copy of OUT another command is about to swap out
+        write_part(work / shard.name, values, meta, spec.columns)
     tally.scored += 1
     tally.taken_over += lease.taken_over
     tally.seconds += seconds
@@ -370,6 +363,8 @@ def _merge_or_wait(
             manifest = finish(shards, collect_counts(work, shards, spec.count_keys), lock.check)
         except LeaseLost:
             continue  # our merge lease expired and another worker took the merge over
+        except PartsMissing:
+            return None  # a part was lost (to another command's swap of OUT): score it again
         except Exception:
             if lock.lost:
                 continue
@@ -381,6 +376,28 @@ def _merge_or_wait(
         return manifest
 
 
-def _read_rows(folder: OutputFolder, split: str, columns: tuple[str, ...]) -> pa.Table:
-    names = pq.read_schema(folder.shards[split][0]).names
-    return folder.read_split(split, columns=[c for c in columns if c in names])
+def _read_rows(folder: OutputFolder, split: str, columns: tuple[str, ...], name: str) -> pa.Table:
+    """The split's ``columns``, read under OUT's lock from the data files OUT holds now (another command's merge
+    may have renamed them since the job started; their rows are the same, which the merge checks)."""
+    from prefkit.output import read_output
+
+    with out_lock(folder.path, name):
+        current = read_output(folder.path)
+        names = pq.read_schema(current.shards[split][0]).names
+        return current.read_split(split, columns=[c for c in columns if c in names])
+
+
+def _prepare(folder: OutputFolder, spec: JobSpec, resume: bool, overwrite: bool, record: dict | None) -> Any:
+    """:func:`~prefkit.reflogps.plan.prepare_work` with the job's spec."""
+    return prepare_work(
+        folder.path,
+        spec.settings,
+        spec.fingerprint,
+        resume=resume,
+        overwrite=overwrite,
+        name=spec.name,
+        record=record,
+        work_dir=spec.work_dir,
+        columns=[name for name, _ in spec.columns],
+        label=spec.label,
+    )

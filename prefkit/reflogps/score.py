@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from prefkit.errors import OptionError, OutputError, option
 from prefkit.output import OutputFolder, read_output, require_trl_shape
+from prefkit.output.folder import stderr_warning
 from prefkit.reflogps.job import ROW_COLUMNS, ModelOptions
 from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS
 from prefkit.reflogps.plan import DEFAULT_SHARD_ROWS, has_columns, settings_fingerprint
@@ -96,7 +97,7 @@ def _open(out_dir: str | Path, overwrite: bool, max_length: int | None, shard_ro
             f"{option('max_length')} must be positive, got {max_length}",
             "leave it out to use the reward model's context length",
         )
-    folder = read_output(out_dir)
+    folder = read_output(out_dir, warn=stderr_warning)
     require_trl_shape(folder, "score")
     if not folder.splits:
         raise OutputError(

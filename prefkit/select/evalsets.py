@@ -96,15 +96,43 @@ def _pick_text_column(columns: Sequence[str], where: str) -> str:
     return found
 
 
+def pinned_evalsets(specs: tuple[str, ...], sets: list[dict[str, Any]]) -> list[str]:
+    """The ``--decontaminate`` values a recipe records: each built-in name pinned to the commit it was read at
+    (``NAME@COMMIT``, from the manifest's ``decontamination.sets``), other values as given."""
+    presets = evalset_presets()
+    revisions = {s["name"]: s.get("revision") for s in sets}
+    out = []
+    for spec in specs:
+        name = spec.partition("@")[0]
+        rev = revisions.get(name)
+        out.append(f"{name}@{rev}" if name in presets and rev else spec)
+    return out
+
+
+def hub_revision(repo_id: str, token: str | None = None) -> str | None:
+    """The commit a Hub dataset's main branch is at now (what a built-in eval set is read at, and recorded as
+    ``revision``); None when the Hub cannot be asked (offline: ``datasets`` then reads its cache)."""
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi(token=token).dataset_info(repo_id).sha
+    except Exception:  # offline or unreachable: the load reports what matters
+        return None
+
+
 def resolve_evalset(spec: str, *, token: str | None = None) -> tuple[str, list[list[str]], dict[str, Any]]:
-    """``(name, items, description)`` of one ``--decontaminate`` value: a built-in name (:func:`evalset_presets`),
+    """``(name, items, description)`` of one ``--decontaminate`` value: a built-in name (:func:`evalset_presets`;
+    read at the Hub commit it resolves to now, or at ``NAME@COMMIT``, and recorded as ``revision``),
     or a local file / folder / Hub dataset id read like a source (its ``test`` split, else its only split). The
     items are the first of :data:`EVAL_TEXT_COLUMNS` present (strings, lists of turns or messages).
     ``description`` is what the manifest records. Raises SelectionError / SourceError with a hint."""
     presets = evalset_presets()
-    if spec in presets:
-        preset = presets[spec]
-        return spec, load_evalset(spec), {"hub_id": preset["hub_id"], "split": preset["split"]}
+    name, _, pinned = spec.partition("@")
+    if name in presets:  # ``NAME@COMMIT``: a rebuild's recipe reads the commit the first build recorded
+        preset = presets[name]
+        revision = pinned or hub_revision(preset["hub_id"], token)
+        where = {"hub_id": preset["hub_id"], "split": preset["split"], "revision": revision}
+        return name, load_evalset(name, revision=revision), where
     from prefkit.sources import load_source, public_path
     from prefkit.sources.hub import looks_like_path
 

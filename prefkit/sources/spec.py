@@ -17,7 +17,7 @@ the build-wide options); the manifest's recipe pins every Hub source to the comm
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +50,17 @@ class SourceSpec:
     config: str | None = None
     data_dir: str | None = None
     split: tuple[str, ...] | None = None
+    #: a local source's data files when the recipe was recorded: path → size and sha256
+    #: (:mod:`prefkit.sources.digest`); a rebuild checks it reads the same
+    files: dict | None = field(default=None, compare=False, hash=False)
 
     def to_recipe(self) -> dict[str, Any] | str:
         """The recipe entry: a plain string when the spec has no settings of its own."""
         settings = {k: getattr(self, k) for k in SOURCE_KEYS if getattr(self, k) is not None}
         if "split" in settings:
             settings["split"] = list(settings["split"])
+        if self.files is not None:
+            settings["files"] = self.files
         if not settings:
             return str(self.source) + (f":{self.weight.text}" if self.weight else "")
         return {
@@ -103,7 +108,7 @@ def parse_source(spec: str | Path | SourceSpec | dict) -> SourceSpec:
 
 
 def _from_dict(entry: dict) -> SourceSpec:
-    unknown = set(entry) - {"source", "weight", *SOURCE_KEYS}
+    unknown = set(entry) - {"source", "weight", "files", *SOURCE_KEYS}
     if "source" not in entry or unknown:
         raise OptionError(
             f"a recipe source needs `source` and may have weight, {', '.join(SOURCE_KEYS)}"
@@ -119,4 +124,5 @@ def _from_dict(entry: dict) -> SourceSpec:
         config=entry.get("config"),
         data_dir=entry.get("data_dir"),
         split=None if split is None else ((split,) if isinstance(split, str) else tuple(split)),
+        files=entry.get("files") if isinstance(entry.get("files"), dict) else None,
     )

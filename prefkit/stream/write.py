@@ -160,7 +160,13 @@ def write_set(
     export = check_export(options.output.export)
     text = options.chat.output_format == "text" and target is not None
 
+    plain = options.chat.output_format == "plain"
+
     def shape(records: pa.Table) -> pa.Table:
+        if plain:
+            from prefkit.chat.render import plain_table
+
+            return plain_table(records)
         if text:
             from prefkit.chat.render import text_table
 
