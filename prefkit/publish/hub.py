@@ -78,6 +78,11 @@ class PushResult(Result):
             lines = [f"Dry run: would push to {where}, {state}, licence {self.license}:"]
             lines += [f"  add     {f['path']:<48} {_size(f['size']):>10}" for f in self.files]
             lines += [f"  delete  {path}" for path in self.deleted]
+            lines += [
+                f"  keep    {path}   (not written by prefkit; --delete-unrecorded deletes it)"
+                for path in self.unrecorded
+                if path not in self.deleted
+            ]
             return "\n".join([*lines, "\n--- README.md ---", self.card])
         deleted = f", {len(self.deleted)} deleted" if self.deleted else ""
         lines = [f"Pushed {len(self.files)} files{deleted} to {self.repo_url} ({self.revision})"]
