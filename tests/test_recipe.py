@@ -73,7 +73,7 @@ def test_options_one_name_everywhere():
         BuildOptions.create(top=0)
     assert err.value.text("cli")[0].startswith("--top: ")
     with pytest.raises(OptionError, match=r"^export=\.\.\.: "):
-        BuildOptions.create(export="axolotl")
+        BuildOptions.create(export="no-such-trainer")
     with pytest.raises(OptionError, match="group 'select'"):
         BuildOptions.create({"select": {"min_margin": 1}})
 
