@@ -136,6 +136,9 @@ def _rho(value: float | None) -> str:
 def render_summary(s: dict) -> None:
     """The human summary on stderr: counts and the label audit per split, then the run."""
     err = lambda text="": click.echo(text, err=True)  # noqa: E731
+    if s.get("scope") == "completions":
+        _render_completions(s, err)
+        return
     header = (
         f"{'split':<16} {'pairs':>9} {'scored':>9} {'null':>7} {'agree':>8} {'disagree':>9} {'spearman':>9}"
     )
@@ -174,3 +177,13 @@ def render_summary(s: dict) -> None:
         f"wrote reward-model scores of {s['reward_model']} ({s['dtype']}, {s['device']} x{s['world_size']}) "
         f"to {s['output']} in {s['seconds']:.1f}s ({rate}{resumed})"
     )
+
+
+def _render_completions(s: dict, err) -> None:
+    """The summary of scoring a generated set's completions."""
+    for name, c in s["splits"].items():
+        err(f"{name:<16} {c['rows']:>9,} prompts {c['completions']:>9,} completions {c['scored']:>9,} scored")
+    for reason, n in s["dropped"].items():
+        why = f"longer than --max-length {s['max_length']}" if reason == "too_long" else reason
+        err(f"  null rm_score {reason}: {n:,} completions ({why})")
+    err(f"wrote rm_score of {s['reward_model']} to every completion of {s['output']} in {s['seconds']:.1f}s")

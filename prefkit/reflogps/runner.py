@@ -68,6 +68,9 @@ class JobSpec:
     work_dir: str = WORK_DIR
     #: what the job adds, for messages ("reference log-prob" → "… already has reference log-prob columns")
     label: str = "reference log-prob"
+    #: the top-level columns whose presence means OUT already holds this job's kind of result (default: the
+    #: ``columns``; a job that rewrites an existing column, like scoring each completion, checks on its own)
+    guard_columns: tuple[str, ...] | None = None
 
 
 class _WorkGone(Exception):
@@ -103,7 +106,9 @@ def run_shards(
             name=spec.name,
             record=record,
             work_dir=spec.work_dir,
-            columns=[name for name, _ in spec.columns],
+            columns=[name for name, _ in spec.columns]
+            if spec.guard_columns is None
+            else list(spec.guard_columns),
             label=spec.label,
         )
         if prepared.manifest is not None:

@@ -155,6 +155,9 @@ def score(
     columns already there without ``overwrite``, unfinished work from other settings), ``ModelError`` (not a
     one-label reward model, no chat template for message rows, cannot load or does not fit).
 
+    A set written by `prefkit generate` (prompts with a ``completions`` list) is scored completion by completion
+    instead: each completion gets ``rm_score`` (:mod:`prefkit.generate.rm`), and the summary has no label audit.
+
     >>> score("hermes2k", "Skywork/Skywork-Reward-V2-Qwen3-0.6B")  # doctest: +SKIP
     {'output': 'hermes2k', 'pairs': 2000, 'scored': 1998, 'dropped': {'too_long': 2}, 'audit': {...}, ...}
     """
@@ -165,6 +168,11 @@ def score(
     start = time.perf_counter()
     options = ModelOptions.create(options, model_options)
     folder = _open(out_dir, overwrite, max_length, shard_rows)
+    from prefkit.generate.rm import ScoreRun, is_generated, score_completions
+
+    if is_generated(folder):  # a `prefkit generate` set: every completion gets rm_score
+        run = ScoreRun(max_length, shard_rows, resume, overwrite, progress, command, lease_seconds)
+        return score_completions(folder, reward_model, options, run)
     dev = resolve_device(options.device)  # under torchrun, auto/cuda → cuda:LOCAL_RANK
     ctx = init_distributed(dev)
     try:
