@@ -68,6 +68,8 @@ EXTRAS = {
     "transformers": "model",
     "matplotlib": "plot",
     "trl": "trl",
+    "vllm": "vllm",
+    "ray": "ray",
 }
 
 
