@@ -34,7 +34,7 @@ OPTIONS = (
         "rating",
         Literal["overall", "aspects", "rm_score", "judge_score"],
         "Rated completions: rate them by overall_score (default), the mean of the aspect ratings (UltraFeedback "
-        "raw), or a generated set's rm_score (`prefkit score`) / judge_score (`prefkit score --judge`).",
+        "raw), or a generated set's rm_score (`prefkit score`) / judge_score (an LLM judge).",
     ),
     FamilyOption(
         "chosen_from",
@@ -113,7 +113,7 @@ def _score(col: str, fields: dict, rating: str) -> pl.Expr:
             raise FormatError(
                 f"column {col!r} has no {rating} to rate with",
                 "score the generated set first: `prefkit score OUT --reward-model RM` (rm_score) or "
-                "`prefkit score OUT --judge MODEL` (judge_score)",
+                "an LLM judge (judge_score)",
             )
         return item.field(rating).cast(pl.Float64, strict=False)
     if rating == "overall" and "overall_score" in fields:
