@@ -95,7 +95,7 @@ def os_error(err: OSError, path: Path | str) -> OutputError:
         errno.EROFS: "the file system is read-only",
         errno.EACCES: "permission denied",
         errno.EPERM: "permission denied",
-    }.get(err.errno, err.strerror or type(err).__name__)
+    }.get(err.errno or 0, err.strerror or type(err).__name__)
     return OutputError(
         f"cannot write {str(path)!r}: {reason}",
         "free space or choose a writable -o; nothing was left half-written",

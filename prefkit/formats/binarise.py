@@ -210,7 +210,9 @@ def normalise(
         .otherwise(pl.lit("below_min_gap"))
         .alias("normaliser_drop"),
     )
-    prompts = pl.Series("_p", prompt_messages(df[mapping.prompt].to_list()), dtype=pl.List(MESSAGE_DTYPE))
+    prompts = pl.Series(
+        "_p", prompt_messages(df[mapping.prompt or ""].to_list()), dtype=pl.List(MESSAGE_DTYPE)
+    )
     prompt_of = pl.DataFrame({"_src": pl.int_range(df.height, dtype=pl.Int64, eager=True), "prompt": prompts})
     msg = lambda c: pl.concat_list([message("assistant", pl.col(c))])  # noqa: E731
     margin = pl.col("_cn") - pl.col("_rn") if higher_is_better else pl.col("_rn") - pl.col("_cn")

@@ -56,7 +56,9 @@ def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Map
     if not prompt:
         return "needs a prompt string (prompt/instruction/question/input)"
     extra = {"pairs": binarise.DEFAULT_STRATEGY}
-    for name in [columns["chosen"]] if columns.get("chosen") else GEN_ALIASES:
+    chosen_col = columns.get("chosen")
+    names: tuple[str, ...] = (chosen_col,) if chosen_col else GEN_ALIASES
+    for name in names:
         if name not in schema.names:
             continue
         fields = binarise.struct_fields(schema.field(name).type)

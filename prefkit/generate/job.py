@@ -87,7 +87,7 @@ def _split_options(options: dict[str, Any]) -> tuple[SamplingParams, ModelOption
     sampling, model, prompts, job = made
     if isinstance(sampling.stop, list):
         sampling = SamplingParams(**{**sampling.to_dict(), "stop": tuple(sampling.stop)})
-    return sampling, model, prompts, job  # type: ignore[return-value]
+    return sampling, model, prompts, job
 
 
 def generate(

@@ -171,8 +171,8 @@ def score(
     from prefkit.generate.rm import ScoreRun, is_generated, score_completions
 
     if is_generated(folder):  # a `prefkit generate` set: every completion gets rm_score
-        run = ScoreRun(max_length, shard_rows, resume, overwrite, progress, command, lease_seconds)
-        return score_completions(folder, reward_model, options, run)
+        job = ScoreRun(max_length, shard_rows, resume, overwrite, progress, command, lease_seconds)
+        return score_completions(folder, reward_model, options, job)
     dev = resolve_device(options.device)  # under torchrun, auto/cuda → cuda:LOCAL_RANK
     ctx = init_distributed(dev)
     try:
@@ -184,7 +184,8 @@ def score(
         def finish(shards: list, counts: dict, check: Any) -> dict:
             from prefkit.reflogps.merge import merge
 
-            info = {"command": command, "columns": RM_COLUMNS, "world_size": ctx.world_size, "engine": engine}
+            info: dict[str, Any] = {"command": command, "columns": RM_COLUMNS, "world_size": ctx.world_size}
+            info["engine"] = engine
             info |= {"counts": counts, "seconds": round(time.perf_counter() - start, 3)}
             sec = _section(loaded, spec.settings, info)
             return merge(
