@@ -9,6 +9,7 @@ import json
 import math
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -301,3 +302,53 @@ def test_errors_are_one_line(source, sampled, tmp_path, capsys):
         import vllm  # noqa: F401
     except ImportError:
         assert code == 1 and "vllm" in err and "Hint: pip install" in err
+
+
+def test_judge_answers_that_do_not_parse_are_counted_not_guessed(sampled, tmp_path, capsys):
+    out = tmp_path / "gen"
+    shutil.copytree(sampled, out)
+    args = [
+        "score",
+        str(out),
+        "--judge",
+        str(tiny_model_path()),
+        "--judge-max-new-tokens",
+        "6",
+        "--device",
+        "cpu",
+    ]
+    code, stdout, err = run_cli([*args, "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["completions"] == 30 and summary["scored"] == 0 and summary["judge_calls"] == 30
+    assert sum(summary["unparsed"].values()) == 30 and set(summary["unparsed"]) <= {"no_match", "cut_off"}
+    assert all(c["judge_score"] is None for r in completions(out) for c in r)
+    assert "unparsed" in err
+    manifest = json.loads((out / "prefkit.json").read_text())
+    assert manifest["judge"]["rubric"]["name"] == "ultrafeedback-overall"
+    code, _, err = run_cli(args, capsys)
+    assert code == 0  # the same command again: already complete
+
+
+def test_rubrics_parse_ratings_and_verdicts_and_swap_positions(tmp_path):
+    from prefkit.errors import OptionError
+    from prefkit.generate.engine import Output
+    from prefkit.generate.judge import builtin_rubrics, load_rubric, pairwise_scores
+
+    assert {"ultrafeedback-overall", "pairwise"} <= set(builtin_rubrics())
+    rating = load_rubric("ultrafeedback-overall")
+    said = lambda text, finish="stop": Output(text, None, finish, 1, 1)  # noqa: E731
+    assert rating.parse(said("Feedback: fine.\nOverall Score: 7")) == (7.0, None)
+    assert rating.parse(said("Overall Score: 11")) == (None, "out_of_scale")
+    assert rating.parse(said("I think it is good")) == (None, "no_match")
+    assert rating.parse(said("Feedback: the answer", "length")) == (None, "cut_off")
+    pairwise = load_rubric("pairwise")
+    assert pairwise.parse(said("B is better. [[B]]")) == ("B", None)
+    # 0 beats 1 in both orders; 0 vs 2 flips with the order (a tie); 1 vs 2 has an unparsed verdict (left out)
+    scores, disagree = pairwise_scores(3, {(0, 1): ("A", "B"), (0, 2): ("A", "A"), (1, 2): (None, "B")})
+    assert scores == [0.75, 0.0, 0.5] and disagree == 1
+    own = tmp_path / "mine.json"
+    own.write_text(json.dumps({"kind": "rating", "template": "{prompt} {response}", "pattern": "(\\d+)"}))
+    assert load_rubric(str(own)).parse(said("5")) == (5.0, None)
+    with pytest.raises(OptionError):
+        load_rubric("nope")

@@ -15,6 +15,24 @@ from prefkit.commands.reflogps import run_job
     flag="--reward-model",
     short=None,
     dtype_note="",
+    optional_model=True,
+)
+@click.option(
+    "--judge",
+    metavar="MODEL",
+    help="Score every completion of a generated set with this LLM judge instead (judge_score; the model options "
+    "apply to it).",
+)
+@click.option(
+    "--rubric",
+    metavar="NAME|FILE",
+    help="The judge's rubric: ultrafeedback-overall (default: a 1-10 rating), pairwise (A/B, position swap), or "
+    "a JSON file.",
+)
+@click.option(
+    "--judge-max-new-tokens",
+    type=click.IntRange(min=1),
+    help="Longest judge answer, in tokens (default: the rubric's, 512); a cut answer without a score is counted.",
 )
 @click.option(
     "--max-length",
@@ -67,6 +85,9 @@ def command(
     attn_implementation,
     chat_template,
     trust_remote_code,
+    judge,
+    rubric,
+    judge_max_new_tokens,
     max_length,
     token_budget,
     no_prefix_sharing,
@@ -102,6 +123,11 @@ def command(
     """
     from prefkit.reflogps.score import score
 
+    if judge:
+        _judge(out, judge, rubric, locals())
+        return
+    if not model:
+        raise click.UsageError("give --reward-model RM, or --judge MODEL for a generated set")
     run_job(
         score,
         quiet,
@@ -125,6 +151,37 @@ def command(
     )
 
 
+def _judge(out: str, judge: str, rubric: str | None, flags: dict) -> None:
+    """`score --judge`: the LLM judge job (:mod:`prefkit.generate.judge`)."""
+    from prefkit.generate.judge import judge as run_judge
+    from prefkit.generate.rm import ScoreRun
+    from prefkit.reflogps.job import ModelOptions
+
+    def job(progress: bool, command: str, **_: object) -> dict:
+        options = ModelOptions(
+            flags["revision"],
+            flags["dtype"],
+            flags["device"],
+            flags["attn_implementation"],
+            flags["chat_template"],
+            flags["trust_remote_code"],
+            flags["token_budget"],
+        )
+        run = ScoreRun(
+            flags["max_length"],
+            flags["shard_rows"],
+            flags["resume"],
+            flags["overwrite"],
+            progress,
+            command,
+            flags["lease_seconds"],
+        )
+        tokens = flags["judge_max_new_tokens"]
+        return run_judge(out, judge, rubric=rubric, max_new_tokens=tokens, options=options, run=run)
+
+    run_job(job, flags["quiet"], flags["as_json"], render_summary)
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
@@ -136,6 +193,9 @@ def _rho(value: float | None) -> str:
 def render_summary(s: dict) -> None:
     """The human summary on stderr: counts and the label audit per split, then the run."""
     err = lambda text="": click.echo(text, err=True)  # noqa: E731
+    if s.get("scope") == "judge":
+        _render_judge(s, err)
+        return
     if s.get("scope") == "completions":
         _render_completions(s, err)
         return
@@ -187,3 +247,18 @@ def _render_completions(s: dict, err) -> None:
         why = f"longer than --max-length {s['max_length']}" if reason == "too_long" else reason
         err(f"  null rm_score {reason}: {n:,} completions ({why})")
     err(f"wrote rm_score of {s['reward_model']} to every completion of {s['output']} in {s['seconds']:.1f}s")
+
+
+def _render_judge(s: dict, err) -> None:
+    """The summary of an LLM judge run: scored completions and the answers that did not parse, by reason."""
+    for name, c in s["splits"].items():
+        err(f"{name:<16} {c['rows']:>9,} prompts {c['completions']:>9,} completions {c['scored']:>9,} scored")
+    for reason, n in s["unparsed"].items():
+        err(f"  unparsed {reason}: {n:,} judge answers (no score taken from them)")
+    if s["position_swap_disagrees"]:
+        err(
+            f"  {s['position_swap_disagrees']:,} comparisons changed their verdict when the answers were swapped (ties)"
+        )
+    err(
+        f"wrote judge_score of {s['judge']} ({s['rubric']}) to the completions of {s['output']} in {s['seconds']:.1f}s"
+    )

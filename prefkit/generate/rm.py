@@ -63,6 +63,22 @@ def has_field(folder: OutputFolder, field: str = FIELD) -> bool:
     return any(item.field(i).name == field for i in range(item.num_fields))
 
 
+def guard(
+    folder: OutputFolder, field: str, section: str, work_dir: str, settings: dict, overwrite: bool
+) -> None:
+    """Refuse to recompute ``field`` of the completions (OutputError) unless ``overwrite``, this very job already
+    merged it (the runner then reports it complete), or its work folder is there to resume or join."""
+    from prefkit.reflogps.plan import completed, settings_fingerprint
+
+    if overwrite or not has_field(folder, field) or (folder.path / work_dir).is_dir():
+        return
+    if completed(folder.path, section, settings_fingerprint(settings)) is None:
+        raise OutputError(
+            f"{folder.path} already has {field} in its completions, from another run",
+            "pass --overwrite to recompute them (e.g. with another model)",
+        )
+
+
 def score_shard(
     loaded: Any, rows: list[dict], run: ScoreRun, token_budget: Any, on_progress: Any
 ) -> tuple[dict, dict]:
@@ -116,11 +132,6 @@ def score_completions(folder: OutputFolder, reward_model: str, options: Any, run
     from prefkit.reflogps.model import resolve_device
 
     start = time.perf_counter()
-    if has_field(folder) and not run.overwrite and not (folder.path / ".score-work").is_dir():
-        raise OutputError(
-            f"{folder.path} already has rm_score in its completions",
-            "pass --overwrite to recompute them (e.g. with another reward model)",
-        )
     dev = resolve_device(options.device)
     ctx = init_distributed(dev)
     try:
@@ -168,6 +179,7 @@ def _run(
             loaded.provenance, dev.type, max_length, reward.REWARD_TOKENIZATION_RULE, engine, extra
         )
     )
+    guard(folder, FIELD, SECTION, WORK_DIR, settings, run.overwrite)
     columns = [(COLUMN, completion_type(folder))]
 
     def score(rows: list[dict], on_progress: Any) -> tuple[dict, dict]:
