@@ -155,7 +155,8 @@ def judge_shard(
 ) -> tuple[dict, dict]:
     """``judge_score`` for every completion of ``rows`` → ({"completions": …}, counts)."""
     params = SamplingParams(temperature=0.0, max_new_tokens=rubric.max_new_tokens)
-    requests, where = [], []
+    requests: list[Request] = []
+    where: list[tuple[int, int, int | None]] = []
     for i, row in enumerate(rows):
         text = prompt_text(row["prompt"])
         comps = row.get(COLUMN) or []
@@ -182,16 +183,16 @@ def judge_shard(
     out = [[dict(c) for c in (row.get(COLUMN) or [])] for row in rows]
     dropped: Counter = Counter()
     verdicts: list[dict] = [{} for _ in rows]
-    for (i, a, b), answer in zip(where, outputs, strict=True):
+    for (i, a, other), answer in zip(where, outputs, strict=True):
         value, reason = rubric.parse(answer)
         if reason:
             dropped[reason] += 1
-        if b is None:
+        if other is None:
             out[i][a][FIELD] = value
             continue
-        key = (min(a, b), max(a, b))
+        key = (min(a, other), max(a, other))
         first, second = verdicts[i].get(key, (None, None))
-        verdicts[i][key] = (value, second) if a < b else (first, value)
+        verdicts[i][key] = (value, second) if a < other else (first, value)
     disagree = 0
     if rubric.kind == "pairwise":
         for i, comps in enumerate(out):
