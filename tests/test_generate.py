@@ -352,3 +352,65 @@ def test_rubrics_parse_ratings_and_verdicts_and_swap_positions(tmp_path):
     assert load_rubric(str(own)).parse(said("5")) == (5.0, None)
     with pytest.raises(OptionError):
         load_rubric("nope")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_openai_engine_against_transformers_serve_equals_the_transformers_engine(
+    source, tmp_path, monkeypatch
+):
+    """`transformers serve` (transformers' own OpenAI-compatible server) on the tiny model: greedy completions
+    through --engine openai equal the transformers engine's; the token is sent but never recorded."""
+    import time
+    import urllib.request
+
+    for module in ("fastapi", "uvicorn", "openai"):
+        pytest.importorskip(module)
+    model = str(tiny_model_path())
+    port = _free_port()
+    serve = shutil.which("transformers", path=str(Path(sys.executable).parent)) or "transformers"
+    server = subprocess.Popen(
+        [serve, "serve", model, "--device", "cpu", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, (
+                    "transformers serve did not start"
+                )
+                time.sleep(1)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-never-recorded")
+        served = _gen(
+            source,
+            tmp_path / "served",
+            n=1,
+            temperature=0.0,
+            engine="openai",
+            endpoint=f"http://127.0.0.1:{port}/v1",
+            max_prompts=4,
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    local = _gen(source, tmp_path / "local", n=1, temperature=0.0, max_prompts=4)
+    assert served["completions"] == local["completions"] == 4
+
+    def strip(rows):
+        return [[(c["response"], c["completion_tokens"], c["prompt_tokens"]) for c in r] for r in rows]
+
+    assert strip(completions(tmp_path / "served")) == strip(completions(tmp_path / "local"))
+    manifest = (tmp_path / "served" / "prefkit.json").read_text()
+    assert "sk-test" not in manifest and json.loads(manifest)["generate"]["engine"] == "openai"

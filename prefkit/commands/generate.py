@@ -88,15 +88,22 @@ def _kwargs(text: str | None) -> dict:
 )
 @click.option(
     "--engine",
-    type=click.Choice(["transformers", "vllm"]),
+    type=click.Choice(["transformers", "vllm", "openai"]),
     default="transformers",
     show_default=True,
-    help="What generates: transformers (CPU or GPU) or vllm (extra prefkit[vllm], GPU).",
+    help="What generates: transformers (CPU or GPU), vllm (extra prefkit[vllm], GPU), or openai (an "
+    "OpenAI-compatible server at --endpoint).",
+)
+@click.option(
+    "--endpoint",
+    metavar="URL",
+    help="--engine openai: the server's base URL (e.g. http://localhost:8000/v1); the token is read from "
+    "OPENAI_API_KEY and never recorded. --model is the served model's name.",
 )
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    help="Completions per generate() call (transformers engine; default 32).",
+    help="Completions per generate() call (transformers engine; default 32), or requests in flight (openai; 8).",
 )
 @click.option("--split", multiple=True, help="Split(s) of SOURCE to read (repeatable). Default: all splits.")
 @click.option("--source-revision", help="Hub branch, tag or commit of SOURCE.")
@@ -172,6 +179,7 @@ def command(
     stop,
     chat_template_kwargs,
     engine,
+    endpoint,
     batch_size,
     split,
     source_revision,
@@ -229,6 +237,7 @@ def command(
         models=list(models),
         n=n,
         engine=engine,
+        endpoint=endpoint,
         chat_template_kwargs=_kwargs(chat_template_kwargs),
         temperature=temperature,
         top_p=top_p,

@@ -2,8 +2,9 @@
 index, its seed); an engine returns one :class:`Output` per request, in order.
 
 ``transformers`` (the default, :mod:`prefkit.generate.hf`): batched ``model.generate`` on the CPU or a GPU.
-``vllm`` (:mod:`prefkit.generate.vllm_engine`, the optional extra ``prefkit[vllm]``, GPU). Each records its name
-and version in the set's manifest.
+``vllm`` (:mod:`prefkit.generate.vllm_engine`, the optional extra ``prefkit[vllm]``, GPU). ``openai``
+(:mod:`prefkit.generate.openai_engine`): any OpenAI-compatible server at ``endpoint``. Each records its name and
+version in the set's manifest.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Protocol
 
 from prefkit.errors import OptionError
 
-ENGINES = ("transformers", "vllm")
+ENGINES = ("transformers", "vllm", "openai")
 
 
 @dataclass(frozen=True)
@@ -50,14 +51,25 @@ class Engine(Protocol):
     def generate(self, requests: list[Request], params: Any, on_progress: Any = None) -> list[Output]: ...
 
 
-def load_engine(name: str, model: str, options: Any, template_kwargs: dict) -> Engine:
+def load_engine(
+    name: str,
+    model: str,
+    options: Any,
+    template_kwargs: dict,
+    endpoint: str | None = None,
+    batch_size: int | None = None,
+) -> Engine:
     """The named engine with ``model`` loaded (``options``: :class:`prefkit.reflogps.job.ModelOptions`). Raises
     OptionError for an unknown engine, ``DependencyError`` when its package is missing (with the install hint),
     ``ModelError`` when the model cannot be loaded."""
     if name == "transformers":
         from prefkit.generate.hf import TransformersEngine
 
-        return TransformersEngine(model, options, template_kwargs)
+        return TransformersEngine(model, options, template_kwargs, batch_size)
+    if name == "openai":
+        from prefkit.generate.openai_engine import OpenAIEngine
+
+        return OpenAIEngine(model, endpoint, template_kwargs, batch_size)
     if name == "vllm":
         from prefkit.generate.vllm_engine import VllmEngine
 

@@ -98,6 +98,7 @@ def generate(
     n: int = 1,
     engine: str = "transformers",
     chat_template_kwargs: dict | None = None,
+    endpoint: str | None = None,
     **options: Any,
 ) -> dict:
     """Generate ``n`` completions per prompt of ``source`` with each of ``models`` (local folders or Hub ids) and
@@ -112,7 +113,8 @@ def generate(
     same arguments (processes, machines sharing OUT, torchrun ranks) share the work. Returns a summary. Raises
     OptionError (bad option), SourceError/FormatError (the source), OutputError (OUT exists and holds something
     else without ``overwrite``, unfinished work from other settings), ModelError, DependencyError (an engine's
-    package missing).
+    package missing). ``endpoint``: the server of ``engine="openai"`` (its token from ``OPENAI_API_KEY``, never
+    recorded).
 
     >>> generate("prompts.jsonl", "gen", ["Qwen/Qwen3-0.6B"], n=4, temperature=0.8)  # doctest: +SKIP
     """
@@ -132,18 +134,12 @@ def generate(
         ctx.barrier()
         model_options = ModelOptions.create(model_options, {"device": str(dev)})
         kwargs = dict(chat_template_kwargs or {})
-        engines = [(m, _engine(engine, m, model_options, kwargs, job.batch_size)) for m in names]
+        engines = [
+            (m, load_engine(engine, m, model_options, kwargs, endpoint, job.batch_size)) for m in names
+        ]
         return _run(out, engines, n, sampling, kwargs, job, ctx, start)
     finally:
         ctx.close()
-
-
-def _engine(name: str, model: str, options: ModelOptions, kwargs: dict, batch_size: int | None) -> Engine:
-    if name == "transformers" and batch_size:
-        from prefkit.generate.hf import TransformersEngine
-
-        return TransformersEngine(model, options, kwargs, batch_size)
-    return load_engine(name, model, options, kwargs)
 
 
 def _check(models: list[str], n: int, job: JobOptions) -> None:
