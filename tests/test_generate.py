@@ -414,3 +414,16 @@ def test_openai_engine_against_transformers_serve_equals_the_transformers_engine
     assert strip(completions(tmp_path / "served")) == strip(completions(tmp_path / "local"))
     manifest = (tmp_path / "served" / "prefkit.json").read_text()
     assert "sk-test" not in manifest and json.loads(manifest)["generate"]["engine"] == "openai"
+
+
+@pytest.mark.slow
+def test_ray_executor_gives_the_one_worker_completions(source, sampled, tmp_path, monkeypatch):
+    """Two Ray tasks on a local Ray instance share the job through the leases: the same completions."""
+    pytest.importorskip("ray")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # Ray's worker processes import this checkout's prefkit
+    monkeypatch.setenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    out = tmp_path / "gen"
+    summary = _gen(source, out, executor="ray", workers=2)
+    assert summary["executor"] == "ray" and len(summary["ray_tasks"]) == 2
+    assert sum(t["scored"] for t in summary["ray_tasks"]) == 3  # 10 prompts in shards of 4
+    assert completions(out) == completions(sampled)

@@ -101,6 +101,24 @@ def _kwargs(text: str | None) -> dict:
     "OPENAI_API_KEY and never recorded. --model is the served model's name.",
 )
 @click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this process is one worker (start more with the same command); ray: --workers Ray tasks are the "
+    "workers (extra prefkit[ray]; OUT on storage every node reaches).",
+)
+@click.option(
+    "--ray-address",
+    metavar="ADDRESS",
+    help="--executor ray: the cluster (ray://head:10001, auto); default: a local Ray instance.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="--executor ray: Ray tasks (workers) to run (default: one per GPU of the cluster, or one).",
+)
+@click.option(
     "--batch-size",
     type=click.IntRange(min=1),
     help="Completions per generate() call (transformers engine; default 32), or requests in flight (openai; 8).",
@@ -180,6 +198,9 @@ def command(
     chat_template_kwargs,
     engine,
     endpoint,
+    executor,
+    ray_address,
+    workers,
     batch_size,
     split,
     source_revision,
@@ -246,6 +267,9 @@ def command(
         seed=seed,
         stop=tuple(stop),
         batch_size=batch_size,
+        executor=executor,
+        ray_address=ray_address,
+        workers=workers,
         split=list(split) or None,
         revision=revision,
         format=format_,

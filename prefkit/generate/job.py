@@ -73,6 +73,10 @@ class JobOptions:
     progress: bool = False
     command: str | None = None
     batch_size: int | None = None
+    #: ``local`` (this process is one worker) or ``ray`` (``workers`` Ray tasks are the workers)
+    executor: str = "local"
+    ray_address: str | None = None
+    workers: int | None = None
 
 
 def _split_options(options: dict[str, Any]) -> tuple[SamplingParams, ModelOptions, PromptOptions, JobOptions]:
@@ -127,6 +131,25 @@ def generate(
     _check(names, n, job)
     out = Path(out_dir)
     prompts = read_prompts(str(source), **vars(prompt_options))
+    if job.executor == "ray":
+        from prefkit.generate.ray_executor import run_on_ray
+
+        stage_prompts(out, prompts, job.overwrite, job.command)
+        call = {
+            "source": str(source),
+            "out_dir": str(out),
+            "models": names,
+            "n": n,
+            "engine": engine,
+            "chat_template_kwargs": chat_template_kwargs,
+            "endpoint": endpoint,
+            **options,
+            "executor": "local",
+            "progress": False,
+        }
+        return run_on_ray(call, job.workers, job.ray_address, time.perf_counter() - start)
+    if job.executor != "local":
+        raise OptionError(f"unknown --executor {job.executor!r}", "use local or ray")
     dev = resolve_device(model_options.device)
     ctx = init_distributed(dev)
     try:
