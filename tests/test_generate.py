@@ -244,6 +244,8 @@ def test_score_build_reflogps_trainer_end_to_end(source, tmp_path):
             and row["rejected"][0]["content"] == worst["response"]
         )
         assert row["margin"] == pytest.approx(best["rm_score"] - worst["rm_score"])
+    assert "rated by `rm_score` with `--pairs best-vs-worst`" in (pairs / "README.md").read_text()
+    assert "completion(s) per prompt" in (gen / "README.md").read_text()
     prefkit.reflogps(pairs, str(policy), max_length=96, device="cpu")
     trainer = _trainer(policy, _load(pairs), tmp_path, prefkit_manifest=pairs)
     assert abs(_first_loss(trainer) - LN2) < 1e-4
@@ -268,6 +270,7 @@ def test_delta_pairs_take_chosen_and_rejected_from_the_named_models(source, tmp_
     assert all(r["chosen"][0]["content"] in strong_texts for r in table)
     assert all(r["rejected"][0]["content"] in weak_texts for r in table)
     assert all(r["margin"] is None for r in table)
+    assert f"every chosen answer is a completion of `{strong}`" in (pairs / "README.md").read_text()
 
 
 def test_prompt_only_shape_is_detected_and_counted_by_build(source, tmp_path):
