@@ -4,6 +4,7 @@ engine (the values differ: another sampler). Refused with the install hint when 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from prefkit.errors import require
@@ -41,20 +42,26 @@ class VllmEngine:
             for r in requests
         ]
         kwargs = [{**self.template_kwargs, **r.template_kwargs} for r in requests]
-        same = all(k == kwargs[0] for k in kwargs)
-        results = self.llm.chat(
-            [r.prompt for r in requests],
-            sampling,
-            use_tqdm=False,
-            chat_template_kwargs=kwargs[0] if same and kwargs else None,
-        )
+        groups: dict[str, list[int]] = {}
+        for i, kw in enumerate(kwargs):  # one chat() call per set of template arguments
+            groups.setdefault(json.dumps(kw, sort_keys=True), []).append(i)
+        results: list[Any] = [None] * len(requests)
+        for key, members in groups.items():
+            done = self.llm.chat(
+                [requests[i].prompt for i in members],
+                [sampling[i] for i in members],
+                use_tqdm=False,
+                chat_template_kwargs=json.loads(key) or None,
+            )
+            for i, res in zip(members, done, strict=True):
+                results[i] = res
         outputs = []
         for res in results:
-            done = res.outputs[0]
-            response, reasoning = split_reasoning(done.text)
-            finish = "length" if done.finish_reason == "length" else "stop"
+            done_ = res.outputs[0]
+            response, reasoning = split_reasoning(done_.text)
+            finish = "length" if done_.finish_reason == "length" else "stop"
             outputs.append(
-                Output(response, reasoning, finish, len(res.prompt_token_ids), len(done.token_ids))
+                Output(response, reasoning, finish, len(res.prompt_token_ids), len(done_.token_ids))
             )
         if on_progress is not None:
             on_progress(len(requests), sum(o.completion_tokens for o in outputs))
