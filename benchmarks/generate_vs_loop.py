@@ -1,7 +1,7 @@
 """Generation: `prefkit generate` (transformers engine) vs a per-prompt ``model.generate`` loop, on the same
 prompts and model, in one run.
 
-The prompts (built in code: about 15-170 tokens, a third with a system turn) are written as a prompt-only JSONL
+The prompts (built in code: about 12-90 tokens, a third with a system turn) are written as a prompt-only JSONL
 file; the model is a random-weight Llama built in code (hidden 256, 4 layers, vocab 4,096, about 9M parameters).
 Both sides decode greedily (``temperature 0`` / ``do_sample=False``) for exactly ``--max-new-tokens`` tokens
 (the random model does not stop early, so both generate the same number of tokens), and their completions are
@@ -15,7 +15,7 @@ compared. Each measurement is its own child process (peak RSS from ``ru_maxrss``
   add_generation_prompt=True, return_tensors="pt", return_dict=True)`` and ``model.generate(**ids,
   max_new_tokens=M, do_sample=False)``. Model load included.
 
-    python benchmarks/generate_vs_loop.py                          # 64 prompts, 64 new tokens, 3 repeats
+    python benchmarks/generate_vs_loop.py                          # 64 prompts, 128 new tokens, 3 repeats
     python benchmarks/generate_vs_loop.py --prompts 16 --repeats 1 # smoke run
 """
 
@@ -47,7 +47,7 @@ def make_prompts(n: int, seed: int = 0) -> list[dict]:
     rng = random.Random(seed)
     rows = []
     for i in range(n):
-        user = {"role": "user", "content": random_text(rng, rng.randint(10, 120))}
+        user = {"role": "user", "content": random_text(rng, rng.randint(8, 60))}
         system = [{"role": "system", "content": random_text(rng, 10)}] if i % 3 == 0 else []
         rows.append({"prompt": [*system, user]})
     return rows
@@ -159,7 +159,7 @@ def _machine() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prompts", type=int, default=64)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3, help="interleaved runs of each side; medians reported")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
@@ -195,6 +195,8 @@ def main() -> None:
         "generated_tokens": [pk["tokens"], lp["tokens"]],
         "prefkit_wall_s": [round(x["wall_s"], 2) for x in runs["prefkit"]],
         "loop_wall_s": [round(x["wall_s"], 2) for x in runs["loop"]],
+        "prefkit_cpu_s": [round(x["cpu_s"], 2) for x in runs["prefkit"]],
+        "loop_cpu_s": [round(x["cpu_s"], 2) for x in runs["loop"]],
         "prefkit_generation_s": [round(x["gen_s"], 2) for x in runs["prefkit"]],
         "loop_generation_s": [round(x["gen_s"], 2) for x in runs["loop"]],
         "speedup_median_wall": round(med["loop"] / med["prefkit"], 2),
