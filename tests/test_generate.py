@@ -430,3 +430,31 @@ def test_ray_executor_gives_the_one_worker_completions(source, sampled, tmp_path
     assert summary["executor"] == "ray" and len(summary["ray_tasks"]) == 2
     assert sum(t["scored"] for t in summary["ray_tasks"]) == 3  # 10 prompts in shards of 4
     assert completions(out) == completions(sampled)
+
+
+@pytest.mark.slow
+def test_killed_worker_process_resumes_to_the_same_completions(source, sampled, tmp_path):
+    """A worker killed (SIGKILL) after its first shard: the same command again finishes the job with the same
+    completions (shards of 2 prompts, so the kill lands mid-job)."""
+    import signal
+    import time
+
+    out = tmp_path / "gen"
+    proc = _worker(source, out)
+    work = out / ".generate-work"
+    deadline = time.monotonic() + 240
+    while not (work.is_dir() and list(work.glob("*.parquet"))):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (
+        not (out / "data").glob("*.parquet")
+        or "completions" not in pq.read_schema(next((out / "data").glob("*.parquet"))).names
+    )
+    again = _worker(source, out)
+    stdout, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr[-2000:]
+    summary = json.loads(stdout)
+    assert summary["shards"]["resumed"] >= 1 and summary["shards"]["merged_here"]
+    assert completions(out) == completions(sampled)
