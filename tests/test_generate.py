@@ -456,3 +456,25 @@ def test_killed_worker_process_resumes_to_the_same_completions(source, sampled, 
     summary = json.loads(stdout)
     assert summary["shards"]["resumed"] >= 1 and summary["shards"]["merged_here"]
     assert completions(out) == completions(sampled)
+
+
+def test_stop_strings_template_kwargs_and_reasoning_split():
+    from prefkit.generate.engine import Request
+    from prefkit.generate.hf import TransformersEngine
+    from prefkit.generate.sampling import SamplingParams, split_reasoning
+    from prefkit.reflogps.job import ModelOptions
+
+    engine = TransformersEngine(str(tiny_model_path()), ModelOptions(device="cpu"), {})
+    prompt = [{"role": "user", "content": "Explain rain to a child"}]
+    plain = engine.generate([Request(prompt, 0)], SamplingParams(temperature=0.0, max_new_tokens=16))[0]
+    stop = plain.response[6:9]
+    cut = engine.generate(
+        [Request(prompt, 0)], SamplingParams(temperature=0.0, max_new_tokens=16, stop=(stop,))
+    )[0]
+    assert cut.response == plain.response[: plain.response.find(stop)] and cut.finish_reason == "stop"
+    # chat_template_kwargs reach the template (the tiny template closes an empty think block when told)
+    off = engine.render(Request(prompt, 0, {"enable_thinking": False}))
+    assert len(off) > len(engine.render(Request(prompt, 0)))
+    assert "<think>" in engine.loaded.tokenizer.decode(off)
+    assert split_reasoning("<think>\nsteps\n</think>\n\nThe answer") == ("The answer", "steps")
+    assert split_reasoning("no reasoning") == ("no reasoning", None)
