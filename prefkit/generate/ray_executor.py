@@ -14,17 +14,23 @@ from typing import Any
 
 from prefkit.errors import require
 
-
-def _worker(call: dict) -> dict:
-    from prefkit.generate.job import generate
-
-    return generate(**call)
+#: the job function a task runs (``module:function``); any sharded job's worker call fits (`score`, `reflogps`)
+GENERATE = "prefkit.generate.job:generate"
 
 
-def run_on_ray(call: dict, workers: int | None, address: str | None, seconds: float) -> dict:
-    """Run ``workers`` copies of the ``generate`` ``call`` as Ray tasks (default: one per GPU of the cluster, or
-    one) and return the summary of the task that merged, with ``executor``, ``ray_tasks`` and every task's
-    ``shards``. Raises DependencyError without Ray."""
+def _worker(target: str, call: dict) -> dict:
+    import importlib
+
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)(**call)
+
+
+def run_on_ray(
+    call: dict, workers: int | None, address: str | None, seconds: float, target: str = GENERATE
+) -> dict:
+    """Run ``workers`` copies of the job ``call`` (keywords of ``target``, a sharded job's function) as Ray tasks
+    (default: one per GPU of the cluster, or one) and return the summary of the task that merged, with
+    ``executor``, ``ray_tasks`` (every task's ``shards``). Raises DependencyError without Ray."""
     ray = require("ray", "--executor ray")
     started = ray.is_initialized()
     if not started:
@@ -33,7 +39,7 @@ def run_on_ray(call: dict, workers: int | None, address: str | None, seconds: fl
         gpus = float(ray.cluster_resources().get("GPU", 0))
         count = workers or max(1, int(gpus))
         task = ray.remote(num_gpus=1 if gpus >= count else 0, num_cpus=1)(_worker)
-        summaries: list[dict] = ray.get([task.remote(call) for _ in range(count)])
+        summaries: list[dict] = ray.get([task.remote(target, call) for _ in range(count)])
     finally:
         if not started:
             ray.shutdown()
