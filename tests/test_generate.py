@@ -291,6 +291,9 @@ def test_errors_are_one_line(source, sampled, tmp_path, capsys):
         capsys,
     )
     assert code == 1 and "Error:" in err and "--overwrite" in err  # other settings over a finished set
+    for command in (["stats", str(sampled)], ["reflogps", str(sampled), "--model", model, "--device", "cpu"]):
+        code, _, err = run_cli(command, capsys)
+        assert code == 1 and "not pairs" in err and "prefkit build" in err
     other = tmp_path / "other"
     other.mkdir()
     (other / "x.txt").write_text("mine")

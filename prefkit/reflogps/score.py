@@ -98,7 +98,7 @@ def _open(out_dir: str | Path, overwrite: bool, max_length: int | None, shard_ro
             "leave it out to use the reward model's context length",
         )
     folder = read_output(out_dir)
-    require_trl_shape(folder, "score")
+    require_trl_shape(folder, "score", generated_ok=True)
     if not folder.splits:
         raise OutputError(
             f"{out_dir} has no splits to score", "build it first with `prefkit build SOURCE -o OUT`"
