@@ -36,6 +36,8 @@ _LAZY = {
     "VerifyResult": "prefkit.results",
     "push": "prefkit.publish.hub",
     "PushResult": "prefkit.publish.hub",
+    "generate": "prefkit.generate.job",
+    "GenerateResult": "prefkit.results",
     "report": "prefkit.report",
     "ReportResult": "prefkit.report",
     # building blocks
@@ -58,6 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover - what the lazy names are, for type checke
     from prefkit.chat.target import load_target as load_target
     from prefkit.errors import PrefkitError as PrefkitError
     from prefkit.formats import normalise as normalise
+    from prefkit.generate.job import generate as generate
     from prefkit.options import BuildOptions as BuildOptions
     from prefkit.options import load_recipe as load_recipe
     from prefkit.output import read_output as read_output
@@ -77,6 +80,7 @@ if TYPE_CHECKING:  # pragma: no cover - what the lazy names are, for type checke
     from prefkit.report import ReportResult as ReportResult
     from prefkit.report import report as report
     from prefkit.results import DetectResult as DetectResult
+    from prefkit.results import GenerateResult as GenerateResult
     from prefkit.results import PresetsResult as PresetsResult
     from prefkit.results import ReflogpsResult as ReflogpsResult
     from prefkit.results import ScoreResult as ScoreResult

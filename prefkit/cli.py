@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "reflogps": "Precompute the reference model's log-probs (TRL-exact) into the set.",
     "verify": "Recompute a sample of reference log-probs the plain way and report the largest difference.",
     "score": "Score every pair with a reward model (rm_chosen/rm_rejected/rm_margin) and audit the labels.",
+    "generate": "Sample completions per prompt from one or more models into a set build can pair.",
     "stats": "Counts, margins, token lengths and length bias of a built set.",
     "report": "Write one self-contained HTML page to look at a built set: rows, rejects, charts.",
     "presets": "List the known Hub datasets and how prefkit reads each.",

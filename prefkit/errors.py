@@ -139,6 +139,8 @@ EXTRAS = {
     "transformers": "model",
     "matplotlib": "plot",
     "trl": "trl",
+    "vllm": "vllm",
+    "ray": "ray",
 }
 
 

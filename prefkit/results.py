@@ -469,3 +469,102 @@ class VerifyResult(Result):
         if self.ok:
             lines.append("OK")
         return "\n".join(lines)
+
+
+@dataclass
+class CompletionScoreResult(Result):
+    """What ``score`` did on a set written by `prefkit generate`: every completion got ``rm_score``; per split
+    (``splits[name]``) the prompts (``rows``), ``completions`` and ``scored``; completions left null by reason
+    (``dropped``)."""
+
+    output: str
+    reward_model: str = ""
+    splits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    max_length: int | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        lines = [
+            f"{name:<16} {c['rows']:>9,} prompts {c['completions']:>9,} completions {c['scored']:>9,} scored"
+            for name, c in self.splits.items()
+        ]
+        for reason, n in self.dropped.items():
+            why = f"longer than --max-length {self.max_length}" if reason == "too_long" else reason
+            lines.append(f"  null rm_score {reason}: {n:,} completions ({why})")
+        lines.append(
+            f"wrote rm_score of {self.reward_model} to every completion of {self.output} in {self.seconds:.1f}s"
+        )
+        return "\n".join(lines)
+
+
+@dataclass
+class JudgeResult(Result):
+    """What ``score(judge=...)`` did: every completion of a generated set got ``judge_score`` from the LLM judge
+    by ``rubric``; per split the prompts, completions and scored ones; judge answers that did not parse, by reason
+    (``unparsed``: never guessed); pairwise comparisons whose verdict changed with the answers swapped."""
+
+    output: str
+    judge: str = ""
+    rubric: str = ""
+    splits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unparsed: dict[str, int] = field(default_factory=dict)
+    position_swap_disagrees: int = 0
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        lines = [
+            f"{name:<16} {c['rows']:>9,} prompts {c['completions']:>9,} completions {c['scored']:>9,} scored"
+            for name, c in self.splits.items()
+        ]
+        lines += [f"  unparsed {r}: {n:,} judge answers (no score taken from them)" for r, n in self.unparsed.items()]
+        if self.position_swap_disagrees:
+            lines.append(
+                f"  {self.position_swap_disagrees:,} comparisons changed their verdict when the answers were "
+                "swapped (ties)"
+            )
+        lines.append(
+            f"wrote judge_score of {self.judge} ({self.rubric}) to the completions of {self.output} in "
+            f"{self.seconds:.1f}s"
+        )
+        return "\n".join(lines)
+
+
+@dataclass
+class GenerateResult(Result):
+    """What ``generate`` did: per split (``splits[name]``) the prompts (``rows``), ``completions`` and ``tokens``;
+    the ``models``, the ``engine``, this worker's ``shards`` (as :class:`ReflogpsResult`'s) and throughput; with
+    ``outcome="already_complete"`` the completions were there from the same job."""
+
+    output: str
+    models: list[str] = field(default_factory=list)
+    engine: str = ""
+    splits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    completions: int = 0
+    shards: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    tokens_per_s: float | None = None
+    outcome: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        header = f"{'split':<16} {'prompts':>9} {'completions':>12} {'tokens':>12}"
+        lines = [header, "-" * len(header)]
+        lines += [
+            f"{name:<16} {c['rows']:>9,} {c['completions']:>12,} {c['tokens']:>12,}" for name, c in self.splits.items()
+        ]
+        lines.append("")
+        models = ", ".join(self.models)
+        if self.outcome == "already_complete":
+            lines.append(f"{self.output} already has the completions of {models} from this job: nothing to do")
+            return "\n".join(lines)
+        rate = f"{self.tokens_per_s:,.0f} tokens/s; " if self.tokens_per_s else ""
+        verb = "wrote" if self.shards.get("merged_here") else "another worker wrote"
+        line = shard_line(self.shards).replace("scored", "generated", 1) if self.shards else ""
+        lines.append(
+            f"{verb} {self.completions:,} completions of {models} ({self.engine}) to {self.output}; "
+            f"this worker took {self.seconds:.1f}s ({rate}{line})"
+        )
+        return "\n".join(lines)

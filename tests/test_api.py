@@ -31,6 +31,7 @@ FUNCTIONS = {
     "verify": ("verify", "model"),
     "push": ("push", None),
     "report": ("report", None),
+    "generate": ("generate", "generate"),
 }
 #: commands that pass only the options the user gave (click's default None or () stands for the library's default)
 ONLY_GIVEN = {"build", "detect"}
@@ -40,6 +41,9 @@ EXCEPTIONS = {
     ("*", "--quiet"): "how the CLI prints; the function's progress=False is the library's quiet",
     ("*", "--debug"): "the CLI's tracebacks; Python raises anyway",
     ("report", "--open"): "the CLI opens the written page in a browser; Python gets the path (result.path)",
+    ("generate", "--model"): "repeatable: the function's `models` (one name or a list)",
+    ("generate", "--output"): "the function's second positional argument, out_dir",
+    ("generate", "--source-revision"): "PromptOptions.revision (the source's; `--revision` is the model's)",
     (
         "verify",
         "--dtype",
@@ -50,7 +54,9 @@ EXCEPTIONS = {
 def _keyword(param: click.Parameter) -> tuple[str, bool]:
     """(the keyword a flag names, whether the flag negates it): ``--min-margin`` -> min_margin,
     ``--no-prefix-sharing`` (a plain flag) -> (prefix_sharing, True)."""
-    long = next(o for o in param.opts if o.startswith("--"))
+    long = next((o for o in param.opts if o.startswith("--")), None)
+    if long is None:  # a short flag only (`generate -n`): its keyword is the parameter's name
+        return str(param.name), False
     name = long[2:].replace("-", "_")
     negated = name.startswith("no_") and not param.secondary_opts
     return (name[3:], True) if negated else (name, False)
@@ -70,6 +76,18 @@ def _kwargs_default(target: str | None, name: str) -> object:
         if name in LoadOptions.model_fields:  # quantization and adapter: ModelOptions.load
             return LoadOptions.model_fields[name].get_default(call_default_factory=True)
         return {f.name: f.default for f in dataclasses.fields(ModelOptions) if f.name != "load"}[name]
+    if target == "generate":
+        from prefkit.generate.job import JobOptions, PromptOptions
+        from prefkit.generate.sampling import SamplingParams
+        from prefkit.reflogps.job import ModelOptions
+
+        for group in (SamplingParams, ModelOptions, PromptOptions, JobOptions):
+            found = {
+                f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+                for f in dataclasses.fields(group)
+            }
+            if name in found:
+                return found[name]
     raise KeyError(name)
 
 
@@ -114,7 +132,7 @@ def test_every_flag_is_a_keyword_with_the_same_default(command):
     for param in click_command.params:
         if not isinstance(param, click.Option):
             continue
-        long = next(o for o in param.opts if o.startswith("--"))
+        long = next((o for o in param.opts if o.startswith("--")), param.opts[0])
         if (command, long) in EXCEPTIONS or ("*", long) in EXCEPTIONS:
             continue
         keyword, negated = _keyword(param)
@@ -126,6 +144,7 @@ def test_every_flag_is_a_keyword_with_the_same_default(command):
         default = param.get_default(sub)
         default = None if type(default).__name__ == "Sentinel" else default  # click 8.3: not set
         default = () if param.multiple and default is None else default
+        library = () if param.multiple and library is None else library  # a repeatable flag not given
         if negated:
             default = not default
         elif param.is_flag and default is None and library is False:
@@ -162,14 +181,16 @@ def test_every_lazy_name_is_visible_to_type_checkers():
         assert getattr(importlib.import_module(module), name) is inspect.unwrap(getattr(prefkit, name))
 
 
-@pytest.mark.parametrize(
-    "name", ["build", "detect", "presets", "stats", "reflogps", "score", "verify", "push"]
-)
+@pytest.mark.parametrize("name", sorted(name for name, _ in FUNCTIONS.values()))
 def test_every_command_returns_a_result_with_summary_and_to_dict(name):
+    import prefkit.results
+
     hints = inspect.signature(getattr(prefkit, name)).return_annotation
-    result_type = getattr(prefkit, str(hints).rsplit(".", 1)[-1])
-    assert dataclasses.is_dataclass(result_type)
-    assert callable(result_type.summary) and callable(result_type.to_dict)
+    for each in str(hints).split("|"):  # `score` returns one of three results
+        type_name = each.strip().rsplit(".", 1)[-1]
+        result_type = getattr(prefkit, type_name, None) or getattr(prefkit.results, type_name)
+        assert dataclasses.is_dataclass(result_type), type_name
+        assert callable(result_type.summary) and callable(result_type.to_dict)
 
 
 def _cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[str, str]:

@@ -31,10 +31,13 @@ def scoring_model_options(
     flag: str = "--model",
     short: str | None = "-m",
     dtype_note: str = " (log-probs are summed in fp32)",
+    optional_model: bool = False,
 ):
     """--model/--revision/--dtype/--device/--attn-implementation/--chat-template/--trust-remote-code and the
-    quantization / adapter flags of :class:`prefkit.loading.LoadOptions` (`reflogps`, `verify`, `score`); ``required=False`` leaves the recorded model as the default. ``flag``/``short``
-    name the model option (`score` takes ``--reward-model``); the value always goes to the ``model`` parameter."""
+    quantization / adapter flags of :class:`prefkit.loading.LoadOptions` (`reflogps`, `verify`, `score`);
+    ``required=False`` leaves the recorded model as the default. ``flag``/``short`` name the model option (`score`
+    takes ``--reward-model``); the value always goes to the ``model`` parameter; ``optional_model``: the model
+    option may be left out (`score --judge` names another model)."""
     default = None if not required else "auto"
     opts = [
         click.option(
@@ -42,7 +45,7 @@ def scoring_model_options(
             flag,
             "model",
             metavar="MODEL",
-            required=required,
+            required=required and not optional_model,
             help="Model: a local folder or a Hub model id" + (help_suffix or "."),
         ),
         click.option(

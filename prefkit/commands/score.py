@@ -15,6 +15,24 @@ from prefkit.commands.reflogps import run_job
     flag="--reward-model",
     short=None,
     dtype_note="",
+    optional_model=True,
+)
+@click.option(
+    "--judge",
+    metavar="MODEL",
+    help="Score every completion of a generated set with this LLM judge instead (judge_score; the model options "
+    "apply to it).",
+)
+@click.option(
+    "--rubric",
+    metavar="NAME|FILE",
+    help="The judge's rubric: ultrafeedback-overall (default: a 1-10 rating), pairwise (A/B, position swap), or "
+    "a JSON file.",
+)
+@click.option(
+    "--judge-max-new-tokens",
+    type=click.IntRange(min=1),
+    help="Longest judge answer, in tokens (default: the rubric's, 512); a cut answer without a score is counted.",
 )
 @click.option(
     "--max-length",
@@ -67,6 +85,9 @@ def command(
     attn_implementation,
     chat_template,
     trust_remote_code,
+    judge,
+    rubric,
+    judge_max_new_tokens,
     max_length,
     token_budget,
     no_prefix_sharing,
@@ -100,6 +121,8 @@ def command(
       prefkit score hermes2k --reward-model ./my-rm --max-length 4096 --dtype bfloat16 --json
       prefkit score hermes2k --reward-model ./base-rm --chat-template chatml --overwrite
       torchrun --nproc-per-node 8 -m prefkit score hermes2k --reward-model ./my-rm
+      prefkit score gen --reward-model ./my-rm                     # a generated set: rm_score per completion
+      prefkit score gen --judge ./my-judge --rubric pairwise       # judge_score per completion
     """
     from prefkit.reflogps.score import score
 
@@ -109,6 +132,9 @@ def command(
         as_json,
         out_dir=out,
         reward_model=model,
+        judge=judge,
+        rubric=rubric,
+        judge_max_new_tokens=judge_max_new_tokens,
         revision=revision,
         dtype=dtype,
         device=device,

@@ -29,7 +29,15 @@ import pyarrow as pa
 
 from prefkit.accounting import Reason, declare
 from prefkit.errors import FormatError
-from prefkit.formats.base import MESSAGE_DTYPE, FamilyOption, Mapping, is_string, message, pick_column
+from prefkit.formats.base import (
+    MESSAGE_DTYPE,
+    FamilyOption,
+    Mapping,
+    is_messages,
+    is_string,
+    message,
+    pick_column,
+)
 from prefkit.formats.transcript import parse_transcript
 
 STRATEGIES = ("best-vs-worst", "best-vs-next", "best-vs-random", "all-pairs")
@@ -70,15 +78,20 @@ def struct_fields(dtype: pa.DataType) -> dict[str, pa.DataType]:
 
 
 def prompt_column(schema: pa.Schema, override: str | None) -> str | None:
-    return pick_column(schema, override, PROMPT_ALIASES, is_string)
+    """The prompt: text, or messages (a generated set's prompt, `prefkit generate`)."""
+    return pick_column(schema, override, PROMPT_ALIASES, lambda t: is_string(t) or is_messages(t))
 
 
-def prompt_messages(texts: list[str | None]) -> list[list[dict] | None]:
-    """Prompts as messages; Nectar's "\\n\\nHuman: …\\n\\nAssistant:" markup is split into turns."""
+def prompt_messages(texts: list[str | list[dict] | None]) -> list[list[dict] | None]:
+    """Prompts as messages; Nectar's "\\n\\nHuman: …\\n\\nAssistant:" markup is split into turns; a prompt
+    already given as messages is kept as it is."""
     out: list[list[dict] | None] = []
     for text in texts:
         if text is None:
             out.append(None)
+            continue
+        if isinstance(text, list):
+            out.append(text)
             continue
         turns = parse_transcript(text.rstrip() + " x") if "Human:" in text else None
         if turns is not None and turns[-1][0] == "assistant":
@@ -197,7 +210,9 @@ def normalise(
         .otherwise(pl.lit("below_min_gap"))
         .alias("normaliser_drop"),
     )
-    prompts = pl.Series("_p", prompt_messages(df[mapping.prompt_column].to_list()), dtype=pl.List(MESSAGE_DTYPE))
+    prompts = pl.Series(
+        "_p", prompt_messages(df[mapping.prompt_column].to_list()), dtype=pl.List(MESSAGE_DTYPE)
+    )
     prompt_of = pl.DataFrame({"_src": pl.int_range(df.height, dtype=pl.Int64, eager=True), "prompt": prompts})
     msg = lambda c: pl.concat_list([message("assistant", pl.col(c))])  # noqa: E731
     margin = pl.col("_cn") - pl.col("_rn") if higher_is_better else pl.col("_rn") - pl.col("_cn")

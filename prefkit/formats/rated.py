@@ -22,7 +22,9 @@ DESCRIPTION = (
     "one prompt, N completions with ratings (UltraFeedback `completions` with overall_score / aspect "
     "ratings, or parallel `generations` + `ratings` lists); binarised"
 )
-RATINGS = ("overall", "aspects")
+RATINGS = ("overall", "aspects", "rm_score", "judge_score")
+#: per-completion scores `prefkit score` (reward model) and `prefkit score --judge` add to a generated set
+SCORE_FIELDS = ("rm_score", "judge_score")
 GEN_ALIASES = ("generations", "responses", "completions", "answers")
 RATING_ALIASES = ("ratings", "rating", "scores")
 
@@ -30,8 +32,21 @@ OPTIONS = (
     *binarise.OPTIONS,
     FamilyOption(
         "rating",
-        Literal["overall", "aspects"],
-        "UltraFeedback raw: rate completions by overall_score (default) or the mean of the aspect ratings.",
+        Literal["overall", "aspects", "rm_score", "judge_score"],
+        "Rated completions: rate them by overall_score (default), the mean of the aspect ratings (UltraFeedback "
+        "raw), or a generated set's rm_score (`prefkit score`) / judge_score (an LLM judge).",
+    ),
+    FamilyOption(
+        "chosen_from",
+        str,
+        "Rated completions with a `model` field (`prefkit generate`): delta pairs, chosen from this model's "
+        "completions (with --rejected-from).",
+    ),
+    FamilyOption(
+        "rejected_from",
+        str,
+        "Rated completions with a `model` field: delta pairs, rejected from this model's completions "
+        "(with --chosen-from).",
     ),
 )
 
@@ -41,12 +56,14 @@ def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Map
     if not prompt:
         return "needs a prompt string (prompt/instruction/question/input)"
     extra = {"pairs": binarise.DEFAULT_STRATEGY}
-    named = columns.get("chosen")
-    for name in [named] if named else GEN_ALIASES:
+    chosen_col = columns.get("chosen")
+    names: tuple[str, ...] = (chosen_col,) if chosen_col else GEN_ALIASES
+    for name in names:
         if name not in schema.names:
             continue
         fields = binarise.struct_fields(schema.field(name).type)
-        if "response" in fields and ("overall_score" in fields or "annotations" in fields):
+        rated = {"overall_score", "annotations", "model", *SCORE_FIELDS} & set(fields)
+        if "response" in fields and rated:
             return Mapping(
                 NAME, chosen=name, rejected=name, prompt=prompt, extra={**extra, "shape": "completions"}
             )
@@ -58,7 +75,7 @@ def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Map
                     lists = {**extra, "shape": "lists", "columns": {"ratings": rating}}
                     return Mapping(NAME, chosen=name, rejected=name, prompt=prompt, extra=lists)
     return (
-        "needs `completions: list[{response, overall_score | annotations}]`, or a list of strings "
+        "needs `completions: list[{response, overall_score | annotations | rm_score | model}]`, or a list of strings "
         "(generations/responses) with a parallel list of numbers (ratings/rating/scores)"
     )
 
@@ -93,15 +110,31 @@ def _score(col: str, fields: dict, rating: str) -> pl.Expr:
     item = pl.col(col).struct
     if rating not in RATINGS:
         raise FormatError(f"unknown --rating {rating!r}", f"use one of: {', '.join(RATINGS)}")
+    if rating in SCORE_FIELDS:
+        if rating not in fields:
+            raise FormatError(
+                f"column {col!r} has no {rating} to rate with",
+                "score the generated set first: `prefkit score OUT --reward-model RM` (rm_score) or "
+                "an LLM judge (judge_score)",
+            )
+        return item.field(rating).cast(pl.Float64, strict=False)
     if rating == "overall" and "overall_score" in fields:
         return item.field("overall_score").cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
     if "annotations" in fields and pa.types.is_struct(fields["annotations"]):
         ann = fields["annotations"]
         aspects = [ann.field(i).name for i in range(ann.num_fields) if pa.types.is_struct(ann.field(i).type)]
         return _aspect_mean(item.field("annotations"), aspects)
+    have = [f for f in ("overall_score", "annotations", *SCORE_FIELDS) if f in fields]
     raise FormatError(
         f"column {col!r} has no {'overall_score' if rating == 'overall' else 'annotations'} to rate with",
-        "pass --rating overall or --rating aspects to match the completions' fields",
+        "pass --rating to match the completions' fields ("
+        + (
+            ", ".join(have)
+            if have
+            else "none has a score: score them with `prefkit score`, or pair by model "
+            "with --chosen-from/--rejected-from"
+        )
+        + ")",
     )
 
 
@@ -110,13 +143,35 @@ def answers(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFra
     col = mapping.chosen
     if mapping.extra.get("shape") == "lists":
         return _list_answers(df, col, mapping.extra["columns"]["ratings"])
-    score = _score(
-        col, binarise.struct_fields(schema.field(col).type), mapping.extra.get("rating", "overall")
-    )
+    fields = binarise.struct_fields(schema.field(col).type)
     base = df.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("_src"), pl.col(col))
     ex = base.explode(col).with_columns(pl.int_range(pl.len()).over("_src").alias("_pos"))
     text = pl.col(col).struct.field("response").cast(pl.String)
-    return ex.select("_src", "_pos", text.alias("text"), score.alias("score"), score.alias("native"))
+    if mapping.extra.get("chosen_from") or mapping.extra.get("rejected_from"):
+        score, native = _delta(col, fields, mapping.extra)
+    else:
+        score = native = _score(col, fields, mapping.extra.get("rating", "overall"))
+    return ex.select("_src", "_pos", text.alias("text"), score.alias("score"), native.alias("native"))
+
+
+def _delta(col: str, fields: dict, extra: dict) -> tuple[pl.Expr, pl.Expr]:
+    """Delta pairs (Olmo 3's "delta learning"): score 1 for a completion of the ``chosen_from`` model, 0 for one
+    of ``rejected_from``, null (not a candidate) for the rest, so every pair is chosen-model against
+    rejected-model; the native value (the margin) is null: a model's name is not a rating."""
+    chosen, rejected = extra.get("chosen_from"), extra.get("rejected_from")
+    if not (chosen and rejected):
+        raise FormatError(
+            "--chosen-from and --rejected-from go together",
+            "name both models (as in the completions' `model`)",
+        )
+    if "model" not in fields:
+        raise FormatError(
+            f"column {col!r} has no `model` field to take delta pairs from",
+            "generate the completions with `prefkit generate`, which records each completion's model",
+        )
+    model = pl.col(col).struct.field("model").cast(pl.String)
+    score = pl.when(model == chosen).then(1.0).when(model == rejected).then(0.0).otherwise(None)
+    return score, pl.lit(None, dtype=pl.Float64)
 
 
 def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:

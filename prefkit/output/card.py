@@ -233,6 +233,8 @@ def card_context(
             f"`{k}={v}`" for k, v in (manifest.get("parameters") or {}).items() if v not in (None, False)
         ),
         "tokenizer": _tokenizer_context(tokenizer),
+        "pairing": pairing_sentence(manifest.get("parameters") or {}),
+        "generated": _generated(manifest),
         "sources": _sources(manifest, hub),
         **_counts_context(manifest),
         "rejects_note": _rejects_note(hub),
@@ -333,6 +335,32 @@ def _tokenizer_context(entry: dict) -> dict | None:
         "template": entry.get("chat_template"),
         "rule": entry.get("rule"),
     }
+
+
+def _generated(manifest: dict) -> dict | None:
+    """What the card says of a `prefkit generate` set (its ``prompts`` and ``generate`` sections), else None."""
+    if "prompts" not in manifest:
+        return None
+    gen = manifest.get("generate") or {}
+    models = ", ".join(f"`{m.get('model')}`" for m in gen.get("models") or [])
+    return {"models": models, "n": gen.get("n"), "engine": gen.get("engine")}
+
+
+def pairing_sentence(parameters: dict) -> str | None:
+    """How pairs were made from rated completions (UltraFeedback raw, Nectar, a `prefkit generate` set), in
+    words, from the build's parameters; None when no binarisation option was set."""
+    chosen, rejected = parameters.get("chosen_from"), parameters.get("rejected_from")
+    strategy = parameters.get("pairs")
+    if chosen and rejected:
+        return (
+            f"Delta pairs: every chosen answer is a completion of `{chosen}`, every rejected one a completion of "
+            f"`{rejected}` (`{strategy or 'best-vs-worst'}`), whatever their scores."
+        )
+    if not strategy:
+        return None
+    by = parameters.get("rating")
+    rated = f" rated by `{by}`" if by else ""
+    return f"Pairs made from several answers per prompt{rated} with `--pairs {strategy}` (equal scores never pair)."
 
 
 def _sources(manifest: dict, hub: HubCard | None) -> list[dict]:

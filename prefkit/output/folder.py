@@ -414,9 +414,16 @@ def _check_parquet(path: Path) -> None:
         ) from None
 
 
-def require_trl_shape(folder: OutputFolder, command: str) -> None:
+def require_trl_shape(folder: OutputFolder, command: str, generated_ok: bool = False) -> None:
     """Refuse sets exported for other trainers (any ``--export`` but ``trl``) in commands that read
-    TRL's prompt/chosen/rejected shape."""
+    TRL's prompt/chosen/rejected shape, and (unless ``generated_ok``) sets of prompts with completions written by
+    `prefkit generate`, which have no pairs yet."""
+    if not generated_ok and folder.splits and "prompts" in folder.manifest:
+        raise OutputError(
+            f"{str(folder.path)!r} holds prompts with completions (`prefkit generate`), not pairs",
+            f"pair them first: `prefkit build {folder.path.name} --rating rm_score -o PAIRS` (after "
+            f"`prefkit score`), then `prefkit {command} PAIRS`",
+        )
     shape = (folder.manifest.get("export") or {}).get("shape", "trl")
     if shape != "trl":
         raise OutputError(

@@ -73,6 +73,9 @@ class JobSpec:
     #: the shards (``plan(folder, shard_rows)``); None: :func:`~prefkit.reflogps.plan.plan_shards` (KTO cuts at its
     #: KL batch boundaries, :func:`prefkit.reflogps.kto.planner`)
     plan: Callable[[OutputFolder, int], list[Shard]] | None = None
+    #: the top-level columns whose presence means OUT already holds this job's kind of result (default: the
+    #: ``columns``; a job that rewrites an existing column, like scoring each completion, checks on its own)
+    guard_columns: tuple[str, ...] | None = None
 
 
 class _WorkGone(Exception):
@@ -398,6 +401,6 @@ def _prepare(folder: OutputFolder, spec: JobSpec, resume: bool, overwrite: bool,
         name=spec.name,
         record=record,
         work_dir=spec.work_dir,
-        columns=[name for name, _ in spec.columns],
+        columns=[name for name, _ in spec.columns] if spec.guard_columns is None else list(spec.guard_columns),
         label=spec.label,
     )

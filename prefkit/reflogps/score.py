@@ -26,7 +26,7 @@ from prefkit.output.folder import stderr_warning
 from prefkit.reflogps.job import ROW_COLUMNS, ModelOptions
 from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS
 from prefkit.reflogps.plan import DEFAULT_SHARD_ROWS, has_columns, settings_fingerprint
-from prefkit.results import ScoreResult
+from prefkit.results import CompletionScoreResult, JudgeResult, ScoreResult
 
 #: Columns `prefkit score` adds.
 RM_FIELDS = [("rm_chosen", pa.float32()), ("rm_rejected", pa.float32()), ("rm_margin", pa.float32())]
@@ -98,7 +98,7 @@ def _open(out_dir: str | Path, overwrite: bool, max_length: int | None, shard_ro
             "leave it out to use the reward model's context length",
         )
     folder = read_output(out_dir, warn=stderr_warning)
-    require_trl_shape(folder, "score")
+    require_trl_shape(folder, "score", generated_ok=True)
     if not folder.splits:
         raise OutputError(
             f"{out_dir} has no splits to score", "build it first with `prefkit build SOURCE -o OUT`"
@@ -130,8 +130,11 @@ def _load(folder: OutputFolder, reward_model: str, options: ModelOptions, ctx: A
 
 def score(
     out_dir: str | Path,
-    reward_model: str,
+    reward_model: str | None = None,
     *,
+    judge: str | None = None,
+    rubric: str | None = None,
+    judge_max_new_tokens: int | None = None,
     max_length: int | None = None,
     options: ModelOptions | None = None,
     shard_rows: int = DEFAULT_SHARD_ROWS,
@@ -141,7 +144,7 @@ def score(
     command: str | None = None,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     **model_options: Any,
-) -> ScoreResult:
+) -> ScoreResult | CompletionScoreResult | JudgeResult:
     """Score every pair of the set in ``out_dir`` with the sequence-classification ``reward_model`` (a folder or
     Hub id) and add ``rm_chosen`` / ``rm_rejected`` (float32: the model's one logit for ``prompt + answer`` in its
     own chat template, read at the last non-padding token) and ``rm_margin = rm_chosen - rm_rejected``.
@@ -156,16 +159,37 @@ def score(
     columns already there without ``overwrite``, unfinished work from other settings), ``ModelError`` (not a
     one-label reward model, no chat template for message rows, cannot load or does not fit).
 
+    A set written by `prefkit generate` (prompts with a ``completions`` list) is scored completion by completion
+    instead: each completion gets ``rm_score`` (:mod:`prefkit.generate.rm`), and the summary has no label audit.
+    With ``judge`` (a causal LM) instead of ``reward_model``, every completion of such a set gets ``judge_score``
+    by ``rubric`` (a built-in name or a JSON file; :mod:`prefkit.generate.judge`; ``judge_max_new_tokens`` caps
+    its answers): a :class:`~prefkit.results.JudgeResult` counts the answers that did not parse.
+
     >>> score("hermes2k", "Skywork/Skywork-Reward-V2-Qwen3-0.6B").dropped  # doctest: +SKIP
     {'too_long': 2}
     """
+    from prefkit.generate.rm import ScoreRun, is_generated, score_completions
     from prefkit.reflogps.distributed import init_distributed
     from prefkit.reflogps.model import resolve_device
     from prefkit.reflogps.runner import run_shards
 
     start = time.perf_counter()
     options = ModelOptions.create(options, model_options)
+    job = ScoreRun(max_length, shard_rows, resume, overwrite, progress, command, lease_seconds)
+    if judge is not None:
+        from prefkit.generate.judge import judge as run_judge
+
+        found = run_judge(
+            out_dir, judge, rubric=rubric, max_new_tokens=judge_max_new_tokens, options=options, run=job
+        )
+        return JudgeResult.from_dict(found)
+    if reward_model is None:
+        raise OptionError(
+            f"no model to score with: give {option('reward_model')}", f"or {option('judge')} for a generated set"
+        )
     folder = _open(out_dir, overwrite, max_length, shard_rows)
+    if is_generated(folder):  # a `prefkit generate` set: every completion gets rm_score
+        return CompletionScoreResult.from_dict(score_completions(folder, reward_model, options, job))
     dev = resolve_device(options.device)  # under torchrun, auto/cuda → cuda:LOCAL_RANK
     ctx = init_distributed(dev)
     try:

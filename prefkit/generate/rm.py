@@ -1,0 +1,256 @@
+"""`prefkit score` on a generated set: a reward model's score of every completion (``rm_score``, float32, in each
+completion's struct), on the score job's machinery (work folder ``.score-work``, manifest section ``rm_scores``).
+
+Each completion is scored as ``prompt + [{"role": "assistant", "content": response}]`` rendered with the reward
+model's own chat template, by TRL's ``RewardTrainer`` rule, the way `score` scores a pair's answers
+(:mod:`prefkit.reflogps.reward`): completions go through the reward engine two at a time, as a pair's two
+answers do (the prompt runs once for both with prefix sharing). A completion longer than ``max_length`` tokens
+gets a null ``rm_score`` and is counted (``dropped.too_long``). Then ``build OUT --rating rm_score`` pairs on it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from prefkit.errors import OutputError
+from prefkit.output import OutputFolder
+
+COLUMN = "completions"
+FIELD = "rm_score"
+COUNT_KEYS = ("rows", "scored", "completions", "tokens", "forward_tokens")
+
+
+@dataclass(frozen=True)
+class ScoreRun:
+    """The job settings of `score` (its flags), passed on unchanged."""
+
+    max_length: int | None
+    shard_rows: int
+    resume: bool
+    overwrite: bool
+    progress: bool
+    command: str | None
+    lease_seconds: float
+
+
+def is_generated(folder: OutputFolder) -> bool:
+    """A set of prompts with a ``completions`` list and no pairs (`prefkit generate`'s output)."""
+    if not folder.splits:
+        return False
+    names = pq.read_schema(folder.shards[folder.splits[0]][0]).names
+    return COLUMN in names and "chosen" not in names
+
+
+def completion_type(folder: OutputFolder, field: str = FIELD) -> pa.DataType:
+    """The ``completions`` list type of the set with ``field`` (float32) added (kept where it is)."""
+    item = pq.read_schema(folder.shards[folder.splits[0]][0]).field(COLUMN).type.value_type
+    fields = [item.field(i) for i in range(item.num_fields)]
+    if field not in [f.name for f in fields]:
+        fields.append(pa.field(field, pa.float32()))
+    return pa.list_(pa.struct(fields))
+
+
+def has_field(folder: OutputFolder, field: str = FIELD) -> bool:
+    item = pq.read_schema(folder.shards[folder.splits[0]][0]).field(COLUMN).type.value_type
+    return any(item.field(i).name == field for i in range(item.num_fields))
+
+
+def guard(
+    folder: OutputFolder, field: str, section: str, work_dir: str, settings: dict, overwrite: bool
+) -> None:
+    """Refuse to recompute ``field`` of the completions (OutputError) unless ``overwrite``, this very job already
+    merged it (the runner then reports it complete), or its work folder is there to resume or join."""
+    from prefkit.reflogps.plan import completed, settings_fingerprint
+
+    if overwrite or not has_field(folder, field) or (folder.path / work_dir).is_dir():
+        return
+    if completed(folder.path, section, settings_fingerprint(settings)) is None:
+        raise OutputError(
+            f"{folder.path} already has {field} in its completions, from another run",
+            "pass --overwrite to recompute them (e.g. with another model)",
+        )
+
+
+def score_shard(
+    loaded: Any, rows: list[dict], run: ScoreRun, token_budget: Any, on_progress: Any
+) -> tuple[dict, dict]:
+    """``rm_score`` for every completion of ``rows`` → ({"completions": the lists with rm_score set}, counts)."""
+    from prefkit.reflogps import reward
+
+    pairs_rows, where = [], []
+    for i, row in enumerate(rows):
+        comps = row.get(COLUMN) or []
+        extra = {k: row[k] for k in ("chat_template_kwargs",) if row.get(k) is not None}
+        for j in range(0, len(comps), 2):
+            k = j + 1 if j + 1 < len(comps) else j
+            answer = lambda c: [{"role": "assistant", "content": c.get("response") or ""}]  # noqa: E731
+            pairs_rows.append(
+                {"prompt": row["prompt"], "chosen": answer(comps[j]), "rejected": answer(comps[k]), **extra}
+            )
+            where.append((i, j, k))
+    pairs = reward.tokenize_reward_pairs(pairs_rows, loaded.tokenizer, run.max_length)
+    seen = {"tokens": 0}
+
+    def progress(done: float, tokens: int) -> None:
+        seen["tokens"] += tokens
+        if on_progress is not None:
+            on_progress(done * len(rows) / max(len(pairs), 1), tokens)
+
+    chosen, rejected = reward.score_rewards(loaded.model, pairs, token_budget=token_budget, progress=progress)
+    out = [[dict(c) for c in (row.get(COLUMN) or [])] for row in rows]
+    dropped: Counter = Counter()
+    for pair, (i, j, k), a, b in zip(pairs, where, chosen.tolist(), rejected.tolist(), strict=True):
+        for pos, value in ((j, a), (k, b)) if k != j else ((j, a),):
+            reason = pair.dropped or (None if np.isfinite(value) else "nonfinite")
+            if reason:
+                dropped[reason] += 1
+            out[i][pos][FIELD] = None if reason else value
+    total = sum(len(c) for c in out)
+    counts = {
+        "rows": len(rows),
+        "completions": total,
+        "scored": total - sum(dropped.values()),
+        "tokens": sum(p.tokens for p in pairs if not p.dropped),
+        "forward_tokens": seen["tokens"],
+        "dropped": dict(dropped),
+    }
+    return {COLUMN: out}, counts
+
+
+def score_completions(folder: OutputFolder, reward_model: str, options: Any, run: ScoreRun) -> dict:
+    """Score every completion of the generated set ``folder`` with ``reward_model``; returns the summary. Raises
+    OutputError when the completions already have ``rm_score`` (without ``overwrite``), ModelError."""
+    from prefkit.reflogps.distributed import init_distributed
+    from prefkit.reflogps.model import resolve_device
+
+    start = time.perf_counter()
+    dev = resolve_device(options.device)
+    ctx = init_distributed(dev)
+    try:
+        return _run(folder, reward_model, options, run, ctx, dev, start)
+    finally:
+        ctx.close()
+
+
+def _run(
+    folder: OutputFolder, reward_model: str, options: Any, run: ScoreRun, ctx: Any, dev: Any, start: float
+) -> dict:
+    from prefkit.chat.templates import require_chat_template
+    from prefkit.reflogps import reward
+    from prefkit.reflogps.merge import merge
+    from prefkit.reflogps.model import load_model
+    from prefkit.reflogps.plan import data_fingerprint, settings_fingerprint
+    from prefkit.reflogps.provenance import scoring_settings
+    from prefkit.reflogps.runner import JobSpec, run_shards
+    from prefkit.reflogps.score import SECTION, WORK_DIR, _section, default_max_length
+
+    loaded = load_model(
+        reward_model,
+        revision=options.revision,
+        dtype=options.dtype,
+        device=str(dev),
+        attn_implementation=options.attn_implementation,
+        trust_remote_code=options.trust_remote_code,
+        chat_template=options.chat_template,
+        hash_weights=ctx.is_main,
+        kind="reward",
+    )
+    require_chat_template(loaded.tokenizer, f"the tokenizer of {reward_model}")
+    max_length = run.max_length or default_max_length(loaded.model, loaded.tokenizer)
+    run = ScoreRun(
+        max_length, run.shard_rows, run.resume, run.overwrite, run.progress, run.command, run.lease_seconds
+    )
+    engine = reward.reward_engine_settings(token_budget=options.token_budget, prefix_sharing=True)
+    extra = {
+        "shard_rows": run.shard_rows,
+        "data_sha256": data_fingerprint(folder),
+        "kind": "reward-completions",
+    }
+    settings = ctx.on_main(
+        lambda: scoring_settings(
+            loaded.provenance, dev.type, max_length, reward.REWARD_TOKENIZATION_RULE, engine, extra
+        )
+    )
+    guard(folder, FIELD, SECTION, WORK_DIR, settings, run.overwrite)
+    columns = [(COLUMN, completion_type(folder))]
+
+    def score(rows: list[dict], on_progress: Any) -> tuple[dict, dict]:
+        return score_shard(loaded, rows, run, options.token_budget, on_progress)
+
+    spec = JobSpec(
+        columns,
+        ("prompt", COLUMN, "chat_template_kwargs"),
+        settings,
+        settings_fingerprint(settings),
+        score,
+        count_keys=COUNT_KEYS,
+        name=SECTION,
+        work_dir=WORK_DIR,
+        label="reward-model score",
+        guard_columns=(),
+    )
+
+    def finish(shards: list, counts: dict, check: Any) -> dict:
+        info = {
+            "command": run.command,
+            "columns": [f"{COLUMN}.{FIELD}"],
+            "world_size": ctx.world_size,
+            "engine": engine,
+        }
+        info |= {"counts": counts, "seconds": round(time.perf_counter() - start, 3)}
+        sec = _section(loaded, settings, info) | {"scope": "completions"}
+        return merge(
+            folder.path,
+            shards,
+            sec,
+            name=SECTION,
+            columns=columns,
+            work_dir=WORK_DIR,
+            settings=settings,
+            check=check,
+        )
+
+    done = run_shards(
+        folder,
+        spec,
+        ctx,
+        shard_rows=run.shard_rows,
+        resume=run.resume,
+        overwrite=run.overwrite,
+        progress=run.progress,
+        finish=finish,
+        lease_seconds=run.lease_seconds,
+    )
+    return ctx.on_main(lambda: _summary(folder.path, done, time.perf_counter() - start))
+
+
+def _summary(out: Path, run: Any, seconds: float) -> dict:
+    from prefkit.reflogps.report import worker_summary
+
+    section = run.manifest["rm_scores"]
+    totals = section["totals"]
+    return {
+        "output": str(out),
+        "scope": "completions",
+        "reward_model": section["model"],
+        "revision": section["revision"],
+        "dtype": section["dtype"],
+        "device": section["device"],
+        "world_size": section["world_size"],
+        "max_length": section["max_length"],
+        "prompts": totals["rows"],
+        "completions": totals["completions"],
+        "scored": totals["scored"],
+        "dropped": totals["dropped"],
+        "tokens": totals["tokens"],
+        **worker_summary(run, section, seconds),
+        "splits": section["splits"],
+    }
