@@ -95,17 +95,28 @@ def fail(message: str, hint: str | None, code: int, as_json: bool) -> None:
     sys.exit(code)
 
 
+def debug_exit(code: int) -> None:
+    """With ``--debug``: the traceback of the error being handled on stderr, secrets masked; exit ``code``."""
+    from prefkit.secrets import redacted_traceback
+
+    click.echo(redacted_traceback(), err=True, nl=False)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `prefkit` script and `python -m prefkit`."""
+    from prefkit.secrets import guard_output
+
     args = argv if argv is not None else sys.argv[1:]
     debug, as_json = "--debug" in args, "--json" in args
+    guard_output()
     try:
         code = cli.main(args=argv, prog_name="prefkit", standalone_mode=False)
         if isinstance(code, int) and code:  # ctx.exit(n) returns n when not in standalone mode
             sys.exit(code)
     except PrefkitError as err:
         if debug:
-            raise
+            debug_exit(err.exit_code)
         fail(err.message, err.hint, err.exit_code, as_json)
     except (click.exceptions.Abort, KeyboardInterrupt):
         fail("interrupted", "rerun the same command; long jobs resume from what they finished", 130, as_json)
@@ -118,11 +129,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(err.exit_code)
     except MemoryError:
         if debug:
-            raise
+            debug_exit(1)
         fail("out of memory", "use a machine with more memory, or a smaller source or --max-rows", 1, as_json)
     except Exception as err:  # a bug: still one line, the traceback behind --debug
         if debug:
-            raise
+            debug_exit(3)
         first = (str(err).strip().splitlines() or [""])[0][:300]
         fail(
             f"unexpected {type(err).__name__}: {first}",

@@ -6,7 +6,7 @@ import warnings
 
 import click
 
-from prefkit.commands.common import echo_json
+from prefkit.commands.common import checked_token, echo_json
 
 
 def _size(n: int) -> str:
@@ -36,7 +36,9 @@ def _size(n: int) -> str:
 @click.option(
     "--dry-run", is_flag=True, help="Print the files and the card that would be committed; commit nothing."
 )
-@click.option("--token", help="Hugging Face token (default: HF_TOKEN or your `hf auth login`).")
+@click.option(
+    "--token", callback=checked_token, help="Hugging Face token (default: HF_TOKEN or your `hf auth login`)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary.")
 def command(

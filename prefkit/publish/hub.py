@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from prefkit.errors import HubError
 from prefkit.output import CARD_NAME, DATA_DIR, MANIFEST_NAME, REJECTS_DIR, OutputFolder, read_output
 from prefkit.output.folder import split_sizes
-from prefkit.sources.hub import LOGIN_HINT, describe, http_status, transient, with_retries
+from prefkit.sources.hub import LOGIN_HINT, describe, http_status, hub_token, transient, with_retries
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PLOTS_DIR = "plots"
@@ -74,9 +74,11 @@ def resolve_endpoint(endpoint: str | None = None) -> str:
 
 
 def resolve_token(token: str | bool | None = None) -> str | None:
-    """An explicit token, else HF_TOKEN / the token saved by `hf auth login` (read now, not at import)."""
+    """An explicit token, else HF_TOKEN / the token saved by `hf auth login` (read now, not at import); one with
+    whitespace or control characters is refused (:func:`prefkit.sources.hub.hub_token`)."""
     if token is False:
         return None
+    hub_token(token)
     if isinstance(token, str) and token:
         return token
     from huggingface_hub import get_token

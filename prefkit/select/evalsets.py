@@ -35,6 +35,9 @@ def _load(spec: Mapping[str, Any], config: str | None, revision: str | None) -> 
     never involved)."""
     import datasets
 
+    from prefkit.sources.hub import hub_token
+
+    hub_token(None)  # refuse a token with a newline, bound the requests
     data_file = spec.get("data_files")
     if not data_file:
         return datasets.load_dataset(spec["hub_id"], config, split=spec["split"], revision=revision)
