@@ -25,6 +25,35 @@ EXIT_CODES = {
     130: "interrupted (Ctrl-C)",
 }
 
+#: every wait on the network or on another worker, and what bounds it (docs/cli.md, "Waits and their bounds")
+WAIT_BOUNDS: list[tuple[str, str, str]] = [
+    (
+        "a Hub request (dataset info and files, model and tokenizer downloads, `push`)",
+        "`PREFKIT_HUB_TIMEOUT` seconds (default 60) to connect and between bytes of the answer; a request that "
+        "times out (dataset and `push` requests), a dropped connection, HTTP 429 or 5xx is retried 4 times, waiting `PREFKIT_HUB_BACKOFF` "
+        "seconds (default 2) doubling each time: at most 5 × timeout + 30 s, then one `Error:` line",
+        "`PREFKIT_HUB_TIMEOUT`, `PREFKIT_HUB_BACKOFF`",
+    ),
+    (
+        "a request that cannot be sent (a token with whitespace, a bad URL)",
+        "never sent or retried: one `Error:` line at once",
+        "",
+    ),
+    (
+        "a shard or the merge leased by another worker (`reflogps`, `score`)",
+        "its lease time without renewal; a holder renews only while its work progresses, so a hung worker's "
+        "shard is taken over at most 2 × its lease time after its last progress; a lease renewed more than its "
+        "lease time in the future (clock skew) counts as expired; a corrupted lease lasts this worker's "
+        "`--lease-seconds`; each wait prints one line naming the shard and its holder",
+        "`--lease-seconds` (0.5 to 86400, default 120)",
+    ),
+    (
+        "the work folder removed or replaced under a worker",
+        "30 s for it to come back, then one `Error:` line",
+        "",
+    ),
+]
+
 #: command name -> one-line summary (shown by `prefkit --help` without importing the command modules)
 COMMANDS: dict[str, str] = {
     "build": "Load preference datasets, normalise, validate, filter by margin, write a clean set.",

@@ -25,7 +25,7 @@ from typing import Any
 from prefkit.errors import ModelError, OptionError, OutputError
 from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.record import REFLOGPS_FIELDS
-from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS, MIN_LEASE_SECONDS
+from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS, check_lease_seconds
 from prefkit.reflogps.plan import (
     DEFAULT_SHARD_ROWS,
     REF_COLUMNS,
@@ -144,11 +144,7 @@ def _open(
         raise OptionError(
             f"--shard-rows (shard_rows=) must be positive, got {shard_rows}", "the default is 2048"
         )
-    if not lease_seconds >= MIN_LEASE_SECONDS:
-        raise OptionError(
-            f"--lease-seconds (lease_seconds=) must be at least {MIN_LEASE_SECONDS}, got {lease_seconds}",
-            f"the default is {DEFAULT_LEASE_SECONDS:g}",
-        )
+    check_lease_seconds(lease_seconds)
     folder = read_output(out_dir)
     require_trl_shape(folder, "reflogps")
     if not folder.splits:

@@ -23,7 +23,7 @@ import pyarrow as pa
 from prefkit.errors import OptionError, OutputError
 from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.reflogps.job import ROW_COLUMNS, ModelOptions
-from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS
+from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS, check_lease_seconds
 from prefkit.reflogps.plan import DEFAULT_SHARD_ROWS, has_columns, settings_fingerprint
 
 #: Columns `prefkit score` adds.
@@ -164,6 +164,7 @@ def score(
 
     start = time.perf_counter()
     options = ModelOptions.create(options, model_options)
+    check_lease_seconds(lease_seconds)
     folder = _open(out_dir, overwrite, max_length, shard_rows)
     dev = resolve_device(options.device)  # under torchrun, auto/cuda → cuda:LOCAL_RANK
     ctx = init_distributed(dev)

@@ -52,8 +52,9 @@ def request_timeout() -> float:
 
 
 def bound_requests() -> None:
-    """Give every request of ``huggingface_hub`` (HfApi, downloads, and ``datasets``, which uses its session) the
-    :func:`request_timeout`: its default client waits forever for an answer. A client factory the caller set with
+    """Give every request of ``huggingface_hub`` (HfApi, downloads, and ``datasets``, which uses its session) a
+    bound of :func:`request_timeout` seconds wherever it sets none: its client, and HfApi's calls
+    (``timeout=None``), wait forever for an answer. A client factory the caller set with
     ``huggingface_hub.set_client_factory`` is left alone."""
     from huggingface_hub.utils import _http
 
@@ -63,11 +64,22 @@ def bound_requests() -> None:
 
 
 def _bounded_client() -> Any:
+    """huggingface_hub's default client, with a request hook that fills in the timeouts a call left unset."""
     from huggingface_hub.utils import _http
 
     client = _http.default_client_factory()
-    client.timeout = request_timeout()
+    hooks = client.event_hooks
+    client.event_hooks = {**hooks, "request": [*hooks.get("request", []), _fill_timeouts]}
     return client
+
+
+def _fill_timeouts(request: Any) -> None:
+    seconds = request_timeout()
+    timeouts = dict(request.extensions.get("timeout") or {})
+    request.extensions["timeout"] = {
+        key: timeouts.get(key) if timeouts.get(key) is not None else seconds
+        for key in ("connect", "read", "write", "pool")
+    }
 
 
 def hub_token(token: str | bool | None) -> str | bool | None:
@@ -145,7 +157,11 @@ def describe(err: BaseException) -> str:
 
     status = http_status(err)
     first = (str(err).strip().splitlines() or [""])[0]
-    return f"HTTP {status}" if status else redact(f"{type(err).__name__}: {first}".rstrip(": "))
+    if status:
+        return f"HTTP {status}"
+    if isinstance(err, TimeoutError) or "Timeout" in type(err).__name__:
+        first = f"no answer within {request_timeout():g} s (PREFKIT_HUB_TIMEOUT)"
+    return redact(f"{type(err).__name__}: {first}".rstrip(": "))
 
 
 def with_retries(fn, to_error, retries: int = RETRIES, backoff: float | None = None):
