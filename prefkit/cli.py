@@ -134,10 +134,12 @@ def debug_exit(code: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `prefkit` script and `python -m prefkit`."""
+    from prefkit.limits import usable_streams
     from prefkit.secrets import guard_output
 
     args = argv if argv is not None else sys.argv[1:]
     debug, as_json = "--debug" in args, "--json" in args
+    usable_streams()
     guard_output()
     try:
         code = cli.main(args=argv, prog_name="prefkit", standalone_mode=False)
@@ -160,13 +162,26 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             debug_exit(1)
         fail("out of memory", "use a machine with more memory, or a smaller source or --max-rows", 1, as_json)
-    except Exception as err:  # a bug: still one line, the traceback behind --debug
-        if debug:
-            debug_exit(3)
-        first = (str(err).strip().splitlines() or [""])[0][:300]
-        fail(
-            f"unexpected {type(err).__name__}: {first}",
-            "this is a bug in prefkit: run again with --debug for the traceback and report it",
-            3,
-            as_json,
-        )
+    except BaseException as err:  # polars' PanicException is a BaseException
+        if isinstance(err, (SystemExit, GeneratorExit)):
+            raise
+        unexpected(err, debug, as_json)
+
+
+def unexpected(err: BaseException, debug: bool, as_json: bool) -> None:
+    """A failure of the machine (:func:`prefkit.limits.explain`: exit 1), else a bug: still one line, exit 3;
+    the traceback behind --debug."""
+    from prefkit.limits import explain, stdout_broken
+
+    limit = explain(err)
+    if debug:
+        debug_exit(1 if limit else 3)
+    if limit is not None:
+        fail(limit[0], limit[1], 1, as_json and not stdout_broken(err))
+    first = (str(err).strip().splitlines() or [""])[0][:300]
+    fail(
+        f"unexpected {type(err).__name__}: {first}",
+        "this is a bug in prefkit: run again with --debug for the traceback and report it",
+        3,
+        as_json and not stdout_broken(err),
+    )

@@ -94,6 +94,13 @@ class ParquetSplit(LazySplit):
         self._file = self._files[0]
         self.schema = self._file.schema_arrow
         self.num_rows = sum(f.metadata.num_rows for f in self._files)
+        twice = sorted({n for n in self.schema.names if self.schema.names.count(n) > 1})
+        if twice:
+            from prefkit.errors import SourceError
+
+            raise SourceError(
+                f"column {twice[0]!r} appears twice in {str(self.path)!r}", "rename one of the two columns"
+            )
 
     def __repr__(self) -> str:
         return f"ParquetSplit({', '.join(map(str, self.paths))})"
