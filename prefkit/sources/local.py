@@ -101,6 +101,8 @@ def _json_array(path: Path) -> bool:
     """The file holds a JSON array (its first non-blank byte is ``[``)."""
     with _open_maybe_gzip(path)() as fh:
         head = fh.read(1)
+        if head == b"\xef" and fh.read(2) == b"\xbb\xbf":  # a UTF-8 byte order mark
+            head = fh.read(1)
         while head and head.isspace():
             head = fh.read(1)
     return head == b"["
@@ -147,7 +149,7 @@ def _read_json(path: Path) -> pa.Table:
     if _json_array(path):
         with opener() as fh:
             try:
-                rows = json.load(fh)
+                rows = json.loads(fh.read().decode("utf-8-sig"))
             except json.JSONDecodeError as err:
                 raise SourceError(
                     f"{str(path)!r} is not valid JSON: {err}", "fix the file at that line"
@@ -210,7 +212,7 @@ def _read_json_lines(path: Path) -> pa.Table:
     with _open_maybe_gzip(path)() as fh:
         for number, raw in enumerate(fh, start=1):
             try:
-                text = raw.decode("utf-8")
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError:
                 raise SourceError(
                     f"{str(path)!r} line {number} is not valid UTF-8", "re-encode the file as UTF-8"

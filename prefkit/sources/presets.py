@@ -120,8 +120,23 @@ def get_preset(name: str) -> Preset:
     """The preset named ``name`` (a dataset id or alias); an error listing them when unknown."""
     found = find_preset(name)
     if found is None:
+        near = similar_presets(name)
         raise PresetError(
-            f"no preset named {name!r}",
-            "`prefkit presets` lists them; leave --preset out to detect the shape from the columns",
+            f"no preset named {name!r}" + (f"; did you mean {' or '.join(near)}?" if near else ""),
+            f"`prefkit presets {near[0]}` shows it"
+            if near
+            else "`prefkit presets` lists them; leave --preset out to detect the shape from the columns",
         )
     return found
+
+
+def similar_presets(name: str, n: int = 3) -> list[str]:
+    """Preset ids that ``name`` is part of (``nectar`` -> ``berkeley-nest/Nectar``) or is close to."""
+    import difflib
+
+    key = name.strip().lower()
+    ids = [p.ids[0] for p in all_presets()]
+    parts = [i for i in ids if key and (key in i.lower() or i.lower().rsplit("/", 1)[-1] == key)]
+    close = difflib.get_close_matches(key, [i.lower() for i in ids], n=n, cutoff=0.6)
+    names = {i.lower(): i for i in ids}
+    return list(dict.fromkeys([*parts, *(names[c] for c in close)]))[:n]
