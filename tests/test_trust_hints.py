@@ -109,3 +109,31 @@ def test_a_corrupted_work_settings_file_says_overwrite(data, tmp_path, capsys):
     assert code == 1 and "cannot be read" in err and "pass --overwrite" in err and "same options" not in err
     code, _, err = run_cli([*args, "--overwrite"], capsys)
     assert code == 0, err
+
+
+def test_dictionary_binary_and_decimal_columns_read_as_text_and_numbers(tmp_path, capsys):
+    import decimal
+
+    import pyarrow.parquet as pq
+
+    from prefkit import build
+
+    d = decimal.Decimal
+    table = pa.table(
+        {
+            "prompt": pa.array(["p1", "p2"]).dictionary_encode(),
+            "chosen": pa.array([b"a", b"c"], pa.binary()),
+            "rejected": pa.array(["b", "d"], pa.large_string()),
+            "score_chosen": pa.array([d("2.5"), d("3.0")], pa.decimal128(4, 2)),
+            "score_rejected": pa.array([d("1.5"), d("1.0")], pa.decimal128(4, 2)),
+        }
+    )
+    pq.write_table(table, tmp_path / "types.parquet")
+    result = build(str(tmp_path / "types.parquet"), tmp_path / "o", min_margin=1.5)
+    assert result.manifest["splits"]["train"]["kept"] == 1  # margins 1.0 and 2.0 (decimal scores are numbers)
+    rows = pq.read_table(tmp_path / "o" / "data").to_pylist()
+    assert rows[0]["chosen"][0]["content"] == "c" and rows[0]["prompt"][0]["content"] == "p2"
+    bad = table.set_column(1, "chosen", pa.array([b"\xff\xfe", b"c"], pa.binary()))
+    pq.write_table(bad, tmp_path / "bad.parquet")
+    code, _, err = run_cli(["build", str(tmp_path / "bad.parquet"), "-o", str(tmp_path / "o2")], capsys)
+    assert code == 1 and err.startswith("Error: a column cannot be read as text") and "UTF-8" in err, err
