@@ -80,7 +80,11 @@ def command(
         disable_progress_bars()
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # shown below from result.warnings
+            # shown as they happen (the licence's before the upload), not again from result.warnings
+            warnings.simplefilter("always", UserWarning)
+            warnings.showwarning = lambda message, *args, **kwargs: click.echo(
+                f"Warning: {message}", err=True
+            )
             result = push(
                 folder,
                 repo_id,
@@ -99,8 +103,6 @@ def command(
             from huggingface_hub.utils import enable_progress_bars
 
             enable_progress_bars()
-    for text in result.warnings:
-        click.echo(f"Warning: {text}", err=True)
     if as_json:
         echo_json(result.summary())
         return
@@ -119,9 +121,8 @@ def command(
         return
     if not quiet:
         deleted = f", {len(result.deleted)} deleted" if result.deleted else ""
-        click.echo(
-            f"Pushed {len(result.files)} files{deleted} to {result.repo_url} ({result.revision})", err=True
-        )
+        target = f"a pull request against {result.revision}" if create_pr else f"branch {result.revision}"
+        click.echo(f"Pushed {len(result.files)} files{deleted} to {result.repo_url} ({target})", err=True)
         click.echo(f"commit {result.commit_url}", err=True)
         if result.pr_url:
             click.echo(f"pull request {result.pr_url}", err=True)

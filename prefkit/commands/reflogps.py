@@ -182,7 +182,7 @@ def render_summary(s: dict) -> None:
     for reason, n in s["dropped"].items():
         err(f"  dropped {reason}: {n:,} rows (TRL drops them at this --max-length; their columns are null)")
     rate = (
-        f"{s['pairs_per_s']:,.1f} pairs/s, {s['tokens_per_s']:,.0f} tokens/s; "
+        f"scoring {s['pairs_per_s']:,.1f} pairs/s, {s['tokens_per_s']:,.0f} tokens/s of model time; "
         if s.get("pairs_per_s")
         else ""
     )
@@ -193,7 +193,7 @@ def render_summary(s: dict) -> None:
         err(f"{s['output']} already has the reference log-probs of {where} from this job: nothing to do")
         return
     verb = "wrote" if s["shards"]["merged_here"] else "another worker wrote"
-    took = f"this worker took {s['seconds']:.1f}s ({rate}{shard_line(s['shards'])})"
+    took = f"this worker took {s['seconds']:.1f}s wall time ({rate}{shard_line(s['shards'])})"
     err(f"{verb} reference log-probs of {where} to {s['output']}; {took}")
 
 

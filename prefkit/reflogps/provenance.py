@@ -53,8 +53,11 @@ def check_build_tokenizer(built: dict, prov: dict, model: str) -> None:
     )
     for built_key, prov_key, what in pairs:
         if built.get(built_key) and prov.get(prov_key) and built[built_key] != prov[prov_key]:
+            name = built.get("chat_template") if what == "chat template" else None
+            name = name or built.get("name_or_path")
+            shown = f" ({name})" if name else ""
             raise ModelError(
-                f"the set was built for another {what} ({built.get('name_or_path') or 'unknown'}) than {model}'s",
+                f"the set was built for another {what}{shown} than {model}'s",
                 "score with the model whose tokenizer built the set, rebuild with --tokenizer MODEL, "
                 "or pass --allow-mismatch to score anyway",
             )

@@ -1,0 +1,76 @@
+"""What the card, the summary and the trainer say is true: each sentence checked against what happened."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from prefkit.errors import ModelError
+from tests.reflogps_data import run_cli
+
+ROWS = [
+    {"prompt": f"p{i}", "chosen": f"good {i}", "rejected": f"bad {i}", "delta_score": 1.0 + i}
+    for i in range(4)
+]
+
+
+@pytest.fixture
+def built(tmp_path) -> Path:
+    from prefkit import build
+
+    src = tmp_path / "d.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    build(str(src), tmp_path / "set")
+    return tmp_path / "set"
+
+
+def test_push_create_pr_says_pull_request_and_warns_before_the_upload(built, hub, capsys):
+    repo = hub.unique_id("me/pr")
+    code, _, err = run_cli(["push", str(built), repo], capsys)
+    assert code == 0, err
+    code, _, err = run_cli(["push", str(built), repo, "--create-pr", "--license", "cc-by-4.0"], capsys)
+    assert code == 0, err
+    assert "(a pull request against main)" in err and "(main)" not in err
+    warnings = [line for line in err.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == len(set(warnings))  # each warning once
+    if warnings:
+        assert err.index(warnings[0]) < err.index("Pushed")  # before the upload's line
+
+
+def test_the_template_refusal_names_the_recorded_template():
+    from prefkit.reflogps.provenance import check_build_tokenizer
+
+    built = {"chat_template": "builtin:chatml", "chat_template_hash": "a"}
+    with pytest.raises(ModelError, match=r"another chat template \(builtin:chatml\) than m's"):
+        check_build_tokenizer(built, {"chat_template_sha256": "b"}, "m")
+
+
+def test_the_near_dedup_reason_mentions_chains():
+    from prefkit.accounting import meaning
+
+    text = meaning("dropped", "near_duplicate")
+    assert "chain" in text
+
+
+def test_the_reflogps_summary_names_wall_and_model_time(capsys):
+    from prefkit.commands.reflogps import render_summary
+
+    shards = {"total": 1, "scored": 1, "taken_over": 0, "resumed": 0, "by_others": 0, "lost": 0}
+    summary = {
+        "splits": {"train": {"rows": 4, "scored": 4, "dropped": {}, "truncated": 0, "tokens": 40}},
+        "dropped": {},
+        "pairs_per_s": 8.0,
+        "tokens_per_s": 80.0,
+        "model": "m",
+        "dtype": "float32",
+        "device": "cpu",
+        "world_size": 1,
+        "output": "OUT",
+        "seconds": 10.0,
+        "shards": {**shards, "merged_here": True},
+    }
+    render_summary(summary)
+    err = capsys.readouterr().err
+    assert "took 10.0s wall time (scoring 8.0 pairs/s, 80 tokens/s of model time" in err
