@@ -124,6 +124,19 @@ def fail(message: str, hint: str | None, code: int, as_json: bool) -> None:
     sys.exit(code)
 
 
+#: what rerunning an interrupted command does (only the scoring jobs resume)
+INTERRUPTED: dict[str | None, str] = {
+    "reflogps": "rerun the same command: it resumes from the shards it finished",
+    "score": "rerun the same command: it resumes from the shards it finished",
+    "push": "rerun the same command: a push is one commit, so the repo holds all of it or none of it",
+    None: "rerun the same command: it starts over (nothing was left half-written)",
+}
+
+
+def _command_of(args: list[str]) -> str | None:
+    return next((a for a in args if a in COMMANDS), None)
+
+
 def debug_exit(code: int) -> None:
     """With ``--debug``: the traceback of the error being handled on stderr, secrets masked; exit ``code``."""
     from prefkit.secrets import redacted_traceback
@@ -150,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
             debug_exit(err.exit_code)
         fail(err.message, err.hint, err.exit_code, as_json)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        fail("interrupted", "rerun the same command; long jobs resume from what they finished", 130, as_json)
+        fail("interrupted", INTERRUPTED.get(_command_of(args), INTERRUPTED[None]), 130, as_json)
     except click.ClickException as err:
         if as_json:
             click.echo(json.dumps({"error": err.format_message(), "hint": None, "exit_code": err.exit_code}))

@@ -148,7 +148,7 @@ class FilterOptions(OptionGroup):
     min_margin: float | None = option(None, "Drop rows whose margin is below this value.")
     negative_margin: Literal["keep", "drop", "flip"] = option(
         "keep",
-        "Pairs whose own scores prefer the rejected answer (margin < 0; always counted): keep them, drop them, "
+        "Pairs whose margin prefers the rejected answer (margin < 0; always counted): keep them, drop them, "
         "or flip them (swap chosen and rejected).",
     )
     drop_disagreeing: bool = option(

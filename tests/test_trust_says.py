@@ -74,3 +74,36 @@ def test_the_reflogps_summary_names_wall_and_model_time(capsys):
     render_summary(summary)
     err = capsys.readouterr().err
     assert "took 10.0s wall time (scoring 8.0 pairs/s, 80 tokens/s of model time" in err
+
+
+def test_ctrl_c_promises_only_what_rerunning_does(built, tmp_path, capsys, monkeypatch):
+    import prefkit.pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prefkit.pipeline, "build", interrupted)
+    code, _, err = run_cli(["build", str(tmp_path / "d.jsonl"), "-o", str(tmp_path / "o")], capsys)
+    assert code == 130 and "starts over" in err and "resume" not in err
+    from prefkit.reflogps import job
+
+    monkeypatch.setattr(job, "reflogps", interrupted)
+    code, _, err = run_cli(["reflogps", str(built), "--model", "m"], capsys)
+    assert code == 130 and "resumes from the shards it finished" in err
+
+
+def test_a_margin_read_with_margin_col_is_called_what_it_is(tmp_path):
+    from prefkit import build
+    from prefkit.accounting import meaning
+    from prefkit.reflogps.audit import margin_is_rm
+
+    rows = [{**r, "rm_margin": [0.5, -0.5, 1.5, 2.0][i]} for i, r in enumerate(ROWS)]
+    src = tmp_path / "scored.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = build(str(src), tmp_path / "o", margin_col="rm_margin")
+    card = (tmp_path / "o" / "README.md").read_text()
+    assert "| `margin` | float64 | the source's `rm_margin` column (`--margin-col rm_margin`) |" in card
+    assert "native margin" not in card and "own scores" not in card
+    assert "own scores" not in meaning("flags", "negative_margin")
+    assert margin_is_rm(result.manifest)
+    assert not margin_is_rm(build(str(src), tmp_path / "o2").manifest)

@@ -211,7 +211,7 @@ def card_context(
         "trl_shape": export == "trl",
         "text": text,
         "template": tokenizer.get("chat_template"),
-        "columns": _columns(features),
+        "columns": _columns(features, (manifest.get("parameters") or {}).get("margin_col")),
         "hub": hub,
         "manifest_ref": (
             f'hf_hub_download("{load_id}", "prefkit.json", repo_type="dataset"{rev_arg})'
@@ -252,7 +252,9 @@ def card_context(
     }
 
 
-def _columns(features: dict) -> list[dict]:
+def _columns(features: dict, margin_col: str | None = None) -> list[dict]:
+    """Each column's name, kind and meaning; ``margin_col``: the source column `build --margin-col` read the
+    margin from (then ``margin`` is that column, not the source's own margin)."""
     from prefkit.record import PreferenceRecord
 
     fields = PreferenceRecord.model_fields
@@ -262,6 +264,8 @@ def _columns(features: dict) -> list[dict]:
         described = fields[name].description if name in fields else None
         if kind == "string" and name in TEXT_COLUMN_MEANINGS:
             described = TEXT_COLUMN_MEANINGS[name]
+        if name == "margin" and margin_col:
+            described = f"the source's `{margin_col}` column (`--margin-col {margin_col}`)"
         out.append({"name": name, "kind": kind, "meaning": REF_COLUMN_MEANINGS.get(name) or described or ""})
     return out
 
