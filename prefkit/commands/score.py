@@ -171,7 +171,8 @@ def render_summary(s: dict) -> None:
         f"{s['pairs_per_s']:,.1f} pairs/s, {s['tokens_per_s']:,.0f} tokens/s" if s.get("pairs_per_s") else ""
     )
     err()
-    err(
-        f"wrote reward-model scores of {s['reward_model']} ({s['dtype']}, {s['device']} x{s['world_size']}) "
-        f"to {s['output']} in {s['seconds']:.1f}s ({rate}{resumed})"
-    )
+    where = f"{s['reward_model']} ({s['dtype']}, {s['device']} x{s['world_size']})"
+    if s.get("outcome") == "already_complete":
+        err(f"{s['output']} already has the reward-model scores of {where} from this job: nothing to do")
+        return
+    err(f"wrote reward-model scores of {where} to {s['output']} in {s['seconds']:.1f}s ({rate}{resumed})")
