@@ -154,6 +154,10 @@ def main(argv: list[str] | None = None) -> None:
     debug, as_json = "--debug" in args, "--json" in args
     usable_streams()
     guard_output()
+    if "-q" in args or "--quiet" in args:
+        from prefkit.progress import quiet_libraries
+
+        quiet_libraries()  # other libraries' progress bars too
     try:
         code = cli.main(args=argv, prog_name="prefkit", standalone_mode=False)
         if isinstance(code, int) and code:  # ctx.exit(n) returns n when not in standalone mode

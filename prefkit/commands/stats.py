@@ -90,8 +90,9 @@ def _pct(x) -> str:
     "are recorded in prefkit.json and embedded in the dataset card.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars (also none of the libraries').")
 def command(
-    folder, splits, tokenizer, chat_template, tokenizer_revision, trust_remote_code, plot_dir, as_json
+    folder, splits, tokenizer, chat_template, tokenizer_revision, trust_remote_code, plot_dir, as_json, quiet
 ):
     """Counts, margin distribution, lengths per column (tokens with --tokenizer), length bias and template
     residue of a set built by `prefkit build`.
@@ -107,6 +108,7 @@ def command(
       prefkit stats mix --tokenizer ./my-sft-model --plot mix/plots --json
     """
     from prefkit.output.stats import compute_stats, plot, public, record_stats
+    from prefkit.progress import enabled
 
     target = None
     if tokenizer or chat_template:
@@ -115,7 +117,7 @@ def command(
         target = load_target(
             tokenizer, chat_template, revision=tokenizer_revision, trust_remote_code=trust_remote_code
         )
-    stats = compute_stats(folder, target, list(splits) or None)
+    stats = compute_stats(folder, target, list(splits) or None, progress=enabled(quiet))
     if plot_dir:
         paths = plot(stats, plot_dir)
         record_stats(folder, stats, paths)

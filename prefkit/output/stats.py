@@ -218,11 +218,17 @@ STATS_COLUMNS = (
 
 
 def folder_stats(
-    out: Any, target: Any = None, splits: list[str] | None = None, keep_values: bool = False
+    out: Any,
+    target: Any = None,
+    splits: list[str] | None = None,
+    keep_values: bool = False,
+    progress: bool = False,
 ) -> dict:
-    """:func:`split_stats` of every split (or ``splits``) of an open output folder, read batch by batch."""
+    """:func:`split_stats` of every split (or ``splits``) of an open output folder, read batch by batch;
+    ``progress``: a bar of rows per split on stderr (counting tokens takes minutes on large sets)."""
     import pyarrow.parquet as pq
 
+    from prefkit.progress import bar
     from prefkit.spill import batch_rows
 
     result = {}
@@ -230,9 +236,12 @@ def folder_stats(
         present = pq.read_schema(out.shards[name][0]).names
         columns = [c for c in STATS_COLUMNS if c in present]
         acc = SplitStats(target, keep_values)
-        for path in out.shards[name]:  # batch by batch: a split of any size
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows(), columns=columns):
-                acc.add(pa.Table.from_batches([batch]))
+        rows = sum(pq.read_metadata(p).num_rows for p in out.shards[name])
+        with bar(desc=f"stats {name}", total=rows, show=progress, unit="rows") as shown:
+            for path in out.shards[name]:  # batch by batch: a split of any size
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows(), columns=columns):
+                    acc.add(pa.Table.from_batches([batch]))
+                    shown.update(batch.num_rows)
         stats = acc.result(columns)
         stats["columns"] = present
         result[name] = stats
@@ -255,8 +264,11 @@ def current_stats(out: Any) -> dict[str, dict]:
     return fresh
 
 
-def compute_stats(folder: str | Path, target: Any = None, splits: list[str] | None = None) -> dict[str, Any]:
-    """Statistics of every split of a built set (``prefkit build -o OUT``), with the build's counts.
+def compute_stats(
+    folder: str | Path, target: Any = None, splits: list[str] | None = None, progress: bool = False
+) -> dict[str, Any]:
+    """Statistics of every split of a built set (``prefkit build -o OUT``), with the build's counts;
+    ``progress``: bars on stderr.
 
     Raises :class:`~prefkit.errors.OutputError` for a folder that is not a set, a split it does not have, or a set
     exported in another trainer's shape.
@@ -274,7 +286,7 @@ def compute_stats(folder: str | Path, target: Any = None, splits: list[str] | No
         )
     result: dict[str, Any] = {
         "path": str(out.path),
-        "splits": folder_stats(out, target, names, keep_values=True),
+        "splits": folder_stats(out, target, names, keep_values=True, progress=progress),
     }
     if target is not None:
         result["tokenizer"] = target.manifest_entry()
