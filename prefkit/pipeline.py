@@ -170,12 +170,7 @@ def build(
         counts, described = count_parts(parts, split_by_out)
         manifest = make_manifest(loaded, specs, presets, described, counts, options, command, scales)
         warnings = [w for src in loaded for w in src.warnings] + carry_sections(parts, manifest)
-        warnings += [
-            f"{p.src.label} ({p.split}): columns no mapping reads: "
-            + ", ".join(f"{c} ({n:,} non-null)" for c, n in p.unused.items())
-            for p in parts
-            if p.unused
-        ]
+        warnings += unused_warnings(parts)
         warnings += refusal_warnings(refused_rows(parts, split_by_out))
         manifest.update(quality)
         if split_info is not None:
@@ -450,3 +445,18 @@ def write_extra(
             return export.extra_files(output.name, files)
 
     finish_folder(folder, manifest, schemas, output.resolve().name, extra)
+
+
+def unused_warnings(parts: list[Part]) -> list[str]:
+    """One warning per source split with columns no mapping reads, leaving out the metadata columns its preset
+    declares (``metadata_columns``: expected, not a sign of a wrong mapping)."""
+    out = []
+    for p in parts:
+        expected = set(p.preset.metadata_columns) if p.preset is not None else set()
+        unused = {c: n for c, n in (p.unused or {}).items() if c not in expected}
+        if unused:
+            out.append(
+                f"{p.src.label} ({p.split}): columns no mapping reads: "
+                + ", ".join(f"{c} ({n:,} non-null)" for c, n in unused.items())
+            )
+    return out

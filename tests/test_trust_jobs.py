@@ -69,3 +69,20 @@ def test_q_silences_the_libraries_progress_bars():
         assert are_progress_bars_disabled() and not tlog.is_progress_bar_enabled()
     finally:
         tlog.disable_progress_bar()
+
+
+def test_preset_builds_do_not_warn_about_the_presets_own_metadata_columns(hub, tmp_path):
+    from prefkit import build
+    from tests.catalog import catalog, publish
+
+    for repo_id in catalog():
+        publish(hub, repo_id)
+        result = build(repo_id, tmp_path / repo_id.replace("/", "--"))
+        assert not [w for w in result.warnings if "columns no mapping reads" in w], repo_id
+        listed = [s.get("unused_columns") for src in result.manifest["sources"] for s in src["splits"].values()]
+        assert all(isinstance(u, dict | None) for u in listed)  # still counted in the manifest
+    # a column a preset does not declare is still reported
+    src = tmp_path / "extra.jsonl"
+    src.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b", "mystery": 1}) + "\n")
+    result = build(str(src), tmp_path / "extra")
+    assert any("columns no mapping reads: mystery" in w for w in result.warnings)

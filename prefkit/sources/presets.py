@@ -53,6 +53,9 @@ class Preset:
     license: str | None = None
     gated: bool = False
     known_splits: tuple[str, ...] = ()
+    #: columns the dataset carries that no mapping reads (source tags, model names, judge texts): counted in the
+    #: manifest's ``unused_columns`` like any other, but a build does not warn about them
+    metadata_columns: tuple[str, ...] = ()
     notes: str = ""
     file: str = ""
 
@@ -97,6 +100,7 @@ def _from_file(path: Traversable) -> Preset:
     data["default_split"] = (ds,) if isinstance(ds, str) else tuple(ds)
     data["aliases"] = tuple(data.get("aliases") or ())
     data["known_splits"] = tuple(data.get("known_splits") or ())
+    data["metadata_columns"] = tuple(data.get("metadata_columns") or ())
     return Preset(**{k: v for k, v in data.items() if v is not None or k == "license"}, file=path.name)
 
 
