@@ -107,3 +107,20 @@ def test_a_margin_read_with_margin_col_is_called_what_it_is(tmp_path):
     assert "own scores" not in meaning("flags", "negative_margin")
     assert margin_is_rm(result.manifest)
     assert not margin_is_rm(build(str(src), tmp_path / "o2").manifest)
+
+
+def test_the_local_card_states_the_licence_and_size_it_knows(hub, tmp_path):
+    import yaml
+
+    from prefkit import build
+    from tests.catalog import publish
+
+    publish(hub, "argilla/dpo-mix-7k")
+    build("argilla/dpo-mix-7k", tmp_path / "o")
+    front = yaml.safe_load((tmp_path / "o" / "README.md").read_text().split("---")[1])
+    assert front["license"] == "mit" and front["size_categories"] == ["n<1K"]
+    src = tmp_path / "d.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    build(str(src), tmp_path / "local")
+    front = yaml.safe_load((tmp_path / "local" / "README.md").read_text().split("---")[1])
+    assert "license" not in front and front["size_categories"] == ["n<1K"]  # a local file's licence is unknown

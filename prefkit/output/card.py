@@ -116,10 +116,11 @@ def card_metadata(
         meta["license"] = hub.license
         if hub.extra_metadata.get("pretty_name"):
             meta["pretty_name"] = hub.extra_metadata["pretty_name"]
+    elif local_licence(manifest):
+        meta["license"] = local_licence(manifest)
     meta["task_categories"] = ["text-generation"]
     meta["tags"] = ["dpo", "preference", "rlhf", "prefkit"]
-    if hub is not None:
-        meta["size_categories"] = [_size_category(sum(c.get("kept", 0) for c in splits.values()))]
+    meta["size_categories"] = [_size_category(sum(c.get("kept", 0) for c in splits.values()))]
     hub_sources = [s["id"] for s in manifest.get("sources", []) if s.get("kind") == "hub"]
     if hub_sources:
         meta["source_datasets"] = hub_sources
@@ -141,6 +142,15 @@ def card_metadata(
             meta["dataset_info"]["download_size"] = sum(f["download_size"] for f in files.values())
             meta["dataset_info"]["dataset_size"] = sum(f["num_bytes"] for f in files.values())
     return _merge_remote(meta, hub.extra_metadata) if hub is not None else meta
+
+
+def local_licence(manifest: dict) -> str | None:
+    """The licence the local card states: the most restrictive of the sources' recorded licences (their presets'),
+    or None when a source's licence is not known here (`push` looks it up on the Hub)."""
+    from prefkit.publish.licences import most_restrictive
+
+    known = [s.get("license") for s in manifest.get("sources", [])]
+    return most_restrictive(known) if known and all(known) else None
 
 
 def _merge_remote(meta: dict, remote: dict) -> dict:
