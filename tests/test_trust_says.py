@@ -124,3 +124,22 @@ def test_the_local_card_states_the_licence_and_size_it_knows(hub, tmp_path):
     build(str(src), tmp_path / "local")
     front = yaml.safe_load((tmp_path / "local" / "README.md").read_text().split("---")[1])
     assert "license" not in front and front["size_categories"] == ["n<1K"]  # a local file's licence is unknown
+
+
+def test_published_commands_mark_local_paths_and_the_trainer_compares_weight_hashes(tmp_path):
+    import shutil
+
+    from prefkit.integrations.trl import _same_model
+    from prefkit.publish.public import public_command
+    from prefkit.reflogps.model import weights_hash
+    from tests.tinymodel import tiny_model_path
+
+    published = public_command("prefkit reflogps out --model ../tiny --max-length 64")
+    assert "--model '<local path not published: tiny>'" in published and " tiny " not in published
+    model = tmp_path / "published-name"
+    shutil.copytree(tiny_model_path(), model)
+    section = {"model": "tiny", "model_source": "local", "weights_sha256": weights_hash(model)}
+    assert _same_model(section, str(model))  # same weights under another path: no warning
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_path(seed=1), other)
+    assert not _same_model(section, str(other))

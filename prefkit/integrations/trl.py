@@ -78,8 +78,21 @@ def _same_model(section: dict, name_or_path: str | None) -> bool:
     candidates = [section.get("model_path"), section.get("model")]
     if os.path.exists(name_or_path):
         real = os.path.realpath(name_or_path)
-        return any(c and os.path.exists(c) and os.path.realpath(c) == real for c in candidates)
+        if any(c and os.path.exists(c) and os.path.realpath(c) == real for c in candidates):
+            return True
+        return _same_weights(section, name_or_path)
     return False
+
+
+def _same_weights(section: dict, folder: str) -> bool:
+    """Whether a local model folder holds the weights the set was scored with (the recorded hash): the same model
+    under another path (a copy, a published set whose command names the folder only)."""
+    from pathlib import Path
+
+    from prefkit.reflogps.model import weights_hash
+
+    recorded = section.get("weights_sha256")
+    return bool(recorded) and os.path.isdir(folder) and weights_hash(Path(folder)) == recorded
 
 
 def check_against_manifest(
