@@ -143,3 +143,13 @@ def test_published_commands_mark_local_paths_and_the_trainer_compares_weight_has
     other = tmp_path / "other"
     shutil.copytree(tiny_model_path(seed=1), other)
     assert not _same_model(section, str(other))
+
+
+@pytest.mark.parametrize("template,noted", [("chatml", False), ("llama-3", True)])
+def test_the_double_bos_note_only_for_text_that_starts_with_bos(template, noted, tmp_path, capsys):
+    src = tmp_path / "d.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    args = ["build", str(src), "-o", str(tmp_path / "o"), "--chat-template", template, "--output-format", "text"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert ("double BOS" in err) is noted, err
