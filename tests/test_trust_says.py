@@ -153,3 +153,14 @@ def test_the_double_bos_note_only_for_text_that_starts_with_bos(template, noted,
     code, _, err = run_cli(args, capsys)
     assert code == 0, err
     assert ("double BOS" in err) is noted, err
+
+
+def test_the_card_says_what_the_kto_columns_mean(tmp_path):
+    from prefkit import build
+
+    src = tmp_path / "d.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    build(str(src), tmp_path / "kto", export="kto")
+    card = (tmp_path / "kto" / "README.md").read_text()
+    assert "| `completion` | messages | one answer of a pair" in card
+    assert "| `label` | bool | true when the completion was the chosen answer" in card

@@ -30,6 +30,11 @@ REF_COLUMN_MEANINGS = {
     "chosen_tokens": "completion tokens scored for chosen (after TRL's max_length truncation)",
     "rejected_tokens": "completion tokens scored for rejected (after TRL's max_length truncation)",
 }
+#: meanings of the columns an export shape adds (``--export kto``)
+EXPORT_COLUMN_MEANINGS = {
+    "completion": "one answer of a pair: its chosen answer (label true) or its rejected answer (label false)",
+    "label": "true when the completion was the chosen answer of its pair, false when it was the rejected one",
+}
 #: meanings of the text columns of ``--output-format text``
 TEXT_COLUMN_MEANINGS = {
     "prompt": "the history rendered with the chat template, ending with its generation prompt",
@@ -276,7 +281,8 @@ def _columns(features: dict, margin_col: str | None = None) -> list[dict]:
             described = TEXT_COLUMN_MEANINGS[name]
         if name == "margin" and margin_col:
             described = f"the source's `{margin_col}` column (`--margin-col {margin_col}`)"
-        out.append({"name": name, "kind": kind, "meaning": REF_COLUMN_MEANINGS.get(name) or described or ""})
+        meaning = REF_COLUMN_MEANINGS.get(name) or EXPORT_COLUMN_MEANINGS.get(name) or described or ""
+        out.append({"name": name, "kind": kind, "meaning": meaning})
     return out
 
 
