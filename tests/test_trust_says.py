@@ -164,3 +164,15 @@ def test_the_card_says_what_the_kto_columns_mean(tmp_path):
     card = (tmp_path / "kto" / "README.md").read_text()
     assert "| `completion` | messages | one answer of a pair" in card
     assert "| `label` | bool | true when the completion was the chosen answer" in card
+
+
+def test_token_statistics_reach_the_local_card(built, capsys):
+    from tests.tinymodel import tiny_model_path
+
+    before = (built / "README.md").read_text()
+    code, _, err = run_cli(["stats", str(built), "--tokenizer", str(tiny_model_path()), "-q"], capsys)
+    assert code == 0, err
+    manifest = json.loads((built / "prefkit.json").read_text())
+    assert manifest["stats"]["tokenizer"]["name_or_path"]
+    card = (built / "README.md").read_text()
+    assert card != before and "Median token lengths with the tokenizer" in card

@@ -99,7 +99,8 @@ def command(
 
     Token lengths are counted the way TRL's DPOTrainer counts them (prompt = its prompt ids, chosen/rejected =
     completion ids, prompt+answer = what max_length truncates). Without --tokenizer lengths are in characters;
-    the set's own tokenizer (from `build --tokenizer`) is not loaded unless you pass it.
+    the set's own tokenizer (from `build --tokenizer`) is not loaded unless you pass it. Token statistics are
+    recorded in the set (prefkit.json and its card), like --plot's.
 
     \b
     Examples:
@@ -122,6 +123,8 @@ def command(
         paths = plot(stats, plot_dir)
         record_stats(folder, stats, paths)
         click.echo(f"wrote {len(paths)} plot(s) to {plot_dir}", err=True)
+    elif target is not None:  # token statistics: recorded, so the local card shows them as the pushed one does
+        record_stats(folder, stats, [])
     if as_json:
         echo_json(public(stats))
     else:

@@ -244,6 +244,7 @@ def card_context(
         **_counts_context(manifest),
         "rejects_note": _rejects_note(hub),
         "stats": [_stats_row(n, s) for n, s in stats.items() if "chars" in s or s.get("margin")],
+        "token_stats": _token_rows(manifest.get("stats") or {}),
         "quality": {
             k: manifest[k] for k in ("decontamination", "near_dedup", "length_balance") if manifest.get(k)
         },
@@ -388,4 +389,25 @@ def _stats_row(name: str, s: dict) -> dict:
         "spearman": "-"
         if bias.get("margin_length_spearman_chars") is None
         else f"{bias['margin_length_spearman_chars']:+.2f}",
+    }
+
+
+def _token_rows(stats: dict) -> dict | None:
+    """The token lengths `prefkit stats --tokenizer` recorded: the tokenizer, the measured columns and each split's
+    medians; None when none were recorded."""
+    from prefkit.sources import public_path
+
+    rows = [(n, s["tokens"]) for n, s in (stats.get("splits") or {}).items() if s.get("tokens")]
+    if not rows:
+        return None
+    columns = list(dict.fromkeys(k for _, tokens in rows for k in tokens))
+    return {
+        "tokenizer": public_path(str(name))
+        if (name := (stats.get("tokenizer") or {}).get("name_or_path"))
+        else "?",
+        "columns": columns,
+        "rows": [
+            {"name": n, "values": [num((t.get(c) or {}).get("p50")) if t.get(c) else "-" for c in columns]}
+            for n, t in rows
+        ],
     }
