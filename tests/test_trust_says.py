@@ -106,6 +106,8 @@ def test_a_margin_read_with_margin_col_is_called_what_it_is(tmp_path):
     assert "native margin" not in card and "own scores" not in card
     assert "own scores" not in meaning("flags", "negative_margin")
     assert margin_is_rm(result.manifest)
+    said = [w for w in result.warnings if "delta_score" in w]
+    assert said and "the source's own margin, not used: the margin is rm_margin" in said[0]
     assert not margin_is_rm(build(str(src), tmp_path / "o2").manifest)
 
 
