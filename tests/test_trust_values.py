@@ -260,3 +260,16 @@ def test_a_read_only_out_during_reflogps_is_one_error(data, tmp_path, capsys, mo
     code, _, err = run_cli(args, capsys)
     one_error(code, err, "read-only", "writable folder")
     assert " -o" not in err.splitlines()[1]  # reflogps has no -o
+
+
+@pytest.mark.parametrize("error", [MemoryError, lambda: pa.ArrowMemoryError("malloc of size 64 failed")])
+def test_running_out_of_memory_while_reading_is_not_called_invalid(error, data, tmp_path, capsys, monkeypatch):
+    import pyarrow.json as pajson
+
+    def no_memory(*args, **kwargs):
+        raise error()
+
+    monkeypatch.setattr(pajson, "open_json", no_memory)
+    monkeypatch.setattr(pajson, "read_json", no_memory)
+    code, _, err = run_cli(["build", str(data), "-o", str(tmp_path / "o")], capsys)
+    assert code == 1 and "memory" in err and "valid" not in err.replace("may be fine", ""), err

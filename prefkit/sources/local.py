@@ -62,6 +62,11 @@ def _errors(path: Path, kind: str) -> Iterator[None]:
         yield
     except SourceError:
         raise
+    except (MemoryError, pa.ArrowMemoryError) as err:
+        raise SourceError(
+            f"ran out of memory reading {str(path)!r} ({type(err).__name__}); the file itself may be fine",
+            "give the process more memory (ulimit -v, the container's limit), or lower PREFKIT_BATCH_ROWS",
+        ) from None
     except RecursionError:
         raise SourceError(
             f"cannot read {str(path)!r} as {kind}: a value is nested too deeply (thousands of levels)",
@@ -164,6 +169,8 @@ def _read_json(path: Path) -> pa.Table:
         table.validate(full=True)  # invalid UTF-8 would otherwise surface much later
         if not holds_json_fields(table.schema):
             return table
+    except pa.ArrowMemoryError:
+        raise  # not a sign of a malformed file (see _errors)
     except pa.ArrowException:
         pass
     return _read_json_lines(path)  # row by row: reconciles kinds, keeps each row's JSON key order
