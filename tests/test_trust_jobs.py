@@ -79,7 +79,9 @@ def test_preset_builds_do_not_warn_about_the_presets_own_metadata_columns(hub, t
         publish(hub, repo_id)
         result = build(repo_id, tmp_path / repo_id.replace("/", "--"))
         assert not [w for w in result.warnings if "columns no mapping reads" in w], repo_id
-        listed = [s.get("unused_columns") for src in result.manifest["sources"] for s in src["splits"].values()]
+        listed = [
+            s.get("unused_columns") for src in result.manifest["sources"] for s in src["splits"].values()
+        ]
         assert all(isinstance(u, dict | None) for u in listed)  # still counted in the manifest
     # a column a preset does not declare is still reported
     src = tmp_path / "extra.jsonl"

@@ -125,7 +125,9 @@ def test_the_local_card_states_the_licence_and_size_it_knows(hub, tmp_path):
     src.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     build(str(src), tmp_path / "local")
     front = yaml.safe_load((tmp_path / "local" / "README.md").read_text().split("---")[1])
-    assert "license" not in front and front["size_categories"] == ["n<1K"]  # a local file's licence is unknown
+    assert "license" not in front and front["size_categories"] == [
+        "n<1K"
+    ]  # a local file's licence is unknown
 
 
 def test_published_commands_mark_local_paths_and_the_trainer_compares_weight_hashes(tmp_path):
@@ -151,7 +153,16 @@ def test_published_commands_mark_local_paths_and_the_trainer_compares_weight_has
 def test_the_double_bos_note_only_for_text_that_starts_with_bos(template, noted, tmp_path, capsys):
     src = tmp_path / "d.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    args = ["build", str(src), "-o", str(tmp_path / "o"), "--chat-template", template, "--output-format", "text"]
+    args = [
+        "build",
+        str(src),
+        "-o",
+        str(tmp_path / "o"),
+        "--chat-template",
+        template,
+        "--output-format",
+        "text",
+    ]
     code, _, err = run_cli(args, capsys)
     assert code == 0, err
     assert ("double BOS" in err) is noted, err

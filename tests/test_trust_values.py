@@ -263,7 +263,9 @@ def test_a_read_only_out_during_reflogps_is_one_error(data, tmp_path, capsys, mo
 
 
 @pytest.mark.parametrize("error", [MemoryError, lambda: pa.ArrowMemoryError("malloc of size 64 failed")])
-def test_running_out_of_memory_while_reading_is_not_called_invalid(error, data, tmp_path, capsys, monkeypatch):
+def test_running_out_of_memory_while_reading_is_not_called_invalid(
+    error, data, tmp_path, capsys, monkeypatch
+):
     import pyarrow.json as pajson
 
     def no_memory(*args, **kwargs):

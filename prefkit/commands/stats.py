@@ -123,7 +123,9 @@ def command(
         paths = plot(stats, plot_dir)
         record_stats(folder, stats, paths)
         click.echo(f"wrote {len(paths)} plot(s) to {plot_dir}", err=True)
-    elif target is not None:  # token statistics: recorded, so the local card shows them as the pushed one does
+    elif (
+        target is not None
+    ):  # token statistics: recorded, so the local card shows them as the pushed one does
         record_stats(folder, stats, [])
     if as_json:
         echo_json(public(stats))
