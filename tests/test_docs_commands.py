@@ -65,9 +65,13 @@ def test_the_docs_hold_commands():
 def test_every_documented_command_parses(where, argv):
     from prefkit.cli import cli
 
-    top = cli.make_context("prefkit", list(argv), resilient_parsing=False)
-    name, cmd, rest = cli.resolve_command(top, top.protected_args + top.args)
-    assert cmd is not None, f"{where}: unknown command {argv[0]!r}"
+    top = click.Context(cli, info_name="prefkit")
+    args = [a for a in argv if a != "--debug"]
+    if args and args[0] in ("--help", "-h", "--version"):
+        return
+    name, rest = args[0], args[1:]
+    cmd = cli.get_command(top, name)
+    assert cmd is not None, f"{where}: unknown command {name!r}"
     try:
         cmd.make_context(name, rest, parent=top)
     except click.exceptions.Exit:
