@@ -158,16 +158,34 @@ def require(module: str, what: str) -> ModuleType:
         raise DependencyError(f"{what} needs {top}, which is not installed ({err})", install) from None
 
 
-def os_error(err: OSError, path: Path | str) -> OutputError:
-    """One line for a failed write: disk full, read-only file system, no permission."""
-    reason = {
-        errno.ENOSPC: "the disk is full",
-        errno.EDQUOT: "the disk quota is exceeded",
-        errno.EROFS: "the file system is read-only",
-        errno.EACCES: "permission denied",
-        errno.EPERM: "permission denied",
-    }.get(err.errno or 0, err.strerror or type(err).__name__)
-    return OutputError(
-        f"cannot write {str(path)!r}: {reason}",
-        f"free space or choose a writable {option('output')}; nothing was left half-written",
+#: errno -> (reason, what to do) for a failed write (:func:`os_error`)
+WRITE_ERRORS = {
+    errno.ENOSPC: ("the disk is full", "free space on that file system, or write the output elsewhere"),
+    errno.EDQUOT: (
+        "the disk quota is exceeded",
+        "free space within your quota, or write the output elsewhere",
+    ),
+    errno.EFBIG: (
+        "a file reached the file system's size limit",
+        "write the output to another file system (FAT32 stops at 4 GB) or raise `ulimit -f`",
+    ),
+    errno.EROFS: ("the file system is read-only", "write the output to a writable folder"),
+    errno.EACCES: ("permission denied", "make the folder writable for you, or write the output elsewhere"),
+    errno.EPERM: ("permission denied", "make the folder writable for you, or write the output elsewhere"),
+    errno.ENAMETOOLONG: (
+        "a file name is too long",
+        "use a shorter name (most file systems allow 255 bytes per name)",
+    ),
+}
+
+
+def os_error(err: OSError, path: Path | str | None) -> OutputError:
+    """One line for a failed write: disk full, file too large, read-only file system, no permission, a name too
+    long; the hint says what fixes that cause (and never names an option the command may lack)."""
+    reason, fix = WRITE_ERRORS.get(
+        err.errno or 0, (err.strerror or type(err).__name__, "check the folder and free space")
     )
+    shown = str(path if path is not None else err.filename or "")
+    if len(shown) > 120:
+        shown = shown[:60] + "…" + shown[-40:]
+    return OutputError(f"cannot write {shown!r}: {reason}", f"{fix}; nothing was left half-written")

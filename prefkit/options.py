@@ -25,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -36,6 +37,7 @@ from prefkit.errors import option as mention
 from prefkit.formats import FAMILIES, family_options
 from prefkit.formats.system import SYSTEM_MODES, parse_system
 from prefkit.output.exports import EXPORTS
+from prefkit.values import names, strict_value
 
 #: what the manifest's recipe says it is (bumped when the recipe's meaning changes)
 RECIPE_VERSION = 1
@@ -59,9 +61,16 @@ def option(
 
 
 class OptionGroup(BaseModel):
-    """Base of the option groups: unknown names are errors, values are immutable."""
+    """Base of the option groups: unknown names are errors, values are immutable, and types are strict
+    (:func:`prefkit.values.strict_value`: no bool for a number, no NaN, names as a string or a list of strings)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        return value if field is None else strict_value(value, field.annotation)
 
 
 class SourceOptions(OptionGroup):
@@ -87,9 +96,7 @@ class SourceOptions(OptionGroup):
     @field_validator("split", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return (value,)
-        return tuple(value) if value else None
+        return names(value, None) or None
 
 
 class _FormatBase(OptionGroup):
@@ -155,7 +162,7 @@ class FilterOptions(OptionGroup):
     min_margin: float | None = option(None, "Drop rows whose margin is below this value.")
     negative_margin: Literal["keep", "drop", "flip"] = option(
         "keep",
-        "Pairs whose own scores prefer the rejected answer (margin < 0; always counted): keep them, drop them, "
+        "Pairs whose margin prefers the rejected answer (margin < 0; always counted): keep them, drop them, "
         "or flip them (swap chosen and rejected).",
     )
     drop_disagreeing: bool = option(
@@ -209,7 +216,10 @@ class SelectOptions(OptionGroup):
         None, "Keep at most N rows per split (the first N, or a seeded sample with --seed).", ge=1
     )
     seed: int | None = option(
-        None, "Seed for sampling (--max-rows, source weights, --pairs best-vs-random, --test-size)."
+        None,
+        "Seed for sampling (--max-rows, source weights, --pairs best-vs-random, --test-size).",
+        ge=0,
+        le=2**32 - 1,
     )
     dedup: bool = option(
         False, "Drop exact duplicates of normalised (prompt, chosen, rejected), across all sources."
@@ -261,9 +271,7 @@ class SelectOptions(OptionGroup):
     @field_validator("decontaminate", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return (value,)
-        return tuple(value) if value else None
+        return names(value, None) or None
 
 
 class ChatOptions(OptionGroup):
@@ -383,7 +391,12 @@ class BuildOptions(BaseModel):
 
 def _place(grouped: dict[str, dict], name: str, value: Any, group: str | None) -> None:
     home = GROUP_OF.get(name)
-    if home is None or (group is not None and group != home):
+    if home is not None and group is not None and group != home:
+        raise OptionError(
+            f"option {name!r} is not in group {group!r}: it belongs to group {home!r}",
+            f"move it under `{home}:` (or write it at the top level: `{name}: ...`)",
+        )
+    if home is None:
         where = f" in group {group!r}" if group else ""
         raise OptionError(
             f"unknown option {name!r}{where}",
@@ -417,10 +430,15 @@ def load_recipe(path: str | Path) -> tuple[list, BuildOptions]:
             f"cannot read recipe {str(path)!r}: {err}", "pass a YAML or JSON recipe file"
         ) from None
     data = _parse(text, path)
-    if "recipe" in data and "prefkit_version" in data:  # a manifest
-        data = data["recipe"] or {}
+    if isinstance(data, dict) and "recipe" in data and "prefkit_version" in data:  # a manifest
+        data = data["recipe"]
+    if data is None:
+        raise OptionError(f"recipe {str(path)!r} is empty", "write `sources:` and option groups")
     if not isinstance(data, dict):
-        raise OptionError(f"recipe {str(path)!r} is not a mapping", "write `sources:` and option groups")
+        raise OptionError(
+            f"recipe {str(path)!r} is not a mapping (it holds a {type(data).__name__})",
+            "write `sources:` and option groups",
+        )
     data = {k: v for k, v in data.items() if k != "prefkit_recipe"}
     sources = data.pop("sources", None) or []
     if not isinstance(sources, list):

@@ -193,12 +193,7 @@ def build(
         if output is not None:
             check_not_empty(manifest)  # before anything is written: OUT stays as it was
         warnings = [w for src in loaded for w in src.warnings] + changed + carry_sections(parts, manifest)
-        warnings += [
-            f"{p.src.label} ({p.split}): columns no mapping reads: "
-            + ", ".join(f"{c} ({n:,} non-null)" for c, n in p.unused.items())
-            for p in parts
-            if p.unused
-        ]
+        warnings += unused_warnings(parts)
         warnings += refusal_warnings(refused_rows(parts, split_by_out))
         manifest.update(quality)
         pin_evalsets(manifest, options)
@@ -581,3 +576,28 @@ def write_extra(
         return make_files(output.name, files, folder) if make_files is not None else {}
 
     finish_folder(folder, manifest, schemas, output.resolve().name, extra if make_files is not None else None)
+
+
+def unused_warnings(parts: list[Part]) -> list[str]:
+    """One warning per source split with columns no mapping reads, leaving out the metadata columns its preset
+    declares (``metadata_columns``: expected, not a sign of a wrong mapping); the source's own margin column,
+    when ``--margin-col`` read the margin from another, is named as such."""
+    out = []
+    for p in parts:
+        expected = set(p.preset.metadata_columns) if p.preset is not None else set()
+        unused = {c: n for c, n in (p.unused or {}).items() if c not in expected}
+        margin = getattr(p.mapping, "margin", None)
+        if unused:
+            out.append(
+                f"{p.src.label} ({p.split}): columns no mapping reads: "
+                + ", ".join(_unused_column(c, n, margin) for c, n in unused.items())
+            )
+    return out
+
+
+def _unused_column(column: str, n: int, margin: str | None) -> str:
+    from prefkit.formats.scores import MARGIN_ALIASES
+
+    if margin and column in MARGIN_ALIASES and column != margin:  # the source's own margin, replaced
+        return f"{column} ({n:,} non-null; the source's own margin, not used: the margin is {margin})"
+    return f"{column} ({n:,} non-null)"

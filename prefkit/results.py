@@ -328,7 +328,7 @@ class ReflogpsResult(Result):
                 f"  dropped {reason}: {n:,} rows (TRL drops them at this --max-length; their columns are null)"
             )
         rate = (
-            f"{self.pairs_per_s:,.1f} pairs/s, {self.tokens_per_s or 0:,.0f} tokens/s; "
+            f"scoring {self.pairs_per_s:,.1f} pairs/s, {self.tokens_per_s or 0:,.0f} tokens/s of model time; "
             if self.pairs_per_s
             else ""
         )
@@ -341,7 +341,7 @@ class ReflogpsResult(Result):
             )
             return "\n".join(lines)
         verb = "wrote" if self.shards["merged_here"] else "another worker wrote"
-        took = f"this worker took {self.seconds:.1f}s ({rate}{shard_line(self.shards)})"
+        took = f"this worker took {self.seconds:.1f}s wall time ({rate}{shard_line(self.shards)})"
         lines.append(f"{verb} reference log-probs of {where} to {self.output}; {took}")
         return "\n".join(lines)
 
@@ -410,11 +410,12 @@ class ScoreResult(Result):
             if self.pairs_per_s
             else ""
         )
-        lines += [
-            "",
-            f"wrote reward-model scores of {self.reward_model} ({self.dtype}, {self.device} x{self.world_size}) "
-            f"to {self.output} in {self.seconds:.1f}s ({rate}{resumed})",
-        ]
+        where = f"{self.reward_model} ({self.dtype}, {self.device} x{self.world_size})"
+        lines.append("")
+        if self.outcome == "already_complete":
+            lines.append(f"{self.output} already has the reward-model scores of {where} from this job: nothing to do")
+            return "\n".join(lines)
+        lines.append(f"wrote reward-model scores of {where} to {self.output} in {self.seconds:.1f}s ({rate}{resumed})")
         return "\n".join(lines)
 
 

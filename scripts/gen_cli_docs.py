@@ -42,6 +42,10 @@ def render() -> str:
     parts += ["", "## Exit codes", "", "| code | meaning |", "|---:|---|"]
     parts += [f"| {code} | {meaning} |" for code, meaning in EXIT_CODES.items()]
     parts += ["", "## Empty results", "", EMPTY_RULE]
+    from prefkit.cli import WAIT_BOUNDS
+
+    parts += ["", "## Waits and their bounds", "", "| wait | bound | set with |", "|---|---|---|"]
+    parts += [f"| {wait} | {bound} | {setting} |" for wait, bound, setting in WAIT_BOUNDS]
     return "\n".join(parts) + "\n"
 
 

@@ -2,7 +2,9 @@
 
 Environment (read here only, never by prefkit):
 
-* ``SLOW_WORKER_DELAY``: seconds to sleep before scoring each shard (the lease is held meanwhile);
+* ``SLOW_WORKER_DELAY``: seconds of slow work before scoring each shard (the lease is held meanwhile; the work
+  reports progress every 0.1 s, so the heartbeat keeps renewing it);
+* ``SLOW_WORKER_STUCK=1``: the delay is a hang instead (no progress: a hung kernel, a deadlocked read);
 * ``SLOW_WORKER_BARRIER``: ``DIR:N``: before its first shard, the worker writes ``DIR/<pid>`` and waits until N
   workers have (so every worker holds a lease when scoring starts).
 """
@@ -15,12 +17,21 @@ import time
 from pathlib import Path
 
 
-def _barrier(spec: str) -> None:
+def _barrier(spec: str, progress) -> None:
     folder, _, count = spec.rpartition(":")
     Path(folder, str(os.getpid())).write_text("")
     deadline = time.monotonic() + 120
     while len(os.listdir(folder)) < int(count) and time.monotonic() < deadline:
         time.sleep(0.02)
+        progress(0, 0)  # waiting for the other workers is not a hang
+
+
+def _slow(seconds: float, progress, stuck: bool) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(min(0.1, max(end - time.monotonic(), 0)))
+        if not stuck:
+            progress(0, 0)
 
 
 def main() -> None:
@@ -29,14 +40,16 @@ def main() -> None:
 
     delay = float(os.environ.get("SLOW_WORKER_DELAY", "0") or 0)
     barrier = os.environ.get("SLOW_WORKER_BARRIER")
+    stuck = os.environ.get("SLOW_WORKER_STUCK") == "1"
     real = job.score_shard
     first = [True]
 
     def slow(*args, **kwargs):
+        progress = kwargs.get("on_progress") or (lambda pairs, tokens: None)
         if first[0] and barrier:
-            _barrier(barrier)
+            _barrier(barrier, progress)
         first[0] = False
-        time.sleep(delay)
+        _slow(delay, progress, stuck)
         return real(*args, **kwargs)
 
     job.score_shard = slow

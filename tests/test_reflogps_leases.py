@@ -60,10 +60,14 @@ def _clean(out: Path) -> None:
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
 
 
-def _worker(out: Path, *extra: str, delay: float = 0.0, barrier: tuple[Path, int] | None = None):
-    """A `prefkit reflogps` worker process (through tests.slow_worker: shards slowed by ``delay`` seconds,
-    the first one held until ``barrier`` = (folder, workers) workers have reached it)."""
+def _worker(
+    out: Path, *extra: str, delay: float = 0.0, barrier: tuple[Path, int] | None = None, stuck: bool = False
+):
+    """A `prefkit reflogps` worker process (through tests.slow_worker: shards slowed by ``delay`` seconds of
+    progressing work, or of a hang with ``stuck``, the first one held until ``barrier`` = (folder, workers)
+    workers have reached it)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "SLOW_WORKER_DELAY": str(delay)}
+    env["SLOW_WORKER_STUCK"] = "1" if stuck else "0"
     if barrier:
         env["SLOW_WORKER_BARRIER"] = f"{barrier[0]}:{barrier[1]}"
     cmd = [
@@ -137,6 +141,32 @@ def test_killed_worker_costs_its_shard_only(fresh, reference, tmp_path):
     }
     assert data_columns(fresh, REF) == data_columns(reference, REF)
     _clean(fresh)
+
+
+def test_a_stuck_worker_stops_renewing_and_its_shard_is_taken_over(fresh, reference, tmp_path):
+    """A worker whose scoring hangs (alive, its heartbeat thread running) stops renewing its lease once it makes
+    no progress for --lease-seconds: another worker takes its shard over and finishes the job without it."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    stuck = _worker(fresh, "--lease-seconds", "1", delay=600, stuck=True, barrier=(gate, 2))
+    try:
+        survivor = _worker(fresh, "--lease-seconds", "1", delay=0.1, barrier=(gate, 2))
+        out, err = survivor.communicate(timeout=180)
+        assert survivor.returncode == 0, err[-3000:]
+        summary = json.loads(out)
+        assert summary["shards"]["taken_over"] == 1 and summary["shards"]["scored"] == SHARDS
+        assert summary["outcome"] == "merged_here"
+        assert data_columns(fresh, REF) == data_columns(reference, REF)
+        assert stuck.poll() is None  # still hung, and its shard is done
+        _, stuck_err = _kill(stuck)
+        assert "no progress for" in stuck_err and "stops renewing its lease" in stuck_err
+    finally:
+        stuck.kill()
+
+
+def _kill(proc: subprocess.Popen) -> tuple[str, str]:
+    proc.kill()
+    return proc.communicate(timeout=30)
 
 
 @pytest.mark.slow
@@ -310,7 +340,9 @@ def test_heartbeat_keeps_a_short_lease_alive_and_dead_holders_expire(tmp_path):
         lease = mine.claim("k")
         with Heartbeat(0.6) as beat:
             beat.add(lease)
-            time.sleep(1.5)
+            for _ in range(15):  # the holder's work progresses: the heartbeat keeps the lease
+                time.sleep(0.1)
+                lease.progressed()
             assert other.claim("k") is None and lease.held()
         time.sleep(0.8)  # no heartbeat: expired
         taken = other.claim("k")

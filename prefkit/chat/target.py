@@ -47,6 +47,15 @@ class Target:
             tokens = [v for v in self.renderer.variables.values() if isinstance(v, str)]
         return tuple(dict.fromkeys(t for t in tokens if isinstance(t, str) and t))
 
+    @property
+    def bos_token(self) -> str | None:
+        """The tokenizer's BOS token text (or a built-in template's ``bos_token``), None when it has none."""
+        if self.tokenizer is not None:
+            bos = getattr(self.tokenizer, "bos_token", None)
+        else:
+            bos = self.renderer.variables.get("bos_token")
+        return bos if isinstance(bos, str) and bos else None
+
     def manifest_entry(self, **settings: Any) -> dict[str, Any]:
         """``manifest["tokenizer"]``: identity and hashes of tokenizer and template, plus ``settings``."""
         from prefkit.chat.tokenizer import tokenizer_hash
@@ -58,6 +67,7 @@ class Target:
             "class": type(self.tokenizer).__name__ if self.tokenizer is not None else None,
             "chat_template": self.template_origin,
             "chat_template_hash": self.renderer.hash,
+            "bos_token": self.bos_token,
             **{k: v for k, v in settings.items() if v is not None},
         }
 

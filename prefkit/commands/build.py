@@ -101,7 +101,7 @@ def command(ctx, sources, output, recipe, overwrite, dry_run, token, as_json, qu
         **given(ctx, options),
     )
     text = result.manifest.get("tokenizer", {}).get("output_format") == "text"
-    if text and not quiet:
+    if text and not quiet and _text_starts_with_bos(result):
         click.echo(
             "Note: text output is for trainers that take strings. TRL >= 0.29 re-tokenizes text with the "
             "tokenizer's BOS and appends EOS (double BOS); give TRL the default messages output.",
@@ -113,3 +113,19 @@ def command(ctx, sources, output, recipe, overwrite, dry_run, token, as_json, qu
         echo_json(result.to_dict())
     if not quiet:
         click.echo(result.summary(), err=True)
+
+
+def _text_starts_with_bos(result) -> bool:
+    """Whether the set's text rows start with the tokenizer's BOS token (then TRL, which adds its own, doubles it);
+    a template that writes no BOS gets no note."""
+    import pyarrow.parquet as pq
+
+    bos = (result.manifest.get("tokenizer") or {}).get("bos_token")
+    if not bos or result.output is None:
+        return False
+    for path in sorted((result.output / "data").glob("*.parquet")):
+        prompts = pq.ParquetFile(path).read_row_group(0, columns=["prompt"]).column("prompt")
+        if len(prompts):
+            first = prompts[0].as_py()
+            return isinstance(first, str) and first.startswith(bos)
+    return False

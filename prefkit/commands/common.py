@@ -19,8 +19,22 @@ column_options = group_options(
 #: the target model's tokenizer and template (`stats`)
 target_options = group_options("chat", exclude=("output_format",))
 
+
+def checked_token(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The ``--token`` callback: refuse a token with whitespace or control characters before any request, and
+    mask it from then on (:func:`prefkit.secrets.check_token`)."""
+    from prefkit.secrets import check_token
+
+    from_env = ctx.get_parameter_source(param.name or "token") == click.core.ParameterSource.ENVIRONMENT
+    check_token(value, "HF_TOKEN" if from_env else "--token")
+    return value
+
+
 token_option = click.option(
-    "--token", envvar="HF_TOKEN", help="Hugging Face token (default: HF_TOKEN or your `hf auth login`)."
+    "--token",
+    envvar="HF_TOKEN",
+    callback=checked_token,
+    help="Hugging Face token (default: HF_TOKEN or your `hf auth login`).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 

@@ -6,7 +6,7 @@ import warnings
 
 import click
 
-from prefkit.commands.common import echo_json
+from prefkit.commands.common import checked_token, echo_json
 
 
 @click.command("push", context_settings={"max_content_width": 100})
@@ -34,7 +34,9 @@ from prefkit.commands.common import echo_json
     help="Also delete files under data/, rejects/, plots/ of the repo that no earlier prefkit push recorded "
     "(kept by default, with a warning naming them; --dry-run lists them).",
 )
-@click.option("--token", help="Hugging Face token (default: HF_TOKEN or your `hf auth login`).")
+@click.option(
+    "--token", callback=checked_token, help="Hugging Face token (default: HF_TOKEN or your `hf auth login`)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary.")
 def command(
@@ -78,7 +80,11 @@ def command(
         disable_progress_bars()
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # shown below from result.warnings
+            # shown as they happen (the licence's before the upload), not again from result.warnings
+            warnings.simplefilter("always", UserWarning)
+            warnings.showwarning = lambda message, *args, **kwargs: click.echo(
+                f"Warning: {message}", err=True
+            )
             result = push(
                 folder,
                 repo_id,
@@ -98,8 +104,6 @@ def command(
             from huggingface_hub.utils import enable_progress_bars
 
             enable_progress_bars()
-    for text in result.warnings:
-        click.echo(f"Warning: {text}", err=True)
     if as_json:
         echo_json(result.to_dict())
         return

@@ -49,12 +49,12 @@ from prefkit.commands.common import command_line, echo_json, given_load_options,
 )
 @click.option(
     "--lease-seconds",
-    type=click.FloatRange(min=0.5),
+    type=click.FloatRange(min=0.5, max=86400),
     default=120.0,
     show_default=True,
-    help="How long this worker's claim on a shard lasts without renewal (renewed every quarter of it); a killed "
-    "worker's shard is taken over by another after this long. Keep it above the shared file system's attribute "
-    "cache time.",
+    help="How long this worker's claim on a shard lasts without renewal (renewed every quarter of it while its "
+    "scoring progresses); a killed or hung worker's shard is taken over by another after this long. Keep it above "
+    "the shared file system's attribute cache time and the time of one batch.",
 )
 @click.option(
     "--merge-only",

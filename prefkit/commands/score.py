@@ -57,11 +57,12 @@ from prefkit.commands.reflogps import run_job
 )
 @click.option(
     "--lease-seconds",
-    type=click.FloatRange(min=0.5),
+    type=click.FloatRange(min=0.5, max=86400),
     default=120.0,
     show_default=True,
-    help="How long this worker's claim on a shard lasts without renewal; a killed worker's shard is taken over "
-    "by another after this long (any number of `prefkit score` processes sharing OUT split the work).",
+    help="How long this worker's claim on a shard lasts without renewal (renewed while its scoring progresses); "
+    "a killed or hung worker's shard is taken over by another after this long (any number of `prefkit score` "
+    "processes sharing OUT split the work).",
 )
 @click.option(
     "--resume/--no-resume",

@@ -19,15 +19,17 @@ from prefkit.commands.common import echo_json, target_options
     "are recorded in prefkit.json and embedded in the dataset card.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars (also none of the libraries').")
 def command(
-    folder, splits, tokenizer, chat_template, tokenizer_revision, trust_remote_code, plot_dir, as_json
+    folder, splits, tokenizer, chat_template, tokenizer_revision, trust_remote_code, plot_dir, as_json, quiet
 ):
     """Counts, margin distribution, lengths per column (tokens with --tokenizer), length bias and template
     residue of a set built by `prefkit build`.
 
     Token lengths are counted the way TRL's DPOTrainer counts them (prompt = its prompt ids, chosen/rejected =
     completion ids, prompt+answer = what max_length truncates). Without --tokenizer lengths are in characters;
-    the set's own tokenizer (from `build --tokenizer`) is not loaded unless you pass it.
+    the set's own tokenizer (from `build --tokenizer`) is not loaded unless you pass it. Token statistics are
+    recorded in the set (prefkit.json and its card), like --plot's.
 
     \b
     Examples:
@@ -36,6 +38,7 @@ def command(
       prefkit stats mix --tokenizer ./my-sft-model --plot mix/plots --json
     """
     from prefkit.output.stats import stats
+    from prefkit.progress import enabled
 
     result = stats(
         folder,
@@ -45,6 +48,7 @@ def command(
         tokenizer_revision=tokenizer_revision,
         trust_remote_code=trust_remote_code,
         plot=plot_dir,
+        progress=enabled(quiet),
     )
     if plot_dir:
         click.echo(f"wrote {len(result.plots)} plot(s) to {plot_dir}", err=True)

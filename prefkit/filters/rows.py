@@ -38,9 +38,14 @@ REASONS = declare(
     Reason(
         "negative_margin",
         "dropped",
-        "the source's own scores prefer the rejected answer (--negative-margin drop)",
+        "the margin is below 0 (its source, the scores or --margin-col, prefers the rejected answer; --negative-margin drop)",
     ),
-    Reason("negative_margin", "flags", "rows whose own scores prefer the rejected answer (margin < 0)"),
+    Reason(
+        "negative_margin",
+        "flags",
+        "rows whose margin is below 0: what the margin was read from (the source's scores, or --margin-col) "
+        "prefers the rejected answer",
+    ),
     Reason("flipped", "flags", "pairs turned round: chosen and rejected swapped (--negative-margin flip)"),
     Reason(
         "rm_disagrees",

@@ -108,10 +108,15 @@ def _match(table: pa.Table | pa.Schema, schema: pa.Schema, columns: dict, format
         if format
         else "no known preference-data shape matches the columns"
     )
+    if not schema.names:
+        raise FormatError(
+            "the source has no columns: it holds no rows (an empty file, or only blank lines)",
+            "point at a file that holds rows",
+        )
     raise FormatError(
         f"{what}; found {_describe_columns(schema)}",
         "name the columns with --prompt-col/--chosen-col/--rejected-col (and --system-col), or force a shape with "
-        f"--format {{{','.join(FAMILIES)}}}; `prefkit detect SOURCE` shows what was tried",
+        f"--format {{{','.join(FAMILIES)}}} (docs/formats.md lists the columns each shape needs)",
     )
 
 

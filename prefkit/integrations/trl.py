@@ -83,7 +83,9 @@ def _same_model(section: dict, name_or_path: str | None) -> bool:
     candidates = [section.get("model_path"), section.get("model")]
     if os.path.exists(name_or_path):
         real = os.path.realpath(name_or_path)
-        return any(c and os.path.exists(c) and os.path.realpath(c) == real for c in candidates)
+        if any(c and os.path.exists(c) and os.path.realpath(c) == real for c in candidates):
+            return True
+        return _same_weights(section, name_or_path)
     return False
 
 
@@ -106,6 +108,17 @@ def base_weights_hash(name_or_path: str | None, commit: str | None = None) -> st
     except Exception:  # not in the cache (or not a Hub id): nothing to hash
         return None
     return weights_hash(Path(folder))
+
+
+def _same_weights(section: dict, folder: str) -> bool:
+    """Whether a local model folder holds the weights the set was scored with (the recorded hash): the same model
+    under another path (a copy, a published set whose command names the folder only)."""
+    from pathlib import Path
+
+    from prefkit.reflogps.model import weights_hash
+
+    recorded = section.get("weights_sha256")
+    return bool(recorded) and os.path.isdir(folder) and weights_hash(Path(folder)) == recorded
 
 
 def check_against_manifest(

@@ -36,6 +36,11 @@ REF_COLUMN_MEANINGS = {
     "KL_completion_tokens": "KL completion tokens scored (after TRL's max_length truncation)",
     "KL_completion_hash": "xxh3-64 of the KL completion's token ids (the trainer checks its pairing with it)",
 }
+#: meanings of the columns an export shape adds (``--export kto``)
+EXPORT_COLUMN_MEANINGS = {
+    "completion": "one answer of a pair: its chosen answer (label true) or its rejected answer (label false)",
+    "label": "true when the completion was the chosen answer of its pair, false when it was the rejected one",
+}
 #: meanings of the text columns of ``--output-format text``
 TEXT_COLUMN_MEANINGS = {
     "prompt": "the history rendered with the chat template, ending with its generation prompt",
@@ -123,10 +128,11 @@ def card_metadata(
         meta["license"] = hub.license
         if hub.extra_metadata.get("pretty_name"):
             meta["pretty_name"] = hub.extra_metadata["pretty_name"]
+    elif local_licence(manifest):
+        meta["license"] = local_licence(manifest)
     meta["task_categories"] = ["text-generation"]
     meta["tags"] = ["dpo", "preference", "rlhf", "prefkit"]
-    if hub is not None:
-        meta["size_categories"] = [_size_category(sum(c.get("kept", 0) for c in splits.values()))]
+    meta["size_categories"] = [_size_category(sum(c.get("kept", 0) for c in splits.values()))]
     hub_sources = [s["id"] for s in manifest.get("sources", []) if s.get("kind") == "hub"]
     if hub_sources:
         meta["source_datasets"] = hub_sources
@@ -148,6 +154,15 @@ def card_metadata(
             meta["dataset_info"]["download_size"] = sum(f["download_size"] for f in files.values())
             meta["dataset_info"]["dataset_size"] = sum(f["num_bytes"] for f in files.values())
     return _merge_remote(meta, hub.extra_metadata) if hub is not None else meta
+
+
+def local_licence(manifest: dict) -> str | None:
+    """The licence the local card states: the most restrictive of the sources' recorded licences (their presets'),
+    or None when a source's licence is not known here (`push` looks it up on the Hub)."""
+    from prefkit.publish.licences import most_restrictive
+
+    known = [s.get("license") for s in manifest.get("sources", [])]
+    return most_restrictive(known) if known and all(known) else None
 
 
 def _merge_remote(meta: dict, remote: dict) -> dict:
@@ -219,7 +234,7 @@ def card_context(
         "train": _train_context(export, load_id, splits),
         "text": text,
         "template": tokenizer.get("chat_template"),
-        "columns": _columns(features),
+        "columns": _columns(features, (manifest.get("parameters") or {}).get("margin_col")),
         "hub": hub,
         "manifest_ref": (
             f'hf_hub_download("{load_id}", "prefkit.json", repo_type="dataset"{rev_arg})'
@@ -239,6 +254,7 @@ def card_context(
         **_counts_context(manifest),
         "rejects_note": _rejects_note(hub),
         "stats": [_stats_row(n, s) for n, s in stats.items() if "chars" in s or s.get("margin")],
+        "token_stats": _token_rows(manifest.get("stats") or {}),
         "quality": {
             k: manifest[k] for k in ("decontamination", "near_dedup", "length_balance") if manifest.get(k)
         },
@@ -279,7 +295,9 @@ def _train_context(export: str, load_id: str, splits: dict) -> dict | None:
     return {"consumer": shape.consumer, "language": language, "text": text, "lacks": lacks}
 
 
-def _columns(features: dict) -> list[dict]:
+def _columns(features: dict, margin_col: str | None = None) -> list[dict]:
+    """Each column's name, kind and meaning; ``margin_col``: the source column `build --margin-col` read the
+    margin from (then ``margin`` is that column, not the source's own margin)."""
     from prefkit.record import PreferenceRecord
 
     fields = PreferenceRecord.model_fields
@@ -289,7 +307,10 @@ def _columns(features: dict) -> list[dict]:
         described = fields[name].description if name in fields else None
         if kind == "string" and name in TEXT_COLUMN_MEANINGS:
             described = TEXT_COLUMN_MEANINGS[name]
-        out.append({"name": name, "kind": kind, "meaning": REF_COLUMN_MEANINGS.get(name) or described or ""})
+        if name == "margin" and margin_col:
+            described = f"the source's `{margin_col}` column (`--margin-col {margin_col}`)"
+        meaning = REF_COLUMN_MEANINGS.get(name) or EXPORT_COLUMN_MEANINGS.get(name) or described or ""
+        out.append({"name": name, "kind": kind, "meaning": meaning})
     return out
 
 
@@ -457,4 +478,25 @@ def _stats_row(name: str, s: dict) -> dict:
         "spearman": "-"
         if bias.get("margin_length_spearman_chars") is None
         else f"{bias['margin_length_spearman_chars']:+.2f}",
+    }
+
+
+def _token_rows(stats: dict) -> dict | None:
+    """The token lengths `prefkit stats --tokenizer` recorded: the tokenizer, the measured columns and each split's
+    medians; None when none were recorded."""
+    from prefkit.sources import public_path
+
+    rows = [(n, s["tokens"]) for n, s in (stats.get("splits") or {}).items() if s.get("tokens")]
+    if not rows:
+        return None
+    columns = list(dict.fromkeys(k for _, tokens in rows for k in tokens))
+    return {
+        "tokenizer": public_path(str(name))
+        if (name := (stats.get("tokenizer") or {}).get("name_or_path"))
+        else "?",
+        "columns": columns,
+        "rows": [
+            {"name": n, "values": [num((t.get(c) or {}).get("p50")) if t.get(c) else "-" for c in columns]}
+            for n, t in rows
+        ],
     }

@@ -284,13 +284,14 @@ def read_output(path: Path | str, warn: Callable[[str], None] | None = None) -> 
         )
     try:
         manifest = json.loads(manifest_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         raise OutputError(
             f"cannot read {manifest_path}: {err}", "rebuild the folder with `prefkit build`"
         ) from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("splits", {}), dict):
+    splits = manifest.get("splits", {}) if isinstance(manifest, dict) else None
+    if not isinstance(splits, dict) or not all(isinstance(c, dict) for c in splits.values()):
         raise OutputError(
-            f"{manifest_path} is not a prefkit manifest (a JSON object with `splits`)",
+            f"{manifest_path} is not a prefkit manifest (a JSON object with `splits`, one object per split)",
             "rebuild the folder with `prefkit build`",
         )
     shards = _listed_shards(path, manifest)

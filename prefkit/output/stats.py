@@ -246,11 +246,17 @@ STATS_COLUMNS = (
 
 
 def folder_stats(
-    out: Any, target: Any = None, splits: list[str] | None = None, keep_values: bool = False
+    out: Any,
+    target: Any = None,
+    splits: list[str] | None = None,
+    keep_values: bool = False,
+    progress: bool = False,
 ) -> dict:
-    """:func:`split_stats` of every split (or ``splits``) of an open output folder, read batch by batch."""
+    """:func:`split_stats` of every split (or ``splits``) of an open output folder, read batch by batch;
+    ``progress``: a bar of rows per split on stderr (counting tokens takes minutes on large sets)."""
     import pyarrow.parquet as pq
 
+    from prefkit.progress import bar
     from prefkit.spill import batch_rows
 
     result = {}
@@ -258,9 +264,12 @@ def folder_stats(
         present = pq.read_schema(out.shards[name][0]).names
         columns = [c for c in STATS_COLUMNS if c in present]
         acc = SplitStats(target, keep_values)
-        for path in out.shards[name]:  # batch by batch: a split of any size
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows(), columns=columns):
-                acc.add(pa.Table.from_batches([batch]))
+        rows = sum(pq.read_metadata(p).num_rows for p in out.shards[name])
+        with bar(desc=f"stats {name}", total=rows, show=progress, unit="rows") as shown:
+            for path in out.shards[name]:  # batch by batch: a split of any size
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows(), columns=columns):
+                    acc.add(pa.Table.from_batches([batch]))
+                    shown.update(batch.num_rows)
         stats = acc.result(columns)
         stats["columns"] = present
         result[name] = stats
@@ -283,8 +292,11 @@ def current_stats(out: Any) -> dict[str, dict]:
     return fresh
 
 
-def compute_stats(folder: str | Path, target: Any = None, splits: list[str] | None = None) -> dict[str, Any]:
-    """Statistics of every split of a built set (``prefkit build -o OUT``), with the build's counts.
+def compute_stats(
+    folder: str | Path, target: Any = None, splits: list[str] | None = None, progress: bool = False
+) -> dict[str, Any]:
+    """Statistics of every split of a built set (``prefkit build -o OUT``), with the build's counts;
+    ``progress``: bars on stderr.
 
     Raises :class:`~prefkit.errors.OutputError` for a folder that is not a set, a split it does not have, or a set
     exported in another trainer's shape.
@@ -303,7 +315,7 @@ def compute_stats(folder: str | Path, target: Any = None, splits: list[str] | No
         )
     result: dict[str, Any] = {
         "path": str(out.path),
-        "splits": folder_stats(out, target, names, keep_values=True),
+        "splits": folder_stats(out, target, names, keep_values=True, progress=progress),
     }
     if target is not None:
         result["tokenizer"] = target.manifest_entry()
@@ -427,6 +439,7 @@ def stats(
     tokenizer_revision: str | None = None,
     trust_remote_code: bool = False,
     plot: str | Path | None = None,
+    progress: bool = False,
 ) -> StatsResult:
     """`prefkit stats`: the statistics of a set built by ``build`` (:func:`compute_stats`), lengths in tokens by
     TRL's rule with ``tokenizer`` (a folder or Hub id; ``chat_template``, ``tokenizer_revision`` and
@@ -434,7 +447,8 @@ def stats(
 
     ``plot``: a folder to write PNG histograms into (``margin-<split>.png``, ``lengths-<split>.png``; needs
     ``prefkit[plot]``); the statistics and the plots inside the set folder are then recorded in ``prefkit.json``
-    and the dataset card. Returns a :class:`~prefkit.results.StatsResult` (``summary()``: the table `prefkit
+    and the dataset card (so are token statistics); ``progress``: a progress bar over the rows. Returns a
+    :class:`~prefkit.results.StatsResult` (``summary()``: the table `prefkit
     stats` prints; ``plots``: the PNGs written). Raises ``OutputError`` (not a set, an unknown split, another
     export shape), ``ModelError`` (the tokenizer cannot load), ``DependencyError`` (no matplotlib for ``plot``).
 
@@ -451,10 +465,12 @@ def stats(
             tokenizer, chat_template, revision=tokenizer_revision, trust_remote_code=trust_remote_code
         )
     names = [split] if isinstance(split, str) else list(split)
-    computed = compute_stats(folder, target, names or None)
+    computed = compute_stats(folder, target, names or None, progress=progress)
     written: list[Path] = []
     if plot is not None:  # under OUT's writer lock: plots inside OUT are not lost to another command's swap
         written = plot_and_record(folder, computed, plot)
+    elif target is not None:  # token statistics: recorded, so the local card shows them as the pushed one does
+        record_stats(folder, computed, [])
     result = StatsResult.from_dict(public(computed))
     result.plots = [str(p) for p in written]
     return result

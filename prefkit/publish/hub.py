@@ -24,7 +24,7 @@ from prefkit.errors import HubError
 from prefkit.output import CARD_NAME, DATA_DIR, MANIFEST_NAME, REJECTS_DIR, OutputFolder, read_output
 from prefkit.output.folder import split_sizes
 from prefkit.results import Result
-from prefkit.sources.hub import LOGIN_HINT, describe, http_status, transient, with_retries
+from prefkit.sources.hub import LOGIN_HINT, describe, http_status, hub_token, transient, with_retries
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PLOTS_DIR = "plots"
@@ -85,7 +85,8 @@ class PushResult(Result):
             ]
             return "\n".join([*lines, "\n--- README.md ---", self.card])
         deleted = f", {len(self.deleted)} deleted" if self.deleted else ""
-        lines = [f"Pushed {len(self.files)} files{deleted} to {self.repo_url} ({self.revision})"]
+        target = f"a pull request against {self.revision}" if self.create_pr else f"branch {self.revision}"
+        lines = [f"Pushed {len(self.files)} files{deleted} to {self.repo_url} ({target})"]
         lines.append(f"commit {self.commit_url}")
         if self.pr_url:
             lines.append(f"pull request {self.pr_url}")
@@ -119,9 +120,11 @@ def resolve_endpoint(endpoint: str | None = None) -> str:
 
 
 def resolve_token(token: str | bool | None = None) -> str | None:
-    """An explicit token, else HF_TOKEN / the token saved by `hf auth login` (read now, not at import)."""
+    """An explicit token, else HF_TOKEN / the token saved by `hf auth login` (read now, not at import); one with
+    whitespace or control characters is refused (:func:`prefkit.sources.hub.hub_token`)."""
     if token is False:
         return None
+    hub_token(token)
     if isinstance(token, str) and token:
         return token
     from huggingface_hub import get_token

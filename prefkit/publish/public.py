@@ -32,12 +32,18 @@ def public_command(command: str | None) -> str | None:
     for arg in args:
         name, eq, value = arg.partition("=")
         if eq and name.startswith("--") and _looks_like_path(value):
-            out.append(f"{name}={public_path(value)}")
+            out.append(f"{name}={_unpublished(value)}")
         elif _looks_like_path(arg):
-            out.append(public_path(arg))
+            out.append(_unpublished(arg))
         else:
             out.append(arg)
     return redact(shlex.join(out))
+
+
+def _unpublished(path: str) -> str:
+    """A local path in a published command: it is not rewritten into another path (the command would then name a
+    folder that was never used); it says it was not published, with the name a reader can recognise."""
+    return f"<local path not published: {public_path(path)}>"
 
 
 def public_model(section: dict) -> dict:

@@ -102,8 +102,23 @@ def audit_folder(folder: str | Path | Any, max_ids: int = MAX_IDS) -> dict[str, 
     from prefkit.output import read_output
 
     out = read_output(folder) if isinstance(folder, str | Path) else folder
+    self_margin = margin_is_rm(out.manifest)
     tables = {}
     for split in out.splits:
         present = pq.read_schema(out.shards[split][0]).names
-        tables[split] = out.read_split(split, columns=[c for c in AUDIT_COLUMNS if c in present])
+        wanted = [c for c in AUDIT_COLUMNS if c in present and not (self_margin and c == "margin")]
+        tables[split] = out.read_split(split, columns=wanted)
     return audit(tables, max_ids)
+
+
+def margin_is_rm(manifest: dict) -> bool:
+    """Whether the set's ``margin`` was read from ``rm_margin`` (``build --margin-col rm_margin`` of a scored set):
+    then correlating the two says nothing, and the audit leaves ``spearman`` out."""
+    if (manifest.get("parameters") or {}).get("margin_col") == "rm_margin":
+        return True
+    return any(
+        ((split.get("format") or {}).get("margin")) == "rm_margin"
+        for source in manifest.get("sources") or []
+        for split in (source.get("splits") or {}).values()
+        if isinstance(split, dict)
+    )

@@ -29,7 +29,7 @@ from prefkit.loading import LoadOptions
 from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.output.folder import stderr_warning
 from prefkit.record import REFLOGPS_FIELDS
-from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS, MIN_LEASE_SECONDS
+from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS, check_lease_seconds
 from prefkit.reflogps.plan import (
     DEFAULT_SHARD_ROWS,
     REF_COLUMNS,
@@ -180,11 +180,7 @@ def _open(
     """The folder (checked before any model is loaded) and the max_length to score with."""
     if shard_rows < 1:
         raise OptionError(f"{option('shard_rows')} must be positive, got {shard_rows}", "the default is 2048")
-    if not lease_seconds >= MIN_LEASE_SECONDS:
-        raise OptionError(
-            f"{option('lease_seconds')} must be at least {MIN_LEASE_SECONDS}, got {lease_seconds}",
-            f"the default is {DEFAULT_LEASE_SECONDS:g}",
-        )
+    check_lease_seconds(lease_seconds)
     from prefkit.reflogps.kto import KTO_COLUMNS, is_kto_folder
 
     folder = read_output(out_dir, warn=stderr_warning)

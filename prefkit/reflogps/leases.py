@@ -9,9 +9,11 @@ files in ``OUT/.reflogps-work/leases/``:
   the name exists (on NFS a retried ``link`` is settled by the temporary file's link count). Of several workers
   claiming a free shard, exactly one creates generation 0; a reader never sees a half-written lease.
 * The holder renews its lease every quarter of the lease time (a heartbeat thread sets the file's modification
-  time). A lease not renewed for its lease time has expired: its holder is dead, hung or cut off. A lease held
-  by a dead process on this same machine (same host, boot and pid namespace) counts as expired at once, so a
-  killed run restarted on the same machine continues without waiting.
+  time), but only while its work progresses: a shard lease is renewed while a batch finished within the last
+  lease time (:meth:`Lease.progressed`), so a worker stuck in a hung kernel or a deadlocked read stops renewing
+  and its shard is taken over. A lease not renewed for its lease time has expired: its holder is dead, hung or
+  cut off. A lease held by a dead process on this same machine (same host, boot and pid namespace) counts as
+  expired at once, so a killed run restarted on the same machine continues without waiting.
 * Taking over an expired lease is creating the next generation, again exclusively, so of several workers that
   see the same expired lease exactly one takes it over; it then removes the older file. The shard never looks
   free in between, and an old holder that wakes up finds a newer generation (or its file gone) and gives the
@@ -21,7 +23,10 @@ files in ``OUT/.reflogps-work/leases/``:
 
 Clocks: expiry compares a file's modification time with the reader's clock, so the machines' clocks must agree
 to well within the lease time (NTP does), and the lease time should exceed the file system's attribute cache
-time (NFS ``acregmax``, 60 s by default): hence the default of 120 s.
+time (NFS ``acregmax``, 60 s by default): hence the default of 120 s. A lease renewed more than its lease time in
+the reader's future cannot be a renewal by an agreeing clock: it is treated as expired, with a warning naming
+the clock skew. A lease file that cannot be read as a lease (corrupted, or a lease time outside
+``MIN_LEASE_SECONDS``..``MAX_LEASE_SECONDS``) lasts the reader's own lease time.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
+import math
 import os
 import socket
 import threading
@@ -44,6 +51,11 @@ LEASE_SUFFIX = ".lease"
 DEFAULT_LEASE_SECONDS = 120.0
 #: the shortest lease accepted (tests use ~1-2 s; real jobs should keep the default)
 MIN_LEASE_SECONDS = 0.5
+#: the longest lease accepted (a day): every wait for another worker ends
+MAX_LEASE_SECONDS = 86400.0
+
+logger = logging.getLogger(__name__)
+_WARNED: set[tuple[str, str]] = set()  # (kind, lease path) already warned about in this process
 
 _ACTIVE: set[str] = set()  # ids of the workers running in this process (a same-pid lease of another is stale)
 _ACTIVE_LOCK = threading.Lock()
@@ -173,6 +185,15 @@ class Lease:
         self.path = book.path(key, generation)
         self.taken_over = taken_over
         self.lost = False
+        #: renewals need progress (:meth:`progressed`) within the lease time; False for the merge's lease
+        self.watch_progress = True
+        self.progress_at = time.monotonic()
+        self.stalled = False
+
+    def progressed(self) -> None:
+        """The holder's work moved on (a batch finished): the heartbeat may keep renewing."""
+        self.progress_at = time.monotonic()
+        self.stalled = False
 
     def held(self) -> bool:
         """Whether the lease is still this worker's (its file, its id, no newer generation); sets ``lost``."""
@@ -193,9 +214,19 @@ class Lease:
             raise LeaseLost(self.key)
 
     def renew(self) -> None:
-        """Touch the file (the heartbeat). A missing file means the lease is lost; other OS errors (a file
+        """Touch the file (the heartbeat), unless the work made no progress for a lease time (then the lease is
+        left to expire, with one warning). A missing file means the lease is lost; other OS errors (a file
         system hiccup) are left to the next beat."""
         if self.lost:
+            return
+        idle = time.monotonic() - self.progress_at
+        if self.watch_progress and idle > self.book.seconds:
+            if not self.stalled:
+                self.stalled = True
+                logger.warning(
+                    f"shard {self.key}: no progress for {idle:.0f} s (--lease-seconds {self.book.seconds:g}); "
+                    "this worker stops renewing its lease, so another worker can take the shard over"
+                )
             return
         try:
             os.utime(self.path)
@@ -264,7 +295,10 @@ class LeaseBook:
             return True
 
     def expired(self, path: Path) -> bool | None:
-        """Whether the lease at ``path`` has expired (or its holder on this machine is dead); None if it is gone."""
+        """Whether the lease at ``path`` has expired (or its holder on this machine is dead); None if it is gone.
+
+        A lease renewed more than its lease time in this machine's future (clock skew) counts as expired; a
+        corrupted lease lasts this worker's lease time (both with one warning)."""
         try:
             mtime = path.stat().st_mtime
         except FileNotFoundError:
@@ -274,11 +308,17 @@ class LeaseBook:
             return None
         if info and self.worker.holder_is_dead(info):
             return True
-        try:
-            seconds = float(info.get("lease_seconds") or DEFAULT_LEASE_SECONDS)
-        except (TypeError, ValueError):
-            seconds = DEFAULT_LEASE_SECONDS
-        return time.time() - mtime > seconds
+        seconds = recorded_seconds(info)
+        if seconds is None:
+            seconds = self.seconds
+            _warn_once("corrupt", path, f"lease {path.name} cannot be read as a lease; it lasts --lease-seconds "
+                       f"{self.seconds:g} from its last change")  # fmt: skip
+        age = time.time() - mtime
+        if age < -seconds:
+            _warn_once("skew", path, f"lease {path.name} ({describe([info])}) was renewed {-age:.0f} s in this "
+                       "machine's future: the clocks disagree (clock skew); it is treated as expired")  # fmt: skip
+            return True
+        return age > seconds
 
     def claim(self, key: str, scan: dict[str, list[int]] | None = None) -> Lease | None:
         """Claim ``key``: generation 0 when it has no lease, the next generation when its lease expired (a
@@ -355,6 +395,36 @@ class Heartbeat:
                 leases = list(self.leases)
             for lease in leases:
                 lease.renew()
+
+
+def check_lease_seconds(value: float) -> float:
+    """``value`` as a lease time (``--lease-seconds``); raises :class:`~prefkit.errors.OptionError` outside
+    ``MIN_LEASE_SECONDS``..``MAX_LEASE_SECONDS`` (NaN and bools included)."""
+    from prefkit.errors import OptionError
+
+    ok = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not ok or not MIN_LEASE_SECONDS <= value <= MAX_LEASE_SECONDS:
+        raise OptionError(
+            f"--lease-seconds (lease_seconds=) must be between {MIN_LEASE_SECONDS:g} and {MAX_LEASE_SECONDS:g}, "
+            f"got {value!r}",
+            f"the default is {DEFAULT_LEASE_SECONDS:g}",
+        )
+    return float(value)
+
+
+def recorded_seconds(info: dict) -> float | None:
+    """The lease time a lease file records, or None when it is missing or not a lease time (a bool, NaN,
+    infinite, or outside ``MIN_LEASE_SECONDS``..``MAX_LEASE_SECONDS``)."""
+    value = info.get("lease_seconds")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value) if MIN_LEASE_SECONDS <= value <= MAX_LEASE_SECONDS else None
+
+
+def _warn_once(kind: str, path: Path, text: str) -> None:
+    if (kind, str(path)) not in _WARNED:
+        _WARNED.add((kind, str(path)))
+        logger.warning(text)
 
 
 def describe(records: list[dict]) -> str:

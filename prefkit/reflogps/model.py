@@ -283,6 +283,13 @@ def _from_pretrained(kind: str, folder: Path, model: str, kwargs: dict, attn: st
         raise ModelError(
             f"cannot load model {model!r}: {err}", "check the model folder and its files"
         ) from None
+    except Exception as err:
+        if type(err).__name__ != "SafetensorError":  # a truncated or corrupted .safetensors file
+            raise
+        raise ModelError(
+            f"cannot load model {model!r}: a weight file is truncated or corrupted ({err})",
+            "download or copy the model again (compare the file sizes with the source)",
+        ) from None
     check_loading_info(info, model, kind)
     return lm
 

@@ -256,6 +256,12 @@ def _create_work(work: Path, fingerprint: str, settings: dict, record: dict | No
 
 
 def _other_settings(out: Path, settings: dict, earlier: dict, label: str) -> OutputError:
+    if not isinstance(earlier.get("settings"), dict) or not earlier.get("fingerprint"):
+        return OutputError(
+            f"{out} has unfinished {label} scoring whose {SETTINGS_NAME} cannot be read (it is corrupted or was "
+            "written only in part), so its settings are unknown",
+            "pass --overwrite to discard that work and start over (refused while its workers are alive)",
+        )
     before = earlier.get("settings") or {}
     changed = sorted(k for k in set(settings) | set(before) if settings.get(k) != before.get(k))
     return OutputError(

@@ -91,8 +91,11 @@ def check_build_tokenizer(built: dict, prov: dict, model: str) -> None:
     )
     for built_key, prov_key, what in pairs:
         if built.get(built_key) and prov.get(prov_key) and built[built_key] != prov[prov_key]:
+            name = built.get("chat_template") if what == "chat template" else None
+            name = name or built.get("name_or_path")
+            shown = f" ({name})" if name else ""
             raise ModelError(
-                f"the set was built for another {what} ({built.get('name_or_path') or 'unknown'}) than {model}'s",
+                f"the set was built for another {what}{shown} than {model}'s",
                 "score with the model whose tokenizer built the set, rebuild with --tokenizer MODEL, "
                 "or pass --allow-mismatch to score anyway",
             )
@@ -214,45 +217,77 @@ def check_rows(table: Any, max_length: int | None, truncation_mode: str = "keep_
         return out
     p, c, r = lengths("prompt_ids"), lengths("chosen_ids"), lengths("rejected_ids")
     bad = np.zeros(table.num_rows, dtype=bool)
+    cut_other_end = np.zeros(table.num_rows, dtype=bool)
+    examples: list[tuple[Any, str, Any, Any]] = []  # (rows that differ, column, scored, kept by the trainer)
     for have, full in (("chosen_tokens", c), ("rejected_tokens", r)):
-        stored = table.column(have).to_numpy(zero_copy_only=False)
+        stored = table.column(have).to_numpy(zero_copy_only=False).astype(float)
         want = full if max_length is None else np.minimum(full, np.maximum(max_length - p, 0))
         if max_length is not None and truncation_mode != "keep_start":
-            bad |= (p + full) > max_length  # other tokens kept than the ones scored
-        known = ~np.isnan(stored.astype(float))
-        bad |= known & (stored.astype(float) != want)
+            cut_other_end |= (p + full) > max_length  # other tokens kept than the ones scored
+        known = ~np.isnan(stored)
+        differs = known & (stored != want)
+        bad |= differs
+        examples.append((differs, have, stored, want))
+    bad |= cut_other_end
     out["checked"] = True
     out["mismatched"] = int(bad.sum())
+    out["other_end"] = int(cut_other_end.sum())
+    out["truncation_mode"] = truncation_mode
     if bad.any():
         i = int(np.argmax(bad))
         row = table.column("id")[i].as_py() if "id" in table.column_names else i
-        scored = table.column("chosen_tokens")[i].as_py()
-        out["example"] = (
-            f"row {row}: {scored} chosen tokens scored, {int(c[i])} before this trainer's truncation"
-        )
+        for differs, have, stored, want in examples:
+            if differs[i]:
+                side = have.removesuffix("_tokens")
+                out["example"] = (
+                    f"row {row}: {int(stored[i])} {side} tokens scored, this trainer keeps {int(want[i])}"
+                )
+                break
+        else:
+            out["example"] = (
+                f"row {row}: {int(p[i] + max(c[i], r[i]))} tokens, over max_length={max_length}, cut from the start "
+                f"by truncation_mode={truncation_mode!r}"
+            )
     return out
 
 
 def row_problems(check: dict, scored_max_length: Any, max_length: int | None) -> list[tuple[str, str]]:
-    """(message, fix) for each way the rows do not fit the trainer (see :func:`check_rows`)."""
+    """(message, fix) for each way the rows do not fit the trainer (see :func:`check_rows`); each fix can be
+    followed as written (a max_length of None is not a flag value, a truncation mode is not a max_length)."""
     problems = []
     if check["nulls"]:
+        rescore = (
+            f"score again with the trainer's max_length (`prefkit reflogps OUT --model M --max-length {max_length} "
+            "--overwrite`)"
+            if max_length is not None
+            else f"give the trainer the scoring run's max_length (DPOConfig(max_length={scored_max_length}))"
+        )
         problems.append(
             (
                 f"{check['nulls']} of {check['rows']} rows have no reference values (their prompt alone filled the "
                 f"scoring max_length={scored_max_length}) but this trainer keeps them (max_length={max_length}); "
                 "TRL's collator fails on the first batch that holds one",
-                f"score again with the trainer's max_length (`prefkit reflogps OUT --model M --max-length "
-                f"{max_length} --overwrite`), or drop those rows (`dataset.filter(lambda r: r['ref_chosen_logps'] "
-                "is not None)`)",
+                f"{rescore}, or drop those rows (`dataset.filter(lambda r: r['ref_chosen_logps'] is not None)`)",
             )
         )
-    if check["mismatched"]:
+    other_end = check.get("other_end", 0)
+    if other_end:
+        mode = check.get("truncation_mode")
         problems.append(
             (
-                f"{check['mismatched']} of {check['rows']} rows are tokenized differently by this trainer than by "
-                f"the scoring run ({check['example']}; scored with max_length={scored_max_length}, trained with "
-                f"max_length={max_length}): their reference values do not apply",
+                f"{other_end} of {check['rows']} rows are longer than max_length={max_length} and this trainer "
+                f"truncates them with truncation_mode={mode!r}, keeping other tokens than the scoring run, which "
+                f"kept the start ({check['example']})",
+                "train with truncation_mode='keep_start' (what the values were scored with), or drop the rows "
+                f"longer than max_length={max_length}",
+            )
+        )
+    if check["mismatched"] - other_end > 0:
+        problems.append(
+            (
+                f"{check['mismatched'] - other_end} of {check['rows']} rows are tokenized differently by this trainer "
+                f"than by the scoring run ({check['example']}; scored with max_length={scored_max_length}, trained "
+                f"with max_length={max_length}): their reference values do not apply",
                 "train with the scoring run's max_length, tokenizer and chat template, or score again with the "
                 "trainer's (`prefkit reflogps OUT --model M --max-length N --overwrite`)",
             )

@@ -13,6 +13,7 @@ lease expires. Once every shard is finished, the worker that takes the merge lea
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -27,7 +28,15 @@ from prefkit.errors import OutputError
 from prefkit.output import OutputFolder
 from prefkit.output.lock import out_lock
 from prefkit.record import decode_row
-from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS, Heartbeat, Lease, LeaseBook, LeaseLost, Worker
+from prefkit.reflogps.leases import (
+    DEFAULT_LEASE_SECONDS,
+    Heartbeat,
+    Lease,
+    LeaseBook,
+    LeaseLost,
+    Worker,
+    describe,
+)
 from prefkit.reflogps.merge import PartsMissing
 from prefkit.reflogps.plan import (
     WORK_DIR,
@@ -51,6 +60,8 @@ Finish = Callable[[list[Shard], dict, Callable[[], None]], dict]
 MERGE_KEY = "merge"
 #: seconds a worker waits for the work folder or OUT to reappear (a swap, a concurrent restart) before failing
 GONE_WAIT = 30.0
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -237,6 +248,7 @@ def _score_all(
     work = folder.path / spec.work_dir
     tables: dict[str, pa.Table] = {}
     done: set[str] = set()
+    waited = _Waits()
     run = None
     with JobProgress(shards, show) as prog:
         while True:
@@ -250,6 +262,7 @@ def _score_all(
                 return
             claimed = _claim(book, todo)
             if claimed is None:
+                waited.say(book, {s.name.removesuffix(".parquet") for s in todo})
                 time.sleep(poll)  # the rest is held by live workers: wait, take over what expires
                 continue
             shard, lease = claimed
@@ -306,6 +319,7 @@ def _score_one(
     def on_progress(pairs: float, tokens: int) -> None:
         if lease.lost:
             raise LeaseLost(lease.key)
+        lease.progressed()  # the heartbeat renews the lease only while this moves
         prog.advance(pairs, tokens)
 
     try:
@@ -350,6 +364,7 @@ def _merge_or_wait(
     over if it expires). Returns the merged manifest, or None when a shard is unfinished after all (a part file
     was removed); raises _WorkGone once another worker's merge replaced OUT."""
     work = out / spec.work_dir
+    waited = _Waits()
     while True:
         _work_run(work, spec.fingerprint)
         try:
@@ -357,8 +372,10 @@ def _merge_or_wait(
         except FileNotFoundError:
             lock = None
         if lock is None:
+            waited.say(book, {MERGE_KEY})
             time.sleep(poll)
             continue
+        lock.watch_progress = False  # the merge reports no progress; its lease lives while this process does
         beat.add(lock)
         try:
             if len(finished_shards(work, shards, spec.fingerprint)) < len(shards):
@@ -377,6 +394,33 @@ def _merge_or_wait(
             lock.release()
         tally.merged_here = True
         return manifest
+
+
+class _Waits:
+    """One line for each lease a worker waits for: the shard (or the merge), its holder, and how long until it is
+    taken over if not renewed. The leases are read at most every ``EVERY`` seconds (a shared file system is asked
+    little)."""
+
+    EVERY = 10.0
+
+    def __init__(self) -> None:
+        self.said: set[tuple[str, str]] = set()
+        self.next_look = 0.0
+
+    def say(self, book: LeaseBook, keys: set[str]) -> None:
+        if time.monotonic() < self.next_look:
+            return
+        self.next_look = time.monotonic() + self.EVERY
+        for record in book.live():
+            key, holder = str(record.get("key", "?")), str(record.get("worker", "?"))
+            if key not in keys or (key, holder) in self.said:
+                continue
+            self.said.add((key, holder))
+            what = "the merge" if key == MERGE_KEY else f"shard {key}"
+            logger.warning(
+                f"waiting for {what}, held by {describe([record])} (worker {holder}); it is taken over if its "
+                f"lease is not renewed for {record.get('lease_seconds', book.seconds)} s"
+            )
 
 
 def _read_rows(folder: OutputFolder, split: str, columns: tuple[str, ...], name: str) -> pa.Table:

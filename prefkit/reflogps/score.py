@@ -24,7 +24,7 @@ from prefkit.errors import OptionError, OutputError, option
 from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.output.folder import stderr_warning
 from prefkit.reflogps.job import ROW_COLUMNS, ModelOptions
-from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS
+from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS, check_lease_seconds
 from prefkit.reflogps.plan import DEFAULT_SHARD_ROWS, has_columns, settings_fingerprint
 from prefkit.results import CompletionScoreResult, JudgeResult, ScoreResult
 
@@ -103,12 +103,21 @@ def _open(out_dir: str | Path, overwrite: bool, max_length: int | None, shard_ro
         raise OutputError(
             f"{out_dir} has no splits to score", "build it first with `prefkit build SOURCE -o OUT`"
         )
-    if not overwrite and not (folder.path / WORK_DIR).is_dir() and has_columns(folder, RM_COLUMNS):
+    fresh = not overwrite and not (folder.path / WORK_DIR).is_dir()
+    if fresh and has_columns(folder, RM_COLUMNS) and not _maybe_this_job(folder, max_length):
         raise OutputError(
             f"{out_dir} already has {LABEL} columns ({', '.join(RM_COLUMNS)})",
             f"pass {option('overwrite', True)} to recompute them (e.g. with another reward model)",
         )
     return folder
+
+
+def _maybe_this_job(folder: OutputFolder, max_length: int | None) -> bool:
+    """Whether OUT's columns may be this very job's result (a requeued or late worker): the exact check (the
+    fingerprint, which needs the model) is made after loading it; then the run reports "nothing to do" and exits
+    0, like `reflogps`. Only an obvious mismatch is refused before loading the model."""
+    sec = folder.manifest.get(SECTION) or {}
+    return bool(sec.get("result_fingerprint")) and max_length in (None, sec.get("max_length"))
 
 
 def default_max_length(model: Any, tokenizer: Any) -> int:
@@ -175,6 +184,7 @@ def score(
 
     start = time.perf_counter()
     options = ModelOptions.create(options, model_options)
+    check_lease_seconds(lease_seconds)
     job = ScoreRun(max_length, shard_rows, resume, overwrite, progress, command, lease_seconds)
     if judge is not None:
         from prefkit.generate.judge import judge as run_judge

@@ -35,6 +35,9 @@ def _load(spec: Mapping[str, Any], config: str | None, revision: str | None) -> 
     never involved)."""
     import datasets
 
+    from prefkit.sources.hub import hub_token
+
+    hub_token(None)  # refuse a token with a newline, bound the requests
     data_file = spec.get("data_files")
     if not data_file:
         return datasets.load_dataset(spec["hub_id"], config, split=spec["split"], revision=revision)
@@ -136,10 +139,15 @@ def resolve_evalset(spec: str, *, token: str | None = None) -> tuple[str, list[l
     from prefkit.sources import load_source, public_path
     from prefkit.sources.hub import looks_like_path
 
-    if looks_like_path(spec) and not Path(spec).expanduser().exists():
+    exists = Path(spec).expanduser().exists()
+    if not exists and (looks_like_path(spec) or "/" not in spec):  # a Hub dataset id has a namespace
+        import difflib
+
+        near = difflib.get_close_matches(spec.lower(), list(presets), n=1, cutoff=0.6)
         raise SelectionError(
-            f"eval set {spec!r} is neither a built-in name nor an existing file",
-            f"built-in eval sets: {', '.join(presets)}; or a local file or a Hub dataset id",
+            f"eval set {spec!r} is neither a built-in name nor an existing file"
+            + (f"; did you mean {near[0]!r}?" if near else ""),
+            f"built-in eval sets: {', '.join(presets)}; or a local file or a Hub dataset id (namespace/name)",
         )
     src = load_source(spec, token=token)
     split = "test" if "test" in src.splits else next(iter(src.splits), None)

@@ -34,8 +34,9 @@ REASONS = declare(
     Reason(
         "near_duplicate",
         "dropped",
-        "near-duplicate (MinHash Jaccard >= --near-dedup-threshold) of a kept pair or prompt (--near-dedup); "
-        "detail: the kept row's id, source and index",
+        "near-duplicate of a kept pair or prompt (--near-dedup): MinHash Jaccard >= --near-dedup-threshold to it, "
+        "or to a row joined to it through a chain of such near-duplicates; detail: the kept row's id, source and "
+        "index",
     ),
     Reason(
         "length_balance",

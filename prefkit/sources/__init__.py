@@ -16,7 +16,14 @@ import pyarrow as pa
 
 from prefkit.errors import SourceError
 from prefkit.sources.local import LOCAL_SUFFIXES, head, load_local
-from prefkit.sources.splits import LazySplit, ParquetSplit, StreamChanged, known_rows, split_batches
+from prefkit.sources.splits import (
+    LazySplit,
+    ParquetSplit,
+    StreamChanged,
+    known_rows,
+    plain_split,
+    split_batches,
+)
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -143,7 +150,8 @@ def load_source(
     path = Path(source)
     if path.exists():
         loaded, info = load_local(path, data_dir=data_dir)
-        src = Source(str(source), "local", _select_splits(loaded, splits, str(source)), data_dir=data_dir)
+        chosen = _select_splits(loaded, splits, str(source))
+        src = Source(str(source), "local", {k: plain_split(v) for k, v in chosen.items()}, data_dir=data_dir)
         src.manifest = info.pop("manifest", None)
         src.info.update(info)
         if sample is not None:
@@ -160,9 +168,11 @@ def load_source(
 
     read = sample_hub if sample is not None else load_hub
     extra = {"n": sample} if sample is not None else {}
-    return read(
+    hub_src = read(
         text, splits=splits, revision=revision, config=config, data_dir=data_dir, token=token, **extra
     )
+    hub_src.splits = {k: plain_split(v) for k, v in hub_src.splits.items()}  # dictionary / binary / decimal
+    return hub_src
 
 
 def _select_splits(

@@ -35,6 +35,69 @@ def backoff_seconds() -> float:
         return 2.0
 
 
+#: seconds a Hub request may wait to connect and for each read before it fails (then it is retried)
+DEFAULT_TIMEOUT = 60.0
+
+
+def request_timeout() -> float:
+    """Seconds one Hub request waits to connect, and between bytes of the answer, before it fails:
+    ``PREFKIT_HUB_TIMEOUT`` (default 60). A failed request is retried ``RETRIES`` times (:func:`with_retries`), so
+    a Hub that never answers ends a command after at most ``(RETRIES + 1) * timeout`` seconds plus the backoff."""
+    raw = os.environ.get("PREFKIT_HUB_TIMEOUT", "")
+    try:
+        value = float(raw) if raw else DEFAULT_TIMEOUT
+    except ValueError:
+        value = DEFAULT_TIMEOUT
+    return value if value > 0 and value == value else DEFAULT_TIMEOUT
+
+
+def bound_requests() -> None:
+    """Give every request of ``huggingface_hub`` (HfApi, downloads, and ``datasets``, which uses its session) a
+    bound of :func:`request_timeout` seconds wherever it sets none: its client, and HfApi's calls
+    (``timeout=None``), wait forever for an answer. A client factory the caller set with
+    ``huggingface_hub.set_client_factory`` is left alone."""
+    from huggingface_hub.utils import _http
+
+    if getattr(_http, "_GLOBAL_CLIENT_FACTORY", None) is not _http.default_client_factory:
+        return  # the caller's own client (or ours, already set)
+    _http.set_client_factory(_bounded_client)
+
+
+def _bounded_client() -> Any:
+    """huggingface_hub's default client, with a request hook that fills in the timeouts a call left unset."""
+    from huggingface_hub.utils import _http
+
+    client = _http.default_client_factory()
+    hooks = client.event_hooks
+    client.event_hooks = {**hooks, "request": [*hooks.get("request", []), _fill_timeouts]}
+    return client
+
+
+def _fill_timeouts(request: Any) -> None:
+    seconds = request_timeout()
+    timeouts = dict(request.extensions.get("timeout") or {})
+    request.extensions["timeout"] = {
+        key: timeouts.get(key) if timeouts.get(key) is not None else seconds
+        for key in ("connect", "read", "write", "pool")
+    }
+
+
+def hub_token(token: str | bool | None) -> str | bool | None:
+    """``token`` unchanged, after refusing (:func:`prefkit.secrets.check_token`) the one a request would send when
+    it holds whitespace or control characters: an explicit token, else ``HF_TOKEN`` /
+    ``HUGGING_FACE_HUB_TOKEN``. Also bounds the requests (:func:`bound_requests`)."""
+    from prefkit.secrets import check_token
+
+    if isinstance(token, str):
+        check_token(token, "--token (token=)")
+    elif token is None:
+        name = next((n for n in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") if os.environ.get(n)), None)
+        if name:
+            check_token(os.environ[name], name)
+    bound_requests()
+    return token
+
+
 def http_status(err: BaseException) -> int | None:
     return getattr(getattr(err, "response", None), "status_code", None)
 
@@ -53,8 +116,25 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(classes)
 
 
+def _request_errors() -> tuple[type[BaseException], ...]:
+    """Failures of the request itself (a header it cannot send, a bad URL or scheme): the same request fails the
+    same way, so they are never retried."""
+    classes: list[type[BaseException]] = []
+    for name in ("httpx2", "httpx"):
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        for attr in ("LocalProtocolError", "UnsupportedProtocol", "InvalidURL"):
+            cls = getattr(module, attr, None)
+            if isinstance(cls, type) and issubclass(cls, BaseException):
+                classes.append(cls)
+    return tuple(classes)
+
+
 def transient(err: BaseException) -> bool:
-    """Worth retrying: the network failed, the Hub was busy, or a branch moved under a commit (412)."""
+    """Worth retrying: the network failed, the Hub was busy, or a branch moved under a commit (412); never a
+    request that cannot be sent (:func:`_request_errors`, e.g. a token with a newline in its header)."""
     from huggingface_hub.errors import OfflineModeIsEnabled
 
     if isinstance(err, OfflineModeIsEnabled):
@@ -62,6 +142,8 @@ def transient(err: BaseException) -> bool:
     seen: list[BaseException] = []
     link: BaseException | None = err
     while link is not None and link not in seen and len(seen) < 8:  # the error and what it was raised from
+        if isinstance(link, _request_errors()):
+            return False
         if isinstance(link, _transport_errors()) or http_status(link) in (*RETRY_STATUS, 412):
             return True
         seen.append(link)
@@ -75,7 +157,11 @@ def describe(err: BaseException) -> str:
 
     status = http_status(err)
     first = (str(err).strip().splitlines() or [""])[0]
-    return f"HTTP {status}" if status else redact(f"{type(err).__name__}: {first}".rstrip(": "))
+    if status:
+        return f"HTTP {status}"
+    if isinstance(err, TimeoutError) or "Timeout" in type(err).__name__:
+        first = f"no answer within {request_timeout():g} s (PREFKIT_HUB_TIMEOUT)"
+    return redact(f"{type(err).__name__}: {first}".rstrip(": "))
 
 
 def with_retries(fn, to_error, retries: int = RETRIES, backoff: float | None = None):
@@ -113,7 +199,7 @@ def load_hub(
 
     from prefkit.sources import Source
 
-    api = HfApi(endpoint=constants.ENDPOINT, token=token)
+    api = HfApi(endpoint=constants.ENDPOINT, token=hub_token(token))
     sha = with_retries(lambda: api.dataset_info(repo_id, revision=revision).sha, _error(repo_id, revision))
     kwargs = dict(name=config, data_dir=data_dir, revision=sha, token=token)
     files = with_retries(lambda: _split_files(repo_id, kwargs, splits), _error(repo_id, revision, splits))
@@ -175,7 +261,7 @@ def sample_hub(
 
     from prefkit.sources import Source
 
-    api = HfApi(endpoint=constants.ENDPOINT, token=token)
+    api = HfApi(endpoint=constants.ENDPOINT, token=hub_token(token))
     sha = with_retries(lambda: api.dataset_info(repo_id, revision=revision).sha, _error(repo_id, revision))
     kwargs = dict(name=config, data_dir=data_dir, revision=sha, token=token)
     files = with_retries(lambda: _split_files(repo_id, kwargs, splits), _error(repo_id, revision, splits))
@@ -281,6 +367,7 @@ def fetch_snapshot(spec: str, revision: str | None, patterns: list[str], what: s
         RevisionNotFoundError,
     )
 
+    hub_token(None)
     try:
         return Path(snapshot_download(spec, revision=revision, allow_patterns=patterns))
     except RevisionNotFoundError:

@@ -1,4 +1,4 @@
-"""Local sources: parquet / jsonl / json / csv files (optionally .gz) and dataset folders.
+"""Local sources: parquet / jsonl / json / csv files (optionally compressed: ``COMPRESSIONS``) and dataset folders.
 
 Files are read with Arrow directly and lazily (:mod:`prefkit.sources.splits`: parquet decoding only the columns a
 build maps, JSON Lines and CSV with Arrow's streaming readers, all in record batches); a JSON array, and a file
@@ -21,6 +21,9 @@ from prefkit.sources.splits import CsvSplit, JsonLinesSplit, LazySplit, ParquetS
 __all__ = ["LOCAL_SUFFIXES", "ParquetSplit", "head", "load_local", "read_file"]
 
 LOCAL_SUFFIXES = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv", ".ndjson": "json"}
+#: compressed files read (Arrow decompresses them by extension: gzip, bz2, zstd, lz4, brotli)
+COMPRESSIONS = (".gz", ".bz2", ".zst", ".lz4", ".br")
+SUPPORTED = "use .parquet, .jsonl, .json or .csv (optionally compressed: .gz, .bz2, .zst, .lz4, .br), or a dataset folder"
 
 
 def head(table: pa.Table | LazySplit, n: int) -> pa.Table:
@@ -32,15 +35,18 @@ def read_file(path: Path) -> pa.Table | LazySplit:
     """One local data file as a split (lazily, in batches; see the module docstring). Raises :class:`SourceError`
     naming what is wrong: the line of a malformed JSON row, invalid UTF-8, a duplicated column, a column whose
     types cannot be reconciled (for a streamed file, when the build reaches the block that is wrong)."""
-    kind = LOCAL_SUFFIXES.get(path.suffix.lower()) or LOCAL_SUFFIXES.get(Path(path.stem).suffix.lower())
+    kind = LOCAL_SUFFIXES.get(path.suffix.lower())
+    inner = LOCAL_SUFFIXES.get(Path(path.stem).suffix.lower())
+    if kind is None and inner is not None and path.suffix.lower() not in COMPRESSIONS:
+        raise SourceError(f"unsupported compression {path.suffix!r} for {str(path)!r}", SUPPORTED)
+    kind = kind or inner
     if kind is None:
-        raise SourceError(
-            f"unsupported file type {path.suffix!r} for {str(path)!r}",
-            "use .parquet, .jsonl, .json or .csv (optionally .gz), or a dataset folder",
-        )
+        raise SourceError(f"unsupported file type {path.suffix!r} for {str(path)!r}", SUPPORTED)
     with _errors(path, kind):
         if kind == "parquet" and path.suffix.lower() == ".parquet":
             return ParquetSplit(path)
+        if kind == "parquet":  # compressed: parquet needs random access, so it is decompressed in memory
+            return _read_compressed_parquet(path)
         if kind == "csv":
             fix_csv = lambda t: _plain_columns(_text_columns(_unique_names(t, path), path))  # noqa: E731
             return CsvSplit.open(path, _read_csv, fix_csv)
@@ -56,6 +62,16 @@ def _errors(path: Path, kind: str) -> Iterator[None]:
         yield
     except SourceError:
         raise
+    except (MemoryError, pa.ArrowMemoryError) as err:
+        raise SourceError(
+            f"ran out of memory reading {str(path)!r} ({type(err).__name__}); the file itself may be fine",
+            "give the process more memory (ulimit -v, the container's limit), or lower PREFKIT_BATCH_ROWS",
+        ) from None
+    except RecursionError:
+        raise SourceError(
+            f"cannot read {str(path)!r} as {kind}: a value is nested too deeply (thousands of levels)",
+            "flatten the nested values (or store them as JSON text)",
+        ) from None
     except (pa.ArrowException, OSError, ValueError, UnicodeDecodeError) as err:
         first = " ".join(str(err).split())[:300] or type(err).__name__
         what = "parquet (is it complete? a truncated download is not)" if kind == "parquet" else kind
@@ -90,6 +106,8 @@ def _json_array(path: Path) -> bool:
     """The file holds a JSON array (its first non-blank byte is ``[``)."""
     with _open_maybe_gzip(path)() as fh:
         head = fh.read(1)
+        if head == b"\xef" and fh.read(2) == b"\xbb\xbf":  # a UTF-8 byte order mark
+            head = fh.read(1)
         while head and head.isspace():
             head = fh.read(1)
     return head == b"["
@@ -136,7 +154,7 @@ def _read_json(path: Path) -> pa.Table:
     if _json_array(path):
         with opener() as fh:
             try:
-                rows = json.load(fh)
+                rows = json.loads(fh.read().decode("utf-8-sig"))
             except json.JSONDecodeError as err:
                 raise SourceError(
                     f"{str(path)!r} is not valid JSON: {err}", "fix the file at that line"
@@ -151,6 +169,8 @@ def _read_json(path: Path) -> pa.Table:
         table.validate(full=True)  # invalid UTF-8 would otherwise surface much later
         if not holds_json_fields(table.schema):
             return table
+    except pa.ArrowMemoryError:
+        raise  # not a sign of a malformed file (see _errors)
     except pa.ArrowException:
         pass
     return _read_json_lines(path)  # row by row: reconciles kinds, keeps each row's JSON key order
@@ -175,11 +195,20 @@ def holds_json_fields(schema: pa.Schema) -> bool:
 
 
 def _open_maybe_gzip(path: Path):
-    import gzip
+    """An opener of the file's bytes, decompressed when its extension is one of ``COMPRESSIONS``."""
+    import io
 
-    if path.suffix == ".gz":
-        return lambda: gzip.open(path, "rb")
+    if path.suffix.lower() in COMPRESSIONS:
+        return lambda: io.BufferedReader(pa.input_stream(str(path), compression="detect"))
     return lambda: open(path, "rb")
+
+
+def _read_compressed_parquet(path: Path) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    with pa.input_stream(str(path), compression="detect") as stream:
+        data = stream.read()
+    return _unique_names(pq.read_table(pa.BufferReader(data)), path)
 
 
 def _read_json_lines(path: Path) -> pa.Table:
@@ -190,7 +219,7 @@ def _read_json_lines(path: Path) -> pa.Table:
     with _open_maybe_gzip(path)() as fh:
         for number, raw in enumerate(fh, start=1):
             try:
-                text = raw.decode("utf-8")
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError:
                 raise SourceError(
                     f"{str(path)!r} line {number} is not valid UTF-8", "re-encode the file as UTF-8"
@@ -300,7 +329,9 @@ def _unread_files(folder: Path, skip: list[Path]) -> list[str]:
         rel = file.relative_to(folder)
         if not file.is_file() or file.name in _NOT_DATA or any(part.startswith(".") for part in rel.parts):
             continue
-        suffix = Path(file.stem).suffix.lower() if file.suffix.lower() == ".gz" else file.suffix.lower()
+        suffix = (
+            Path(file.stem).suffix.lower() if file.suffix.lower() in COMPRESSIONS else file.suffix.lower()
+        )
         if suffix not in LOCAL_SUFFIXES and suffix != ".arrow":
             continue
         if file.resolve() in read or any(s in file.resolve().parents for s in skip):

@@ -62,6 +62,9 @@ class Preset:
     license: str | None = None
     gated: bool = False
     known_splits: tuple[str, ...] = ()
+    #: columns the dataset carries that no mapping reads (source tags, model names, judge texts): counted in the
+    #: manifest's ``unused_columns`` like any other, but a build does not warn about them
+    metadata_columns: tuple[str, ...] = ()
     notes: str = ""
     file: str = ""
 
@@ -106,6 +109,7 @@ def _from_file(path: Traversable) -> Preset:
     data["default_split"] = (ds,) if isinstance(ds, str) else tuple(ds)
     data["aliases"] = tuple(data.get("aliases") or ())
     data["known_splits"] = tuple(data.get("known_splits") or ())
+    data["metadata_columns"] = tuple(data.get("metadata_columns") or ())
     return Preset(**{k: v for k, v in data.items() if v is not None or k == "license"}, file=path.name)
 
 
@@ -129,9 +133,12 @@ def get_preset(name: str) -> Preset:
     """The preset named ``name`` (a dataset id or alias); an error listing them when unknown."""
     found = find_preset(name)
     if found is None:
+        near = similar_presets(name)
         raise PresetError(
-            f"no preset named {name!r}",
-            "`prefkit presets` lists them; leave --preset out to detect the shape from the columns",
+            f"no preset named {name!r}" + (f"; did you mean {' or '.join(near)}?" if near else ""),
+            f"`prefkit presets {near[0]}` shows it"
+            if near
+            else "`prefkit presets` lists them; leave --preset out to detect the shape from the columns",
         )
     return found
 
@@ -148,3 +155,15 @@ def presets(name: str | None = None) -> PresetsResult:
     from prefkit.results import PresetsResult
 
     return PresetsResult([get_preset(name)] if name else list(all_presets()), name=name)
+
+
+def similar_presets(name: str, n: int = 3) -> list[str]:
+    """Preset ids that ``name`` is part of (``nectar`` -> ``berkeley-nest/Nectar``) or is close to."""
+    import difflib
+
+    key = name.strip().lower()
+    ids = [p.ids[0] for p in all_presets()]
+    parts = [i for i in ids if key and (key in i.lower() or i.lower().rsplit("/", 1)[-1] == key)]
+    close = difflib.get_close_matches(key, [i.lower() for i in ids], n=n, cutoff=0.6)
+    names = {i.lower(): i for i in ids}
+    return list(dict.fromkeys([*parts, *(names[c] for c in close)]))[:n]

@@ -98,6 +98,11 @@ def parse_source(spec: str | Path | SourceSpec | dict) -> SourceSpec:
         return _from_dict(spec)
     if isinstance(spec, Path):
         return SourceSpec(spec)
+    if not isinstance(spec, str):
+        raise OptionError(
+            f"a source must be a path, a Hub id or a recipe entry, got {spec!r}",
+            "write e.g. `- argilla/dpo-mix-7k:0.5` or `- {source: ./ours.jsonl, weight: 2000}`",
+        )
     text = str(spec)
     if Path(text).exists() or ":" not in text:
         return SourceSpec(text)
@@ -115,14 +120,15 @@ def _from_dict(entry: dict) -> SourceSpec:
             + (f"; unknown keys: {', '.join(sorted(unknown))}" if unknown else ""),
             "write e.g. `- {source: argilla/dpo-mix-7k, weight: 0.5}` or `- argilla/dpo-mix-7k:0.5`",
         )
+    from prefkit.values import names, text
+
     weight = entry.get("weight")
-    split = entry.get("split")
     return SourceSpec(
-        str(entry["source"]),
+        str(text(entry["source"], "source")),
         None if weight is None else parse_weight(weight),
-        revision=entry.get("revision"),
-        config=entry.get("config"),
-        data_dir=entry.get("data_dir"),
-        split=None if split is None else ((split,) if isinstance(split, str) else tuple(split)),
+        revision=text(entry.get("revision"), "revision"),
+        config=text(entry.get("config"), "config"),
+        data_dir=text(entry.get("data_dir"), "data_dir"),
+        split=names(entry.get("split"), "split"),
         files=entry.get("files") if isinstance(entry.get("files"), dict) else None,
     )

@@ -94,6 +94,13 @@ class ParquetSplit(LazySplit):
         self._file = self._files[0]
         self.schema = self._file.schema_arrow
         self.num_rows = sum(f.metadata.num_rows for f in self._files)
+        twice = sorted({n for n in self.schema.names if self.schema.names.count(n) > 1})
+        if twice:
+            from prefkit.errors import SourceError
+
+            raise SourceError(
+                f"column {twice[0]!r} appears twice in {str(self.path)!r}", "rename one of the two columns"
+            )
 
     def __repr__(self) -> str:
         return f"ParquetSplit({', '.join(map(str, self.paths))})"
@@ -354,3 +361,70 @@ def split_batches(
     if isinstance(split, LazySplit):
         return split.batches(columns, rows)
     return table_batches(split, columns, rows)
+
+
+def plain_type(dtype: pa.DataType) -> pa.DataType:
+    """The type prefkit reads a column as: dictionary-encoded values as their values' type, binary as UTF-8 text,
+    decimals as float64 (scores); lists and structs of them likewise. Other types are returned as they are."""
+    if pa.types.is_dictionary(dtype):
+        return plain_type(dtype.value_type)
+    if pa.types.is_binary(dtype) or pa.types.is_fixed_size_binary(dtype):
+        return pa.string()
+    if pa.types.is_large_binary(dtype):
+        return pa.large_string()
+    if pa.types.is_decimal(dtype):
+        return pa.float64()
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        inner = dtype.value_field.with_type(plain_type(dtype.value_type))
+        return pa.list_(inner) if pa.types.is_list(dtype) else pa.large_list(inner)
+    if pa.types.is_struct(dtype):
+        return pa.struct([f.with_type(plain_type(f.type)) for f in dtype])
+    return dtype
+
+
+def plain_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([f.with_type(plain_type(f.type)) for f in schema], metadata=schema.metadata)
+
+
+def plain_table(table: pa.Table) -> pa.Table:
+    """``table`` cast to :func:`plain_schema` (no copy when it already is). Raises SourceError when a binary
+    column holds bytes that are not UTF-8 text."""
+    target = plain_schema(table.schema)
+    if target.equals(table.schema):
+        return table
+    try:
+        return table.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        from prefkit.errors import SourceError
+
+        raise SourceError(
+            f"a column cannot be read as text or numbers: {' '.join(str(err).split())[:200]}",
+            "store text columns as UTF-8 strings (not bytes) and numbers as ints or floats",
+        ) from None
+
+
+class PlainSplit(LazySplit):
+    """A split whose columns need :func:`plain_type` (dictionary-encoded, binary or decimal columns), read through
+    the split it wraps and cast batch by batch."""
+
+    def __init__(self, inner: pa.Table | LazySplit) -> None:
+        self.inner = inner
+        self.schema = plain_schema(inner.schema)
+
+    @property
+    def num_rows(self) -> int:
+        return self.inner.num_rows
+
+    def __repr__(self) -> str:
+        return f"PlainSplit({self.inner!r})"
+
+    def batches(self, columns: list[str] | None = None, rows: int | None = None) -> Iterator[pa.Table]:
+        for batch in split_batches(self.inner, columns, rows):
+            yield plain_table(batch)
+
+
+def plain_split(split: pa.Table | LazySplit) -> pa.Table | LazySplit:
+    """``split`` itself when its columns are already plain, else read as :class:`PlainSplit`."""
+    if plain_schema(split.schema).equals(split.schema):
+        return split
+    return plain_table(split) if isinstance(split, pa.Table) else PlainSplit(split)
