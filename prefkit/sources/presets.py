@@ -83,9 +83,7 @@ class Preset:
     def to_dict(self) -> dict:
         from dataclasses import asdict
 
-        out = asdict(self)
-        out["aliases"], out["default_split"] = list(self.aliases), list(self.default_split)
-        out["known_splits"] = list(self.known_splits)
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}  # JSON-ready
         return {k: v for k, v in out.items() if v not in (None, {}, [], "", False) or k in ("license",)}
 
 
