@@ -54,8 +54,8 @@ def test_the_near_dedup_reason_mentions_chains():
     assert "chain" in text
 
 
-def test_the_reflogps_summary_names_wall_and_model_time(capsys):
-    from prefkit.commands.reflogps import render_summary
+def test_the_reflogps_summary_names_wall_and_model_time():
+    from prefkit.results import ReflogpsResult
 
     shards = {"total": 1, "scored": 1, "taken_over": 0, "resumed": 0, "by_others": 0, "lost": 0}
     summary = {
@@ -64,16 +64,24 @@ def test_the_reflogps_summary_names_wall_and_model_time(capsys):
         "pairs_per_s": 8.0,
         "tokens_per_s": 80.0,
         "model": "m",
+        "revision": None,
         "dtype": "float32",
         "device": "cpu",
         "world_size": 1,
+        "workers": 1,
+        "max_length": 64,
+        "pairs": 4,
+        "scored": 4,
+        "truncated": 0,
+        "tokens": 40,
+        "scoring_seconds": 0.5,
+        "outcome": "scored",
         "output": "OUT",
         "seconds": 10.0,
         "shards": {**shards, "merged_here": True},
     }
-    render_summary(summary)
-    err = capsys.readouterr().err
-    assert "took 10.0s wall time (scoring 8.0 pairs/s, 80 tokens/s of model time" in err
+    text = ReflogpsResult.from_dict(summary).summary()
+    assert "took 10.0s wall time (scoring 8.0 pairs/s, 80 tokens/s of model time" in text
 
 
 def test_ctrl_c_promises_only_what_rerunning_does(built, tmp_path, capsys, monkeypatch):

@@ -34,7 +34,7 @@ from prefkit.commands.common import target_options
     "--eval-set",
     "eval_sets",
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False),
+    type=click.Path(dir_okay=False),
     help="A local file of an eval set the build decontaminated against (repeatable; matched by file name), to "
     "show the contaminating item next to each contaminated row. Hub eval sets are not downloaded.",
 )

@@ -56,8 +56,9 @@ def command(
         echo_json(result.to_dict())
     else:
         click.echo(result.summary())
-    click.echo(
-        f"to look at the rows, the rejects and these figures as charts: prefkit report {folder} "
-        "(writes one HTML page, report.html)",
-        err=True,
-    )
+    if not quiet:
+        click.echo(
+            f"to look at the rows, the rejects and these figures as charts: prefkit report {folder} "
+            "(writes one HTML page, report.html)",
+            err=True,
+        )

@@ -60,6 +60,14 @@ def report(
     """`prefkit report` as a function, with its flags as keywords: the page of the set at ``folder`` written to
     ``output`` (default ``folder/report.html``); ``tokenizer``/``chat_template`` count lengths in tokens by TRL's
     rule (:func:`prefkit.chat.target.load_target`). See :func:`write_report` for the rest and the errors."""
+    from prefkit.errors import OptionError, option
+
+    for path in eval_set:
+        if not Path(path).is_file():
+            raise OptionError(
+                f"{option('eval_set')} {str(path)!r} is not a file",
+                "give the local file of an eval set the build decontaminated against (Hub eval sets are not read)",
+            )
     target = None
     if tokenizer or chat_template:
         from prefkit.chat.target import load_target
