@@ -41,8 +41,6 @@ EXCEPTIONS = {
     ("*", "--quiet"): "how the CLI prints; the function's progress=False is the library's quiet",
     ("*", "--debug"): "the CLI's tracebacks; Python raises anyway",
     ("report", "--open"): "the CLI opens the written page in a browser; Python gets the path (result.path)",
-    ("generate", "--model"): "repeatable: the function's `models` (one name or a list)",
-    ("generate", "--output"): "the function's second positional argument, out_dir",
     ("generate", "--source-revision"): "PromptOptions.revision (the source's; `--revision` is the model's)",
     (
         "verify",

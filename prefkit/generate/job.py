@@ -97,8 +97,8 @@ def _split_options(options: dict[str, Any]) -> tuple[SamplingParams, ModelOption
 
 def generate(
     source: str | Path,
-    out_dir: str | Path,
-    models: str | list[str],
+    output: str | Path,
+    model: str | list[str],
     *,
     n: int = 1,
     engine: str = "transformers",
@@ -106,8 +106,8 @@ def generate(
     endpoint: str | None = None,
     **options: Any,
 ) -> GenerateResult:
-    """Generate ``n`` completions per prompt of ``source`` with each of ``models`` (local folders or Hub ids) and
-    write them to ``out_dir`` as a prefkit set: ``prompt_id``, ``prompt`` (messages), ``completions``
+    """Generate ``n`` completions per prompt of ``source`` with each ``model`` (a local folder or Hub id, or a list
+    of them; the CLI's repeatable ``--model``) and write them to ``output`` (``-o``) as a prefkit set: ``prompt_id``, ``prompt`` (messages), ``completions``
     (list of structs, :data:`prefkit.generate.sampling.COMPLETION_FIELDS`: ``model``, ``response``,
     ``reasoning_content``, revision, sample index, seed, sampling parameters, ``finish_reason``, token counts).
 
@@ -128,9 +128,9 @@ def generate(
 
     start = time.perf_counter()
     sampling, model_options, prompt_options, job = _split_options(options)
-    names = [models] if isinstance(models, str) else list(models)
+    names = [model] if isinstance(model, str) else list(model)
     _check(names, n, job)
-    out = Path(out_dir)
+    out = Path(output)
     prompts = read_prompts(str(source), **vars(prompt_options))
     if job.executor == "ray":
         from prefkit.generate.ray_executor import run_on_ray
@@ -138,8 +138,8 @@ def generate(
         stage_prompts(out, prompts, job.overwrite, job.command)
         call = {
             "source": str(source),
-            "out_dir": str(out),
-            "models": names,
+            "output": str(out),
+            "model": names,
             "n": n,
             "engine": engine,
             "chat_template_kwargs": chat_template_kwargs,
