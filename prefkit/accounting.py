@@ -28,13 +28,16 @@ class Reason:
     """One reason a row ends where it does.
 
     ``selection``: a choice among good rows (``--top``, weights), not a judgement on the row; its rejects entry
-    holds no text unless ``--full-rejects``.
+    holds no text unless ``--full-rejects``. ``fix``: what to do when rows end here and no option brings them
+    back (an empty build's hint says it instead of "loosen the options").
     """
 
     name: str
     stage: Stage
     meaning: str
     selection: bool = False
+    #: what to do when rows end here and no option brings them back (the hint of an empty build)
+    fix: str | None = None
 
 
 _GLOSSARY: dict[tuple[str, str], Reason] = {}
@@ -230,8 +233,12 @@ def check_not_empty(manifest: dict) -> None:
 
     sentences = empty_sentences(manifest)
     if sentences:
+        totals = manifest["totals"]
+        found = [(stage, name) for stage in ("dropped", "invalid") for name in totals.get(stage, {})]
+        fixes = [r.fix for key in found if (r := _GLOSSARY.get(key)) is not None and r.fix]
         raise EmptyResultError(
             "; ".join(sentences) + "; nothing was written (datasets cannot load an empty split)",
-            "loosen the options behind the reasons above (`prefkit build ... --dry-run` shows the counts per "
+            "; ".join(dict.fromkeys(fixes))
+            or "loosen the options behind the reasons named (`prefkit build ... --dry-run` prints the counts per "
             "reason and writes nothing), or leave the empty split out (--split)",
         )

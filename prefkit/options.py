@@ -408,8 +408,10 @@ def _place(grouped: dict[str, dict], name: str, value: Any, group: str | None) -
 
 def _option_error(err: ValidationError) -> OptionError:
     first = err.errors()[0]
-    name = str(first["loc"][0]) if first["loc"] else "?"
     message = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:  # a rule across options (a model validator): its message names them
+        return OptionError(message, "`prefkit build --help` (docs/cli.md) describes each option")
+    name = str(first["loc"][0])
     return OptionError(
         f"{mention(name)}: {message}, got {first.get('input')!r}",
         f"docs/cli.md (`prefkit build --help`) says what {mention(name)} takes",

@@ -137,12 +137,38 @@ def resolve_chat_template(spec: str) -> tuple[str, str]:
         )
     if path.is_file():
         try:
-            return path.read_text(encoding="utf-8"), f"file:{path.resolve()}"
+            source = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             raise ModelError(
                 f"cannot read chat template {spec!r}: {err}", "pass a UTF-8 Jinja file"
             ) from None
+        check_renders_messages(source, spec)
+        return source, f"file:{path.resolve()}"
+    check_renders_messages(spec, "the inline template")
     return spec, "inline"
+
+
+#: a user turn and an answer whose contents every chat template writes into its text
+_PROBE = [
+    {"role": "user", "content": "prefkit-probe-question"},
+    {"role": "assistant", "content": "prefkit-probe-answer"},
+]
+
+
+def check_renders_messages(template: str, name: str) -> None:
+    """Refuse a template that renders a conversation without its messages' contents (a data file or any text
+    given as ``--chat-template``: every row would become the same text). A template that refuses the probe
+    conversation (its own rules on roles) is left to fail on real rows, with its own message."""
+    try:
+        rendered = ChatRenderer(template, {"bos_token": "", "eos_token": ""}).render([_PROBE])[0]
+    except ModelError:
+        return
+    if not all(m["content"] in rendered for m in _PROBE):
+        raise ModelError(
+            f"{name} is not a chat template: it renders a conversation without the messages' contents",
+            "pass a Jinja chat template that loops over `messages` (a .jinja file, the template text or a "
+            f"built-in name: {', '.join(builtin_names())})",
+        )
 
 
 @dataclass

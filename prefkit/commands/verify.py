@@ -86,10 +86,12 @@ def command(
     if not quiet:
         click.echo(report.summary(), err=True)
     if not report.ok:
-        click.echo(
-            f"Error: {report.failing} value(s) beyond tolerance, {report.token_mismatches} token count and "
-            f"{report.null_mismatches} null mismatch(es)",
-            err=True,
+        found = (
+            f"{report.failing} value(s) beyond tolerance, {report.token_mismatches} token count and "
+            f"{report.null_mismatches} null mismatch(es)"
+            if report.values_compared
+            else f"no value to compare: all {report.rows_checked} sampled rows are null"
         )
+        click.echo(f"Error: {found}", err=True)
         click.echo(f"Hint: {report.hint}", err=True)
         sys.exit(1)  # (click's non-standalone main would swallow a ctx.exit code)

@@ -34,6 +34,9 @@ PROMPT_ONLY = declare(
         "prompt_only",
         "invalid",
         "a prompt without answers (prompt-only shape): sample completions for it with `prefkit generate`",
+        fix="the source holds prompts only: `prefkit generate SOURCE --model MODEL -n 4 -o GEN` samples "
+        "completions, `prefkit score GEN --reward-model RM` rates them, `prefkit build GEN --rating rm_score` pairs "
+        "them",
     )
 )
 

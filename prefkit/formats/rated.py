@@ -149,6 +149,7 @@ def answers(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFra
     text = pl.col(col).struct.field("response").cast(pl.String)
     if mapping.extra.get("chosen_from") or mapping.extra.get("rejected_from"):
         score, native = _delta(col, fields, mapping.extra)
+        _check_delta_models(ex, col, mapping.extra)
     else:
         score = native = _score(col, fields, mapping.extra.get("rating", "overall"))
     return ex.select("_src", "_pos", text.alias("text"), score.alias("score"), native.alias("native"))
@@ -164,6 +165,11 @@ def _delta(col: str, fields: dict, extra: dict) -> tuple[pl.Expr, pl.Expr]:
             "--chosen-from and --rejected-from go together",
             "name both models (as in the completions' `model`)",
         )
+    if chosen == rejected:
+        raise FormatError(
+            f"--chosen-from and --rejected-from name the same model ({chosen!r})",
+            "delta pairs take the chosen answer from one model and the rejected one from another",
+        )
     if "model" not in fields:
         raise FormatError(
             f"column {col!r} has no `model` field to take delta pairs from",
@@ -172,6 +178,19 @@ def _delta(col: str, fields: dict, extra: dict) -> tuple[pl.Expr, pl.Expr]:
     model = pl.col(col).struct.field("model").cast(pl.String)
     score = pl.when(model == chosen).then(1.0).when(model == rejected).then(0.0).otherwise(None)
     return score, pl.lit(None, dtype=pl.Float64)
+
+
+def _check_delta_models(exploded: pl.DataFrame, col: str, extra: dict) -> None:
+    """Refuse a delta-pair model name that no completion of the rows has (a typo would otherwise leave every
+    prompt with one side only, reported as ties)."""
+    seen = exploded.select(pl.col(col).struct.field("model").cast(pl.String).drop_nulls().unique())
+    models = sorted(seen.to_series().to_list())
+    for flag, name in (("--chosen-from", extra.get("chosen_from")), ("--rejected-from", extra.get("rejected_from"))):
+        if models and name not in models:
+            raise FormatError(
+                f"{flag} {name!r} is not the model of any completion",
+                f"the completions' models are: {', '.join(models)}",
+            )
 
 
 def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:

@@ -47,6 +47,8 @@ REASONS = declare(
         "no_partner",
         "dropped",
         "a completion with no partner of the other label for the same prompt (unpaired data is not balanced)",
+        fix="a prompt pairs only when it has a desirable (label true) and an undesirable completion: give both "
+        "labels for the same prompts (`prefkit build` makes pairs; --export kto writes them back unpaired)",
     ),
 )
 

@@ -154,7 +154,13 @@ def verify(
     report = _compare(pairs, ids, stored, chosen, rejected, tolerance)
     head = {"output": str(out_dir), "model": model, "dtype": prov["dtype"], "device": prov["device"]}
     hint = None
-    if not report["ok"]:
+    if report["ok"] and not report["values_compared"]:  # nothing was checked: not a pass
+        report["ok"] = False
+        hint = (
+            f"every sampled row is null (TRL drops rows whose prompt fills max_length {max_length}): rescore with a "
+            "larger --max-length, or verify a sample that has values (--sample, --split)"
+        )
+    elif not report["ok"]:
         hint = (
             "this check ran another setup than the one that scored the set (see the warnings): verify with the "
             "recorded one (leave out --model and the other options), or rescore with this one (`prefkit reflogps "

@@ -136,7 +136,7 @@ def get_preset(name: str) -> Preset:
             f"no preset named {name!r}" + (f"; did you mean {' or '.join(near)}?" if near else ""),
             f"`prefkit presets {near[0]}` shows it"
             if near
-            else "`prefkit presets` lists them; leave --preset out to detect the shape from the columns",
+            else "`prefkit presets` lists them (a source with no preset is read by detecting its shape)",
         )
     return found
 

@@ -108,6 +108,8 @@ def parse_source(spec: str | Path | SourceSpec | dict) -> SourceSpec:
         return SourceSpec(text)
     head, _, tail = text.rpartition(":")
     if not _NUMBER.match(tail.strip()):
+        if Path(head).exists():  # an existing file with a weight that is not a number
+            parse_weight(tail)  # raises with the weights' forms
         return SourceSpec(text)  # e.g. a Windows path or an id with a colon: not a weight
     return SourceSpec(head, parse_weight(tail))
 
