@@ -58,9 +58,32 @@ def bound_requests() -> None:
     ``huggingface_hub.set_client_factory`` is left alone."""
     from huggingface_hub.utils import _http
 
-    if getattr(_http, "_GLOBAL_CLIENT_FACTORY", None) is not _http.default_client_factory:
-        return  # the caller's own client (or ours, already set)
-    _http.set_client_factory(_bounded_client)
+    if hasattr(_http, "set_client_factory"):  # huggingface_hub >= 1.0: httpx clients
+        if getattr(_http, "_GLOBAL_CLIENT_FACTORY", None) is not getattr(_http, "default_client_factory", None):
+            return  # the caller's own client (or ours, already set)
+        _http.set_client_factory(_bounded_client)
+        return
+    # huggingface_hub < 1.0 (transformers 4.x needs it): requests sessions
+    if getattr(_http, "_GLOBAL_BACKEND_FACTORY", None) is not getattr(_http, "_default_backend_factory", None):
+        return
+    getattr(_http, "configure_http_backend")(backend_factory=_bounded_session)  # noqa: B009 (< 1.0 only)
+
+
+def _bounded_session() -> Any:
+    """huggingface_hub < 1.0's default requests session, whose calls get :func:`request_timeout` when they set
+    no timeout (``timeout=None`` included)."""
+    from huggingface_hub.utils import _http
+
+    session = getattr(_http, "_default_backend_factory")()  # noqa: B009 (absent from huggingface_hub >= 1.0)
+    send = session.request
+
+    def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = request_timeout()
+        return send(method, url, *args, **kwargs)
+
+    session.request = request
+    return session
 
 
 def _bounded_client() -> Any:
