@@ -44,8 +44,13 @@ def _common(**kwargs) -> dict:
 
 
 def test_kto_trainer_tokenizes_each_row_like_the_source_pair(tmp_path):
+    import trl
+    from packaging.version import Version
     from transformers import AutoModelForCausalLM
     from trl import KTOConfig, KTOTrainer
+
+    if Version(trl.__version__) < Version("1.16"):
+        pytest.skip("checked against TRL 1.16's KTOTrainer, which passes a row's tools to the template")
 
     out = tmp_path / "kto"
     build(X.write_source(tmp_path / "catalog.jsonl"), out, export="kto")
