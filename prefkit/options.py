@@ -336,6 +336,13 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+#: options that only modify another one: option -> the option it modifies (a warning when given alone)
+MODIFIES = {
+    "near_dedup_threshold": "near_dedup",
+    "decontaminate_answers": "decontaminate",
+}
+
+
 class BuildOptions(BaseModel):
     """Everything `prefkit build` can be told, grouped by pipeline stage (see the module docstring)."""
 
@@ -365,6 +372,15 @@ class BuildOptions(BaseModel):
             return cls.model_validate({g: GROUPS[g](**values) for g, values in grouped.items()})
         except ValidationError as err:
             raise _option_error(err) from None
+
+    def inert(self) -> list[str]:
+        """Warnings for options given without the option they modify (:data:`MODIFIES`): they change nothing."""
+        given = self.flat()
+        return [
+            f"--{name.replace('_', '-')} changes nothing without --{needs.replace('_', '-')}"
+            for name, needs in MODIFIES.items()
+            if name in given and not given.get(needs)
+        ]
 
     def flat(self, *, changed_only: bool = True) -> dict[str, Any]:
         """Every option by its flat name (only those that differ from the default, by default)."""

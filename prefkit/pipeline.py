@@ -193,7 +193,7 @@ def build(
         if output is not None:
             check_not_empty(manifest)  # before anything is written: OUT stays as it was
         warnings = [w for src in loaded for w in src.warnings] + changed + carry_sections(parts, manifest)
-        warnings += unused_warnings(parts)
+        warnings += unused_warnings(parts) + options.inert()
         warnings += refusal_warnings(refused_rows(parts, split_by_out))
         manifest.update(quality)
         pin_evalsets(manifest, options)

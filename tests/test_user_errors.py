@@ -107,3 +107,18 @@ def test_a_bad_weight_on_an_existing_file_is_called_a_weight(tmp_path, capsys, w
     code, _, err = run_cli(["build", f"{src}:{weight}", "--dry-run"], capsys)
     _one_error(code, err, *words, "SOURCE:WEIGHT")
     assert "neither an existing file" not in err
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--near-dedup-threshold", "0.5"], "--near-dedup-threshold changes nothing without --near-dedup"),
+        (["--decontaminate-answers"], "--decontaminate-answers changes nothing without --decontaminate"),
+    ],
+)
+def test_an_option_that_modifies_another_given_alone_is_named(tmp_path, capsys, flags, words):
+    src = write_rows(tmp_path / "pairs.jsonl", 12)
+    code, _, err = run_cli(["build", str(src), *flags, "--dry-run"], capsys)
+    assert code == 0 and f"Warning: {words}" in err
+    code, _, err = run_cli(["build", str(src), "--dry-run"], capsys)
+    assert code == 0 and "changes nothing" not in err
