@@ -486,3 +486,16 @@ def test_stop_strings_template_kwargs_and_reasoning_split():
     assert "<think>" in engine.loaded.tokenizer.decode(off)
     assert split_reasoning("<think>\nsteps\n</think>\n\nThe answer") == ("The answer", "steps")
     assert split_reasoning("no reasoning") == ("no reasoning", None)
+
+
+def test_max_prompts_counts_only_the_rows_read(source, tmp_path):
+    """With --max-prompts the rows after the last prompt taken are not read, so the counts still add up and the
+    set reads back (the count check of every reader refused it when read counted the whole batch)."""
+    from prefkit.output import read_output
+
+    out = tmp_path / "few"
+    _gen(source, out, n=1, temperature=0.0, max_prompts=3)
+    counts = json.loads((out / "prefkit.json").read_text())["splits"]["train"]
+    lost = sum(counts["dropped"].values()) + sum(counts["invalid"].values())
+    assert counts["kept"] == 3 and counts["read"] == counts["kept"] + lost
+    assert read_output(out).manifest["splits"]["train"]["kept"] == 3

@@ -81,6 +81,7 @@ def _split_prompts(
     start = 0
     for batch in split_batches(table):
         frame = normalise(batch, mapping, start)
+        first = start
         start += batch.num_rows
         counts["read"] += batch.num_rows
         kwargs = frame["chat_template_kwargs"].to_list() if "chat_template_kwargs" in frame.columns else None
@@ -95,7 +96,8 @@ def _split_prompts(
                 continue
             seen.add(pid)
             rows.append({PROMPT_ID: pid, PROMPT: prompt, "chat_template_kwargs": extra})
-            if limit is not None and len(rows) >= limit:
+            if limit is not None and len(rows) >= limit:  # the rows after this one are not read
+                counts["read"] = first + i + 1
                 counts["prompts"] = len(rows)
                 return rows, counts, mapping.family
     counts["prompts"] = len(rows)
