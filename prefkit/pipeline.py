@@ -556,7 +556,8 @@ def _check_family_options(explicit: dict[str, Any], used: set[str]) -> None:
         for name in unused
     )
     raise OptionError(
-        f"{', '.join(option(n) for n in unused)} apply to none of the sources",
+        f"{', '.join(option(n) for n in unused)} {'applies' if len(unused) == 1 else 'apply'} to none of the "
+        "sources",
         f"{where}; `prefkit detect SOURCE` shows a source's shape (families: {', '.join(FAMILIES)})",
     )
 

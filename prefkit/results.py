@@ -343,6 +343,11 @@ class ReflogpsResult(Result):
         verb = "wrote" if self.shards["merged_here"] else "another worker wrote"
         took = f"this worker took {self.seconds:.1f}s wall time ({rate}{shard_line(self.shards)})"
         lines.append(f"{verb} reference log-probs of {where} to {self.output}; {took}")
+        if self.pairs and not self.scored:
+            lines.append(
+                f"Warning: no row was scored: TRL drops every row at max_length {self.max_length} (the columns are "
+                "null); rescore with a larger --max-length"
+            )
         return "\n".join(lines)
 
 

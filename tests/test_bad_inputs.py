@@ -113,7 +113,7 @@ BUILD_CASES = [
     ("nomargin", ["--top", "1"], "--top needs a margin"),
     ("good", ["--prompt-col", "nope"], "column 'nope' not found"),
     ("good", ["--system", "override"], "needs the system prompt text"),
-    ("good", ["--pairs", "all-pairs"], "apply to none of the sources"),
+    ("good", ["--pairs", "all-pairs"], "applies to none of the sources"),
     ("good", ["--max-length", "10"], "count tokens of the target model"),
     ("good", ["--output-format", "text"], "renders the rows with a chat template"),
     ("good", ["--chat-template", "no-such-template", "--output-format", "text"], "unknown chat template"),

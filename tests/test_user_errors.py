@@ -122,3 +122,18 @@ def test_an_option_that_modifies_another_given_alone_is_named(tmp_path, capsys, 
     assert code == 0 and f"Warning: {words}" in err
     code, _, err = run_cli(["build", str(src), "--dry-run"], capsys)
     assert code == 0 and "changes nothing" not in err
+
+
+def test_a_job_that_scores_no_row_says_so_and_verify_names_a_generated_set(tmp_path, capsys):
+    out = build_set(tmp_path / "s", n=8)
+    model = str(tiny_model_path())
+    code, _, err = run_cli(["reflogps", str(out), "--model", model, "--device", "cpu", "--max-length", "2"], capsys)
+    assert code == 0 and "Warning: no row was scored" in err
+    generated = tmp_path / "g.jsonl"
+    _jsonl(generated, [{"prompt": f"write about {i}"} for i in range(3)])
+    gen = tmp_path / "gen"
+    args = ["generate", str(generated), "--model", model, "-n", "1", "--max-new-tokens", "4", "--device", "cpu"]
+    assert run_cli([*args, "-o", str(gen)], capsys)[0] == 0
+    code, _, err = run_cli(["verify", str(gen), "--model", model, "--device", "cpu"], capsys)
+    _one_error(code, err, "prompts with completions", "prefkit build")
+    assert "score it first" not in err

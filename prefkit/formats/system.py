@@ -7,7 +7,7 @@ import re
 
 import polars as pl
 
-from prefkit.errors import OptionError
+from prefkit.errors import OptionError, option
 
 
 def message(role: str, content: pl.Expr) -> pl.Expr:
@@ -29,12 +29,12 @@ def parse_system(value: str | None, text: str | None = None) -> tuple[str, str |
     mode = mode.strip().lower()
     if mode not in SYSTEM_MODES:
         raise OptionError(
-            f"unknown --system mode {mode!r} (system=)", "use keep, drop, override TEXT or default TEXT"
+            f"unknown {option('system')} mode {mode!r}", "use keep, drop, override TEXT or default TEXT"
         )
     body = text if text is not None else (rest.strip() or None)
     if mode in ("override", "default") and not body:
         raise OptionError(
-            f"--system {mode} (system=) needs the system prompt text",
+            f"{option('system')} {mode} needs the system prompt text",
             f'e.g. --system {mode} "You are a helpful assistant."',
         )
     if mode in ("keep", "drop") and body:

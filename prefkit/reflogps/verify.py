@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from prefkit.errors import OutputError
-from prefkit.output import OutputFolder, read_output
+from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.record import decode_row
 from prefkit.results import VerifyResult
 
@@ -38,6 +38,7 @@ def _sample_rows(folder: OutputFolder, splits: list[str], sample: int, seed: int
 
 
 def _section(folder: OutputFolder, out_dir: Any, split: str | None) -> tuple[dict, list[str]]:
+    require_trl_shape(folder, "verify")  # a generated set (no pairs yet) or another trainer's shape: said so first
     section = folder.manifest.get("reflogps")
     if not section:
         raise OutputError(
