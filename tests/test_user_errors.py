@@ -137,3 +137,15 @@ def test_a_job_that_scores_no_row_says_so_and_verify_names_a_generated_set(tmp_p
     code, _, err = run_cli(["verify", str(gen), "--model", model, "--device", "cpu"], capsys)
     _one_error(code, err, "prompts with completions", "prefkit build")
     assert "score it first" not in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["reflogps", "--model", "m"], ["score", "--reward-model", "m"], ["verify"], ["stats"], ["report"]],
+)
+def test_a_file_where_a_set_folder_goes_is_one_error_with_a_hint(tmp_path, capsys, command):
+    """click's own check ("Directory ... is a file", a usage error, no Hint) no longer runs before prefkit's."""
+    src = write_rows(tmp_path / "pairs.jsonl", 4)
+    code, _, err = run_cli([command[0], str(src), *command[1:]], capsys)
+    _one_error(code, err, "is not a folder", "prefkit build -o OUT")
+    assert code == 1 and "Usage:" not in err

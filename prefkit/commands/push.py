@@ -10,7 +10,7 @@ from prefkit.commands.common import checked_token, echo_json
 
 
 @click.command("push", context_settings={"max_content_width": 100})
-@click.argument("folder", type=click.Path(file_okay=False))
+@click.argument("folder", type=click.Path())
 @click.argument("repo_id")
 @click.option("--revision", help="Branch to push to (created from main when missing). Default: main.")
 @click.option("--private", is_flag=True, help="Create the repo private (refused if it exists and is public).")

@@ -11,7 +11,7 @@ from prefkit.commands.common import command_line, echo_json, given_load_options,
 
 
 @click.command("reflogps", context_settings={"max_content_width": 100})
-@click.argument("out", type=click.Path(file_okay=False))
+@click.argument("out", type=click.Path())
 @scoring_model_options(help_suffix=" (the reference model).")
 @click.option(
     "--max-length",

@@ -9,7 +9,7 @@ from prefkit.commands.reflogps import run_job
 
 
 @click.command("score", context_settings={"max_content_width": 100})
-@click.argument("out", type=click.Path(file_okay=False))
+@click.argument("out", type=click.Path())
 @scoring_model_options(
     help_suffix=" (a sequence-classification reward model with one label).",
     flag="--reward-model",

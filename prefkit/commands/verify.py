@@ -10,7 +10,7 @@ from prefkit.commands.common import echo_json, given_load_options, scoring_model
 
 
 @click.command("verify", context_settings={"max_content_width": 100})
-@click.argument("out", type=click.Path(file_okay=False))
+@click.argument("out", type=click.Path())
 @scoring_model_options(required=False, help_suffix=" (default: the one in OUT/prefkit.json).")
 @click.option(
     "--sample", type=click.IntRange(min=1), default=64, show_default=True, help="Rows to recompute."
