@@ -10,9 +10,9 @@ transformers load only when it runs).
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import Any
+
+from prefkit._callable import callable_package
 
 __all__ = ["generate"]
 
@@ -25,18 +25,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'prefkit.generate' has no attribute {name!r}")
 
 
-class _CallablePackage(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from prefkit.generate.job import generate
-
-        return generate(*args, **kwargs)
-
-    @property
-    def __wrapped__(self) -> Any:
-        """The function a call runs (``inspect.signature(prefkit.generate)`` shows its keywords)."""
-        from prefkit.generate.job import generate
-
-        return generate
-
-
-sys.modules[__name__].__class__ = _CallablePackage
+callable_package(__name__, "prefkit.generate.job:generate")

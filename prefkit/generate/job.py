@@ -358,7 +358,7 @@ def _run(
     from prefkit.output import read_output
     from prefkit.reflogps.merge import merge
     from prefkit.reflogps.plan import settings_fingerprint
-    from prefkit.reflogps.runner import JobSpec, run_shards
+    from prefkit.reflogps.runner import JobSpec, run_flagged
 
     folder = read_output(out)
     batch = getattr(engines[0][1], "batch_size", None)
@@ -405,17 +405,7 @@ def _run(
             check=check,
         )
 
-    run = run_shards(
-        folder,
-        spec,
-        ctx,
-        shard_rows=job.shard_rows,
-        resume=job.resume,
-        overwrite=job.overwrite,
-        progress=job.progress,
-        finish=finish,
-        lease_seconds=job.lease_seconds,
-    )
+    run = run_flagged(folder, spec, ctx, job, finish)
     return ctx.on_main(lambda: _summary(out, run, time.perf_counter() - start))
 
 

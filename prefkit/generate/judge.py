@@ -271,7 +271,7 @@ def _run(
     from prefkit.generate.engine import load_engine
     from prefkit.reflogps.merge import merge
     from prefkit.reflogps.plan import data_fingerprint, settings_fingerprint
-    from prefkit.reflogps.runner import JobSpec, run_shards
+    from prefkit.reflogps.runner import JobSpec, run_flagged
 
     engine = load_engine("transformers", model, options, {})
     keep = (
@@ -333,17 +333,7 @@ def _run(
             check=check,
         )
 
-    done = run_shards(
-        folder,
-        spec,
-        ctx,
-        shard_rows=run.shard_rows,
-        resume=run.resume,
-        overwrite=run.overwrite,
-        progress=run.progress,
-        finish=finish,
-        lease_seconds=run.lease_seconds,
-    )
+    done = run_flagged(folder, spec, ctx, run, finish)
     return ctx.on_main(lambda: _summary(folder.path, done, time.perf_counter() - start))
 
 

@@ -149,7 +149,7 @@ def _run(
     from prefkit.reflogps.model import load_model
     from prefkit.reflogps.plan import data_fingerprint, settings_fingerprint
     from prefkit.reflogps.provenance import scoring_settings
-    from prefkit.reflogps.runner import JobSpec, run_shards
+    from prefkit.reflogps.runner import JobSpec, run_flagged
     from prefkit.reflogps.score import SECTION, WORK_DIR, _section, default_max_length
 
     loaded = load_model(
@@ -218,17 +218,7 @@ def _run(
             check=check,
         )
 
-    done = run_shards(
-        folder,
-        spec,
-        ctx,
-        shard_rows=run.shard_rows,
-        resume=run.resume,
-        overwrite=run.overwrite,
-        progress=run.progress,
-        finish=finish,
-        lease_seconds=run.lease_seconds,
-    )
+    done = run_flagged(folder, spec, ctx, run, finish)
     return ctx.on_main(lambda: _summary(folder.path, done, time.perf_counter() - start))
 
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -91,6 +91,37 @@ class JobSpec:
 
 class _WorkGone(Exception):
     """The work folder is gone (merged, or discarded by another run) or belongs to other settings now."""
+
+
+class JobFlags(Protocol):
+    """The flags every sharded job takes (generate's ``JobOptions``, score's ``ScoreRun``); read-only, so frozen
+    dataclasses match."""
+
+    @property
+    def shard_rows(self) -> int: ...
+    @property
+    def resume(self) -> bool: ...
+    @property
+    def overwrite(self) -> bool: ...
+    @property
+    def progress(self) -> bool: ...
+    @property
+    def lease_seconds(self) -> float: ...
+
+
+def run_flagged(folder: OutputFolder, spec: JobSpec, ctx: Any, flags: JobFlags, finish: Finish) -> JobRun:
+    """:func:`run_shards` with the job flags of ``flags``."""
+    return run_shards(
+        folder,
+        spec,
+        ctx,
+        shard_rows=flags.shard_rows,
+        resume=flags.resume,
+        overwrite=flags.overwrite,
+        progress=flags.progress,
+        finish=finish,
+        lease_seconds=flags.lease_seconds,
+    )
 
 
 def run_shards(

@@ -12,12 +12,11 @@ Data files: ``prefkit/report/templates/report.html.jinja``, ``report.css``, ``re
 
 from __future__ import annotations
 
-import sys
-import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prefkit._callable import callable_package
 from prefkit.report.build import build_pages, render_page
 
 #: the page's size limit: rows are sampled down until the page fits (docs/report.md)
@@ -150,16 +149,4 @@ def record_report(out: Any, result: ReportResult, seed: int) -> None:
     refresh_card(out.path)
 
 
-class _CallablePackage(types.ModuleType):
-    """``prefkit.report(folder, ...)`` runs :func:`report`; the package and the command share one name, as
-    ``prefkit.reflogps`` does."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> ReportResult:
-        return report(*args, **kwargs)
-
-    @property
-    def __wrapped__(self) -> Any:
-        return report
-
-
-sys.modules[__name__].__class__ = _CallablePackage
+callable_package(__name__, "prefkit.report:report")
