@@ -14,8 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from prefkit import _moved
-
-__version__ = "0.3.0"
+from prefkit.version import __version__
 
 #: public name -> the module that defines it (imported on first use)
 _LAZY = {
@@ -24,13 +23,13 @@ _LAZY = {
     "BuildResult": "prefkit.pipeline",
     "detect": "prefkit.pipeline",
     "DetectResult": "prefkit.results",
-    "presets": "prefkit.sources.presets",
-    "PresetsResult": "prefkit.results",
+    "presets": "prefkit.formats.presets",
+    "PresetsResult": "prefkit.formats.presets",
     "stats": "prefkit.output.stats",
     "StatsResult": "prefkit.results",
     "reflogps": "prefkit.reflogps.job",
     "ReflogpsResult": "prefkit.results",
-    "score": "prefkit.reflogps.score",
+    "score": "prefkit.rewards.score",
     "ScoreResult": "prefkit.results",
     "verify": "prefkit.reflogps.verify",
     "VerifyResult": "prefkit.results",
@@ -60,6 +59,8 @@ if TYPE_CHECKING:  # pragma: no cover - what the lazy names are, for type checke
     from prefkit.chat.target import load_target as load_target
     from prefkit.errors import PrefkitError as PrefkitError
     from prefkit.formats import normalise as normalise
+    from prefkit.formats.presets import PresetsResult as PresetsResult
+    from prefkit.formats.presets import presets as presets
     from prefkit.generate.job import generate as generate
     from prefkit.options import BuildOptions as BuildOptions
     from prefkit.options import load_recipe as load_recipe
@@ -75,19 +76,17 @@ if TYPE_CHECKING:  # pragma: no cover - what the lazy names are, for type checke
     from prefkit.publish.hub import push as push
     from prefkit.record import PreferenceRecord as PreferenceRecord
     from prefkit.reflogps.job import reflogps as reflogps
-    from prefkit.reflogps.score import score as score
     from prefkit.reflogps.verify import verify as verify
     from prefkit.report import ReportResult as ReportResult
     from prefkit.report import report as report
     from prefkit.results import DetectResult as DetectResult
     from prefkit.results import GenerateResult as GenerateResult
-    from prefkit.results import PresetsResult as PresetsResult
     from prefkit.results import ReflogpsResult as ReflogpsResult
     from prefkit.results import ScoreResult as ScoreResult
     from prefkit.results import StatsResult as StatsResult
     from prefkit.results import VerifyResult as VerifyResult
+    from prefkit.rewards.score import score as score
     from prefkit.sources import load_source as load_source
-    from prefkit.sources.presets import presets as presets
 
 _moved.install()
 

@@ -1,4 +1,4 @@
-"""Old module paths of prefkit 0.1, kept importable (with a DeprecationWarning) after the code moved into the
+"""Old module paths of prefkit 0.1 and 0.2, kept importable (with a DeprecationWarning) after the code moved into the
 pipeline's folders (docs/architecture.md). ``prefkit.trl`` is the documented path of the TRL trainer and stays
 without a warning."""
 
@@ -21,15 +21,30 @@ MOVED = {
     "prefkit.chat_templates": ("prefkit.chat.templates", True),
     "prefkit.target": ("prefkit.chat.target", True),
     "prefkit.token_filters": ("prefkit.chat.lengths", True),
-    "prefkit.models": ("prefkit.reflogps.model", True),
+    "prefkit.models": ("prefkit.loading.model", True),
     "prefkit.card": ("prefkit.output.card", True),
     "prefkit.export": ("prefkit.output.exports", True),
     "prefkit.stats": ("prefkit.output.stats", True),
     "prefkit.hub": ("prefkit.publish.hub", True),
-    "prefkit.presets": ("prefkit.sources.presets", True),
+    "prefkit.presets": ("prefkit.formats.presets", True),
     "prefkit.mix": ("prefkit.select.mix", True),
     "prefkit.dedup": ("prefkit.select.dedup", True),
     "prefkit.splits": ("prefkit.select.splits", True),
+    # 0.3: the sharded job, reward scoring and model loading in packages of their own (docs/architecture.md)
+    "prefkit.reflogps.plan": ("prefkit.jobs.plan", True),
+    "prefkit.reflogps.leases": ("prefkit.jobs.leases", True),
+    "prefkit.reflogps.runner": ("prefkit.jobs.runner", True),
+    "prefkit.reflogps.report": ("prefkit.jobs.report", True),
+    "prefkit.reflogps.distributed": ("prefkit.jobs.distributed", True),
+    "prefkit.reflogps.reward": ("prefkit.rewards.reward", True),
+    "prefkit.reflogps.score": ("prefkit.rewards.score", True),
+    "prefkit.reflogps.audit": ("prefkit.output.audit", True),
+    "prefkit.reflogps.model": ("prefkit.loading.model", True),
+    "prefkit.reflogps.merge": ("prefkit.jobs.merge", True),
+    "prefkit.generate.rm": ("prefkit.rewards.rm", True),
+    "prefkit.generate.judge": ("prefkit.rewards.judge", True),
+    "prefkit.sources.presets": ("prefkit.formats.presets", True),
+    "prefkit.publish.licences": ("prefkit.output.licences", True),
 }
 
 

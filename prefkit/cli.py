@@ -12,8 +12,8 @@ import sys
 
 import click
 
-from prefkit import __version__
 from prefkit.errors import PrefkitError
+from prefkit.version import __version__
 
 #: exit codes of every command (docs/cli.md)
 EXIT_CODES = {

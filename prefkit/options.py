@@ -25,7 +25,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -36,41 +35,12 @@ from prefkit.errors import OptionError
 from prefkit.errors import option as mention
 from prefkit.formats import FAMILIES, family_options
 from prefkit.formats.system import SYSTEM_MODES, parse_system
+from prefkit.optionspec import OptionGroup, option
 from prefkit.output.exports import EXPORTS
-from prefkit.values import names, strict_value
+from prefkit.values import names
 
 #: what the manifest's recipe says it is (bumped when the recipe's meaning changes)
 RECIPE_VERSION = 1
-
-
-def option(
-    default: Any = None,
-    help: str = "",
-    *,
-    cli: bool = True,
-    metavar: str | None = None,
-    flag_value: Any = None,
-    **kw: Any,
-):
-    """A documented option field. ``cli=False``: no flag of its own (set through another one or in Python);
-    ``flag_value``: the value of the flag given without one (``--near-dedup`` = ``--near-dedup pair``)."""
-    extra: dict[str, Any] = {"cli": cli, **({"metavar": metavar} if metavar else {})}
-    if flag_value is not None:
-        extra["flag_value"] = flag_value
-    return Field(default, description=help, json_schema_extra=extra, **kw)
-
-
-class OptionGroup(BaseModel):
-    """Base of the option groups: unknown names are errors, values are immutable, and types are strict
-    (:func:`prefkit.values.strict_value`: no bool for a number, no NaN, names as a string or a list of strings)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _strict(cls, value: Any, info: ValidationInfo) -> Any:
-        field = cls.model_fields.get(info.field_name or "")
-        return value if field is None else strict_value(value, field.annotation)
 
 
 class SourceOptions(OptionGroup):
@@ -397,6 +367,10 @@ class BuildOptions(BaseModel):
         """A copy with some options changed (flat names)."""
         return BuildOptions.create(self.to_recipe(), **flat)
 
+    def recipe(self, sources: list) -> dict[str, Any]:
+        """The manifest's recipe: the resolved sources (recipe entries) and the options that differ from defaults."""
+        return {"prefkit_recipe": RECIPE_VERSION, "sources": sources, **self.to_recipe()}
+
     def to_recipe(self) -> dict[str, dict[str, Any]]:
         """The options that differ from the defaults, grouped (the recipe's option part)."""
         out: dict[str, dict[str, Any]] = {}
@@ -475,7 +449,3 @@ def _parse(text: str, path: Path) -> Any:
             f"recipe {str(path)!r} is not valid: {first}", "check its YAML/JSON syntax"
         ) from None
 
-
-def recipe(sources: list, options: BuildOptions) -> dict[str, Any]:
-    """The manifest's recipe: the resolved sources (recipe entries) and the options that differ from defaults."""
-    return {"prefkit_recipe": RECIPE_VERSION, "sources": sources, **options.to_recipe()}

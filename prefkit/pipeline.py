@@ -33,7 +33,6 @@ from prefkit.errors import OptionError, option
 from prefkit.formats import FAMILIES, family_options, used_columns, with_options
 from prefkit.formats import detect as detect_shape
 from prefkit.options import BuildOptions, load_recipe
-from prefkit.output.folder import REJECTS_DIR, nested_json_warnings
 from prefkit.output.manifest import carry_sections, describe_target, finish_manifest, make_manifest
 from prefkit.progress import track
 from prefkit.record import arrow_schema
@@ -42,6 +41,7 @@ from prefkit.select import Part, assign_test_split, select_across
 from prefkit.select.quality import kept_row_details
 from prefkit.sources import Source, StreamChanged, load_source
 from prefkit.sources.spec import SourceSpec, parse_source
+from prefkit.store.folder import REJECTS_DIR, nested_json_warnings
 
 __all__ = ["BuildResult", "build", "detect"]
 
@@ -426,7 +426,7 @@ def load_sources(
     specs: list[SourceSpec], options: BuildOptions, token: str | bool | None, progress: bool
 ) -> tuple[list[Source], list]:
     """Open every source (a source's own settings, then the build's, then its preset's defaults)."""
-    from prefkit.sources.presets import find_preset, get_preset
+    from prefkit.formats.presets import find_preset, get_preset
 
     opts = options.sources
     forced = get_preset(opts.preset) if opts.preset else None

@@ -13,14 +13,10 @@ Results of 0.2 were plain dicts: ``result["key"]`` and ``result.get("key")`` sti
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from prefkit.sources.presets import Preset
+from typing import Any
 
 __all__ = [
     "DetectResult",
-    "PresetsResult",
     "ReflogpsResult",
     "Result",
     "ScoreResult",
@@ -139,42 +135,6 @@ class DetectResult(Result):
                     lines.append(f"  {key:<15}   {value}")
             if info["unused"]:
                 lines.append(f"  unused columns: {', '.join(info['unused'])}")
-        return "\n".join(lines)
-
-
-@dataclass
-class PresetsResult(Result):
-    """The presets ``presets`` lists (one when it was given a ``name``)."""
-
-    presets: list[Preset]
-    name: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"presets": [p.to_dict() for p in self.presets], **self.extra}
-
-    def summary(self) -> str:
-        from prefkit.formats import FAMILIES
-
-        if self.name:
-            p = self.presets[0]
-            lines = [f"{p.id}  (family {FAMILIES[p.family].letter}: {p.family})"]
-            for key, value in p.to_dict().items():
-                if key not in ("id", "family", "file"):
-                    lines.append(f"  {key:<14} {value}")
-            return "\n".join(lines)
-        header = f"{'dataset':<52} {'fam':<4} {'licence':<14} reads"
-        lines = [header, "-" * len(header)]
-        for p in self.presets:
-            reads = []
-            if p.data_dir:
-                reads.append(f"data_dir={p.data_dir}")
-            if p.default_split:
-                reads.append(f"split={','.join(p.default_split)}")
-            if p.options:
-                reads += [f"{k}={v}" for k, v in p.options.items()]
-            letter = FAMILIES[p.family].letter
-            lines.append(f"{p.id:<52} {letter:<4} {p.license or 'unknown':<14} {' '.join(reads) or '-'}")
         return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ import os
 import re
 import warnings
 from collections.abc import Iterable
+from pathlib import Path
 from typing import overload
 
 MASK = "***"
@@ -166,3 +167,12 @@ def redacted_traceback() -> str:
     import traceback
 
     return redact(traceback.format_exc()) or ""
+
+
+def public_path(spec: str) -> str:
+    """A local path without machine details: a relative path inside the working folder as typed (``./`` left
+    out), anything else (absolute, ``~``, ``..``) by its base name."""
+    path = Path(spec)
+    if path.is_absolute() or spec.startswith("~") or ".." in path.parts:
+        return path.name or spec
+    return path.as_posix()

@@ -344,7 +344,7 @@ def test_judge_answers_that_do_not_parse_are_counted_not_guessed(sampled, tmp_pa
 def test_rubrics_parse_ratings_and_verdicts_and_swap_positions(tmp_path):
     from prefkit.errors import OptionError
     from prefkit.generate.engine import Output
-    from prefkit.generate.judge import builtin_rubrics, load_rubric, pairwise_scores
+    from prefkit.rewards.judge import builtin_rubrics, load_rubric, pairwise_scores
 
     assert {"ultrafeedback-overall", "pairwise"} <= set(builtin_rubrics())
     rating = load_rubric("ultrafeedback-overall")

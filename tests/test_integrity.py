@@ -11,7 +11,7 @@ import pytest
 
 from prefkit import build
 from prefkit.errors import OutputError
-from prefkit.output.folder import foreign_files
+from prefkit.store.folder import foreign_files
 
 
 def write_jsonl(path: Path, n: int, tag: str = "q") -> Path:
@@ -144,7 +144,8 @@ def test_tampered_set_is_refused_by_every_reader(tamper, tmp_path, hub):
     reflogps, score and push refuse with a hint (nothing is computed or published)."""
     from prefkit.output.stats import compute_stats
     from prefkit.publish.hub import push
-    from prefkit.reflogps import job, score
+    from prefkit.reflogps import job
+    from prefkit.rewards import score
 
     out = tmp_path / "out"
     build(write_jsonl(tmp_path / "a.jsonl", 30), out)

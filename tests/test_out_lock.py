@@ -13,9 +13,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from prefkit.output import lock as lock_mod
-from prefkit.output.folder import FolderChanged, folder_identity, staged_folder
-from prefkit.output.lock import lock_path, out_lock
+from prefkit.store import lock as lock_mod
+from prefkit.store.folder import FolderChanged, folder_identity, staged_folder
+from prefkit.store.lock import lock_path, out_lock
 from tests.reflogps_data import build_set
 from tests.tinymodel import tiny_model_path
 
@@ -61,7 +61,7 @@ def test_overlapping_merges_keep_both_jobs_columns(first, built, sequential, tmp
     """The first job's merge is held between reading OUT and its swap while the second job runs whole: with one
     lock per OUT the second waits, and OUT ends with both jobs' columns (today's code lost the first's or the
     second's)."""
-    from prefkit.reflogps import merge as merge_mod
+    from prefkit.jobs import merge as merge_mod
 
     out = tmp_path / "set"
     shutil.copytree(built, out)
@@ -108,7 +108,7 @@ def test_lock_is_held_across_processes(tmp_path):
     out = tmp_path / "set"
     out.mkdir()
     code = (
-        "import sys, time; from prefkit.output.lock import out_lock\n"
+        "import sys, time; from prefkit.store.lock import out_lock\n"
         "with out_lock(sys.argv[1], 'reflogps'):\n"
         "    print('held', flush=True); time.sleep(1.5)\n"
     )

@@ -49,7 +49,7 @@ def test_packages_are_found_and_every_package_folder_has_an_init():
 def test_version_has_one_owner():
     project = _pyproject()["project"]
     assert "version" not in project and "version" in project["dynamic"]
-    assert _pyproject()["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "prefkit.__version__"}
+    assert _pyproject()["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "prefkit.version.__version__"}
     assert re.fullmatch(r"\d+\.\d+\.\d+", prefkit.__version__)
     changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
     assert f"## [{prefkit.__version__}]" in changelog, "CHANGELOG.md has no entry for this version"

@@ -1,4 +1,4 @@
-"""Presets (data in prefkit/sources/presets_data/): every catalog dataset builds from a Hub-shaped test repo into correct pairs;
+"""Presets (data in prefkit/formats/presets_data/): every catalog dataset builds from a Hub-shaped test repo into correct pairs;
 `prefkit presets` lists them; an explicit option always wins; unknown datasets are still detected."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from prefkit import build
 from prefkit.cli import cli
 from prefkit.formats import FAMILIES
-from prefkit.sources.presets import all_presets, find_preset
+from prefkit.formats.presets import all_presets, find_preset
 from tests import catalog as C
 from tests.catalog import publish
 

@@ -14,8 +14,8 @@ from huggingface_hub import DatasetCard, HfApi
 from prefkit import build
 from prefkit.cli import main
 from prefkit.errors import HubError
+from prefkit.output.licences import license_rank, most_restrictive
 from prefkit.publish.hub import push
-from prefkit.publish.licences import license_rank, most_restrictive
 from tests.hubserver import validate_card
 from tests.tinymodel import tiny_model_path
 

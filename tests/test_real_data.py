@@ -163,7 +163,7 @@ def qwen3(request):
 def _datasets_decodes_nested_json() -> bool:
     import datasets
 
-    from prefkit.output.folder import NESTED_JSON_DATASETS
+    from prefkit.store.folder import NESTED_JSON_DATASETS
 
     return tuple(int(p) for p in datasets.__version__.split(".")[:2]) >= NESTED_JSON_DATASETS
 

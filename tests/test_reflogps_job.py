@@ -49,7 +49,7 @@ def test_end_to_end_columns_provenance_and_values(fresh, capsys):
     import datasets
 
     from prefkit.chat.tokenize import tokenize_pairs
-    from prefkit.reflogps.model import load_model
+    from prefkit.loading.model import load_model
     from prefkit.reflogps.plain import score_pairs_plain
 
     model = tiny_model_path()
@@ -239,7 +239,7 @@ def test_model_errors_are_one_line_with_hints(fresh, tmp_path, capsys):
     section = json.loads((fresh / "prefkit.json").read_text())["reflogps"]
     assert section["chat_template"].startswith("file:")
     with pytest.raises(ModelError):
-        from prefkit.reflogps.model import load_model
+        from prefkit.loading.model import load_model
 
         load_model(str(tmp_path / "missing"))
 
@@ -265,7 +265,7 @@ def test_torchrun_two_processes_match_one(fresh, reference):
 
 def test_hub_model_with_revision_and_provenance(hub):
     """A Hub id (local fake Hub): revision resolved to the commit, weights hash equal to the local folder's."""
-    from prefkit.reflogps.model import load_model, weights_hash
+    from prefkit.loading.model import load_model, weights_hash
 
     src = tiny_model_path()
     repo = hub.unique_id("me/tiny-model")

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from prefkit.errors import OutputError
+from prefkit.jobs.leases import Heartbeat, LeaseBook, Worker, create_exclusive
+from prefkit.jobs.plan import SETTINGS_NAME, prepare_work
 from prefkit.reflogps import job
-from prefkit.reflogps.leases import Heartbeat, LeaseBook, Worker, create_exclusive
-from prefkit.reflogps.plan import SETTINGS_NAME, prepare_work
 from tests.reflogps_data import build_set, data_columns, run_cli
 from tests.tinymodel import tiny_model_path
 
@@ -229,7 +229,7 @@ def test_merge_only(fresh, reference, monkeypatch, capsys):
     code, _, err = run_cli(["reflogps", str(fresh), "--model", "other-model", "--merge-only"], capsys)
     assert code == 1 and "pass the workers' --model" in err
 
-    monkeypatch.setattr("prefkit.reflogps.model.load_model", lambda *a, **k: pytest.fail("loaded a model"))
+    monkeypatch.setattr("prefkit.loading.model.load_model", lambda *a, **k: pytest.fail("loaded a model"))
     code, out, err = run_cli([*args, "--json"], capsys)
     assert code == 0, err
     summary = json.loads(out)

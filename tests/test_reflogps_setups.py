@@ -297,7 +297,7 @@ def test_flags_that_exclude_each_other(built, capsys):
 def test_a_checkpoint_without_its_lm_head_is_refused_before_scoring(built, capsys):
     """A sequence-classification reward model's checkpoint loaded as a causal LM has no LM head: transformers would
     initialise one at random (two runs: two different sets of values). Refused, with `prefkit score` as the hint."""
-    from prefkit.reflogps.model import load_model
+    from prefkit.loading.model import load_model
     from tests.reflogps_data import run_cli
 
     reward = str(tiny_model_path(reward=True))
@@ -342,7 +342,7 @@ def test_score_takes_the_same_flags_and_equals_the_4bit_reward_models_own_forwar
 def test_hub_adapter_with_revision_is_the_local_adapter(built, adapter_path, hub):
     """An adapter by Hub id (local fake Hub) at a commit: recorded with the resolved commit, and its hashes and
     values are the local folder's."""
-    from prefkit.reflogps.model import weights_hash
+    from prefkit.loading.model import weights_hash
 
     repo = hub.unique_id("me/tiny-sft-lora")
     files = {p.name: p.read_bytes() for p in adapter_path.iterdir() if p.is_file()}

@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from prefkit.errors import ModelError, OutputError
+from prefkit.output.audit import audit
 from prefkit.ranks import average_ranks, spearman
 from prefkit.reflogps import score as score_mod
-from prefkit.reflogps.audit import audit
 from tests.reflogps_data import build_set, data_columns, pair_rows, run_cli
 from tests.tinymodel import make_tiny_model, tiny_model_path
 
@@ -131,7 +131,7 @@ def test_tokenization_is_trl_reward_trainers(tmp_path):
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from prefkit.reflogps.reward import tokenize_reward_pairs
+    from prefkit.rewards.reward import tokenize_reward_pairs
 
     tok = AutoTokenizer.from_pretrained(_rm())
     model = AutoModelForSequenceClassification.from_pretrained(_rm())
@@ -164,9 +164,9 @@ def test_engine_paths_equal_plain_and_pad_rule(monkeypatch):
     ending in pad tokens is read before them, as transformers reads it."""
     import torch
 
+    from prefkit.loading.model import load_model
     from prefkit.reflogps import reward
-    from prefkit.reflogps.model import load_model
-    from prefkit.reflogps.reward import RewardPair, last_non_pad, score_rewards, score_rewards_plain
+    from prefkit.rewards.reward import RewardPair, last_non_pad, score_rewards, score_rewards_plain
 
     assert (
         last_non_pad([5, 6, 0, 0], 0) == 1
@@ -361,7 +361,7 @@ def test_spearman_and_ranks():
 def test_hub_reward_model_with_revision(fresh, hub):
     """A Hub id (local fake Hub) with --revision: loaded through the same helpers as reflogps' models; the
     manifest names the resolved commit and the weights hash equals the local folder's."""
-    from prefkit.reflogps.model import weights_hash
+    from prefkit.loading.model import weights_hash
 
     src = _rm()
     repo = hub.unique_id("me/tiny-reward-model")
@@ -379,8 +379,8 @@ def test_oom_halves_the_budget_and_self_test_catches_a_leaking_mask():
     other (the 4D mask lost) fails the self-test with a hint."""
     import torch
 
+    from prefkit.loading.model import load_model
     from prefkit.reflogps import reward
-    from prefkit.reflogps.model import load_model
 
     loaded = load_model(str(_rm()), device="cpu", kind="reward")
     model = loaded.model

@@ -348,7 +348,7 @@ def test_shards_of_at_most_max_bytes(tmp_path):
 def test_shards_do_not_depend_on_the_batches_written(tmp_path, monkeypatch):
     """Shard boundaries and row groups are decided on fixed chunks of rows: the same rows written in batches of
     1, 7, 40 or all at once give byte-identical shards (so the same content-digest names)."""
-    import prefkit.output.writer as writer_module
+    import prefkit.store.writer as writer_module
     from prefkit.output import ShardWriter
 
     monkeypatch.setattr(writer_module, "ROW_GROUP_ROWS", 25)

@@ -97,7 +97,7 @@ def test_detect_does_not_tell_you_to_run_detect(data, capsys):
 
 def test_a_corrupted_work_settings_file_says_overwrite(data, tmp_path, capsys):
     from prefkit import build
-    from prefkit.reflogps.plan import SETTINGS_NAME, WORK_DIR
+    from prefkit.jobs.plan import SETTINGS_NAME, WORK_DIR
     from tests.tinymodel import tiny_model_path
 
     out = tmp_path / "set"

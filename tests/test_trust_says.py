@@ -103,7 +103,7 @@ def test_ctrl_c_promises_only_what_rerunning_does(built, tmp_path, capsys, monke
 def test_a_margin_read_with_margin_col_is_called_what_it_is(tmp_path):
     from prefkit import build
     from prefkit.accounting import meaning
-    from prefkit.reflogps.audit import margin_is_rm
+    from prefkit.output.audit import margin_is_rm
 
     rows = [{**r, "rm_margin": [0.5, -0.5, 1.5, 2.0][i]} for i, r in enumerate(ROWS)]
     src = tmp_path / "scored.jsonl"
@@ -142,8 +142,8 @@ def test_published_commands_mark_local_paths_and_the_trainer_compares_weight_has
     import shutil
 
     from prefkit.integrations.trl import _same_model
+    from prefkit.loading.model import weights_hash
     from prefkit.publish.public import public_command
-    from prefkit.reflogps.model import weights_hash
     from tests.tinymodel import tiny_model_path
 
     published = public_command("prefkit reflogps out --model ../tiny --max-length 64")

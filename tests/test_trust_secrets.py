@@ -114,7 +114,7 @@ def test_every_form_of_every_secret_is_masked(monkeypatch):
 def test_a_request_that_cannot_be_sent_is_never_retried():
     httpx2 = pytest.importorskip("httpx2", reason="huggingface_hub >= 2 sends with httpx2 (the floor: requests)")
 
-    from prefkit.sources.hub import transient, with_retries
+    from prefkit.hub_client import transient, with_retries
 
     calls = []
 

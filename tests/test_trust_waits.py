@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from prefkit.reflogps.leases import Heartbeat, LeaseBook, Worker, create_exclusive
+from prefkit.jobs.leases import Heartbeat, LeaseBook, Worker, create_exclusive
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,7 +90,7 @@ def test_the_hub_timeout_applies_to_calls_that_pass_none(silent_hub, monkeypatch
     """HfApi's own calls pass ``timeout=None`` (no bound): the bound is filled in for every request."""
     from huggingface_hub import HfApi
 
-    from prefkit.sources import hub
+    from prefkit import hub_client as hub
 
     monkeypatch.setenv("PREFKIT_HUB_TIMEOUT", "0.5")
     hub.bound_requests()
@@ -166,7 +166,7 @@ def test_a_corrupted_lease_lasts_the_readers_lease_seconds(books, content, caplo
 
 
 def test_a_waiting_worker_names_the_shard_and_its_holder(books, caplog):
-    from prefkit.reflogps.runner import MERGE_KEY, _Waits
+    from prefkit.jobs.runner import MERGE_KEY, _Waits
 
     _, other = books
     _foreign(other, "train-00005", lease_seconds=600)
@@ -186,7 +186,7 @@ def test_a_waiting_worker_names_the_shard_and_its_holder(books, caplog):
 @pytest.mark.parametrize("value", [0.1, float("nan"), float("inf"), 1e9, True])
 def test_lease_seconds_out_of_bounds_is_refused(value):
     from prefkit.errors import OptionError
-    from prefkit.reflogps.leases import check_lease_seconds
+    from prefkit.jobs.leases import check_lease_seconds
 
     with pytest.raises(
         OptionError, match=r"--lease-seconds \(lease_seconds=\) must be between 0.5 and 86400"

@@ -9,7 +9,7 @@ from typing import Any
 
 from prefkit.chat.templates import resolve_chat_template
 from prefkit.errors import ModelError
-from prefkit.sources.hub import fetch_snapshot, looks_like_path
+from prefkit.hub_client import fetch_snapshot, looks_like_path
 
 #: files a tokenizer can need (never weights)
 TOKENIZER_PATTERNS = [

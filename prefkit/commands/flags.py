@@ -24,7 +24,8 @@ SPEC_FILE = Path(__file__).with_name("flags.json")
 #: the files whose content decides the flags (the option models, every family, exports, eval sets, templates)
 SOURCES = (
     "options.py",
-    "loading.py",
+    "optionspec.py",
+    "loading/__init__.py",
     "commands/options.py",
     "commands/flags.py",
     "formats/*.py",

@@ -15,7 +15,7 @@ def command(name, as_json):
 
     A preset applies when a source's id matches (or with `prefkit build SOURCE --preset NAME`); it only sets
     defaults, so an explicit option always wins. Datasets without a preset are detected from their columns.
-    Presets are data: prefkit/sources/presets_data/*.json.
+    Presets are data: prefkit/formats/presets_data/*.json.
 
     \b
     Examples:
@@ -23,7 +23,7 @@ def command(name, as_json):
       prefkit presets stanfordnlp/SHP
       prefkit presets --json
     """
-    from prefkit.sources.presets import presets
+    from prefkit.formats.presets import presets
 
     result = presets(name)
     if as_json:

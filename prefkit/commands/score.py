@@ -125,7 +125,7 @@ def command(
       prefkit score gen --reward-model ./my-rm                     # a generated set: rm_score per completion
       prefkit score gen --judge ./my-judge --rubric pairwise       # judge_score per completion
     """
-    from prefkit.reflogps.score import score
+    from prefkit.rewards.score import score
 
     run_job(
         score,

@@ -20,7 +20,7 @@ DEFAULT_BATCH_SIZE = 32
 
 
 class TransformersEngine:
-    """A causal LM and its tokenizer loaded by :func:`prefkit.reflogps.model.load_model` (``options``: dtype,
+    """A causal LM and its tokenizer loaded by :func:`prefkit.loading.model.load_model` (``options``: dtype,
     device, revision, attention kernel, chat template); ``template_kwargs``: the run's ``chat_template_kwargs``."""
 
     name = "transformers"
@@ -32,7 +32,7 @@ class TransformersEngine:
         import transformers
 
         from prefkit.chat.templates import require_chat_template
-        from prefkit.reflogps.model import load_model
+        from prefkit.loading.model import load_model
 
         self.loaded = load_model(
             model,

@@ -1,5 +1,5 @@
 """`prefkit generate SOURCE --model M -n K -o OUT`: K completions per prompt per model, resumably, on the sharded
-job machinery of `reflogps` and `score` (:mod:`prefkit.reflogps.runner`).
+job machinery of `reflogps` and `score` (:mod:`prefkit.jobs.runner`).
 
 Two steps, both atomic swaps into OUT:
 
@@ -9,7 +9,7 @@ Two steps, both atomic swaps into OUT:
 2. The job: the prompt rows are cut into shards; each worker leases shards, generates their completions
    (:mod:`prefkit.generate.engine`) and writes them to ``OUT/.generate-work/``; the worker that finds every
    shard finished merges the ``completions`` column into the data shards and the ``generate`` section into
-   ``prefkit.json`` (:func:`prefkit.reflogps.merge.merge`).
+   ``prefkit.json`` (:func:`prefkit.jobs.merge.merge`).
 
 The result is a set of the rated-completions shape (``prompt`` + ``completions: list[{model, response, …}]``)
 that `build` binarises (``--rating rm_score`` after `prefkit score`, ``--chosen-from/--rejected-from``).
@@ -33,8 +33,8 @@ from prefkit.errors import OptionError, OutputError
 from prefkit.generate.engine import Engine, Request, load_engine
 from prefkit.generate.prompts import PROMPT, PROMPT_ID, Prompts, read_prompts
 from prefkit.generate.sampling import COMPLETIONS_TYPE, SamplingParams, completion_seed
+from prefkit.jobs.leases import DEFAULT_LEASE_SECONDS
 from prefkit.reflogps.job import ModelOptions
-from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS
 from prefkit.results import GenerateResult
 
 SECTION = "generate"
@@ -123,8 +123,8 @@ def generate(
 
     >>> generate("prompts.jsonl", "gen", ["Qwen/Qwen3-0.6B"], n=4, temperature=0.8)  # doctest: +SKIP
     """
-    from prefkit.reflogps.distributed import init_distributed
-    from prefkit.reflogps.model import resolve_device
+    from prefkit.jobs.distributed import init_distributed
+    from prefkit.loading.model import resolve_device
 
     start = time.perf_counter()
     sampling, model_options, prompt_options, job = _split_options(options)
@@ -206,7 +206,7 @@ def _holds(out: Path, fingerprint: str) -> bool:
 
 def stage_prompts(out: Path, prompts: Prompts, overwrite: bool, command: str | None) -> None:
     """Write OUT as the prompt set, unless it already holds these prompts. The one place `generate` swaps a new
-    folder into OUT (the merge is the other, :mod:`prefkit.reflogps.merge`); an output-folder write lock goes
+    folder into OUT (the merge is the other, :mod:`prefkit.jobs.merge`); an output-folder write lock goes
     here. Raises OutputError when OUT exists with other content and not ``overwrite``."""
     fingerprint = prompts_fingerprint(prompts)
     if _holds(out, fingerprint):
@@ -223,8 +223,8 @@ def stage_prompts(out: Path, prompts: Prompts, overwrite: bool, command: str | N
 
 
 def _write_prompt_set(out: Path, prompts: Prompts, fingerprint: str, command: str | None) -> None:
-    from prefkit import __version__
     from prefkit.output import write_output
+    from prefkit.version import __version__
 
     splits = {}
     for name, c in prompts.counts.items():
@@ -246,7 +246,7 @@ def _write_prompt_set(out: Path, prompts: Prompts, fingerprint: str, command: st
 def _prompt_lock(out: Path) -> Iterator[None]:
     """One worker at a time writes the prompt set: ``.<OUT>.generate-lock`` next to OUT, created exclusively;
     the others wait for it to go (a lock older than :data:`STALE_LOCK_SECONDS` is a killed worker's: removed)."""
-    from prefkit.reflogps.leases import create_exclusive
+    from prefkit.jobs.leases import create_exclusive
 
     lock = out.parent / f".{out.name}.generate-lock"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -326,8 +326,8 @@ def _settings(
     out: Path, engines: list[tuple[str, Engine]], n: int, sampling: SamplingParams, extra: dict
 ) -> dict:
     """What decides the completions (fingerprinted): models and their weights, engine, sampling, n, the data."""
+    from prefkit.jobs.plan import data_fingerprint
     from prefkit.output import read_output
-    from prefkit.reflogps.plan import data_fingerprint
 
     keep = ("model", "revision", "weights_sha256", "tokenizer_sha256", "chat_template_sha256", "dtype")
     models = [{k: e.info.get(k) for k in keep} | {"name": m} for m, e in engines]
@@ -355,10 +355,10 @@ def _run(
     ctx: Any,
     start: float,
 ) -> dict:
+    from prefkit.jobs.merge import merge
+    from prefkit.jobs.plan import settings_fingerprint
+    from prefkit.jobs.runner import JobSpec, run_flagged
     from prefkit.output import read_output
-    from prefkit.reflogps.merge import merge
-    from prefkit.reflogps.plan import settings_fingerprint
-    from prefkit.reflogps.runner import JobSpec, run_flagged
 
     folder = read_output(out)
     batch = getattr(engines[0][1], "batch_size", None)
@@ -410,7 +410,7 @@ def _run(
 
 
 def _summary(out: Path, run: Any, seconds: float) -> dict:
-    from prefkit.reflogps.report import worker_summary
+    from prefkit.jobs.report import worker_summary
 
     section = run.manifest[SECTION]
     totals = section["totals"]

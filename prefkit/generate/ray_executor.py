@@ -3,7 +3,7 @@ instance or a cluster (``ray_address``, e.g. ``ray://head:10001`` or ``auto``).
 
 Each task runs the same `generate` call as one worker (:func:`prefkit.generate.job.generate`): it leases shards
 of the work folder, generates them and writes them, and the task that finds every shard finished merges: the
-sharded job machinery (:mod:`prefkit.reflogps.runner`) does the scheduling, Ray only places the workers (one
+sharded job machinery (:mod:`prefkit.jobs.runner`) does the scheduling, Ray only places the workers (one
 GPU each when the cluster has GPUs). OUT must be on storage every node reaches (as for Slurm arrays). A task
 killed by Ray costs its shard only: its lease expires and another task takes the shard over.
 """

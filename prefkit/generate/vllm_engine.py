@@ -17,7 +17,7 @@ class VllmEngine:
 
     def __init__(self, model: str, options: Any, template_kwargs: dict) -> None:
         vllm = require("vllm", "--engine vllm")
-        from prefkit.reflogps.model import locate_model
+        from prefkit.loading.model import locate_model
 
         folder, where = locate_model(model, options.revision)
         dtype = "auto" if options.dtype in (None, "auto") else options.dtype

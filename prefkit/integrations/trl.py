@@ -90,9 +90,9 @@ def _same_model(section: dict, name_or_path: str | None) -> bool:
 
 
 def base_weights_hash(name_or_path: str | None, commit: str | None = None) -> str | None:
-    """SHA-256 of a model's weight files as `reflogps` records it (:func:`prefkit.reflogps.model.weights_hash`):
+    """SHA-256 of a model's weight files as `reflogps` records it (:func:`prefkit.loading.model.weights_hash`):
     from its folder, or from the Hub cache at ``commit`` (what transformers loaded); None when they are not there."""
-    from prefkit.reflogps.model import weights_hash
+    from prefkit.loading.model import weights_hash
 
     if not name_or_path:
         return None
@@ -115,7 +115,7 @@ def _same_weights(section: dict, folder: str) -> bool:
     under another path (a copy, a published set whose command names the folder only)."""
     from pathlib import Path
 
-    from prefkit.reflogps.model import weights_hash
+    from prefkit.loading.model import weights_hash
 
     recorded = section.get("weights_sha256")
     return bool(recorded) and os.path.isdir(folder) and weights_hash(Path(folder)) == recorded

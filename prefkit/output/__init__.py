@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prefkit.output.folder import (
+from prefkit.store.folder import (
     CARD_NAME,
     DATA_DIR,
     MANIFEST_NAME,
@@ -36,7 +36,7 @@ from prefkit.output.folder import (
     split_sizes,
     staged_folder,
 )
-from prefkit.output.writer import ParquetFile, ShardWriter, write_json, write_parquet, write_text
+from prefkit.store.writer import ParquetFile, ShardWriter, write_json, write_parquet, write_text
 
 __all__ = [
     "CARD_NAME",
@@ -76,7 +76,7 @@ def write_split(out_dir: Path, split: str, table: pa.Table, shard_rows: int | No
 
 
 def write_shard(table: pa.Table, data_dir: Path, split: str, index: int, total: int) -> Path:
-    """Write one data shard atomically, named by its content (:func:`prefkit.output.folder.content_digest`)."""
+    """Write one data shard atomically, named by its content (:func:`prefkit.store.folder.content_digest`)."""
     plain = data_dir / shard_name(split, index, total)
     write_parquet(table, plain)
     path = plain.with_name(shard_name(split, index, total, content_digest(plain)))

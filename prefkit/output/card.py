@@ -115,7 +115,7 @@ def card_metadata(
     manifest: dict, features: dict, hub: HubCard | None = None, sizes: dict[str, dict] | None = None
 ) -> dict:
     """The YAML front matter: ``configs`` (so ``load_dataset(OUT)`` finds the data), ``dataset_info`` (features and
-    each split's ``sizes``: :func:`prefkit.output.folder.split_sizes`), tags; on the Hub also the licence, size
+    each split's ``sizes``: :func:`prefkit.store.folder.split_sizes`), tags; on the Hub also the licence, size
     category and the keys of the card already there.
 
     The sizes matter locally too: ``datasets`` caches a local folder under a hash of its card, so a card without
@@ -159,7 +159,7 @@ def card_metadata(
 def local_licence(manifest: dict) -> str | None:
     """The licence the local card states: the most restrictive of the sources' recorded licences (their presets'),
     or None when a source's licence is not known here (`push` looks it up on the Hub)."""
-    from prefkit.publish.licences import most_restrictive
+    from prefkit.output.licences import most_restrictive
 
     known = [s.get("license") for s in manifest.get("sources", [])]
     return most_restrictive(known) if known and all(known) else None
@@ -178,12 +178,12 @@ def _merge_remote(meta: dict, remote: dict) -> dict:
 
 def _data_files(manifest: dict, split: str) -> str | list[str]:
     """A split's data files as the card lists them: by name (so ``datasets``' cache of a local folder changes
-    whenever the rows do, see :func:`prefkit.output.folder.content_digest`), else the split's pattern."""
+    whenever the rows do, see :func:`prefkit.store.folder.content_digest`), else the split's pattern."""
     return manifest["splits"][split].get("files") or f"data/{split}-*"
 
 
 def _size_category(n: int) -> str:
-    from prefkit.publish.licences import size_category
+    from prefkit.output.licences import size_category
 
     return size_category(n)
 
@@ -198,7 +198,7 @@ def render_card(
 ) -> str:
     """The card's Markdown. ``features``: the data files' ``datasets`` features (dict form); ``name``: the folder's
     name (what ``load_dataset`` is shown loading locally); ``hub``: render the Hub card of `push`; ``sizes``:
-    each split's rows and bytes (:func:`prefkit.output.folder.split_sizes`)."""
+    each split's rows and bytes (:func:`prefkit.store.folder.split_sizes`)."""
     context = card_context(manifest, features, name=name, hub=hub)
     front = yaml.safe_dump(card_metadata(manifest, features, hub, sizes), sort_keys=False, allow_unicode=True)
 
@@ -333,10 +333,28 @@ def _ref_context(section: dict, features: dict) -> dict | None:
     }
 
 
+def quantization_words(record: dict | None) -> str:
+    """A recorded quantization in words (``4-bit nf4, double quantization, compute float32``)."""
+    if not record:
+        return "none: full precision"
+    if record.get("load_in_4bit"):
+        double = ", double quantization" if record.get("bnb_4bit_use_double_quant") else ""
+        return f"4-bit {record.get('bnb_4bit_quant_type')}{double}, compute {record.get('bnb_4bit_compute_dtype')}"
+    if record.get("load_in_8bit"):
+        return "8-bit"
+    return str(record.get("method"))
+
+
+def adapter_words(adapter: dict | None) -> str:
+    """A recorded adapter in words: its id and the start of its tensors' SHA-256."""
+    if not adapter:
+        return "none"
+    name = adapter.get("adapter") or "an adapter"
+    return f"{name}, tensors sha256 {str(adapter.get('tensors_sha256'))[:12]}"
+
+
 def _setup_rows(section: dict) -> list[tuple[str, Any]]:
     """The reference's quantization and adapter (sections written before they were recorded have neither)."""
-    from prefkit.reflogps.provenance import adapter_words, quantization_words
-
     if "quantization" not in section:
         return []
     quant = quantization_words(section.get("quantization"))
@@ -484,7 +502,7 @@ def _stats_row(name: str, s: dict) -> dict:
 def _token_rows(stats: dict) -> dict | None:
     """The token lengths `prefkit stats --tokenizer` recorded: the tokenizer, the measured columns and each split's
     medians; None when none were recorded."""
-    from prefkit.sources import public_path
+    from prefkit.secrets import public_path
 
     rows = [(n, s["tokens"]) for n, s in (stats.get("splits") or {}).items() if s.get("tokens")]
     if not rows:

@@ -54,6 +54,7 @@ from prefkit.output.recipes import (
     openrlhf_command,
     torchtune_yaml,
 )
+from prefkit.store.folder import EXPORT_FILES, NEMO_RL_DIR, OPENAI_DIR  # noqa: F401 (EXPORT_FILES: this module's API)
 
 _PROVENANCE = ("source", "source_index", "id")
 _PROVENANCE_FIELDS = [("source", pa.string()), ("source_index", pa.int64()), ("id", pa.string())]
@@ -61,12 +62,6 @@ SHAREGPT_FROM = shapes.SHAREGPT_FROM
 SHAREGPT_MSG = pa.struct([("from", pa.string()), ("value", pa.string())])
 CHAT_MSG = pa.struct([("role", pa.string()), ("content", pa.string())])
 _BY_PREFKIT = "validated and filtered by [prefkit](https://github.com/prefkit/prefkit)"
-#: the folder of the JSONL files the ``openai`` export writes for upload
-OPENAI_DIR = "openai"
-#: the folder of the JSONL files the ``nemo-rl`` export writes (NeMo-RL reads JSON lines)
-NEMO_RL_DIR = "nemo-rl"
-#: the files exports add to the folder (``extra_files``), as globs in it: what `prefkit push` uploads with the data
-EXPORT_FILES = ("dataset_info.json", f"{OPENAI_DIR}/*.jsonl", f"{NEMO_RL_DIR}/*.jsonl")
 
 
 @dataclass(frozen=True)

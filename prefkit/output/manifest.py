@@ -7,8 +7,8 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from prefkit import __version__
 from prefkit.accounting import total
+from prefkit.version import __version__
 
 
 def manifest_base(command: str | None) -> dict[str, Any]:
@@ -58,8 +58,6 @@ def make_manifest(
     scales: dict[int, dict],
 ) -> dict:
     """``prefkit.json``: version, command, sources (revisions, formats, counts), options, recipe, counts."""
-    from prefkit.options import recipe
-
     sources = [
         source_entry(src, spec, pre, described, scales[i] if len(specs) > 1 else None)
         for i, (src, spec, pre) in enumerate(zip(loaded, specs, presets, strict=True))
@@ -69,7 +67,7 @@ def make_manifest(
         **manifest_base(command),
         "sources": sources,
         "parameters": options.flat(),
-        "recipe": recipe(pinned, options),
+        "recipe": options.recipe(pinned),
         "splits": counts,
         "totals": total(counts).to_dict(),
     }

@@ -5,7 +5,7 @@ in tokens counted by TRL's rule (:mod:`prefkit.chat.lengths`: prompt = TRL's pro
 completion ids, plus prompt+answer totals, what ``max_length`` truncates), length bias (how often the chosen
 answer is longer than the rejected one, which DPO can learn as "longer is better"), template residue (rows whose
 message text holds chat-template tokens), after `prefkit reflogps` the reference margin, and after `prefkit score`
-the label audit (:mod:`prefkit.reflogps.audit`: how often the reward model orders a pair like its label). `build` stores
+the label audit (:mod:`prefkit.output.audit`: how often the reward model orders a pair like its label). `build` stores
 the figures in the manifest (``stats``) and the card shows them; `prefkit stats` recomputes them from the data.
 
 Percentiles are linear-interpolated (numpy's default).
@@ -154,7 +154,7 @@ class SplitStats:
                 ).to_numpy()
             )
         if "rm_margin" in df.columns:  # a set scored by `prefkit score`: the label audit's columns
-            from prefkit.reflogps.audit import AUDIT_COLUMNS
+            from prefkit.output.audit import AUDIT_COLUMNS
 
             self.audit.append(table.select([c for c in AUDIT_COLUMNS if c in table.column_names]))
         if self.target is not None and getattr(self.target, "tokenizer", None) is not None and df.height:
@@ -184,7 +184,7 @@ class SplitStats:
             finite = diff[np.isfinite(diff)]
             out["ref_prefers_chosen"] = _share(finite > 0)
         if self.audit:
-            from prefkit.reflogps.audit import split_audit
+            from prefkit.output.audit import split_audit
 
             out["rm_audit"] = split_audit(pa.concat_tables(self.audit))
         if self.tokens:
@@ -303,7 +303,7 @@ def compute_stats(
     """
     from prefkit.errors import OutputError
     from prefkit.output import read_output, require_trl_shape
-    from prefkit.output.folder import stderr_warning
+    from prefkit.store.folder import stderr_warning
 
     out = read_output(folder, warn=stderr_warning)
     require_trl_shape(out, "stats")
@@ -390,7 +390,7 @@ def set_max_length(stats: dict[str, Any]) -> int | None:
 def record_stats(folder: str | Path, stats: dict[str, Any], plots: list[Path] | None = None) -> list[str]:
     """Record the statistics (and the plots that lie inside the set folder, as paths relative to it) in
     ``prefkit.json`` (``manifest["stats"]``) and rewrite the dataset card. Returns the recorded plot paths."""
-    from prefkit.output.lock import out_lock
+    from prefkit.store.lock import out_lock
 
     with out_lock(folder, "stats"):
         return _record(folder, stats, plots)
@@ -399,7 +399,7 @@ def record_stats(folder: str | Path, stats: dict[str, Any], plots: list[Path] | 
 def plot_and_record(folder: str | Path, stats: dict[str, Any], plot_dir: str | Path) -> list[Path]:
     """Write the plots into ``plot_dir`` and record the statistics in the set (:func:`record_stats`), both under
     OUT's writer lock (plots inside OUT are not lost to another command's swap). Returns the plots' paths."""
-    from prefkit.output.lock import out_lock
+    from prefkit.store.lock import out_lock
 
     with out_lock(folder, "stats"):
         paths = plot(stats, plot_dir)

@@ -21,10 +21,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from prefkit.errors import HubError
+from prefkit.hub_client import LOGIN_HINT, describe, http_status, hub_token, transient, with_retries
 from prefkit.output import CARD_NAME, DATA_DIR, MANIFEST_NAME, REJECTS_DIR, OutputFolder, read_output
-from prefkit.output.folder import split_sizes
 from prefkit.results import Result
-from prefkit.sources.hub import LOGIN_HINT, describe, http_status, hub_token, transient, with_retries
+from prefkit.store.folder import split_sizes
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PLOTS_DIR = "plots"
@@ -121,7 +121,7 @@ def resolve_endpoint(endpoint: str | None = None) -> str:
 
 def resolve_token(token: str | bool | None = None) -> str | None:
     """An explicit token, else HF_TOKEN / the token saved by `hf auth login` (read now, not at import); one with
-    whitespace or control characters is refused (:func:`prefkit.sources.hub.hub_token`)."""
+    whitespace or control characters is refused (:func:`prefkit.hub_client.hub_token`)."""
     if token is False:
         return None
     hub_token(token)
@@ -166,9 +166,9 @@ def push(
     """
     from huggingface_hub import HfApi
 
-    from prefkit import __version__
     from prefkit.output.card import HubCard, render_card
-    from prefkit.publish.licences import license_family
+    from prefkit.output.licences import license_family
+    from prefkit.version import __version__
 
     out = read_output(folder)
     endpoint = resolve_endpoint(endpoint)
@@ -371,7 +371,7 @@ def _refuse_other_type(api, repo_id: str) -> None:
 
 def _licence(api, manifest: dict, override: str | None, warn) -> tuple[str, dict[str, str | None]]:
     """The card's licence: ``override``, else the most restrictive of the sources' licences."""
-    from prefkit.publish.licences import license_rank, most_restrictive
+    from prefkit.output.licences import license_rank, most_restrictive
 
     found: dict[str, str | None] = {}
     for src in manifest.get("sources", []):
@@ -424,10 +424,10 @@ class _Local:
 
 
 def _local_plan(out: OutputFolder, include_rejects: bool, plots: str | Path | None) -> _Local:
-    from prefkit.output.exports import EXPORT_FILES
     from prefkit.output.stats import current_stats
     from prefkit.publish.public import public_manifest
     from prefkit.record import features_dict
+    from prefkit.store.folder import EXPORT_FILES
 
     files: list[tuple[str, Path]] = []
     split_files: dict[str, dict] = {}

@@ -12,8 +12,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from prefkit.secrets import redact
-from prefkit.sources import public_path
+from prefkit.secrets import public_path, redact
 
 
 def _looks_like_path(arg: str) -> bool:

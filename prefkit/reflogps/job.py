@@ -25,12 +25,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from prefkit.errors import ModelError, OptionError, OutputError, option
-from prefkit.loading import LoadOptions
-from prefkit.output import OutputFolder, read_output, require_trl_shape
-from prefkit.output.folder import stderr_warning
-from prefkit.record import REFLOGPS_FIELDS
-from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS, check_lease_seconds
-from prefkit.reflogps.plan import (
+from prefkit.jobs.leases import DEFAULT_LEASE_SECONDS, check_lease_seconds
+from prefkit.jobs.plan import (
     DEFAULT_SHARD_ROWS,
     REF_COLUMNS,
     WORK_DIR,
@@ -38,7 +34,11 @@ from prefkit.reflogps.plan import (
     has_ref_columns,
     settings_fingerprint,
 )
+from prefkit.loading import LoadOptions
+from prefkit.output import OutputFolder, read_output, require_trl_shape
+from prefkit.record import REFLOGPS_FIELDS
 from prefkit.results import ReflogpsResult
+from prefkit.store.folder import stderr_warning
 
 #: columns a shard's rows are read with (what TRL's tokenization uses)
 ROW_COLUMNS = ("prompt", "chosen", "rejected", "tools", "chat_template_kwargs")
@@ -216,7 +216,7 @@ def _maybe_this_job(folder: OutputFolder, max_length: int) -> bool:
 
 def _load(folder: OutputFolder, model: str, options: ModelOptions, ctx: Any, allow_mismatch: bool) -> Any:
     """The model, checked against the set (chat template for message rows; the build's tokenizer)."""
-    from prefkit.reflogps.model import load_for_set
+    from prefkit.loading.model import load_for_set
     from prefkit.reflogps.provenance import check_build_tokenizer
 
     loaded = load_for_set(folder, model, options, hash_weights=ctx.is_main)
@@ -266,8 +266,8 @@ def reflogps(
     >>> reflogps("hermes2k", "./my-sft-model", max_length=2048).dropped  # doctest: +SKIP
     {'prompt_too_long': 4}
     """
-    from prefkit.reflogps.distributed import init_distributed
-    from prefkit.reflogps.model import resolve_device
+    from prefkit.jobs.distributed import init_distributed
+    from prefkit.loading.model import resolve_device
 
     start = time.perf_counter()
     options = ModelOptions.create(options, model_options)
@@ -302,7 +302,7 @@ def reflogps(
         spec, engine_settings = _job_spec(folder, loaded, options, resolved_length, dev, shard_rows, ctx, kind)
         # ranks other than 0 do not hash the weights: the fingerprinted settings carry rank 0's hash
         prov = {**loaded.provenance, "weights_sha256": spec.settings["weights_sha256"]}
-        from prefkit.reflogps.runner import run_shards
+        from prefkit.jobs.runner import run_shards
 
         run = run_shards(
             folder,
@@ -324,10 +324,10 @@ def reflogps(
 def _finisher(
     folder: OutputFolder, prov: dict, spec: Any, engine: dict, command: str | None, world: int, start: float
 ) -> Callable[[list, dict, Callable[[], None]], dict]:
-    """The merge a worker runs once every shard is finished (see :data:`prefkit.reflogps.runner.Finish`)."""
+    """The merge a worker runs once every shard is finished (see :data:`prefkit.jobs.runner.Finish`)."""
 
     def finish(shards: list, counts: dict, check: Callable[[], None]) -> dict:
-        from prefkit.reflogps.merge import merge
+        from prefkit.jobs.merge import merge
         from prefkit.reflogps.provenance import section
 
         columns = [name for name, _ in spec.columns]
@@ -359,9 +359,9 @@ def _merge_only(
 ) -> ReflogpsResult:
     """``--merge-only``: merge the work folder's finished job with the model provenance its first worker recorded
     in settings.json (no model is loaded). A set this job already merged is reported as complete."""
-    from prefkit.reflogps.plan import plan_shards, read_work_settings
-    from prefkit.reflogps.report import JobRun, Tally
-    from prefkit.reflogps.runner import JobSpec, merge_finished
+    from prefkit.jobs.plan import plan_shards, read_work_settings
+    from prefkit.jobs.report import JobRun, Tally
+    from prefkit.jobs.runner import JobSpec, merge_finished
 
     out = folder.path
     recorded = read_work_settings(out / WORK_DIR)
@@ -414,10 +414,10 @@ def _job_spec(
     folder, loaded, options: ModelOptions, max_length: int, dev, shard_rows: int, ctx, kind: JobKind
 ) -> tuple[Any, dict]:
     """The job: settings (fingerprinted), and the shard scorer; plus the engine settings for the manifest."""
+    from prefkit.jobs.plan import data_fingerprint
+    from prefkit.jobs.runner import JobSpec
     from prefkit.reflogps import engine
-    from prefkit.reflogps.plan import data_fingerprint
     from prefkit.reflogps.provenance import scoring_settings
-    from prefkit.reflogps.runner import JobSpec
 
     budget, sharing = options.token_budget, options.prefix_sharing
     # what decides the values (the automatic token budget follows free memory, so it is left out)
@@ -461,7 +461,7 @@ def _job_spec(
 def _summary(out: Path, run: Any, seconds: float) -> ReflogpsResult:
     """The summary `--json` prints, for this worker (summed over torchrun ranks): rates count only the pairs it
     scored; ``shards`` says how many it scored, took over, found finished, left to others, and whether it merged."""
-    from prefkit.reflogps.report import worker_summary
+    from prefkit.jobs.report import worker_summary
 
     section = run.manifest["reflogps"]
     totals = section["totals"]

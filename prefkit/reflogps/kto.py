@@ -257,8 +257,8 @@ def check_batch_size(batch_size: int | None) -> int:
 def kept_rows(folder: Any, split: str, tokenizer: Any, max_length: int) -> list[bool]:
     """Which rows of ``split`` TRL keeps (their prompt ids stay under ``max_length``), tokenizing the prompts in
     chunks (prompt+completion only where the prompt alone reaches ``max_length``)."""
+    from prefkit.jobs.runner import _read_rows
     from prefkit.record import decode_row
-    from prefkit.reflogps.runner import _read_rows
 
     table = _read_rows(folder, split, KTO_ROW_COLUMNS, "reflogps")
     kept: list[bool] = []
@@ -283,7 +283,7 @@ def shard_starts(kept: Sequence[bool], shard_rows: int, batch_size: int) -> list
 
 def planner(tokenizer: Any, max_length: int, batch_size: int) -> Any:
     """The job's shard plan (``JobSpec.plan``): each split cut at KL batch boundaries (:func:`shard_starts`)."""
-    from prefkit.reflogps.plan import Shard
+    from prefkit.jobs.plan import Shard
 
     def plan(folder: Any, shard_rows: int) -> list:
         shards: list[Shard] = []
@@ -311,8 +311,8 @@ def is_kto_folder(folder: Any) -> bool:
 
 def kto_spec(loaded: Any, settings: dict, max_length: int, batch_size: int, engine: tuple) -> Any:
     """The job for a KTO set: its columns, the rows it reads, the scorer and the KL-batch shard plan."""
-    from prefkit.reflogps.plan import settings_fingerprint
-    from prefkit.reflogps.runner import JobSpec
+    from prefkit.jobs.plan import settings_fingerprint
+    from prefkit.jobs.runner import JobSpec
 
     budget, sharing = engine
 

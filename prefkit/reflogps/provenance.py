@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from prefkit import __version__
 from prefkit.errors import ModelError
+from prefkit.output.card import adapter_words, quantization_words
+from prefkit.version import __version__
 
 #: what must match for the stored values to be the ones a trainer would compute: (key, what it is)
 CHECKED = (
@@ -61,26 +62,6 @@ def setup_differences(recorded: dict, actual: dict) -> list[str]:
             f"({adapter_words(recorded.get('adapter'))})"
         )
     return problems
-
-
-def quantization_words(record: dict | None) -> str:
-    """A recorded quantization in words (``4-bit nf4, double quantization, compute float32``)."""
-    if not record:
-        return "none: full precision"
-    if record.get("load_in_4bit"):
-        double = ", double quantization" if record.get("bnb_4bit_use_double_quant") else ""
-        return f"4-bit {record.get('bnb_4bit_quant_type')}{double}, compute {record.get('bnb_4bit_compute_dtype')}"
-    if record.get("load_in_8bit"):
-        return "8-bit"
-    return str(record.get("method"))
-
-
-def adapter_words(adapter: dict | None) -> str:
-    """A recorded adapter in words: its id and the start of its tensors' SHA-256."""
-    if not adapter:
-        return "none"
-    name = adapter.get("adapter") or "an adapter"
-    return f"{name}, tensors sha256 {str(adapter.get('tensors_sha256'))[:12]}"
 
 
 def check_build_tokenizer(built: dict, prov: dict, model: str) -> None:

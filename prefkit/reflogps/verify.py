@@ -52,8 +52,8 @@ def _section(folder: OutputFolder, out_dir: Any, split: str | None) -> tuple[dic
 
 def _stored(folder: OutputFolder, splits: list[str], picks: list[tuple[str, int]]) -> tuple[list, list, dict]:
     """The sampled rows (what TRL tokenizes), their ids, and their stored reference columns."""
+    from prefkit.jobs.plan import REF_COLUMNS
     from prefkit.reflogps.job import ROW_COLUMNS
-    from prefkit.reflogps.plan import REF_COLUMNS
 
     stored: dict[str, list] = {name: [] for name in REF_COLUMNS}
     rows: list[dict] = []
@@ -100,9 +100,9 @@ def verify(
     """
     from prefkit.chat.tokenize import tokenize_pairs
     from prefkit.loading import LoadOptions
+    from prefkit.loading.model import load_model
     from prefkit.progress import bar
     from prefkit.reflogps.job import ModelOptions
-    from prefkit.reflogps.model import load_model
     from prefkit.reflogps.plain import score_pairs_plain
     from prefkit.reflogps.provenance import differences, setup_differences
 
@@ -176,7 +176,7 @@ def verify(
 
 
 def _compare(pairs: list, ids: list, stored: dict, chosen: Any, rejected: Any, tolerance: tuple) -> dict:
-    from prefkit.reflogps.plan import REF_COLUMNS
+    from prefkit.jobs.plan import REF_COLUMNS
 
     atol, rtol = tolerance
 

@@ -102,8 +102,8 @@ def write_report(
     from dataclasses import replace
 
     from prefkit.output import read_output, require_trl_shape
-    from prefkit.output.writer import write_text
     from prefkit.publish.public import public_manifest
+    from prefkit.store.writer import write_text
 
     out = read_output(folder)
     require_trl_shape(out, "report")

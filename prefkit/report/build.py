@@ -177,10 +177,10 @@ def render_page(out: Any, pages: list[SplitPage], seed: int) -> str:
     import matplotlib
     from markupsafe import Markup
 
-    from prefkit import __version__
     from prefkit.accounting import glossary, total
     from prefkit.report.figures import split_charts
     from prefkit.resources import read_text
+    from prefkit.version import __version__
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined, keep_trailing_newline=True)
     env.filters["num"] = _num

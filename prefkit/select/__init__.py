@@ -29,7 +29,7 @@ class Part:
 
     src: Any  # prefkit.sources.Source
     spec: Any  # prefkit.sources.spec.SourceSpec
-    preset: Any  # prefkit.sources.presets.Preset | None
+    preset: Any  # prefkit.formats.presets.Preset | None
     split: str
     out: str  # the output split it goes to
     raw: pa.Table | Any  # the source split: a table or a lazy reader (prefkit.sources.splits)

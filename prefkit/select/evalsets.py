@@ -35,7 +35,7 @@ def _load(spec: Mapping[str, Any], config: str | None, revision: str | None) -> 
     never involved)."""
     import datasets
 
-    from prefkit.sources.hub import hub_token
+    from prefkit.hub_client import hub_token
 
     hub_token(None)  # refuse a token with a newline, bound the requests
     data_file = spec.get("data_files")
@@ -136,8 +136,9 @@ def resolve_evalset(spec: str, *, token: str | None = None) -> tuple[str, list[l
         revision = pinned or hub_revision(preset["hub_id"], token)
         where = {"hub_id": preset["hub_id"], "split": preset["split"], "revision": revision}
         return name, load_evalset(name, revision=revision), where
-    from prefkit.sources import load_source, public_path
-    from prefkit.sources.hub import looks_like_path
+    from prefkit.hub_client import looks_like_path
+    from prefkit.secrets import public_path
+    from prefkit.sources import load_source
 
     exists = Path(spec).expanduser().exists()
     if not exists and (looks_like_path(spec) or "/" not in spec):  # a Hub dataset id has a namespace

@@ -3,7 +3,7 @@
 Hub ids go through the real ``datasets``/``huggingface_hub`` clients (:mod:`prefkit.sources.hub`); the revision is
 resolved to a commit sha first and the load is pinned to it. Local files and folders: :mod:`prefkit.sources.local`.
 Splits and their batches: :mod:`prefkit.sources.splits`. Source specs with mixing weights:
-:mod:`prefkit.sources.spec`; presets: :mod:`prefkit.sources.presets`.
+:mod:`prefkit.sources.spec`; presets: :mod:`prefkit.formats.presets`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from prefkit.errors import SourceError
+from prefkit.secrets import public_path
 from prefkit.sources.local import LOCAL_SUFFIXES, head, load_local
 from prefkit.sources.splits import (
     LazySplit,
@@ -121,15 +122,6 @@ def non_null_counts(table: pa.Table | LazySplit, columns: list[str]) -> dict[str
                 counts[name] += len(column) - column.null_count
         out.update(counts)
     return {name: out[name] for name in columns}
-
-
-def public_path(spec: str) -> str:
-    """A local path without machine details: a relative path inside the working folder as typed (``./`` left
-    out), anything else (absolute, ``~``, ``..``) by its base name."""
-    path = Path(spec)
-    if path.is_absolute() or spec.startswith("~") or ".." in path.parts:
-        return path.name or spec
-    return path.as_posix()
 
 
 def load_source(

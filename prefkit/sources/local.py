@@ -249,14 +249,14 @@ def _read_json_lines(path: Path) -> pa.Table:
 
 def is_prefkit_set(folder: Path) -> bool:
     """A folder prefkit wrote (its manifest is there)."""
-    from prefkit.output.folder import is_prefkit_folder
+    from prefkit.store.folder import is_prefkit_folder
 
     return is_prefkit_folder(folder)
 
 
 def _prefkit_set(folder: Path) -> tuple[dict[str, pa.Table], dict]:
     """A prefkit output folder read as a source: its data splits with every column (extra ones included)."""
-    from prefkit.output import read_output
+    from prefkit.store.folder import read_output
 
     out = read_output(folder)
     splits = {split: ParquetSplit(list(paths)) for split, paths in out.shards.items()}

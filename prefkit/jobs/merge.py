@@ -1,18 +1,18 @@
-"""Merging a finished reflogps job into the output folder, atomically.
+"""Merging a finished job (reflogps, score, generate) into the output folder, atomically.
 
 The data shards get ``ref_chosen_logps``, ``ref_rejected_logps`` (float32), ``chosen_tokens``,
 ``rejected_tokens`` (int32), ``prefkit.json`` a ``reflogps`` section (and fresh statistics), README.md fresh
 ``dataset_info`` features. The new folder is staged next to OUT (unchanged files are hard-linked) and swapped in
 with a rename, so OUT is always either the old set or the new one; the work folder goes away with the old folder.
 
-The whole merge (reading OUT, staging, the swap) holds OUT's writer lock (:func:`prefkit.output.lock.out_lock`), so a
+The whole merge (reading OUT, staging, the swap) holds OUT's writer lock (:func:`prefkit.store.lock.out_lock`), so a
 `reflogps` and a `score` (or a `build --overwrite`, `stats`) on one OUT take turns instead of the later swap dropping
 the earlier one's columns; just before the swap OUT is checked to be the folder the merge read, and the merge is
 redone when it is not (a writer that does not take the lock).
 
 The section records the job's ``fingerprint`` and ``result_fingerprint`` (the same settings over the merged data
 files): a worker that starts or looks after the merge recognises its job as done
-(:func:`prefkit.reflogps.plan.completed`).
+(:func:`prefkit.jobs.plan.completed`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefkit.errors import OutputError
+from prefkit.jobs.plan import (
+    WORK_DIR,
+    Shard,
+    files_fingerprint,
+    result_fingerprint,
+    settings_fingerprint,
+)
 from prefkit.output import (
     CARD_NAME,
     DATA_DIR,
@@ -37,17 +44,10 @@ from prefkit.output import (
     write_manifest,
     write_shard,
 )
-from prefkit.output.folder import FolderChanged
-from prefkit.output.lock import folder_identity, out_lock
 from prefkit.output.stats import STATS_COLUMNS, split_stats
 from prefkit.record import REFLOGPS_FIELDS
-from prefkit.reflogps.plan import (
-    WORK_DIR,
-    Shard,
-    files_fingerprint,
-    result_fingerprint,
-    settings_fingerprint,
-)
+from prefkit.store.folder import FolderChanged
+from prefkit.store.lock import folder_identity, out_lock
 
 
 def _link_tree(src: Path, dst: Path, skip: set[Path]) -> None:
@@ -93,7 +93,7 @@ def merge(
     ``settings``: the job's fingerprinted settings (the section then records ``fingerprint``,
     ``result_fingerprint`` and the number of ``shards``); ``check()`` is called just before the swap and may raise
     to abandon the merge (the merging worker lost its merge lease); ``work_dir``: the job's work folder under OUT.
-    Raises :class:`PartsMissing` when a shard's part is gone, :class:`~prefkit.output.folder.FolderChanged` when
+    Raises :class:`PartsMissing` when a shard's part is gone, :class:`~prefkit.store.folder.FolderChanged` when
     OUT kept being replaced under the merge.
     """
     for attempt in range(MERGE_TRIES):

@@ -6,7 +6,7 @@ each stage a new folder from what they read and rename it into place. Two of the
 later swap would silently drop the earlier one's columns. So each writer takes :func:`out_lock` around
 "read OUT → write the stage → swap it in"::
 
-    from prefkit.output.lock import out_lock, folder_identity
+    from prefkit.store.lock import out_lock, folder_identity
 
     with out_lock(out_dir, "generate"):
         folder = read_output(out_dir)          # read under the lock
@@ -42,7 +42,7 @@ from pathlib import Path
 
 from prefkit.errors import os_error
 
-#: the manifest's file name (also in :mod:`prefkit.output.folder`, which imports this module)
+#: the manifest's file name (also in :mod:`prefkit.store.folder`, which imports this module)
 _MANIFEST = "prefkit.json"
 
 _guard = threading.Lock()

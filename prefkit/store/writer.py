@@ -1,7 +1,7 @@
 """The one writer: every file prefkit writes goes through here, atomically.
 
 A file is written to a temporary name in its folder and ``os.replace``d into place; whole folders are staged next
-to their target and renamed (:func:`prefkit.output.folder.staged_folder`). Files get the permissions the umask
+to their target and renamed (:func:`prefkit.store.folder.staged_folder`). Files get the permissions the umask
 gives (like any file the user writes), never less.
 
 Parquet goes through :class:`ParquetFile` only (table by table, atomic): data files carry the ``datasets`` features in
@@ -23,7 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prefkit.errors import OutputError, os_error  # noqa: F401 (os_error: prefkit.output.writer API)
+from prefkit.errors import OutputError, os_error  # noqa: F401 (os_error: prefkit.store.writer API)
 
 #: temporary names prefkit writes: ``.<name>.<pid>.<random>.tmp`` (files) and ``.<name>.stage-<pid>-<random>`` /
 #: ``.<name>.old-<pid>-<random>`` (folders); a later run removes those whose process is gone
@@ -249,11 +249,11 @@ class ParquetFile:
 class ShardWriter:
     """One split's data shards, written as tables arrive: a shard is closed once it holds ``max_bytes`` of Arrow
     data (500 MB, as ``push_to_hub`` shards; or ``max_rows`` rows), and :meth:`close` names them
-    ``<split>-<k>-of-<N>-<digest>.parquet`` (:func:`prefkit.output.folder.shard_name`). Files carry the
+    ``<split>-<k>-of-<N>-<digest>.parquet`` (:func:`prefkit.store.folder.shard_name`). Files carry the
     ``datasets`` features (:func:`hf_schema`). A split that gets no row gets no file."""
 
     def __init__(self, data_dir: Path, split: str, max_bytes: int | None = None, max_rows: int | None = None):
-        from prefkit.output.folder import SHARD_BYTES
+        from prefkit.store.folder import SHARD_BYTES
 
         self.data_dir = Path(data_dir)
         self.split = split
@@ -311,7 +311,7 @@ class ShardWriter:
 
     def close(self) -> list[Path]:
         """Close the last shard and give every shard its name; returns the paths, in order."""
-        from prefkit.output.folder import content_digest, shard_name
+        from prefkit.store.folder import content_digest, shard_name
 
         rest = self._chunks.rest() if self._chunks is not None else None
         if rest is not None:

@@ -1,5 +1,5 @@
 """Presets: how prefkit reads the known Hub preference datasets. Data, not code: one JSON file per dataset in
-``prefkit/sources/presets_data/`` (package data, read with :mod:`prefkit.resources`).
+``prefkit/formats/presets_data/`` (package data, read with :mod:`prefkit.resources`).
 
 A preset applies when a source's Hub id equals its ``id`` or one of its ``aliases`` (case-insensitive), or when
 named with ``--preset``. It only supplies *defaults*: an option given explicitly (``--split``, ``--format``,
@@ -26,18 +26,17 @@ import json
 import sys
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import Any
 
 if sys.version_info >= (3, 11):
     from importlib.resources.abc import Traversable
 else:  # pragma: no cover - Python 3.10
     from importlib.abc import Traversable
 
+from prefkit import formats
 from prefkit.errors import PresetError
 from prefkit.resources import data_files
-
-if TYPE_CHECKING:
-    from prefkit.results import PresetsResult
+from prefkit.results import Result
 
 PRESETS_FOLDER = "presets_data"
 
@@ -92,11 +91,9 @@ def _from_file(path: Traversable) -> Preset:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise PresetError(f"cannot read preset {path.name}: {err}", "fix or remove the file") from None
-    from prefkit.formats import FAMILIES
-
-    if not isinstance(data, dict) or "id" not in data or data.get("family") not in FAMILIES:
+    if not isinstance(data, dict) or "id" not in data or data.get("family") not in formats.FAMILIES:
         raise PresetError(
-            f"preset {path.name} needs an `id` and a `family` among {', '.join(FAMILIES)}",
+            f"preset {path.name} needs an `id` and a `family` among {', '.join(formats.FAMILIES)}",
             "see docs/formats.md (Presets) for the keys",
         )
     known = set(Preset.__dataclass_fields__) - {"file"}
@@ -114,7 +111,7 @@ def _from_file(path: Traversable) -> Preset:
 @cache
 def all_presets() -> tuple[Preset, ...]:
     """Every preset (the package's ``presets_data/*.json``), sorted by id."""
-    files = data_files(__package__ or "prefkit.sources", PRESETS_FOLDER, ".json")
+    files = data_files(__package__ or "prefkit.formats", PRESETS_FOLDER, ".json")
     return tuple(sorted((_from_file(p) for p in files), key=lambda p: p.id.lower()))
 
 
@@ -143,15 +140,13 @@ def get_preset(name: str) -> Preset:
 
 def presets(name: str | None = None) -> PresetsResult:
     """`prefkit presets`: every known Hub dataset and how prefkit reads it, or only the preset ``name`` (a dataset
-    id or alias). Returns a :class:`~prefkit.results.PresetsResult` (``presets``: :class:`Preset` objects;
+    id or alias). Returns a :class:`PresetsResult` (``presets``: :class:`Preset` objects;
     ``summary()``: the table `prefkit presets` prints). Raises :class:`~prefkit.errors.PresetError` for an unknown
     ``name``.
 
     >>> presets("stanfordnlp/SHP").presets[0].family  # doctest: +SKIP
     'pairwise'
     """
-    from prefkit.results import PresetsResult
-
     return PresetsResult([get_preset(name)] if name else list(all_presets()), name=name)
 
 
@@ -165,3 +160,37 @@ def similar_presets(name: str, n: int = 3) -> list[str]:
     close = difflib.get_close_matches(key, [i.lower() for i in ids], n=n, cutoff=0.6)
     names = {i.lower(): i for i in ids}
     return list(dict.fromkeys([*parts, *(names[c] for c in close)]))[:n]
+
+
+@dataclass
+class PresetsResult(Result):
+    """The presets ``presets`` lists (one when it was given a ``name``)."""
+
+    presets: list[Preset]
+    name: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"presets": [p.to_dict() for p in self.presets], **self.extra}
+
+    def summary(self) -> str:
+        if self.name:
+            p = self.presets[0]
+            lines = [f"{p.id}  (family {formats.FAMILIES[p.family].letter}: {p.family})"]
+            for key, value in p.to_dict().items():
+                if key not in ("id", "family", "file"):
+                    lines.append(f"  {key:<14} {value}")
+            return "\n".join(lines)
+        header = f"{'dataset':<52} {'fam':<4} {'licence':<14} reads"
+        lines = [header, "-" * len(header)]
+        for p in self.presets:
+            reads = []
+            if p.data_dir:
+                reads.append(f"data_dir={p.data_dir}")
+            if p.default_split:
+                reads.append(f"split={','.join(p.default_split)}")
+            if p.options:
+                reads += [f"{k}={v}" for k, v in p.options.items()]
+            letter = formats.FAMILIES[p.family].letter
+            lines.append(f"{p.id:<52} {letter:<4} {p.license or 'unknown':<14} {' '.join(reads) or '-'}")
+        return "\n".join(lines)

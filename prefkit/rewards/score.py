@@ -1,13 +1,13 @@
 """`prefkit score OUT --reward-model RM`: a reward model's score of every pair of a built set, resumably.
 
 The job is the reference job's machinery with another scorer: the rows are cut into shards
-(:mod:`prefkit.reflogps.runner`; shard ``g`` goes to rank ``g % world_size`` under torchrun), each shard is
-tokenized by TRL's ``RewardTrainer`` rule and scored by the reward engine (:mod:`prefkit.reflogps.reward`) and
+(:mod:`prefkit.jobs.runner`; shard ``g`` goes to rank ``g % world_size`` under torchrun), each shard is
+tokenized by TRL's ``RewardTrainer`` rule and scored by the reward engine (:mod:`prefkit.rewards.reward`) and
 written atomically to ``OUT/.score-work/``; when every shard is there, rank 0 merges (:mod:`.merge`):
 ``rm_chosen``, ``rm_rejected``, ``rm_margin`` (float32, ``rm_margin = rm_chosen - rm_rejected``) in the data
 shards, the provenance in ``prefkit.json`` under ``rm_scores``. A killed run restarted with the same command skips
 the finished shards. Pairs with a text longer than ``max_length`` tokens get nulls and are counted
-(``dropped.too_long``); the summary carries the label audit (:mod:`prefkit.reflogps.audit`).
+(``dropped.too_long``); the summary carries the label audit (:mod:`prefkit.output.audit`).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import numpy as np
 import pyarrow as pa
 
 from prefkit.errors import OptionError, OutputError, option
+from prefkit.jobs.leases import DEFAULT_LEASE_SECONDS, check_lease_seconds
+from prefkit.jobs.plan import DEFAULT_SHARD_ROWS, has_columns, settings_fingerprint
 from prefkit.output import OutputFolder, read_output, require_trl_shape
-from prefkit.output.folder import stderr_warning
 from prefkit.reflogps.job import ROW_COLUMNS, ModelOptions
-from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS, check_lease_seconds
-from prefkit.reflogps.plan import DEFAULT_SHARD_ROWS, has_columns, settings_fingerprint
 from prefkit.results import CompletionScoreResult, JudgeResult, ScoreResult
+from prefkit.store.folder import stderr_warning
 
 #: Columns `prefkit score` adds.
 RM_FIELDS = [("rm_chosen", pa.float32()), ("rm_rejected", pa.float32()), ("rm_margin", pa.float32())]
@@ -54,7 +54,7 @@ def score_shard(
 ) -> tuple[dict[str, list], dict]:
     """Tokenize and score one shard → (column values: float32 or None per row, counts). ``on_progress(pairs,
     tokens)`` is called as batches finish."""
-    from prefkit.reflogps import reward
+    from prefkit.rewards import reward
 
     pairs = reward.tokenize_reward_pairs(rows, loaded.tokenizer, max_length)
     reward.check_ids(pairs, loaded.model, loaded.provenance.get("model", "the reward model"))
@@ -132,7 +132,7 @@ def default_max_length(model: Any, tokenizer: Any) -> int:
 
 def _load(folder: OutputFolder, reward_model: str, options: ModelOptions, ctx: Any) -> Any:
     """The reward model and its tokenizer (a chat template is required for message rows)."""
-    from prefkit.reflogps.model import load_for_set
+    from prefkit.loading.model import load_for_set
 
     return load_for_set(folder, reward_model, options, hash_weights=ctx.is_main, kind="reward")
 
@@ -169,25 +169,25 @@ def score(
     one-label reward model, no chat template for message rows, cannot load or does not fit).
 
     A set written by `prefkit generate` (prompts with a ``completions`` list) is scored completion by completion
-    instead: each completion gets ``rm_score`` (:mod:`prefkit.generate.rm`), and the summary has no label audit.
+    instead: each completion gets ``rm_score`` (:mod:`prefkit.rewards.rm`), and the summary has no label audit.
     With ``judge`` (a causal LM) instead of ``reward_model``, every completion of such a set gets ``judge_score``
-    by ``rubric`` (a built-in name or a JSON file; :mod:`prefkit.generate.judge`; ``judge_max_new_tokens`` caps
+    by ``rubric`` (a built-in name or a JSON file; :mod:`prefkit.rewards.judge`; ``judge_max_new_tokens`` caps
     its answers): a :class:`~prefkit.results.JudgeResult` counts the answers that did not parse.
 
     >>> score("hermes2k", "Skywork/Skywork-Reward-V2-Qwen3-0.6B").dropped  # doctest: +SKIP
     {'too_long': 2}
     """
-    from prefkit.generate.rm import ScoreRun, is_generated, score_completions
-    from prefkit.reflogps.distributed import init_distributed
-    from prefkit.reflogps.model import resolve_device
-    from prefkit.reflogps.runner import run_shards
+    from prefkit.jobs.distributed import init_distributed
+    from prefkit.jobs.runner import run_shards
+    from prefkit.loading.model import resolve_device
+    from prefkit.rewards.rm import ScoreRun, is_generated, score_completions
 
     start = time.perf_counter()
     options = ModelOptions.create(options, model_options)
     check_lease_seconds(lease_seconds)
     job = ScoreRun(max_length, shard_rows, resume, overwrite, progress, command, lease_seconds)
     if judge is not None:
-        from prefkit.generate.judge import judge as run_judge
+        from prefkit.rewards.judge import judge as run_judge
 
         found = run_judge(
             out_dir, judge, rubric=rubric, max_new_tokens=judge_max_new_tokens, options=options, run=job
@@ -209,7 +209,7 @@ def score(
         spec, engine = _job_spec(folder, loaded, options, int(max_length), dev, shard_rows, ctx)
 
         def finish(shards: list, counts: dict, check: Any) -> dict:
-            from prefkit.reflogps.merge import merge
+            from prefkit.jobs.merge import merge
 
             info: dict[str, Any] = {
                 "command": command, "columns": RM_COLUMNS, "world_size": ctx.world_size, "engine": engine
@@ -240,7 +240,7 @@ def score(
         )
 
         def summary() -> ScoreResult:
-            from prefkit.reflogps.audit import audit_folder
+            from prefkit.output.audit import audit_folder
 
             return _summary(folder.path, run, time.perf_counter() - start, audit_folder(folder.path))
 
@@ -260,10 +260,10 @@ def _job_spec(
 ) -> tuple[Any, dict]:
     """The job: settings (fingerprinted) and the shard scorer; plus the engine settings for the manifest (with the
     self-test's largest difference per path, run on every rank before any shard)."""
-    from prefkit.reflogps import reward
-    from prefkit.reflogps.plan import data_fingerprint
+    from prefkit.jobs.plan import data_fingerprint
+    from prefkit.jobs.runner import JobSpec
     from prefkit.reflogps.provenance import scoring_settings
-    from prefkit.reflogps.runner import JobSpec
+    from prefkit.rewards import reward
 
     budget, sharing = options.token_budget, options.prefix_sharing
     # what decides the values (the automatic token budget follows free memory, so it is left out)
@@ -317,7 +317,7 @@ def _section(loaded: Any, settings: dict, info: dict) -> dict:
 def _summary(out: Path, run: Any, seconds: float, audit: dict) -> ScoreResult:
     """The summary `--json` prints, for this worker (summed over torchrun ranks); rates count only the pairs it
     scored; ``shards`` as in :func:`prefkit.reflogps.reflogps`."""
-    from prefkit.reflogps.report import worker_summary
+    from prefkit.jobs.report import worker_summary
 
     section = run.manifest[SECTION]
     totals = section["totals"]

@@ -8,7 +8,7 @@ OUT/
   prefkit.json                   manifest
 ```
 
-Every write is atomic (:mod:`prefkit.output.writer`): whole folders are staged next to OUT by
+Every write is atomic (:mod:`prefkit.store.writer`): whole folders are staged next to OUT by
 :func:`staged_folder` and renamed into place.
 """
 
@@ -28,13 +28,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefkit.errors import OutputError, option
-from prefkit.output.lock import folder_identity, out_lock
-from prefkit.output.writer import TEMP_NAME, staged_dir, swap_in
+from prefkit.store.lock import folder_identity, out_lock
+from prefkit.store.writer import TEMP_NAME, staged_dir, swap_in
 
 MANIFEST_NAME = "prefkit.json"
 CARD_NAME = "README.md"
 DATA_DIR = "data"
 REJECTS_DIR = "rejects"
+#: the folder of the JSONL files the ``openai`` export writes for upload
+OPENAI_DIR = "openai"
+#: the folder of the JSONL files the ``nemo-rl`` export writes (NeMo-RL reads JSON lines)
+NEMO_RL_DIR = "nemo-rl"
+#: the files exports (prefkit.output.exports) add to the folder (``extra_files``), as globs in it: what `prefkit push` uploads with the data
+EXPORT_FILES = ("dataset_info.json", f"{OPENAI_DIR}/*.jsonl", f"{NEMO_RL_DIR}/*.jsonl")
 #: the most Arrow bytes a data shard holds: ``push_to_hub``'s ``max_shard_size`` (500MB)
 SHARD_BYTES = 500 * 10**6
 
@@ -157,10 +163,10 @@ def staged_folder(
 
     On any error the staging folder is removed and ``out_dir`` is left as it was. Refuses targets that could
     destroy data prefkit did not write (:func:`check_target`); removes what killed runs left next to it. The swap
-    happens under OUT's writer lock (:func:`prefkit.output.lock.out_lock`, held by ``what``), after a last check:
+    happens under OUT's writer lock (:func:`prefkit.store.lock.out_lock`, held by ``what``), after a last check:
 
     * ``expect`` (a writer that staged a copy of OUT: a merge): OUT must still be the folder it read
-      (:func:`prefkit.output.lock.folder_identity`), else :class:`FolderChanged` (the caller redoes its work);
+      (:func:`prefkit.store.lock.folder_identity`), else :class:`FolderChanged` (the caller redoes its work);
     * otherwise (``build``): OUT is checked again, and the files in it that prefkit did not write
       (:func:`foreign_files`) are carried over into the new folder at the same paths (their names appended to
       ``carried``); one the new folder also writes is refused, naming it.
@@ -194,7 +200,7 @@ def prefkit_written(out: Path, manifest: dict) -> set[str]:
     """Paths (relative, POSIX) of the files in ``out`` prefkit wrote, from its manifest: the manifest and the
     card, data shards (any file named like one, listed or stale), the rejects of its splits, recorded plots and
     an export's own files (LLaMA-Factory's ``dataset_info.json``, the JSONL folders) and the report page. Work folders are recognised by name
-    (:data:`WORK_NAME`), temporary files by :data:`prefkit.output.writer.TEMP_NAME`."""
+    (:data:`WORK_NAME`), temporary files by :data:`prefkit.store.writer.TEMP_NAME`."""
     written = {MANIFEST_NAME, CARD_NAME}
     splits: dict = manifest["splits"] if isinstance(manifest.get("splits"), dict) else {}
     for split, counts in splits.items():
@@ -205,8 +211,6 @@ def prefkit_written(out: Path, manifest: dict) -> set[str]:
     written.update(str(p) for p in stats.get("plots") or [])
     shape = (manifest.get("export") or {}).get("shape") if isinstance(manifest.get("export"), dict) else None
     if shape:
-        from prefkit.output.exports import EXPORT_FILES
-
         for pattern in EXPORT_FILES:
             written.update(p.relative_to(out).as_posix() for p in Path(out).glob(pattern))
     report = manifest.get("report")

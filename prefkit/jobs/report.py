@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefkit.reflogps.plan import Shard, read_part_meta
+from prefkit.jobs.plan import Shard, read_part_meta
 
 
 @dataclass

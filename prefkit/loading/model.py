@@ -21,8 +21,8 @@ from typing import Any
 from prefkit.chat.templates import template_hash
 from prefkit.chat.tokenizer import load_tokenizer, tokenizer_hash
 from prefkit.errors import ModelError, require
+from prefkit.hub_client import fetch_snapshot, looks_like_path
 from prefkit.loading import LoadOptions, adapter_tensors_hash, quantization_record
-from prefkit.sources.hub import fetch_snapshot, looks_like_path
 
 #: Weight file patterns, in order of preference (safetensors when a folder has both).
 _WEIGHT_GLOBS = (("*.safetensors",), ("*.bin", "*.pt", "*.pth"))

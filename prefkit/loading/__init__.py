@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import model_validator
 
-from prefkit.options import OptionGroup, option
+from prefkit.optionspec import OptionGroup, option
 
 #: the keys of a quantization record (transformers' ``BitsAndBytesConfig`` names), in the manifest's order
 QUANT_KEYS_4BIT = (

@@ -3,7 +3,7 @@ set (``judge_score``, float32, in each completion's struct), on the sharded job 
 ``.judge-work``, manifest section ``judge``), through a generation engine (:mod:`prefkit.generate.engine`,
 greedy).
 
-A rubric is data: a JSON file (built-in ones in ``prefkit/generate/rubrics/``, or a file of your own) with
+A rubric is data: a JSON file (built-in ones in ``prefkit/rewards/rubrics/``, or a file of your own) with
 ``kind`` (``rating``: one answer, a number; ``pairwise``: two answers, a verdict ``A``/``B``/``C`` for a tie),
 ``template`` (``{prompt}``, ``{response}`` or ``{response_a}``/``{response_b}``), an optional ``system``
 message, ``pattern`` (a regular expression whose first group is the rating or the verdict; the last match in
@@ -29,9 +29,9 @@ from typing import Any
 
 from prefkit.errors import OptionError, OutputError
 from prefkit.generate.engine import Engine, Output, Request
-from prefkit.generate.rm import COLUMN, ScoreRun, completion_type, guard
 from prefkit.generate.sampling import SamplingParams
 from prefkit.output import OutputFolder
+from prefkit.rewards.rm import COLUMN, ScoreRun, completion_type, guard
 
 FIELD = "judge_score"
 SECTION = "judge"
@@ -75,7 +75,7 @@ class Rubric:
 def builtin_rubrics() -> list[str]:
     from prefkit.resources import data_files
 
-    return [f.name.removesuffix(".json") for f in data_files("prefkit.generate", "rubrics", ".json")]
+    return [f.name.removesuffix(".json") for f in data_files("prefkit.rewards", "rubrics", ".json")]
 
 
 def load_rubric(spec: str | None) -> Rubric:
@@ -88,7 +88,7 @@ def load_rubric(spec: str | None) -> Rubric:
         text = (
             path.read_text(encoding="utf-8")
             if path.is_file()
-            else read_text("prefkit.generate", "rubrics", f"{spec}.json")
+            else read_text("prefkit.rewards", "rubrics", f"{spec}.json")
         )
     except FileNotFoundError:
         raise OptionError(
@@ -229,11 +229,11 @@ def judge(
     :class:`prefkit.reflogps.job.ModelOptions`; ``run``: the job flags. Returns the summary (``unparsed``: answers
     that did not parse, by reason). Raises OutputError (not a generated set; judge_score already there without
     ``overwrite``), OptionError (the rubric), ModelError."""
-    from prefkit.generate.rm import is_generated
+    from prefkit.jobs.distributed import init_distributed
+    from prefkit.loading.model import resolve_device
     from prefkit.output import read_output
-    from prefkit.reflogps.distributed import init_distributed
     from prefkit.reflogps.job import ModelOptions
-    from prefkit.reflogps.model import resolve_device
+    from prefkit.rewards.rm import is_generated
 
     start = time.perf_counter()
     run = run or ScoreRun(None, 256, True, False, False, None, 120.0)
@@ -269,9 +269,9 @@ def _run(
     from dataclasses import asdict
 
     from prefkit.generate.engine import load_engine
-    from prefkit.reflogps.merge import merge
-    from prefkit.reflogps.plan import data_fingerprint, settings_fingerprint
-    from prefkit.reflogps.runner import JobSpec, run_flagged
+    from prefkit.jobs.merge import merge
+    from prefkit.jobs.plan import data_fingerprint, settings_fingerprint
+    from prefkit.jobs.runner import JobSpec, run_flagged
 
     engine = load_engine("transformers", model, options, {})
     keep = (
@@ -338,7 +338,7 @@ def _run(
 
 
 def _summary(out: Path, run: Any, seconds: float) -> dict:
-    from prefkit.reflogps.report import worker_summary
+    from prefkit.jobs.report import worker_summary
 
     section = run.manifest[SECTION]
     totals = section["totals"]

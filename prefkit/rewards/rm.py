@@ -3,7 +3,7 @@ completion's struct), on the score job's machinery (work folder ``.score-work``,
 
 Each completion is scored as ``prompt + [{"role": "assistant", "content": response}]`` rendered with the reward
 model's own chat template, by TRL's ``RewardTrainer`` rule, the way `score` scores a pair's answers
-(:mod:`prefkit.reflogps.reward`): completions go through the reward engine two at a time, as a pair's two
+(:mod:`prefkit.rewards.reward`): completions go through the reward engine two at a time, as a pair's two
 answers do (the prompt runs once for both with prefix sharing). A completion longer than ``max_length`` tokens
 gets a null ``rm_score`` and is counted (``dropped.too_long``). Then ``build OUT --rating rm_score`` pairs on it.
 """
@@ -68,7 +68,7 @@ def guard(
 ) -> None:
     """Refuse to recompute ``field`` of the completions (OutputError) unless ``overwrite``, this very job already
     merged it (the runner then reports it complete), or its work folder is there to resume or join."""
-    from prefkit.reflogps.plan import completed, settings_fingerprint
+    from prefkit.jobs.plan import completed, settings_fingerprint
 
     if overwrite or not has_field(folder, field) or (folder.path / work_dir).is_dir():
         return
@@ -83,7 +83,7 @@ def score_shard(
     loaded: Any, rows: list[dict], run: ScoreRun, token_budget: Any, on_progress: Any
 ) -> tuple[dict, dict]:
     """``rm_score`` for every completion of ``rows`` → ({"completions": the lists with rm_score set}, counts)."""
-    from prefkit.reflogps import reward
+    from prefkit.rewards import reward
 
     pairs_rows, where = [], []
     for i, row in enumerate(rows):
@@ -128,8 +128,8 @@ def score_shard(
 def score_completions(folder: OutputFolder, reward_model: str, options: Any, run: ScoreRun) -> dict:
     """Score every completion of the generated set ``folder`` with ``reward_model``; returns the summary. Raises
     OutputError when the completions already have ``rm_score`` (without ``overwrite``), ModelError."""
-    from prefkit.reflogps.distributed import init_distributed
-    from prefkit.reflogps.model import resolve_device
+    from prefkit.jobs.distributed import init_distributed
+    from prefkit.loading.model import resolve_device
 
     start = time.perf_counter()
     dev = resolve_device(options.device)
@@ -144,13 +144,13 @@ def _run(
     folder: OutputFolder, reward_model: str, options: Any, run: ScoreRun, ctx: Any, dev: Any, start: float
 ) -> dict:
     from prefkit.chat.templates import require_chat_template
-    from prefkit.reflogps import reward
-    from prefkit.reflogps.merge import merge
-    from prefkit.reflogps.model import load_model
-    from prefkit.reflogps.plan import data_fingerprint, settings_fingerprint
+    from prefkit.jobs.merge import merge
+    from prefkit.jobs.plan import data_fingerprint, settings_fingerprint
+    from prefkit.jobs.runner import JobSpec, run_flagged
+    from prefkit.loading.model import load_model
     from prefkit.reflogps.provenance import scoring_settings
-    from prefkit.reflogps.runner import JobSpec, run_flagged
-    from prefkit.reflogps.score import SECTION, WORK_DIR, _section, default_max_length
+    from prefkit.rewards import reward
+    from prefkit.rewards.score import SECTION, WORK_DIR, _section, default_max_length
 
     loaded = load_model(
         reward_model,
@@ -223,7 +223,7 @@ def _run(
 
 
 def _summary(out: Path, run: Any, seconds: float) -> dict:
-    from prefkit.reflogps.report import worker_summary
+    from prefkit.jobs.report import worker_summary
 
     section = run.manifest["rm_scores"]
     totals = section["totals"]

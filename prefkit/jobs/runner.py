@@ -3,12 +3,12 @@ and any other per-pair scoring that adds columns to a set.
 
 A job is a :class:`JobSpec`: the columns it adds, the settings that decide their values (the fingerprint), and
 how to score one shard's rows. :func:`run_shards` plans the shards and prepares the work folder (created, or
-joined when another worker made it: :func:`prefkit.reflogps.plan.prepare_work`), then works as one of any number
+joined when another worker made it: :func:`prefkit.jobs.plan.prepare_work`), then works as one of any number
 of workers (processes on machines that share OUT, torchrun ranks): it claims an unfinished shard with a lease
-(:mod:`prefkit.reflogps.leases`), scores it while a heartbeat renews the lease, writes its part atomically, and
+(:mod:`prefkit.jobs.leases`), scores it while a heartbeat renews the lease, writes its part atomically, and
 claims the next. With nothing left to claim it waits for the shards other workers hold, taking over any whose
 lease expires. Once every shard is finished, the worker that takes the merge lease calls ``finish`` (the merge,
-:mod:`prefkit.reflogps.merge`); the others wait until it is in place and report.
+:mod:`prefkit.jobs.merge`); the others wait until it is in place and report.
 """
 
 from __future__ import annotations
@@ -25,10 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefkit.errors import OutputError
-from prefkit.output import OutputFolder
-from prefkit.output.lock import out_lock
-from prefkit.record import decode_row
-from prefkit.reflogps.leases import (
+from prefkit.jobs.leases import (
     DEFAULT_LEASE_SECONDS,
     Heartbeat,
     Lease,
@@ -37,8 +34,8 @@ from prefkit.reflogps.leases import (
     Worker,
     describe,
 )
-from prefkit.reflogps.merge import PartsMissing
-from prefkit.reflogps.plan import (
+from prefkit.jobs.merge import PartsMissing
+from prefkit.jobs.plan import (
     WORK_DIR,
     Shard,
     completed,
@@ -48,12 +45,15 @@ from prefkit.reflogps.plan import (
     read_work_settings,
     write_part,
 )
-from prefkit.reflogps.report import JobProgress, JobRun, Tally, collect_counts
+from prefkit.jobs.report import JobProgress, JobRun, Tally, collect_counts
+from prefkit.output import OutputFolder
+from prefkit.record import decode_row
+from prefkit.store.lock import out_lock
 
 #: ``score(rows, on_progress) -> (column values, counts)`` for one shard; ``on_progress(pairs, tokens)``
 ShardScorer = Callable[[list[dict], Any], tuple[dict[str, list], dict]]
 #: ``finish(shards, counts, check) -> manifest``: merge the finished job; ``check()`` raises
-#: :class:`~prefkit.reflogps.leases.LeaseLost` when this worker no longer holds the merge lease (called just
+#: :class:`~prefkit.jobs.leases.LeaseLost` when this worker no longer holds the merge lease (called just
 #: before the result is swapped in)
 Finish = Callable[[list[Shard], dict, Callable[[], None]], dict]
 #: the lease key of the merge (a shard's key is its split and index, e.g. ``train-00003``)
@@ -81,7 +81,7 @@ class JobSpec:
     work_dir: str = WORK_DIR
     #: what the job adds, for messages ("reference log-prob" → "… already has reference log-prob columns")
     label: str = "reference log-prob"
-    #: the shards (``plan(folder, shard_rows)``); None: :func:`~prefkit.reflogps.plan.plan_shards` (KTO cuts at its
+    #: the shards (``plan(folder, shard_rows)``); None: :func:`~prefkit.jobs.plan.plan_shards` (KTO cuts at its
     #: KL batch boundaries, :func:`prefkit.reflogps.kto.planner`)
     plan: Callable[[OutputFolder, int], list[Shard]] | None = None
     #: the top-level columns whose presence means OUT already holds this job's kind of result (default: the
@@ -139,7 +139,7 @@ def run_shards(
 ) -> JobRun:
     """Plan, prepare (rank 0), then score shards as a lease-taking worker until the job is merged, here or by
     another worker. ``lease_seconds``: how long this worker's leases last without renewal; ``record``: extra JSON
-    for settings.json. Raises OutputError (see :func:`~prefkit.reflogps.plan.prepare_work`; the work folder
+    for settings.json. Raises OutputError (see :func:`~prefkit.jobs.plan.prepare_work`; the work folder
     removed under it) and the scorer's errors; under torchrun any rank's error is raised on every rank."""
     shards = spec.plan(folder, shard_rows) if spec.plan else plan_shards(folder, shard_rows)
 
@@ -466,7 +466,7 @@ def _read_rows(folder: OutputFolder, split: str, columns: tuple[str, ...], name:
 
 
 def _prepare(folder: OutputFolder, spec: JobSpec, resume: bool, overwrite: bool, record: dict | None) -> Any:
-    """:func:`~prefkit.reflogps.plan.prepare_work` with the job's spec."""
+    """:func:`~prefkit.jobs.plan.prepare_work` with the job's spec."""
     return prepare_work(
         folder.path,
         spec.settings,

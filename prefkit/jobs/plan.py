@@ -5,7 +5,7 @@ Each split of the output folder is cut into shards of ``shard_rows`` pairs. A fi
 ``OUT/.reflogps-work/<split>-<index>.parquet`` holding its four columns, stamped (schema metadata) with the
 run's settings fingerprint and its row range: a rerun with the same settings skips it. ``settings.json`` (created
 exclusively, so workers starting together agree on one) holds the fingerprint; ``leases/`` the shards being
-scored (:mod:`prefkit.reflogps.leases`).
+scored (:mod:`prefkit.jobs.leases`).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefkit.errors import OutputError, option
+from prefkit.jobs.leases import LEASE_DIR, LeaseBook, Worker, create_exclusive, describe, read_json
 from prefkit.output import MANIFEST_NAME, OutputFolder, read_output, write_parquet
-from prefkit.output.writer import os_error
 from prefkit.record import REFLOGPS_FIELDS
-from prefkit.reflogps.leases import LEASE_DIR, LeaseBook, Worker, create_exclusive, describe, read_json
+from prefkit.store.writer import os_error
 
 WORK_DIR = ".reflogps-work"
 SETTINGS_NAME = "settings.json"

@@ -1,0 +1,4 @@
+"""Reward scoring on the sharded job (:mod:`prefkit.jobs`): reward-model scores of a built set's pairs
+(``reward.py``: the engine, ``score.py``: the job and ``prefkit.score``; its label audit is a statistic, :mod:`prefkit.output.audit`), of a
+generated set's completions (``rm.py``), and LLM judges with rubrics as data (``judge.py``, ``rubrics/*.json``).
+"""

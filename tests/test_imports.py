@@ -1,0 +1,132 @@
+"""Imports run one way: every import in ``prefkit/`` (function-local ones too) goes to its own layer or one below
+in the layer table of docs/architecture.md, the modules import each other without a cycle, and a function imports
+a module locally only when it is a heavy optional dependency (or the import is the CLI's or the package's lazy
+entry point, which keep ``--help`` and ``import prefkit`` fast)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "prefkit"
+DOC = ROOT / "docs" / "architecture.md"
+
+#: third-party modules a function may import locally: heavy, optional, or slow to import (seconds), so that a
+#: command loads them only when its work starts
+HEAVY = {
+    "torch", "transformers", "datasets", "huggingface_hub", "matplotlib", "trl", "peft", "bitsandbytes", "vllm",
+    "ray", "openai", "accelerate", "scipy", "jinja2", "markupsafe", "yaml", "tqdm", "rensa", "webbrowser",
+}
+#: modules whose prefkit imports may be function-local: the lazy entry points (the CLI imports a command's library
+#: code when the command runs; ``prefkit.X`` imports X's module on first use)
+LAZY_ENTRY = ("prefkit", "prefkit.cli", "prefkit._callable")
+LAZY_PACKAGES = ("prefkit.commands",)
+
+
+def layers() -> dict[str, int]:
+    """The layer table of docs/architecture.md (section "Imports run one way"): unit -> layer number."""
+    text = DOC.read_text(encoding="utf-8")
+    table = text.split("## Imports run one way", 1)[1].split("\n## ", 1)[0]
+    out: dict[str, int] = {}
+    for line in table.splitlines():
+        m = re.match(r"\|\s*(\d+)\s*\|([^|]+)\|", line)
+        if m:
+            for unit in re.findall(r"`([\w.]+)`", m.group(2)):
+                out[unit.strip("/")] = int(m.group(1))
+    return out
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "prefkit"
+
+
+def imports() -> list[tuple[str, str, int, bool]]:
+    """Every import of a prefkit module: (importer, imported module, line, inside a function)."""
+    modules = {_module(p) for p in PACKAGE.rglob("*.py")}
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        mod = _module(path)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        local = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 for n in ast.walk(f) if isinstance(n, (ast.Import, ast.ImportFrom))}
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                         for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                found.append((mod, name, node.lineno, id(node) in local))
+    return found
+
+
+def _lazy(importer: str) -> bool:
+    return importer in LAZY_ENTRY or importer.startswith(LAZY_PACKAGES)
+
+
+def test_the_layer_table_names_every_folder_and_module():
+    table = layers()
+    units = {_unit(_module(p)) for p in PACKAGE.rglob("*.py")}
+    assert units - set(table) == set(), "add these to the layer table in docs/architecture.md"
+    assert set(table) - units == set(), "the layer table names what is not in prefkit/"
+
+
+def test_no_import_goes_up_a_layer():
+    table = layers()
+    backward = [
+        f"{src}:{line} imports {dst} (layer {table[_unit(dst)]} above {table[_unit(src)]})"
+        for src, dst, line, _ in imports()
+        if dst.startswith("prefkit") and table[_unit(dst)] > table[_unit(src)]
+    ]
+    assert backward == []
+
+
+def test_modules_import_each_other_without_a_cycle():
+    graph: dict[str, set[str]] = defaultdict(set)
+    for src, dst, _, _ in imports():
+        if dst.startswith("prefkit.") and dst != src and not dst.startswith(src + "."):
+            graph[src].add(dst)
+    cycles = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join([*path[path.index(nxt):], nxt]))
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert cycles == []
+
+
+def test_function_local_imports_are_heavy_dependencies_only():
+    stray = [
+        f"{src}:{line} imports {dst} inside a function"
+        for src, dst, line, inside in imports()
+        if inside and not _lazy(src) and dst.split(".")[0] not in HEAVY
+    ]
+    assert stray == []
+
+
+@pytest.mark.parametrize("unit", ["sources", "formats", "output", "store"])
+def test_the_check_sees_a_backward_import(unit):
+    """The check can fail: an import from the top layer into a low one is reported."""
+    table = layers()
+    assert table["commands"] > table[unit]
