@@ -33,11 +33,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prefkit.chat.tokenize import (
+from prefkit.chat.trl_split import (
     TRL_LEGACY_RULES,
     TokenizedPair,
+    _check_tokenizer,
     _release,
     common_prefix_length,
+    is_conversational,
     split_common_prefix,
 )
 
@@ -242,8 +244,6 @@ def tokenize_pairs_legacy(rows: Sequence[Mapping[str, Any]], tokenizer: Any, max
     completion, ``eos_token_id`` appended to each completion, the prompt's last ``max_prompt_length`` (512) tokens,
     then prompt+completion cut to ``max_length`` with ``keep_end``. Returns :class:`LegacyPair` per row (never
     dropped; a completion cut to nothing is :data:`KEPT_EMPTY`)."""
-    from prefkit.chat.tokenize import _check_tokenizer, is_conversational
-
     eos = getattr(tokenizer, "eos_token_id", None)
     limit, mode = LEGACY_DEFAULTS["max_prompt_length"], str(LEGACY_DEFAULTS["truncation_mode"])
     out = []

@@ -430,29 +430,8 @@ def _torchtune(table: pa.Table) -> pa.Table:
     return _plain(out, schema)
 
 
-def dataset_info(name: str, files: dict[str, list[str]]) -> dict:
-    """LLaMA-Factory ``dataset_info.json`` entries for the written split files (one entry per file)."""
-    entries = {}
-    for split, paths in files.items():
-        for i, path in enumerate(paths):
-            key = f"{name}_{split}" if len(paths) == 1 else f"{name}_{split}_{i}"
-            entries[key] = {
-                "file_name": path,
-                "formatting": "sharegpt",
-                "ranking": True,
-                "columns": {
-                    "messages": "conversations",
-                    "system": "system",
-                    "tools": "tools_json",
-                    "chosen": "chosen",
-                    "rejected": "rejected",
-                },
-            }
-    return entries
-
-
 def _llamafactory_files(name: str, files: dict[str, list[str]], folder: Path) -> dict[str, str]:
-    return {"dataset_info.json": json.dumps(dataset_info(name, files), indent=2) + "\n"}
+    return {"dataset_info.json": json.dumps(shapes.dataset_info(name, files), indent=2) + "\n"}
 
 
 #: every export shape, by ``--export`` name (the first is the default)

@@ -60,7 +60,7 @@ def openrlhf_command(load_id: str, files: dict[str, list[str]]) -> tuple[str, st
 
 
 def llamafactory_yaml(load_id: str, files: dict[str, list[str]]) -> tuple[str, str]:
-    from prefkit.output.exports import dataset_info
+    from prefkit.output.shapes import dataset_info
 
     name = load_id.rstrip("/").split("/")[-1]
     entries = [k for k in dataset_info(name, files) if "_train" in k] or list(dataset_info(name, files))

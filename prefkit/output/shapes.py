@@ -275,3 +275,24 @@ def check_openai_line(line: dict) -> list[str]:
     if tools is not None and not all(t.get("type") == "function" and "function" in t for t in tools):
         problems.append("tools must be function schemas")
     return problems
+
+
+def dataset_info(name: str, files: dict[str, list[str]]) -> dict:
+    """LLaMA-Factory ``dataset_info.json`` entries for the written split files (one entry per file)."""
+    entries = {}
+    for split, paths in files.items():
+        for i, path in enumerate(paths):
+            key = f"{name}_{split}" if len(paths) == 1 else f"{name}_{split}_{i}"
+            entries[key] = {
+                "file_name": path,
+                "formatting": "sharegpt",
+                "ranking": True,
+                "columns": {
+                    "messages": "conversations",
+                    "system": "system",
+                    "tools": "tools_json",
+                    "chosen": "chosen",
+                    "rejected": "rejected",
+                },
+            }
+    return entries

@@ -15,7 +15,7 @@ from prefkit.hub_client import LOGIN_HINT, describe, hub_token, transient, with_
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from prefkit.sources import Source
+    from prefkit.sources.source import Source
 
 def load_hub(
     repo_id: str,
@@ -30,7 +30,7 @@ def load_hub(
     None) are downloaded. Transient failures are retried; every failure is one :class:`SourceError`."""
     from huggingface_hub import HfApi, constants
 
-    from prefkit.sources import Source
+    from prefkit.sources.source import Source
 
     api = HfApi(endpoint=constants.ENDPOINT, token=hub_token(token))
     sha = with_retries(lambda: api.dataset_info(repo_id, revision=revision).sha, _error(repo_id, revision))
@@ -92,7 +92,7 @@ def sample_hub(
     import pyarrow as pa
     from huggingface_hub import HfApi, constants
 
-    from prefkit.sources import Source
+    from prefkit.sources.source import Source
 
     api = HfApi(endpoint=constants.ENDPOINT, token=hub_token(token))
     sha = with_retries(lambda: api.dataset_info(repo_id, revision=revision).sha, _error(repo_id, revision))

@@ -29,7 +29,14 @@ import pyarrow.parquet as pq
 
 from prefkit.errors import OutputError, option
 from prefkit.store.lock import folder_identity, out_lock
-from prefkit.store.writer import TEMP_NAME, staged_dir, swap_in
+from prefkit.store.writer import (  # noqa: F401 (shard names: this module's API too)
+    SHARD_BYTES,
+    TEMP_NAME,
+    content_digest,
+    shard_name,
+    staged_dir,
+    swap_in,
+)
 
 MANIFEST_NAME = "prefkit.json"
 CARD_NAME = "README.md"
@@ -41,8 +48,6 @@ OPENAI_DIR = "openai"
 NEMO_RL_DIR = "nemo-rl"
 #: the files exports (prefkit.output.exports) add to the folder (``extra_files``), as globs in it: what `prefkit push` uploads with the data
 EXPORT_FILES = ("dataset_info.json", f"{OPENAI_DIR}/*.jsonl", f"{NEMO_RL_DIR}/*.jsonl")
-#: the most Arrow bytes a data shard holds: ``push_to_hub``'s ``max_shard_size`` (500MB)
-SHARD_BYTES = 500 * 10**6
 
 
 @dataclass
@@ -76,25 +81,6 @@ def split_sizes(paths: list[Path]) -> dict[str, int]:
         "num_bytes": sum(m.row_group(i).total_byte_size for m in metas for i in range(m.num_row_groups)),
         "download_size": sum(p.stat().st_size for p in paths),
     }
-
-
-def shard_name(split: str, index: int, total: int, digest: str | None = None) -> str:
-    """``<split>-00000-of-00001[-<digest>].parquet``: the Hub's shard names, with the file's content digest."""
-    return f"{split}-{index:05d}-of-{total:05d}{'-' + digest if digest else ''}.parquet"
-
-
-def content_digest(path: Path) -> str:
-    """The first 16 hex digits of the file's SHA-256: shard names change whenever their rows do.
-
-    ``datasets`` caches ``load_dataset(OUT)`` under a hash of the card, which lists the data files by name; with
-    the same names a rebuilt folder holding other rows of the same size would load the previous build's rows."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def split_files(data_dir: Path, split: str) -> list[Path]:

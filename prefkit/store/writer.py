@@ -11,6 +11,7 @@ their schema metadata (what ``push_to_hub`` writes) and use snappy, in shards of
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -32,6 +33,27 @@ TEMP_NAME = re.compile(
 )
 #: names of earlier prefkit versions (no pid): removed only when they hold a prefkit manifest
 LEGACY_NAME = re.compile(r"^\.(?P<name>.+)\.(?:[a-z0-9_]{8}\.tmp|old-[0-9a-f]{8})$")
+
+
+#: the most Arrow bytes a data shard holds: ``push_to_hub``'s ``max_shard_size`` (500MB)
+SHARD_BYTES = 500 * 10**6
+
+
+def shard_name(split: str, index: int, total: int, digest: str | None = None) -> str:
+    """``<split>-00000-of-00001[-<digest>].parquet``: the Hub's shard names, with the file's content digest."""
+    return f"{split}-{index:05d}-of-{total:05d}{'-' + digest if digest else ''}.parquet"
+
+
+def content_digest(path: Path) -> str:
+    """The first 16 hex digits of the file's SHA-256: shard names change whenever their rows do.
+
+    ``datasets`` caches ``load_dataset(OUT)`` under a hash of the card, which lists the data files by name; with
+    the same names a rebuilt folder holding other rows of the same size would load the previous build's rows."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def _alive(pid: int) -> bool:
@@ -249,12 +271,10 @@ class ParquetFile:
 class ShardWriter:
     """One split's data shards, written as tables arrive: a shard is closed once it holds ``max_bytes`` of Arrow
     data (500 MB, as ``push_to_hub`` shards; or ``max_rows`` rows), and :meth:`close` names them
-    ``<split>-<k>-of-<N>-<digest>.parquet`` (:func:`prefkit.store.folder.shard_name`). Files carry the
+    ``<split>-<k>-of-<N>-<digest>.parquet`` (:func:`shard_name`). Files carry the
     ``datasets`` features (:func:`hf_schema`). A split that gets no row gets no file."""
 
     def __init__(self, data_dir: Path, split: str, max_bytes: int | None = None, max_rows: int | None = None):
-        from prefkit.store.folder import SHARD_BYTES
-
         self.data_dir = Path(data_dir)
         self.split = split
         self.max_bytes = max_bytes or SHARD_BYTES
@@ -311,8 +331,6 @@ class ShardWriter:
 
     def close(self) -> list[Path]:
         """Close the last shard and give every shard its name; returns the paths, in order."""
-        from prefkit.store.folder import content_digest, shard_name
-
         rest = self._chunks.rest() if self._chunks is not None else None
         if rest is not None:
             self._place(rest)

@@ -118,7 +118,7 @@ def read_part(
     turns out to need reading whole (the caller reads the part again)."""
     from prefkit.formats import prepare
     from prefkit.progress import bar
-    from prefkit.sources import known_rows, split_batches
+    from prefkit.sources.splits import known_rows, split_batches
 
     reader = part.raw
     read = list(part.read_columns)
