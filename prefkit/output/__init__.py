@@ -36,7 +36,8 @@ from prefkit.output.folder import (
     split_sizes,
     staged_folder,
 )
-from prefkit.output.writer import ParquetFile, ShardWriter, write_json, write_parquet, write_text
+from prefkit.output.manifest_model import Manifest, checked_manifest
+from prefkit.output.writer import ParquetFile, ShardWriter, write_parquet, write_text
 
 __all__ = [
     "CARD_NAME",
@@ -59,9 +60,10 @@ __all__ = [
 ]
 
 
-def write_manifest(out_dir: Path | str, manifest: dict) -> None:
-    """Write ``OUT/prefkit.json``."""
-    write_json(Path(out_dir) / MANIFEST_NAME, manifest)
+def write_manifest(out_dir: Path | str, manifest: Manifest | dict) -> None:
+    """Write ``OUT/prefkit.json``, through the :class:`Manifest` model (a section of the wrong type is an error
+    here, not in a later reader)."""
+    write_text(Path(out_dir) / MANIFEST_NAME, checked_manifest(manifest).to_json())
 
 
 def write_split(out_dir: Path, split: str, table: pa.Table, shard_rows: int | None = None) -> list[Path]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from prefkit._callable import callable_package
+from prefkit.output.manifest_model import Report
 from prefkit.report.build import build_pages, render_page
 
 #: the page's size limit: rows are sampled down until the page fits (docs/report.md)
@@ -139,13 +140,14 @@ def record_report(out: Any, result: ReportResult, seed: int) -> None:
         relative = result.path.resolve().relative_to(out.path.resolve()).as_posix()
     except ValueError:
         return  # a page written elsewhere is not part of the set
-    out.manifest["report"] = {
-        "path": relative,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "rows_shown": {name: {"shown": a, "kept": b} for name, (a, b) in result.rows_shown.items()},
-        "seed": seed,
-    }
-    write_manifest(out.path, out.manifest)
+    manifest = out.typed_manifest
+    manifest.report = Report(
+        path=relative,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        rows_shown={name: {"shown": a, "kept": b} for name, (a, b) in result.rows_shown.items()},
+        seed=seed,
+    )
+    write_manifest(out.path, manifest)
     refresh_card(out.path)
 
 
