@@ -131,7 +131,7 @@ def finish_folder(
 
 def refresh_card(
     out_dir: Path | str,
-    manifest: dict | None = None,
+    manifest: Manifest | dict | None = None,
     schemas: dict[str, pa.Schema] | None = None,
     name: str | None = None,
 ) -> None:
@@ -147,6 +147,7 @@ def refresh_card(
         schemas = {s: pq.read_schema(paths[0]) for s, paths in folder.shards.items()}
     schema = next(iter(schemas.values()), None)
     features = {} if schema is None else features_dict(schema.remove_metadata())
-    shards = {split: split_files(out_dir / DATA_DIR, split) for split in manifest.get("splits", {})}
+    typed = Manifest.read(manifest)
+    shards = {split: split_files(out_dir / DATA_DIR, split) for split in typed.split_entries}
     sizes = {split: split_sizes(paths) for split, paths in shards.items() if paths}
-    write_text(out_dir / CARD_NAME, render_card(manifest, features, name=name or out_dir.name, sizes=sizes))
+    write_text(out_dir / CARD_NAME, render_card(typed, features, name=name or out_dir.name, sizes=sizes))

@@ -79,7 +79,8 @@ def typed_manifest(manifest: dict | Manifest, where: Path | str) -> Manifest:
         first = err.errors()[0]
         at = ".".join(str(p) for p in first["loc"]) or "the top level"
         raise OutputError(
-            f"{where} is not a prefkit manifest ({at}: {first['msg']})", "rebuild the folder with `prefkit build`"
+            f"{where} is not a prefkit manifest ({at}: {first['msg']})",
+            "rebuild the folder with `prefkit build`",
         ) from None
 
 

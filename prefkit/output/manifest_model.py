@@ -80,8 +80,9 @@ class Section(BaseModel):
         return (self.model_extra or {}).get(key, default)
 
     def has(self, key: str) -> bool:
-        """Whether the manifest holds ``key`` (read or set), even with a null value."""
-        return key in self.to_dict()
+        """Whether the section holds ``key`` (read or set), even with a null value."""
+        field = next((n for n, f in type(self).model_fields.items() if (f.alias or n) == key), None)
+        return field in self.model_fields_set if field is not None else key in (self.model_extra or {})
 
     def to_dict(self) -> dict[str, Any]:
         """The section as JSON holds it: the keys read or set, in their order."""
@@ -128,10 +129,12 @@ class SourceEntry(Section):
     sha: str | None = None
     config: str | None = None
     data_dir: str | None = None
-    splits: dict[str, SourceSplit] | None = None
+    #: per split its format and counts (a source described before it was read: its rows, when known)
+    splits: dict[str, SourceSplit | int | None] | None = None
     weight: dict[str, Any] | None = None
     preset: str | None = None
-    license: str | None = None
+    #: the preset's licence id (several, when its parts differ)
+    license: str | list[str] | None = None
     gated: bool | None = None
     margin_scale: dict[str, Any] | None = None
     #: the source is a prefkit set (its columns carried)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from prefkit.output.manifest_model import Manifest
+from prefkit.output.manifest_model import Manifest, SourceSplit
 from prefkit.report.page import (
     KEPT_COLUMNS,
     NEAR_DUP,
@@ -158,6 +158,8 @@ def source_flows(manifest: Manifest, split: str) -> list[dict[str, Any]]:
         names = [split] if split in parts else list(parts)
         for part in names:
             c = parts[part]
+            if not isinstance(c, SourceSplit):
+                continue  # a source described before it was read: no counts
             flows.append(
                 {
                     "source": src.source or src.id,
