@@ -308,14 +308,14 @@ def test_errors_name_keywords_in_python_and_flags_on_the_cli(tmp_path, capsys):
     src = write_rows(tmp_path / "pairs.jsonl", 6)
     out = tmp_path / "out"
     prefkit.build(src, out)
-    with pytest.raises(OutputError) as err:
+    with pytest.raises(OutputError, match="already exists") as err:
         prefkit.build(src, out)
     assert "pass overwrite=True to replace it, or choose another output=..." in err.value.hint
     assert "--overwrite" not in str(err.value)
-    with pytest.raises(OptionError) as err:
+    with pytest.raises(OptionError, match="greater than or equal to 1, got 0") as err:
         prefkit.build(src, top=0)
     assert err.value.message.startswith("top=...: ") and "--top" not in str(err.value)
-    with pytest.raises(SelectionError) as err:
+    with pytest.raises(SelectionError, match="is not a fraction") as err:
         prefkit.build(src, test_size=2.0)
     assert err.value.message == "test_size=2.0 is not a fraction"
 
@@ -326,7 +326,7 @@ def test_errors_name_keywords_in_python_and_flags_on_the_cli(tmp_path, capsys):
         ),
         (["build", str(src), "--dry-run", "--test-size", "2"], "Error: --test-size 2.0 is not a fraction"),
     ]:
-        with pytest.raises(SystemExit) as code:
+        with pytest.raises(SystemExit, match=r"^1$") as code:
             _cli(args, capsys)
         assert code.value.code == 1
         stderr = capsys.readouterr().err

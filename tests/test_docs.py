@@ -8,8 +8,6 @@ import importlib.util
 import re
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 #: flags of other programs that prefkit's text mentions (torchrun, pip, the `hf` CLI), and the secret option
