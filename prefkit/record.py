@@ -314,13 +314,13 @@ def features(schema: pa.Schema = ARROW_SCHEMA):
 
 def json_schema() -> dict:
     """JSON Schema of one canonical record (what ``schemas/record.schema.json`` holds)."""
-    schema = _same_for_every_pydantic(PreferenceRecord.model_json_schema())
+    schema = same_for_every_pydantic(PreferenceRecord.model_json_schema())
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://github.com/prefkit/prefkit/schemas/record.schema.json"
     return schema
 
 
-def _same_for_every_pydantic(node: Any) -> Any:
+def same_for_every_pydantic(node: Any) -> Any:
     """The schema written the same whatever pydantic (>= 2.6) made it: a one-value ``Literal`` as ``const`` with
     its ``type`` (2.7 - 2.9 add a one-item ``enum``, 2.6 leaves out the type), and a free-form object
     (``dict[str, Any]``) with ``additionalProperties: true`` (written only by newer releases)."""
@@ -332,10 +332,10 @@ def _same_for_every_pydantic(node: Any) -> Any:
         if node.get("type") == "object" and "properties" not in node and "additionalProperties" not in node:
             node["additionalProperties"] = True
         for value in node.values():
-            _same_for_every_pydantic(value)
+            same_for_every_pydantic(value)
     elif isinstance(node, list):
         for value in node:
-            _same_for_every_pydantic(value)
+            same_for_every_pydantic(value)
     return node
 
 

@@ -112,11 +112,24 @@ def _same(click_default: object, library: object, command: str, keyword: str) ->
     return as_seq(click_default) == as_seq(library)
 
 
+#: a command's argument whose keyword has another name in its function
+ARGUMENT_KEYWORDS = {"out": "out_dir"}
+
+
 def test_every_command_has_a_function():
+    """Each command's arguments are its function's first parameters, in order; the function is documented and
+    returns the command's result."""
     assert set(FUNCTIONS) == set(COMMANDS)
+    ctx = click.Context(cli)
     for command, (name, _) in FUNCTIONS.items():
         function = getattr(prefkit, name)
-        assert callable(function) and inspect.getdoc(inspect.unwrap(function)), command
+        signature = inspect.signature(function)
+        arguments = [p.name for p in cli.get_command(ctx, command).params if isinstance(p, click.Argument)]
+        leading = [p.name for p in signature.parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+        assert leading[: len(arguments)] == [ARGUMENT_KEYWORDS.get(a, a) for a in arguments], command
+        assert "Result" in str(signature.return_annotation), command
+        doc = inspect.getdoc(inspect.unwrap(function)) or ""
+        assert len(doc.split("\n\n")[0]) > 20, f"{name}() has no summary line"
 
 
 @pytest.mark.parametrize("command", sorted(FUNCTIONS))
@@ -188,7 +201,40 @@ def test_every_command_returns_a_result_with_summary_and_to_dict(name):
         type_name = each.strip().rsplit(".", 1)[-1]
         result_type = getattr(prefkit, type_name, None) or getattr(prefkit.results, type_name)
         assert dataclasses.is_dataclass(result_type), type_name
-        assert callable(result_type.summary) and callable(result_type.to_dict)
+        # its own text (the base's summary() raises NotImplementedError), and the JSON object --json prints
+        assert result_type.summary is not prefkit.results.Result.summary, type_name
+        assert inspect.signature(result_type.summary).return_annotation in ("str", str), type_name
+        assert "dict" in str(inspect.signature(result_type.to_dict).return_annotation), type_name
+
+
+def test_the_light_commands_return_the_text_they_print_and_a_json_object(tmp_path, capsys):
+    """A real call of the commands that need no model or Hub: ``summary()`` is what the CLI prints, ``to_dict()``
+    what ``--json`` prints."""
+    import json
+
+    from tests.builders import write_rows
+
+    src = write_rows(tmp_path / "pairs.jsonl", 12)
+    out = tmp_path / "out"
+    results = {
+        "presets": prefkit.presets(),
+        "detect": prefkit.detect(str(src)),
+        "build": prefkit.build(src, out),
+        "stats": prefkit.stats(out),
+    }
+    assert results["build"].to_dict()["totals"]["kept"] == 12
+    assert results["stats"].to_dict()["splits"]["train"]["rows"] == 12
+    assert results["detect"].to_dict()["splits"]
+    assert len(results["presets"].to_dict()["presets"]) > 5
+    args = {"presets": ["presets"], "detect": ["detect", str(src)], "stats": ["stats", str(out)]}
+    for command, result in results.items():
+        data = result.to_dict()
+        assert json.loads(json.dumps(data, default=str)) and result.summary().strip(), command
+        if command in args:
+            printed, _ = _cli(args[command], capsys)
+            assert printed.strip() == result.summary().strip(), command
+            printed, _ = _cli([*args[command], "--json"], capsys)
+            assert json.loads(printed) == json.loads(json.dumps(data, default=str)), command
 
 
 def _cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[str, str]:
@@ -262,14 +308,14 @@ def test_errors_name_keywords_in_python_and_flags_on_the_cli(tmp_path, capsys):
     src = write_rows(tmp_path / "pairs.jsonl", 6)
     out = tmp_path / "out"
     prefkit.build(src, out)
-    with pytest.raises(OutputError) as err:
+    with pytest.raises(OutputError, match="already exists") as err:
         prefkit.build(src, out)
     assert "pass overwrite=True to replace it, or choose another output=..." in err.value.hint
     assert "--overwrite" not in str(err.value)
-    with pytest.raises(OptionError) as err:
+    with pytest.raises(OptionError, match="greater than or equal to 1, got 0") as err:
         prefkit.build(src, top=0)
     assert err.value.message.startswith("top=...: ") and "--top" not in str(err.value)
-    with pytest.raises(SelectionError) as err:
+    with pytest.raises(SelectionError, match="is not a fraction") as err:
         prefkit.build(src, test_size=2.0)
     assert err.value.message == "test_size=2.0 is not a fraction"
 
@@ -280,7 +326,7 @@ def test_errors_name_keywords_in_python_and_flags_on_the_cli(tmp_path, capsys):
         ),
         (["build", str(src), "--dry-run", "--test-size", "2"], "Error: --test-size 2.0 is not a fraction"),
     ]:
-        with pytest.raises(SystemExit) as code:
+        with pytest.raises(SystemExit, match=r"^1$") as code:
             _cli(args, capsys)
         assert code.value.code == 1
         stderr = capsys.readouterr().err

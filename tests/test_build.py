@@ -160,7 +160,7 @@ def test_family_d_transcripts_split_at_turns(tmp_path):
 def test_column_overrides_and_forced_format(tmp_path):
     rows = [{"q": "Q", "good": "yes", "bad": "no", "pref": 3}]
     path = write_jsonl(tmp_path / "x.jsonl", rows)
-    with pytest.raises(FormatError) as err:
+    with pytest.raises(FormatError, match="no known preference-data shape matches the columns") as err:
         build(path, tmp_path / "out")
     assert "q (string)" in err.value.message and "--prompt-col" in err.value.hint
     build(
@@ -301,7 +301,7 @@ def test_min_margin(tmp_path):
 
 def test_top_without_margin_is_an_error_with_hint(tmp_path):
     rows = [{"prompt": "p", "chosen": "c", "rejected": "r"}]
-    with pytest.raises(SelectionError) as err:
+    with pytest.raises(SelectionError, match="--top needs a margin on every row") as err:
         build(write_jsonl(tmp_path / "t.jsonl", rows), top=1)
     assert "1 of 1 valid rows have none" in err.value.message and "margin_col=..." in err.value.hint
 
@@ -371,7 +371,7 @@ def test_refuses_to_overwrite_and_is_atomic(tmp_path):
         build(path, out)
     assert "overwrite=True" in err.value.hint and "--overwrite" in err.value.text("cli")[1]
     # a failing build leaves the old folder untouched and no staging folders behind
-    with pytest.raises(SelectionError):
+    with pytest.raises(SelectionError, match="1 of 1 valid rows have none"):
         build(
             write_jsonl(tmp_path / "n.jsonl", [{"prompt": "p", "chosen": "c", "rejected": "r"}]),
             out,

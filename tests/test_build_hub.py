@@ -78,7 +78,7 @@ def test_named_config(hub):
 
 
 def test_missing_repo(hub):
-    with pytest.raises(SourceError) as err:
+    with pytest.raises(SourceError, match="was not found on the Hub") as err:
         build(hub.unique_id("nobody/nothing"))
     assert "was not found on the Hub" in err.value.message and "hf auth login" in err.value.hint
 
@@ -88,7 +88,7 @@ def test_private_repo_without_token_reads_as_missing_and_with_token_works(hub, m
     hub.add_datasetdict(repo, {"train": uf_rows(2)}, private=True)
     assert build(repo).manifest["splits"]["train"]["read"] == 2  # HF_TOKEN is the owner's
     monkeypatch.delenv("HF_TOKEN")
-    with pytest.raises(SourceError) as err:
+    with pytest.raises(SourceError, match="was not found on the Hub") as err:
         build(repo, token=False)
     assert "or it is private" in err.value.message and "HF_TOKEN" in err.value.hint
 
@@ -96,7 +96,7 @@ def test_private_repo_without_token_reads_as_missing_and_with_token_works(hub, m
 def test_gated_repo_without_access(hub):
     repo = hub.unique_id("lmsys/gated-arena")
     hub.add_datasetdict(repo, {"train": uf_rows(2)}, gated="manual")
-    with pytest.raises(SourceError) as err:
+    with pytest.raises(SourceError, match="is gated and this account has no access to it") as err:
         build(repo, token=hub.read_token)
     assert "gated" in err.value.message and "request access" in err.value.hint
 
@@ -104,7 +104,7 @@ def test_gated_repo_without_access(hub):
 def test_split_not_found_lists_available(hub):
     repo = hub.unique_id("ns/named-splits")
     hub.add_datasetdict(repo, {"train_prefs": uf_rows(2), "test_prefs": uf_rows(2)})
-    with pytest.raises(SourceError) as err:
+    with pytest.raises(SourceError, match="split 'train' not found in") as err:
         build(repo, split="train")
     assert "split 'train' not found" in err.value.message
     assert "train_prefs" in err.value.message and "test_prefs" in err.value.message

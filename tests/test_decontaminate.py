@@ -124,7 +124,8 @@ def test_seed_and_parameters():
         ["w0 w1 w2 w3 w4 w5 w6"], build_index(["w0 w1 w2 w3 w4 w5 w6"], min_words=5)
     ) == [("eval", 0)]
     for bad in ({"n": 0}, {"min_words": 0}, {"min_words": 14}, {"boilerplate_items": 0}, {"seed": -2}):
-        with pytest.raises(SelectionError):
+        got = ", ".join(f"{k}={v}" for k, v in bad.items())
+        with pytest.raises(SelectionError, match=rf"decontamination needs n >= 1, .*\(got .*{got}"):
             build_index([item], **bad)
 
 
@@ -215,7 +216,7 @@ def test_presets_file():
             assert isinstance(spec[key], str) and spec[key], (name, key)
     raw = json.loads((Path(__file__).resolve().parents[1] / "prefkit" / "select" / "evalsets.json").read_text())
     assert set(raw) - {"$comment"} == set(presets)
-    with pytest.raises(SelectionError):
+    with pytest.raises(SelectionError, match="unknown eval set 'no-such-benchmark'"):
         load_evalset("no-such-benchmark")
 
 

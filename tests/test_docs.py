@@ -8,8 +8,6 @@ import importlib.util
 import re
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 #: flags of other programs that prefkit's text mentions (torchrun, pip, the `hf` CLI), and the secret option
@@ -119,6 +117,115 @@ def test_every_flag_named_in_prefkit_exists():
     assert not unknown, sorted(unknown)
 
 
-@pytest.mark.parametrize("page", ["architecture.md", "design.md", "reasons.md", "trl-contract.md"])
-def test_design_pages_exist(page):
-    assert (DOCS / page).stat().st_size > 500
+def _command_flags() -> dict[str, set[str]]:
+    """Each command's long options (``--top``, ``--no-resume`` …)."""
+    from prefkit.cli import cli
+
+    return {
+        name: {
+            o
+            for p in cli.get_command(None, name).params
+            for o in [*p.opts, *p.secondary_opts]
+            if o.startswith("--")
+        }
+        for name in cli.list_commands(None)
+    }
+
+
+#: the long options of other programs that the docs show next to prefkit's: what they belong to
+OTHER_PROGRAMS = {
+    "sbatch (Slurm)": {
+        "--array",
+        "--cpus-per-task",
+        "--dependency",
+        "--gres",
+        "--job-name",
+        "--parsable",
+        "--requeue",
+        "--time",
+        "--wrap",
+    },
+    "torchrun": {
+        "--nproc-per-node",
+        "--nnodes",
+        "--node-rank",
+        "--max-restarts",
+        "--rdzv-backend",
+        "--rdzv-endpoint",
+        "--rdzv-id",
+    },
+    "ray start": {"--address", "--head", "--port"},
+    "pip": {"--index-url"},
+    "OpenRLHF (its dotted --data.* flags)": {"--data"},
+}
+
+
+def _script_flags() -> set[str]:
+    """The options prefkit's own scripts and benchmarks declare (the string constants of their sources)."""
+    found = set()
+    for path in [*(ROOT / "scripts").glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]:
+        found |= {t for t in _strings(ast.parse(path.read_text())) if t.startswith("--")}
+    return found
+
+
+def test_every_command_has_its_section_in_the_cli_reference_with_every_option():
+    text = (DOCS / "cli.md").read_text()
+    sections = {s.split("\n", 1)[0]: s for s in re.split(r"^## ", text, flags=re.M)[1:]}
+    flags = _command_flags()
+    assert {f"prefkit {name}" for name in flags} <= set(sections), "docs/cli.md lacks a command's section"
+    for name, options in flags.items():
+        body = sections[f"prefkit {name}"]
+        missing = sorted(o for o in options if not re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", body))
+        assert not missing, f"the section of `prefkit {name}` in docs/cli.md lacks {missing}"
+
+
+def test_every_flag_the_docs_name_exists():
+    """A page that names an option prefkit does not have (a renamed or removed flag) is wrong; the options of
+    other programs (Slurm, torchrun, Ray, pip) and of prefkit's own scripts are named as theirs."""
+    known = set().union(*_command_flags().values(), *OTHER_PROGRAMS.values(), _script_flags())
+    known |= {"--help", "--version", "--debug"}
+    flag = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*(?![\w-])")
+    unknown = sorted(
+        f"{page.relative_to(ROOT)}: {found}"
+        for page in _markdown_files()
+        for found in set(flag.findall(page.read_text()))
+        if found not in known
+    )
+    assert not unknown, unknown
+
+
+def test_the_architecture_page_names_every_package_and_module():
+    text = (DOCS / "architecture.md").read_text()
+    packages = sorted(p.name for p in (ROOT / "prefkit").iterdir() if (p / "__init__.py").is_file())
+    assert [p for p in packages if f"`{p}/`" not in text] == [], "docs/architecture.md lacks a package"
+    assert "## What each folder owns" in text and "## Where a new thing goes" in text
+
+
+def test_the_design_page_states_every_record_column():
+    from prefkit.record import PreferenceRecord
+
+    text = (DOCS / "design.md").read_text()
+    contract = text.split("## The contract: canonical record", 1)[1].split("\n## ", 1)[0]
+    missing = [name for name in PreferenceRecord.model_fields if f"`{name}`" not in text]
+    assert not missing, f"docs/design.md does not describe the record's {missing}"
+    assert "prompt" in contract and "chosen" in contract and "rejected" in contract
+
+
+def test_the_reason_glossary_lists_each_reason_under_its_stage():
+    from prefkit.accounting import glossary
+
+    text = (DOCS / "reasons.md").read_text()
+    headings = {"invalid": "## Invalid", "dropped": "## Dropped", "added": "## Added", "flags": "## Flags"}
+    sections = {stage: text.split(h, 1)[1].split("\n## ", 1)[0] for stage, h in headings.items() if h in text}
+    for stage, name in glossary():
+        assert f"`{name}`" in sections.get(stage, ""), f"reason {name} is not under the {stage} section"
+
+
+def test_the_trl_contract_states_what_prefkit_reproduces():
+    from prefkit.record import REFLOGPS_FIELDS
+
+    text = (DOCS / "trl-contract.md").read_text()
+    for name, _ in REFLOGPS_FIELDS[:2]:  # ref_chosen_logps, ref_rejected_logps
+        assert f"`{name}`" in text or name in text, name
+    for topic in ("## Tokenization in DPOTrainer", "## precompute_ref_log_probs", "## Numerics"):
+        assert topic in text, topic

@@ -130,7 +130,7 @@ def test_oom_halves_budget_and_retries(model_tok):
     backbone.forward = limited
     try:
         got = score_pairs(model, pairs, token_budget=4096)
-        with pytest.raises(ModelError):  # even one row does not fit: a clear error, not a loop
+        with pytest.raises(ModelError, match="out of memory on a single sequence"):  # not a loop
             backbone.forward = lambda *a, **k: (_ for _ in ()).throw(torch.OutOfMemoryError("simulated"))
             score_pairs(model, pairs, token_budget=4096)
     finally:

@@ -85,7 +85,7 @@ def test_kto_unpaired_rows_without_conflicts(tmp_path):
 
 
 def test_unknown_export_is_an_error(source):
-    with pytest.raises(SelectionError):
+    with pytest.raises(SelectionError, match=r"export=\.\.\.: Input should be 'trl'.*got 'nope'"):
         build(source, export="nope")
 
 
@@ -117,8 +117,12 @@ def test_system_default_adds_only_where_missing(tmp_path):
 def test_system_parsing_and_cli_takes_the_text_as_the_next_argument(source, tmp_path):
     assert parse_system("override:Hi there") == ("override", "Hi there")
     assert parse_system(None) == ("keep", None)
-    for bad in ("override", "drop it", "sometimes"):
-        with pytest.raises(SelectionError):
+    for bad, message in (
+        ("override", "override needs the system prompt text"),
+        ("drop it", "drop takes no text"),
+        ("sometimes", "unknown system=... mode 'sometimes'"),
+    ):
+        with pytest.raises(SelectionError, match=message):
             parse_system(bad)
     out = tmp_path / "cli"
     result = CliRunner().invoke(

@@ -223,7 +223,7 @@ def test_rejects_of_binarised_rows_point_at_the_source_row(tmp_path):
 
 def test_family_option_that_fits_no_source_is_an_error(tmp_path):
     path = write_jsonl(tmp_path / "flat.jsonl", [{"prompt": "p", "chosen": "c", "rejected": "r"}])
-    with pytest.raises(SelectionError) as err:
+    with pytest.raises(SelectionError, match="apply to none of the sources") as err:
         build(path, pairs="all-pairs", axis="safer")
     assert "axis=..., pairs=... apply to none of the sources" in err.value.message
     assert "--axis, --pairs apply to none of the sources" in err.value.text("cli")[0]

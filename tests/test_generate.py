@@ -158,11 +158,11 @@ def test_killed_run_resumes_to_the_same_completions(source, sampled, tmp_path, m
     def dies_on_second(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
-            raise KeyboardInterrupt  # a kill between shards
+            raise KeyboardInterrupt("killed between shards")  # a kill between shards
         return real(*args, **kwargs)
 
     monkeypatch.setattr(job, "generate_shard", dies_on_second)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="killed between shards"):
         _gen(source, out)
     monkeypatch.setattr(job, "generate_shard", real)
     assert (out / job.WORK_DIR).is_dir()
@@ -361,7 +361,7 @@ def test_rubrics_parse_ratings_and_verdicts_and_swap_positions(tmp_path):
     own = tmp_path / "mine.json"
     own.write_text(json.dumps({"kind": "rating", "template": "{prompt} {response}", "pattern": "(\\d+)"}))
     assert load_rubric(str(own)).parse(said("5")) == (5.0, None)
-    with pytest.raises(OptionError):
+    with pytest.raises(OptionError, match="unknown --rubric 'nope'"):
         load_rubric("nope")
 
 

@@ -156,7 +156,7 @@ def test_upload_folder_branch_pr_and_refs(hub, tmp_path):
     assert "pr.txt" in a.list_repo_files(repo, repo_type="dataset", revision="refs/pr/1")
     assert "pr.txt" not in a.list_repo_files(repo, repo_type="dataset")
     assert a.dataset_info(repo).private is True
-    with pytest.raises(HfHubHTTPError) as err:
+    with pytest.raises(HfHubHTTPError, match="Reference already exists") as err:
         a.create_branch(repo, repo_type="dataset", branch="v2")
     assert err.value.response.status_code == 409
 
@@ -172,7 +172,7 @@ def test_commits_get_fresh_shas_and_parent_commit_is_checked(hub):
         for _ in range(3)
     }
     assert len(shas) == 3
-    with pytest.raises(HfHubHTTPError) as err:
+    with pytest.raises(HfHubHTTPError, match="A commit has happened since") as err:
         a.create_commit(
             repo,
             [CommitOperationAdd("g.txt", b"x")],
@@ -213,22 +213,22 @@ def test_card_yaml_validation(hub):
         headers={"Authorization": f"Bearer {hub.token}"},
         data="".join(json.dumps(x) + "\n" for x in lines).encode(),
     )
-    with pytest.raises(urllib.error.HTTPError) as err:
+    with pytest.raises(urllib.error.HTTPError, match="HTTP Error 400") as err:
         urllib.request.urlopen(request)
     assert err.value.code == 400 and "license" in json.loads(err.value.read())["error"]  # and so does the Hub
 
 
 # --- errors --------------------------------------------------------------------------------------------------------
 def test_missing_repo_and_revision(hub):
-    with pytest.raises(RepositoryNotFoundError):
+    with pytest.raises(RepositoryNotFoundError, match=r"Repository Not Found for url: .*ns/does-not-exist"):
         api().dataset_info("ns/does-not-exist")
-    with pytest.raises(DatasetNotFoundError):
+    with pytest.raises(DatasetNotFoundError, match="'ns/does-not-exist' doesn't exist on the Hub"):
         datasets.load_dataset("ns/does-not-exist")
     repo = hub.unique_id("ns/rev")
     hub.add_datasetdict(repo, {"train": pairs(1)})
-    with pytest.raises(RevisionNotFoundError):
+    with pytest.raises(RevisionNotFoundError, match="Invalid rev id: no-such-branch"):
         api().dataset_info(repo, revision="no-such-branch")
-    with pytest.raises(RevisionNotFoundError):
+    with pytest.raises(RevisionNotFoundError, match=f"Invalid rev id: {'f' * 40}"):
         hf_hub_download(repo, "README.md", repo_type="dataset", revision="f" * 40)
     with pytest.raises(DatasetNotFoundError, match="Revision"):
         datasets.load_dataset(repo, revision="no-such-branch")
@@ -237,13 +237,13 @@ def test_missing_repo_and_revision(hub):
 def test_private_repo(hub):
     repo = hub.unique_id("prefkit-test/secret")
     hub.add_datasetdict(repo, {"train": pairs(2)}, private=True)
-    with pytest.raises(RepositoryNotFoundError) as anon:
+    with pytest.raises(RepositoryNotFoundError, match="Repository Not Found") as anon:
         api(token=False).dataset_info(repo)
     assert anon.value.response.status_code == 401
-    with pytest.raises(RepositoryNotFoundError) as other:
+    with pytest.raises(RepositoryNotFoundError, match="Repository Not Found") as other:
         api(token=hub.read_token).dataset_info(repo)
     assert other.value.response.status_code == 404
-    with pytest.raises(DatasetNotFoundError):
+    with pytest.raises(DatasetNotFoundError, match="doesn't exist on the Hub or cannot be accessed"):
         datasets.load_dataset(repo, token=False)
     assert datasets.load_dataset(repo, split="train").num_rows == 2  # HF_TOKEN (user "me") can write the org
     hub.grant_access(repo, "reader")
@@ -255,10 +255,10 @@ def test_gated_repo(hub):
     hub.add_datasetdict(repo, {"train": pairs(2)}, gated=True)
     assert api(token=False).dataset_info(repo).gated == "auto"  # metadata stays public
     shard = "data/train-00000-of-00001.parquet"
-    with pytest.raises(GatedRepoError) as anon:
+    with pytest.raises(GatedRepoError, match="Cannot access gated repo") as anon:
         hf_hub_download(repo, shard, repo_type="dataset", token=False)
     assert anon.value.response.status_code == 401
-    with pytest.raises(GatedRepoError) as denied:
+    with pytest.raises(GatedRepoError, match="Cannot access gated repo") as denied:
         hf_hub_download(repo, shard, repo_type="dataset", token=hub.read_token)
     assert denied.value.response.status_code == 403
     with pytest.raises(DatasetNotFoundError, match="gated"):
@@ -270,19 +270,19 @@ def test_gated_repo(hub):
 def test_write_permissions_and_tokens(hub):
     repo = hub.unique_id("ns/not-mine")
     hub.create_dataset_repo(repo, files={"a.txt": "a"})
-    with pytest.raises(HfHubHTTPError) as err:
+    with pytest.raises(HfHubHTTPError, match="rights to create a dataset under the namespace") as err:
         api().create_repo(hub.unique_id("someone-else/x"), repo_type="dataset")
     assert err.value.response.status_code == 403
-    with pytest.raises(HfHubHTTPError) as err:
+    with pytest.raises(HfHubHTTPError, match="rights to write to dataset") as err:
         api().upload_file(path_or_fileobj=b"x", path_in_repo="b.txt", repo_id=repo, repo_type="dataset")
     assert err.value.response.status_code == 403
     pr = api().upload_file(
         path_or_fileobj=b"x", path_in_repo="b.txt", repo_id=repo, repo_type="dataset", create_pr=True
     )
     assert pr.pr_num == 1
-    with pytest.raises(
-        (HfHubHTTPError, *client_errors())
-    ) as err:  # before huggingface_hub 1.0: requests' error
+    with pytest.raises(  # before huggingface_hub 1.0: requests' error
+        (HfHubHTTPError, *client_errors()), match="Invalid user token"
+    ) as err:
         api(token="hf_unknown").whoami()
     assert err.value.response.status_code == 401
     assert api().whoami()["name"] == "me"
@@ -294,7 +294,7 @@ def test_same_name_in_another_repo_type(hub):
     hub.create_dataset_repo(repo, files={"config.json": "{}"}, repo_type="model")
     a = api()
     assert a.repo_exists(repo, repo_type="model") and not a.repo_exists(repo, repo_type="dataset")
-    with pytest.raises(RepositoryNotFoundError):
+    with pytest.raises(RepositoryNotFoundError, match="Repository Not Found"):
         a.dataset_info(repo)
     a.create_repo(repo, repo_type="dataset")  # the Hub keeps model and dataset names apart
     assert a.repo_exists(repo, repo_type="dataset")
@@ -313,11 +313,11 @@ def test_injected_failures(hub):
     )  # client retries
     head = hub.get_repo(repo).refs["main"]
     hub.fail_next(f"/api/datasets/{repo}/commit", times=1, status="drop")
-    with pytest.raises(client_errors()):
+    with pytest.raises(client_errors(), match=r"(?i)disconnected|aborted"):  # the dropped connection
         a.upload_file(path_or_fileobj=b"lost", path_in_repo="b.txt", repo_id=repo, repo_type="dataset")
     assert hub.get_repo(repo).refs["main"] == head  # nothing committed
     hub.fail_next(f"/api/datasets/{repo}/commit", times=1, status=500)
-    with pytest.raises(HfHubHTTPError) as err:
+    with pytest.raises(HfHubHTTPError, match="injected failure") as err:
         a.upload_file(path_or_fileobj=b"lost", path_in_repo="b.txt", repo_id=repo, repo_type="dataset")
     assert err.value.response.status_code == 500
     assert ("POST", f"/api/datasets/{repo}/commit/main") in hub.requests

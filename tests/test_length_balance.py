@@ -118,17 +118,17 @@ def test_no_drop_when_balanced_and_edge_cases():
 
 
 @pytest.mark.parametrize(
-    ("chosen", "rejected", "kwargs"),
+    ("chosen", "rejected", "kwargs", "message"),
     [
-        ([1, None], [1, 2], {}),
-        ([1, -2], [1, 2], {}),
-        ([1, float("inf")], [1, 2], {}),
-        ([1, 2], [1], {}),
-        ([1, 2], [1, 2], {"tolerance": 0.5}),
-        ([1, 2], [1, 2], {"tolerance": -0.1}),
-        ([1, 2], [1, 2], {"margin": [1.0]}),
+        ([1, None], [1, 2], {}, "chosen_len must be finite, non-negative numbers without nulls"),
+        ([1, -2], [1, 2], {}, "chosen_len must be finite, non-negative numbers without nulls"),
+        ([1, float("inf")], [1, 2], {}, "chosen_len must be finite, non-negative numbers without nulls"),
+        ([1, 2], [1], {}, "chosen_len has 2 values, rejected_len 1"),
+        ([1, 2], [1, 2], {"tolerance": 0.5}, r"tolerance must be in \[0, 0.5\), got 0.5"),
+        ([1, 2], [1, 2], {"tolerance": -0.1}, r"tolerance must be in \[0, 0.5\), got -0.1"),
+        ([1, 2], [1, 2], {"margin": [1.0]}, "margin has 1 values for 2 pairs"),
     ],
 )
-def test_bad_inputs(chosen, rejected, kwargs):
-    with pytest.raises(SelectionError):
+def test_bad_inputs(chosen, rejected, kwargs, message):
+    with pytest.raises(SelectionError, match=message):
         length_balance_drops(chosen, rejected, **kwargs)

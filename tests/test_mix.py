@@ -48,8 +48,13 @@ def test_weight_syntax():
     spec = parse_source("argilla/dpo-mix-7k:0.5")
     assert (spec.source, spec.weight.kind) == ("argilla/dpo-mix-7k", "fraction")
     assert parse_source("ns/name").weight is None
-    for bad in ("0", "-1", "abc", "0.0"):
-        with pytest.raises(SelectionError):
+    for bad, message in (
+        ("0", "source weight '0' asks for no rows"),
+        ("-1", "bad source weight '-1'"),
+        ("abc", "bad source weight 'abc'"),
+        ("0.0", r"source weight '0\.0' asks for no rows"),
+    ):
+        with pytest.raises(SelectionError, match=message):
             parse_weight(bad)
 
 

@@ -102,7 +102,7 @@ def test_word_hashes_and_shingles_layout():
     assert s_offsets.tolist() == [0, 2, 2, 3, 4]
     assert shingles[0] == shingles[3]  # "a b c" in both texts
     assert len(set(shingles.tolist())) == 3
-    with pytest.raises(SelectionError):
+    with pytest.raises(SelectionError, match="shingle must be at least 1 word, got 0"):
         shingle_hashes(words, offsets, 0)
 
 
@@ -170,16 +170,23 @@ def test_lsh_params():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"threshold": 0.0}, {"threshold": 1.5}, {"num_perm": 0}, {"shingle": 0}, {"seed": -1}]
+    ("kwargs", "message"),
+    [
+        ({"threshold": 0.0}, r"threshold must be in \(0, 1\], got 0.0"),
+        ({"threshold": 1.5}, r"threshold must be in \(0, 1\], got 1.5"),
+        ({"num_perm": 0}, r"num_perm and shingle must be >= 1 and seed >= 0 \(got 0, 3, 0\)"),
+        ({"shingle": 0}, r"num_perm and shingle must be >= 1 and seed >= 0 \(got 128, 0, 0\)"),
+        ({"seed": -1}, r"num_perm and shingle must be >= 1 and seed >= 0 \(got 128, 3, -1\)"),
+    ],
 )
-def test_bad_parameters(kwargs):
-    with pytest.raises(SelectionError):
+def test_bad_parameters(kwargs, message):
+    with pytest.raises(SelectionError, match=message):
         near_duplicate_clusters(["a b c"], **kwargs)
 
 
 def test_a_missing_rensa_is_one_error_with_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "rensa", None)
-    with pytest.raises(PrefkitError) as err:
+    with pytest.raises(PrefkitError, match="needs rensa, which is not installed") as err:
         nd.minhash_signatures(["a b c"])
     assert "rensa" in str(err.value) and err.value.hint == "pip install rensa"
 
@@ -265,5 +272,5 @@ def test_reasons_edge_cases(pairs_df):
     assert near_dedup_reasons(pairs_df.with_columns(stage=pl.lit("dropped"))).height == 0
     no_stage = near_dedup_reasons(pairs_df.drop("stage"), mode="pair")
     assert no_stage["_row"].to_list() == [1, 4, 5] and no_stage["kept_row"].to_list() == [0, 3, 0]
-    with pytest.raises(SelectionError):
+    with pytest.raises(SelectionError, match="near-dedup mode must be 'pair' or 'prompt', got 'answers'"):
         near_dedup_reasons(pairs_df, mode="answers")  # type: ignore[arg-type]

@@ -154,7 +154,7 @@ def test_swap_refused_when_out_changed_since_read(built, tmp_path):
     out = tmp_path / "set"
     shutil.copytree(built, out)
     seen = folder_identity(out)
-    with pytest.raises(FolderChanged), staged_folder(out, overwrite=True, expect=seen, what="score") as stage:
+    with pytest.raises(FolderChanged, match="was replaced by another command while score wrote it"), staged_folder(out, overwrite=True, expect=seen, what="score") as stage:
         shutil.copytree(out, stage, dirs_exist_ok=True)
         (out / "prefkit.json").write_text((out / "prefkit.json").read_text() + " ")  # another writer
     assert (out / "data").is_dir()

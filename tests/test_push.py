@@ -234,7 +234,7 @@ def test_private(hub, built):
     repo = hub.unique_id("prefkit-test/private")
     result = push(built, repo, private=True)
     assert result.private is True and hub.get_repo(repo).private
-    with pytest.raises(datasets.exceptions.DatasetNotFoundError):
+    with pytest.raises(datasets.exceptions.DatasetNotFoundError, match="doesn't exist on the Hub"):
         datasets.load_dataset(repo, token=False)
     push(built, repo)  # a re-push leaves it private
     assert hub.get_repo(repo).private
@@ -312,7 +312,7 @@ def test_no_token(hub, built, monkeypatch, capsys):
     with pytest.raises(HubError, match="no Hugging Face token") as err:
         push(built, "me/x")
     assert "hf auth login" in err.value.hint and "HF_TOKEN" in err.value.hint
-    with pytest.raises(SystemExit) as exit_:
+    with pytest.raises(SystemExit, match=r"^1$") as exit_:
         main(["push", str(built), "me/x"])
     assert exit_.value.code == 1
     stderr = capsys.readouterr().err

@@ -154,11 +154,11 @@ def test_resume_after_interrupt_gives_identical_output(fresh, reference, monkeyp
     def failing_after_first(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
-            raise KeyboardInterrupt  # like Ctrl-C / a kill during the second shard
+            raise KeyboardInterrupt("killed in the second shard")  # like Ctrl-C / a kill during the second shard
         return real(*args, **kwargs)
 
     monkeypatch.setattr(job, "score_shard", failing_after_first)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="killed in the second shard"):
         job.reflogps(fresh, str(tiny_model_path()), max_length=MAX_LENGTH, shard_rows=8, device="cpu")
     parts = sorted(p.name for p in (fresh / job.WORK_DIR).glob("*.parquet"))
     assert parts == ["train-00000.parquet"]
@@ -238,7 +238,7 @@ def test_model_errors_are_one_line_with_hints(fresh, tmp_path, capsys):
     assert code == 0, err
     section = json.loads((fresh / "prefkit.json").read_text())["reflogps"]
     assert section["chat_template"].startswith("file:")
-    with pytest.raises(ModelError):
+    with pytest.raises(ModelError, match="missing' does not exist"):
         from prefkit.loading.model import load_model
 
         load_model(str(tmp_path / "missing"))

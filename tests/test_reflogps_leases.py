@@ -193,7 +193,7 @@ def test_paused_worker_loses_its_lease_and_gives_the_shard_up(fresh, reference, 
 
 
 def _killed_before_merging(*args) -> dict:
-    raise KeyboardInterrupt
+    raise KeyboardInterrupt("killed before merging")
 
 
 def test_merge_only(fresh, reference, monkeypatch, capsys):
@@ -206,13 +206,13 @@ def test_merge_only(fresh, reference, monkeypatch, capsys):
     def interrupt_third(*args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt("killed in the third shard")
         return real(*args, **kwargs)
 
     model = str(tiny_model_path())
     kwargs = {"max_length": MAX_LENGTH, "shard_rows": SHARD_ROWS, "device": "cpu"}
     monkeypatch.setattr(job, "score_shard", interrupt_third)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="killed in the third shard"):
         job.reflogps(fresh, model, **kwargs)
     assert not list((fresh / job.WORK_DIR / "leases").iterdir())  # an interrupted worker releases its lease
     args = ["reflogps", str(fresh), "--model", model, "--merge-only"]
@@ -223,7 +223,7 @@ def test_merge_only(fresh, reference, monkeypatch, capsys):
     # every shard scored, but the worker dies before merging
     monkeypatch.setattr(job, "score_shard", real)
     monkeypatch.setattr(job, "_finisher", lambda *a: _killed_before_merging)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="killed before merging"):
         job.reflogps(fresh, model, **kwargs)
     monkeypatch.undo()
     code, _, err = run_cli(["reflogps", str(fresh), "--model", "other-model", "--merge-only"], capsys)

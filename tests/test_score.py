@@ -197,11 +197,11 @@ def test_resume_after_interrupt_gives_identical_output(fresh, reference, monkeyp
     def failing_on_second(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
-            raise KeyboardInterrupt  # like Ctrl-C / a kill during the second shard
+            raise KeyboardInterrupt("killed in the second shard")  # like Ctrl-C / a kill during the second shard
         return real(*args, **kwargs)
 
     monkeypatch.setattr(score_mod, "score_shard", failing_on_second)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="killed in the second shard"):
         score_mod.score(fresh, str(_rm()), max_length=MAX_LENGTH, shard_rows=8, device="cpu")
     assert sorted(p.name for p in (fresh / score_mod.WORK_DIR).glob("*.parquet")) == ["train-00000.parquet"]
     assert "rm_margin" not in pq.read_schema(next((fresh / "data").glob("*.parquet"))).names
@@ -342,7 +342,7 @@ def test_audit_figures_on_a_hand_made_table():
     result = audit({"train": table.drop_columns(["margin"]), "empty": table.slice(0, 0)})
     assert result["splits"]["train"]["spearman"] is None and result["splits"]["train"]["agree"] == 4
     assert result["splits"]["empty"]["agree_fraction"] is None and result["splits"]["empty"]["pairs"] == 0
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="rm_margin"):
         audit(table.drop_columns(["rm_margin"]))
 
 

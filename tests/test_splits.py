@@ -118,13 +118,13 @@ def test_components_link_rows_through_any_key():
 
 def test_bad_split_sizes(tmp_path):
     path = write_jsonl(tmp_path / "a.jsonl", leaky_rows(10))
-    with pytest.raises(SelectionError):
+    with pytest.raises(SelectionError, match=r"test_size=1\.5 is not a fraction"):
         build(path, test_size=1.5)
-    with pytest.raises(SelectionError):
+    with pytest.raises(SelectionError, match=r"test_size=\.\.\. and test_rows=\.\.\. both given"):
         build(path, test_size=0.1, test_rows=3)
-    with pytest.raises(SelectionError) as err:
+    with pytest.raises(SelectionError, match="a test split of 50 rows leaves no training rows") as err:
         build(path, test_rows=50)
     assert "leaves no training rows" in err.value.message
-    with pytest.raises(SelectionError) as err:  # every row dropped before the split: said so, not "0 kept"
+    with pytest.raises(SelectionError, match="no row is left to split") as err:  # said so, not "0 kept"
         build(path, test_size=0.2, min_margin=1e9)
     assert "no row is left" in err.value.message and "--test-size" in err.value.hint

@@ -97,6 +97,6 @@ def test_stats_text_set_and_errors(tmp_path, tiny_model, capsys):  # noqa: F811
     s = json.loads(capsys.readouterr().out)["splits"]["train"]
     assert s["format"] == "text" and s["template_residue_rows"] is None
     assert s["tokens"]["chosen"]["count"] == 10
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match=r"^1$"):
         main(["stats", str(tmp_path / "nothing")])
     assert "Hint:" in capsys.readouterr().err

@@ -76,10 +76,10 @@ def test_resolve_names_files_and_errors(tmp_path):
     f.write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
     source, origin = resolve_chat_template(str(f))
     assert source == f.read_text() and origin.startswith("file:")
-    with pytest.raises(ModelError) as err:
+    with pytest.raises(ModelError, match="unknown chat template 'chatmlx'") as err:
         resolve_chat_template("chatmlx")
     assert "chatml" in err.value.hint and "llama-3" in err.value.hint
-    with pytest.raises(ModelError):
+    with pytest.raises(ModelError, match=r"missing\.jinja' does not exist"):
         resolve_chat_template(str(tmp_path / "missing.jinja"))
     with pytest.raises(ModelError, match="failed"):
         ChatRenderer("{% for m in messages %}{{ raise_exception('no') }}{% endfor %}").render(
@@ -127,7 +127,7 @@ def test_cli_errors_are_one_line(tiny_model_no_template, tmp_path, capsys):  # n
         (["--chat-template", "nosuch"], "unknown chat template"),
         (["--max-length", "10"], "--tokenizer"),
     ):
-        with pytest.raises(SystemExit) as exit_:
+        with pytest.raises(SystemExit, match=r"^1$") as exit_:
             main(["build", str(data), "-o", str(tmp_path / "out"), *extra])
         assert exit_.value.code == 1
         err = capsys.readouterr().err

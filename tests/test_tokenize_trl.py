@@ -115,6 +115,6 @@ def test_columns_input_and_missing_template():
     rows = conversational_rows(4)
     columns = {k: [r[k] for r in rows] for k in rows[0]}
     assert tokenize_pairs(columns, tok, 64) == tokenize_pairs(rows, tok, 64)
-    with pytest.raises(ModelError) as err:
+    with pytest.raises(ModelError, match="the tokenizer has no chat template") as err:
         tokenize_pairs(rows, _tok(chat_template=False), 64)
     assert err.value.hint and "--chat-template" in err.value.hint

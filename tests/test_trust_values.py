@@ -91,14 +91,14 @@ def test_flag_values_are_checked(args, words, data, tmp_path, capsys):
 def test_the_python_api_types_strictly():
     from prefkit.options import BuildOptions
 
-    for kwargs in (
-        {"top": True},
-        {"min_margin": float("nan")},
-        {"seed": -1},
-        {"split": 5},
-        {"max_rows": 1.5},
+    for kwargs, message in (
+        ({"top": True}, "top=...: must be a number, not true"),
+        ({"min_margin": float("nan")}, "min_margin=...: must be a finite number, got nan"),
+        ({"seed": -1}, "seed=...: Input should be greater than or equal to 0, got -1"),
+        ({"split": 5}, "split=...: must be a name or a list of names, got 5"),
+        ({"max_rows": 1.5}, r"max_rows=...: must be a whole number, got 1\.5"),
     ):
-        with pytest.raises(OptionError):
+        with pytest.raises(OptionError, match=message):
             BuildOptions.create(**kwargs)
     ok = BuildOptions.create(top=2.0, seed=0, split=["train"], min_margin=1, near_dedup=True)
     assert ok.select.top == 2 and ok.sources.split == ("train",) and ok.select.near_dedup == "pair"

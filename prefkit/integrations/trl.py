@@ -32,6 +32,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from prefkit.store.manifest_model import Manifest, Reflogps
+
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 TOKEN_COLUMNS = ("chosen_tokens", "rejected_tokens")
 _MANIFEST_FIX = (
@@ -75,12 +77,19 @@ def load_manifest(source: str | os.PathLike | dict) -> dict:
         raise FileNotFoundError(f"cannot read the prefkit manifest {str(path)!r}: {err}") from None
 
 
-def _same_model(section: dict, name_or_path: str | None) -> bool:
+def scoring_section(manifest: dict | Manifest | None) -> Reflogps:
+    """The manifest's ``reflogps`` section (empty when there is no manifest or no such section)."""
+    section = Manifest.read(manifest).reflogps if manifest else None
+    return section if section is not None else Reflogps()
+
+
+def _same_model(section: Reflogps | dict, name_or_path: str | None) -> bool:
+    section = Reflogps.model_validate(section) if isinstance(section, dict) else section
     if not name_or_path:
         return True  # nothing to compare with
-    if name_or_path == section.get("model"):
+    if name_or_path == section.model:
         return True
-    candidates = [section.get("model_path"), section.get("model")]
+    candidates = [section.model_path, section.model]
     if os.path.exists(name_or_path):
         real = os.path.realpath(name_or_path)
         if any(c and os.path.exists(c) and os.path.realpath(c) == real for c in candidates):
@@ -110,19 +119,19 @@ def base_weights_hash(name_or_path: str | None, commit: str | None = None) -> st
     return weights_hash(Path(folder))
 
 
-def _same_weights(section: dict, folder: str) -> bool:
+def _same_weights(section: Reflogps, folder: str) -> bool:
     """Whether a local model folder holds the weights the set was scored with (the recorded hash): the same model
     under another path (a copy, a published set whose command names the folder only)."""
     from pathlib import Path
 
     from prefkit.loading.model import weights_hash
 
-    recorded = section.get("weights_sha256")
+    recorded = section.weights_sha256
     return bool(recorded) and os.path.isdir(folder) and weights_hash(Path(folder)) == recorded
 
 
 def check_against_manifest(
-    manifest: dict,
+    manifest: dict | Manifest,
     *,
     model: Any = None,
     tokenizer: Any = None,
@@ -141,8 +150,8 @@ def check_against_manifest(
     from prefkit.chat.tokenizer import tokenizer_hash
     from prefkit.reflogps.provenance import differences
 
-    section = manifest.get("reflogps")
-    if not section:
+    section = Manifest.read(manifest).reflogps
+    if section is None or not section.to_dict():
         return ["the manifest has no 'reflogps' section: the set was not scored by `prefkit reflogps`"]
     problems = []
     actual: dict[str, Any] = {"max_length": max_length}
@@ -157,7 +166,7 @@ def check_against_manifest(
         elif not _same_model(section, identity["name_or_path"]):
             problems.append(
                 f"the trainer's model ({identity['name_or_path']}) is not the model that scored the set "
-                f"({section.get('model')}), and its weight files cannot be found to compare them"
+                f"({section.model}), and its weight files cannot be found to compare them"
             )
         tensors = identity["adapter_tensors_sha256"]
         adapter = {"adapter": "the PeftModel's adapter", "tensors_sha256": tensors} if tensors else None
@@ -340,8 +349,8 @@ def _check_setup(trainer: Any) -> None:
     from prefkit.chat.tokenize import check_trl_rule
 
     manifest = trainer._prefkit_manifest
-    section = (manifest or {}).get("reflogps") or {}
-    found = check_trl_rule(section.get("trl_tokenization_rule"), trl.__version__)
+    section = scoring_section(manifest)
+    found = check_trl_rule(section.trl_tokenization_rule, trl.__version__)
     if found is not None and found[0] == "error":
         _refuse(trainer, [(found[1], _TRL_FIX)])
     elif found is not None:
@@ -378,13 +387,13 @@ def _loaded_specially(model: Any) -> bool:
     )
 
 
-def _full_precision_choice(trainer: Any, section: dict, problems: list[str]) -> list[str]:
+def _full_precision_choice(trainer: Any, section: Reflogps, problems: list[str]) -> list[str]:
     """``prefkit_full_precision_reference=True``: a set scored at full precision is taken for a quantized model
     (the QLoRA recipe with references scored on a bigger machine), recorded in ``trainer.prefkit_reference`` and as
     a tag of the model card TRL writes; every other difference stands."""
     quant = [p for p in problems if p.startswith("the quantization")]
-    trainer.prefkit_reference = {"quantization": section.get("quantization"), "full_precision_choice": False}
-    if not (trainer._prefkit_full_precision_reference and quant and not section.get("quantization")):
+    trainer.prefkit_reference = {"quantization": section.quantization, "full_precision_choice": False}
+    if not (trainer._prefkit_full_precision_reference and quant and not section.quantization):
         return problems
     trainer.prefkit_reference["full_precision_choice"] = True
     trainer._tag_names = [*trainer._tag_names, FULL_PRECISION_TAG]
@@ -398,24 +407,24 @@ def _full_precision_choice(trainer: Any, section: dict, problems: list[str]) -> 
     return [p for p in problems if p not in quant]
 
 
-def _fix(problem: str, section: dict) -> str:
+def _fix(problem: str, section: Reflogps) -> str:
     """How to resolve one fatal difference between the trainer's setup and the scoring run."""
     from prefkit.loading import record_flags
 
-    model = section.get("model") or "MODEL"
+    model = section.model or "MODEL"
     if problem.startswith("the model's weights"):
         return (
-            f"train from the weights that scored the set ({model}, sha256 {str(section.get('weights_sha256'))[:12]}),"
+            f"train from the weights that scored the set ({model}, sha256 {str(section.weights_sha256)[:12]}),"
             " or score the set again with yours (`prefkit reflogps OUT --model YOUR_MODEL --overwrite`)"
         )
     if problem.startswith("the quantization"):
-        recorded = record_flags(section.get("quantization"))
+        recorded = record_flags(section.quantization)
         fix = (
             f"load the model as the set was scored ({recorded or 'full precision: no quantization_config'}), or "
             "score it again with the trainer's quantization (`prefkit reflogps OUT --model M --load-in-4bit ... "
             "--overwrite`, the trainer's BitsAndBytesConfig values)"
         )
-        if not section.get("quantization"):
+        if not section.quantization:
             fix += "; to train a quantized model on these full-precision values on purpose, pass "
             fix += "prefkit_full_precision_reference=True"
         return fix
@@ -437,7 +446,7 @@ def _check_rows(trainer: Any, dataset: Any) -> None:
     table = dataset.select_columns([c for c in wanted if c in dataset.column_names]).with_format("arrow")[:]
     max_length = trainer.args.max_length
     check = check_rows(table, max_length, getattr(trainer.args, "truncation_mode", "keep_start"))
-    section = (trainer._prefkit_manifest or {}).get("reflogps") or {}
+    section = scoring_section(trainer._prefkit_manifest)
     _refuse(trainer, row_problems(check, section.get("max_length", "?"), max_length))
 
 

@@ -28,6 +28,9 @@ import os
 import warnings
 from typing import Any
 
+from prefkit.integrations.trl import scoring_section
+from prefkit.store.manifest_model import Reflogps
+
 KTO_REF_COLUMNS = ("ref_logps", "ref_KL_logps")
 _KTO_FIX = (
     "train with the per_device_train_batch_size the set was scored with ({batch}) on its rows in their order "
@@ -149,8 +152,8 @@ def kto_class() -> type:
     return _CLASS
 
 
-def _section(trainer: Any) -> dict:
-    return (trainer._prefkit_manifest or {}).get("reflogps") or {}
+def _section(trainer: Any) -> Reflogps:
+    return scoring_section(trainer._prefkit_manifest)
 
 
 def _check_config(trainer: Any, config: Any) -> None:
@@ -166,7 +169,8 @@ def _check_config(trainer: Any, config: Any) -> None:
                 "set auto_find_batch_size=False and a per_device_train_batch_size that fits",
             )
         )
-    scored = (_section(trainer).get("kto") or {}).get("per_device_train_batch_size")
+    kto = _section(trainer).kto
+    scored = kto.per_device_train_batch_size if kto else None
     if scored is not None and scored != config.per_device_train_batch_size:
         problems.append(
             (
@@ -179,9 +183,11 @@ def _check_config(trainer: Any, config: Any) -> None:
 
 
 def _fix(trainer: Any, config: Any) -> str:
-    section = _section(trainer)
+    kto = _section(trainer).kto
     return _KTO_FIX.format(
-        batch=(section.get("kto") or {}).get("per_device_train_batch_size", "recorded in prefkit.json"),
+        batch=kto.get("per_device_train_batch_size", "recorded in prefkit.json")
+        if kto
+        else "recorded in prefkit.json",
         mine=config.per_device_train_batch_size,
         length=config.max_length,
     )

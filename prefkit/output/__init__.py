@@ -36,7 +36,8 @@ from prefkit.store.folder import (
     split_sizes,
     staged_folder,
 )
-from prefkit.store.writer import ParquetFile, ShardWriter, write_json, write_parquet, write_text
+from prefkit.store.manifest_model import Manifest, checked_manifest
+from prefkit.store.writer import ParquetFile, ShardWriter, write_parquet, write_text
 
 __all__ = [
     "CARD_NAME",
@@ -59,9 +60,10 @@ __all__ = [
 ]
 
 
-def write_manifest(out_dir: Path | str, manifest: dict) -> None:
-    """Write ``OUT/prefkit.json``."""
-    write_json(Path(out_dir) / MANIFEST_NAME, manifest)
+def write_manifest(out_dir: Path | str, manifest: Manifest | dict) -> None:
+    """Write ``OUT/prefkit.json``, through the :class:`Manifest` model (a section of the wrong type is an error
+    here, not in a later reader)."""
+    write_text(Path(out_dir) / MANIFEST_NAME, checked_manifest(manifest).to_json())
 
 
 def write_split(out_dir: Path, split: str, table: pa.Table, shard_rows: int | None = None) -> list[Path]:
@@ -129,7 +131,7 @@ def finish_folder(
 
 def refresh_card(
     out_dir: Path | str,
-    manifest: dict | None = None,
+    manifest: Manifest | dict | None = None,
     schemas: dict[str, pa.Schema] | None = None,
     name: str | None = None,
 ) -> None:
@@ -145,6 +147,7 @@ def refresh_card(
         schemas = {s: pq.read_schema(paths[0]) for s, paths in folder.shards.items()}
     schema = next(iter(schemas.values()), None)
     features = {} if schema is None else features_dict(schema.remove_metadata())
-    shards = {split: split_files(out_dir / DATA_DIR, split) for split in manifest.get("splits", {})}
+    typed = Manifest.read(manifest)
+    shards = {split: split_files(out_dir / DATA_DIR, split) for split in typed.split_entries}
     sizes = {split: split_sizes(paths) for split, paths in shards.items() if paths}
-    write_text(out_dir / CARD_NAME, render_card(manifest, features, name=name or out_dir.name, sizes=sizes))
+    write_text(out_dir / CARD_NAME, render_card(typed, features, name=name or out_dir.name, sizes=sizes))

@@ -19,6 +19,15 @@ import yaml
 from prefkit.accounting import meaning
 from prefkit.resources import read_text
 from prefkit.secrets import redact
+from prefkit.store.manifest_model import (
+    Generate,
+    Kto,
+    Manifest,
+    Reflogps,
+    SourceSplit,
+    SplitEntry,
+    Tokenizer,
+)
 
 #: meanings of the columns `prefkit reflogps` and `prefkit score` add
 REF_COLUMN_MEANINGS = {
@@ -112,7 +121,7 @@ def _template():
 
 
 def card_metadata(
-    manifest: dict, features: dict, hub: HubCard | None = None, sizes: dict[str, dict] | None = None
+    manifest: Manifest, features: dict, hub: HubCard | None = None, sizes: dict[str, dict] | None = None
 ) -> dict:
     """The YAML front matter: ``configs`` (so ``load_dataset(OUT)`` finds the data), ``dataset_info`` (features and
     each split's ``sizes``: :func:`prefkit.store.folder.split_sizes`), tags; on the Hub also the licence, size
@@ -122,7 +131,7 @@ def card_metadata(
     them would let ``load_dataset(OUT)`` return a previous build's rows after a rebuild."""
     from prefkit.record import features_yaml
 
-    splits = manifest.get("splits", {})
+    splits = manifest.split_entries
     meta: dict = {}
     if hub is not None:
         meta["license"] = hub.license
@@ -132,11 +141,11 @@ def card_metadata(
         meta["license"] = local_licence(manifest)
     meta["task_categories"] = ["text-generation"]
     meta["tags"] = ["dpo", "preference", "rlhf", "prefkit"]
-    meta["size_categories"] = [_size_category(sum(c.get("kept", 0) for c in splits.values()))]
-    hub_sources = [s["id"] for s in manifest.get("sources", []) if s.get("kind") == "hub"]
+    meta["size_categories"] = [_size_category(sum(c.kept or 0 for c in splits.values()))]
+    hub_sources = [s.id for s in manifest.source_entries if s.kind == "hub"]
     if hub_sources:
         meta["source_datasets"] = hub_sources
-    written = [name for name, c in splits.items() if c.get("kept", 0) > 0]  # an empty split has no data file
+    written = [name for name, c in splits.items() if (c.kept or 0) > 0]  # an empty split has no data file
     meta["configs"] = [
         {
             "config_name": "default",
@@ -156,12 +165,12 @@ def card_metadata(
     return _merge_remote(meta, hub.extra_metadata) if hub is not None else meta
 
 
-def local_licence(manifest: dict) -> str | None:
+def local_licence(manifest: Manifest) -> str | None:
     """The licence the local card states: the most restrictive of the sources' recorded licences (their presets'),
     or None when a source's licence is not known here (`push` looks it up on the Hub)."""
     from prefkit.output.licences import most_restrictive
 
-    known = [s.get("license") for s in manifest.get("sources", [])]
+    known: list[Any] = [s.license for s in manifest.source_entries]
     return most_restrictive(known) if known and all(known) else None
 
 
@@ -176,10 +185,10 @@ def _merge_remote(meta: dict, remote: dict) -> dict:
     return meta
 
 
-def _data_files(manifest: dict, split: str) -> str | list[str]:
+def _data_files(manifest: Manifest, split: str) -> str | list[str]:
     """A split's data files as the card lists them: by name (so ``datasets``' cache of a local folder changes
     whenever the rows do, see :func:`prefkit.store.folder.content_digest`), else the split's pattern."""
-    return manifest["splits"][split].get("files") or f"data/{split}-*"
+    return manifest.split_entries[split].files or f"data/{split}-*"
 
 
 def _size_category(n: int) -> str:
@@ -189,7 +198,7 @@ def _size_category(n: int) -> str:
 
 
 def render_card(
-    manifest: dict,
+    manifest: Manifest | dict,
     features: dict,
     *,
     name: str | None = None,
@@ -199,6 +208,7 @@ def render_card(
     """The card's Markdown. ``features``: the data files' ``datasets`` features (dict form); ``name``: the folder's
     name (what ``load_dataset`` is shown loading locally); ``hub``: render the Hub card of `push`; ``sizes``:
     each split's rows and bytes (:func:`prefkit.store.folder.split_sizes`)."""
+    manifest = Manifest.read(manifest)
     context = card_context(manifest, features, name=name, hub=hub)
     front = yaml.safe_dump(card_metadata(manifest, features, hub, sizes), sort_keys=False, allow_unicode=True)
 
@@ -206,57 +216,61 @@ def render_card(
 
 
 def card_context(
-    manifest: dict, features: dict, *, name: str | None = None, hub: HubCard | None = None
+    manifest: Manifest, features: dict, *, name: str | None = None, hub: HubCard | None = None
 ) -> dict:
     """Everything the template shows, from the manifest (and the Hub parts)."""
     from prefkit.output.exports import EXPORTS
 
-    splits = manifest.get("splits", {})
-    export = (manifest.get("export") or {}).get("shape", "trl")
-    tokenizer = manifest.get("tokenizer") or {}
-    text = tokenizer.get("output_format") == "text"
-    ref = _ref_context(manifest.get("reflogps") or {}, features)
+    splits = manifest.split_entries
+    export = manifest.export_shape
+    tokenizer = manifest.tokenizer or Tokenizer()
+    text = tokenizer.output_format == "text"
+    ref = _ref_context(manifest.reflogps, features)
     load_id = hub.repo_id if hub else (name or "<this folder>")
     rev_arg = f', revision="{hub.revision}"' if hub and hub.revision and hub.revision != "main" else ""
-    stats = (manifest.get("stats") or {}).get("splits") or {}
+    stats = manifest.split_stats()
     return {
         "title": hub.repo_id.split("/")[-1] if hub else (name or "Preference dataset built with prefkit"),
         "intro": EXPORTS.get(export, EXPORTS["trl"]).card_intro,
-        "total": sum(c.get("kept", 0) for c in splits.values()),
-        "split_counts": ", ".join(f"{n} {c.get('kept', 0):,}" for n, c in splits.items()),
-        "source_names": ", ".join(f"`{s.get('id')}`" for s in manifest.get("sources", [])) or "local data",
+        "total": sum(c.kept or 0 for c in splits.values()),
+        "split_counts": ", ".join(f"{n} {c.kept or 0:,}" for n, c in splits.items()),
+        "source_names": ", ".join(f"`{s.id}`" for s in manifest.source_entries) or "local data",
         "has_ref": ref is not None,
         "ref": ref,
         "load_id": load_id,
         "rev_arg": rev_arg,
-        "first_split": next((n for n, c in splits.items() if c.get("kept", 0) > 0), "train"),
+        "first_split": next((n for n, c in splits.items() if (c.kept or 0) > 0), "train"),
         "trl_shape": export == "trl",
         "train": _train_context(export, load_id, splits),
         "text": text,
-        "template": tokenizer.get("chat_template"),
-        "columns": _columns(features, (manifest.get("parameters") or {}).get("margin_col")),
+        "template": tokenizer.chat_template,
+        "columns": _columns(features, manifest.options.get("margin_col")),
         "hub": hub,
         "manifest_ref": (
             f'hf_hub_download("{load_id}", "prefkit.json", repo_type="dataset"{rev_arg})'
             if hub
             else f'"{load_id}/prefkit.json"'
         ),
-        "command": redact(manifest.get("command")),
+        "command": redact(manifest.command),
         "version": manifest.get("prefkit_version", "?"),
         "created": manifest.get("created", "?"),
-        "parameters": ", ".join(
-            f"`{k}={v}`" for k, v in (manifest.get("parameters") or {}).items() if v not in (None, False)
-        ),
-        "tokenizer": _tokenizer_context(tokenizer),
-        "pairing": pairing_sentence(manifest.get("parameters") or {}),
+        "parameters": ", ".join(f"`{k}={v}`" for k, v in manifest.options.items() if v not in (None, False)),
+        "tokenizer": _tokenizer_context(manifest.tokenizer),
+        "pairing": pairing_sentence(manifest.options),
         "generated": _generated(manifest),
         "sources": _sources(manifest, hub),
         **_counts_context(manifest),
         "rejects_note": _rejects_note(hub),
         "stats": [_stats_row(n, s) for n, s in stats.items() if "chars" in s or s.get("margin")],
-        "token_stats": _token_rows(manifest.get("stats") or {}),
+        "token_stats": _token_rows(manifest.stats.to_dict() if manifest.stats else {}),
         "quality": {
-            k: manifest[k] for k in ("decontamination", "near_dedup", "length_balance") if manifest.get(k)
+            k: section.to_dict()
+            for k, section in (
+                ("decontamination", manifest.decontamination),
+                ("near_dedup", manifest.near_dedup),
+                ("length_balance", manifest.length_balance),
+            )
+            if section is not None and section.to_dict()
         },
         "rm_stats": [
             {
@@ -275,19 +289,19 @@ def card_context(
             for n, s in stats.items()
             if s.get("ref_margin")
         ],
-        "plots": hub.plots if hub else (manifest.get("stats") or {}).get("plots") or [],
-        "report": hub.report if hub else (manifest.get("report") or {}).get("path"),
+        "plots": hub.plots if hub else (manifest.stats.plots if manifest.stats else None) or [],
+        "report": hub.report if hub else (manifest.report.path if manifest.report else None),
     }
 
 
-def _train_context(export: str, load_id: str, splits: dict) -> dict | None:
+def _train_context(export: str, load_id: str, splits: dict[str, SplitEntry]) -> dict | None:
     """The consumer's config snippet of a non-TRL export (:mod:`prefkit.output.recipes`), or None."""
     from prefkit.output.exports import EXPORTS
 
     shape = EXPORTS.get(export)
     if shape is None or shape.train is None:
         return None
-    files = {name: list(c.get("files") or []) for name, c in splits.items() if c.get("kept", 0)}
+    files = {name: list(c.files or []) for name, c in splits.items() if c.kept}
     from prefkit.output.shapes import UNSUPPORTED
 
     language, text = shape.train(load_id, files)
@@ -314,21 +328,21 @@ def _columns(features: dict, margin_col: str | None = None) -> list[dict]:
     return out
 
 
-def _ref_context(section: dict, features: dict) -> dict | None:
+def _ref_context(section: Reflogps | None, features: dict) -> dict | None:
     dpo, kto = {"ref_chosen_logps", "ref_rejected_logps"}, {"ref_logps", "ref_KL_logps"}
-    if not section or not (dpo <= set(features) or kto <= set(features)):
+    if section is None or not section.to_dict() or not (dpo <= set(features) or kto <= set(features)):
         return None
-    totals = section.get("totals") or {}
+    totals = section.totals or {}
     rows = [(label, section.get(key)) for label, key in REF_ROWS]
     rows += _setup_rows(section)
-    kl = section.get("kto") or {}
-    rows += [("KTO per_device_train_batch_size", kl.get("per_device_train_batch_size"))]
-    rows += [("KTO KL pairing", kl.get("kl_order") and f"rotate +1 in each batch, {kl['kl_order']} order")]
+    kl = section.kto or Kto()
+    rows += [("KTO per_device_train_batch_size", kl.per_device_train_batch_size)]
+    rows += [("KTO KL pairing", kl.kl_order and f"rotate +1 in each batch, {kl.kl_order} order")]
     rows += [("scored", totals.get("scored")), ("truncated", totals.get("truncated"))]
     return {
-        "model": section.get("model") or "<the reference model>",
-        "max_length": section.get("max_length"),
-        "command": redact(section.get("command")),
+        "model": section.model or "<the reference model>",
+        "max_length": section.max_length,
+        "command": redact(section.command),
         "rows": [(k, v) for k, v in rows if v not in (None, "", {})],
     }
 
@@ -353,36 +367,36 @@ def adapter_words(adapter: dict | None) -> str:
     return f"{name}, tensors sha256 {str(adapter.get('tensors_sha256'))[:12]}"
 
 
-def _setup_rows(section: dict) -> list[tuple[str, Any]]:
+def _setup_rows(section: Reflogps) -> list[tuple[str, Any]]:
     """The reference's quantization and adapter (sections written before they were recorded have neither)."""
-    if "quantization" not in section:
+    if not section.has("quantization"):
         return []
-    quant = quantization_words(section.get("quantization"))
-    if not section.get("quantization"):
+    quant = quantization_words(section.quantization)
+    if not section.quantization:
         quant += " (a 4-/8-bit trainer takes these values only with prefkit_full_precision_reference=True)"
     rows: list[tuple[str, Any]] = [("quantization", quant)]
-    if section.get("adapter"):
-        rows.append(("adapter", adapter_words(section["adapter"])))
+    if section.adapter:
+        rows.append(("adapter", adapter_words(section.adapter)))
     return rows
 
 
-def _tokenizer_context(entry: dict) -> dict | None:
-    if not entry:
+def _tokenizer_context(entry: Tokenizer | None) -> dict | None:
+    if entry is None or not entry.to_dict():
         return None
     return {
-        "name": entry.get("name_or_path") or "(none: a built-in template's tokens)",
-        "template": entry.get("chat_template"),
-        "rule": entry.get("rule"),
+        "name": entry.name_or_path or "(none: a built-in template's tokens)",
+        "template": entry.chat_template,
+        "rule": entry.rule,
     }
 
 
-def _generated(manifest: dict) -> dict | None:
+def _generated(manifest: Manifest) -> dict | None:
     """What the card says of a `prefkit generate` set (its ``prompts`` and ``generate`` sections), else None."""
-    if "prompts" not in manifest:
+    if not manifest.has("prompts"):
         return None
-    gen = manifest.get("generate") or {}
-    models = ", ".join(f"`{m.get('model')}`" for m in gen.get("models") or [])
-    return {"models": models, "n": gen.get("n"), "engine": gen.get("engine")}
+    gen = manifest.generate or Generate()
+    models = ", ".join(f"`{m.get('model')}`" for m in gen.models or [])
+    return {"models": models, "n": gen.n, "engine": gen.engine}
 
 
 def pairing_sentence(parameters: dict) -> str | None:
@@ -402,19 +416,19 @@ def pairing_sentence(parameters: dict) -> str | None:
     return f"Pairs made from several answers per prompt{rated} with `--pairs {strategy}` (equal scores never pair)."
 
 
-def _sources(manifest: dict, hub: HubCard | None) -> list[dict]:
+def _sources(manifest: Manifest, hub: HubCard | None) -> list[dict]:
     out = []
-    for src in manifest.get("sources", []):
-        licence = (hub.source_licenses.get(src.get("id")) if hub else None) or src.get("license")
-        weight = src.get("weight")
+    for src in manifest.source_entries:
+        licence = (hub.source_licenses.get(str(src.id)) if hub else None) or src.license
+        weight = src.weight
         split_text = ", ".join(
-            f"{s} ({num(c.get('read'))} / {num(c.get('kept'))})" if isinstance(c, dict) else f"{s} ({num(c)})"
-            for s, c in (src.get("splits") or {}).items()
+            f"{s} ({num(c.read)} / {num(c.kept)})" if isinstance(c, SourceSplit) else f"{s} ({num(c)})"
+            for s, c in (src.splits or {}).items()
         )
         out.append(
             {
-                "id": src.get("id"),
-                "revision": src.get("sha") or src.get("revision") or "-",
+                "id": src.id,
+                "revision": src.sha or src.revision or "-",
                 "license": licence or "unknown",
                 "weight": weight.get("text", "-") if isinstance(weight, dict) else "-",
                 "splits": split_text,
@@ -423,29 +437,34 @@ def _sources(manifest: dict, hub: HubCard | None) -> list[dict]:
     return out
 
 
-def _counts_context(manifest: dict) -> dict:
-    splits = manifest.get("splits", {})
-    counts = [
+def _counts_context(manifest: Manifest) -> dict:
+    splits = manifest.split_entries
+    counts: list[dict[str, Any]] = [
         {
             "name": n,
-            "read": c["read"],
-            "kept": c["kept"],
-            "dropped": sum(c["dropped"].values()),
-            "invalid": sum(c["invalid"].values()),
-            "added": sum((c.get("added") or {}).values()),
+            "read": c.read,
+            "kept": c.kept,
+            "dropped": sum((c.dropped or {}).values()),
+            "invalid": sum((c.invalid or {}).values()),
+            "added": sum((c.added or {}).values()),
         }
         for n, c in splits.items()
     ]
     reasons: dict[tuple[str, str], int] = {}
     for c in splits.values():
-        for stage in ("dropped", "invalid", "added", "flags"):
-            for r, n in (c.get(stage) or {}).items():
+        for stage, by_reason in (
+            ("dropped", c.dropped),
+            ("invalid", c.invalid),
+            ("added", c.added),
+            ("flags", c.flags),
+        ):
+            for r, n in (by_reason or {}).items():
                 reasons[(stage, r)] = reasons.get((stage, r), 0) + n
     rows = [
         {"stage": stage, "name": r, "rows": n, "meaning": meaning(stage, r)}
         for (stage, r), n in sorted(reasons.items(), key=lambda kv: -kv[1])
     ]
-    export = manifest.get("export") or {}
+    export = manifest.export.to_dict() if manifest.export else {}
     export_rows = ""
     if export:
         written = sum(s.get("rows", 0) for s in (export.get("splits") or {}).values())

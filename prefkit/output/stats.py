@@ -21,6 +21,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from prefkit.store.folder import MANIFEST_NAME
+from prefkit.store.manifest_model import Manifest, Stats, Tokenizer
+
 if TYPE_CHECKING:
     from prefkit.results import StatsResult
 
@@ -281,7 +284,7 @@ def current_stats(out: Any) -> dict[str, dict]:
     else computed now (a folder changed by hand, or written by an older prefkit)."""
     import pyarrow.parquet as pq
 
-    stored = (out.manifest.get("stats") or {}).get("splits") or {}
+    stored = out.typed_manifest.split_stats()
     fresh = {}
     for name, paths in out.shards.items():
         s = stored.get(name)
@@ -319,10 +322,10 @@ def compute_stats(
     }
     if target is not None:
         result["tokenizer"] = target.manifest_entry()
+    entries = out.typed_manifest.split_entries
     for name, stats in result["splits"].items():
-        stats["build_counts"] = {
-            k: v for k, v in out.manifest.get("splits", {}).get(name, {}).items() if k != "files"
-        }
+        entry = entries[name].to_dict() if name in entries else {}
+        stats["build_counts"] = {k: v for k, v in entry.items() if k != "files"}
     return result
 
 
@@ -375,16 +378,11 @@ def plot_lengths(split: dict[str, Any]) -> tuple[dict[str, Any], str]:
 
 def set_max_length(stats: dict[str, Any]) -> int | None:
     """The ``max_length`` the set was built with (its manifest's ``tokenizer`` entry or ``parameters``), if any."""
-    import json
-
     try:
-        manifest = json.loads((Path(stats["path"]) / "prefkit.json").read_text())
-    except (KeyError, OSError, ValueError):
+        manifest = Manifest.load(Path(stats["path"]) / MANIFEST_NAME)
+    except (KeyError, OSError, ValueError):  # (a pydantic ValidationError is a ValueError)
         return None
-    value = (manifest.get("tokenizer") or {}).get("max_length") or (manifest.get("parameters") or {}).get(
-        "max_length"
-    )
-    return int(value) if value else None
+    return manifest.built_max_length
 
 
 def record_stats(folder: str | Path, stats: dict[str, Any], plots: list[Path] | None = None) -> list[str]:
@@ -418,13 +416,13 @@ def _record(folder: str | Path, stats: dict[str, Any], plots: list[Path] | None)
             inside.append(Path(p).resolve().relative_to(root).as_posix())
         except ValueError:
             continue
-    manifest = out.manifest
+    manifest = out.typed_manifest
     splits = {
         n: {k: v for k, v in s.items() if k != "build_counts"} for n, s in public(stats)["splits"].items()
     }
-    manifest["stats"] = {"plots": inside, "splits": splits}
+    manifest.stats = Stats(plots=inside, splits=splits)
     if "tokenizer" in stats:
-        manifest["stats"]["tokenizer"] = stats["tokenizer"]
+        manifest.stats.tokenizer = Tokenizer.model_validate(stats["tokenizer"])
     write_manifest(out.path, manifest)
     refresh_card(out.path)
     return inside

@@ -25,6 +25,7 @@ from prefkit.hub_client import LOGIN_HINT, describe, http_status, hub_token, tra
 from prefkit.output import CARD_NAME, DATA_DIR, MANIFEST_NAME, REJECTS_DIR, OutputFolder, read_output
 from prefkit.results import Result
 from prefkit.store.folder import split_sizes
+from prefkit.store.manifest_model import Manifest, checked_manifest
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PLOTS_DIR = "plots"
@@ -199,7 +200,7 @@ def push(
                 f"dataset {repo_id!r} already exists and is public: --private would not make it private",
                 "make it private in the repo settings on the Hub first, or drop --private",
             )
-        lic, source_licenses = _licence(api, out.manifest, license, warn)
+        lic, source_licenses = _licence(api, out.typed_manifest, license, warn)
         hub_card = HubCard(
             repo_id=repo_id,
             license=lic,
@@ -325,7 +326,10 @@ def _remote_state(api, repo_id: str, branch: str, *, dry_run: bool, warn) -> _Re
 
 def _recorded_files(api, repo_id: str, sha: str) -> set[str]:
     """What earlier prefkit pushes wrote under data/, rejects/, plots/, from the repo's ``prefkit.json``: its
-    ``push.files``; for a manifest an older prefkit pushed, the data files its splits list and their rejects."""
+    ``push.files``; for a manifest an older prefkit pushed, the data files its splits list and their rejects.
+
+    The remote manifest is read as a dict, each key checked: anyone may have edited it, and what of it is
+    readable still says which files a push wrote."""
     try:
         path = api.hf_hub_download(repo_id, MANIFEST_NAME, repo_type="dataset", revision=sha)
         manifest = json.loads(Path(path).read_text())
@@ -369,16 +373,16 @@ def _refuse_other_type(api, repo_id: str) -> None:
             )
 
 
-def _licence(api, manifest: dict, override: str | None, warn) -> tuple[str, dict[str, str | None]]:
+def _licence(api, manifest: Manifest, override: str | None, warn) -> tuple[str, dict[str, str | None]]:
     """The card's licence: ``override``, else the most restrictive of the sources' licences."""
     from prefkit.output.licences import license_rank, most_restrictive
 
     found: dict[str, str | None] = {}
-    for src in manifest.get("sources", []):
-        sid = src.get("id") or src.get("source")
-        lic = src.get("license")
-        if lic is None and src.get("kind") == "hub":
-            lic = _source_licence(api, sid, src.get("sha") or src.get("revision"))
+    for src in manifest.source_entries:
+        sid = str(src.id or src.source)
+        lic: str | list | None = src.license
+        if lic is None and src.kind == "hub":
+            lic = _source_licence(api, sid, src.sha or src.revision)
         if isinstance(lic, list):
             lic = most_restrictive(lic)
         found[sid] = lic
@@ -456,7 +460,7 @@ def _local_plan(out: OutputFolder, include_rejects: bool, plots: str | Path | No
     card_manifest = {**public, "stats": {**(public.get("stats") or {}), "splits": current_stats(out)}}
     return _Local(
         files=files,
-        manifest=(json.dumps(public, indent=2, default=str) + "\n").encode(),
+        manifest=checked_manifest(public).to_json().encode(),
         card_manifest=card_manifest,
         features=features,
         split_files=split_files,
@@ -470,7 +474,8 @@ def _local_plan(out: OutputFolder, include_rejects: bool, plots: str | Path | No
 def _report_page(out: OutputFolder) -> Path | None:
     """The report page `prefkit report` recorded in the manifest (``report.path``, inside the folder), if it is
     there."""
-    recorded = (out.manifest.get("report") or {}).get("path")
+    report = out.typed_manifest.report
+    recorded = report.path if report else None
     page = out.path / recorded if recorded else None
     return (
         page if page is not None and page.is_file() and out.path.resolve() in page.resolve().parents else None
@@ -480,7 +485,7 @@ def _report_page(out: OutputFolder) -> Path | None:
 # ------------------------------------------------------------------------------------------------ committing
 
 
-def _commit(api, result: PushResult, remote: _Remote, files, message, create_pr: bool, manifest: dict):
+def _commit(api, result: PushResult, remote: _Remote, files, message, create_pr: bool, card_manifest: dict):
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
     repo_id, branch = result.repo_id, result.revision
@@ -492,7 +497,8 @@ def _commit(api, result: PushResult, remote: _Remote, files, message, create_pr:
         CommitOperationAdd(path, str(data) if isinstance(data, Path) else data) for path, data in files
     ]
     operations += [CommitOperationDelete(path) for path in result.deleted]
-    rows = sum(c.get("kept", 0) for c in manifest.get("splits", {}).values())
+    manifest = Manifest.read(card_manifest)
+    rows = sum(c.kept or 0 for c in manifest.split_entries.values())
     info = api.create_commit(
         repo_id,
         operations,
@@ -510,12 +516,12 @@ def _commit(api, result: PushResult, remote: _Remote, files, message, create_pr:
     return result
 
 
-def _description(manifest: dict) -> str:
+def _description(manifest: Manifest) -> str:
     lines = []
-    if manifest.get("command"):
-        lines.append(f"Built with: `{manifest['command']}`")
-    if (manifest.get("reflogps") or {}).get("command"):
-        lines.append(f"Scored with: `{manifest['reflogps']['command']}`")
+    if manifest.command:
+        lines.append(f"Built with: `{manifest.command}`")
+    if manifest.reflogps and manifest.reflogps.command:
+        lines.append(f"Scored with: `{manifest.reflogps.command}`")
     return "\n\n".join(lines)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from prefkit.errors import ModelError
 from prefkit.output.card import adapter_words, quantization_words
+from prefkit.store.manifest_model import ModelRun, Tokenizer
 from prefkit.version import __version__
 
 #: what must match for the stored values to be the ones a trainer would compute: (key, what it is)
@@ -25,7 +26,7 @@ CHECKED = (
 )
 
 
-def differences(recorded: dict, actual: dict) -> list[str]:
+def differences(recorded: dict | ModelRun, actual: dict) -> list[str]:
     """Sentences for each checked key present in ``actual`` whose value differs from ``recorded``.
 
     A key in ``actual`` is compared even when its value is ``None`` (``max_length=None`` means "no truncation",
@@ -46,7 +47,7 @@ def differences(recorded: dict, actual: dict) -> list[str]:
     return problems
 
 
-def setup_differences(recorded: dict, actual: dict) -> list[str]:
+def setup_differences(recorded: dict | ModelRun, actual: dict) -> list[str]:
     """Sentences for a quantization or adapter (compared by its content hashes) other than the recorded ones
     (``actual``: a model provenance or :func:`prefkit.loading.model_identity`-like dict)."""
     problems = []
@@ -64,14 +65,14 @@ def setup_differences(recorded: dict, actual: dict) -> list[str]:
     return problems
 
 
-def check_build_tokenizer(built: dict, prov: dict, model: str) -> None:
+def check_build_tokenizer(built: dict | Tokenizer, prov: dict, model: str) -> None:
     """Refuse to score a set that `build --tokenizer` filtered or rendered for another tokenizer or template."""
     pairs = (
         ("hash", "tokenizer_sha256", "tokenizer"),
         ("chat_template_hash", "chat_template_sha256", "chat template"),
     )
     for built_key, prov_key, what in pairs:
-        if built.get(built_key) and prov.get(prov_key) and built[built_key] != prov[prov_key]:
+        if built.get(built_key) and prov.get(prov_key) and built.get(built_key) != prov[prov_key]:
             name = built.get("chat_template") if what == "chat template" else None
             name = name or built.get("name_or_path")
             shown = f" ({name})" if name else ""

@@ -17,6 +17,7 @@ from prefkit.errors import OutputError
 from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.record import decode_row
 from prefkit.results import VerifyResult
+from prefkit.store.manifest_model import Reflogps
 
 #: Default tolerances per compute dtype: |stored - recomputed| <= atol + rtol * |recomputed|.
 DEFAULT_TOLERANCES = {"float32": (1e-3, 1e-4), "bfloat16": (0.5, 2e-2), "float16": (0.5, 2e-2)}
@@ -37,10 +38,10 @@ def _sample_rows(folder: OutputFolder, splits: list[str], sample: int, seed: int
     return [population[i] for i in picks]
 
 
-def _section(folder: OutputFolder, out_dir: Any, split: str | None) -> tuple[dict, list[str]]:
+def _section(folder: OutputFolder, out_dir: Any, split: str | None) -> tuple[Reflogps, list[str]]:
     require_trl_shape(folder, "verify")  # a generated set (no pairs yet) or another trainer's shape: said so first
-    section = folder.manifest.get("reflogps")
-    if not section:
+    section = folder.typed_manifest.reflogps
+    if section is None or not section.to_dict():
         raise OutputError(
             f"{out_dir} has no reference log-probs to verify",
             "score it first with `prefkit reflogps OUT --model MODEL`",
@@ -110,24 +111,24 @@ def verify(
     section, splits = _section(folder, out_dir, split)
     options = ModelOptions.create(None, {k: v for k, v in model_options.items() if v is not None})
     if model is None:
-        model = section.get("model_path") if section.get("model_source") == "local" else section.get("model")
+        model = section.model_path if section.model_source == "local" else section.model
     if model is None:
         raise OutputError(
             f"{out_dir} records no reference model to recompute with", "pass the model with --model"
         )
-        options = ModelOptions.create(options, {"revision": options.revision or section.get("revision")})
+        options = ModelOptions.create(options, {"revision": options.revision or section.revision})
     if not model:
         raise OutputError(f"{out_dir}'s manifest names no reference model", "pass --model")
-    if options.chat_template is None and str(section.get("chat_template", "")).startswith("file:"):
+    if options.chat_template is None and (section.chat_template or "").startswith("file:"):
         options = ModelOptions.create(
-            options, {"chat_template": section["chat_template"].removeprefix("file:")}
+            options, {"chat_template": (section.chat_template or "").removeprefix("file:")}
         )
     if "dtype" not in model_options or model_options["dtype"] is None:
-        options = ModelOptions.create(options, {"dtype": section.get("dtype") or "auto"})
+        options = ModelOptions.create(options, {"dtype": section.dtype or "auto"})
     if not any(k in LoadOptions.model_fields for k, v in model_options.items() if v is not None):
-        recorded = LoadOptions.from_record(section.get("quantization"), section.get("adapter"))
+        recorded = LoadOptions.from_record(section.quantization, section.adapter)
         options = ModelOptions.create(options, recorded.model_dump())
-    max_length = max_length or section["max_length"]
+    max_length = max_length or section.max_length
     loaded = load_model(
         model,
         revision=options.revision,
@@ -143,11 +144,11 @@ def verify(
         section, {k: prov.get(k) for k in ("weights_sha256", "tokenizer_sha256", "chat_template_sha256")}
     )
     warnings += setup_differences(section, prov)
-    if prov["dtype"] != section.get("dtype"):
-        warnings.append(f"recomputing in {prov['dtype']} but the set was scored in {section.get('dtype')}")
+    if prov["dtype"] != section.dtype:
+        warnings.append(f"recomputing in {prov['dtype']} but the set was scored in {section.dtype}")
     picks = _sample_rows(folder, splits, sample, seed)
     rows, ids, stored = _stored(folder, splits, picks)
-    pairs = tokenize_pairs(rows, loaded.tokenizer, max_length, section.get("trl_tokenization_rule"))
+    pairs = tokenize_pairs(rows, loaded.tokenizer, max_length, section.trl_tokenization_rule)
     with bar(desc="verifying", total=len(pairs), show=progress, unit="pair") as pbar:
         chosen, rejected = score_pairs_plain(loaded.model, pairs, progress=lambda n, _t: pbar.update(n))
     default_atol, default_rtol = default_tolerance(prov["dtype"])

@@ -18,6 +18,7 @@ from typing import Any
 
 from prefkit._callable import callable_package
 from prefkit.report.build import build_pages, render_page
+from prefkit.store.manifest_model import Report
 
 #: the page's size limit: rows are sampled down until the page fits (docs/report.md)
 MAX_BYTES = 10 * 2**20
@@ -139,13 +140,14 @@ def record_report(out: Any, result: ReportResult, seed: int) -> None:
         relative = result.path.resolve().relative_to(out.path.resolve()).as_posix()
     except ValueError:
         return  # a page written elsewhere is not part of the set
-    out.manifest["report"] = {
-        "path": relative,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "rows_shown": {name: {"shown": a, "kept": b} for name, (a, b) in result.rows_shown.items()},
-        "seed": seed,
-    }
-    write_manifest(out.path, out.manifest)
+    manifest = out.typed_manifest
+    manifest.report = Report(
+        path=relative,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        rows_shown={name: {"shown": a, "kept": b} for name, (a, b) in result.rows_shown.items()},
+        seed=seed,
+    )
+    write_manifest(out.path, manifest)
     refresh_card(out.path)
 
 

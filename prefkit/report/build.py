@@ -27,6 +27,7 @@ from prefkit.report.page import (
     sample_indices,
     shown_fields,
 )
+from prefkit.store.manifest_model import Manifest, SourceSplit
 
 PAGE_SIZE = 20
 #: manifest sections shown under provenance, with their titles
@@ -50,10 +51,11 @@ def build_pages(
     from prefkit.output.stats import folder_stats
 
     stats = folder_stats(out, target, keep_values=True) if out.shards else {}
-    eval_items = load_eval_items(out.manifest, eval_sets)
+    manifest = Manifest.read(out.manifest)
+    eval_items = load_eval_items(manifest, eval_sets)
     pages = []
-    for name, counts in out.manifest.get("splits", {}).items():
-        page = read_split(out, name, counts, rows=rows, examples=examples, seed=seed)
+    for name, counts in manifest.split_entries.items():
+        page = read_split(out, name, counts.to_dict(), rows=rows, examples=examples, seed=seed)
         page.stats = stats.get(name, {})
         attach_evidence(page, eval_items)
         pages.append(page)
@@ -104,7 +106,7 @@ def read_split(out: Any, name: str, counts: dict, *, rows: int, examples: int, s
     page = SplitPage(
         name=name,
         counts=counts if isinstance(counts, dict) else {},
-        sources=source_flows(out.manifest, name),
+        sources=source_flows(Manifest.read(out.manifest), name),
         groups=groups,
         kept=[kept_view(r) for r in kept_rows],
         kept_total=kept_total,
@@ -148,24 +150,25 @@ def kept_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def source_flows(manifest: dict[str, Any], split: str) -> list[dict[str, Any]]:
+def source_flows(manifest: Manifest, split: str) -> list[dict[str, Any]]:
     """Per source, its counts for ``split`` (the source split of that name; all its splits when none is)."""
     flows = []
-    for src in manifest.get("sources") or []:
-        parts = src.get("splits") or {}
+    for src in manifest.source_entries:
+        parts = src.splits or {}
         names = [split] if split in parts else list(parts)
         for part in names:
             c = parts[part]
-            fmt = c.get("format")
+            if not isinstance(c, SourceSplit):
+                continue  # a source described before it was read: no counts
             flows.append(
                 {
-                    "source": src.get("source") or src.get("id"),
+                    "source": src.source or src.id,
                     "split": part,
-                    "format": fmt.get("family") if isinstance(fmt, dict) else fmt,
-                    "read": c.get("read"),
-                    "kept": c.get("kept"),
-                    "dropped": c.get("dropped") or {},
-                    "invalid": c.get("invalid") or {},
+                    "format": c.format.get("family") if c.format is not None else None,
+                    "read": c.read,
+                    "kept": c.kept,
+                    "dropped": c.dropped or {},
+                    "invalid": c.invalid or {},
                 }
             )
     return flows
@@ -186,13 +189,14 @@ def render_page(out: Any, pages: list[SplitPage], seed: int) -> str:
     env.filters["num"] = _num
     env.filters["tojson_text"] = lambda v: json.dumps(v, indent=1, ensure_ascii=False, default=str)
     template = env.from_string(read_text("prefkit.report", "templates", "report.html.jinja"))
-    manifest = out.manifest
+    manifest = out.manifest  # shown as published (publish.public): free-form, as JSON
+    typed = Manifest.read(manifest)
     for page in pages:
         if not page.drawn:
-            split_charts(page, manifest)
+            split_charts(page, typed)
             page.drawn = True
         page.sampling = sampling_note(page, seed)
-    counts = {k: v for k, v in manifest.get("splits", {}).items() if isinstance(v, dict)}
+    counts = {k: v.to_dict() for k, v in typed.split_entries.items()}
     return template.render(
         title=out.path.name,
         version=__version__,

@@ -11,13 +11,14 @@ from markupsafe import Markup
 from prefkit.output import charts
 from prefkit.output.stats import plot_lengths
 from prefkit.report.page import SplitPage
+from prefkit.store.manifest_model import Manifest
 
 
 def _svg(fig: Any) -> Markup:
     return Markup(charts.to_svg(fig))  # matplotlib writes the SVG and escapes its text
 
 
-def split_charts(page: SplitPage, manifest: dict[str, Any]) -> None:
+def split_charts(page: SplitPage, manifest: Manifest) -> None:
     """Set ``page.charts`` (name, svg, note), ``page.facts`` (sentences) and ``page.flow_chart``."""
     s, name, nums = page.stats, page.name, page.numbers
     page.charts, page.facts = [], []
@@ -27,7 +28,7 @@ def split_charts(page: SplitPage, manifest: dict[str, Any]) -> None:
         page.charts.append({"name": "margin", "svg": _svg(fig), "note": "source margin of every kept row"})
     series, unit = plot_lengths(s)
     if series:
-        max_length = _max_length(manifest)
+        max_length = manifest.built_max_length
         fig = charts.lengths_figure(series, unit, f"{name}: lengths", max_length)
         note = f"every kept row, in {unit}" + (
             f"; max_length {max_length} is drawn only for token lengths (pass --tokenizer)"
@@ -62,13 +63,6 @@ def split_charts(page: SplitPage, manifest: dict[str, Any]) -> None:
                 f"The reference model gives the chosen answer the higher log-prob in {(finite > 0).mean():.1%} "
                 f"of {finite.size:,} rows (median margin {np.median(finite):.3g} nats)."
             )
-
-
-def _max_length(manifest: dict[str, Any]) -> int | None:
-    value = (manifest.get("tokenizer") or {}).get("max_length") or (manifest.get("parameters") or {}).get(
-        "max_length"
-    )
-    return int(value) if value else None
 
 
 def bias_sentence(bias: dict[str, Any], unit: str) -> str:

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefkit.report.evidence import Pieces, mark_all, row_text, shared_run, word_diff
+from prefkit.store.manifest_model import Manifest
 
 #: a message's content is cut after this many characters on the page (the cut is stated)
 MAX_CHARS = 2000
@@ -183,7 +184,7 @@ def evidence(reason: str, row: Reject, kept_by_id: dict[str, dict], eval_items: 
         row.evidence = {"kind": "refused", "message": row.detail}
 
 
-def load_eval_items(manifest: dict[str, Any], files: tuple[str, ...] = ()) -> dict[str, list[list[str]]]:
+def load_eval_items(manifest: Manifest, files: tuple[str, ...] = ()) -> dict[str, list[list[str]]]:
     """The items of the eval sets the build decontaminated against, for those found offline: one of ``files``
     whose name is the eval set's name, else the path the manifest records (relative to the working folder).
     A Hub eval set is not downloaded by the report; its rows show the item's index only."""
@@ -191,9 +192,9 @@ def load_eval_items(manifest: dict[str, Any], files: tuple[str, ...] = ()) -> di
 
     by_name = {Path(f).name: f for f in files}
     items: dict[str, list[list[str]]] = {}
-    for entry in (manifest.get("decontamination") or {}).get("sets") or []:
-        name = entry.get("name")
-        path = by_name.get(str(name)) or entry.get("path")
+    for entry in (manifest.decontamination.sets if manifest.decontamination else None) or []:
+        name = entry.name
+        path = by_name.get(str(name)) or entry.path
         if path and Path(path).expanduser().exists():
             try:
                 _, values, _ = resolve_evalset(str(path))

@@ -26,9 +26,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import ValidationError
 
 from prefkit.errors import OutputError, option
 from prefkit.store.lock import folder_identity, out_lock
+from prefkit.store.manifest_model import Manifest
 from prefkit.store.writer import (  # noqa: F401 (shard names: this module's API too)
     SHARD_BYTES,
     TEMP_NAME,
@@ -64,12 +66,33 @@ class OutputFolder:
     def splits(self) -> list[str]:
         return list(self.shards)
 
+    @property
+    def typed_manifest(self) -> Manifest:
+        """:attr:`manifest` read through the :class:`~prefkit.store.manifest_model.Manifest` model (read anew at
+        each call: the dict may have been changed). Raises :class:`OutputError` when a known key holds a value of
+        the wrong type."""
+        return typed_manifest(self.manifest, self.path / MANIFEST_NAME)
+
     def read_split(self, split: str, columns: list[str] | None = None) -> pa.Table:
         """One split as an Arrow table, shards concatenated in order."""
         return pa.concat_tables([pq.read_table(p, columns=columns) for p in self.shards[split]])
 
     def rejects_path(self, split: str) -> Path:
         return self.path / REJECTS_DIR / f"{split}.parquet"
+
+
+def typed_manifest(manifest: dict | Manifest, where: Path | str) -> Manifest:
+    """``manifest`` as a :class:`Manifest`; an :class:`OutputError` naming the first wrong key when it is not one
+    (``where``: the file it was read from)."""
+    try:
+        return Manifest.read(manifest)
+    except ValidationError as err:
+        first = err.errors()[0]
+        at = ".".join(str(p) for p in first["loc"]) or "the top level"
+        raise OutputError(
+            f"{where} is not a prefkit manifest ({at}: {first['msg']})",
+            "rebuild the folder with `prefkit build`",
+        ) from None
 
 
 def split_sizes(paths: list[Path]) -> dict[str, int]:
@@ -186,7 +209,10 @@ def prefkit_written(out: Path, manifest: dict) -> set[str]:
     """Paths (relative, POSIX) of the files in ``out`` prefkit wrote, from its manifest: the manifest and the
     card, data shards (any file named like one, listed or stale), the rejects of its splits, recorded plots and
     an export's own files (LLaMA-Factory's ``dataset_info.json``, the JSONL folders) and the report page. Work folders are recognised by name
-    (:data:`WORK_NAME`), temporary files by :data:`prefkit.store.writer.TEMP_NAME`."""
+    (:data:`WORK_NAME`), temporary files by :data:`prefkit.store.writer.TEMP_NAME`.
+
+    The manifest is read as a dict, each key checked: the folder a build replaces may hold any manifest, and what
+    of it is readable still says which files prefkit wrote."""
     written = {MANIFEST_NAME, CARD_NAME}
     splits: dict = manifest["splits"] if isinstance(manifest.get("splits"), dict) else {}
     for split, counts in splits.items():
@@ -284,7 +310,7 @@ def read_output(path: Path | str, warn: Callable[[str], None] | None = None) -> 
             f"{manifest_path} is not a prefkit manifest (a JSON object with `splits`, one object per split)",
             "rebuild the folder with `prefkit build`",
         )
-    shards = _listed_shards(path, manifest)
+    shards = _listed_shards(path, typed_manifest(manifest, manifest_path))
     folder = OutputFolder(path=path, manifest=manifest, shards=shards)
     folder.warnings = _unlisted_warnings(path, shards)
     check_counts(folder)
@@ -294,13 +320,13 @@ def read_output(path: Path | str, warn: Callable[[str], None] | None = None) -> 
     return folder
 
 
-def _listed_shards(path: Path, manifest: dict) -> dict[str, list[Path]]:
+def _listed_shards(path: Path, manifest: Manifest) -> dict[str, list[Path]]:
     """Each split's data files: those its manifest entry lists (``files``), each present and readable; for a
     manifest without lists (an older prefkit) the files named like the split's shards."""
     shards: dict[str, list[Path]] = {}
-    for split, counts in manifest.get("splits", {}).items():
-        listed = counts.get("files") if isinstance(counts, dict) else None
-        if isinstance(listed, list):
+    for split, counts in manifest.split_entries.items():
+        listed = counts.files
+        if listed is not None:
             files = [path / str(f) for f in listed]
             missing = [str(f) for f, p in zip(listed, files, strict=True) if not p.is_file()]
             if missing:
@@ -313,7 +339,7 @@ def _listed_shards(path: Path, manifest: dict) -> dict[str, list[Path]]:
                 )
         else:
             files = split_files(path / DATA_DIR, split)
-        if not files and isinstance(counts, dict) and counts.get("kept") == 0:
+        if not files and counts.kept == 0:
             continue  # a split that kept no rows has no data file (datasets cannot load an empty split)
         if not files:
             raise OutputError(
@@ -345,39 +371,36 @@ def check_counts(folder: OutputFolder) -> None:
     """The data files hold the rows the manifest says (``kept``, or the export's ``rows``), and the counts add up
     (``read`` + added = ``kept`` + dropped + invalid per split, docs/reasons.md; ``totals`` = the sum of the splits). Raises
     :class:`OutputError` when not: a data file or the manifest was changed after the build."""
-    manifest = folder.manifest
-    export = (
-        (manifest.get("export") or {}).get("splits") or {} if isinstance(manifest.get("export"), dict) else {}
-    )
+    manifest = folder.typed_manifest
+    export = (manifest.export.splits if manifest.export else None) or {}
     rebuild = (
         "the data files or prefkit.json were changed after prefkit wrote them; rebuild the set with "
         f"`prefkit build --recipe {folder.path / MANIFEST_NAME} -o {folder.path} --overwrite`"
     )
-    for split, counts in manifest.get("splits", {}).items():
-        if not isinstance(counts, dict) or "kept" not in counts:
+    for split, counts in manifest.split_entries.items():
+        if counts.kept is None:
             continue
         rows = sum(pq.read_metadata(p).num_rows for p in folder.shards.get(split, []))
-        expected = (export.get(split) or {}).get("rows", counts["kept"])
+        expected = (export.get(split) or {}).get("rows", counts.kept)
         if rows != expected:
             raise OutputError(
                 f"split {split!r} of {str(folder.path)!r} has {rows:,} rows in its data files, but "
                 f"{MANIFEST_NAME} says {expected:,}",
                 rebuild,
             )
-        parts = [counts.get(k) or {} for k in ("dropped", "invalid", "added")]
-        if "read" in counts and all(isinstance(v, dict) for v in parts):
-            ended = counts["kept"] + sum(parts[0].values()) + sum(parts[1].values())
-            started = counts["read"] + sum(parts[2].values())
+        if counts.read is not None:
+            ended = counts.kept + sum((counts.dropped or {}).values()) + sum((counts.invalid or {}).values())
+            started = counts.read + sum((counts.added or {}).values())
             if ended != started:
                 raise OutputError(
                     f"the counts of split {split!r} in {MANIFEST_NAME} do not add up (read + added {started:,}, "
                     f"kept + dropped + invalid {ended:,})",
                     rebuild,
                 )
-    totals: dict = manifest["totals"] if isinstance(manifest.get("totals"), dict) else {}
-    splits = [c for c in manifest.get("splits", {}).values() if isinstance(c, dict)]
+    totals = manifest.totals.to_dict() if manifest.totals else {}
+    splits = [c.to_dict() for c in manifest.split_entries.values()]
     for key in ("read", "kept"):
-        known = key in totals and all(key in c for c in splits)
+        known = totals.get(key) is not None and all(c.get(key) is not None for c in splits)
         if known and totals[key] != sum(c[key] for c in splits):
             raise OutputError(
                 f"the totals in {MANIFEST_NAME} do not add up ({key} {totals[key]:,}, the splits' sum "
@@ -409,13 +432,14 @@ def require_trl_shape(folder: OutputFolder, command: str, generated_ok: bool = F
     """Refuse sets exported for other trainers (any ``--export`` but ``trl``) in commands that read
     TRL's prompt/chosen/rejected shape, and (unless ``generated_ok``) sets of prompts with completions written by
     `prefkit generate`, which have no pairs yet."""
-    if not generated_ok and folder.splits and "prompts" in folder.manifest:
+    manifest = folder.typed_manifest
+    if not generated_ok and folder.splits and manifest.prompts is not None:
         raise OutputError(
             f"{str(folder.path)!r} holds prompts with completions (`prefkit generate`), not pairs",
             f"pair them first: `prefkit build {folder.path.name} --rating rm_score -o PAIRS` (after "
             f"`prefkit score`), then `prefkit {command} PAIRS`",
         )
-    shape = (folder.manifest.get("export") or {}).get("shape", "trl")
+    shape = manifest.export_shape
     if shape != "trl":
         raise OutputError(
             f"{str(folder.path)!r} was exported in the {shape!r} shape; `prefkit {command}` reads TRL's "
