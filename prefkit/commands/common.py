@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
-from prefkit.commands.flags import group_options, spec
+from prefkit.commands.flags import group_options
 
 #: where in a source to read (`detect`)
 source_options = group_options("sources", exclude=("preset", "allow_changed_sources"))
@@ -39,81 +42,44 @@ token_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 
 
-def scoring_model_options(
-    required: bool = True,
-    help_suffix: str = "",
-    flag: str = "--model",
-    short: str | None = "-m",
-    dtype_note: str = " (log-probs are summed in fp32)",
-    optional_model: bool = False,
-):
-    """--model/--revision/--dtype/--device/--attn-implementation/--chat-template/--trust-remote-code and the
-    quantization / adapter flags of :class:`prefkit.loading.LoadOptions` (`reflogps`, `verify`, `score`);
-    ``required=False`` leaves the recorded model as the default. ``flag``/``short`` name the model option (`score`
-    takes ``--reward-model``); the value always goes to the ``model`` parameter; ``optional_model``: the model
-    option may be left out (`score --judge` names another model)."""
-    default = None if not required else "auto"
-    opts = [
-        click.option(
-            *([short] if short else []),
-            flag,
-            "model",
-            metavar="MODEL",
-            required=required and not optional_model,
-            help="Model: a local folder or a Hub model id" + (help_suffix or "."),
-        ),
-        click.option(
-            "--revision", help="Hub branch, tag or commit of the model (recorded as the resolved commit)."
-        ),
-        click.option(
-            "--dtype",
-            default=default,
-            show_default=required,
-            type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-            help=f"Compute dtype; auto = bfloat16 on CUDA, float32 on the CPU{dtype_note}"
-            + ("." if required else "; default: the recorded one."),
-        ),
-        click.option(
-            "--device",
-            default="auto",
-            show_default=True,
-            help="cpu, cuda, cuda:N or auto (under torchrun: one GPU per rank).",
-        ),
-        click.option(
-            "--attn-implementation",
-            default="sdpa",
-            show_default=True,
-            help="transformers attention kernel: sdpa, eager, flash_attention_2, ...",
-        ),
-        click.option(
-            "--chat-template",
-            metavar="NAME|FILE",
-            help="Chat template to use instead of the tokenizer's: a built-in name, a Jinja file or the template text.",
-        ),
-        click.option(
-            "--trust-remote-code", is_flag=True, help="Allow custom model/tokenizer code from the repo."
-        ),
-    ]
-
-    def decorate(f):
-        f = load_options(f)
-        for opt in reversed(opts):
-            f = opt(f)
-        return f
-
-    return decorate
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 
 
-#: the scoring model's quantization and adapter (`reflogps`, `verify`, `score`), from
-#: :class:`prefkit.loading.LoadOptions` (read as data, like the build's groups)
-load_options = group_options("load")
+def command_options(command: str) -> Callable:
+    """The flags of `command` (`reflogps`, `score`, `verify`, `generate`), generated from its options model
+    (:data:`prefkit.commands.flags.COMMANDS`) and read as data (:mod:`prefkit.commands.flags`)."""
+    return group_options(command)
 
 
-def given_load_options(values: dict) -> dict:
-    """The :class:`~prefkit.loading.LoadOptions` flags given on the command line (None and unset flags left out),
-    as keywords."""
-    names = {entry["name"] for entry in spec()["groups"]["load"]}
-    return {k: v for k, v in values.items() if k in names and v is not None}
+def run_job(job: Callable, quiet: bool, as_json: bool, *args: Any, **keywords: Any) -> Any:
+    """Run a command's library function (`reflogps`, `score`, `verify`, `generate`) with its progress bar unless
+    ``quiet``; under torchrun only rank 0 reports (``--json`` object on stdout, summary on stderr). Returns the
+    result."""
+    from prefkit.progress import enabled
+
+    show = enabled(quiet)
+    quiet_transformers(quiet or not show)
+    result = job(*args, progress=show, **keywords)
+    if int(os.environ.get("RANK", "0") or 0) != 0:  # torchrun: rank 0 reports
+        return result
+    if as_json:
+        echo_json(result.to_dict())
+    if not quiet:
+        click.echo(result.summary(), err=True)
+    return result
+
+
+def quiet_transformers(quiet: bool) -> None:
+    """Silence transformers' own progress bars and info logs (they write to stderr)."""
+    if quiet:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        try:
+            from transformers.utils import logging
+
+            logging.disable_progress_bar()
+            logging.set_verbosity_error()
+        except ImportError:
+            pass
 
 
 def command_line() -> str:
