@@ -43,6 +43,10 @@ from prefkit.values import names, strict_value
 RECIPE_VERSION = 1
 
 
+#: what :func:`option` takes besides pydantic's ``Field`` keywords: how the flag is spelled and what it takes
+FLAG_KEYS = ("decls", "choices", "required", "path")
+
+
 def option(
     default: Any = None,
     help: str = "",
@@ -50,28 +54,24 @@ def option(
     cli: bool = True,
     metavar: str | None = None,
     flag_value: Any = None,
-    decls: tuple[str, ...] | None = None,
-    choices: tuple[str, ...] | None = None,
-    required: bool = False,
-    path: str | None = None,
     **kw: Any,
 ):
     """A documented option field. ``cli=False``: no flag of its own (set through another one or in Python);
     ``flag_value``: the value of the flag given without one (``--near-dedup`` = ``--near-dedup pair``).
 
-    How the flag is spelled, where it is not the name with dashes (``shard_rows``: ``--shard-rows``): ``decls`` (``("-m", "--model")``, ``("-n",)``;
-    ``("--resume/--no-resume",)`` for an on/off pair; ``("--no-prefix-sharing",)`` for a flag that turns a
-    ``True`` default off); ``choices``: the values the flag takes where Python takes any string (the library checks
-    those itself, e.g. ``dtype="bf16"``); ``required``: the command needs the flag (Python: a positional
-    parameter); ``path="dir"``: the flag names a folder (not a file)."""
+    How the flag is spelled and what it takes (:data:`FLAG_KEYS`), where it is not the name with dashes
+    (``shard_rows``: ``--shard-rows``): ``decls`` (``("-m", "--model")``, ``("-n",)``; ``("--resume/--no-resume",)``
+    for an on/off pair; ``("--no-prefix-sharing",)`` for a flag that turns a ``True`` default off); ``choices``:
+    the values the flag takes where Python takes any string (the library checks those itself, e.g.
+    ``dtype="bf16"``); ``required=True``: the command needs the flag (Python: a positional parameter);
+    ``path="dir"``: the flag names a folder (not a file). The other keywords are pydantic's (``ge=1``)."""
     extra: dict[str, Any] = {"cli": cli, **({"metavar": metavar} if metavar else {})}
     if flag_value is not None:
         extra["flag_value"] = flag_value
-    for key, value in (("decls", decls), ("choices", choices), ("path", path)):
-        if value is not None:
+    for key in FLAG_KEYS:
+        value = kw.pop(key, None)
+        if value:
             extra[key] = list(value) if isinstance(value, tuple) else value
-    if required:
-        extra["required"] = True
     return Field(default, description=help, json_schema_extra=extra, **kw)
 
 
@@ -120,7 +120,7 @@ class OptionGroup(BaseModel):
             )
         if options is None:
             base = {}
-        elif isinstance(options, cls):  # what it was given (the rest are the same defaults)
+        elif type(options) is cls:  # what it was given (the rest are the same defaults)
             base = options.given()
         else:  # another group (a command's options for its model's): its values of the shared names
             base = {k: getattr(options, k) for k in type(options).model_fields if k in known}

@@ -150,11 +150,9 @@ def pairwise_scores(
     return [won[k] / played[k] if played[k] else None for k in range(n)], disagree
 
 
-def judge_shard(
-    engine: Engine, rubric: Rubric, rows: list[dict], on_progress: Any = None
-) -> tuple[dict, dict]:
-    """``judge_score`` for every completion of ``rows`` → ({"completions": …}, counts)."""
-    params = SamplingParams(temperature=0.0, max_new_tokens=rubric.max_new_tokens)
+def _requests(rubric: Rubric, rows: list[dict]) -> tuple[list[Request], list[tuple[int, int, int | None]]]:
+    """The judge's requests for ``rows`` and, for each, (row, completion, the other completion or None): one per
+    completion for a rating rubric, one per ordered pair of a row's completions for a pairwise one."""
     requests: list[Request] = []
     where: list[tuple[int, int, int | None]] = []
     for i, row in enumerate(rows):
@@ -175,6 +173,15 @@ def judge_shard(
                     }
                     requests.append(Request(rubric.messages(**fields), 0))
                     where.append((i, a, b))
+    return requests, where
+
+
+def judge_shard(
+    engine: Engine, rubric: Rubric, rows: list[dict], on_progress: Any = None
+) -> tuple[dict, dict]:
+    """``judge_score`` for every completion of ``rows`` → ({"completions": …}, counts)."""
+    params = SamplingParams(temperature=0.0, max_new_tokens=rubric.max_new_tokens)
+    requests, where = _requests(rubric, rows)
     outputs = engine.generate(
         requests,
         params,

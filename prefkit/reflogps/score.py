@@ -165,11 +165,7 @@ def score(
     {'too_long': 2}
     """
     from prefkit.generate.rm import is_generated, score_completions
-    from prefkit.reflogps.distributed import init_distributed
-    from prefkit.reflogps.model import resolve_device
-    from prefkit.reflogps.runner import merging, run_shards
 
-    start = time.perf_counter()
     named = {"reward_model": reward_model} if reward_model is not None else {}
     opts = ScoreOptions.create(options, **keywords, **named)
     if opts.judge is not None:
@@ -178,12 +174,21 @@ def score(
         return JudgeResult.from_dict(run_judge(out_dir, opts))
     if opts.reward_model is None:
         raise OptionError(
-            f"no model to score with: give {option('reward_model')}",
-            f"or {option('judge')} for a generated set",
+            f"no model to score with: give {option('reward_model')}", f"or {option('judge')} for a generated set"
         )
     folder = _open(out_dir, opts.overwrite, opts.max_length)
     if is_generated(folder):  # a `prefkit generate` set: every completion gets rm_score
         return CompletionScoreResult.from_dict(score_completions(folder, opts))
+    return _score_pairs(folder, opts)
+
+
+def _score_pairs(folder: OutputFolder, opts: ScoreOptions) -> ScoreResult:
+    """Score every pair of ``folder`` as one of the job's workers; the summary with the label audit."""
+    from prefkit.reflogps.distributed import init_distributed
+    from prefkit.reflogps.model import resolve_device
+    from prefkit.reflogps.runner import merging, run_shards
+
+    start = time.perf_counter()
     dev = resolve_device(opts.device)  # under torchrun, auto/cuda → cuda:LOCAL_RANK
     ctx = init_distributed(dev)
     try:
