@@ -318,5 +318,5 @@ def test_the_flags_of_a_model_command_are_its_options_models(command):
         assert param.help == model.model_fields[param.name].description, param.name
     with pytest.raises(OptionError, match="unknown option"):
         model.create(no_such_option=1)
-    with pytest.raises(OptionError, match="lease_seconds|sample"):
+    with pytest.raises(OptionError, match=r"lease_seconds|sample"):
         model.create(**({"sample": 0} if command == "verify" else {"lease_seconds": 0.1}))

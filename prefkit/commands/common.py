@@ -45,10 +45,25 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 
 
-def command_options(command: str) -> Callable:
-    """The flags of `command` (`reflogps`, `score`, `verify`, `generate`), generated from its options model
-    (:data:`prefkit.commands.flags.COMMANDS`) and read as data (:mod:`prefkit.commands.flags`)."""
-    return group_options(command)
+def model_command(name: str, argument: Callable, outputs: tuple[Callable, ...] = ()) -> Callable:
+    """A command (`reflogps`, `score`, `verify`, `generate`) whose flags are its options model's
+    (:data:`prefkit.commands.flags.COMMANDS`, read as data by :mod:`prefkit.commands.flags`), after its
+    ``argument``, then ``outputs`` (default ``--json`` and ``-q``); the callback gets the click context first and
+    the options as ``**flags``."""
+    decorators = (
+        click.command(name, context_settings={"max_content_width": 100}),
+        argument,
+        group_options(name),
+        *(outputs or (json_option, quiet_option)),
+        click.pass_context,
+    )
+
+    def decorate(f: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+
+    return decorate
 
 
 def run_job(job: Callable, quiet: bool, as_json: bool, *args: Any, **keywords: Any) -> Any:
@@ -91,47 +106,3 @@ def command_line() -> str:
 
 def echo_json(obj: dict) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
-
-
-def render_counts(
-    splits: dict[str, dict],
-    seconds: float | None = None,
-    output: str | None = None,
-    export: dict | None = None,
-) -> None:
-    """The human summary: read / kept / dropped / invalid (/ added) per split, the reasons, what an export wrote
-    (stderr)."""
-    from prefkit.accounting import meaning
-
-    err = lambda s="": click.echo(s, err=True)  # noqa: E731
-    added_any = any(c.get("added") for c in splits.values())
-    header = f"{'split':<16} {'read':>9} {'kept':>9} {'dropped':>9} {'invalid':>9}" + (
-        f" {'added':>9}" if added_any else ""
-    )
-    err(header)
-    err("-" * len(header))
-    for name, c in splits.items():
-        row = f"{name:<16} {c['read']:>9,} {c['kept']:>9,} {sum(c['dropped'].values()):>9,} {sum(c['invalid'].values()):>9,}"
-        err(row + (f" {sum((c.get('added') or {}).values()):>9,}" if added_any else ""))
-    reasons: dict[tuple[str, str], int] = {}
-    for c in splits.values():
-        for stage in ("dropped", "invalid", "added", "flags"):
-            for r, n in c.get(stage, {}).items():
-                reasons[(stage, r)] = reasons.get((stage, r), 0) + n
-    if reasons:
-        err()
-        for (stage, r), n in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            err(f"  {stage:<8} {r:<28} {n:>9,}  {meaning(stage, r)}")
-    if export:
-        rows = sum(s.get("rows", 0) for s in export.get("splits", {}).values())
-        kept = sum(c["kept"] for c in splits.values())
-        err()
-        err(f"  export {export['shape']}: {rows:,} rows written from {kept:,} kept pairs")
-    tail = []
-    if output:
-        tail.append(f"wrote {output}")
-    if seconds is not None:
-        tail.append(f"in {seconds:.1f}s")
-    if tail:
-        err()
-        err(" ".join(tail))

@@ -1,7 +1,8 @@
 """The flags of the option groups (:mod:`prefkit.options`), as data the CLI can read without importing them.
 
-`build`, `detect` and `stats` take flags generated from the option models; those models import the format
-registry, which imports polars, pyarrow and numpy. So that ``--help`` and flag parsing stay fast (heavy imports
+`build`, `detect` and `stats` take flags generated from the option groups, and `reflogps`, `score`, `verify` and
+`generate` all theirs from their options models (:data:`COMMANDS`); those models import the format registry,
+which imports polars, pyarrow and numpy, and the job modules. So that ``--help`` and flag parsing stay fast (heavy imports
 happen when work starts), the flags are written once to ``flags.json`` beside this module (every field's name,
 help, type, choices, bounds, metavar) and read from there. The file records a hash of the sources that declare
 options; when they changed since it was written (a new option, a new family, an edited help text), the CLI builds

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import click
 
-from prefkit.commands.common import command_line, command_options, json_option, quiet_option, run_job
+from prefkit.commands.common import command_line, model_command, run_job
 from prefkit.commands.options import given
 
 
-@click.command("generate", context_settings={"max_content_width": 100})
-@click.argument("source")
-@command_options("generate")
-@json_option
-@quiet_option
-@click.pass_context
+@model_command("generate", click.argument("source"))
 def command(ctx, source, as_json, quiet, **flags):
     """Sample N completions per prompt of SOURCE from each --model, into a set build can pair.
 

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import click
 
-from prefkit.commands.common import command_line, command_options, json_option, quiet_option, run_job
+from prefkit.commands.common import command_line, model_command, run_job
 from prefkit.commands.options import given
 
 
-@click.command("reflogps", context_settings={"max_content_width": 100})
-@click.argument("out", type=click.Path())
-@command_options("reflogps")
-@json_option
-@quiet_option
-@click.pass_context
+@model_command("reflogps", click.argument("out", type=click.Path()))
 def command(ctx, out, as_json, quiet, **flags):
     """Precompute the reference model's log-probs, exactly as TRL's DPOTrainer would, into the set OUT.
 

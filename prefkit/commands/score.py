@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import click
 
-from prefkit.commands.common import command_line, command_options, json_option, quiet_option, run_job
+from prefkit.commands.common import command_line, model_command, run_job
 from prefkit.commands.options import given
 
 
-@click.command("score", context_settings={"max_content_width": 100})
-@click.argument("out", type=click.Path())
-@command_options("score")
-@json_option
-@quiet_option
-@click.pass_context
+@model_command("score", click.argument("out", type=click.Path()))
 def command(ctx, out, as_json, quiet, **flags):
     """Score every pair of the set OUT with a reward model, and audit the labels against it.
 

@@ -6,16 +6,18 @@ import sys
 
 import click
 
-from prefkit.commands.common import command_options, run_job
+from prefkit.commands.common import model_command, run_job
 from prefkit.commands.options import given
 
 
-@click.command("verify", context_settings={"max_content_width": 100})
-@click.argument("out", type=click.Path())
-@command_options("verify")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no report on stderr.")
-@click.pass_context
+@model_command(
+    "verify",
+    click.argument("out", type=click.Path()),
+    (
+        click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bar and no report on stderr."),
+    ),
+)
 def command(ctx, out, as_json, quiet, **flags):
     """Recompute a random sample of OUT's reference log-probs the plain way and report the largest difference.
 

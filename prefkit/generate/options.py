@@ -19,8 +19,7 @@ from prefkit.generate.engine import ENGINES
 from prefkit.generate.sampling import SamplingParams
 from prefkit.loading import ModelOptions
 from prefkit.options import CommandOptions, OptionGroup, option
-from prefkit.reflogps.leases import DEFAULT_LEASE_SECONDS, MAX_LEASE_SECONDS, MIN_LEASE_SECONDS
-from prefkit.reflogps.options import JobOptions
+from prefkit.reflogps.options import JobOptions, lease_option, resume_option
 from prefkit.values import names
 
 #: prompts per work shard
@@ -156,17 +155,12 @@ class GenerateOptions(JobOptions, ModelOptions, PromptOptions, SamplingParams, C
     shard_rows: int = option(
         DEFAULT_SHARD_ROWS, "Prompts per work shard (the unit of resume and of work a worker leases).", ge=1
     )
-    lease_seconds: float = option(
-        DEFAULT_LEASE_SECONDS,
+    lease_seconds: float = lease_option(
         "How long this worker's claim on a shard lasts without renewal; a killed worker's shard is taken over "
-        "after this long.",
-        ge=MIN_LEASE_SECONDS,
-        le=MAX_LEASE_SECONDS,
+        "after this long."
     )
-    resume: bool = option(
-        True,
-        "Continue from the finished shards (same options; also joins workers already running).",
-        decls=("--resume/--no-resume",),
+    resume: bool = resume_option(
+        "Continue from the finished shards (same options; also joins workers already running)."
     )
     overwrite: bool = option(
         False,

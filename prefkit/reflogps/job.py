@@ -68,6 +68,11 @@ def _check_ids(pairs: list, vocab: int, model_name: str) -> None:
         )
 
 
+def empty_counts(rows: int) -> dict[str, Any]:
+    """A shard's counts before its pairs are tallied (a DPO or a KTO reference job's)."""
+    return {"rows": rows, "scored": 0, "truncated": 0, "completion_tokens": 0, "tokens": 0}
+
+
 def score_shard(
     loaded: Any,
     rows: list[dict],
@@ -97,13 +102,7 @@ def score_shard(
     )
     values: dict[str, list] = {name: [] for name in REF_COLUMNS}
     dropped: Counter = Counter()
-    counts: dict[str, Any] = {
-        "rows": len(pairs),
-        "scored": 0,
-        "truncated": 0,
-        "completion_tokens": 0,
-        "tokens": 0,
-    }
+    counts = empty_counts(len(pairs))
     for pair, c, r in zip(pairs, chosen, rejected, strict=True):
         if pair.dropped == KEPT_EMPTY:
             c, r = 0.0, 0.0

@@ -41,6 +41,16 @@ MODEL_FLAGS = (
 MODEL_HELP = "Model: a local folder or a Hub model id"
 
 
+def lease_option(help: str) -> Any:
+    """The ``lease_seconds`` field (a command whose workers are other processes words its help its own way)."""
+    return option(DEFAULT_LEASE_SECONDS, help, ge=MIN_LEASE_SECONDS, le=MAX_LEASE_SECONDS)
+
+
+def resume_option(help: str) -> Any:
+    """The ``resume`` field: ``--resume/--no-resume``, on by default."""
+    return option(True, help, decls=("--resume/--no-resume",))
+
+
 class JobOptions(OptionGroup):
     """The flags every sharded job takes (`reflogps`, `score`, `generate`): how its rows are cut into shards,
     how long a worker's lease on one lasts, whether finished work is reused or replaced; and how the job reports
@@ -49,19 +59,14 @@ class JobOptions(OptionGroup):
     shard_rows: int = option(
         DEFAULT_SHARD_ROWS, "Pairs per work shard (the unit of resume and of work a worker leases).", ge=1
     )
-    lease_seconds: float = option(
-        DEFAULT_LEASE_SECONDS,
+    lease_seconds: float = lease_option(
         "How long this worker's claim on a shard lasts without renewal (renewed every quarter of it while its "
         "scoring progresses); a killed or hung worker's shard is taken over by another after this long. Keep it "
-        "above the shared file system's attribute cache time and the time of one batch.",
-        ge=MIN_LEASE_SECONDS,
-        le=MAX_LEASE_SECONDS,
+        "above the shared file system's attribute cache time and the time of one batch."
     )
-    resume: bool = option(
-        True,
+    resume: bool = resume_option(
         "Continue from the finished shards (same options; also joins workers already running); --no-resume "
-        "starts over (refused while live workers hold leases).",
-        decls=("--resume/--no-resume",),
+        "starts over (refused while live workers hold leases)."
     )
     overwrite: bool = option(
         False,
@@ -187,18 +192,13 @@ class ScoreOptions(JobOptions, ModelOptions, CommandOptions):
     prefix_sharing: bool = option(
         True, "Score prompt+chosen and prompt+rejected in separate rows.", decls=("--no-prefix-sharing",)
     )
-    lease_seconds: float = option(
-        DEFAULT_LEASE_SECONDS,
+    lease_seconds: float = lease_option(
         "How long this worker's claim on a shard lasts without renewal (renewed while its scoring progresses); a "
         "killed or hung worker's shard is taken over by another after this long (any number of `prefkit score` "
-        "processes sharing OUT split the work).",
-        ge=MIN_LEASE_SECONDS,
-        le=MAX_LEASE_SECONDS,
+        "processes sharing OUT split the work)."
     )
-    resume: bool = option(
-        True,
-        "Continue an interrupted run from its finished shards (same options); --no-resume starts over.",
-        decls=("--resume/--no-resume",),
+    resume: bool = resume_option(
+        "Continue an interrupted run from its finished shards (same options); --no-resume starts over."
     )
     overwrite: bool = option(
         False,
