@@ -108,6 +108,8 @@ def field_kwargs(info: Any, click_defaults: bool = False) -> dict[str, Any]:
         kwargs["help"] = f"{info.description} [default: {info.default}]"
     if extra.get("flag_value") is not None:
         kwargs.update(is_flag=False, flag_value=extra["flag_value"])
+    if kwargs.get("required") and kwargs.get("default") is None:
+        del kwargs["default"]  # click >= 8.3 takes an explicit None default as a value given
     return kwargs
 
 
