@@ -315,7 +315,9 @@ def test_the_flags_of_a_model_command_are_its_options_models(command):
     generated = [p for p in params if p.name not in ("as_json", "quiet")]
     assert [p.name for p in generated] == list(model.FLAGS)
     for param in generated:
-        assert param.help == model.model_fields[param.name].description, param.name
+        info = model.model_fields[param.name]
+        assert param.help == info.description, param.name
+        assert param.required == bool(info.json_schema_extra.get("required")), param.name
     with pytest.raises(OptionError, match="unknown option"):
         model.create(no_such_option=1)
     with pytest.raises(OptionError, match=r"lease_seconds|sample"):
