@@ -32,10 +32,9 @@ from pydantic import (
 
 from prefkit.chat.templates import builtin_names
 from prefkit.errors import OptionError
-from prefkit.errors import option as mention
 from prefkit.formats import FAMILIES, family_options
 from prefkit.formats.system import SYSTEM_MODES, parse_system
-from prefkit.optionspec import OptionGroup, option
+from prefkit.optionspec import OptionGroup, option, option_error
 from prefkit.output.exports import EXPORTS
 from prefkit.values import names
 
@@ -341,7 +340,7 @@ class BuildOptions(BaseModel):
         try:
             return cls.model_validate({g: GROUPS[g](**values) for g, values in grouped.items()})
         except ValidationError as err:
-            raise _option_error(err) from None
+            raise option_error(err) from None
 
     def inert(self) -> list[str]:
         """Warnings for options given without the option they modify (:data:`MODIFIES`): they change nothing."""
@@ -394,18 +393,6 @@ def _place(grouped: dict[str, dict], name: str, value: Any, group: str | None) -
         )
     if value is not None:
         grouped[home][name] = value
-
-
-def _option_error(err: ValidationError) -> OptionError:
-    first = err.errors()[0]
-    message = first["msg"].removeprefix("Value error, ")
-    if not first["loc"]:  # a rule across options (a model validator): its message names them
-        return OptionError(message, "`prefkit build --help` (docs/cli.md) describes each option")
-    name = str(first["loc"][0])
-    return OptionError(
-        f"{mention(name)}: {message}, got {first.get('input')!r}",
-        f"docs/cli.md (`prefkit build --help`) says what {mention(name)} takes",
-    )
 
 
 # ------------------------------------------------------------------------------------------------ recipes

@@ -1,17 +1,24 @@
 """How an option is declared, once for every command: :func:`option` (a documented field: help, default, bounds,
-whether it has a flag) and :class:`OptionGroup` (a frozen, strict pydantic model of such fields). The option
-models of `build` (:mod:`prefkit.options`) and of model loading (:mod:`prefkit.loading`) are made of them, and the
-CLI's flags are generated from them (:mod:`prefkit.commands.options`)."""
+how its flag is spelled), :class:`OptionGroup` (a frozen, strict pydantic model of such fields) and
+:class:`CommandOptions` (everything one command can be told). The option models of `build`
+(:mod:`prefkit.options`), of model loading (:mod:`prefkit.loading`) and of the jobs are made of them, and the CLI's
+flags are generated from them (:mod:`prefkit.commands.options`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from prefkit.errors import OptionError
+from prefkit.errors import option as mention
 from prefkit.values import strict_value
 
-__all__ = ["OptionGroup", "option"]
+__all__ = ["CommandOptions", "OptionGroup", "option", "option_error"]
+
+
+#: what :func:`option` takes besides pydantic's ``Field`` keywords: how the flag is spelled and what it takes
+FLAG_KEYS = ("decls", "choices", "required", "path")
 
 
 def option(
@@ -24,21 +31,102 @@ def option(
     **kw: Any,
 ):
     """A documented option field. ``cli=False``: no flag of its own (set through another one or in Python);
-    ``flag_value``: the value of the flag given without one (``--near-dedup`` = ``--near-dedup pair``)."""
+    ``flag_value``: the value of the flag given without one (``--near-dedup`` = ``--near-dedup pair``).
+
+    How the flag is spelled and what it takes (:data:`FLAG_KEYS`), where it is not the name with dashes
+    (``shard_rows``: ``--shard-rows``): ``decls`` (``("-m", "--model")``, ``("-n",)``; ``("--resume/--no-resume",)``
+    for an on/off pair; ``("--no-prefix-sharing",)`` for a flag that turns a ``True`` default off); ``choices``:
+    the values the flag takes where Python takes any string (the library checks those itself, e.g.
+    ``dtype="bf16"``); ``required=True``: the command needs the flag (Python: a positional parameter);
+    ``path="dir"``: the flag names a folder (not a file). The other keywords are pydantic's (``ge=1``)."""
     extra: dict[str, Any] = {"cli": cli, **({"metavar": metavar} if metavar else {})}
     if flag_value is not None:
         extra["flag_value"] = flag_value
+    for key in FLAG_KEYS:
+        value = kw.pop(key, None)
+        if value:
+            extra[key] = list(value) if isinstance(value, tuple) else value
     return Field(default, description=help, json_schema_extra=extra, **kw)
+
+
+G = TypeVar("G", bound="OptionGroup")
 
 
 class OptionGroup(BaseModel):
     """Base of the option groups: unknown names are errors, values are immutable, and types are strict
-    (:func:`prefkit.values.strict_value`: no bool for a number, no NaN, names as a string or a list of strings)."""
+    (:func:`prefkit.values.strict_value`: no bool for a number, no NaN, names as a string or a list of strings).
+
+    A command's options (:class:`CommandOptions`) are one group made of several (``class ReflogpsOptions(JobOptions,
+    ModelOptions)``); :meth:`part` reads one of them back out of it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    #: the command whose ``--help`` an error about these options points at ("": none in particular)
+    COMMAND: ClassVar[str] = ""
 
     @field_validator("*", mode="before")
     @classmethod
     def _strict(cls, value: Any, info: ValidationInfo) -> Any:
         field = cls.model_fields.get(info.field_name or "")
         return value if field is None else strict_value(value, field.annotation)
+
+    def part(self, group: type[G]) -> G:
+        """The options of ``group`` (a base of this one, or any group sharing its field names) out of these."""
+        return group(
+            **{name: getattr(self, name) for name in group.model_fields if name in type(self).model_fields}
+        )
+
+    def given(self) -> dict[str, Any]:
+        """The options set explicitly (by keyword, flag or a copied instance), by name."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+    @classmethod
+    def create(cls: type[G], options: OptionGroup | None = None, **keywords: Any) -> G:
+        """From an instance (of this group: what it was given; of another: its values of the names both have) and/or
+        keywords (keywords win). Raises :class:`OptionError` naming the flag and the keyword of an unknown or
+        invalid option."""
+        known = cls.model_fields
+        unknown = sorted(set(keywords) - set(known))
+        if unknown:
+            raise OptionError(
+                f"unknown option(s) {', '.join(unknown)}",
+                f"options are: {', '.join(sorted(known))}"
+                + (f" (`prefkit {cls.COMMAND} --help` lists their flags)" if cls.COMMAND else ""),
+            )
+        if options is None:
+            base = {}
+        elif type(options) is cls:  # what it was given (the rest are the same defaults)
+            base = options.given()
+        else:  # another group (a command's options for its model's): its values of the shared names
+            base = {k: getattr(options, k) for k in type(options).model_fields if k in known}
+        values = {**base, **keywords}
+        try:
+            return cls(**values)
+        except ValidationError as err:
+            raise option_error(err, cls.COMMAND) from None
+
+    def replace(self: G, **changes: Any) -> G:
+        """A copy with some options changed (validated)."""
+        return type(self).create(self, **changes)
+
+
+class CommandOptions(OptionGroup):
+    """Everything one command (`reflogps`, `score`, `verify`, `generate`) can be told: its flags, its library
+    function's keywords (the same names and defaults), one typed object. :data:`FLAGS` lists the fields that are
+    flags, in the order ``--help`` shows them (the others are Python keywords only: ``progress``, ``command`` …);
+    their click defaults are the fields' defaults (shown as click shows them)."""
+
+    #: the fields that are the command's flags, in ``--help`` order
+    FLAGS: ClassVar[tuple[str, ...]] = ()
+
+
+def option_error(err: ValidationError, command: str = "build") -> OptionError:
+    first = err.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    where = f" (`prefkit {command} --help`)" if command else ""
+    if not first["loc"]:  # a rule across options (a model validator): its message names them
+        return OptionError(message, f"docs/cli.md{where} describes each option")
+    name = str(first["loc"][0])
+    return OptionError(
+        f"{mention(name)}: {message}, got {first.get('input')!r}",
+        f"docs/cli.md{where} says what {mention(name)} takes",
+    )

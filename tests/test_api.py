@@ -20,18 +20,18 @@ import prefkit
 from prefkit.cli import COMMANDS, cli
 
 #: command -> (its library function, where the function's ``**keywords`` go: "build" = BuildOptions' flat names,
-#: "model" = reflogps.job.ModelOptions and its LoadOptions, None = nowhere)
+#: "options" = the command's options model (prefkit.commands.flags.COMMANDS), None = nowhere)
 FUNCTIONS = {
     "build": ("build", "build"),
     "detect": ("detect", "build"),
     "presets": ("presets", None),
     "stats": ("stats", None),
-    "reflogps": ("reflogps", "model"),
-    "score": ("score", "model"),
-    "verify": ("verify", "model"),
+    "reflogps": ("reflogps", "options"),
+    "score": ("score", "options"),
+    "verify": ("verify", "options"),
     "push": ("push", None),
     "report": ("report", None),
-    "generate": ("generate", "generate"),
+    "generate": ("generate", "options"),
 }
 #: commands that pass only the options the user gave (click's default None or () stands for the library's default)
 ONLY_GIVEN = {"build", "detect"}
@@ -41,72 +41,47 @@ EXCEPTIONS = {
     ("*", "--quiet"): "how the CLI prints; the function's progress=False is the library's quiet",
     ("*", "--debug"): "the CLI's tracebacks; Python raises anyway",
     ("report", "--open"): "the CLI opens the written page in a browser; Python gets the path (result.path)",
-    ("generate", "--source-revision"): "PromptOptions.revision (the source's; `--revision` is the model's)",
-    (
-        "verify",
-        "--dtype",
-    ): "None: the dtype prefkit.json recorded, which verify also uses when dtype is not given",
 }
 
 
 def _keyword(param: click.Parameter) -> tuple[str, bool]:
     """(the keyword a flag names, whether the flag negates it): ``--min-margin`` -> min_margin,
-    ``--no-prefix-sharing`` (a plain flag) -> (prefix_sharing, True)."""
+    ``--no-prefix-sharing`` (a plain flag storing ``no_prefix_sharing``) -> (prefix_sharing, True); a flag that
+    stores its keyword itself (``--no-prefix-sharing`` storing ``prefix_sharing=False``) is not negated."""
     long = next((o for o in param.opts if o.startswith("--")), None)
     if long is None:  # a short flag only (`generate -n`): its keyword is the parameter's name
         return str(param.name), False
     name = long[2:].replace("-", "_")
+    if name.startswith("no_") and param.name == name[3:]:  # stores the keyword itself (prefix_sharing=False)
+        return name[3:], False
     negated = name.startswith("no_") and not param.secondary_opts
     return (name[3:], True) if negated else (name, False)
 
 
-def _kwargs_default(target: str | None, name: str) -> object:
+def _kwargs_default(target: str | None, command: str, name: str) -> object:
     """The default of a keyword the function takes through ``**keywords``; KeyError when it does not."""
     if target == "build":
         from prefkit.options import GROUP_OF, GROUPS
 
         info = GROUPS[GROUP_OF[name]].model_fields[name]
         return info.get_default(call_default_factory=True)
-    if target == "model":
-        from prefkit.loading import LoadOptions
-        from prefkit.reflogps.job import ModelOptions
+    if target == "options":
+        from prefkit.commands.flags import command_model
 
-        if name in LoadOptions.model_fields:  # quantization and adapter: ModelOptions.load
-            return LoadOptions.model_fields[name].get_default(call_default_factory=True)
-        return {f.name: f.default for f in dataclasses.fields(ModelOptions) if f.name != "load"}[name]
-    if target == "generate":
-        from prefkit.generate.job import JobOptions, PromptOptions
-        from prefkit.generate.sampling import SamplingParams
-        from prefkit.reflogps.job import ModelOptions
-
-        for group in (SamplingParams, ModelOptions, PromptOptions, JobOptions):
-            found = {
-                f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-                for f in dataclasses.fields(group)
-            }
-            if name in found:
-                return found[name]
+        return command_model(command).model_fields[name].get_default(call_default_factory=True)
     raise KeyError(name)
 
 
-def _library_default(function: object, target: str | None, name: str) -> object:
+def _library_default(function: object, target: str | None, command: str, name: str) -> object:
     params = inspect.signature(function).parameters  # type: ignore[arg-type]
     if name in params and params[name].kind not in (params[name].VAR_KEYWORD, params[name].VAR_POSITIONAL):
         default = params[name].default
         return None if default is inspect.Parameter.empty else default
-    return _kwargs_default(target, name)
+    return _kwargs_default(target, command, name)
 
 
-def _only_given(command: str, keyword: str) -> bool:
-    """Whether the CLI passes this option only when given (its None stands for the library's default): every
-    option of `build`/`detect`, and the quantization/adapter flags of the model commands (given_load_options)."""
-    from prefkit.loading import LoadOptions
-
-    return command in ONLY_GIVEN or (FUNCTIONS[command][1] == "model" and keyword in LoadOptions.model_fields)
-
-
-def _same(click_default: object, library: object, command: str, keyword: str) -> bool:
-    if click_default in (None, ()) and _only_given(command, keyword):  # not given: not passed
+def _same(click_default: object, library: object, command: str) -> bool:
+    if click_default in (None, ()) and command in ONLY_GIVEN:  # not given: not passed
         return True
     as_seq = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
     return as_seq(click_default) == as_seq(library)
@@ -148,7 +123,7 @@ def test_every_flag_is_a_keyword_with_the_same_default(command):
             continue
         keyword, negated = _keyword(param)
         try:
-            library = _library_default(function, target, keyword)
+            library = _library_default(function, target, command, keyword)
         except KeyError:
             problems.append(f"{long}: {name}() has no keyword {keyword!r}")
             continue
@@ -160,7 +135,7 @@ def test_every_flag_is_a_keyword_with_the_same_default(command):
             default = not default
         elif param.is_flag and default is None and library is False:
             default = False  # a flag not given
-        if not _same(default, library, command, keyword):
+        if not _same(default, library, command):
             problems.append(f"{long}: default {default!r} on the CLI, {keyword}={library!r} in {name}()")
     assert not problems, "\n".join(problems)
 
@@ -371,3 +346,25 @@ def test_the_trainer_without_trl_names_the_extra():
     assert len(lines) == 2, out
     for line, where in zip(lines, ["prefkit.trl", "prefkit.integrations.trl"], strict=True):
         assert line.startswith(f"{where} DependencyError ") and "pip install 'prefkit[trl]'" in line, line
+
+
+@pytest.mark.parametrize("command", ["reflogps", "score", "verify", "generate"])
+def test_the_flags_of_a_model_command_are_its_options_models(command):
+    """`reflogps`, `score`, `verify`, `generate`: each flag is a field of the command's options model, in the
+    model's ``FLAGS`` order, with the field's help; an unknown keyword or a bad value is one OptionError."""
+    from prefkit.commands.flags import command_model
+    from prefkit.errors import OptionError
+
+    model = command_model(command)
+    ctx = click.Context(cli)
+    params = [p for p in cli.get_command(ctx, command).params if isinstance(p, click.Option)]
+    generated = [p for p in params if p.name not in ("as_json", "quiet")]
+    assert [p.name for p in generated] == list(model.FLAGS)
+    for param in generated:
+        info = model.model_fields[param.name]
+        assert param.help == info.description, param.name
+        assert param.required == bool(info.json_schema_extra.get("required")), param.name
+    with pytest.raises(OptionError, match="unknown option"):
+        model.create(no_such_option=1)
+    with pytest.raises(OptionError, match=r"lease_seconds|sample"):
+        model.create(**({"sample": 0} if command == "verify" else {"lease_seconds": 0.1}))

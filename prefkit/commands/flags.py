@@ -1,7 +1,8 @@
 """The flags of the option groups (:mod:`prefkit.options`), as data the CLI can read without importing them.
 
-`build`, `detect` and `stats` take flags generated from the option models; those models import the format
-registry, which imports polars, pyarrow and numpy. So that ``--help`` and flag parsing stay fast (heavy imports
+`build`, `detect` and `stats` take flags generated from the option groups, and `reflogps`, `score`, `verify` and
+`generate` all theirs from their options models (:data:`COMMANDS`); those models import the format registry,
+which imports polars, pyarrow and numpy, and the job modules. So that ``--help`` and flag parsing stay fast (heavy imports
 happen when work starts), the flags are written once to ``flags.json`` beside this module (every field's name,
 help, type, choices, bounds, metavar) and read from there. The file records a hash of the sources that declare
 options; when they changed since it was written (a new option, a new family, an edited help text), the CLI builds
@@ -26,6 +27,11 @@ SOURCES = (
     "options.py",
     "optionspec.py",
     "loading/__init__.py",
+    "jobs/options.py",
+    "reflogps/options.py",
+    "rewards/options.py",
+    "generate/options.py",
+    "generate/sampling.py",
     "commands/options.py",
     "commands/flags.py",
     "formats/*.py",
@@ -46,20 +52,42 @@ def sources_hash() -> str:
     return digest.hexdigest()
 
 
+#: the commands whose flags are one model's (:class:`prefkit.options.CommandOptions`): command -> ``module:class``
+COMMANDS = {
+    "reflogps": "prefkit.reflogps.options:ReflogpsOptions",
+    "score": "prefkit.rewards.options:ScoreOptions",
+    "verify": "prefkit.reflogps.options:VerifyOptions",
+    "generate": "prefkit.generate.options:GenerateOptions",
+}
+
+
+def command_model(command: str) -> Any:
+    """The options model of ``command`` (:data:`COMMANDS`); imports it (and what it needs)."""
+    import importlib
+
+    module, _, name = COMMANDS[command].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def live_spec() -> dict[str, Any]:
     """The flags of every option group from the live models: ``{"hash", "groups": {group: [entry, ...]}}``, an
-    entry being what :func:`prefkit.commands.options.field_kwargs` makes of a field, in JSON."""
+    entry being what :func:`prefkit.commands.options.field_kwargs` makes of a field, in JSON. A command's own
+    group (:data:`COMMANDS`) holds its flags in ``FLAGS`` order, with their defaults as click's."""
     from prefkit.commands.options import field_kwargs, has_flag
-    from prefkit.loading import LoadOptions
     from prefkit.options import GROUPS
 
     groups = {}
-    models: dict[str, Any] = {**GROUPS, "load": LoadOptions}
-    for group, model in models.items():
+    for group, model in GROUPS.items():
         groups[group] = [
             {"name": name, **_to_json(field_kwargs(info))}
             for name, info in model.model_fields.items()
             if has_flag(info)
+        ]
+    for command in COMMANDS:
+        model = command_model(command)
+        groups[command] = [
+            {"name": name, **_to_json(field_kwargs(model.model_fields[name], click_defaults=True))}
+            for name in model.FLAGS
         ]
     return {"hash": sources_hash(), "groups": groups}
 
@@ -104,7 +132,8 @@ def group_options(
         for entry in reversed(entries):
             kwargs = {**_from_json(entry), **(overrides or {}).get(entry["name"], {})}
             name = entry["name"]
-            f = click.option("--" + name.replace("_", "-"), name, **kwargs)(f)
+            decls = kwargs.pop("decls", None) or ["--" + name.replace("_", "-")]
+            f = click.option(*decls, name, **kwargs)(f)
         return f
 
     return decorate
@@ -115,10 +144,15 @@ def _to_json(kwargs: dict[str, Any]) -> dict[str, Any]:
     kind = kwargs.get("type")
     if isinstance(kind, click.Choice):
         out["type"] = {"choice": list(kind.choices)}
-    elif isinstance(kind, click.IntRange):
-        out["type"] = {"int": kind.min}
-    elif isinstance(kind, click.FloatRange):
-        out["type"] = {"float": kind.min}
+    elif isinstance(kind, (click.IntRange, click.FloatRange)):
+        number = "int" if isinstance(kind, click.IntRange) else "float"
+        if kind.max is None and not kind.min_open:
+            out["type"] = {number: kind.min}
+        else:
+            bounds = {"min": kind.min, "max": kind.max, "min_open": kind.min_open}
+            out["type"] = {f"{number}_range": bounds}
+    elif isinstance(kind, click.Path):
+        out["type"] = {"path": "dir"}
     elif kind in (int, float, str):
         out["type"] = kind.__name__
     elif kind is not None:
@@ -135,6 +169,9 @@ def _from_json(entry: dict[str, Any]) -> dict[str, Any]:
             "choice": lambda: click.Choice(arg),
             "int": lambda: click.IntRange(min=arg),
             "float": lambda: click.FloatRange(min=arg),
+            "int_range": lambda: click.IntRange(**arg),
+            "float_range": lambda: click.FloatRange(**arg),
+            "path": lambda: click.Path(file_okay=False),
         }[name]()
     elif kind is not None:
         out["type"] = {"int": int, "float": float, "str": str}[kind]

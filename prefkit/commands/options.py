@@ -24,47 +24,92 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
-def _click_type(annotation: Any, metadata: list) -> tuple[Any, bool]:
-    """(click type, multiple) of a field."""
+def _click_type(
+    annotation: Any, metadata: list, extra: dict | None = None, upper: bool = False
+) -> tuple[Any, bool]:
+    """(click type, multiple) of a field: its choices, bounds (``ge``; ``gt``/``le`` too with ``upper``), a folder
+    (``path="dir"``)."""
     import annotated_types
 
+    extra = extra or {}
     base, _ = _unwrap(annotation)
     if typing.get_origin(base) is typing.Literal:
         return click.Choice([str(v) for v in typing.get_args(base)]), False
     if typing.get_origin(base) is tuple:
         return str, True
-    low: Any = next((m.ge for m in metadata if isinstance(m, annotated_types.Ge)), None)
-    if base is int:
-        return (click.IntRange(min=typing.cast(int, low)) if low is not None else int), False
-    if base is float:
-        return (click.FloatRange(min=typing.cast(float, low)) if low is not None else float), False
+    if extra.get("choices"):
+        return click.Choice(list(extra["choices"])), False
+    if extra.get("path") == "dir":
+        return click.Path(file_okay=False), False
+    bound = {
+        name: next((getattr(m, name) for m in metadata if isinstance(m, kind)), None)
+        for name, kind in (
+            ("ge", annotated_types.Ge),
+            ("gt", annotated_types.Gt),
+            ("le", annotated_types.Le),
+        )
+    }
+    if not upper:  # the build's flags show their lower bound only
+        bound["gt"] = bound["le"] = None
+    whole = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in bound.items()}
+    bound = whole if upper else bound  # 86400, not 86400.0, in the help
+    low = bound["ge"] if bound["ge"] is not None else bound["gt"]
+    if base in (int, float) and (low is not None or bound["le"] is not None):
+        kind = click.IntRange if base is int else click.FloatRange
+        return kind(min=low, max=bound["le"], min_open=bound["gt"] is not None), False
+    if base in (int, float):
+        return base, False
     return str, False
 
 
 def field_option(name: str, info: Any, overrides: dict[str, Any] | None = None) -> Callable:
     """The click option of one model field (``overrides``: extra click keywords, e.g. ``cls``)."""
     kwargs = {**field_kwargs(info), **(overrides or {})}
-    return click.option("--" + name.replace("_", "-"), name, **kwargs)
+    decls = kwargs.pop("decls", None) or ["--" + name.replace("_", "-")]
+    return click.option(*decls, name, **kwargs)
 
 
-def field_kwargs(info: Any) -> dict[str, Any]:
-    """The click keywords of one model field's flag: help, default, type, choices, bounds, metavar."""
+def field_kwargs(info: Any, click_defaults: bool = False) -> dict[str, Any]:
+    """The click keywords of one model field's flag: help, default, type, choices, bounds, metavar (and ``decls``,
+    the flag's spellings, where they are not the name with dashes).
+
+    ``click_defaults`` (a command's own options, :class:`prefkit.options.CommandOptions`): the flag's default is
+    the field's, shown as click shows it (``[default: 2048; x>=1]``); the command passes on only what was given
+    (:func:`given`). Otherwise (the build's groups) the default is None and the field's default is written into
+    the help."""
     extra = info.json_schema_extra or {}
     kwargs: dict[str, Any] = {"help": info.description, "default": None, "show_default": False}
     if extra.get("metavar"):
         kwargs["metavar"] = extra["metavar"]
+    if extra.get("decls"):
+        kwargs["decls"] = list(extra["decls"])
+    if extra.get("required"):
+        kwargs["required"] = True
     base, _ = _unwrap(info.annotation)
     if base is bool:
         kwargs.update(is_flag=True, default=None)
-    else:
-        kind, multiple = _click_type(info.annotation, info.metadata)
-        kwargs["type"] = kind
-        if multiple:
-            kwargs["multiple"] = True
-        if info.default is not None and not multiple:
-            kwargs["help"] = f"{info.description} [default: {info.default}]"
-        if extra.get("flag_value") is not None:
-            kwargs.update(is_flag=False, flag_value=extra["flag_value"])
+        if click_defaults:
+            negated = any(d.startswith("--no-") for d in extra.get("decls") or ())
+            paired = any("/" in d for d in extra.get("decls") or ())
+            kwargs["default"] = info.default
+            if negated:
+                kwargs["flag_value"] = False
+            if paired:
+                del kwargs["is_flag"]
+                kwargs["show_default"] = True
+        return kwargs
+    kind, multiple = _click_type(info.annotation, info.metadata, extra, upper=click_defaults)
+    kwargs["type"] = kind
+    if multiple:
+        kwargs["multiple"] = True
+    if click_defaults and not multiple:
+        kwargs.update(default=info.default, show_default=info.default is not None)
+    elif info.default is not None and not multiple:
+        kwargs["help"] = f"{info.description} [default: {info.default}]"
+    if extra.get("flag_value") is not None:
+        kwargs.update(is_flag=False, flag_value=extra["flag_value"])
+    if kwargs.get("required") and kwargs.get("default") is None:
+        del kwargs["default"]  # click >= 8.3 takes an explicit None default as a value given
     return kwargs
 
 

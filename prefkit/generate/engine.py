@@ -59,7 +59,7 @@ def load_engine(
     endpoint: str | None = None,
     batch_size: int | None = None,
 ) -> Engine:
-    """The named engine with ``model`` loaded (``options``: :class:`prefkit.reflogps.job.ModelOptions`). Raises
+    """The named engine with ``model`` loaded (``options``: :class:`prefkit.loading.ModelOptions`). Raises
     OptionError for an unknown engine, ``DependencyError`` when its package is missing (with the install hint),
     ``ModelError`` when the model cannot be loaded."""
     if name == "transformers":

@@ -20,8 +20,9 @@ DEFAULT_BATCH_SIZE = 32
 
 
 class TransformersEngine:
-    """A causal LM and its tokenizer loaded by :func:`prefkit.loading.model.load_model` (``options``: dtype,
-    device, revision, attention kernel, chat template); ``template_kwargs``: the run's ``chat_template_kwargs``."""
+    """A causal LM and its tokenizer loaded by :func:`prefkit.loading.model.load_model` (``options``:
+    :class:`prefkit.loading.ModelOptions`, or a command's options holding them); ``template_kwargs``: the run's
+    ``chat_template_kwargs``."""
 
     name = "transformers"
 
@@ -34,16 +35,7 @@ class TransformersEngine:
         from prefkit.chat.templates import require_chat_template
         from prefkit.loading.model import load_model
 
-        self.loaded = load_model(
-            model,
-            revision=options.revision,
-            dtype=options.dtype,
-            device=options.device,
-            attn_implementation=options.attn_implementation,
-            trust_remote_code=options.trust_remote_code,
-            chat_template=options.chat_template,
-            hash_weights=True,
-        )
+        self.loaded = load_model(model, options=options, hash_weights=True)
         require_chat_template(self.loaded.tokenizer, f"the tokenizer of {model}")
         self.template_kwargs = template_kwargs
         self.batch_size = batch_size or options.token_budget or DEFAULT_BATCH_SIZE

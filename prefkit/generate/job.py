@@ -24,18 +24,26 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from prefkit.errors import OptionError, OutputError
 from prefkit.generate.engine import Engine, Request, load_engine
+from prefkit.generate.options import DEFAULT_SHARD_ROWS, GenerateOptions, PromptOptions
 from prefkit.generate.prompts import PROMPT, PROMPT_ID, Prompts, read_prompts
 from prefkit.generate.sampling import COMPLETIONS_TYPE, SamplingParams, completion_seed
-from prefkit.jobs.leases import DEFAULT_LEASE_SECONDS
-from prefkit.reflogps.job import ModelOptions
+from prefkit.optionspec import OptionGroup
 from prefkit.results import GenerateResult
+
+__all__ = [
+    "DEFAULT_SHARD_ROWS",
+    "GenerateOptions",
+    "PromptOptions",
+    "generate",
+    "generate_shard",
+    "stage_prompts",
+]
 
 SECTION = "generate"
 WORK_DIR = ".generate-work"
@@ -43,56 +51,8 @@ LABEL = "generated completion"
 COLUMNS = [("completions", COMPLETIONS_TYPE)]
 ROW_COLUMNS = (PROMPT_ID, PROMPT, "chat_template_kwargs")
 COUNT_KEYS = ("rows", "scored", "completions", "tokens", "prompt_tokens")
-#: prompts per work shard
-DEFAULT_SHARD_ROWS = 256
 #: a prompt-stage lock older than this (seconds) belongs to a killed worker
 STALE_LOCK_SECONDS = 600.0
-
-
-@dataclass(frozen=True)
-class PromptOptions:
-    """Where the prompts come from: the source's splits, Hub revision, shape and columns, and at most
-    ``max_prompts`` prompts per split."""
-
-    split: list[str] | None = None
-    revision: str | None = None
-    format: str | None = None
-    prompt_col: str | None = None
-    system_col: str | None = None
-    max_prompts: int | None = None
-    token: str | bool | None = None
-
-
-@dataclass(frozen=True)
-class JobOptions:
-    """The job flags every sharded job has (`reflogps`, `score`)."""
-
-    shard_rows: int = DEFAULT_SHARD_ROWS
-    lease_seconds: float = DEFAULT_LEASE_SECONDS
-    resume: bool = True
-    overwrite: bool = False
-    progress: bool = False
-    command: str | None = None
-    batch_size: int | None = None
-    #: ``local`` (this process is one worker) or ``ray`` (``workers`` Ray tasks are the workers)
-    executor: str = "local"
-    ray_address: str | None = None
-    workers: int | None = None
-
-
-def _split_options(options: dict[str, Any]) -> tuple[SamplingParams, ModelOptions, PromptOptions, JobOptions]:
-    """Keyword options sorted into their groups by name; an unknown one is an OptionError."""
-    groups = (SamplingParams, ModelOptions, PromptOptions, JobOptions)
-    names = [{f.name for f in fields(g)} for g in groups]
-    unknown = sorted(set(options) - set().union(*names))
-    if unknown:
-        known = ", ".join(sorted(set().union(*names)))
-        raise OptionError(f"unknown option(s) {', '.join(unknown)}", f"options are: {known}")
-    made = [g(**{k: v for k, v in options.items() if k in n}) for g, n in zip(groups, names, strict=True)]
-    sampling, model, prompts, job = made
-    if isinstance(sampling.stop, list):
-        sampling = SamplingParams(**{**sampling.to_dict(), "stop": tuple(sampling.stop)})
-    return sampling, model, prompts, job
 
 
 def generate(
@@ -100,26 +60,25 @@ def generate(
     output: str | Path,
     model: str | list[str],
     *,
-    n: int = 1,
-    engine: str = "transformers",
-    chat_template_kwargs: dict | None = None,
-    endpoint: str | None = None,
-    **options: Any,
+    options: OptionGroup | None = None,
+    **keywords: Any,
 ) -> GenerateResult:
     """Generate ``n`` completions per prompt of ``source`` with each ``model`` (a local folder or Hub id, or a list
-    of them; the CLI's repeatable ``--model``) and write them to ``output`` (``-o``) as a prefkit set: ``prompt_id``, ``prompt`` (messages), ``completions``
-    (list of structs, :data:`prefkit.generate.sampling.COMPLETION_FIELDS`: ``model``, ``response``,
-    ``reasoning_content``, revision, sample index, seed, sampling parameters, ``finish_reason``, token counts).
+    of them; the CLI's repeatable ``--model``) and write them to ``output`` (``-o``) as a prefkit set: ``prompt_id``,
+    ``prompt`` (messages), ``completions`` (list of structs, :data:`prefkit.generate.sampling.COMPLETION_FIELDS`:
+    ``model``, ``response``, ``reasoning_content``, revision, sample index, seed, sampling parameters,
+    ``finish_reason``, token counts).
 
-    ``options`` (keywords): sampling (:class:`~prefkit.generate.sampling.SamplingParams`: ``temperature``,
-    ``top_p``, ``top_k``, ``max_new_tokens``, ``seed``, ``stop``), the model (:class:`~prefkit.reflogps.job.ModelOptions`:
-    ``dtype``, ``device`` …), the prompts (:class:`PromptOptions`) and the job (:class:`JobOptions`:
-    ``shard_rows``, ``lease_seconds``, ``resume``, ``overwrite``, ``batch_size`` …). Any number of calls with the
-    same arguments (processes, machines sharing OUT, torchrun ranks) share the work. Returns a summary. Raises
-    OptionError (bad option), SourceError/FormatError (the source), OutputError (OUT exists and holds something
-    else without ``overwrite``, unfinished work from other settings), ModelError, DependencyError (an engine's
-    package missing). ``endpoint``: the server of ``engine="openai"`` (its token from ``OPENAI_API_KEY``, never
-    recorded).
+    ``options`` / keywords are :class:`~prefkit.generate.options.GenerateOptions` (the flags of `prefkit
+    generate`): ``n``, ``engine``, ``endpoint`` (the server of ``engine="openai"``; its token from
+    ``OPENAI_API_KEY``, never recorded), ``chat_template_kwargs``, sampling (``temperature``, ``top_p``,
+    ``top_k``, ``max_new_tokens``, ``seed``, ``stop``), the model (``dtype``, ``device`` …), the prompts
+    (``split``, ``source_revision``, ``format``, ``prompt_col``, ``system_col``, ``max_prompts``) and the job
+    (``shard_rows``, ``lease_seconds``, ``resume``, ``overwrite``, ``batch_size``, ``executor`` …). Any number of
+    calls with the same arguments (processes, machines sharing OUT, torchrun ranks) share the work. Returns a
+    summary. Raises OptionError (bad option), SourceError/FormatError (the source), OutputError (OUT exists and
+    holds something else without ``overwrite``, unfinished work from other settings), ModelError,
+    DependencyError (an engine's package missing).
 
     >>> generate("prompts.jsonl", "gen", ["Qwen/Qwen3-0.6B"], n=4, temperature=0.8)  # doctest: +SKIP
     """
@@ -127,56 +86,42 @@ def generate(
     from prefkit.loading.model import resolve_device
 
     start = time.perf_counter()
-    sampling, model_options, prompt_options, job = _split_options(options)
-    names = [model] if isinstance(model, str) else list(model)
-    _check(names, n, job)
-    out = Path(output)
-    prompts = read_prompts(str(source), **vars(prompt_options))
-    if job.executor == "ray":
+    opts = GenerateOptions.create(options, **keywords, output=output, model=model)
+    names = list(opts.model or ())
+    _check(names)
+    out = Path(str(opts.output))
+    prompts = read_prompts(str(source), **opts.prompts.read_keywords())
+    if opts.executor == "ray":
         from prefkit.generate.ray_executor import run_on_ray
 
-        stage_prompts(out, prompts, job.overwrite, job.command)
-        call = {
-            "source": str(source),
-            "output": str(out),
-            "model": names,
-            "n": n,
-            "engine": engine,
-            "chat_template_kwargs": chat_template_kwargs,
-            "endpoint": endpoint,
-            **options,
-            "executor": "local",
-            "progress": False,
-        }
-        return GenerateResult.from_dict(run_on_ray(call, job.workers, job.ray_address, time.perf_counter() - start))
-    if job.executor != "local":
-        raise OptionError(f"unknown --executor {job.executor!r}", "use local or ray")
-    dev = resolve_device(model_options.device)
+        stage_prompts(out, prompts, opts.overwrite, opts.command)
+        call = {"source": str(source), **opts.given(), "output": str(out), "model": names}
+        call |= {"executor": "local", "progress": False}
+        return GenerateResult.from_dict(
+            run_on_ray(call, opts.workers, opts.ray_address, time.perf_counter() - start)
+        )
+    if opts.executor != "local":
+        raise OptionError(f"unknown --executor {opts.executor!r}", "use local or ray")
+    dev = resolve_device(opts.device)
     ctx = init_distributed(dev)
     try:
-        ctx.on_main(lambda: stage_prompts(out, prompts, job.overwrite, job.command))
+        ctx.on_main(lambda: stage_prompts(out, prompts, opts.overwrite, opts.command))
         ctx.barrier()
-        model_options = ModelOptions.create(model_options, {"device": str(dev)})
-        kwargs = dict(chat_template_kwargs or {})
+        placed = opts.replace(device=str(dev))
+        kwargs = dict(opts.chat_template_kwargs or {})
         engines = [
-            (m, load_engine(engine, m, model_options, kwargs, endpoint, job.batch_size)) for m in names
+            (m, load_engine(opts.engine, m, placed, kwargs, opts.endpoint, opts.batch_size)) for m in names
         ]
-        return GenerateResult.from_dict(_run(out, engines, n, sampling, kwargs, job, ctx, start))
+        return GenerateResult.from_dict(_run(out, engines, opts, ctx, start))
     finally:
         ctx.close()
 
 
-def _check(models: list[str], n: int, job: JobOptions) -> None:
+def _check(models: list[str]) -> None:
     if not models:
         raise OptionError("no --model given", "name at least one model: --model Qwen/Qwen3-0.6B")
     if len(set(models)) != len(models):
         raise OptionError("a --model is named twice", "name each model once")
-    if n < 1:
-        raise OptionError(f"-n must be positive, got {n}", "e.g. -n 4")
-    if job.shard_rows < 1:
-        raise OptionError(
-            f"--shard-rows must be positive, got {job.shard_rows}", f"the default is {DEFAULT_SHARD_ROWS}"
-        )
 
 
 # ----------------------------------------------------------------------------------------- the prompt set
@@ -322,9 +267,7 @@ def _completion(name: str, engine: Engine, pid: str, index: int, out: Any, param
     }
 
 
-def _settings(
-    out: Path, engines: list[tuple[str, Engine]], n: int, sampling: SamplingParams, extra: dict
-) -> dict:
+def _settings(out: Path, engines: list[tuple[str, Engine]], opts: GenerateOptions, extra: dict) -> dict:
     """What decides the completions (fingerprinted): models and their weights, engine, sampling, n, the data."""
     from prefkit.jobs.plan import data_fingerprint
     from prefkit.output import read_output
@@ -338,32 +281,23 @@ def _settings(
         "engine": first.get("engine"),
         "engine_version": first.get("engine_version"),
         "device": str(first.get("device", "")).split(":")[0],
-        "sampling": sampling.to_dict(),
-        "n": n,
+        "sampling": opts.sampling.to_dict(),
+        "n": opts.n,
         "data_sha256": data_fingerprint(read_output(out)),
         **extra,
     }
 
 
-def _run(
-    out: Path,
-    engines: list[tuple[str, Engine]],
-    n: int,
-    sampling: SamplingParams,
-    kwargs: dict,
-    job: JobOptions,
-    ctx: Any,
-    start: float,
-) -> dict:
-    from prefkit.jobs.merge import merge
+def _run(out: Path, engines: list[tuple[str, Engine]], opts: GenerateOptions, ctx: Any, start: float) -> dict:
     from prefkit.jobs.plan import settings_fingerprint
-    from prefkit.jobs.runner import JobSpec, run_flagged
+    from prefkit.jobs.runner import JobSpec, merging, run_shards
     from prefkit.output import read_output
 
     folder = read_output(out)
+    n, sampling, kwargs = opts.n, opts.sampling, dict(opts.chat_template_kwargs or {})
     batch = getattr(engines[0][1], "batch_size", None)
-    extra = {"chat_template_kwargs": kwargs, "shard_rows": job.shard_rows, "batch_size": batch}
-    settings = ctx.on_main(lambda: _settings(out, engines, n, sampling, extra))
+    extra = {"chat_template_kwargs": kwargs, "shard_rows": opts.shard_rows, "batch_size": batch}
+    settings = ctx.on_main(lambda: _settings(out, engines, opts, extra))
 
     def score(rows: list[dict], on_progress: Any) -> tuple[dict[str, list], dict]:
         return generate_shard(engines, rows, n, sampling, on_progress)
@@ -380,9 +314,9 @@ def _run(
         label=LABEL,
     )
 
-    def finish(shards: list, counts: dict, check: Any) -> dict:
-        section = {
-            "command": job.command,
+    def section(shards: list, counts: dict) -> dict:
+        return {
+            "command": opts.command,
             "engine": settings["engine"],
             "engine_version": settings["engine_version"],
             "models": [e.info for _, e in engines],
@@ -394,18 +328,8 @@ def _run(
             "seconds": round(time.perf_counter() - start, 3),
             **counts,
         }
-        return merge(
-            out,
-            shards,
-            section,
-            name=SECTION,
-            columns=COLUMNS,
-            work_dir=WORK_DIR,
-            settings=settings,
-            check=check,
-        )
 
-    run = run_flagged(folder, spec, ctx, job, finish)
+    run = run_shards(folder, spec, ctx, opts, merging(out, spec, section))
     return ctx.on_main(lambda: _summary(out, run, time.perf_counter() - start))
 
 

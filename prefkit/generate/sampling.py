@@ -8,12 +8,14 @@ any number of workers, samples the same completions.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import xxhash
+from pydantic import field_validator
 
-from prefkit.errors import OptionError
+from prefkit.optionspec import OptionGroup, option
+from prefkit.values import names
 
 #: one completion of a generated set: UltraFeedback's ``model`` / ``response`` names, then how it was made
 COMPLETION_FIELDS: list[tuple[str, pa.DataType]] = [
@@ -35,36 +37,42 @@ COMPLETION_TYPE = pa.struct(COMPLETION_FIELDS)
 COMPLETIONS_TYPE = pa.list_(COMPLETION_TYPE)
 
 
-@dataclass(frozen=True)
-class SamplingParams:
+class SamplingParams(OptionGroup):
     """How completions are sampled. ``temperature`` 0 is greedy (as in vLLM); ``top_k`` None or 0 and ``top_p``
     1.0 turn those filters off (vLLM's defaults; transformers' own ``top_k`` default of 50 is not applied);
     ``max_new_tokens`` counts generated tokens (the end-of-sequence token included); ``stop``: strings that end a
     completion (left out of the response, as vLLM does); ``seed``: the run's seed (:func:`completion_seed`)."""
 
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int | None = None
-    max_new_tokens: int = 512
-    seed: int = 0
-    stop: tuple[str, ...] = field(default_factory=tuple)
+    temperature: float = option(
+        1.0, "Sampling temperature (GenerationConfig / SamplingParams name); 0 is greedy.", ge=0
+    )
+    top_p: float = option(
+        1.0,
+        "Nucleus sampling: keep the smallest set of tokens whose probability reaches it (1.0: off).",
+        gt=0,
+        le=1,
+    )
+    top_k: int | None = option(
+        None, "Keep the k most likely tokens (default, or 0: off, as vLLM's default).", ge=0
+    )
+    max_new_tokens: int = option(
+        512, "Most tokens generated per completion (the end-of-sequence token included).", ge=1
+    )
+    seed: int = option(0, "Run seed: each completion's seed derives from (seed, prompt id, sample index).")
+    stop: tuple[str, ...] = option((), "A string that ends a completion, left out of it (repeatable).")
 
-    def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise OptionError(f"--temperature must be >= 0, got {self.temperature}", "0 is greedy")
-        if not 0 < self.top_p <= 1:
-            raise OptionError(f"--top-p must be in (0, 1], got {self.top_p}", "1.0 turns it off")
-        if self.top_k is not None and self.top_k < 0:
-            raise OptionError(f"--top-k must be >= 0, got {self.top_k}", "0 (or leaving it out) turns it off")
-        if self.max_new_tokens < 1:
-            raise OptionError(f"--max-new-tokens must be positive, got {self.max_new_tokens}", "e.g. 512")
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return names(value, None) or ()
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
 
     def to_dict(self) -> dict:
-        out = asdict(self)
+        """The parameters as recorded (in the manifest and each job's settings)."""
+        out = self.model_dump() if type(self) is SamplingParams else self.part(SamplingParams).model_dump()
         out["stop"] = list(self.stop)
         return out
 

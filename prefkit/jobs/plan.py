@@ -164,6 +164,18 @@ class Prepared:
     created: bool = False
 
 
+@dataclass(frozen=True)
+class WorkFolder:
+    """Which job a work folder is for: the manifest section ``name`` its merge writes, the folder ``work_dir``
+    under OUT, the ``columns`` the job adds (OUT holding one of them means its kind of result is there), and
+    ``label``, what it adds, for messages (``"reference log-prob"``, ``"reward-model score"``)."""
+
+    name: str = "reflogps"
+    work_dir: str = WORK_DIR
+    columns: tuple[str, ...] = tuple(REF_COLUMNS)
+    label: str = "reference log-prob"
+
+
 def prepare_work(
     out: Path,
     settings: dict,
@@ -171,11 +183,8 @@ def prepare_work(
     *,
     resume: bool,
     overwrite: bool,
-    name: str = "reflogps",
     record: dict | None = None,
-    work_dir: str = WORK_DIR,
-    columns: list[str] = REF_COLUMNS,
-    label: str = "reference log-prob",
+    where: WorkFolder | None = None,
 ) -> Prepared:
     """Check OUT's state against this job and make the work folder ready; safe when many workers start at once.
 
@@ -187,10 +196,11 @@ def prepare_work(
     * no work folder and OUT already has reference columns: OutputError unless ``overwrite``;
     * otherwise settings.json is created exclusively: of workers starting together one creates, the rest join.
 
-    ``record``: extra JSON kept in settings.json (the model's provenance, for ``--merge-only``); ``work_dir``:
-    the job's work folder under OUT; ``columns``: what the job adds; ``label`` names the job in messages
-    (``"reference log-prob"``, ``"reward-model score"``).
+    ``record``: extra JSON kept in settings.json (the model's provenance, for ``--merge-only``); ``where``: the
+    job's work folder, what it adds and its name in messages (:class:`WorkFolder`; default: `reflogps`'s).
     """
+    where = where or WorkFolder()
+    name, work_dir, columns, label = where.name, where.work_dir, list(where.columns), where.label
     work = out / work_dir
     join = resume
     for _ in range(8):

@@ -26,7 +26,6 @@ import pyarrow.parquet as pq
 
 from prefkit.errors import OutputError
 from prefkit.jobs.leases import (
-    DEFAULT_LEASE_SECONDS,
     Heartbeat,
     Lease,
     LeaseBook,
@@ -34,10 +33,11 @@ from prefkit.jobs.leases import (
     Worker,
     describe,
 )
-from prefkit.jobs.merge import PartsMissing
+from prefkit.jobs.merge import PartsMissing, merge
 from prefkit.jobs.plan import (
     WORK_DIR,
     Shard,
+    WorkFolder,
     completed,
     finished_shards,
     plan_shards,
@@ -94,8 +94,8 @@ class _WorkGone(Exception):
 
 
 class JobFlags(Protocol):
-    """The flags every sharded job takes (generate's ``JobOptions``, score's ``ScoreRun``); read-only, so frozen
-    dataclasses match."""
+    """The flags every sharded job takes (:class:`prefkit.jobs.options.JobOptions`, which the options of
+    `reflogps`, `score` and `generate` extend); read-only, so frozen option models match."""
 
     @property
     def shard_rows(self) -> int: ...
@@ -109,43 +109,24 @@ class JobFlags(Protocol):
     def lease_seconds(self) -> float: ...
 
 
-def run_flagged(folder: OutputFolder, spec: JobSpec, ctx: Any, flags: JobFlags, finish: Finish) -> JobRun:
-    """:func:`run_shards` with the job flags of ``flags``."""
-    return run_shards(
-        folder,
-        spec,
-        ctx,
-        shard_rows=flags.shard_rows,
-        resume=flags.resume,
-        overwrite=flags.overwrite,
-        progress=flags.progress,
-        finish=finish,
-        lease_seconds=flags.lease_seconds,
-    )
-
-
 def run_shards(
     folder: OutputFolder,
     spec: JobSpec,
     ctx: Any,
-    *,
-    shard_rows: int,
-    resume: bool,
-    overwrite: bool,
-    progress: bool,
+    flags: JobFlags,
     finish: Finish,
-    lease_seconds: float = DEFAULT_LEASE_SECONDS,
     record: dict | None = None,
 ) -> JobRun:
     """Plan, prepare (rank 0), then score shards as a lease-taking worker until the job is merged, here or by
-    another worker. ``lease_seconds``: how long this worker's leases last without renewal; ``record``: extra JSON
-    for settings.json. Raises OutputError (see :func:`~prefkit.jobs.plan.prepare_work`; the work folder
-    removed under it) and the scorer's errors; under torchrun any rank's error is raised on every rank."""
-    shards = spec.plan(folder, shard_rows) if spec.plan else plan_shards(folder, shard_rows)
+    another worker. ``flags``: the job's shard size, resume/overwrite, progress bar and how long this worker's
+    leases last without renewal; ``record``: extra JSON for settings.json. Raises OutputError (see
+    :func:`~prefkit.jobs.plan.prepare_work`; the work folder removed under it) and the scorer's errors; under
+    torchrun any rank's error is raised on every rank."""
+    shards = spec.plan(folder, flags.shard_rows) if spec.plan else plan_shards(folder, flags.shard_rows)
 
     def prepare() -> tuple[dict | None, list[str]]:
         with out_lock(folder.path, spec.name):  # the work folder is made in OUT, not in a copy about to go
-            prepared = _prepare(folder, spec, resume, overwrite, record)
+            prepared = _prepare(folder, spec, flags, record)
         if prepared.manifest is not None:
             return prepared.manifest, [s.name for s in shards]
         return None, sorted(finished_shards(prepared.work, shards, spec.fingerprint))
@@ -157,7 +138,9 @@ def run_shards(
     outcome: tuple[dict, Tally] | None = None
     error: BaseException | None = None
     try:
-        outcome = _work(folder, spec, shards, worker, lease_seconds, finish, progress and ctx.is_main)
+        outcome = _work(
+            folder, spec, shards, worker, flags.lease_seconds, finish, flags.progress and ctx.is_main
+        )
     except BaseException as err:  # re-raised on every rank by check_all
         error = err
     ctx.check_all(error)
@@ -170,6 +153,25 @@ def run_shards(
     return JobRun(
         shards, set(found), manifest, total, "merged_here" if total.merged_here else "merged_elsewhere"
     )
+
+
+def merging(out: Path, spec: JobSpec, section: Callable[[list[Shard], dict], dict]) -> Finish:
+    """The usual ``finish``: the manifest section ``section(shards, counts)`` makes, merged (:func:`~prefkit.reflogps
+    .merge.merge`) with the spec's columns, settings, section name and work folder."""
+
+    def finish(shards: list[Shard], counts: dict, check: Callable[[], None]) -> dict:
+        return merge(
+            out,
+            shards,
+            section(shards, counts),
+            name=spec.name,
+            columns=spec.columns,
+            settings=spec.settings,
+            check=check,
+            work_dir=spec.work_dir,
+        )
+
+    return finish
 
 
 def merge_finished(
@@ -465,17 +467,16 @@ def _read_rows(folder: OutputFolder, split: str, columns: tuple[str, ...], name:
         return current.read_split(split, columns=[c for c in columns if c in names])
 
 
-def _prepare(folder: OutputFolder, spec: JobSpec, resume: bool, overwrite: bool, record: dict | None) -> Any:
+def _prepare(folder: OutputFolder, spec: JobSpec, flags: JobFlags, record: dict | None) -> Any:
     """:func:`~prefkit.jobs.plan.prepare_work` with the job's spec."""
+    columns = [name for name, _ in spec.columns] if spec.guard_columns is None else list(spec.guard_columns)
+    where = WorkFolder(spec.name, spec.work_dir, tuple(columns), spec.label)
     return prepare_work(
         folder.path,
         spec.settings,
         spec.fingerprint,
-        resume=resume,
-        overwrite=overwrite,
-        name=spec.name,
+        resume=flags.resume,
+        overwrite=flags.overwrite,
         record=record,
-        work_dir=spec.work_dir,
-        columns=[name for name, _ in spec.columns] if spec.guard_columns is None else list(spec.guard_columns),
-        label=spec.label,
+        where=where,
     )

@@ -1,7 +1,10 @@
-"""How a scoring model's weights are loaded besides its checkpoint: bitsandbytes quantization and a PEFT adapter.
+"""How a model is loaded and run (:class:`ModelOptions`): its revision, dtype, device, attention kernel, chat
+template, batch size in tokens, and how its weights are loaded besides the checkpoint: bitsandbytes quantization
+and a PEFT adapter (:class:`LoadOptions`).
 
-One declaration (:class:`LoadOptions`) for `reflogps`, `verify` and `score` (their flags are generated from it,
-:mod:`prefkit.commands.options`) and for the Python API (``reflogps(..., load_in_4bit=True, adapter="./sft")``).
+One declaration for `reflogps`, `verify`, `score` and `generate` (their flags are generated from it,
+:mod:`prefkit.commands.options`) and for the Python API (``reflogps(..., dtype="bfloat16", load_in_4bit=True,
+adapter="./sft")``).
 The names are transformers' ``BitsAndBytesConfig`` arguments, which TRL's ``ModelConfig`` uses too
 (``--load-in-4bit``, ``--bnb-4bit-quant-type``, ...), so a trainer's settings carry over as they are.
 
@@ -121,6 +124,11 @@ class LoadOptions(OptionGroup):
     def quantized(self) -> bool:
         return self.load_in_4bit or self.load_in_8bit
 
+    @property
+    def load(self) -> LoadOptions:
+        """These options as :class:`LoadOptions` (a :class:`ModelOptions` holds them among its own)."""
+        return self if type(self) is LoadOptions else self.part(LoadOptions)
+
     def quantization_config(self, dtype: Any) -> Any:
         """transformers' ``BitsAndBytesConfig`` for these options (None at full precision); ``dtype`` (a
         ``torch.dtype``) is the 4-bit compute dtype unless ``bnb_4bit_compute_dtype`` names one. Raises
@@ -142,6 +150,46 @@ class LoadOptions(OptionGroup):
             bnb_4bit_use_double_quant=self.bnb_4bit_use_double_quant,
             bnb_4bit_compute_dtype=compute,
         )
+
+
+#: the compute dtypes the flags take (Python takes transformers' other names too: ``bf16``, ``torch.float16``)
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+#: the help of ``--dtype`` (commands add what their dtype decides)
+DTYPE_HELP = "Compute dtype; auto = bfloat16 on CUDA, float32 on the CPU"
+
+
+class RunOptions(OptionGroup):
+    """Which revision of a model, and how it runs. ``dtype``/``device`` ``"auto"``: bfloat16 on CUDA, float32 on
+    the CPU; ``token_budget`` None: sized from free memory; ``prefix_sharing``: the prompt runs once for both
+    answers."""
+
+    revision: str | None = option(
+        None, "Hub branch, tag or commit of the model (recorded as the resolved commit)."
+    )
+    dtype: str | None = option("auto", f"{DTYPE_HELP}.", choices=DTYPES)
+    device: str | None = option("auto", "cpu, cuda, cuda:N or auto (under torchrun: one GPU per rank).")
+    attn_implementation: str | None = option(
+        "sdpa", "transformers attention kernel: sdpa, eager, flash_attention_2, ..."
+    )
+    chat_template: str | None = option(
+        None,
+        "Chat template to use instead of the tokenizer's: a built-in name, a Jinja file or the template text.",
+        metavar="NAME|FILE",
+    )
+    trust_remote_code: bool = option(False, "Allow custom model/tokenizer code from the repo.")
+    token_budget: int | None = option(
+        None,
+        "Tokens per forward batch (default: sized from free memory; halved and retried on out-of-memory).",
+        ge=1,
+    )
+    prefix_sharing: bool = option(
+        True, "Score prompt+chosen and prompt+rejected separately.", decls=("--no-prefix-sharing",)
+    )
+
+
+class ModelOptions(LoadOptions, RunOptions):
+    """How the model of `reflogps`, `verify`, `score` and `generate` is loaded and run: :class:`RunOptions` and
+    :class:`LoadOptions` in one (``options.load`` is the latter)."""
 
 
 def quantization_record(config: Any) -> dict | None:

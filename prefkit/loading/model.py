@@ -22,7 +22,8 @@ from prefkit.chat.templates import template_hash
 from prefkit.chat.tokenizer import load_tokenizer, tokenizer_hash
 from prefkit.errors import ModelError, require
 from prefkit.hub_client import fetch_snapshot, looks_like_path
-from prefkit.loading import LoadOptions, adapter_tensors_hash, quantization_record
+from prefkit.loading import ModelOptions, adapter_tensors_hash, quantization_record
+from prefkit.optionspec import OptionGroup
 
 #: Weight file patterns, in order of preference (safetensors when a folder has both).
 _WEIGHT_GLOBS = (("*.safetensors",), ("*.bin", "*.pt", "*.pth"))
@@ -374,23 +375,20 @@ def attach_adapter(lm: Any, spec: str, revision: str | None, model: str) -> tupl
 def load_model(
     model: str,
     *,
-    revision: str | None = None,
-    dtype: str | None = "auto",
-    device: str | None = "auto",
-    attn_implementation: str | None = "sdpa",
-    trust_remote_code: bool = False,
-    chat_template: str | None = None,
+    options: OptionGroup | None = None,
     hash_weights: bool = True,
     kind: str = "causal-lm",
-    load: LoadOptions | None = None,
+    **keywords: Any,
 ) -> LoadedModel:
     """Load a model and its tokenizer for scoring (``eval()``, on ``device``) and record its provenance.
 
+    ``options`` / keywords: :class:`prefkit.loading.ModelOptions` (``revision``, ``dtype``, ``device``,
+    ``attn_implementation``, ``trust_remote_code``, ``chat_template``, and the bitsandbytes quantization and PEFT
+    adapter of :class:`~prefkit.loading.LoadOptions`: the model scored is then base + adapter, the adapter's LoRA
+    layers unmerged, as TRL runs them; both are recorded in the provenance, ``quantization`` and ``adapter``).
     ``kind``: ``"causal-lm"`` (``AutoModelForCausalLM``, the reference model of `reflogps`) or ``"reward"``
     (``AutoModelForSequenceClassification`` with one label, checked by :func:`check_reward_config`).
-    ``load`` (:class:`prefkit.loading.LoadOptions`): bitsandbytes quantization and a PEFT adapter on top (the model
-    scored is then base + adapter, the adapter's LoRA layers unmerged, as TRL runs them); both are recorded in the
-    provenance (``quantization``, ``adapter``). Raises :class:`~prefkit.errors.ModelError` with a hint for a missing folder/repo, custom code without
+    Raises :class:`~prefkit.errors.ModelError` with a hint for a missing folder/repo, custom code without
     ``trust_remote_code``, an unsupported attention implementation, a tokenizer larger than the model's
     vocabulary, or (reward) a model that is not a one-label reward model.
     """
@@ -398,30 +396,16 @@ def load_model(
     require("torch", what)
     require("transformers", what)
 
-    folder, where = locate_model(model, revision)
-    dev = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, dev)
+    opts = ModelOptions.create(options, **keywords)
+    folder, where = locate_model(model, opts.revision)
+    dev = resolve_device(opts.device)
+    torch_dtype = resolve_dtype(opts.dtype, dev)
     if kind == "reward":
-        check_reward_config(folder, model, trust_remote_code)
+        check_reward_config(folder, model, opts.trust_remote_code)
     tokenizer, template_origin = load_tokenizer(
-        folder, trust_remote_code=trust_remote_code, chat_template=chat_template
+        folder, trust_remote_code=opts.trust_remote_code, chat_template=opts.chat_template
     )
-    load = load or LoadOptions()
-    kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
-    if attn_implementation:
-        kwargs["attn_implementation"] = attn_implementation
-    load.check_exact()
-    quantization = load.quantization_config(torch_dtype)
-    if quantization is not None:  # a quantized model is placed while loading (.to() is refused for 8-bit)
-        kwargs |= {"quantization_config": quantization, "device_map": {"": dev}}
-    lm = _from_pretrained(kind, folder, model, kwargs, attn_implementation)
-    if quantization is None:
-        lm.to(dev)
-    adapter = None
-    if load.adapter:
-        lm, adapter = attach_adapter(lm, load.adapter, load.adapter_revision, model)
-    lm.eval()
-    lm.requires_grad_(False)
+    lm, quantization, adapter = _load_weights(kind, folder, model, opts, (torch_dtype, dev))
     check_vocab(lm, tokenizer, model)
 
     provenance = {
@@ -434,18 +418,43 @@ def load_model(
         "chat_template_sha256": template_hash(getattr(tokenizer, "chat_template", None)),
         "dtype": dtype_name(torch_dtype),
         "device": str(dev),
-        "attn_implementation": getattr(lm.config, "_attn_implementation", attn_implementation),
-        "trust_remote_code": trust_remote_code,
+        "attn_implementation": getattr(lm.config, "_attn_implementation", opts.attn_implementation),
+        "trust_remote_code": opts.trust_remote_code,
         "quantization": quantization_record(quantization),
         "adapter": adapter,
     }
     return LoadedModel(model=lm, tokenizer=tokenizer, provenance=provenance)
 
 
+def _load_weights(
+    kind: str, folder: Path, model: str, opts: ModelOptions, placed: tuple[Any, Any]
+) -> tuple[Any, Any, dict | None]:
+    """The model in eval mode without gradients, quantized and with its adapter as ``opts`` say, on the device of
+    ``placed`` (torch dtype, device) → (model, the quantization config or None, the adapter's provenance or None)."""
+    torch_dtype, dev = placed
+    load = opts.load
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": opts.trust_remote_code}
+    if opts.attn_implementation:
+        kwargs["attn_implementation"] = opts.attn_implementation
+    load.check_exact()
+    quantization = load.quantization_config(torch_dtype)
+    if quantization is not None:  # a quantized model is placed while loading (.to() is refused for 8-bit)
+        kwargs |= {"quantization_config": quantization, "device_map": {"": dev}}
+    lm = _from_pretrained(kind, folder, model, kwargs, opts.attn_implementation)
+    if quantization is None:
+        lm.to(dev)
+    adapter = None
+    if load.adapter:
+        lm, adapter = attach_adapter(lm, load.adapter, load.adapter_revision, model)
+    lm.eval()
+    lm.requires_grad_(False)
+    return lm, quantization, adapter
+
+
 def load_for_set(
     folder: Any, model: str, options: Any, *, hash_weights: bool, kind: str = "causal-lm"
 ) -> LoadedModel:
-    """:func:`load_model` with a job's ``options`` (:class:`prefkit.reflogps.job.ModelOptions`) to score the set in
+    """:func:`load_model` with a job's ``options`` (:class:`prefkit.loading.ModelOptions`) to score the set in
     ``folder`` (an :class:`prefkit.output.OutputFolder`): a set of message rows needs the tokenizer's chat
     template (:func:`prefkit.chat.templates.require_chat_template`, raising ``TemplateError`` without one)."""
     import pyarrow as pa
@@ -453,18 +462,7 @@ def load_for_set(
 
     from prefkit.chat.templates import require_chat_template
 
-    loaded = load_model(
-        model,
-        revision=options.revision,
-        dtype=options.dtype,
-        device=options.device,
-        attn_implementation=options.attn_implementation,
-        trust_remote_code=options.trust_remote_code,
-        chat_template=options.chat_template,
-        hash_weights=hash_weights,
-        kind=kind,
-        load=options.load,
-    )
+    loaded = load_model(model, options=options, hash_weights=hash_weights, kind=kind)
     schemas = [pq.read_schema(folder.shards[split][0]) for split in folder.splits]
     answer = "chosen" if all("chosen" in s.names for s in schemas) else "completion"  # a KTO set: completion
     if any(pa.types.is_list(s.field(answer).type) for s in schemas):

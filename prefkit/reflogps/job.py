@@ -18,14 +18,13 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from prefkit.errors import ModelError, OptionError, OutputError, option
-from prefkit.jobs.leases import DEFAULT_LEASE_SECONDS, check_lease_seconds
+from prefkit.jobs.leases import DEFAULT_LEASE_SECONDS
 from prefkit.jobs.plan import (
     DEFAULT_SHARD_ROWS,
     REF_COLUMNS,
@@ -34,9 +33,11 @@ from prefkit.jobs.plan import (
     has_ref_columns,
     settings_fingerprint,
 )
-from prefkit.loading import LoadOptions
+from prefkit.loading import ModelOptions
+from prefkit.optionspec import OptionGroup
 from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.record import REFLOGPS_FIELDS
+from prefkit.reflogps.options import ReflogpsOptions
 from prefkit.results import ReflogpsResult
 from prefkit.store.folder import stderr_warning
 
@@ -50,57 +51,10 @@ __all__ = [
     "DEFAULT_SHARD_ROWS",
     "WORK_DIR",
     "ModelOptions",
+    "ReflogpsOptions",
     "reflogps",
     "score_shard",
 ]
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    """How the scoring model is loaded and run (shared by `reflogps`, `verify` and `score`).
-
-    ``dtype``/``device`` ``"auto"``: bfloat16 on CUDA, float32 on the CPU; ``token_budget`` None: sized from free
-    memory; ``prefix_sharing``: the prompt runs once for both answers.
-    """
-
-    revision: str | None = None
-    dtype: str | None = "auto"
-    device: str | None = "auto"
-    attn_implementation: str | None = "sdpa"
-    chat_template: str | None = None
-    trust_remote_code: bool = False
-    token_budget: int | None = None
-    prefix_sharing: bool = True
-    load: LoadOptions = field(default_factory=LoadOptions)
-
-    @classmethod
-    def create(cls, options: ModelOptions | None, flat: dict[str, Any]) -> ModelOptions:
-        """From an instance and/or keywords (keywords win); :class:`~prefkit.loading.LoadOptions` fields
-        (``load_in_4bit=True``, ``adapter=...``) go to ``load``. An unknown keyword or a bad value is an
-        :class:`OptionError`."""
-        loading = {k: v for k, v in flat.items() if k in LoadOptions.model_fields}
-        flat = {k: v for k, v in flat.items() if k not in loading}
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(flat) - known)
-        if unknown:
-            raise OptionError(
-                f"unknown option(s) {', '.join(unknown)}",
-                f"options are: {', '.join(sorted(known - {'load'} | set(LoadOptions.model_fields)))}",
-            )
-        base = {k: getattr(options, k) for k in known} if options else {}
-        merged = {**base, **flat}
-        if loading:
-            current = merged.get("load") or LoadOptions()
-            try:
-                merged["load"] = LoadOptions(**{**current.model_dump(), **loading})
-            except ValidationError as err:
-                first = err.errors()[0]
-                where = f"--{str(first['loc'][0]).replace('_', '-')}: " if first["loc"] else ""
-                raise OptionError(
-                    where + first["msg"].removeprefix("Value error, "),
-                    "see `prefkit reflogps --help` for the quantization and adapter flags",
-                ) from None
-        return cls(**merged)
 
 
 def _check_ids(pairs: list, vocab: int, model_name: str) -> None:
@@ -114,14 +68,19 @@ def _check_ids(pairs: list, vocab: int, model_name: str) -> None:
         )
 
 
+def empty_counts(rows: int) -> dict[str, Any]:
+    """A shard's counts before its pairs are tallied (a DPO or a KTO reference job's)."""
+    return {"rows": rows, "scored": 0, "truncated": 0, "completion_tokens": 0, "tokens": 0}
+
+
 def score_shard(
     loaded: Any,
     rows: list[dict],
+    on_progress: Any = None,
     *,
     max_length: int,
     token_budget: int | None,
     prefix_sharing: bool,
-    on_progress: Any = None,
     rule: str | None = None,
 ) -> tuple[dict[str, list], dict]:
     """Tokenize (TRL-exact, by the release profile's ``rule``: :mod:`prefkit.chat.trl_rules`) and score one shard →
@@ -143,13 +102,7 @@ def score_shard(
     )
     values: dict[str, list] = {name: [] for name in REF_COLUMNS}
     dropped: Counter = Counter()
-    counts: dict[str, Any] = {
-        "rows": len(pairs),
-        "scored": 0,
-        "truncated": 0,
-        "completion_tokens": 0,
-        "tokens": 0,
-    }
+    counts = empty_counts(len(pairs))
     for pair, c, r in zip(pairs, chosen, rejected, strict=True):
         if pair.dropped == KEPT_EMPTY:
             c, r = 0.0, 0.0
@@ -169,18 +122,8 @@ def score_shard(
     return values, counts
 
 
-def _open(
-    out_dir: str | Path,
-    overwrite: bool,
-    max_length: int | None,
-    shard_rows: int,
-    lease_seconds: float,
-    merge_only: bool,
-) -> tuple[OutputFolder, int]:
+def _open(out_dir: str | Path, opts: ReflogpsOptions) -> tuple[OutputFolder, int]:
     """The folder (checked before any model is loaded) and the max_length to score with."""
-    if shard_rows < 1:
-        raise OptionError(f"{option('shard_rows')} must be positive, got {shard_rows}", "the default is 2048")
-    check_lease_seconds(lease_seconds)
     from prefkit.reflogps.kto import KTO_COLUMNS, is_kto_folder
 
     folder = read_output(out_dir, warn=stderr_warning)
@@ -191,13 +134,14 @@ def _open(
         raise OutputError(
             f"{out_dir} has no splits to score", "build it first with `prefkit build SOURCE -o OUT`"
         )
+    max_length = opts.max_length
     if max_length is None:
         max_length = (folder.manifest.get("tokenizer") or {}).get("max_length") or TRL_DEFAULT_MAX_LENGTH
     if max_length < 1:
         raise OptionError(
             f"{option('max_length')} must be positive, got {max_length}", "TRL's default is 1024"
         )
-    fresh = not overwrite and not merge_only and not (folder.path / WORK_DIR).is_dir()
+    fresh = not opts.overwrite and not opts.merge_only and not (folder.path / WORK_DIR).is_dir()
     columns = KTO_COLUMNS if kto else REF_COLUMNS
     if fresh and has_columns(folder, columns) and not _maybe_this_job(folder, max_length):
         raise OutputError(
@@ -214,41 +158,28 @@ def _maybe_this_job(folder: OutputFolder, max_length: int) -> bool:
     return bool(sec.get("result_fingerprint")) and sec.get("max_length") == max_length
 
 
-def _load(folder: OutputFolder, model: str, options: ModelOptions, ctx: Any, allow_mismatch: bool) -> Any:
+def _load(folder: OutputFolder, opts: ReflogpsOptions, ctx: Any) -> Any:
     """The model, checked against the set (chat template for message rows; the build's tokenizer)."""
     from prefkit.loading.model import load_for_set
     from prefkit.reflogps.provenance import check_build_tokenizer
 
-    loaded = load_for_set(folder, model, options, hash_weights=ctx.is_main)
-    if not allow_mismatch:
+    model = str(opts.model)
+    loaded = load_for_set(folder, model, opts, hash_weights=ctx.is_main)
+    if not opts.allow_mismatch:
         check_build_tokenizer(folder.manifest.get("tokenizer") or {}, loaded.provenance, model)
     return loaded
 
 
 def reflogps(
-    out_dir: str | Path,
-    model: str,
-    *,
-    max_length: int | None = None,
-    options: ModelOptions | None = None,
-    shard_rows: int = DEFAULT_SHARD_ROWS,
-    resume: bool = True,
-    overwrite: bool = False,
-    allow_mismatch: bool = False,
-    progress: bool = False,
-    command: str | None = None,
-    lease_seconds: float = DEFAULT_LEASE_SECONDS,
-    merge_only: bool = False,
-    per_device_train_batch_size: int | None = None,
-    trl_rule: str | None = None,
-    **model_options: Any,
+    out_dir: str | Path, model: str, *, options: OptionGroup | None = None, **keywords: Any
 ) -> ReflogpsResult:
     """Score every pair of the set in ``out_dir`` with the reference ``model`` (a folder or Hub id) and add the
     columns ``ref_chosen_logps`` / ``ref_rejected_logps`` (float32, nats: the sum of log π_ref over the completion
     tokens, TRL's ``DPOTrainer`` rule) and ``chosen_tokens`` / ``rejected_tokens`` (int32).
 
-    ``max_length`` is TRL's ``DPOConfig.max_length`` (default: the build's ``--max-length``, else TRL's 1024);
-    ``options`` / keywords (``dtype="bfloat16"``, ``device="cpu"`` …) are :class:`ModelOptions`. Any number of
+    ``options`` / keywords are :class:`~prefkit.reflogps.options.ReflogpsOptions` (the flags of `prefkit
+    reflogps`: ``dtype="bfloat16"``, ``device="cpu"``, ``shard_rows`` …). ``max_length`` is TRL's
+    ``DPOConfig.max_length`` (default: the build's ``--max-length``, else TRL's 1024). Any number of
     calls (processes, machines sharing ``out_dir``, torchrun ranks) may run at once: each is a worker that leases
     shards (``lease_seconds``, default 120: a killed worker's shard is taken over after that long), the one that
     sees the job finished merges. ``merge_only``: merge a job whose shards are all finished, without loading the
@@ -267,58 +198,54 @@ def reflogps(
     {'prompt_too_long': 4}
     """
     from prefkit.jobs.distributed import init_distributed
+    from prefkit.jobs.runner import run_shards
     from prefkit.loading.model import resolve_device
 
     start = time.perf_counter()
-    options = ModelOptions.create(options, model_options)
+    opts = ReflogpsOptions.create(options, **keywords, model=model)
+    folder, max_length = _open(out_dir, opts)
+    kind = _job_kind(folder, opts, max_length)
+    if opts.merge_only:
+        return _merge_only(folder, opts, start)
+    dev = resolve_device(opts.device)  # under torchrun, auto/cuda → cuda:LOCAL_RANK
+    ctx = init_distributed(dev)
+    try:
+        loaded = _load(folder, opts.replace(device=str(dev)), ctx)
+        spec, engine_settings = _job_spec(folder, loaded, opts, kind, dev, ctx)
+        # ranks other than 0 do not hash the weights: the fingerprinted settings carry rank 0's hash
+        prov = {**loaded.provenance, "weights_sha256": spec.settings["weights_sha256"]}
+        finish = _finisher(folder, prov, spec, engine_settings, opts.command, ctx.world_size, start)
+        record = {"provenance": prov, "engine": engine_settings}
+        run = run_shards(folder, spec, ctx, opts, finish, record=record)
+        return ctx.on_main(lambda: _summary(folder.path, run, time.perf_counter() - start))
+    finally:
+        ctx.close()
+
+
+def _job_kind(folder: OutputFolder, opts: ReflogpsOptions, max_length: int) -> JobKind:
+    """What the values follow (a DPO set's TRL rule, a KTO set's batch size), refusing the options that do not
+    apply to the set."""
+    from prefkit.chat.trl_rules import resolve_profile
     from prefkit.reflogps.kto import check_batch_size, is_kto_folder
 
-    folder, resolved_length = _open(out_dir, overwrite, max_length, shard_rows, lease_seconds, merge_only)
-    batch_size = check_batch_size(per_device_train_batch_size) if is_kto_folder(folder) else None
-    if batch_size is None and per_device_train_batch_size is not None:
+    pdtbs = opts.per_device_train_batch_size
+    batch_size = check_batch_size(pdtbs) if is_kto_folder(folder) else None
+    if batch_size is None and pdtbs is not None:
         raise OptionError(
             "--per-device-train-batch-size applies to KTO sets only (their KL completions depend on it)",
             "leave it out for a DPO set",
         )
-    if batch_size is not None and trl_rule not in (None, "trl-1.16"):
+    if batch_size is not None and opts.trl_rule not in (None, "trl-1.16"):
         raise OptionError(
-            f"--trl-rule {trl_rule} is a DPO profile; KTO sets follow TRL 1.16's KTOTrainer",
+            f"--trl-rule {opts.trl_rule} is a DPO profile; KTO sets follow TRL 1.16's KTOTrainer",
             "leave --trl-rule out for a KTO set",
         )
-    from prefkit.chat.trl_rules import resolve_profile
-
-    kind = JobKind(resolve_profile(trl_rule).rule, batch_size)
-    if merge_only and batch_size is not None:
+    if opts.merge_only and batch_size is not None:
         raise OptionError(
             "--merge-only does not take KTO sets yet (their shards follow the KL batches, found by tokenizing)",
             "rerun the workers' command: the last worker merges by itself",
         )
-    if merge_only:
-        return _merge_only(folder, model, max_length, command, start, lease_seconds)
-    dev = resolve_device(options.device)  # under torchrun, auto/cuda → cuda:LOCAL_RANK
-    ctx = init_distributed(dev)
-    try:
-        loaded = _load(folder, model, ModelOptions.create(options, {"device": str(dev)}), ctx, allow_mismatch)
-        spec, engine_settings = _job_spec(folder, loaded, options, resolved_length, dev, shard_rows, ctx, kind)
-        # ranks other than 0 do not hash the weights: the fingerprinted settings carry rank 0's hash
-        prov = {**loaded.provenance, "weights_sha256": spec.settings["weights_sha256"]}
-        from prefkit.jobs.runner import run_shards
-
-        run = run_shards(
-            folder,
-            spec,
-            ctx,
-            shard_rows=shard_rows,
-            resume=resume,
-            overwrite=overwrite,
-            progress=progress,
-            finish=_finisher(folder, prov, spec, engine_settings, command, ctx.world_size, start),
-            lease_seconds=lease_seconds,
-            record={"provenance": prov, "engine": engine_settings},
-        )
-        return ctx.on_main(lambda: _summary(folder.path, run, time.perf_counter() - start))
-    finally:
-        ctx.close()
+    return JobKind(resolve_profile(opts.trl_rule).rule, max_length, batch_size)
 
 
 def _finisher(
@@ -336,34 +263,27 @@ def _finisher(
         sec = section(prov, spec.settings, info)
         from prefkit.chat.trl_rules import LEGACY_DEFAULTS, rule_profile
 
-        if rule_profile(spec.settings["trl_tokenization_rule"]).tokenize is not None:  # TRL <= 0.28's defaults
+        if (
+            rule_profile(spec.settings["trl_tokenization_rule"]).tokenize is not None
+        ):  # TRL <= 0.28's defaults
             sec.update(LEGACY_DEFAULTS)
         if "per_device_train_batch_size" in spec.settings:
             from prefkit.reflogps.kto import kto_section
 
             sec["kto"] = kto_section(folder, spec.settings, shards, folder.path / spec.work_dir)
-        return merge(
-            folder.path, shards, sec, columns=spec.columns, settings=spec.settings, check=check
-        )
+        return merge(folder.path, shards, sec, columns=spec.columns, settings=spec.settings, check=check)
 
     return finish
 
 
-def _merge_only(
-    folder: OutputFolder,
-    model: str,
-    max_length: int | None,
-    command: str | None,
-    start: float,
-    lease_seconds: float,
-) -> ReflogpsResult:
+def _merge_only(folder: OutputFolder, opts: ReflogpsOptions, start: float) -> ReflogpsResult:
     """``--merge-only``: merge the work folder's finished job with the model provenance its first worker recorded
     in settings.json (no model is loaded). A set this job already merged is reported as complete."""
     from prefkit.jobs.plan import plan_shards, read_work_settings
     from prefkit.jobs.report import JobRun, Tally
     from prefkit.jobs.runner import JobSpec, merge_finished
 
-    out = folder.path
+    out, model, max_length = folder.path, opts.model, opts.max_length
     recorded = read_work_settings(out / WORK_DIR)
     section = folder.manifest.get("reflogps") or {}
     if not recorded:
@@ -392,8 +312,8 @@ def _merge_only(
         )
     spec = JobSpec(REFLOGPS_FIELDS, ROW_COLUMNS, settings, str(recorded.get("fingerprint")), _no_scoring)
     shards = plan_shards(folder, int(settings.get("shard_rows") or DEFAULT_SHARD_ROWS))
-    finish = _finisher(folder, prov, spec, recorded.get("engine") or {}, command, 1, start)
-    run = merge_finished(folder, spec, shards, finish, lease_seconds)
+    finish = _finisher(folder, prov, spec, recorded.get("engine") or {}, opts.command, 1, start)
+    run = merge_finished(folder, spec, shards, finish, opts.lease_seconds)
     return _summary(out, run, time.perf_counter() - start)
 
 
@@ -403,31 +323,30 @@ def _no_scoring(rows: list[dict], on_progress: Any) -> tuple[dict[str, list], di
 
 @dataclass(frozen=True)
 class JobKind:
-    """What the values follow: a DPO set's TRL release ``rule`` (:mod:`prefkit.chat.trl_rules`), or for a KTO set
-    its ``per_device_train_batch_size`` (None: a DPO set)."""
+    """What the values follow: a DPO set's TRL release ``rule`` (:mod:`prefkit.chat.trl_rules`) and TRL's
+    ``max_length``, or for a KTO set also its ``per_device_train_batch_size`` (None: a DPO set)."""
 
     rule: str
+    max_length: int
     batch_size: int | None = None
 
 
 def _job_spec(
-    folder, loaded, options: ModelOptions, max_length: int, dev, shard_rows: int, ctx, kind: JobKind
+    folder: OutputFolder, loaded: Any, options: ReflogpsOptions, kind: JobKind, dev: Any, ctx: Any
 ) -> tuple[Any, dict]:
     """The job: settings (fingerprinted), and the shard scorer; plus the engine settings for the manifest."""
     from prefkit.jobs.plan import data_fingerprint
     from prefkit.jobs.runner import JobSpec
     from prefkit.reflogps import engine
-    from prefkit.reflogps.provenance import scoring_settings
+    from prefkit.reflogps.provenance import engine_records, scoring_settings
 
     budget, sharing = options.token_budget, options.prefix_sharing
-    # what decides the values (the automatic token budget follows free memory, so it is left out)
-    fingerprint_engine = engine.engine_settings(token_budget=budget, prefix_sharing=sharing)
-    engine_settings = engine.engine_settings(loaded.model, token_budget=budget, prefix_sharing=sharing)
-    engine_settings.pop("device", None)
-    engine_settings["self_test_max_abs_diff"] = engine.self_test(loaded.model)
+    fingerprint_engine, engine_settings = engine_records(
+        engine.engine_settings, engine.self_test, loaded.model, options
+    )
 
-    rule, batch_size = kind.rule, kind.batch_size
-    extra: dict = {"shard_rows": shard_rows}
+    rule, batch_size, max_length = kind.rule, kind.batch_size, kind.max_length
+    extra: dict = {"shard_rows": options.shard_rows}
     if batch_size is not None:
         from prefkit.reflogps.kto import KTO_RULE
 
@@ -439,22 +358,14 @@ def _job_spec(
 
     fixed = ctx.on_main(settings)
 
-    def score(rows: list[dict], on_progress: Any) -> tuple[dict[str, list], dict]:
-        return score_shard(
-            loaded,
-            rows,
-            max_length=max_length,
-            token_budget=budget,
-            prefix_sharing=sharing,
-            on_progress=on_progress,
-            rule=rule,
-        )
-
+    score = partial(score_shard, loaded, max_length=max_length, token_budget=budget, prefix_sharing=sharing)
     if batch_size is not None:
         from prefkit.reflogps.kto import kto_spec
 
         return kto_spec(loaded, fixed, max_length, batch_size, (budget, sharing)), engine_settings
-    spec = JobSpec(REFLOGPS_FIELDS, ROW_COLUMNS, fixed, settings_fingerprint(fixed), score)
+    spec = JobSpec(
+        REFLOGPS_FIELDS, ROW_COLUMNS, fixed, settings_fingerprint(fixed), partial(score, rule=rule)
+    )
     return spec, engine_settings
 
 

@@ -208,13 +208,9 @@ def score_kto_shard(
         progress=on_progress,
     )
     values: dict[str, list] = {name: [] for name in KTO_COLUMNS}
-    counts: dict[str, Any] = {
-        "rows": len(pairs),
-        "scored": 0,
-        "truncated": 0,
-        "completion_tokens": 0,
-        "tokens": 0,
-    }
+    from prefkit.reflogps.job import empty_counts
+
+    counts = empty_counts(len(pairs))
     dropped: Counter = Counter()
     for pair, src, a, b in zip(pairs, sources, logps.tolist(), kl_logps.tolist(), strict=True):
         if src is None:

@@ -8,6 +8,7 @@ chat-template hashes), dtype, ``max_length``, truncation mode, the TRL tokenizat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -106,6 +107,21 @@ def scoring_settings(
         settings["quantization"] = prov.get("quantization")
         settings["adapter"] = adapter_identity(prov.get("adapter"))
     return settings
+
+
+def engine_records(
+    settings_of: Callable[..., dict], self_test: Callable[[Any], dict], model: Any, options: Any
+) -> tuple[dict, dict]:
+    """(the engine settings that decide the values, fingerprinted: the automatic token budget follows free memory,
+    so it is left out; the settings the manifest records, with the self-test's largest difference per path) of
+    an engine (``settings_of``: :func:`prefkit.reflogps.engine.engine_settings` or the reward engine's) run with
+    ``options``' ``token_budget`` and ``prefix_sharing``."""
+    budget, sharing = options.token_budget, options.prefix_sharing
+    fixed = settings_of(token_budget=budget, prefix_sharing=sharing)
+    recorded = settings_of(model, token_budget=budget, prefix_sharing=sharing)
+    recorded.pop("device", None)
+    recorded["self_test_max_abs_diff"] = self_test(model)
+    return fixed, recorded
 
 
 def adapter_identity(adapter: dict | None) -> dict | None:

@@ -14,10 +14,12 @@ import numpy as np
 import pyarrow as pa
 
 from prefkit.errors import OutputError
+from prefkit.loading import LoadOptions
+from prefkit.optionspec import OptionGroup
 from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.record import decode_row
+from prefkit.reflogps.options import VerifyOptions
 from prefkit.results import VerifyResult
-from prefkit.store.manifest_model import Reflogps
 
 #: Default tolerances per compute dtype: |stored - recomputed| <= atol + rtol * |recomputed|.
 DEFAULT_TOLERANCES = {"float32": (1e-3, 1e-4), "bfloat16": (0.5, 2e-2), "float16": (0.5, 2e-2)}
@@ -38,10 +40,12 @@ def _sample_rows(folder: OutputFolder, splits: list[str], sample: int, seed: int
     return [population[i] for i in picks]
 
 
-def _section(folder: OutputFolder, out_dir: Any, split: str | None) -> tuple[Reflogps, list[str]]:
-    require_trl_shape(folder, "verify")  # a generated set (no pairs yet) or another trainer's shape: said so first
-    section = folder.typed_manifest.reflogps
-    if section is None or not section.to_dict():
+def _section(folder: OutputFolder, out_dir: Any, split: str | None) -> tuple[dict, list[str]]:
+    require_trl_shape(
+        folder, "verify"
+    )  # a generated set (no pairs yet) or another trainer's shape: said so first
+    section = folder.manifest.get("reflogps")
+    if not section:
         raise OutputError(
             f"{out_dir} has no reference log-probs to verify",
             "score it first with `prefkit reflogps OUT --model MODEL`",
@@ -80,99 +84,104 @@ def _stored(folder: OutputFolder, splits: list[str], picks: list[tuple[str, int]
 
 
 def verify(
-    out_dir: str | Path,
-    model: str | None = None,
-    *,
-    sample: int = 64,
-    seed: int = 0,
-    split: str | None = None,
-    atol: float | None = None,
-    rtol: float | None = None,
-    max_length: int | None = None,
-    progress: bool = False,
-    **model_options: Any,
+    out_dir: str | Path, model: str | None = None, *, options: OptionGroup | None = None, **keywords: Any
 ) -> VerifyResult:
     """Recompute ``sample`` random rows (seeded) of a scored set with the plain path; report the differences.
 
-    ``model`` and the :class:`~prefkit.reflogps.job.ModelOptions` keywords default to what ``prefkit.json``
-    recorded. Returns a :class:`~prefkit.results.VerifyResult` (``summary()``: the report `prefkit verify` prints) with ``max_abs_diff``, ``max_rel_diff``, ``failing`` (values beyond
-    ``atol + rtol*|value|``), ``token_mismatches``, ``null_mismatches``, provenance ``warnings`` (e.g. other
-    weights than recorded) and ``ok``. Raises ``OutputError`` for a set without reference columns.
+    ``options`` / keywords are :class:`~prefkit.reflogps.options.VerifyOptions` (the flags of `prefkit verify`:
+    ``sample``, ``seed``, ``split``, ``atol``, ``rtol``, ``max_length``, ``progress`` and the model's); ``model``
+    and the model's options default to what ``prefkit.json`` recorded. Returns a
+    :class:`~prefkit.results.VerifyResult` (``summary()``: the report `prefkit verify` prints) with
+    ``max_abs_diff``, ``max_rel_diff``, ``failing`` (values beyond ``atol + rtol*|value|``), ``token_mismatches``,
+    ``null_mismatches``, provenance ``warnings`` (e.g. other weights than recorded) and ``ok``. Raises
+    ``OutputError`` for a set without reference columns.
     """
     from prefkit.chat.tokenize import tokenize_pairs
-    from prefkit.loading import LoadOptions
     from prefkit.loading.model import load_model
     from prefkit.progress import bar
-    from prefkit.reflogps.job import ModelOptions
     from prefkit.reflogps.plain import score_pairs_plain
-    from prefkit.reflogps.provenance import differences, setup_differences
 
+    given = {k: v for k, v in keywords.items() if v is not None}
+    opts = VerifyOptions.create(options, **given, **({"model": model} if model is not None else {}))
     folder = read_output(out_dir)
-    section, splits = _section(folder, out_dir, split)
-    options = ModelOptions.create(None, {k: v for k, v in model_options.items() if v is not None})
-    if model is None:
-        model = section.model_path if section.model_source == "local" else section.model
-    if model is None:
-        raise OutputError(
-            f"{out_dir} records no reference model to recompute with", "pass the model with --model"
-        )
-        options = ModelOptions.create(options, {"revision": options.revision or section.revision})
-    if not model:
-        raise OutputError(f"{out_dir}'s manifest names no reference model", "pass --model")
-    if options.chat_template is None and (section.chat_template or "").startswith("file:"):
-        options = ModelOptions.create(
-            options, {"chat_template": (section.chat_template or "").removeprefix("file:")}
-        )
-    if "dtype" not in model_options or model_options["dtype"] is None:
-        options = ModelOptions.create(options, {"dtype": section.dtype or "auto"})
-    if not any(k in LoadOptions.model_fields for k, v in model_options.items() if v is not None):
-        recorded = LoadOptions.from_record(section.quantization, section.adapter)
-        options = ModelOptions.create(options, recorded.model_dump())
-    max_length = max_length or section.max_length
-    loaded = load_model(
-        model,
-        revision=options.revision,
-        dtype=options.dtype,
-        device=options.device,
-        attn_implementation=options.attn_implementation,
-        trust_remote_code=options.trust_remote_code,
-        chat_template=options.chat_template,
-        load=options.load,
-    )
+    section, splits = _section(folder, out_dir, opts.split)
+    opts = _recorded(out_dir, section, opts)
+    max_length = opts.max_length or section["max_length"]
+    loaded = load_model(str(opts.model), options=opts)
     prov = loaded.provenance
-    warnings = differences(
-        section, {k: prov.get(k) for k in ("weights_sha256", "tokenizer_sha256", "chat_template_sha256")}
-    )
-    warnings += setup_differences(section, prov)
-    if prov["dtype"] != section.dtype:
-        warnings.append(f"recomputing in {prov['dtype']} but the set was scored in {section.dtype}")
-    picks = _sample_rows(folder, splits, sample, seed)
+    warnings = _warnings(section, prov)
+    picks = _sample_rows(folder, splits, opts.sample, opts.seed)
     rows, ids, stored = _stored(folder, splits, picks)
-    pairs = tokenize_pairs(rows, loaded.tokenizer, max_length, section.trl_tokenization_rule)
-    with bar(desc="verifying", total=len(pairs), show=progress, unit="pair") as pbar:
+    pairs = tokenize_pairs(rows, loaded.tokenizer, max_length, section.get("trl_tokenization_rule"))
+    with bar(desc="verifying", total=len(pairs), show=opts.progress, unit="pair") as pbar:
         chosen, rejected = score_pairs_plain(loaded.model, pairs, progress=lambda n, _t: pbar.update(n))
     default_atol, default_rtol = default_tolerance(prov["dtype"])
-    tolerance = (default_atol if atol is None else atol, default_rtol if rtol is None else rtol)
+    tolerance = (
+        default_atol if opts.atol is None else opts.atol,
+        default_rtol if opts.rtol is None else opts.rtol,
+    )
     report = _compare(pairs, ids, stored, chosen, rejected, tolerance)
-    head = {"output": str(out_dir), "model": model, "dtype": prov["dtype"], "device": prov["device"]}
-    hint = None
+    head = {"output": str(out_dir), "model": opts.model, "dtype": prov["dtype"], "device": prov["device"]}
+    hint = _hint(report, warnings, max_length)
+    return VerifyResult.from_dict(
+        {**head, "max_length": max_length, "seed": opts.seed, **report, "warnings": warnings, "hint": hint}
+    )
+
+
+def _recorded(out_dir: Any, section: dict, opts: VerifyOptions) -> VerifyOptions:
+    """The options with what was not given read from the manifest's ``reflogps`` section: the model, a chat
+    template file, the dtype, the quantization and adapter (unless any of those was given)."""
+    recorded: dict[str, Any] = {}
+    if opts.model is None:
+        local = section.get("model_source") == "local"
+        recorded["model"] = section.get("model_path") if local else section.get("model")
+        if recorded["model"] is None:
+            raise OutputError(
+                f"{out_dir} records no reference model to recompute with", "pass the model with --model"
+            )
+        if not recorded["model"]:
+            raise OutputError(f"{out_dir}'s manifest names no reference model", "pass --model")
+    if opts.chat_template is None and str(section.get("chat_template", "")).startswith("file:"):
+        recorded["chat_template"] = section["chat_template"].removeprefix("file:")
+    if opts.dtype is None:
+        recorded["dtype"] = section.get("dtype") or "auto"
+    given = opts.given()
+    if not any(given.get(k) is not None for k in LoadOptions.model_fields):
+        recorded |= LoadOptions.from_record(section.get("quantization"), section.get("adapter")).model_dump()
+    return opts.replace(**recorded)
+
+
+def _warnings(section: dict, prov: dict) -> list[str]:
+    """Where the model loaded now differs from the one that scored the set."""
+    from prefkit.reflogps.provenance import differences, setup_differences
+
+    keys = ("weights_sha256", "tokenizer_sha256", "chat_template_sha256")
+    warnings = differences(section, {k: prov.get(k) for k in keys})
+    warnings += setup_differences(section, prov)
+    if prov["dtype"] != section.get("dtype"):
+        warnings.append(f"recomputing in {prov['dtype']} but the set was scored in {section.get('dtype')}")
+    return warnings
+
+
+def _hint(report: dict, warnings: list[str], max_length: int) -> str | None:
+    """What to do about a failed check (a check that compared nothing fails too: ``report["ok"]`` is set False)."""
     if report["ok"] and not report["values_compared"]:  # nothing was checked: not a pass
         report["ok"] = False
-        hint = (
+        return (
             f"every sampled row is null (TRL drops rows whose prompt fills max_length {max_length}): rescore with a "
             "larger --max-length, or verify a sample that has values (--sample, --split)"
         )
-    elif not report["ok"]:
-        hint = (
+    if report["ok"]:
+        return None
+    if warnings:
+        return (
             "this check ran another setup than the one that scored the set (see the warnings): verify with the "
             "recorded one (leave out --model and the other options), or rescore with this one (`prefkit reflogps "
             "OUT --model MODEL ... --overwrite`)"
-            if warnings
-            else "the stored values are not this model's: rescore with `prefkit reflogps OUT --model MODEL "
-            "--overwrite` (same options as recorded in OUT/prefkit.json)"
         )
-    return VerifyResult.from_dict(
-        {**head, "max_length": max_length, "seed": seed, **report, "warnings": warnings, "hint": hint}
+    return (
+        "the stored values are not this model's: rescore with `prefkit reflogps OUT --model MODEL "
+        "--overwrite` (same options as recorded in OUT/prefkit.json)"
     )
 
 

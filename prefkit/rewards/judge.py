@@ -31,7 +31,7 @@ from prefkit.errors import OptionError, OutputError
 from prefkit.generate.engine import Engine, Output, Request
 from prefkit.generate.sampling import SamplingParams
 from prefkit.output import OutputFolder
-from prefkit.rewards.rm import COLUMN, ScoreRun, completion_type, guard
+from prefkit.rewards.rm import COLUMN, completion_type, guard
 
 FIELD = "judge_score"
 SECTION = "judge"
@@ -150,11 +150,9 @@ def pairwise_scores(
     return [won[k] / played[k] if played[k] else None for k in range(n)], disagree
 
 
-def judge_shard(
-    engine: Engine, rubric: Rubric, rows: list[dict], on_progress: Any = None
-) -> tuple[dict, dict]:
-    """``judge_score`` for every completion of ``rows`` → ({"completions": …}, counts)."""
-    params = SamplingParams(temperature=0.0, max_new_tokens=rubric.max_new_tokens)
+def _requests(rubric: Rubric, rows: list[dict]) -> tuple[list[Request], list[tuple[int, int, int | None]]]:
+    """The judge's requests for ``rows`` and, for each, (row, completion, the other completion or None): one per
+    completion for a rating rubric, one per ordered pair of a row's completions for a pairwise one."""
     requests: list[Request] = []
     where: list[tuple[int, int, int | None]] = []
     for i, row in enumerate(rows):
@@ -175,6 +173,15 @@ def judge_shard(
                     }
                     requests.append(Request(rubric.messages(**fields), 0))
                     where.append((i, a, b))
+    return requests, where
+
+
+def judge_shard(
+    engine: Engine, rubric: Rubric, rows: list[dict], on_progress: Any = None
+) -> tuple[dict, dict]:
+    """``judge_score`` for every completion of ``rows`` → ({"completions": …}, counts)."""
+    params = SamplingParams(temperature=0.0, max_new_tokens=rubric.max_new_tokens)
+    requests, where = _requests(rubric, rows)
     outputs = engine.generate(
         requests,
         params,
@@ -214,33 +221,22 @@ def judge_shard(
     return {COLUMN: out}, counts
 
 
-def judge(
-    out_dir: str | Path,
-    judge_model: str,
-    *,
-    rubric: str | None = None,
-    max_new_tokens: int | None = None,
-    options: Any = None,
-    run: ScoreRun | None = None,
-) -> dict:
-    """Score every completion of the generated set in ``out_dir`` with the LLM judge ``judge_model`` by ``rubric``
-    (a built-in name or a JSON file; default UltraFeedback's overall rating); ``max_new_tokens`` overrides the
-    rubric's. ``options``:
-    :class:`prefkit.reflogps.job.ModelOptions`; ``run``: the job flags. Returns the summary (``unparsed``: answers
-    that did not parse, by reason). Raises OutputError (not a generated set; judge_score already there without
-    ``overwrite``), OptionError (the rubric), ModelError."""
+def judge(out_dir: str | Path, options: Any) -> dict:
+    """Score every completion of the generated set in ``out_dir`` with the LLM judge ``options.judge`` by
+    ``options.rubric`` (a built-in name or a JSON file; default UltraFeedback's overall rating);
+    ``options.judge_max_new_tokens`` overrides the rubric's. ``options``:
+    :class:`prefkit.rewards.options.ScoreOptions` (the model's options and the job's flags). Returns the summary
+    (``unparsed``: answers that did not parse, by reason). Raises OutputError (not a generated set; judge_score
+    already there without ``overwrite``), OptionError (the rubric), ModelError."""
     from prefkit.jobs.distributed import init_distributed
     from prefkit.loading.model import resolve_device
     from prefkit.output import read_output
-    from prefkit.reflogps.job import ModelOptions
     from prefkit.rewards.rm import is_generated
 
     start = time.perf_counter()
-    run = run or ScoreRun(None, 256, True, False, False, None, 120.0)
-    options = options or ModelOptions()
-    the_rubric = load_rubric(rubric)
-    if max_new_tokens is not None:
-        the_rubric = replace(the_rubric, max_new_tokens=max_new_tokens)
+    the_rubric = load_rubric(options.rubric)
+    if options.judge_max_new_tokens is not None:
+        the_rubric = replace(the_rubric, max_new_tokens=options.judge_max_new_tokens)
     folder = read_output(out_dir)
     if not is_generated(folder):
         raise OutputError(
@@ -250,30 +246,41 @@ def judge(
     dev = resolve_device(options.device)
     ctx = init_distributed(dev)
     try:
-        return _run(
-            folder,
-            judge_model,
-            the_rubric,
-            ModelOptions.create(options, {"device": str(dev)}),
-            run,
-            ctx,
-            start,
-        )
+        return _run(folder, the_rubric, options.replace(device=str(dev)), ctx, start)
     finally:
         ctx.close()
 
 
-def _run(
-    folder: OutputFolder, model: str, rubric: Rubric, options: Any, run: ScoreRun, ctx: Any, start: float
-) -> dict:
+def _run(folder: OutputFolder, rubric: Rubric, options: Any, ctx: Any, start: float) -> dict:
     from dataclasses import asdict
 
     from prefkit.generate.engine import load_engine
-    from prefkit.jobs.merge import merge
-    from prefkit.jobs.plan import data_fingerprint, settings_fingerprint
-    from prefkit.jobs.runner import JobSpec, run_flagged
+    from prefkit.jobs.runner import merging, run_shards
 
-    engine = load_engine("transformers", model, options, {})
+    engine = load_engine("transformers", str(options.judge), options, {})
+    spec = _job_spec(folder, engine, rubric, options, ctx)
+
+    def section(shards: list, counts: dict) -> dict:
+        return {
+            "command": options.command,
+            "model": engine.info,
+            "rubric": asdict(rubric),
+            "columns": [f"{COLUMN}.{FIELD}"],
+            "seconds": round(time.perf_counter() - start, 3),
+            **counts,
+        }
+
+    done = run_shards(folder, spec, ctx, options, merging(folder.path, spec, section))
+    return ctx.on_main(lambda: _summary(folder.path, done, time.perf_counter() - start))
+
+
+def _job_spec(folder: OutputFolder, engine: Any, rubric: Rubric, options: Any, ctx: Any) -> Any:
+    """The judge's job: its settings (the judge model, the rubric, the data; fingerprinted) and shard scorer."""
+    from dataclasses import asdict
+
+    from prefkit.jobs.plan import data_fingerprint, settings_fingerprint
+    from prefkit.jobs.runner import JobSpec
+
     keep = (
         "model",
         "revision",
@@ -290,18 +297,17 @@ def _run(
             "judge": {k: engine.info.get(k) for k in keep},
             "rubric": asdict(rubric),
             "data_sha256": data_fingerprint(folder),
-            "shard_rows": run.shard_rows,
+            "shard_rows": options.shard_rows,
             "device": str(engine.info.get("device", "")).split(":")[0],
         }
     )
-    guard(folder, FIELD, SECTION, WORK_DIR, settings, run.overwrite)
-    columns = [(COLUMN, completion_type(folder, FIELD))]
+    guard(folder, FIELD, SECTION, WORK_DIR, settings, options.overwrite)
 
     def score(rows: list[dict], on_progress: Any) -> tuple[dict, dict]:
         return judge_shard(engine, rubric, rows, on_progress)
 
-    spec = JobSpec(
-        columns,
+    return JobSpec(
+        [(COLUMN, completion_type(folder, FIELD))],
         ("prompt", COLUMN),
         settings,
         settings_fingerprint(settings),
@@ -312,29 +318,6 @@ def _run(
         label="LLM-judge score",
         guard_columns=(),
     )
-
-    def finish(shards: list, counts: dict, check: Any) -> dict:
-        section = {
-            "command": run.command,
-            "model": engine.info,
-            "rubric": asdict(rubric),
-            "columns": [f"{COLUMN}.{FIELD}"],
-            "seconds": round(time.perf_counter() - start, 3),
-            **counts,
-        }
-        return merge(
-            folder.path,
-            shards,
-            section,
-            name=SECTION,
-            columns=columns,
-            work_dir=WORK_DIR,
-            settings=settings,
-            check=check,
-        )
-
-    done = run_flagged(folder, spec, ctx, run, finish)
-    return ctx.on_main(lambda: _summary(folder.path, done, time.perf_counter() - start))
 
 
 def _summary(out: Path, run: Any, seconds: float) -> dict:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +25,6 @@ from prefkit.output import OutputFolder
 COLUMN = "completions"
 FIELD = "rm_score"
 COUNT_KEYS = ("rows", "scored", "completions", "tokens", "forward_tokens")
-
-
-@dataclass(frozen=True)
-class ScoreRun:
-    """The job settings of `score` (its flags), passed on unchanged."""
-
-    max_length: int | None
-    shard_rows: int
-    resume: bool
-    overwrite: bool
-    progress: bool
-    command: str | None
-    lease_seconds: float
 
 
 def is_generated(folder: OutputFolder) -> bool:
@@ -80,7 +66,7 @@ def guard(
 
 
 def score_shard(
-    loaded: Any, rows: list[dict], run: ScoreRun, token_budget: Any, on_progress: Any
+    loaded: Any, rows: list[dict], max_length: int, token_budget: Any, on_progress: Any
 ) -> tuple[dict, dict]:
     """``rm_score`` for every completion of ``rows`` → ({"completions": the lists with rm_score set}, counts)."""
     from prefkit.rewards import reward
@@ -96,7 +82,7 @@ def score_shard(
                 {"prompt": row["prompt"], "chosen": answer(comps[j]), "rejected": answer(comps[k]), **extra}
             )
             where.append((i, j, k))
-    pairs = reward.tokenize_reward_pairs(pairs_rows, loaded.tokenizer, run.max_length)
+    pairs = reward.tokenize_reward_pairs(pairs_rows, loaded.tokenizer, max_length)
     seen = {"tokens": 0}
 
     def progress(done: float, tokens: int) -> None:
@@ -125,9 +111,10 @@ def score_shard(
     return {COLUMN: out}, counts
 
 
-def score_completions(folder: OutputFolder, reward_model: str, options: Any, run: ScoreRun) -> dict:
-    """Score every completion of the generated set ``folder`` with ``reward_model``; returns the summary. Raises
-    OutputError when the completions already have ``rm_score`` (without ``overwrite``), ModelError."""
+def score_completions(folder: OutputFolder, options: Any) -> dict:
+    """Score every completion of the generated set ``folder`` with ``options.reward_model``
+    (:class:`prefkit.rewards.options.ScoreOptions`); returns the summary. Raises OutputError when the completions
+    already have ``rm_score`` (without ``overwrite``), ModelError."""
     from prefkit.jobs.distributed import init_distributed
     from prefkit.loading.model import resolve_device
 
@@ -135,58 +122,62 @@ def score_completions(folder: OutputFolder, reward_model: str, options: Any, run
     dev = resolve_device(options.device)
     ctx = init_distributed(dev)
     try:
-        return _run(folder, reward_model, options, run, ctx, dev, start)
+        return _run(folder, options, ctx, dev, start)
     finally:
         ctx.close()
 
 
-def _run(
-    folder: OutputFolder, reward_model: str, options: Any, run: ScoreRun, ctx: Any, dev: Any, start: float
-) -> dict:
+def _run(folder: OutputFolder, options: Any, ctx: Any, dev: Any, start: float) -> dict:
     from prefkit.chat.templates import require_chat_template
-    from prefkit.jobs.merge import merge
-    from prefkit.jobs.plan import data_fingerprint, settings_fingerprint
-    from prefkit.jobs.runner import JobSpec, run_flagged
+    from prefkit.jobs.runner import merging, run_shards
     from prefkit.loading.model import load_model
+    from prefkit.rewards.score import _section, default_max_length
+
+    reward_model = str(options.reward_model)
+    placed = options.replace(device=str(dev))
+    loaded = load_model(reward_model, options=placed, hash_weights=ctx.is_main, kind="reward")
+    require_chat_template(loaded.tokenizer, f"the tokenizer of {reward_model}")
+    options = options.replace(
+        max_length=options.max_length or default_max_length(loaded.model, loaded.tokenizer)
+    )
+    spec, engine = _job_spec(folder, loaded, options, dev, ctx)
+    run_info = {"command": options.command, "columns": [f"{COLUMN}.{FIELD}"], "world_size": ctx.world_size}
+
+    def section(shards: list, counts: dict) -> dict:
+        info = {**run_info, "engine": engine, "counts": counts}
+        info["seconds"] = round(time.perf_counter() - start, 3)
+        return _section(loaded, spec.settings, info) | {"scope": "completions"}
+
+    done = run_shards(folder, spec, ctx, options, merging(folder.path, spec, section))
+    return ctx.on_main(lambda: _summary(folder.path, done, time.perf_counter() - start))
+
+
+def _job_spec(folder: OutputFolder, loaded: Any, options: Any, dev: Any, ctx: Any) -> tuple[Any, dict]:
+    """The job (settings, fingerprinted; the scorer of a shard's completions) and the engine's settings."""
+    from prefkit.jobs.plan import data_fingerprint, settings_fingerprint
+    from prefkit.jobs.runner import JobSpec
     from prefkit.reflogps.provenance import scoring_settings
     from prefkit.rewards import reward
-    from prefkit.rewards.score import SECTION, WORK_DIR, _section, default_max_length
+    from prefkit.rewards.score import LABEL, SECTION, WORK_DIR
 
-    loaded = load_model(
-        reward_model,
-        revision=options.revision,
-        dtype=options.dtype,
-        device=str(dev),
-        attn_implementation=options.attn_implementation,
-        trust_remote_code=options.trust_remote_code,
-        chat_template=options.chat_template,
-        hash_weights=ctx.is_main,
-        kind="reward",
-    )
-    require_chat_template(loaded.tokenizer, f"the tokenizer of {reward_model}")
-    max_length = run.max_length or default_max_length(loaded.model, loaded.tokenizer)
-    run = ScoreRun(
-        max_length, run.shard_rows, run.resume, run.overwrite, run.progress, run.command, run.lease_seconds
-    )
+    max_length = int(options.max_length)
     engine = reward.reward_engine_settings(token_budget=options.token_budget, prefix_sharing=True)
     extra = {
-        "shard_rows": run.shard_rows,
+        "shard_rows": options.shard_rows,
         "data_sha256": data_fingerprint(folder),
         "kind": "reward-completions",
     }
+    rule = reward.REWARD_TOKENIZATION_RULE
     settings = ctx.on_main(
-        lambda: scoring_settings(
-            loaded.provenance, dev.type, max_length, reward.REWARD_TOKENIZATION_RULE, engine, extra
-        )
+        lambda: scoring_settings(loaded.provenance, dev.type, max_length, rule, engine, extra)
     )
-    guard(folder, FIELD, SECTION, WORK_DIR, settings, run.overwrite)
-    columns = [(COLUMN, completion_type(folder))]
+    guard(folder, FIELD, SECTION, WORK_DIR, settings, options.overwrite)
 
     def score(rows: list[dict], on_progress: Any) -> tuple[dict, dict]:
-        return score_shard(loaded, rows, run, options.token_budget, on_progress)
+        return score_shard(loaded, rows, max_length, options.token_budget, on_progress)
 
     spec = JobSpec(
-        columns,
+        [(COLUMN, completion_type(folder))],
         ("prompt", COLUMN, "chat_template_kwargs"),
         settings,
         settings_fingerprint(settings),
@@ -194,48 +185,22 @@ def _run(
         count_keys=COUNT_KEYS,
         name=SECTION,
         work_dir=WORK_DIR,
-        label="reward-model score",
+        label=LABEL,
         guard_columns=(),
     )
-
-    def finish(shards: list, counts: dict, check: Any) -> dict:
-        info = {
-            "command": run.command,
-            "columns": [f"{COLUMN}.{FIELD}"],
-            "world_size": ctx.world_size,
-            "engine": engine,
-        }
-        info |= {"counts": counts, "seconds": round(time.perf_counter() - start, 3)}
-        sec = _section(loaded, settings, info) | {"scope": "completions"}
-        return merge(
-            folder.path,
-            shards,
-            sec,
-            name=SECTION,
-            columns=columns,
-            work_dir=WORK_DIR,
-            settings=settings,
-            check=check,
-        )
-
-    done = run_flagged(folder, spec, ctx, run, finish)
-    return ctx.on_main(lambda: _summary(folder.path, done, time.perf_counter() - start))
+    return spec, engine
 
 
 def _summary(out: Path, run: Any, seconds: float) -> dict:
     from prefkit.jobs.report import worker_summary
+    from prefkit.rewards.score import SECTION, model_summary
 
-    section = run.manifest["rm_scores"]
+    section = run.manifest[SECTION]
     totals = section["totals"]
     return {
         "output": str(out),
         "scope": "completions",
-        "reward_model": section["model"],
-        "revision": section["revision"],
-        "dtype": section["dtype"],
-        "device": section["device"],
-        "world_size": section["world_size"],
-        "max_length": section["max_length"],
+        **model_summary(section),
         "prompts": totals["rows"],
         "completions": totals["completions"],
         "scored": totals["scored"],

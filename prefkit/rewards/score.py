@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,12 @@ import numpy as np
 import pyarrow as pa
 
 from prefkit.errors import OptionError, OutputError, option
-from prefkit.jobs.leases import DEFAULT_LEASE_SECONDS, check_lease_seconds
-from prefkit.jobs.plan import DEFAULT_SHARD_ROWS, has_columns, settings_fingerprint
+from prefkit.jobs.plan import has_columns, settings_fingerprint
+from prefkit.optionspec import OptionGroup
 from prefkit.output import OutputFolder, read_output, require_trl_shape
-from prefkit.reflogps.job import ROW_COLUMNS, ModelOptions
+from prefkit.reflogps.job import ROW_COLUMNS
 from prefkit.results import CompletionScoreResult, JudgeResult, ScoreResult
+from prefkit.rewards.options import ScoreOptions
 from prefkit.store.folder import stderr_warning
 
 #: Columns `prefkit score` adds.
@@ -46,11 +48,11 @@ __all__ = ["RM_COLUMNS", "RM_FIELDS", "SECTION", "WORK_DIR", "default_max_length
 def score_shard(
     loaded: Any,
     rows: list[dict],
+    on_progress: Any = None,
     *,
     max_length: int,
     token_budget: int | None,
     prefix_sharing: bool,
-    on_progress: Any = None,
 ) -> tuple[dict[str, list], dict]:
     """Tokenize and score one shard → (column values: float32 or None per row, counts). ``on_progress(pairs,
     tokens)`` is called as batches finish."""
@@ -88,15 +90,8 @@ def score_shard(
     return values, counts
 
 
-def _open(out_dir: str | Path, overwrite: bool, max_length: int | None, shard_rows: int) -> OutputFolder:
+def _open(out_dir: str | Path, overwrite: bool, max_length: int | None) -> OutputFolder:
     """The folder, checked before any model is loaded."""
-    if shard_rows < 1:
-        raise OptionError(f"{option('shard_rows')} must be positive, got {shard_rows}", "the default is 2048")
-    if max_length is not None and max_length < 1:
-        raise OptionError(
-            f"{option('max_length')} must be positive, got {max_length}",
-            "leave it out to use the reward model's context length",
-        )
     folder = read_output(out_dir, warn=stderr_warning)
     require_trl_shape(folder, "score", generated_ok=True)
     if not folder.splits:
@@ -130,29 +125,20 @@ def default_max_length(model: Any, tokenizer: Any) -> int:
     return min(known) if known else TRL_REWARD_DEFAULT_MAX_LENGTH
 
 
-def _load(folder: OutputFolder, reward_model: str, options: ModelOptions, ctx: Any) -> Any:
+def _load(folder: OutputFolder, options: ScoreOptions, ctx: Any) -> Any:
     """The reward model and its tokenizer (a chat template is required for message rows)."""
     from prefkit.loading.model import load_for_set
 
-    return load_for_set(folder, reward_model, options, hash_weights=ctx.is_main, kind="reward")
+    model = str(options.reward_model)
+    return load_for_set(folder, model, options, hash_weights=ctx.is_main, kind="reward")
 
 
 def score(
     out_dir: str | Path,
     reward_model: str | None = None,
     *,
-    judge: str | None = None,
-    rubric: str | None = None,
-    judge_max_new_tokens: int | None = None,
-    max_length: int | None = None,
-    options: ModelOptions | None = None,
-    shard_rows: int = DEFAULT_SHARD_ROWS,
-    resume: bool = True,
-    overwrite: bool = False,
-    progress: bool = False,
-    command: str | None = None,
-    lease_seconds: float = DEFAULT_LEASE_SECONDS,
-    **model_options: Any,
+    options: OptionGroup | None = None,
+    **keywords: Any,
 ) -> ScoreResult | CompletionScoreResult | JudgeResult:
     """Score every pair of the set in ``out_dir`` with the sequence-classification ``reward_model`` (a folder or
     Hub id) and add ``rm_chosen`` / ``rm_rejected`` (float32: the model's one logit for ``prompt + answer`` in its
@@ -160,7 +146,8 @@ def score(
 
     ``max_length``: the longest text scored, in the reward model's tokens (default: its context length); a pair with
     a longer text gets nulls and is counted, never truncated. ``options`` / keywords (``dtype="bfloat16"``,
-    ``device="cpu"``, ``token_budget=4096`` …) are :class:`~prefkit.reflogps.job.ModelOptions`. Returns a
+    ``device="cpu"``, ``token_budget=4096``, ``shard_rows`` …) are :class:`~prefkit.rewards.options.ScoreOptions`
+    (the flags of `prefkit score`). Returns a
     :class:`~prefkit.results.ScoreResult`: counts per split, nulls, throughput, this worker's shards and the label
     audit (``audit``); ``summary()`` is the text `prefkit score` prints. Any number of calls
     (processes, machines sharing ``out_dir``, torchrun ranks) may run at once, leasing shards as
@@ -177,67 +164,45 @@ def score(
     >>> score("hermes2k", "Skywork/Skywork-Reward-V2-Qwen3-0.6B").dropped  # doctest: +SKIP
     {'too_long': 2}
     """
-    from prefkit.jobs.distributed import init_distributed
-    from prefkit.jobs.runner import run_shards
-    from prefkit.loading.model import resolve_device
-    from prefkit.rewards.rm import ScoreRun, is_generated, score_completions
+    from prefkit.rewards.rm import is_generated, score_completions
 
-    start = time.perf_counter()
-    options = ModelOptions.create(options, model_options)
-    check_lease_seconds(lease_seconds)
-    job = ScoreRun(max_length, shard_rows, resume, overwrite, progress, command, lease_seconds)
-    if judge is not None:
+    named = {"reward_model": reward_model} if reward_model is not None else {}
+    opts = ScoreOptions.create(options, **keywords, **named)
+    if opts.judge is not None:
         from prefkit.rewards.judge import judge as run_judge
 
-        found = run_judge(
-            out_dir, judge, rubric=rubric, max_new_tokens=judge_max_new_tokens, options=options, run=job
-        )
-        return JudgeResult.from_dict(found)
-    if reward_model is None:
+        return JudgeResult.from_dict(run_judge(out_dir, opts))
+    if opts.reward_model is None:
         raise OptionError(
             f"no model to score with: give {option('reward_model')}", f"or {option('judge')} for a generated set"
         )
-    folder = _open(out_dir, overwrite, max_length, shard_rows)
+    folder = _open(out_dir, opts.overwrite, opts.max_length)
     if is_generated(folder):  # a `prefkit generate` set: every completion gets rm_score
-        return CompletionScoreResult.from_dict(score_completions(folder, reward_model, options, job))
-    dev = resolve_device(options.device)  # under torchrun, auto/cuda → cuda:LOCAL_RANK
+        return CompletionScoreResult.from_dict(score_completions(folder, opts))
+    return _score_pairs(folder, opts)
+
+
+def _score_pairs(folder: OutputFolder, opts: ScoreOptions) -> ScoreResult:
+    """Score every pair of ``folder`` as one of the job's workers; the summary with the label audit."""
+    from prefkit.jobs.distributed import init_distributed
+    from prefkit.jobs.runner import merging, run_shards
+    from prefkit.loading.model import resolve_device
+
+    start = time.perf_counter()
+    dev = resolve_device(opts.device)  # under torchrun, auto/cuda → cuda:LOCAL_RANK
     ctx = init_distributed(dev)
     try:
-        loaded = _load(folder, reward_model, ModelOptions.create(options, {"device": str(dev)}), ctx)
-        if max_length is None:
-            max_length = default_max_length(loaded.model, loaded.tokenizer)
-        spec, engine = _job_spec(folder, loaded, options, int(max_length), dev, shard_rows, ctx)
+        loaded = _load(folder, opts.replace(device=str(dev)), ctx)
+        if opts.max_length is None:
+            opts = opts.replace(max_length=default_max_length(loaded.model, loaded.tokenizer))
+        spec, engine = _job_spec(folder, loaded, opts, dev, ctx)
+        run_info = {"command": opts.command, "columns": RM_COLUMNS, "world_size": ctx.world_size}
 
-        def finish(shards: list, counts: dict, check: Any) -> dict:
-            from prefkit.jobs.merge import merge
+        def section(shards: list, counts: dict) -> dict:
+            info = {**run_info, "engine": engine, "counts": counts}
+            return _section(loaded, spec.settings, info | {"seconds": round(time.perf_counter() - start, 3)})
 
-            info: dict[str, Any] = {
-                "command": command, "columns": RM_COLUMNS, "world_size": ctx.world_size, "engine": engine
-            }
-            info |= {"counts": counts, "seconds": round(time.perf_counter() - start, 3)}
-            sec = _section(loaded, spec.settings, info)
-            return merge(
-                folder.path,
-                shards,
-                sec,
-                name=SECTION,
-                columns=RM_FIELDS,
-                work_dir=WORK_DIR,
-                settings=spec.settings,
-                check=check,
-            )
-
-        run = run_shards(
-            folder,
-            spec,
-            ctx,
-            shard_rows=shard_rows,
-            resume=resume,
-            overwrite=overwrite,
-            progress=progress,
-            finish=finish,
-            lease_seconds=lease_seconds,
-        )
+        run = run_shards(folder, spec, ctx, opts, merging(folder.path, spec, section))
 
         def summary() -> ScoreResult:
             from prefkit.output.audit import audit_folder
@@ -250,44 +215,32 @@ def score(
 
 
 def _job_spec(
-    folder: OutputFolder,
-    loaded: Any,
-    options: ModelOptions,
-    max_length: int,
-    dev: Any,
-    shard_rows: int,
-    ctx: Any,
+    folder: OutputFolder, loaded: Any, options: ScoreOptions, dev: Any, ctx: Any
 ) -> tuple[Any, dict]:
     """The job: settings (fingerprinted) and the shard scorer; plus the engine settings for the manifest (with the
     self-test's largest difference per path, run on every rank before any shard)."""
     from prefkit.jobs.plan import data_fingerprint
     from prefkit.jobs.runner import JobSpec
-    from prefkit.reflogps.provenance import scoring_settings
+    from prefkit.reflogps.provenance import engine_records, scoring_settings
     from prefkit.rewards import reward
 
     budget, sharing = options.token_budget, options.prefix_sharing
-    # what decides the values (the automatic token budget follows free memory, so it is left out)
-    fingerprint_engine = reward.reward_engine_settings(token_budget=budget, prefix_sharing=sharing)
-    engine = reward.reward_engine_settings(loaded.model, token_budget=budget, prefix_sharing=sharing)
-    engine["self_test_max_abs_diff"] = reward.self_test(loaded.model)
+    fingerprint_engine, engine = engine_records(
+        reward.reward_engine_settings, reward.self_test, loaded.model, options
+    )
+
+    max_length = int(options.max_length or 0)
 
     def settings() -> dict:
-        extra = {"shard_rows": shard_rows, "data_sha256": data_fingerprint(folder), "kind": "reward"}
+        extra = {"shard_rows": options.shard_rows, "data_sha256": data_fingerprint(folder), "kind": "reward"}
         rule = reward.REWARD_TOKENIZATION_RULE
         return scoring_settings(loaded.provenance, dev.type, max_length, rule, fingerprint_engine, extra)
 
     fixed = ctx.on_main(settings)
 
-    def score_rows(rows: list[dict], on_progress: Any) -> tuple[dict[str, list], dict]:
-        return score_shard(
-            loaded,
-            rows,
-            max_length=max_length,
-            token_budget=budget,
-            prefix_sharing=sharing,
-            on_progress=on_progress,
-        )
-
+    score_rows = partial(
+        score_shard, loaded, max_length=max_length, token_budget=budget, prefix_sharing=sharing
+    )
     spec = JobSpec(
         RM_FIELDS,
         ROW_COLUMNS,
@@ -314,6 +267,12 @@ def _section(loaded: Any, settings: dict, info: dict) -> dict:
     return sec
 
 
+def model_summary(section: dict) -> dict:
+    """What a summary says of the reward model that scored (from the manifest's ``rm_scores`` section)."""
+    keys = ("revision", "dtype", "device", "world_size", "max_length")
+    return {"reward_model": section["model"], **{key: section[key] for key in keys}}
+
+
 def _summary(out: Path, run: Any, seconds: float, audit: dict) -> ScoreResult:
     """The summary `--json` prints, for this worker (summed over torchrun ranks); rates count only the pairs it
     scored; ``shards`` as in :func:`prefkit.reflogps.reflogps`."""
@@ -323,12 +282,7 @@ def _summary(out: Path, run: Any, seconds: float, audit: dict) -> ScoreResult:
     totals = section["totals"]
     summary = {
         "output": str(out),
-        "reward_model": section["model"],
-        "revision": section["revision"],
-        "dtype": section["dtype"],
-        "device": section["device"],
-        "world_size": section["world_size"],
-        "max_length": section["max_length"],
+        **model_summary(section),
         "pairs": totals["rows"],
         "scored": totals["scored"],
         "dropped": totals["dropped"],
