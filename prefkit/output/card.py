@@ -209,10 +209,11 @@ def card_context(
     manifest: dict, features: dict, *, name: str | None = None, hub: HubCard | None = None
 ) -> dict:
     """Everything the template shows, from the manifest (and the Hub parts)."""
-    from prefkit.output.exports import EXPORTS
+    from prefkit.output.exports import DEFAULT_EXPORT, EXPORTS
 
     splits = manifest.get("splits", {})
-    export = (manifest.get("export") or {}).get("shape", "trl")
+    export = (manifest.get("export") or {}).get("shape", DEFAULT_EXPORT)
+    shape = EXPORTS.get(export)
     tokenizer = manifest.get("tokenizer") or {}
     text = tokenizer.get("output_format") == "text"
     ref = _ref_context(manifest.get("reflogps") or {}, features)
@@ -221,7 +222,7 @@ def card_context(
     stats = (manifest.get("stats") or {}).get("splits") or {}
     return {
         "title": hub.repo_id.split("/")[-1] if hub else (name or "Preference dataset built with prefkit"),
-        "intro": EXPORTS.get(export, EXPORTS["trl"]).card_intro,
+        "intro": (shape or EXPORTS[DEFAULT_EXPORT]).card_intro,
         "total": sum(c.get("kept", 0) for c in splits.values()),
         "split_counts": ", ".join(f"{n} {c.get('kept', 0):,}" for n, c in splits.items()),
         "source_names": ", ".join(f"`{s.get('id')}`" for s in manifest.get("sources", [])) or "local data",
@@ -230,7 +231,7 @@ def card_context(
         "load_id": load_id,
         "rev_arg": rev_arg,
         "first_split": next((n for n, c in splits.items() if c.get("kept", 0) > 0), "train"),
-        "trl_shape": export == "trl",
+        "trl_shape": shape is not None and shape.trl_shape,
         "train": _train_context(export, load_id, splits),
         "text": text,
         "template": tokenizer.get("chat_template"),

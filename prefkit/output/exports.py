@@ -77,8 +77,9 @@ class Export:
     that chooses among the rows of the whole split (KTO writes a completion once) also has ``keys(records)`` (a
     small frame per output row, in ``rows`` order) and ``choose(keys, pairs) -> (keep mask, stats)``, which sees
     the keys of the whole split. :meth:`table` makes one split at once. ``extra_files(set_name, {split: [data
-    files]}, folder)`` returns more files to write into the folder (name -> text); ``trl_shape``: readable by
-    `reflogps`/`stats`. ``cannot(row) -> why | None``: what the trainer has no place for in a decoded record
+    files]}, folder)`` returns more files to write into the folder (name -> text); ``trl_shape``: the data files
+    are the canonical records as they are (``rows`` changes nothing), TRL's shape, which `reflogps`, `stats`,
+    `score`, `verify` and `report` read and text output reshapes. ``cannot(row) -> why | None``: what the trainer has no place for in a decoded record
     (the build drops such rows as ``export_unsupported``). ``train(load_id, {split: [data files]}) -> (language,
     text)``: the card's snippet that trains on the set (a config file or command for the consumer).
     """
@@ -539,6 +540,10 @@ EXPORTS: dict[str, Export] = {
         ),
     )
 }
+
+
+#: the export a build writes unless told otherwise
+DEFAULT_EXPORT = next(iter(EXPORTS))
 
 
 def check_export(kind: str) -> Export:

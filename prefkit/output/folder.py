@@ -416,7 +416,7 @@ def _check_parquet(path: Path) -> None:
 
 
 def require_trl_shape(folder: OutputFolder, command: str, generated_ok: bool = False) -> None:
-    """Refuse sets exported for other trainers (any ``--export`` but ``trl``) in commands that read
+    """Refuse sets exported for other trainers (an ``--export`` shape that is not TRL's) in commands that read
     TRL's prompt/chosen/rejected shape, and (unless ``generated_ok``) sets of prompts with completions written by
     `prefkit generate`, which have no pairs yet."""
     if not generated_ok and folder.splits and "prompts" in folder.manifest:
@@ -425,8 +425,11 @@ def require_trl_shape(folder: OutputFolder, command: str, generated_ok: bool = F
             f"pair them first: `prefkit build {folder.path.name} --rating rm_score -o PAIRS` (after "
             f"`prefkit score`), then `prefkit {command} PAIRS`",
         )
-    shape = (folder.manifest.get("export") or {}).get("shape", "trl")
-    if shape != "trl":
+    from prefkit.output.exports import DEFAULT_EXPORT, EXPORTS
+
+    shape = (folder.manifest.get("export") or {}).get("shape", DEFAULT_EXPORT)
+    export = EXPORTS.get(shape)
+    if export is None or not export.trl_shape:
         raise OutputError(
             f"{str(folder.path)!r} was exported in the {shape!r} shape; `prefkit {command}` reads TRL's "
             "prompt/chosen/rejected shape",
