@@ -2,9 +2,9 @@
 the option that turns it on or off, and the rows it drops.
 
 :func:`prefkit.filters.classify` applies :data:`FILTERS` in order to the valid rows: a row gets the reason of the
-first filter that drops it, so it is counted once. A new filter is one :class:`RowFilter` here (its option a
-field of :class:`prefkit.options.FilterOptions`); its reason joins the glossary, and ``tests/test_docs.py``
-checks that it is documented.
+first filter that drops it, so it is counted once. A new filter is one :class:`RowFilter` here, named and listed
+in :data:`FILTERS` where it should run (its option a field of :class:`prefkit.options.FilterOptions`); its reason
+joins the glossary, and ``tests/test_docs.py`` checks that it is documented.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import polars as pl
 
 from prefkit.accounting import Reason, declare
 from prefkit.filters.residue import RESIDUE, residue_markers
-from prefkit.filters.rows import IDENTICAL, identical_answers
+from prefkit.filters.rows import IDENTICAL_COLUMN, identical_answers
 from prefkit.formats.base import TIE, first_reason
 from prefkit.frame import MARGIN, TIE_COLUMN
 
@@ -80,59 +80,59 @@ def _below_min_margin(options: FilterSettings, df: pl.DataFrame) -> pl.Expr:
     return pl.col(MARGIN) < options.min_margin
 
 
-#: every row filter, in the order a row is tested
-FILTERS: tuple[RowFilter, ...] = (
-    RowFilter(
-        Reason("identical", "dropped", "chosen == rejected after whitespace normalisation"),
-        option=None,
-        applies=lambda options: True,
-        drops=lambda options, df: pl.col(IDENTICAL),
-        column=IDENTICAL,
-        compute=lambda df, special_tokens: identical_answers(df),
-    ),
-    RowFilter(
-        Reason(
-            "template_residue",
-            "dropped",
-            "chat-template turn markers left inside the text, where a turn starts or ends (not in code or prose "
-            "about them; --keep-residue keeps them); the rejects' detail shows the marker",
-        ),
-        option="keep_residue",
-        applies=lambda options: not options.keep_residue,
-        drops=lambda options, df: pl.col(RESIDUE).is_not_null(),
-        column=RESIDUE,
-        compute=residue_markers,
-        detail=pl.col(RESIDUE),
-    ),
-    RowFilter(TIE, option="keep_ties", applies=lambda options: not options.keep_ties, drops=_tie),
-    RowFilter(
-        Reason(
-            "negative_margin",
-            "dropped",
-            "the margin is below 0 (its source, the scores or --margin-col, prefers the rejected answer; "
-            "--negative-margin drop)",
-        ),
-        option="negative_margin",
-        applies=lambda options: options.negative_margin == "drop",
-        drops=lambda options, df: pl.col(MARGIN) < 0,
-    ),
-    RowFilter(
-        Reason(
-            "rm_disagrees",
-            "dropped",
-            "the reward model does not prefer the chosen answer (rm_margin <= 0; --drop-disagreeing)",
-        ),
-        option="drop_disagreeing",
-        applies=lambda options: options.drop_disagreeing,
-        drops=lambda options, df: pl.col("rm_margin") <= 0,
-    ),
-    RowFilter(
-        Reason("below_min_margin", "dropped", "margin below --min-margin"),
-        option="min_margin",
-        applies=lambda options: options.min_margin is not None,
-        drops=_below_min_margin,
-    ),
+IDENTICAL = RowFilter(
+    Reason("identical", "dropped", "chosen == rejected after whitespace normalisation"),
+    option=None,
+    applies=lambda options: True,
+    drops=lambda options, df: pl.col(IDENTICAL_COLUMN),
+    column=IDENTICAL_COLUMN,
+    compute=lambda df, special_tokens: identical_answers(df),
 )
+TEMPLATE_RESIDUE = RowFilter(
+    Reason(
+        "template_residue",
+        "dropped",
+        "chat-template turn markers left inside the text, where a turn starts or ends (not in code or prose "
+        "about them; --keep-residue keeps them); the rejects' detail shows the marker",
+    ),
+    option="keep_residue",
+    applies=lambda options: not options.keep_residue,
+    drops=lambda options, df: pl.col(RESIDUE).is_not_null(),
+    column=RESIDUE,
+    compute=residue_markers,
+    detail=pl.col(RESIDUE),
+)
+TIES = RowFilter(TIE, option="keep_ties", applies=lambda options: not options.keep_ties, drops=_tie)
+NEGATIVE_MARGIN = RowFilter(
+    Reason(
+        "negative_margin",
+        "dropped",
+        "the margin is below 0 (its source, the scores or --margin-col, prefers the rejected answer; "
+        "--negative-margin drop)",
+    ),
+    option="negative_margin",
+    applies=lambda options: options.negative_margin == "drop",
+    drops=lambda options, df: pl.col(MARGIN) < 0,
+)
+RM_DISAGREES = RowFilter(
+    Reason(
+        "rm_disagrees",
+        "dropped",
+        "the reward model does not prefer the chosen answer (rm_margin <= 0; --drop-disagreeing)",
+    ),
+    option="drop_disagreeing",
+    applies=lambda options: options.drop_disagreeing,
+    drops=lambda options, df: pl.col("rm_margin") <= 0,
+)
+MIN_MARGIN = RowFilter(
+    Reason("below_min_margin", "dropped", "margin below --min-margin"),
+    option="min_margin",
+    applies=lambda options: options.min_margin is not None,
+    drops=_below_min_margin,
+)
+
+#: every row filter, in the order a row is tested
+FILTERS: tuple[RowFilter, ...] = (IDENTICAL, TEMPLATE_RESIDUE, TIES, NEGATIVE_MARGIN, RM_DISAGREES, MIN_MARGIN)
 #: the filters by reason name
 BY_REASON: dict[str, RowFilter] = {f.reason.name: f for f in FILTERS}
 

@@ -11,6 +11,7 @@ import polars as pl
 from prefkit.accounting import Reason, declare
 from prefkit.formats.base import answer_ok, first_reason, roles
 from prefkit.formats.explicit_messages import ANSWER_NOT_SINGLE_ASSISTANT
+from prefkit.frame import INVALID_COLUMN
 from prefkit.record import PROMPT_ROLES as RECORD_PROMPT_ROLES
 
 EMPTY_TEXT, BAD_PROMPT_ROLES, TOOL_CALL_ID_MISMATCH, NON_FINITE_SCORE = declare(
@@ -60,7 +61,7 @@ SIGNED_COLUMNS = ("margin", "rm_margin")
 
 PROMPT_ROLES = f"^{RECORD_PROMPT_ROLES}$"
 #: the helper columns classify computes and drops again: identical answers, a tool message answering no call
-IDENTICAL, TOOL_MISMATCH = "_identical", "_tool_mismatch"
+IDENTICAL_COLUMN, TOOL_MISMATCH = "_identical", "_tool_mismatch"
 
 
 def any_content(column: str, predicate) -> pl.Expr:
@@ -95,7 +96,7 @@ def identical_answers(df: pl.DataFrame) -> pl.Series:
         .otherwise(pl.col("chosen") == pl.col("rejected"))
     )
     same = rows.filter(rows.select(equal).to_series().fill_null(False))["_i"]
-    return pl.Series(IDENTICAL, [False] * df.height, dtype=pl.Boolean).scatter(same, True)
+    return pl.Series(IDENTICAL_COLUMN, [False] * df.height, dtype=pl.Boolean).scatter(same, True)
 
 
 def tool_call_mismatch(df: pl.DataFrame) -> pl.Series:
@@ -147,7 +148,7 @@ def validation_reason() -> pl.Expr:
     ``_tool_mismatch`` column of :func:`tool_call_mismatch` when the frame has it)."""
     blank = _blank_messages("prompt") | _blank_messages("chosen") | _blank_messages("rejected")
     return pl.coalesce(
-        pl.col("invalid"),
+        pl.col(INVALID_COLUMN),
         first_reason(
             (blank, EMPTY_TEXT),
             (~roles(pl.col("prompt")).str.contains(PROMPT_ROLES), BAD_PROMPT_ROLES),
