@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from prefkit.frame import DETAIL, REASON, STAGE, Stage, flag, flag_columns
+from prefkit.frame import DETAIL, FLAG_PREFIX, REASON, STAGE, Stage, flag, flag_columns
 
 #: where a reason's rows are counted: the frame's ``invalid`` / ``dropped`` stages, or ``added`` (rows beyond one
 #: per source row) and ``flags`` (a ``flag_<name>`` column: a property counted, not an outcome)
@@ -169,7 +169,7 @@ class Counts:
         for stage, reason, n in df.group_by(STAGE, REASON).len().iter_rows():
             by[(stage, reason)] += n
         read = df.height if read is None else read
-        flags = Counter({c.removeprefix(flag("")): int(df[c].sum()) for c in flag_columns(df.columns)})
+        flags = Counter({c.removeprefix(FLAG_PREFIX): int(df[c].sum()) for c in flag_columns(df.columns)})
         return cls(
             read=read,
             kept=by[(Stage.KEPT, None)] + upsampled,

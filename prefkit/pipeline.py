@@ -265,7 +265,7 @@ def resolve_output_format(options: BuildOptions, parts: list[Part], target: Any)
     renders the rows, else ``messages``. An explicit ``plain`` is refused (OptionError) for other sources, with a
     chat template, or with another --export."""
     chat = options.chat
-    text_only = bool(parts) and all(p.mapping.family == "implicit-text" for p in parts)
+    text_only = bool(parts) and all(FAMILIES[p.mapping.family].plain_text for p in parts)
     plain_ok = text_only and target is None and options.output.trl_shaped
     if chat.output_format == "auto":  # stays "auto" (messages) unless plain: recipes record only plain
         return options.replace(output_format="plain") if plain_ok else options

@@ -102,7 +102,8 @@ def classify(df: pl.DataFrame, options: Any, target: Any = None) -> pl.DataFrame
     drop = pl.when(pl.col(INVALID_COLUMN).is_null()).then(
         pl.coalesce(pre, registry.drop_reason(options, df, filters))
     )
-    df = df.with_columns(drop.alias(_DROP)).with_columns(registry.drop_detail(pl.col(_DROP), filters).alias(DETAIL))
+    df = df.with_columns(drop.alias(_DROP))
+    df = df.with_columns(registry.drop_detail(pl.col(_DROP), filters).alias(DETAIL))
     if target is not None:
         df = _apply_target(df, target)
     stage = (

@@ -100,7 +100,7 @@ def identical_answers(df: pl.DataFrame) -> pl.Series:
 
 
 def tool_call_mismatch(df: pl.DataFrame) -> pl.Series:
-    """``_tool_mismatch`` (:data:`TOOL_MISMATCH`): a tool message with a ``tool_call_id`` that answers no call of the assistant turn before
+    """:data:`TOOL_MISMATCH`: a tool message with a ``tool_call_id`` that answers no call of the assistant turn before
     it (in the prompt followed by chosen, or by rejected), or follows a turn without ``tool_calls`` while the
     conversation has calls. Rows without a ``tool_call_id`` are not looked at (the grammar is in PROMPT_ROLES);
     calls without an ``id`` match any ``tool_call_id``."""

@@ -213,7 +213,9 @@ def with_options(
     return replace(mapping, extra=extra)
 
 
-def prepare(mapping: ColumnMapping, schema: pa.Schema, read: Callable[[list[str]], Iterable[pa.Table]]) -> ColumnMapping:
+def prepare(
+    mapping: ColumnMapping, schema: pa.Schema, read: Callable[[list[str]], Iterable[pa.Table]]
+) -> ColumnMapping:
     """``mapping`` with the facts its normaliser needs of the whole split (``mapping.facts``), so that normalising
     the split batch by batch gives what normalising it at once gives: which text score columns write their scores
     as fractions of one scale (``fractions``, read over the whole split), the family's own facts

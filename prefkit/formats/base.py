@@ -86,13 +86,14 @@ class Family:
 
     ``letter`` is the label `detect` and the manifest show (not an order: families are lettered as they were
     added); ``order`` sets detection order (lower first: the most specific shapes first). ``match(schema, columns,
-    sample)`` returns a :class:`ColumnMapping` or a sentence saying why not; ``normalise(df, mapping, schema)`` returns
-    the canonical columns (see :mod:`prefkit.formats`). A family whose normaliser looks across rows of the split
+    sample)`` returns a :class:`ColumnMapping` or a sentence saying why not; ``normalise(df, mapping, schema)``
+    returns the canonical columns (see :mod:`prefkit.formats`). A family whose normaliser looks across rows of the split
     (SHP's pairs per post) declares ``prepare(mapping, schema, read)``: it reads the columns it needs over the whole
     split (``read(columns)`` gives them in batches) and returns facts for ``mapping.facts``, so that every batch
     normalises as it would in one. ``full_frame``: ``normalise`` reads the scores itself (and may emit more or
     fewer rows than its input); ``system_in_prompt``: ``normalise`` puts the mapping's system column into the
-    prompt itself (else the registry adds it as the prompt's first message).
+    prompt itself (else the registry adds it as the prompt's first message); ``plain_text``: its rows are TRL's
+    standard text format (strings), which ``--output-format auto`` writes as they came (``plain``).
     """
 
     name: str
@@ -106,6 +107,7 @@ class Family:
     full_frame: bool = False
     prepare: Callable[..., dict] | None = None
     system_in_prompt: bool = False
+    plain_text: bool = False
 
 
 def pick_column(

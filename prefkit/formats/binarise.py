@@ -1,7 +1,8 @@
-"""Binarisation, shared by families F (``ranked``: k answers with ranks, berkeley-nest/Nectar) and G (``rated``:
-N completions with ratings, openbmb/UltraFeedback).
+"""Binarisation, shared by the ``ranked`` family (k answers with ranks, berkeley-nest/Nectar) and the ``rated`` one
+(N completions with ratings, openbmb/UltraFeedback).
 
-Both are *binarised*: one source row gives zero, one or several pairs, by a strategy (``ColumnMapping.extra["pairs"]``):
+Both are *binarised*: one source row gives zero, one or several pairs, by a strategy
+(``ColumnMapping.extra["pairs"]``):
 
 ``best-vs-worst``   the best answer against the worst
 ``best-vs-next``    the best against the best of the next lower score level

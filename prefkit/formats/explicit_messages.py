@@ -1,5 +1,5 @@
-"""Family C, message lists with an explicit prompt: ``prompt`` is a message list and ``chosen``/``rejected`` hold
-the final assistant turn (trl-lib/hh-rlhf-helpful-base), or plain strings."""
+"""``explicit-messages``: message lists with an explicit prompt: ``prompt`` is a message list and
+``chosen``/``rejected`` hold the final assistant turn (trl-lib/hh-rlhf-helpful-base), or plain strings."""
 
 from __future__ import annotations
 

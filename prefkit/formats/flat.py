@@ -1,4 +1,4 @@
-"""Family A: flat strings with an explicit prompt (Intel/orca_dpo_pairs, OpenHermes-binarized, truthy-dpo …),
+"""``flat``: flat strings with an explicit prompt (Intel/orca_dpo_pairs, OpenHermes-binarized, truthy-dpo …),
 including Alpaca / LLaMA-Factory preference rows.
 
 Alpaca rows (``instruction``, ``input``, optional ``history`` of ``[user, assistant]`` pairs, optional ``system``)

@@ -1,5 +1,5 @@
-"""Family B, message lists with an implicit prompt: ``chosen``/``rejected`` are whole conversations ending in
-the answer (ultrafeedback_binarized, dpo-mix-7k, Capybara-Preferences …).
+"""``implicit-messages``: message lists with an implicit prompt: ``chosen``/``rejected`` are whole conversations
+ending in the answer (ultrafeedback_binarized, dpo-mix-7k, Capybara-Preferences …).
 
 The prompt is the shared history, compared turn by turn: when the two histories differ the row is invalid
 (``histories_differ``), never silently taken from ``chosen``.

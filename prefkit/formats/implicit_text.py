@@ -1,5 +1,5 @@
-"""Family H: TRL's implicit-prompt plain text: only ``chosen`` and ``rejected`` strings that share their start
-(``{"chosen": "The capital of France is Paris.", "rejected": "The capital of France is Rome."}``).
+"""``implicit-text``: TRL's implicit-prompt plain text: only ``chosen`` and ``rejected`` strings that share their
+start (``{"chosen": "The capital of France is Paris.", "rejected": "The capital of France is Rome."}``).
 
 The prompt is their longest common prefix, cut at the last whitespace within it, the whitespace going to the
 answers (:func:`split_implicit`): prompt ``"The capital of France is"``, chosen ``" Paris."``, rejected
@@ -131,4 +131,5 @@ FAMILY = Family(
     match=match,
     normalise=normalise,
     reasons=(NULL_VALUE, MISSING_PROMPT, EMPTY_ANSWER),
+    plain_text=True,
 )

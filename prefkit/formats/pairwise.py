@@ -1,6 +1,7 @@
-"""Family E: two answers and a label saying which one wins. The label orients the pair; ties are possible.
+"""``pairwise``: two answers and a label saying which one wins. The label orients the pair; ties are possible.
 
-One source row gives one candidate pair (row for row, like families A-D). Four shapes, told apart by their columns:
+One source row gives one candidate pair (row for row, like the families that are not ``full_frame``). Four
+shapes, told apart by their columns:
 
 ==========  ==========================================  ====================================================
 variant     columns                                     orientation

@@ -1,5 +1,5 @@
-"""Family P: prompts without answers: a ``prompt`` column of text or of messages (``[{role, content}, …]``),
-what `prefkit generate` samples completions for.
+"""``prompt-only``: prompts without answers: a ``prompt`` column of text or of messages (``[{role, content},
+…]``), what `prefkit generate` samples completions for.
 
 Tried after every shape with answers (it matches any set with a prompt column). ``build`` reads such a set too,
 but a row without answers makes no pair: each is counted invalid ``prompt_only``. `prefkit generate` reads the

@@ -1,4 +1,4 @@
-"""Family F: one prompt, k answers with ranks, 1 = best (berkeley-nest/Nectar); binarised (:mod:`.binarise`).
+"""``ranked``: one prompt, k answers with ranks, 1 = best (berkeley-nest/Nectar); binarised (:mod:`.binarise`).
 
 The score is the rank; ``score_chosen``/``score_rejected`` hold the native ranks and ``margin`` is the rank gap
 (``rank_rejected - rank_chosen``, positive). Prompts in ``Human:``/``Assistant:`` markup are split into turns.

@@ -1,4 +1,4 @@
-"""Family G: one prompt, N completions with ratings (openbmb/UltraFeedback raw); binarised (:mod:`.binarise`).
+"""``rated``: one prompt, N completions with ratings (openbmb/UltraFeedback raw); binarised (:mod:`.binarise`).
 
 ``--rating overall`` (default) uses ``overall_score``; ``--rating aspects`` the mean of the aspect ``Rating``
 strings, ignoring ``"N/A"``. Also accepted: a list of strings (``generations``, ``responses``) with a parallel

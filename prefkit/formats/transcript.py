@@ -1,4 +1,4 @@
-"""Family D: Human/Assistant transcript strings (Anthropic/hh-rlhf).
+"""``transcript``: Human/Assistant transcript strings (Anthropic/hh-rlhf).
 
 ``"\\n\\nHuman: …\\n\\nAssistant: …"``. The transcripts are split at turn boundaries and the two histories compared
 turn by turn; a character-level common prefix would eat answers that start alike.

@@ -1,4 +1,5 @@
-"""Family K: TRL's unpaired preference shape (the ``KTOTrainer`` format): ``prompt``, ``completion``, ``label``.
+"""``unpaired``: TRL's unpaired preference shape (the ``KTOTrainer`` format): ``prompt``, ``completion``,
+``label``.
 
 One answer per row, ``label`` true for a desirable completion and false for an undesirable one; ``prompt`` and
 ``completion`` are messages (conversational) or strings (standard). The record is a pair, so the rows of one prompt

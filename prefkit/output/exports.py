@@ -79,9 +79,10 @@ class Export:
     the keys of the whole split. :meth:`table` makes one split at once. ``extra_files(set_name, {split: [data
     files]}, folder)`` returns more files to write into the folder (name -> text); ``trl_shape``: the data files
     are the canonical records as they are (``rows`` changes nothing), TRL's shape, which `reflogps`, `stats`,
-    `score`, `verify` and `report` read and text output reshapes. ``cannot(row) -> why | None``: what the trainer has no place for in a decoded record
-    (the build drops such rows as ``export_unsupported``). ``train(load_id, {split: [data files]}) -> (language,
-    text)``: the card's snippet that trains on the set (a config file or command for the consumer).
+    `score`, `verify` and `report` read and text output reshapes. ``cannot(row) -> why | None``: what the
+    trainer has no place for in a decoded record (the build drops such rows as ``export_unsupported``).
+    ``train(load_id, {split: [data files]}) -> (language, text)``: the card's snippet that trains on the set (a
+    config file or command for the consumer).
     """
 
     name: str

@@ -80,7 +80,9 @@ def apply_drops(parts: Sequence[Selectable], drops: pl.DataFrame) -> int:
     return drops.height
 
 
-def decontaminate(parts: Sequence[Selectable], evalsets: tuple[str, ...], answers: bool, token: Any = None) -> dict:
+def decontaminate(
+    parts: Sequence[Selectable], evalsets: tuple[str, ...], answers: bool, token: Any = None
+) -> dict:
     """Drop contaminated rows; returns the manifest's ``decontamination`` section: per eval set its items,
     where it came from, and the rows removed."""
     from prefkit.select.decontaminate import build_index, decontaminate_reasons

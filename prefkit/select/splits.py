@@ -111,7 +111,9 @@ def assign_test(rows: pl.DataFrame, target: int, seed: int | None) -> tuple[pl.S
     return is_test, summary
 
 
-def assign_parts(parts: Sequence[Selectable], test_size: float | None, test_rows: int | None, seed: int | None) -> dict:
+def assign_parts(
+    parts: Sequence[Selectable], test_size: float | None, test_rows: int | None, seed: int | None
+) -> dict:
     """Leak-free train/test across every part: sets each ``part.df``'s ``_out`` column ("train"/"test") and
     returns the manifest's ``test_split`` entry."""
     frames = []

@@ -240,7 +240,12 @@ def workers() -> int:
 
 
 def classified(
-    batches: Iterator[pa.Table], read: list[str], mapping: ColumnMapping, options: Any, target_check: Any, threads: int
+    batches: Iterator[pa.Table],
+    read: list[str],
+    mapping: ColumnMapping,
+    options: Any,
+    target_check: Any,
+    threads: int,
 ) -> Iterator[tuple[pa.Table, pa.Table, pl.DataFrame]]:
     """``(batch, its read columns, classified rows)`` for every batch, in order, ``threads`` batches classified at
     once (polars and Arrow release the GIL); at most ``threads + 1`` batches are held."""

@@ -118,6 +118,11 @@ def test_the_system_column_goes_into_the_prompt_once():
         assert [m["role"] for m in prompt].count("system") == 1 and prompt[0]["content"] == "Be brief."
 
 
+def test_only_implicit_text_rows_are_plain_text():
+    """``plain_text``: what ``--output-format auto`` keeps as TRL's standard text format."""
+    assert [n for n, f in FAMILIES.items() if f.plain_text] == ["implicit-text"]
+
+
 def test_full_frame_families_read_their_own_scores():
     full = sorted(n for n, f in FAMILIES.items() if f.full_frame)
     assert full == ["pairwise", "ranked", "rated", "unpaired"]
