@@ -20,7 +20,11 @@ from typing import Any, Literal
 
 import polars as pl
 
-Stage = Literal["invalid", "dropped", "added", "flags"]
+from prefkit.frame import DETAIL, FLAG_PREFIX, REASON, STAGE, Stage, flag, flag_columns
+
+#: where a reason's rows are counted: the frame's ``invalid`` / ``dropped`` stages, or ``added`` (rows beyond one
+#: per source row) and ``flags`` (a ``flag_<name>`` column: a property counted, not an outcome)
+Outcome = Literal["invalid", "dropped", "added", "flags"]
 
 
 @dataclass(frozen=True)
@@ -33,11 +37,22 @@ class Reason:
     """
 
     name: str
-    stage: Stage
+    stage: Outcome
     meaning: str
     selection: bool = False
     #: what to do when rows end here and no option brings them back (the hint of an empty build)
     fix: str | None = None
+
+    def lit(self) -> pl.Expr:
+        """The reason as a polars literal (a ``reason`` value)."""
+        return pl.lit(self.name)
+
+    @property
+    def flag(self) -> str:
+        """The frame column a ``flags`` reason is counted from (``flag_<name>``)."""
+        if self.stage != "flags":
+            raise ValueError(f"{self.stage}/{self.name} is not a flag")
+        return flag(self.name)
 
 
 _GLOSSARY: dict[tuple[str, str], Reason] = {}
@@ -52,6 +67,12 @@ def declare(*reasons: Reason) -> tuple[Reason, ...]:
         _GLOSSARY[(reason.stage, reason.name)] = reason
     return reasons
 
+
+#: rows beyond one per source row, counted by :meth:`Counts.of_frame`
+EXTRA_PAIRS, UPSAMPLED = declare(
+    Reason("extra_pairs", "added", "pairs beyond one per source row (ranked/rated sets are binarised)"),
+    Reason("upsampled", "added", "extra copies drawn by a source weight above its size"),
+)
 
 #: the packages whose modules declare reasons
 STAGE_PACKAGES = ("prefkit.formats", "prefkit.filters", "prefkit.select")
@@ -145,18 +166,16 @@ class Counts:
         ``added.extra_pairs``, upsampled copies ``added.upsampled`` and kept.
         """
         by: Counter = Counter()
-        for stage, reason, n in df.group_by("stage", "reason").len().iter_rows():
+        for stage, reason, n in df.group_by(STAGE, REASON).len().iter_rows():
             by[(stage, reason)] += n
         read = df.height if read is None else read
-        flags = Counter(
-            {c.removeprefix("flag_"): int(df[c].sum()) for c in df.columns if c.startswith("flag_")}
-        )
+        flags = Counter({c.removeprefix(FLAG_PREFIX): int(df[c].sum()) for c in flag_columns(df.columns)})
         return cls(
             read=read,
-            kept=by[("kept", None)] + upsampled,
-            dropped=Counter({r: n for (s, r), n in by.items() if s == "dropped"}),
-            invalid=Counter({r: n for (s, r), n in by.items() if s == "invalid"}),
-            added=Counter({"extra_pairs": df.height - read, "upsampled": upsampled}),
+            kept=by[(Stage.KEPT, None)] + upsampled,
+            dropped=Counter({r: n for (s, r), n in by.items() if s == Stage.DROPPED}),
+            invalid=Counter({r: n for (s, r), n in by.items() if s == Stage.INVALID}),
+            added=Counter({EXTRA_PAIRS.name: df.height - read, UPSAMPLED.name: upsampled}),
             flags=flags,
         )
 
@@ -171,12 +190,13 @@ def total(counts: dict[str, dict] | list[Counts]) -> Counts:
 
 
 def mark_dropped(
-    df: pl.DataFrame, rows: pl.Series, reasons: pl.Series | str, details: pl.Series | None = None
+    df: pl.DataFrame, rows: pl.Series, reasons: pl.Series | Reason, details: pl.Series | None = None
 ) -> pl.DataFrame:
-    """Mark the rows at positions ``rows`` dropped with ``reasons`` (one per row, or one for all) and, when given,
-    their ``details`` (the evidence the rejects show in ``detail``)."""
-    if isinstance(reasons, str):
-        reasons = pl.Series([reasons] * rows.len(), dtype=pl.String)
+    """Mark the rows at positions ``rows`` dropped with ``reasons`` (one per row, each a declared reason's name,
+    or one :class:`Reason` for all) and, when given, their ``details`` (the evidence the rejects show in
+    ``detail``)."""
+    if isinstance(reasons, Reason):
+        reasons = pl.Series([reasons.name] * rows.len(), dtype=pl.String)
     at = rows.cast(pl.Int64)
     if not at.is_sorted():  # older polars scatter only to ascending positions
         order = at.arg_sort()
@@ -184,17 +204,30 @@ def mark_dropped(
         details = details.gather(order) if details is not None else None
     reason = pl.Series("_new", [None] * df.height, dtype=pl.String).scatter(at, reasons)
     df = df.with_columns(reason)
-    if "detail" not in df.columns:
-        df = df.with_columns(pl.lit(None, dtype=pl.String).alias("detail"))
+    if DETAIL not in df.columns:
+        df = df.with_columns(pl.lit(None, dtype=pl.String).alias(DETAIL))
     new_detail = pl.Series("_d", [None] * df.height, dtype=pl.String)
     if details is not None:
         new_detail = new_detail.scatter(at, details.cast(pl.String))
     marked = pl.col("_new").is_not_null()
     return df.with_columns(
-        pl.when(marked).then(pl.lit("dropped")).otherwise(pl.col("stage")).alias("stage"),
-        pl.coalesce("_new", "reason").alias("reason"),
-        pl.when(marked).then(pl.lit(new_detail)).otherwise(pl.col("detail")).alias("detail"),
+        pl.when(marked).then(pl.lit(Stage.DROPPED.value)).otherwise(pl.col(STAGE)).alias(STAGE),
+        pl.coalesce("_new", REASON).alias(REASON),
+        pl.when(marked).then(pl.lit(new_detail)).otherwise(pl.col(DETAIL)).alias(DETAIL),
     ).drop("_new")
+
+
+def drop_where(
+    df: pl.DataFrame, where: pl.Expr | pl.Series, reason: Reason, detail: pl.Series | None = None
+) -> pl.DataFrame:
+    """Mark the rows where ``where`` holds dropped with ``reason`` and, when given, their ``detail``."""
+    marked = [
+        pl.when(where).then(pl.lit(Stage.DROPPED.value)).otherwise(pl.col(STAGE)).alias(STAGE),
+        pl.when(where).then(reason.lit()).otherwise(pl.col(REASON)).alias(REASON),
+    ]
+    if detail is not None:
+        marked.append(pl.when(where).then(detail).otherwise(pl.col(DETAIL)).alias(DETAIL))
+    return df.with_columns(*marked)
 
 
 def _why(counts: dict) -> str:
@@ -234,7 +267,7 @@ def check_not_empty(manifest: dict) -> None:
     sentences = empty_sentences(manifest)
     if sentences:
         totals = manifest["totals"]
-        found = [(stage, name) for stage in ("dropped", "invalid") for name in totals.get(stage, {})]
+        found = [(stage, name) for stage in (Stage.DROPPED, Stage.INVALID) for name in totals.get(stage, {})]
         fixes = [r.fix for key in found if (r := _GLOSSARY.get(key)) is not None and r.fix]
         raise EmptyResultError(
             "; ".join(sentences) + "; nothing was written (datasets cannot load an empty split)",

@@ -35,7 +35,7 @@ from prefkit.errors import OptionError
 from prefkit.formats import FAMILIES, family_options
 from prefkit.formats.system import SYSTEM_MODES, parse_system
 from prefkit.optionspec import OptionGroup, option, option_error
-from prefkit.output.exports import EXPORTS
+from prefkit.output.exports import DEFAULT_EXPORT, EXPORTS
 from prefkit.values import names
 
 #: what the manifest's recipe says it is (bumped when the recipe's meaning changes)
@@ -274,7 +274,7 @@ class OutputOptions(OptionGroup):
     """What the output folder holds besides the canonical records."""
 
     export: Literal[tuple(EXPORTS)] = option(  # type: ignore[valid-type]
-        "trl",
+        DEFAULT_EXPORT,
         "Shape of the data files: TRL messages, OpenRLHF full conversations + margin, LLaMA-Factory ShareGPT "
         "(+ dataset_info.json), TRL KTO unpaired rows, hosted DPO fine-tuning JSONL (openai: OpenAI, Azure "
         "OpenAI, Together, Fireworks), axolotl chat_template.default, NeMo-RL context + ranked completions, or "
@@ -286,6 +286,12 @@ class OutputOptions(OptionGroup):
         "Copy every original column of every row not kept into rejects/ (by default: the columns the build "
         "read, and for rows not chosen by --top/--max-rows only source_index, reason and margin).",
     )
+
+    @property
+    def trl_shaped(self) -> bool:
+        """Whether the export writes the canonical records as they are (TRL's shape: what `reflogps` and
+        `stats` read, and what text output reshapes)."""
+        return EXPORTS[self.export].trl_shape
 
 
 GROUPS: dict[str, type[OptionGroup]] = {

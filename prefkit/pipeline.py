@@ -37,11 +37,12 @@ from prefkit.output.manifest import carry_sections, describe_target, finish_mani
 from prefkit.progress import track
 from prefkit.record import arrow_schema
 from prefkit.results import DetectResult, Result
-from prefkit.select import Part, assign_test_split, select_across
+from prefkit.select import assign_test_split, select_across
 from prefkit.select.quality import kept_row_details
 from prefkit.sources import Source, StreamChanged, load_source
 from prefkit.sources.spec import SourceSpec, parse_source
 from prefkit.store.folder import REJECTS_DIR, nested_json_warnings
+from prefkit.stream import Part
 
 __all__ = ["BuildResult", "build", "detect"]
 
@@ -264,8 +265,8 @@ def resolve_output_format(options: BuildOptions, parts: list[Part], target: Any)
     renders the rows, else ``messages``. An explicit ``plain`` is refused (OptionError) for other sources, with a
     chat template, or with another --export."""
     chat = options.chat
-    text_only = bool(parts) and all(p.mapping.family == "implicit-text" for p in parts)
-    plain_ok = text_only and target is None and options.output.export == "trl"
+    text_only = bool(parts) and all(FAMILIES[p.mapping.family].plain_text for p in parts)
+    plain_ok = text_only and target is None and options.output.trl_shaped
     if chat.output_format == "auto":  # stays "auto" (messages) unless plain: recipes record only plain
         return options.replace(output_format="plain") if plain_ok else options
     if chat.output_format == "plain" and not plain_ok:
@@ -500,9 +501,8 @@ def plan_part(
     )
     mapping = _carry(mapping, loaded[i], table.schema)
     out = pre.split_names.get(name, name) if len(specs) > 1 and use_preset else name
-    part = Part(loaded[i], specs[i], pre if use_preset else None, name, out, table, mapping)
-    part.read_columns = list(table.column_names) if options.output.full_rejects else used_columns(mapping)
-    return part
+    read = list(table.column_names) if options.output.full_rejects else used_columns(mapping)
+    return Part(loaded[i], specs[i], pre if use_preset else None, name, out, table, mapping, read)
 
 
 def read_parts(

@@ -39,7 +39,7 @@ def kept_rows(out, split="train"):
 # ---------------------------------------------------------------- families
 
 
-def test_family_a_flat_with_aliases_and_system(tmp_path):
+def test_flat_with_aliases_and_system(tmp_path):
     rows = [
         {"system": "Be brief.", "question": "Q1", "chosen": "good", "rejected": "bad", "delta_score": 2.5},
         {"system": "", "question": "Q2", "chosen": "fine", "rejected": "worse", "delta_score": 1.0},
@@ -63,7 +63,7 @@ def test_family_a_flat_with_aliases_and_system(tmp_path):
     }
 
 
-def test_family_a_response_aliases_and_hyphenated_scores(tmp_path):
+def test_flat_response_aliases_and_hyphenated_scores(tmp_path):
     rows = [
         {
             "instruction": "Q",
@@ -80,7 +80,7 @@ def test_family_a_response_aliases_and_hyphenated_scores(tmp_path):
     assert fmt["score_chosen"] == "chosen-rating" and fmt["prompt"] == "instruction"
 
 
-def test_family_b_implicit_messages_multi_turn(tmp_path):
+def test_implicit_messages_multi_turn(tmp_path):
     hist = [("system", "S"), ("user", "u1"), ("assistant", "a1"), ("user", "u2")]
     rows = [
         {
@@ -113,7 +113,7 @@ def test_family_b_implicit_messages_multi_turn(tmp_path):
     assert res.manifest["splits"]["train"]["invalid"] == {"histories_differ": 1, "missing_prompt": 1}
 
 
-def test_family_c_explicit_messages(tmp_path):
+def test_explicit_messages(tmp_path):
     rows = [
         {
             "prompt": msgs(("user", "hi"), ("assistant", "hello"), ("user", "how are you?")),
@@ -140,7 +140,7 @@ def test_family_c_explicit_messages(tmp_path):
     }
 
 
-def test_family_d_transcripts_split_at_turns(tmp_path):
+def test_transcripts_split_at_turns(tmp_path):
     common = "\n\nHuman: What is 1+1?\n\nAssistant: 2\n\nHuman: And 2+2?\n\nAssistant:"
     rows = [
         # answers that start alike: a character-level prefix would eat "The answer is"

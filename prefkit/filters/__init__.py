@@ -10,21 +10,38 @@ from typing import Any
 import polars as pl
 
 from prefkit.errors import SelectionError, option
-from prefkit.filters.residue import residue_markers
+from prefkit.filters import registry
 from prefkit.filters.rows import (
-    drop_reason,
-    identical_answers,
+    FLIPPED,
+    NEGATIVE_MARGIN_FLAG,
+    RM_DISAGREES_FLAG,
+    RM_FLIPPED,
+    TOOL_MISMATCH,
     orient,
     tool_call_mismatch,
     validation_reason,
 )
+from prefkit.frame import (
+    DETAIL,
+    INVALID_COLUMN,
+    MARGIN,
+    NORMALISER_DROP,
+    REASON,
+    STAGE,
+    Stage,
+    is_stage,
+    kept,
+)
 
 __all__ = ["classify", "require_margins"]
+
+#: the column of the first filter's reason, while classify runs
+_DROP = "_drop"
 
 
 def _apply_target(df: pl.DataFrame, target: Any) -> pl.DataFrame:
     """The target's drops (template refusals, token limits) on the rows still kept, with their details."""
-    rows = df.with_row_index("_x").filter(pl.col("invalid").is_null() & pl.col("_drop").is_null())
+    rows = df.with_row_index("_x").filter(pl.col(INVALID_COLUMN).is_null() & pl.col(_DROP).is_null())
     if not rows.height:
         return df
     reasons, details = target(rows)
@@ -34,8 +51,8 @@ def _apply_target(df: pl.DataFrame, target: Any) -> pl.DataFrame:
         return pl.Series([None] * df.height, dtype=pl.String).scatter(at, pl.Series(values, dtype=pl.String))
 
     return df.with_columns(
-        pl.coalesce(pl.col("_drop"), spread(reasons)).alias("_drop"),
-        pl.coalesce(pl.col("detail"), spread(details)).alias("detail"),
+        pl.coalesce(pl.col(_DROP), spread(reasons)).alias(_DROP),
+        pl.coalesce(pl.col(DETAIL), spread(details)).alias(DETAIL),
     )
 
 
@@ -51,10 +68,10 @@ def _reward_model_disagreement(df: pl.DataFrame, options: Any) -> pl.DataFrame:
                 "score the set first (`prefkit score OUT --reward-model RM`) and build from OUT",
             )
         return df
-    valid = pl.col("invalid").is_null()
-    df = df.with_columns(((pl.col("rm_margin") <= 0).fill_null(False) & valid).alias("flag_rm_disagrees"))
+    valid = pl.col(INVALID_COLUMN).is_null()
+    df = df.with_columns(((pl.col("rm_margin") <= 0).fill_null(False) & valid).alias(RM_DISAGREES_FLAG.flag))
     if options.flip_disagreeing:
-        df = orient(df, (pl.col("rm_margin") < 0).fill_null(False) & valid, "rm_flipped")
+        df = orient(df, (pl.col("rm_margin") < 0).fill_null(False) & valid, RM_FLIPPED)
     return df
 
 
@@ -62,47 +79,42 @@ def classify(df: pl.DataFrame, options: Any, target: Any = None) -> pl.DataFrame
     """Add ``stage`` (kept / dropped / invalid), ``reason`` and ``detail`` to a normalised frame; rows stay in
     order.
 
-    ``options`` are :class:`prefkit.options.FilterOptions`; ``target`` (a
+    ``options`` are :class:`prefkit.options.FilterOptions`: the row filters they turn on
+    (:data:`prefkit.filters.registry.FILTERS`) run in order; ``target`` (a
     :class:`prefkit.filters.tokens.TargetCheck`, with ``--tokenizer`` / ``--chat-template``) renders and
-    length-filters the rows that pass the row-local filters, and adds its special tokens to the residue markers.
+    length-filters the rows that pass the row filters, and adds its special tokens to the residue markers.
     ``detail`` says more about a reason: the residue marker found, the template's message.
     """
     # a normaliser may decide a drop from labels (``normaliser_drop``: SHP caps, equal ranks …): such rows hold no
     # pair to validate, and the decision is final (not undone by --keep-ties)
-    pre = pl.col("normaliser_drop") if "normaliser_drop" in df.columns else pl.lit(None, dtype=pl.String)
+    pre = pl.col(NORMALISER_DROP) if NORMALISER_DROP in df.columns else pl.lit(None, dtype=pl.String)
+    filters = registry.active(options)
     df = df.with_columns(tool_call_mismatch(df))
     df = df.with_columns(
-        pl.when(pre.is_null()).then(validation_reason()).otherwise(pl.col("invalid")).alias("invalid"),
-        identical_answers(df),
-        residue_markers(df, target.special_tokens if target is not None else ()),
+        pl.when(pre.is_null()).then(validation_reason()).otherwise(pl.col(INVALID_COLUMN)).alias(INVALID_COLUMN)
     )
-    negative = (pl.col("margin") < 0).fill_null(False) & pl.col("invalid").is_null()
-    df = df.with_columns(negative.alias("flag_negative_margin"))
+    df = registry.with_columns(df, filters, target.special_tokens if target is not None else ())
+    negative = (pl.col(MARGIN) < 0).fill_null(False) & pl.col(INVALID_COLUMN).is_null()
+    df = df.with_columns(negative.alias(NEGATIVE_MARGIN_FLAG.flag))
     if options.negative_margin == "flip":
-        df = orient(df, pl.col("flag_negative_margin"), "flipped")
+        df = orient(df, pl.col(NEGATIVE_MARGIN_FLAG.flag), FLIPPED)
     df = _reward_model_disagreement(df, options)
-    row_filters = drop_reason(
-        keep_ties=options.keep_ties,
-        keep_residue=options.keep_residue,
-        min_margin=options.min_margin,
-        has_tie_column="tie" in df.columns,
-        drop_negative=options.negative_margin == "drop",
-        drop_disagreeing=options.drop_disagreeing,
+    drop = pl.when(pl.col(INVALID_COLUMN).is_null()).then(
+        pl.coalesce(pre, registry.drop_reason(options, df, filters))
     )
-    drop = pl.when(pl.col("invalid").is_null()).then(pl.coalesce(pre, row_filters))
-    detail = pl.when(drop == "template_residue").then(pl.col("_residue"))
-    df = df.with_columns(drop.alias("_drop")).with_columns(detail.alias("detail"))
+    df = df.with_columns(drop.alias(_DROP))
+    df = df.with_columns(registry.drop_detail(pl.col(_DROP), filters).alias(DETAIL))
     if target is not None:
         df = _apply_target(df, target)
     stage = (
-        pl.when(pl.col("invalid").is_not_null())
-        .then(pl.lit("invalid"))
-        .when(pl.col("_drop").is_not_null())
-        .then(pl.lit("dropped"))
-        .otherwise(pl.lit("kept"))
+        pl.when(pl.col(INVALID_COLUMN).is_not_null())
+        .then(pl.lit(Stage.INVALID.value))
+        .when(pl.col(_DROP).is_not_null())
+        .then(pl.lit(Stage.DROPPED.value))
+        .otherwise(pl.lit(Stage.KEPT.value))
     )
-    return df.with_columns(stage.alias("stage"), pl.coalesce("invalid", "_drop").alias("reason")).drop(
-        "_drop", "invalid", "_identical", "_residue", "_tool_mismatch"
+    return df.with_columns(stage.alias(STAGE), pl.coalesce(INVALID_COLUMN, _DROP).alias(REASON)).drop(
+        _DROP, INVALID_COLUMN, TOOL_MISMATCH, *registry.helper_columns(filters)
     )
 
 
@@ -111,8 +123,8 @@ def require_margins(df: pl.DataFrame, flags: list[str]) -> None:
     never below ``--min-margin``, so it would pass silently)."""
     if not flags:
         return
-    missing = df.select(((pl.col("stage") == "kept") & pl.col("margin").is_null()).sum()).item()
-    valid = df.select((pl.col("stage") != "invalid").sum()).item()
+    missing = df.select((kept() & pl.col(MARGIN).is_null()).sum()).item()
+    valid = df.select((~is_stage(Stage.INVALID)).sum()).item()
     if missing:
         raise SelectionError(
             f"{' and '.join(flags)} {'needs' if len(flags) == 1 else 'need'} a margin on every row, but {missing} "

@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 import polars as pl
 
-from prefkit.accounting import Reason, declare
+from prefkit.accounting import Reason, declare, drop_where
+from prefkit.frame import kept
 
-REASONS = declare(
+(EXPORT_UNSUPPORTED,) = declare(
     Reason(
         "export_unsupported",
         "dropped",
@@ -50,19 +51,15 @@ def export_refusals(df: pl.DataFrame, cannot: Callable[[dict], str | None]) -> p
     refusal as their ``detail``."""
     from prefkit.record import decode_row
 
-    kept = df.with_row_index("_x").filter((pl.col("stage") == "kept") & ~plain_rows(df))
-    if not kept.height:
+    rows = df.with_row_index("_x").filter(kept() & ~plain_rows(df))
+    if not rows.height:
         return df
-    columns = [c for c in _COLUMNS if c in kept.columns]
-    why = [cannot(decode_row(row)) for row in kept.select(columns).iter_rows(named=True)]
-    refused = [(i, w) for i, w in zip(kept["_x"].to_list(), why, strict=True) if w is not None]
+    columns = [c for c in _COLUMNS if c in rows.columns]
+    why = [cannot(decode_row(row)) for row in rows.select(columns).iter_rows(named=True)]
+    refused = [(i, w) for i, w in zip(rows["_x"].to_list(), why, strict=True) if w is not None]
     if not refused:
         return df
     at = pl.Series([i for i, _ in refused], dtype=pl.Int64)
     detail = pl.Series([None] * df.height, dtype=pl.String).scatter(at, [w for _, w in refused])
     hit = pl.Series([False] * df.height, dtype=pl.Boolean).scatter(at, True)
-    return df.with_columns(
-        pl.when(hit).then(pl.lit("dropped")).otherwise(pl.col("stage")).alias("stage"),
-        pl.when(hit).then(pl.lit("export_unsupported")).otherwise(pl.col("reason")).alias("reason"),
-        pl.when(hit).then(detail).otherwise(pl.col("detail")).alias("detail"),
-    )
+    return drop_where(df, hit, EXPORT_UNSUPPORTED, detail)

@@ -44,6 +44,8 @@ LITERALS = (
     "<end_of_turn>", "<eos>", "[INST]", "<extra_id_", "Human:", "Assistant:",
 )  # fmt: skip
 CODE = r"(?s)```.*?```|~~~.*?~~~|`[^`\n]+`"
+#: the column :func:`residue_markers` fills
+RESIDUE = "_residue"
 
 
 def _rules() -> list[tuple[str, str]]:
@@ -95,4 +97,4 @@ def residue_markers(df: pl.DataFrame, special_tokens: Sequence[str] = ()) -> pl.
         "_i", pl.coalesce(_marker(c, regex) for c in ("prompt", "chosen", "rejected")).alias("m")
     )
     found = found.filter(pl.col("m").is_not_null())
-    return pl.Series("_residue", [None] * df.height, dtype=pl.String).scatter(found["_i"], found["m"])
+    return pl.Series(RESIDUE, [None] * df.height, dtype=pl.String).scatter(found["_i"], found["m"])

@@ -10,9 +10,11 @@ import polars as pl
 
 from prefkit.accounting import Reason, declare
 from prefkit.formats.base import answer_ok, first_reason, roles
+from prefkit.formats.explicit_messages import ANSWER_NOT_SINGLE_ASSISTANT
+from prefkit.frame import INVALID_COLUMN
 from prefkit.record import PROMPT_ROLES as RECORD_PROMPT_ROLES
 
-REASONS = declare(
+EMPTY_TEXT, BAD_PROMPT_ROLES, TOOL_CALL_ID_MISMATCH, NON_FINITE_SCORE = declare(
     Reason("empty_text", "invalid", "a message is empty or blank"),
     Reason(
         "bad_prompt_roles",
@@ -26,20 +28,10 @@ REASONS = declare(
         "a tool message answers no call of the assistant turn before it (its tool_call_id is not one of that "
         "turn's tool_calls ids, or that turn makes no call)",
     ),
-    Reason("identical", "dropped", "chosen == rejected after whitespace normalisation"),
-    Reason(
-        "template_residue",
-        "dropped",
-        "chat-template turn markers left inside the text, where a turn starts or ends (not in code or prose about "
-        "them; --keep-residue keeps them); the rejects' detail shows the marker",
-    ),
-    Reason("below_min_margin", "dropped", "margin below --min-margin"),
     Reason("non_finite_score", "invalid", "a score or the margin is NaN or infinite"),
-    Reason(
-        "negative_margin",
-        "dropped",
-        "the margin is below 0 (its source, the scores or --margin-col, prefers the rejected answer; --negative-margin drop)",
-    ),
+)
+#: what classify counts and turns round (the drops are filters: :mod:`prefkit.filters.registry`)
+NEGATIVE_MARGIN_FLAG, FLIPPED, RM_DISAGREES_FLAG, RM_FLIPPED = declare(
     Reason(
         "negative_margin",
         "flags",
@@ -47,11 +39,6 @@ REASONS = declare(
         "prefers the rejected answer",
     ),
     Reason("flipped", "flags", "pairs turned round: chosen and rejected swapped (--negative-margin flip)"),
-    Reason(
-        "rm_disagrees",
-        "dropped",
-        "the reward model does not prefer the chosen answer (rm_margin <= 0; --drop-disagreeing)",
-    ),
     Reason(
         "rm_disagrees", "flags", "rows whose reward model does not prefer the chosen answer (rm_margin <= 0)"
     ),
@@ -73,6 +60,8 @@ PAIRED_COLUMNS = (
 SIGNED_COLUMNS = ("margin", "rm_margin")
 
 PROMPT_ROLES = f"^{RECORD_PROMPT_ROLES}$"
+#: the helper columns classify computes and drops again: identical answers, a tool message answering no call
+IDENTICAL_COLUMN, TOOL_MISMATCH = "_identical", "_tool_mismatch"
 
 
 def any_content(column: str, predicate) -> pl.Expr:
@@ -107,15 +96,15 @@ def identical_answers(df: pl.DataFrame) -> pl.Series:
         .otherwise(pl.col("chosen") == pl.col("rejected"))
     )
     same = rows.filter(rows.select(equal).to_series().fill_null(False))["_i"]
-    return pl.Series("_identical", [False] * df.height, dtype=pl.Boolean).scatter(same, True)
+    return pl.Series(IDENTICAL_COLUMN, [False] * df.height, dtype=pl.Boolean).scatter(same, True)
 
 
 def tool_call_mismatch(df: pl.DataFrame) -> pl.Series:
-    """``_tool_mismatch``: a tool message with a ``tool_call_id`` that answers no call of the assistant turn before
+    """:data:`TOOL_MISMATCH`: a tool message with a ``tool_call_id`` that answers no call of the assistant turn before
     it (in the prompt followed by chosen, or by rejected), or follows a turn without ``tool_calls`` while the
     conversation has calls. Rows without a ``tool_call_id`` are not looked at (the grammar is in PROMPT_ROLES);
     calls without an ``id`` match any ``tool_call_id``."""
-    out = pl.Series("_tool_mismatch", [False] * df.height, dtype=pl.Boolean)
+    out = pl.Series(TOOL_MISMATCH, [False] * df.height, dtype=pl.Boolean)
     if not {"prompt", "chosen", "rejected"} <= set(df.columns):
         return out
     ids = pl.element().struct.field("tool_call_id").is_not_null()
@@ -159,13 +148,13 @@ def validation_reason() -> pl.Expr:
     ``_tool_mismatch`` column of :func:`tool_call_mismatch` when the frame has it)."""
     blank = _blank_messages("prompt") | _blank_messages("chosen") | _blank_messages("rejected")
     return pl.coalesce(
-        pl.col("invalid"),
+        pl.col(INVALID_COLUMN),
         first_reason(
-            (blank, "empty_text"),
-            (~roles(pl.col("prompt")).str.contains(PROMPT_ROLES), "bad_prompt_roles"),
-            (pl.col("_tool_mismatch"), "tool_call_id_mismatch"),
-            (~answer_ok(pl.col("chosen")) | ~answer_ok(pl.col("rejected")), "answer_not_single_assistant"),
-            (_non_finite(), "non_finite_score"),
+            (blank, EMPTY_TEXT),
+            (~roles(pl.col("prompt")).str.contains(PROMPT_ROLES), BAD_PROMPT_ROLES),
+            (pl.col(TOOL_MISMATCH), TOOL_CALL_ID_MISMATCH),
+            (~answer_ok(pl.col("chosen")) | ~answer_ok(pl.col("rejected")), ANSWER_NOT_SINGLE_ASSISTANT),
+            (_non_finite(), NON_FINITE_SCORE),
         ),
     )
 
@@ -175,41 +164,10 @@ def _non_finite() -> pl.Expr:
     return pl.any_horizontal([c.is_nan() | c.is_infinite() for c in scores]).fill_null(False)
 
 
-def drop_reason(
-    *,
-    keep_ties: bool,
-    keep_residue: bool,
-    min_margin: float | None,
-    has_tie_column: bool = False,
-    drop_negative: bool = False,
-    drop_disagreeing: bool = False,
-) -> pl.Expr:
-    """The row-local filters, in order: identical, residue, ties, negative margin and reward-model disagreement
-    (when dropped), min margin.
-
-    Reads the ``_identical`` (:func:`identical_answers`) and ``_residue`` (:func:`prefkit.filters.residue.
-    residue_markers`) columns."""
-    tie = pl.col("margin") == 0
-    if has_tie_column:
-        tie = tie.fill_null(False) | pl.col("tie").fill_null(False)
-    conditions = [(pl.col("_identical"), "identical")]
-    if not keep_residue:
-        conditions.append((pl.col("_residue").is_not_null(), "template_residue"))
-    if not keep_ties:
-        conditions.append((tie, "tie"))
-    if drop_negative:
-        conditions.append((pl.col("margin") < 0, "negative_margin"))
-    if drop_disagreeing:
-        conditions.append((pl.col("rm_margin") <= 0, "rm_disagrees"))
-    if min_margin is not None:
-        conditions.append((pl.col("margin") < min_margin, "below_min_margin"))
-    return first_reason(*conditions)
-
-
-def orient(df: pl.DataFrame, swap: pl.Expr, flag: str) -> pl.DataFrame:
+def orient(df: pl.DataFrame, swap: pl.Expr, flag: Reason) -> pl.DataFrame:
     """Swap chosen and rejected where ``swap`` holds, with every paired column present (scores, a scored set's
     reference log-probs, token counts and reward scores: :data:`PAIRED_COLUMNS`) and the margins' signs, counted
-    in ``flag_<flag>``: how ``--negative-margin flip`` and ``--flip-disagreeing`` turn a pair round."""
+    in ``flag``'s column: how ``--negative-margin flip`` and ``--flip-disagreeing`` turn a pair round."""
     swap = swap.fill_null(False)
     pairs = [(a, b) for a, b in PAIRED_COLUMNS if a in df.columns and b in df.columns]
     swapped = [pl.when(swap).then(pl.col(b)).otherwise(pl.col(a)).alias(a) for a, b in pairs]
@@ -219,4 +177,4 @@ def orient(df: pl.DataFrame, swap: pl.Expr, flag: str) -> pl.DataFrame:
         for c in SIGNED_COLUMNS
         if c in df.columns
     ]
-    return df.with_columns(*swapped, *signed, swap.alias(f"flag_{flag}"))
+    return df.with_columns(*swapped, *signed, swap.alias(flag.flag))

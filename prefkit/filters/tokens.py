@@ -20,8 +20,9 @@ from typing import Any
 from prefkit.accounting import Reason, declare
 from prefkit.chat.lengths import TokenLengths, message_token_lengths, text_token_lengths
 from prefkit.chat.render import render_parts, render_text
+from prefkit.frame import DETAIL, REASON
 
-REASONS = declare(
+OVER_MAX_LENGTH, OVER_MAX_PROMPT_LENGTH, ANSWER_TOO_SHORT, TEMPLATE_REFUSED = declare(
     Reason(
         "over_max_length",
         "dropped",
@@ -40,6 +41,7 @@ REASONS = declare(
         "rejects' detail holds its message",
     ),
 )
+REASONS = (OVER_MAX_LENGTH, OVER_MAX_PROMPT_LENGTH, ANSWER_TOO_SHORT, TEMPLATE_REFUSED)
 TOKEN_DROP_REASONS = tuple(r.name for r in REASONS)
 
 
@@ -63,15 +65,15 @@ def drop_reasons(lengths: TokenLengths, options: TokenFilterOptions) -> list[str
         limit = options.max_length
         for i, (c, r) in enumerate(zip(lengths.chosen_total, lengths.rejected_total, strict=True)):
             if c > limit or r > limit:
-                out[i] = "over_max_length"
+                out[i] = OVER_MAX_LENGTH.name
     if options.max_prompt_length is not None:
         for i, n in enumerate(lengths._prompt()):
             if out[i] is None and n > options.max_prompt_length:
-                out[i] = "over_max_prompt_length"
+                out[i] = OVER_MAX_PROMPT_LENGTH.name
     if options.min_answer_tokens is not None:
         for i, (c, r) in enumerate(zip(lengths.chosen, lengths.rejected, strict=True)):
             if out[i] is None and min(c, r) < options.min_answer_tokens:
-                out[i] = "answer_too_short"
+                out[i] = ANSWER_TOO_SHORT.name
     return out
 
 
@@ -122,7 +124,7 @@ def apply_target(
         drop_reasons(lengths, options) if lengths is not None else [None] * len(prompts)
     )
     for i in refused:
-        reasons[i] = "template_refused"
+        reasons[i] = TEMPLATE_REFUSED.name
     details = [refused.get(i) for i in range(len(prompts))]
     return TargetResult(reasons, details, lengths, text)
 
@@ -164,13 +166,13 @@ def refusal_warnings(rejects: Mapping[str, Any]) -> list[str]:
 
     out = []
     for split, table in rejects.items():
-        if "detail" not in table.column_names:
+        if DETAIL not in table.column_names:
             continue
-        refused = table.filter(pc.equal(table["reason"], "template_refused"))
+        refused = table.filter(pc.equal(table[REASON], TEMPLATE_REFUSED.name))
         if refused.num_rows:
             out.append(
                 f"split {split!r}: the chat template refused {refused.num_rows:,} row(s), dropped as "
-                f"template_refused (first: {refused['detail'][0].as_py()!r}; each in rejects/{split}.parquet "
+                f"{TEMPLATE_REFUSED.name} (first: {refused[DETAIL][0].as_py()!r}; each in rejects/{split}.parquet "
                 "`detail`); check the template against the rows: `--system drop` for a template without a "
                 "system role, or another --chat-template"
             )
@@ -202,7 +204,7 @@ def token_stage(options: Any, progress: bool = False) -> tuple[Any, TargetCheck 
             "--output-format text renders the rows with a chat template",
             f"pass {option('tokenizer')} (its template) or {option('chat_template')}",
         )
-    if text and export != "trl":
+    if text and not options.output.trl_shaped:
         raise OptionError(
             f"--output-format text and --export {export} both choose the shape of the data files",
             "use one of them",

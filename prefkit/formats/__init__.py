@@ -24,14 +24,29 @@ import polars as pl
 import pyarrow as pa
 
 from prefkit.errors import FormatError
-from prefkit.formats.base import Family, FamilyOption, Mapping, non_text_parts, pick_column
+from prefkit.formats.base import (
+    NON_TEXT_CONTENT,
+    ColumnMapping,
+    Family,
+    FamilyOption,
+    non_text_parts,
+    pick_column,
+)
 from prefkit.formats.jsontext import with_json_text
-from prefkit.formats.scores import fraction_denominators, fraction_scale, pick_score_columns, score_exprs
+from prefkit.formats.scores import (
+    UNPARSED_SCORE,
+    fraction_denominators,
+    fraction_scale,
+    pick_score_columns,
+    score_exprs,
+)
 from prefkit.formats.system import with_system_column
+from prefkit.frame import TIE_COLUMN
 from prefkit.record import ROW_FIELDS
 
 __all__ = [
     "FAMILIES",
+    "ColumnMapping",
     "Family",
     "Mapping",
     "detect",
@@ -40,6 +55,9 @@ __all__ = [
     "pick_column",
     "prepare",
 ]
+
+#: the public name of 0.3 (``prefkit.formats.Mapping``, what ``prefkit.detect_source`` returns): the same class
+Mapping = ColumnMapping
 
 #: columns that group rows of one prompt (pairs of one Reddit post, of one UltraFeedback prompt, one arena
 #: question): leak-free splits keep a group on one side
@@ -88,7 +106,7 @@ def _short_type(t: pa.DataType) -> str:
     return str(t)
 
 
-def _match(table: pa.Table | pa.Schema, schema: pa.Schema, columns: dict, format: str | None) -> Mapping:
+def _match(table: pa.Table | pa.Schema, schema: pa.Schema, columns: dict, format: str | None) -> ColumnMapping:
     from prefkit.sources import head
 
     sample_cache: list = []
@@ -101,7 +119,7 @@ def _match(table: pa.Table | pa.Schema, schema: pa.Schema, columns: dict, format
     candidates = [FAMILIES[format]] if format else list(FAMILIES.values())
     for family in candidates:
         found = family.match(schema, columns, sample)
-        if isinstance(found, Mapping):
+        if isinstance(found, ColumnMapping):
             return found
     what = (
         f"the columns do not fit format {format!r}"
@@ -126,7 +144,7 @@ def detect(
     format: str | None = None,
     columns: dict[str, str | None] | None = None,
     margin_col: str | None = None,
-) -> Mapping:
+) -> ColumnMapping:
     """Find the family and column mapping of a raw table (or schema).
 
     ``format`` forces a family; ``columns`` overrides column names (keys: prompt, chosen, rejected, system);
@@ -152,7 +170,7 @@ def detect(
     if row_fields:
         mapping = replace(mapping, extra={**mapping.extra, "row_fields": row_fields})
     if FAMILIES[mapping.family].full_frame:
-        return mapping  # families E-G read their own scores
+        return mapping  # a full-frame family reads its own scores
     scores = pick_score_columns(schema, margin_col)
     return replace(
         mapping,
@@ -163,13 +181,13 @@ def detect(
 
 
 def with_options(
-    mapping: Mapping,
+    mapping: ColumnMapping,
     preset: Any,
     explicit: dict[str, Any],
     seed: int | None,
     used: set[str],
     schema: pa.Schema,
-) -> Mapping:
+) -> ColumnMapping:
     """Family options into ``mapping.extra``: the preset's defaults, then the explicit ones (which win; their names
     are added to ``used``). A preset's group / tie column is used only where the source has it."""
     kind = mapping.extra.get("variant", mapping.family)
@@ -195,7 +213,9 @@ def with_options(
     return replace(mapping, extra=extra)
 
 
-def prepare(mapping: Mapping, schema: pa.Schema, read: Callable[[list[str]], Iterable[pa.Table]]) -> Mapping:
+def prepare(
+    mapping: ColumnMapping, schema: pa.Schema, read: Callable[[list[str]], Iterable[pa.Table]]
+) -> ColumnMapping:
     """``mapping`` with the facts its normaliser needs of the whole split (``mapping.facts``), so that normalising
     the split batch by batch gives what normalising it at once gives: which text score columns write their scores
     as fractions of one scale (``fractions``, read over the whole split), the family's own facts
@@ -225,7 +245,7 @@ def prepare(mapping: Mapping, schema: pa.Schema, read: Callable[[list[str]], Ite
     return replace(mapping, facts=facts)
 
 
-def normalise(table: pa.Table, mapping: Mapping, start: int = 0) -> pl.DataFrame:
+def normalise(table: pa.Table, mapping: ColumnMapping, start: int = 0) -> pl.DataFrame:
     """Canonical columns for every row of ``table`` (same order, same count; binarising families: see above).
 
     Returns a polars frame with ``prompt``, ``chosen``, ``rejected`` (``list[{role, content}]``), ``score_chosen``,
@@ -245,14 +265,14 @@ def normalise(table: pa.Table, mapping: Mapping, start: int = 0) -> pl.DataFrame
     if isinstance(df, pl.Series):  # a single column comes back as a Series
         df = df.to_frame()
     core = family.normalise(df, mapping, table.schema)
-    flat = mapping.family == "flat"  # the flat family puts its system column into the prompt itself
+    system = None if family.system_in_prompt else mapping.system  # the system column the prompt still lacks
     if family.full_frame:
         out = core
-        if mapping.system and not flat and "source_index" not in core.columns:
-            out = out.with_columns(with_system_column(df[mapping.system]))
+        if system and "source_index" not in core.columns:
+            out = out.with_columns(with_system_column(df[system]))
     else:
-        if mapping.system and not flat:
-            core = core.with_columns(with_system_column(df[mapping.system]))
+        if system:
+            core = core.with_columns(with_system_column(df[system]))
         score_cols = [c for c in (mapping.score_chosen, mapping.score_rejected, mapping.margin) if c]
         if facts is not None and "fractions" in facts:
             fractions = {c for c in score_cols if c in facts["fractions"]}
@@ -260,7 +280,7 @@ def normalise(table: pa.Table, mapping: Mapping, start: int = 0) -> pl.DataFrame
             fractions = {c for c in score_cols if fraction_scale(df, c) is not None}
         scores = df.with_columns(
             score_exprs(table.schema, mapping.score_chosen, mapping.score_rejected, mapping.margin, fractions)
-        ).select("score_chosen", "score_rejected", "margin", "flag_unparsed_score")
+        ).select("score_chosen", "score_rejected", "margin", UNPARSED_SCORE.flag)
         out = pl.concat(
             [core.select("prompt", "chosen", "rejected"), scores, core.select("invalid")], how="horizontal"
         )
@@ -278,7 +298,7 @@ def is_text(dtype: pa.DataType) -> bool:
     return pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
 
 
-def _row_fields(out: pl.DataFrame, df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+def _row_fields(out: pl.DataFrame, df: pl.DataFrame, mapping: ColumnMapping, schema: pa.Schema) -> pl.DataFrame:
     """Row-level ``tools`` / ``chat_template_kwargs`` carried as JSON text, and the ``non_text_content`` reason
     for rows whose messages hold a part that is not text (an image …; counted, until images are supported)."""
     fields = [f for f in mapping.extra.get("row_fields") or [] if f in df.columns]
@@ -293,14 +313,14 @@ def _row_fields(out: pl.DataFrame, df: pl.DataFrame, mapping: Mapping, schema: p
         non_text = df.select(pl.any_horizontal(flags)).to_series()
         out = out.with_columns(
             pl.when(pl.col("invalid").is_null() & pl.lit(non_text))
-            .then(pl.lit("non_text_content"))
+            .then(NON_TEXT_CONTENT.lit())
             .otherwise(pl.col("invalid"))
             .alias("invalid")
         )
     return out
 
 
-def _with_extras(out: pl.DataFrame, df: pl.DataFrame, mapping: Mapping) -> pl.DataFrame:
+def _with_extras(out: pl.DataFrame, df: pl.DataFrame, mapping: ColumnMapping) -> pl.DataFrame:
     """Options any family honours, from ``mapping.extra`` (set by presets or detection): ``tie_when``
     ``{column, values}`` marks ties from a label column; ``group`` names the source's group key (SHP ``post_id``,
     UltraFeedback ``prompt_id``), kept as the ``group`` column for leak-free splits."""
@@ -316,15 +336,15 @@ def _with_extras(out: pl.DataFrame, df: pl.DataFrame, mapping: Mapping) -> pl.Da
             df[tie_when["column"]].cast(pl.String).is_in(list(map(str, tie_when["values"]))).fill_null(False)
         )
         tie = take(values)
-        if "tie" in out.columns:
-            tie = out["tie"] | tie
-        out = out.with_columns(tie.alias("tie"))
+        if TIE_COLUMN in out.columns:
+            tie = out[TIE_COLUMN] | tie
+        out = out.with_columns(tie.alias(TIE_COLUMN))
     if group and group in df.columns:
         out = out.with_columns(take(df[group].cast(pl.String)).alias("group"))
     return out
 
 
-def used_columns(mapping: Mapping) -> list[str]:
+def used_columns(mapping: ColumnMapping) -> list[str]:
     """The source columns a mapping reads (what `build` decodes, and what rejects keep of each row)."""
     cols = [mapping.prompt, mapping.chosen, mapping.rejected, mapping.system]
     cols += [mapping.score_chosen, mapping.score_rejected, mapping.margin]

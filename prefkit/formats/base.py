@@ -35,7 +35,7 @@ SHAREGPT_ROLES = {
 
 
 @dataclass(frozen=True)
-class Mapping:
+class ColumnMapping:
     """How a source's columns map onto the canonical record (what `prefkit detect` prints)."""
 
     family: str
@@ -84,24 +84,30 @@ class FamilyOption:
 class Family:
     """One dataset shape: how to recognise it and how to normalise it (the registry's entry).
 
-    ``order`` sets detection order (lower first: the most specific shapes first). ``match(schema, columns,
-    sample)`` returns a :class:`Mapping` or a sentence saying why not; ``normalise(df, mapping, schema)`` returns
-    the canonical columns (see :mod:`prefkit.formats`). A family whose normaliser looks across rows of the split
+    ``letter`` is the label `detect` and the manifest show (not an order: families are lettered as they were
+    added); ``order`` sets detection order (lower first: the most specific shapes first). ``match(schema, columns,
+    sample)`` returns a :class:`ColumnMapping` or a sentence saying why not; ``normalise(df, mapping, schema)``
+    returns the canonical columns (see :mod:`prefkit.formats`). A family whose normaliser looks across rows of the split
     (SHP's pairs per post) declares ``prepare(mapping, schema, read)``: it reads the columns it needs over the whole
     split (``read(columns)`` gives them in batches) and returns facts for ``mapping.facts``, so that every batch
-    normalises as it would in one.
+    normalises as it would in one. ``full_frame``: ``normalise`` reads the scores itself (and may emit more or
+    fewer rows than its input); ``system_in_prompt``: ``normalise`` puts the mapping's system column into the
+    prompt itself (else the registry adds it as the prompt's first message); ``plain_text``: its rows are TRL's
+    standard text format (strings), which ``--output-format auto`` writes as they came (``plain``).
     """
 
     name: str
     letter: str
     description: str
     order: int
-    match: Callable[..., Mapping | str]
-    normalise: Callable[[pl.DataFrame, Mapping, pa.Schema], pl.DataFrame]
+    match: Callable[..., ColumnMapping | str]
+    normalise: Callable[[pl.DataFrame, ColumnMapping, pa.Schema], pl.DataFrame]
     options: tuple[FamilyOption, ...] = ()
     reasons: tuple[Reason, ...] = ()
-    full_frame: bool = False  # reads its own scores (families E-G)
+    full_frame: bool = False
     prepare: Callable[..., dict] | None = None
+    system_in_prompt: bool = False
+    plain_text: bool = False
 
 
 def pick_column(
@@ -242,11 +248,11 @@ def answer_ok(messages: pl.Expr) -> pl.Expr:
     return roles(messages).str.contains(f"^{ANSWER_ROLES}$")
 
 
-def first_reason(*conditions: tuple[pl.Expr, str]) -> pl.Expr:
-    """The reason of the first true condition, or null: a row's `invalid` value."""
+def first_reason(*conditions: tuple[pl.Expr, Reason]) -> pl.Expr:
+    """The name of the reason of the first true condition, or null: a row's `invalid` value."""
     expr = pl.lit(None, dtype=pl.String)
     for cond, reason in reversed(conditions):
-        expr = pl.when(cond.fill_null(False)).then(pl.lit(reason)).otherwise(expr)
+        expr = pl.when(cond.fill_null(False)).then(reason.lit()).otherwise(expr)
     return expr
 
 
@@ -259,10 +265,16 @@ NULL_VALUE, EMPTY_CONVERSATION, ANSWER_NOT_ASSISTANT, MISSING_PROMPT, HISTORIES_
     Reason("histories_differ", "invalid", "chosen and rejected disagree before the final answer"),
     Reason("tie", "dropped", "the pair is a tie (margin 0, or a tie label; --keep-ties keeps them)"),
 )
-NON_TEXT = declare(
+NON_TEXT_CONTENT, ANSWER_NOT_SINGLE_ASSISTANT = declare(
     Reason(
         "non_text_content",
         "invalid",
         "a message holds a content part that is not text (an image, audio …); not supported yet",
-    )
+    ),
+    Reason(
+        "answer_not_single_assistant",
+        "invalid",
+        "chosen/rejected is not an answer: one assistant message, or tool calls and tool answers ending with an "
+        "assistant message",
+    ),
 )

@@ -1,7 +1,8 @@
-"""Binarisation, shared by families F (``ranked``: k answers with ranks, berkeley-nest/Nectar) and G (``rated``:
-N completions with ratings, openbmb/UltraFeedback).
+"""Binarisation, shared by the ``ranked`` family (k answers with ranks, berkeley-nest/Nectar) and the ``rated`` one
+(N completions with ratings, openbmb/UltraFeedback).
 
-Both are *binarised*: one source row gives zero, one or several pairs, by a strategy (``Mapping.extra["pairs"]``):
+Both are *binarised*: one source row gives zero, one or several pairs, by a strategy
+(``ColumnMapping.extra["pairs"]``):
 
 ``best-vs-worst``   the best answer against the worst
 ``best-vs-next``    the best against the best of the next lower score level
@@ -27,18 +28,21 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from prefkit.accounting import Reason, declare
+from prefkit.accounting import EXTRA_PAIRS, Reason, declare
 from prefkit.errors import FormatError
 from prefkit.formats.base import (
     MESSAGE_DTYPE,
+    NULL_VALUE,
+    TIE,
+    ColumnMapping,
     FamilyOption,
-    Mapping,
     is_messages,
     is_string,
     message,
     pick_column,
 )
 from prefkit.formats.transcript import parse_transcript
+from prefkit.frame import NORMALISER_DROP
 
 STRATEGIES = ("best-vs-worst", "best-vs-next", "best-vs-random", "all-pairs")
 DEFAULT_STRATEGY = "best-vs-worst"
@@ -61,11 +65,12 @@ OPTIONS = (
     ),
 )
 
-REASONS = declare(
+TOO_FEW_ANSWERS, BELOW_MIN_GAP = declare(
     Reason("too_few_answers", "invalid", "fewer than two answers with text and a score to make a pair from"),
     Reason("below_min_gap", "dropped", "the answers' scores differ, but by less than --min-gap"),
-    Reason("extra_pairs", "added", "pairs beyond one per source row (ranked/rated sets are binarised)"),
 )
+#: the reasons of the binarising families (ranked, rated)
+REASONS = (NULL_VALUE, TOO_FEW_ANSWERS, TIE, BELOW_MIN_GAP, EXTRA_PAIRS)
 
 
 def struct_fields(dtype: pa.DataType) -> dict[str, pa.DataType]:
@@ -166,7 +171,7 @@ def binarise(
 
 
 def normalise(
-    df: pl.DataFrame, mapping: Mapping, answers: pl.DataFrame, higher_is_better: bool
+    df: pl.DataFrame, mapping: ColumnMapping, answers: pl.DataFrame, higher_is_better: bool
 ) -> pl.DataFrame:
     """Pairs (several or none per source row) with ``source_index``; pair-less rows as one counted row each.
 
@@ -200,15 +205,15 @@ def normalise(
     missing = missing.select(
         "_src",
         pl.when(pl.col("_n").fill_null(0) < 2)
-        .then(pl.lit("too_few_answers"))
+        .then(TOO_FEW_ANSWERS.lit())
         .otherwise(none)
         .alias("invalid"),
         pl.when(pl.col("_n").fill_null(0) < 2)
         .then(none)
         .when(pl.col("_levels") == 1)
-        .then(pl.lit("tie"))
-        .otherwise(pl.lit("below_min_gap"))
-        .alias("normaliser_drop"),
+        .then(TIE.lit())
+        .otherwise(BELOW_MIN_GAP.lit())
+        .alias(NORMALISER_DROP),
     )
     prompts = pl.Series(
         "_p", prompt_messages(df[mapping.prompt_column].to_list()), dtype=pl.List(MESSAGE_DTYPE)
@@ -247,7 +252,7 @@ def normalise(
         "score_chosen",
         "score_rejected",
         "margin",
-        pl.when(null_prompt).then(pl.lit("null_value")).otherwise(pl.col("invalid")).alias("invalid"),
+        pl.when(null_prompt).then(NULL_VALUE.lit()).otherwise(pl.col("invalid")).alias("invalid"),
         pl.when(null_prompt).then(None).otherwise(pl.col("normaliser_drop")).alias("normaliser_drop"),
         pl.col("_src").alias("source_index"),
     )

@@ -1,15 +1,16 @@
-"""Family C, message lists with an explicit prompt: ``prompt`` is a message list and ``chosen``/``rejected`` hold
-the final assistant turn (trl-lib/hh-rlhf-helpful-base), or plain strings."""
+"""``explicit-messages``: message lists with an explicit prompt: ``prompt`` is a message list and
+``chosen``/``rejected`` hold the final assistant turn (trl-lib/hh-rlhf-helpful-base), or plain strings."""
 
 from __future__ import annotations
 
 import polars as pl
 import pyarrow as pa
 
-from prefkit.accounting import Reason, declare
 from prefkit.formats.base import (
+    ANSWER_NOT_SINGLE_ASSISTANT,
+    NULL_VALUE,
+    ColumnMapping,
     Family,
-    Mapping,
     answer_ok,
     first_reason,
     is_messages,
@@ -28,24 +29,17 @@ NAME = "explicit-messages"
 LETTER = "C"
 DESCRIPTION = "message lists with an explicit prompt (prompt = messages, chosen/rejected = [assistant])"
 
-REASONS = declare(
-    Reason(
-        "answer_not_single_assistant",
-        "invalid",
-        "chosen/rejected is not an answer: one assistant message, or tool calls and tool answers ending with an "
-        "assistant message",
-    ),
-)
+REASONS = (NULL_VALUE, ANSWER_NOT_SINGLE_ASSISTANT)
 
 
-def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Mapping | str:
+def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> ColumnMapping | str:
     prompt = pick_column(schema, columns.get("prompt"), PROMPT_ALIASES, is_messages)
     answer = lambda t: is_messages(t) or is_string(t)  # noqa: E731
     chosen = pick_column(schema, columns.get("chosen"), CHOSEN_ALIASES, answer)
     rejected = pick_column(schema, columns.get("rejected"), REJECTED_ALIASES, answer)
     if not (prompt and chosen and rejected):
         return "needs prompt as a message list and chosen/rejected as message lists or strings"
-    return Mapping(NAME, chosen=chosen, rejected=rejected, prompt=prompt)
+    return ColumnMapping(NAME, chosen=chosen, rejected=rejected, prompt=prompt)
 
 
 def _answer(column: str, schema: pa.Schema) -> tuple[pl.Expr, pl.Expr]:
@@ -56,7 +50,7 @@ def _answer(column: str, schema: pa.Schema) -> tuple[pl.Expr, pl.Expr]:
     return msgs, answer_ok(msgs)
 
 
-def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+def normalise(df: pl.DataFrame, mapping: ColumnMapping, schema: pa.Schema) -> pl.DataFrame:
     chosen, chosen_ok = _answer(mapping.chosen, schema)
     rejected, rejected_ok = _answer(mapping.rejected, schema)
     prompt = messages_expr(mapping.prompt_column, schema)
@@ -70,8 +64,8 @@ def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataF
         chosen.alias("chosen"),
         rejected.alias("rejected"),
         first_reason(
-            (nulls, "null_value"),
-            (~chosen_ok | ~rejected_ok, "answer_not_single_assistant"),
+            (nulls, NULL_VALUE),
+            (~chosen_ok | ~rejected_ok, ANSWER_NOT_SINGLE_ASSISTANT),
         ).alias("invalid"),
     )
 

@@ -1,4 +1,4 @@
-"""Family A: flat strings with an explicit prompt (Intel/orca_dpo_pairs, OpenHermes-binarized, truthy-dpo …),
+"""``flat``: flat strings with an explicit prompt (Intel/orca_dpo_pairs, OpenHermes-binarized, truthy-dpo …),
 including Alpaca / LLaMA-Factory preference rows.
 
 Alpaca rows (``instruction``, ``input``, optional ``history`` of ``[user, assistant]`` pairs, optional ``system``)
@@ -15,8 +15,9 @@ import pyarrow as pa
 from prefkit.accounting import Reason, declare
 from prefkit.formats.base import (
     MESSAGES_DTYPE,
+    NULL_VALUE,
+    ColumnMapping,
     Family,
-    Mapping,
     first_reason,
     is_string,
     pick_column,
@@ -36,7 +37,7 @@ REJECTED_ALIASES = ("rejected", "rejected_response")
 SYSTEM_ALIASES = ("system", "system_prompt")
 
 
-REASONS = declare(
+(BAD_HISTORY,) = declare(
     Reason("bad_history", "invalid", "an Alpaca `history` entry is not a [user, assistant] pair")
 )
 
@@ -49,7 +50,7 @@ def _is_history(dtype: pa.DataType) -> bool:
     )
 
 
-def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Mapping | str:
+def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> ColumnMapping | str:
     prompt = pick_column(schema, columns.get("prompt"), PROMPT_ALIASES, is_string)
     chosen = pick_column(schema, columns.get("chosen"), CHOSEN_ALIASES, is_string)
     rejected = pick_column(schema, columns.get("rejected"), REJECTED_ALIASES, is_string)
@@ -62,10 +63,10 @@ def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Map
         prompt, extra = "instruction", {"columns": {"query": "input"}}
     if "history" in schema.names and (alpaca or _is_history(schema.field("history").type)):
         extra.setdefault("columns", {})["history"] = "history"  # in Alpaca rows of any type: checked per row
-    return Mapping(NAME, chosen=chosen, rejected=rejected, prompt=prompt, system=system, extra=extra)
+    return ColumnMapping(NAME, chosen=chosen, rejected=rejected, prompt=prompt, system=system, extra=extra)
 
 
-def _query(mapping: Mapping) -> pl.Expr:
+def _query(mapping: ColumnMapping) -> pl.Expr:
     """The user turn: the prompt column, or Alpaca's ``instruction + "\n" + input`` with empty parts left out."""
     prompt = pl.col(mapping.prompt_column)
     query = (mapping.extra.get("columns") or {}).get("query")
@@ -94,7 +95,7 @@ def _with_history(prompt: pl.Series, history: pl.Series) -> tuple[pl.Series, pl.
     return pl.Series("prompt", rows, dtype=MESSAGES_DTYPE), pl.Series("_bad_history", bad)
 
 
-def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+def normalise(df: pl.DataFrame, mapping: ColumnMapping, schema: pa.Schema) -> pl.DataFrame:
     system = pl.col(mapping.system) if mapping.system else None
     prompt, chosen, rejected = pl.col(mapping.prompt_column), pl.col(mapping.chosen), pl.col(mapping.rejected)
     out = df.select(
@@ -102,7 +103,7 @@ def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataF
         single_assistant(chosen).alias("chosen"),
         single_assistant(rejected).alias("rejected"),
         first_reason(
-            (prompt.is_null() | chosen.is_null() | rejected.is_null(), "null_value"),
+            (prompt.is_null() | chosen.is_null() | rejected.is_null(), NULL_VALUE),
         ).alias("invalid"),
     )
     history = (mapping.extra.get("columns") or {}).get("history")
@@ -110,8 +111,17 @@ def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataF
         return out
     merged, bad = _with_history(out["prompt"], df[history])
     out = out.with_columns(merged, bad)
-    invalid = pl.coalesce(pl.col("invalid"), pl.when(pl.col("_bad_history")).then(pl.lit("bad_history")))
+    invalid = pl.coalesce(pl.col("invalid"), pl.when(pl.col("_bad_history")).then(BAD_HISTORY.lit()))
     return out.with_columns(invalid.alias("invalid")).drop("_bad_history")
 
 
-FAMILY = Family(NAME, LETTER, DESCRIPTION, order=30, match=match, normalise=normalise, reasons=REASONS)
+FAMILY = Family(
+    NAME,
+    LETTER,
+    DESCRIPTION,
+    order=30,
+    match=match,
+    normalise=normalise,
+    reasons=(NULL_VALUE, BAD_HISTORY),
+    system_in_prompt=True,
+)

@@ -1,5 +1,5 @@
-"""Family B, message lists with an implicit prompt: ``chosen``/``rejected`` are whole conversations ending in
-the answer (ultrafeedback_binarized, dpo-mix-7k, Capybara-Preferences …).
+"""``implicit-messages``: message lists with an implicit prompt: ``chosen``/``rejected`` are whole conversations
+ending in the answer (ultrafeedback_binarized, dpo-mix-7k, Capybara-Preferences …).
 
 The prompt is the shared history, compared turn by turn: when the two histories differ the row is invalid
 (``histories_differ``), never silently taken from ``chosen``.
@@ -11,8 +11,13 @@ import polars as pl
 import pyarrow as pa
 
 from prefkit.formats.base import (
+    ANSWER_NOT_ASSISTANT,
+    EMPTY_CONVERSATION,
+    HISTORIES_DIFFER,
+    MISSING_PROMPT,
+    NULL_VALUE,
+    ColumnMapping,
     Family,
-    Mapping,
     answer_ok,
     first_reason,
     is_messages,
@@ -30,14 +35,14 @@ REJECTED_ALIASES = ("rejected", "rejected_messages", "rejected_conversation")
 PROMPT_ALIASES = ("prompt", "prompt_messages")
 
 
-def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Mapping | str:
+def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> ColumnMapping | str:
     chosen = pick_column(schema, columns.get("chosen"), CHOSEN_ALIASES, is_messages)
     rejected = pick_column(schema, columns.get("rejected"), REJECTED_ALIASES, is_messages)
     if not (chosen and rejected):
         return "needs chosen and rejected as message lists ({role, content})"
     if columns.get("prompt") or pick_column(schema, None, PROMPT_ALIASES, is_messages):
         return "has a message-list prompt column (that is the explicit-messages shape)"
-    return Mapping(NAME, chosen=chosen, rejected=rejected)
+    return ColumnMapping(NAME, chosen=chosen, rejected=rejected)
 
 
 def last_is_assistant(messages: pl.Expr) -> pl.Expr:
@@ -66,21 +71,29 @@ def split_conversations(frame: pl.DataFrame, c: str = "_c", r: str = "_r") -> pl
     )
     prompt_c, prompt_r = pl.col("prompt"), pl.col("_pr")
     invalid = first_reason(
-        (conv_c.is_null() | conv_r.is_null(), "null_value"),
-        ((conv_c.list.len() == 0) | (conv_r.list.len() == 0), "empty_conversation"),
-        (~last_is_assistant(conv_c) | ~last_is_assistant(conv_r), "answer_not_assistant"),
-        ((prompt_c.list.len() == 0) | (prompt_r.list.len() == 0), "missing_prompt"),
-        (~answer_ok(pl.col("chosen")) | ~answer_ok(pl.col("rejected")), "answer_not_assistant"),
-        (~messages_equal(frame, "prompt", "_pr"), "histories_differ"),
+        (conv_c.is_null() | conv_r.is_null(), NULL_VALUE),
+        ((conv_c.list.len() == 0) | (conv_r.list.len() == 0), EMPTY_CONVERSATION),
+        (~last_is_assistant(conv_c) | ~last_is_assistant(conv_r), ANSWER_NOT_ASSISTANT),
+        ((prompt_c.list.len() == 0) | (prompt_r.list.len() == 0), MISSING_PROMPT),
+        (~answer_ok(pl.col("chosen")) | ~answer_ok(pl.col("rejected")), ANSWER_NOT_ASSISTANT),
+        (~messages_equal(frame, "prompt", "_pr"), HISTORIES_DIFFER),
     )
     return frame.with_columns(invalid.alias("invalid")).drop("_nc", "_nr", "_pr")
 
 
-def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+def normalise(df: pl.DataFrame, mapping: ColumnMapping, schema: pa.Schema) -> pl.DataFrame:
     chosen = messages_expr(mapping.chosen, schema)
     rejected = messages_expr(mapping.rejected, schema)
     out = df.select(chosen.alias("_c"), rejected.alias("_r"))
     return split_conversations(out).select("prompt", "chosen", "rejected", "invalid")
 
 
-FAMILY = Family(NAME, LETTER, DESCRIPTION, order=20, match=match, normalise=normalise)
+FAMILY = Family(
+    NAME,
+    LETTER,
+    DESCRIPTION,
+    order=20,
+    match=match,
+    normalise=normalise,
+    reasons=(NULL_VALUE, EMPTY_CONVERSATION, ANSWER_NOT_ASSISTANT, MISSING_PROMPT, HISTORIES_DIFFER),
+)

@@ -1,5 +1,5 @@
-"""Family H: TRL's implicit-prompt plain text: only ``chosen`` and ``rejected`` strings that share their start
-(``{"chosen": "The capital of France is Paris.", "rejected": "The capital of France is Rome."}``).
+"""``implicit-text``: TRL's implicit-prompt plain text: only ``chosen`` and ``rejected`` strings that share their
+start (``{"chosen": "The capital of France is Paris.", "rejected": "The capital of France is Rome."}``).
 
 The prompt is their longest common prefix, cut at the last whitespace within it, the whitespace going to the
 answers (:func:`split_implicit`): prompt ``"The capital of France is"``, chosen ``" Paris."``, rejected
@@ -21,12 +21,20 @@ import polars as pl
 import pyarrow as pa
 
 from prefkit.accounting import Reason, declare
-from prefkit.formats.base import MESSAGES_DTYPE, Family, Mapping, is_string, pick_column
+from prefkit.formats.base import (
+    MESSAGES_DTYPE,
+    MISSING_PROMPT,
+    NULL_VALUE,
+    ColumnMapping,
+    Family,
+    is_string,
+    pick_column,
+)
 
 NAME = "implicit-text"
 LETTER = "H"
 DESCRIPTION = "chosen/rejected strings sharing their start, no prompt column (TRL's implicit-prompt text)"
-REASONS = declare(
+(EMPTY_ANSWER,) = declare(
     Reason(
         "empty_answer",
         "invalid",
@@ -35,14 +43,14 @@ REASONS = declare(
 )
 
 
-def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Mapping | str:
+def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> ColumnMapping | str:
     chosen = pick_column(schema, columns.get("chosen"), ("chosen",), is_string)
     rejected = pick_column(schema, columns.get("rejected"), ("rejected",), is_string)
     if not (chosen and rejected):
         return "needs chosen and rejected strings"
     if columns.get("prompt"):
         return "has a prompt column (that is the flat shape)"
-    return Mapping(NAME, chosen=chosen, rejected=rejected)
+    return ColumnMapping(NAME, chosen=chosen, rejected=rejected)
 
 
 def extract_prompt(chosen: Sequence, rejected: Sequence) -> tuple[Sequence, Sequence, Sequence]:
@@ -80,14 +88,14 @@ def split_implicit(chosen: str, rejected: str) -> tuple[str, str, str]:
     return chosen[:cut], chosen[cut:], rejected[cut:]
 
 
-def _row(chosen: str | None, rejected: str | None) -> tuple[list, list, list, str | None]:
+def _row(chosen: str | None, rejected: str | None) -> tuple[list, list, list, Reason | None]:
     if chosen is None or rejected is None:
-        return [], [], [], "null_value"
+        return [], [], [], NULL_VALUE
     prompt, c, r = split_implicit(chosen, rejected)
     if not prompt.strip():
-        return [], [], [], "missing_prompt"
+        return [], [], [], MISSING_PROMPT
     if not c.strip() or not r.strip():
-        return [], [], [], "empty_answer"
+        return [], [], [], EMPTY_ANSWER
     return (
         [{"role": "user", "content": prompt}],
         [{"role": "assistant", "content": c}],
@@ -96,7 +104,7 @@ def _row(chosen: str | None, rejected: str | None) -> tuple[list, list, list, st
     )
 
 
-def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+def normalise(df: pl.DataFrame, mapping: ColumnMapping, schema: pa.Schema) -> pl.DataFrame:
     rows = [
         _row(c, r) for c, r in zip(df[mapping.chosen].to_list(), df[mapping.rejected].to_list(), strict=True)
     ]
@@ -109,9 +117,19 @@ def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataF
         "rejected": MESSAGES_DTYPE,
         "invalid": pl.String,
     }
+    invalid = [r.name if r is not None else None for r in invalid]
     return pl.DataFrame(
         {"prompt": prompt, "chosen": chosen, "rejected": rejected, "invalid": invalid}, schema=dtypes
     )
 
 
-FAMILY = Family(NAME, LETTER, DESCRIPTION, order=45, match=match, normalise=normalise, reasons=REASONS)
+FAMILY = Family(
+    NAME,
+    LETTER,
+    DESCRIPTION,
+    order=45,
+    match=match,
+    normalise=normalise,
+    reasons=(NULL_VALUE, MISSING_PROMPT, EMPTY_ANSWER),
+    plain_text=True,
+)

@@ -1,6 +1,7 @@
-"""Family E: two answers and a label saying which one wins. The label orients the pair; ties are possible.
+"""``pairwise``: two answers and a label saying which one wins. The label orients the pair; ties are possible.
 
-One source row gives one candidate pair (row for row, like families A-D). Four shapes, told apart by their columns:
+One source row gives one candidate pair (row for row, like the families that are not ``full_frame``). Four
+shapes, told apart by their columns:
 
 ==========  ==========================================  ====================================================
 variant     columns                                     orientation
@@ -13,7 +14,7 @@ variant     columns                                     orientation
 ``arena``   conversation_a/b, winner                    ``model_a`` / ``model_b``; ``tie``, ``tie (bothbad)``
 ==========  ==========================================  ====================================================
 
-Label options travel in ``Mapping.extra``: ``axis`` (pku: better | safer | both), ``shp_min_ratio`` and
+Label options travel in ``ColumnMapping.extra``: ``axis`` (pku: better | safer | both), ``shp_min_ratio`` and
 ``max_pairs_per_post`` (shp). Decisions made from labels go to the ``normaliser_drop`` column (a drop reason the
 filters honour), ties to the boolean ``tie`` column (the ``tie`` reason, kept with ``--keep-ties``), counts to
 ``flag_*`` columns (summed into the manifest's ``flags``).
@@ -32,9 +33,10 @@ from prefkit.accounting import Reason, declare
 from prefkit.errors import FormatError
 from prefkit.formats.base import (
     MESSAGES_DTYPE,
+    NULL_VALUE,
+    ColumnMapping,
     Family,
     FamilyOption,
-    Mapping,
     first_reason,
     is_messages,
     is_number,
@@ -44,6 +46,7 @@ from prefkit.formats.base import (
     single_assistant,
 )
 from prefkit.formats.implicit_messages import split_conversations
+from prefkit.frame import NORMALISER_DROP, TIE_COLUMN
 
 NAME = "pairwise"
 LETTER = "E"
@@ -77,7 +80,7 @@ OPTIONS = (
     ),
 )
 
-REASONS = declare(
+BAD_LABEL, BELOW_MIN_RATIO, OVER_MAX_PAIRS_PER_POST, AXES_DISAGREE, AXES_DISAGREE_FLAG = declare(
     Reason("bad_label", "invalid", "the label naming the preferred answer has an unknown value"),
     Reason("below_min_ratio", "dropped", "SHP score_ratio below --shp-min-ratio"),
     Reason(
@@ -92,6 +95,8 @@ REASONS = declare(
     ),
     Reason("axes_disagree", "flags", "PKU-SafeRLHF rows whose better and safer labels disagree"),
 )
+REASONS = (NULL_VALUE, BAD_LABEL, BELOW_MIN_RATIO, OVER_MAX_PAIRS_PER_POST, AXES_DISAGREE, AXES_DISAGREE_FLAG)
+#: the winner labels of a tie (Chatbot Arena)
 ARENA_TIES = ("tie", "tie (bothbad)")
 #: HelpSteer2 inlines earlier turns of multi-turn prompts with these markers
 EXTRA_ID_TURN = re.compile(r"<extra_id_1>(User|Assistant)[ \t]*\n?")
@@ -121,7 +126,7 @@ def _has(schema: pa.Schema, required: dict) -> bool:
     return all(name in schema.names and ok(schema.field(name).type) for name, ok in required.items())
 
 
-def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Mapping | str:
+def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> ColumnMapping | str:
     """Which E variant the columns are (column overrides do not apply: the label columns are fixed names)."""
     for variant, required in _REQUIRED.items():
         if _has(schema, required):
@@ -133,12 +138,12 @@ def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Map
     )
 
 
-def _mapping(variant: str, schema: pa.Schema) -> Mapping:
+def _mapping(variant: str, schema: pa.Schema) -> ColumnMapping:
     names = set(schema.names)
     if variant == "shp":
         cols = {"label": "labels"}
         cols |= {k: k for k in ("score_A", "score_B", "score_ratio", "post_id") if k in names}
-        return Mapping(
+        return ColumnMapping(
             NAME,
             chosen="human_ref_A",
             rejected="human_ref_B",
@@ -152,7 +157,7 @@ def _mapping(variant: str, schema: pa.Schema) -> Mapping:
         )
     if variant == "pku":
         cols = {"better": "better_response_id", "safer": "safer_response_id"}
-        return Mapping(
+        return ColumnMapping(
             NAME,
             chosen="response_0",
             rejected="response_1",
@@ -160,7 +165,7 @@ def _mapping(variant: str, schema: pa.Schema) -> Mapping:
             extra={"variant": variant, "columns": cols, "axis": "better"},
         )
     if variant == "helpsteer2":
-        return Mapping(
+        return ColumnMapping(
             NAME,
             chosen="response_1",
             rejected="response_2",
@@ -169,7 +174,7 @@ def _mapping(variant: str, schema: pa.Schema) -> Mapping:
             extra={"variant": variant, "columns": {"strength": "preference_strength"}},
         )
     group = {"group": "question_id"} if "question_id" in names else {}
-    return Mapping(
+    return ColumnMapping(
         NAME,
         chosen="conversation_a",
         rejected="conversation_b",
@@ -177,7 +182,7 @@ def _mapping(variant: str, schema: pa.Schema) -> Mapping:
     )
 
 
-def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+def normalise(df: pl.DataFrame, mapping: ColumnMapping, schema: pa.Schema) -> pl.DataFrame:
     """One candidate pair per row, with its own score/margin columns (see the module docstring)."""
     variant = mapping.extra["variant"]
     return {"shp": _shp, "pku": _pku, "helpsteer2": _helpsteer2, "arena": _arena}[variant](
@@ -204,12 +209,12 @@ def _shp_nulls(cols: dict) -> pl.Expr:
     return pl.col("history").is_null() | a.is_null() | b.is_null() | pl.col(cols["label"]).is_null()
 
 
-def _shp_below(mapping: Mapping) -> pl.Expr:
+def _shp_below(mapping: ColumnMapping) -> pl.Expr:
     min_ratio = mapping.extra.get("shp_min_ratio")
     return (pl.col("margin") < min_ratio).fill_null(False) if min_ratio is not None else pl.lit(False)
 
 
-def _shp_check(mapping: Mapping) -> None:
+def _shp_check(mapping: ColumnMapping) -> None:
     cols = mapping.extra["columns"]
     wants = (
         mapping.extra.get("shp_min_ratio") is not None or mapping.extra.get("max_pairs_per_post") is not None
@@ -221,7 +226,7 @@ def _shp_check(mapping: Mapping) -> None:
         )
 
 
-def shp_over_cap(rows: pl.DataFrame, mapping: Mapping) -> pl.Series:
+def shp_over_cap(rows: pl.DataFrame, mapping: ColumnMapping) -> pl.Series:
     """Which rows are beyond ``--max-pairs-per-post`` among the eligible rows (no null value, not below
     ``--shp-min-ratio``) of their post: the largest score_ratio first, source order among equals ("ordinal").
     ``rows``: the split's ``history``, ``human_ref_A/B``, label, ``score_ratio`` (and ``post_id``) columns."""
@@ -234,14 +239,14 @@ def shp_over_cap(rows: pl.DataFrame, mapping: Mapping) -> pl.Series:
     return frame.select((eligible & (rank > cap).fill_null(False)).alias("over")).to_series()
 
 
-def _shp_columns(mapping: Mapping) -> list[str]:
+def _shp_columns(mapping: ColumnMapping) -> list[str]:
     cols = mapping.extra["columns"]
     return ["history", "human_ref_A", "human_ref_B", cols["label"], "score_ratio"] + (
         ["post_id"] if "post_id" in cols else []
     )
 
 
-def prepare(mapping: Mapping, schema: pa.Schema, read) -> dict:
+def prepare(mapping: ColumnMapping, schema: pa.Schema, read) -> dict:
     """SHP with ``--max-pairs-per-post``: the split's rows beyond the cap (``over_cap``: their row numbers), read
     over the whole split, since a post's pairs may lie in different batches."""
     if mapping.extra.get("variant") != "shp" or mapping.extra.get("max_pairs_per_post") is None:
@@ -258,7 +263,7 @@ def prepare(mapping: Mapping, schema: pa.Schema, read) -> dict:
     return {"over_cap": np.flatnonzero(over.to_numpy())}
 
 
-def _shp(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+def _shp(df: pl.DataFrame, mapping: ColumnMapping, schema: pa.Schema) -> pl.DataFrame:
     cols = mapping.extra["columns"]
     a_wins = pl.col(cols["label"]) == 1
     a, b = pl.col("human_ref_A"), pl.col("human_ref_B")
@@ -275,7 +280,7 @@ def _shp(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
         ]
     if "score_ratio" in cols:
         exprs.append(pl.col("score_ratio").cast(pl.Float64).alias("margin"))
-    exprs.append(first_reason((_shp_nulls(cols), "null_value")).alias("invalid"))
+    exprs.append(first_reason((_shp_nulls(cols), NULL_VALUE)).alias("invalid"))
     out = df.with_columns(exprs)
     _shp_check(mapping)
     below = _shp_below(mapping)
@@ -289,11 +294,11 @@ def _shp(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
             over = pl.lit(shp_over_cap(df.select(_shp_columns(mapping)), mapping))
     else:
         over = pl.lit(False)
-    drop = first_reason((below, "below_min_ratio"), (over, "over_max_pairs_per_post"))
-    return _finish(out.with_columns(drop.alias("normaliser_drop")).drop(*df.columns))
+    drop = first_reason((below, BELOW_MIN_RATIO), (over, OVER_MAX_PAIRS_PER_POST))
+    return _finish(out.with_columns(drop.alias(NORMALISER_DROP)).drop(*df.columns))
 
 
-def _pku(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+def _pku(df: pl.DataFrame, mapping: ColumnMapping, schema: pa.Schema) -> pl.DataFrame:
     cols = mapping.extra["columns"]
     axis = mapping.extra.get("axis", "better")
     if axis not in AXES:
@@ -305,15 +310,15 @@ def _pku(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
     disagree = (better != safer).fill_null(False)
     nulls = pl.col("prompt").is_null() | r0.is_null() | r1.is_null() | label.is_null()
     bad_label = ~label.is_in([0, 1])
-    drop = first_reason((disagree, "axes_disagree")) if axis == "both" else pl.lit(None, dtype=pl.String)
+    drop = first_reason((disagree, AXES_DISAGREE)) if axis == "both" else pl.lit(None, dtype=pl.String)
     return _finish(
         df.select(
             _user(pl.col("prompt")).alias("prompt"),
             single_assistant(pl.when(zero_wins).then(r0).otherwise(r1)).alias("chosen"),
             single_assistant(pl.when(zero_wins).then(r1).otherwise(r0)).alias("rejected"),
-            first_reason((nulls, "null_value"), (bad_label, "bad_label")).alias("invalid"),
-            drop.alias("normaliser_drop"),
-            disagree.alias("flag_axes_disagree"),
+            first_reason((nulls, NULL_VALUE), (bad_label, BAD_LABEL)).alias("invalid"),
+            drop.alias(NORMALISER_DROP),
+            disagree.alias(AXES_DISAGREE_FLAG.flag),
         )
     )
 
@@ -340,7 +345,7 @@ def split_extra_id_prompt(text: str | None) -> list[dict] | None:
     return turns
 
 
-def _helpsteer2(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+def _helpsteer2(df: pl.DataFrame, mapping: ColumnMapping, schema: pa.Schema) -> pl.DataFrame:
     strength = pl.col(mapping.extra["columns"]["strength"]).cast(pl.Float64)
     prompt = pl.Series(
         "prompt", [split_extra_id_prompt(t) for t in df["prompt"].to_list()], dtype=MESSAGES_DTYPE
@@ -354,13 +359,13 @@ def _helpsteer2(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.Dat
             single_assistant(pl.when(one_wins).then(r1).otherwise(r2)).alias("chosen"),
             single_assistant(pl.when(one_wins).then(r2).otherwise(r1)).alias("rejected"),
             strength.abs().alias("margin"),
-            (strength == 0).fill_null(False).alias("tie"),
-            first_reason((nulls, "null_value")).alias("invalid"),
+            (strength == 0).fill_null(False).alias(TIE_COLUMN),
+            first_reason((nulls, NULL_VALUE)).alias("invalid"),
         )
     )
 
 
-def _arena(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+def _arena(df: pl.DataFrame, mapping: ColumnMapping, schema: pa.Schema) -> pl.DataFrame:
     winner = pl.col(mapping.extra["columns"]["winner"]).str.strip_chars()
     tie = winner.is_in(list(ARENA_TIES))
     b_wins = winner == "model_b"
@@ -368,14 +373,14 @@ def _arena(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFram
     out = df.select(
         pl.when(b_wins).then(b).otherwise(a).alias("_c"),
         pl.when(b_wins).then(a).otherwise(b).alias("_r"),
-        tie.fill_null(False).alias("tie"),
+        tie.fill_null(False).alias(TIE_COLUMN),
         (winner.is_null() | ~(tie | winner.is_in(["model_a", "model_b"]))).alias("_bad"),
         (pl.col("conversation_a").is_null() | pl.col("conversation_b").is_null()).alias("_null"),
     )
-    labels = first_reason((pl.col("_null"), "null_value"), (pl.col("_bad"), "bad_label"))
+    labels = first_reason((pl.col("_null"), NULL_VALUE), (pl.col("_bad"), BAD_LABEL))
     return _finish(
         split_conversations(out).select(
-            "prompt", "chosen", "rejected", "tie", pl.coalesce(labels, pl.col("invalid")).alias("invalid")
+            "prompt", "chosen", "rejected", TIE_COLUMN, pl.coalesce(labels, pl.col("invalid")).alias("invalid")
         )
     )
 

@@ -1,5 +1,5 @@
-"""Family P: prompts without answers: a ``prompt`` column of text or of messages (``[{role, content}, …]``),
-what `prefkit generate` samples completions for.
+"""``prompt-only``: prompts without answers: a ``prompt`` column of text or of messages (``[{role, content},
+…]``), what `prefkit generate` samples completions for.
 
 Tried after every shape with answers (it matches any set with a prompt column). ``build`` reads such a set too,
 but a row without answers makes no pair: each is counted invalid ``prompt_only``. `prefkit generate` reads the
@@ -15,8 +15,9 @@ import pyarrow as pa
 from prefkit.accounting import Reason, declare
 from prefkit.formats.base import (
     MESSAGES_DTYPE,
+    NULL_VALUE,
+    ColumnMapping,
     Family,
-    Mapping,
     is_messages,
     is_string,
     messages_expr,
@@ -29,7 +30,7 @@ LETTER = "I"
 DESCRIPTION = "prompts without answers: a `prompt` column of text or messages (input of `prefkit generate`)"
 PROMPT_ALIASES = ("prompt", "instruction", "question", "input", "messages")
 
-PROMPT_ONLY = declare(
+(PROMPT_ONLY,) = declare(
     Reason(
         "prompt_only",
         "invalid",
@@ -45,11 +46,11 @@ def _prompt_type(dtype: pa.DataType) -> bool:
     return (is_string(dtype) and not pa.types.is_null(dtype)) or is_messages(dtype)
 
 
-def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Mapping | str:
+def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> ColumnMapping | str:
     prompt = pick_column(schema, columns.get("prompt"), PROMPT_ALIASES, _prompt_type)
     if not prompt:
         return "needs a prompt column of text or messages (prompt/instruction/question/input/messages)"
-    return Mapping(NAME, chosen=prompt, rejected=prompt, prompt=prompt)
+    return ColumnMapping(NAME, chosen=prompt, rejected=prompt, prompt=prompt)
 
 
 def prompt_messages(df: pl.DataFrame, column: str, schema: pa.Schema) -> pl.Series:
@@ -64,14 +65,16 @@ def prompt_messages(df: pl.DataFrame, column: str, schema: pa.Schema) -> pl.Seri
     )
 
 
-def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+def normalise(df: pl.DataFrame, mapping: ColumnMapping, schema: pa.Schema) -> pl.DataFrame:
     assert mapping.prompt is not None
     prompt = prompt_messages(df, mapping.prompt, schema)
     none = pl.Series([None] * df.height, dtype=MESSAGES_DTYPE)
-    invalid = ["null_value" if null else "prompt_only" for null in prompt.is_null().to_list()]
+    invalid = [(NULL_VALUE if null else PROMPT_ONLY).name for null in prompt.is_null().to_list()]
     return pl.DataFrame(
         {"prompt": prompt, "chosen": none, "rejected": none, "invalid": pl.Series(invalid, dtype=pl.String)}
     )
 
 
-FAMILY = Family(NAME, LETTER, DESCRIPTION, order=200, match=match, normalise=normalise, reasons=PROMPT_ONLY)
+FAMILY = Family(
+    NAME, LETTER, DESCRIPTION, order=200, match=match, normalise=normalise, reasons=(NULL_VALUE, PROMPT_ONLY)
+)

@@ -1,4 +1,4 @@
-"""Family F: one prompt, k answers with ranks, 1 = best (berkeley-nest/Nectar); binarised (:mod:`.binarise`).
+"""``ranked``: one prompt, k answers with ranks, 1 = best (berkeley-nest/Nectar); binarised (:mod:`.binarise`).
 
 The score is the rank; ``score_chosen``/``score_rejected`` hold the native ranks and ``margin`` is the rank gap
 (``rank_rejected - rank_chosen``, positive). Prompts in ``Human:``/``Assistant:`` markup are split into turns.
@@ -10,7 +10,7 @@ import polars as pl
 import pyarrow as pa
 
 from prefkit.formats import binarise
-from prefkit.formats.base import Family, Mapping
+from prefkit.formats.base import ColumnMapping, Family
 
 NAME = "ranked"
 LETTER = "F"
@@ -19,13 +19,13 @@ DESCRIPTION = (
 )
 
 
-def match_ranked(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Mapping | str:
+def match_ranked(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> ColumnMapping | str:
     prompt = binarise.prompt_column(schema, columns.get("prompt"))
     answers = columns.get("chosen") or "answers"
     fields = binarise.struct_fields(schema.field(answers).type) if answers in schema.names else {}
     if not (prompt and {"answer", "rank"} <= set(fields)):
         return "needs a prompt string and `answers: list[{answer, rank}]`"
-    return Mapping(
+    return ColumnMapping(
         NAME,
         chosen=answers,
         rejected=answers,
@@ -34,7 +34,7 @@ def match_ranked(schema: pa.Schema, columns: dict[str, str | None], sample=None)
     )
 
 
-def answers(df: pl.DataFrame, mapping: Mapping) -> pl.DataFrame:
+def answers(df: pl.DataFrame, mapping: ColumnMapping) -> pl.DataFrame:
     """One row per answer: ``_src``, ``_pos``, ``text``, ``score`` (minus the rank) and ``native`` (the rank)."""
     col = mapping.chosen
     base = df.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("_src"), pl.col(col))
@@ -49,7 +49,7 @@ def answers(df: pl.DataFrame, mapping: Mapping) -> pl.DataFrame:
     )
 
 
-def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+def normalise(df: pl.DataFrame, mapping: ColumnMapping, schema: pa.Schema) -> pl.DataFrame:
     return binarise.normalise(df, mapping, answers(df, mapping), higher_is_better=False)
 
 

@@ -1,4 +1,4 @@
-"""Family G: one prompt, N completions with ratings (openbmb/UltraFeedback raw); binarised (:mod:`.binarise`).
+"""``rated``: one prompt, N completions with ratings (openbmb/UltraFeedback raw); binarised (:mod:`.binarise`).
 
 ``--rating overall`` (default) uses ``overall_score``; ``--rating aspects`` the mean of the aspect ``Rating``
 strings, ignoring ``"N/A"``. Also accepted: a list of strings (``generations``, ``responses``) with a parallel
@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from prefkit.errors import FormatError
 from prefkit.formats import binarise
-from prefkit.formats.base import Family, FamilyOption, Mapping, is_number, is_string
+from prefkit.formats.base import ColumnMapping, Family, FamilyOption, is_number, is_string
 
 NAME = "rated"
 LETTER = "G"
@@ -51,7 +51,7 @@ OPTIONS = (
 )
 
 
-def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Mapping | str:
+def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> ColumnMapping | str:
     prompt = binarise.prompt_column(schema, columns.get("prompt"))
     if not prompt:
         return "needs a prompt string (prompt/instruction/question/input)"
@@ -64,7 +64,7 @@ def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Map
         fields = binarise.struct_fields(schema.field(name).type)
         rated = {"overall_score", "annotations", "model", *SCORE_FIELDS} & set(fields)
         if "response" in fields and rated:
-            return Mapping(
+            return ColumnMapping(
                 NAME, chosen=name, rejected=name, prompt=prompt, extra={**extra, "shape": "completions"}
             )
         dtype = schema.field(name).type
@@ -73,7 +73,7 @@ def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Map
                 rtype = schema.field(rating).type if rating in schema.names else None
                 if rtype is not None and pa.types.is_list(rtype) and is_number(rtype.value_type):
                     lists = {**extra, "shape": "lists", "columns": {"ratings": rating}}
-                    return Mapping(NAME, chosen=name, rejected=name, prompt=prompt, extra=lists)
+                    return ColumnMapping(NAME, chosen=name, rejected=name, prompt=prompt, extra=lists)
     return (
         "needs `completions: list[{response, overall_score | annotations | rm_score | model}]`, or a list of strings "
         "(generations/responses) with a parallel list of numbers (ratings/rating/scores)"
@@ -138,7 +138,7 @@ def _score(col: str, fields: dict, rating: str) -> pl.Expr:
     )
 
 
-def answers(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+def answers(df: pl.DataFrame, mapping: ColumnMapping, schema: pa.Schema) -> pl.DataFrame:
     """One row per completion: ``_src``, ``_pos``, ``text``, ``score`` = ``native`` (the rating)."""
     col = mapping.chosen
     if mapping.extra.get("shape") == "lists":
@@ -193,7 +193,7 @@ def _check_delta_models(exploded: pl.DataFrame, col: str, extra: dict) -> None:
             )
 
 
-def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+def normalise(df: pl.DataFrame, mapping: ColumnMapping, schema: pa.Schema) -> pl.DataFrame:
     return binarise.normalise(df, mapping, answers(df, mapping, schema), higher_is_better=True)
 
 

@@ -15,7 +15,7 @@ from prefkit.accounting import Reason, declare
 from prefkit.errors import FormatError
 from prefkit.formats.base import is_number, is_string
 
-REASONS = declare(
+(UNPARSED_SCORE,) = declare(
     Reason(
         "unparsed_score",
         "flags",
@@ -135,5 +135,5 @@ def score_exprs(
     else:
         m = none
     used = [c for c in (score_chosen, score_rejected, margin) if c]
-    flag = unparsed(used, schema, set(fractions)).alias("flag_unparsed_score")
+    flag = unparsed(used, schema, set(fractions)).alias(UNPARSED_SCORE.flag)
     return [sc.alias("score_chosen"), sr.alias("score_rejected"), m.alias("margin"), flag]

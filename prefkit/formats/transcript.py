@@ -1,4 +1,4 @@
-"""Family D: Human/Assistant transcript strings (Anthropic/hh-rlhf).
+"""``transcript``: Human/Assistant transcript strings (Anthropic/hh-rlhf).
 
 ``"\\n\\nHuman: …\\n\\nAssistant: …"``. The transcripts are split at turn boundaries and the two histories compared
 turn by turn; a character-level common prefix would eat answers that start alike.
@@ -12,7 +12,15 @@ import polars as pl
 import pyarrow as pa
 
 from prefkit.accounting import Reason, declare
-from prefkit.formats.base import MESSAGES_DTYPE, Family, Mapping, is_string, pick_column
+from prefkit.formats.base import (
+    HISTORIES_DIFFER,
+    MESSAGES_DTYPE,
+    NULL_VALUE,
+    ColumnMapping,
+    Family,
+    is_string,
+    pick_column,
+)
 
 NAME = "transcript"
 LETTER = "D"
@@ -22,10 +30,10 @@ TURN_MARKER = re.compile(r"\n\n(Human|Assistant):[ \t]?")
 ROLES = {"Human": "user", "Assistant": "assistant"}
 
 
-REASONS = declare(Reason("bad_transcript", "invalid", "not a well-formed Human/Assistant transcript"))
+(BAD_TRANSCRIPT,) = declare(Reason("bad_transcript", "invalid", "not a well-formed Human/Assistant transcript"))
 
 
-def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Mapping | str:
+def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> ColumnMapping | str:
     """``sample()`` gives the first rows (read only when the columns fit, to look for turn markers)."""
     chosen = pick_column(schema, columns.get("chosen"), ("chosen",), is_string)
     rejected = pick_column(schema, columns.get("rejected"), ("rejected",), is_string)
@@ -38,7 +46,7 @@ def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Map
         texts = [t for t in table.column(chosen).to_pylist() if t]
         if texts and not any(TURN_MARKER.search("\n\n" + t) for t in texts):
             return "chosen/rejected are strings but not Human/Assistant transcripts, and there is no prompt column"
-    return Mapping(NAME, chosen=chosen, rejected=rejected)
+    return ColumnMapping(NAME, chosen=chosen, rejected=rejected)
 
 
 def parse_transcript(text: str) -> list[tuple[str, str]] | None:
@@ -55,14 +63,14 @@ def parse_transcript(text: str) -> list[tuple[str, str]] | None:
     return turns
 
 
-def _split_row(chosen: str | None, rejected: str | None) -> tuple[list, list, list, str | None]:
+def _split_row(chosen: str | None, rejected: str | None) -> tuple[list, list, list, Reason | None]:
     if chosen is None or rejected is None:
-        return [], [], [], "null_value"
+        return [], [], [], NULL_VALUE
     c, r = parse_transcript(chosen), parse_transcript(rejected)
     if c is None or r is None:
-        return [], [], [], "bad_transcript"
+        return [], [], [], BAD_TRANSCRIPT
     if c[:-1] != r[:-1]:
-        return [], [], [], "histories_differ"
+        return [], [], [], HISTORIES_DIFFER
     msgs = [{"role": role, "content": content} for role, content in c[:-1]]
     return (
         msgs,
@@ -72,7 +80,7 @@ def _split_row(chosen: str | None, rejected: str | None) -> tuple[list, list, li
     )
 
 
-def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+def normalise(df: pl.DataFrame, mapping: ColumnMapping, schema: pa.Schema) -> pl.DataFrame:
     rows = [
         _split_row(c, r)
         for c, r in zip(df[mapping.chosen].to_list(), df[mapping.rejected].to_list(), strict=True)
@@ -80,6 +88,7 @@ def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataF
     prompt, chosen, rejected, invalid = (
         (list(col) for col in zip(*rows, strict=True)) if rows else ([], [], [], [])
     )
+    invalid = [r.name if r is not None else None for r in invalid]
     return pl.DataFrame(
         {"prompt": prompt, "chosen": chosen, "rejected": rejected, "invalid": invalid},
         schema={
@@ -91,4 +100,12 @@ def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataF
     )
 
 
-FAMILY = Family(NAME, LETTER, DESCRIPTION, order=40, match=match, normalise=normalise, reasons=REASONS)
+FAMILY = Family(
+    NAME,
+    LETTER,
+    DESCRIPTION,
+    order=40,
+    match=match,
+    normalise=normalise,
+    reasons=(NULL_VALUE, BAD_TRANSCRIPT, HISTORIES_DIFFER),
+)

@@ -1,4 +1,5 @@
-"""Family K: TRL's unpaired preference shape (the ``KTOTrainer`` format): ``prompt``, ``completion``, ``label``.
+"""``unpaired``: TRL's unpaired preference shape (the ``KTOTrainer`` format): ``prompt``, ``completion``,
+``label``.
 
 One answer per row, ``label`` true for a desirable completion and false for an undesirable one; ``prompt`` and
 ``completion`` are messages (conversational) or strings (standard). The record is a pair, so the rows of one prompt
@@ -18,8 +19,10 @@ import pyarrow as pa
 
 from prefkit.accounting import Reason, declare
 from prefkit.formats.base import (
+    ANSWER_NOT_SINGLE_ASSISTANT,
+    NULL_VALUE,
+    ColumnMapping,
     Family,
-    Mapping,
     answer_ok,
     first_reason,
     is_messages,
@@ -28,6 +31,7 @@ from prefkit.formats.base import (
     messages_expr,
     single_assistant,
 )
+from prefkit.frame import NORMALISER_DROP
 
 NAME = "unpaired"
 LETTER = "K"
@@ -37,7 +41,7 @@ DESCRIPTION = (
 )
 PARTNER = "_partner_completion"
 
-REASONS = declare(
+PAIRED_IN_ANOTHER_ROW, NO_PARTNER = declare(
     Reason(
         "paired_in_another_row",
         "dropped",
@@ -53,7 +57,7 @@ REASONS = declare(
 )
 
 
-def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Mapping | str:
+def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> ColumnMapping | str:
     """TRL's column names (``prompt``, ``completion``, ``label``); column overrides do not apply."""
     names = set(schema.names)
     text_or_messages = lambda t: is_messages(t) or is_string(t)  # noqa: E731
@@ -65,7 +69,7 @@ def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Map
         return "needs prompt and completion as message lists or strings"
     if not pa.types.is_boolean(schema.field("label").type):
         return "needs a boolean label (true: desirable)"
-    return Mapping(
+    return ColumnMapping(
         NAME,
         chosen="completion",
         rejected="completion",
@@ -102,7 +106,7 @@ def _partners(frame: pl.DataFrame, start: int) -> pl.DataFrame:
     return pairs.join(completions, on="u", how="left")
 
 
-def prepare(mapping: Mapping, schema: pa.Schema, read) -> dict:
+def prepare(mapping: ColumnMapping, schema: pa.Schema, read) -> dict:
     """The split's pairs, with the undesirable partner's completion (kept in memory: about the size of the
     paired undesirable completions)."""
     frames, start = [], 0
@@ -127,7 +131,7 @@ def _answer(column: str, schema: pa.Schema) -> tuple[pl.Expr, pl.Expr]:
     return msgs, answer_ok(msgs)
 
 
-def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataFrame:
+def normalise(df: pl.DataFrame, mapping: ColumnMapping, schema: pa.Schema) -> pl.DataFrame:
     facts = mapping.facts or {}
     start = facts.get("start", 0)
     partners = facts.get("partners") if "partners" in facts else _partners(df, start)
@@ -158,9 +162,9 @@ def normalise(df: pl.DataFrame, mapping: Mapping, schema: pa.Schema) -> pl.DataF
         pl.when(has_partner).then(own).otherwise(own).alias("chosen"),
         pl.when(has_partner).then(other).otherwise(own).alias("rejected"),
         first_reason(
-            (nulls, "null_value"), (~own_ok | (has_partner & ~other_ok), "answer_not_single_assistant")
+            (nulls, NULL_VALUE), (~own_ok | (has_partner & ~other_ok), ANSWER_NOT_SINGLE_ASSISTANT)
         ).alias("invalid"),
-        first_reason((taken, "paired_in_another_row"), (~has_partner, "no_partner")).alias("normaliser_drop"),
+        first_reason((taken, PAIRED_IN_ANOTHER_ROW), (~has_partner, NO_PARTNER)).alias(NORMALISER_DROP),
         *[pl.lit(None, dtype=pl.Float64).alias(c) for c in ("score_chosen", "score_rejected", "margin")],
     )
     return out
@@ -173,7 +177,7 @@ FAMILY = Family(
     order=55,
     match=match,
     normalise=normalise,
-    reasons=REASONS,
+    reasons=(NULL_VALUE, ANSWER_NOT_SINGLE_ASSISTANT, PAIRED_IN_ANOTHER_ROW, NO_PARTNER),
     full_frame=True,
     prepare=prepare,
 )

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from prefkit.errors import OptionError, OutputError
+from prefkit.formats.base import NULL_VALUE
 from prefkit.generate.engine import Engine, Request, load_engine
 from prefkit.generate.options import DEFAULT_SHARD_ROWS, GenerateOptions, PromptOptions
 from prefkit.generate.prompts import PROMPT, PROMPT_ID, Prompts, read_prompts
@@ -174,7 +175,7 @@ def _write_prompt_set(out: Path, prompts: Prompts, fingerprint: str, command: st
     splits = {}
     for name, c in prompts.counts.items():
         dropped = {"duplicate_prompt": c["duplicates"]} if c["duplicates"] else {}
-        invalid = {"null_value": c["no_prompt"]} if c["no_prompt"] else {}
+        invalid = {NULL_VALUE.name: c["no_prompt"]} if c["no_prompt"] else {}
         splits[name] = {"read": c["read"], "kept": c["prompts"], "dropped": dropped, "invalid": invalid}
     manifest = {
         "prefkit_version": __version__,

@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from prefkit.output.exports import require_trl_shape
 from prefkit.store.folder import (
     CARD_NAME,
     DATA_DIR,
@@ -30,7 +31,6 @@ from prefkit.store.folder import (
     OutputFolder,
     content_digest,
     read_output,
-    require_trl_shape,
     shard_name,
     split_files,
     split_sizes,

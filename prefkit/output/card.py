@@ -219,10 +219,11 @@ def card_context(
     manifest: Manifest, features: dict, *, name: str | None = None, hub: HubCard | None = None
 ) -> dict:
     """Everything the template shows, from the manifest (and the Hub parts)."""
-    from prefkit.output.exports import EXPORTS
+    from prefkit.output.exports import DEFAULT_EXPORT, EXPORTS
 
     splits = manifest.split_entries
     export = manifest.export_shape
+    shape = EXPORTS.get(export)
     tokenizer = manifest.tokenizer or Tokenizer()
     text = tokenizer.output_format == "text"
     ref = _ref_context(manifest.reflogps, features)
@@ -231,7 +232,7 @@ def card_context(
     stats = manifest.split_stats()
     return {
         "title": hub.repo_id.split("/")[-1] if hub else (name or "Preference dataset built with prefkit"),
-        "intro": EXPORTS.get(export, EXPORTS["trl"]).card_intro,
+        "intro": (shape or EXPORTS[DEFAULT_EXPORT]).card_intro,
         "total": sum(c.kept or 0 for c in splits.values()),
         "split_counts": ", ".join(f"{n} {c.kept or 0:,}" for n, c in splits.items()),
         "source_names": ", ".join(f"`{s.id}`" for s in manifest.source_entries) or "local data",
@@ -240,7 +241,7 @@ def card_context(
         "load_id": load_id,
         "rev_arg": rev_arg,
         "first_split": next((n for n, c in splits.items() if (c.kept or 0) > 0), "train"),
-        "trl_shape": export == "trl",
+        "trl_shape": shape is not None and shape.trl_shape,
         "train": _train_context(export, load_id, splits),
         "text": text,
         "template": tokenizer.chat_template,

@@ -43,7 +43,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from prefkit.errors import OptionError
+from prefkit.errors import OptionError, OutputError
 from prefkit.output import shapes
 from prefkit.output.recipes import (
     axolotl_yaml,
@@ -54,7 +54,7 @@ from prefkit.output.recipes import (
     openrlhf_command,
     torchtune_yaml,
 )
-from prefkit.store.folder import EXPORT_FILES, NEMO_RL_DIR, OPENAI_DIR  # noqa: F401 (EXPORT_FILES: this module's API)
+from prefkit.store.folder import EXPORT_FILES, NEMO_RL_DIR, OPENAI_DIR, OutputFolder  # noqa: F401 (EXPORT_FILES: this module's API)
 
 _PROVENANCE = ("source", "source_index", "id")
 _PROVENANCE_FIELDS = [("source", pa.string()), ("source_index", pa.int64()), ("id", pa.string())]
@@ -72,10 +72,12 @@ class Export:
     that chooses among the rows of the whole split (KTO writes a completion once) also has ``keys(records)`` (a
     small frame per output row, in ``rows`` order) and ``choose(keys, pairs) -> (keep mask, stats)``, which sees
     the keys of the whole split. :meth:`table` makes one split at once. ``extra_files(set_name, {split: [data
-    files]}, folder)`` returns more files to write into the folder (name -> text); ``trl_shape``: readable by
-    `reflogps`/`stats`. ``cannot(row) -> why | None``: what the trainer has no place for in a decoded record
-    (the build drops such rows as ``export_unsupported``). ``train(load_id, {split: [data files]}) -> (language,
-    text)``: the card's snippet that trains on the set (a config file or command for the consumer).
+    files]}, folder)`` returns more files to write into the folder (name -> text); ``trl_shape``: the data files
+    are the canonical records as they are (``rows`` changes nothing), TRL's shape, which `reflogps`, `stats`,
+    `score`, `verify` and `report` read and text output reshapes. ``cannot(row) -> why | None``: what the
+    trainer has no place for in a decoded record (the build drops such rows as ``export_unsupported``).
+    ``train(load_id, {split: [data files]}) -> (language, text)``: the card's snippet that trains on the set (a
+    config file or command for the consumer).
     """
 
     name: str
@@ -515,6 +517,10 @@ EXPORTS: dict[str, Export] = {
 }
 
 
+#: the export a build writes unless told otherwise
+DEFAULT_EXPORT = next(iter(EXPORTS))
+
+
 def check_export(kind: str) -> Export:
     """The export named ``kind`` (:class:`OptionError` listing the names when unknown)."""
     if kind not in EXPORTS:
@@ -525,3 +531,24 @@ def check_export(kind: str) -> Export:
 def export_table(table: pa.Table, kind: str) -> tuple[pa.Table, dict]:
     """One split of canonical records in the shape ``kind``; returns the table and stats for the manifest."""
     return check_export(kind).table(table)
+
+
+def require_trl_shape(folder: OutputFolder, command: str, generated_ok: bool = False) -> None:
+    """Refuse sets exported for other trainers (an ``--export`` shape that is not TRL's) in commands that read
+    TRL's prompt/chosen/rejected shape, and (unless ``generated_ok``) sets of prompts with completions written by
+    `prefkit generate`, which have no pairs yet."""
+    manifest = folder.typed_manifest
+    if not generated_ok and folder.splits and manifest.prompts is not None:
+        raise OutputError(
+            f"{str(folder.path)!r} holds prompts with completions (`prefkit generate`), not pairs",
+            f"pair them first: `prefkit build {folder.path.name} --rating rm_score -o PAIRS` (after "
+            f"`prefkit score`), then `prefkit {command} PAIRS`",
+        )
+    shape = manifest.export_shape
+    export = EXPORTS.get(shape)
+    if export is None or not export.trl_shape:
+        raise OutputError(
+            f"{str(folder.path)!r} was exported in the {shape!r} shape; `prefkit {command}` reads TRL's "
+            "prompt/chosen/rejected shape",
+            f"build the set again without --export (or with --export trl) to use `prefkit {command}`",
+        )

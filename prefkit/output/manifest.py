@@ -103,12 +103,12 @@ def finish_manifest(
 ) -> None:
     """The data files of each split (``files``: when an output folder is written), the export's figures and the
     statistics of what was written."""
-    from prefkit.output.exports import check_export
+    from prefkit.output.exports import DEFAULT_EXPORT, check_export
 
     for name, paths in (files or {}).items():
         manifest["splits"][name]["files"] = paths
     export = check_export(options.output.export)
-    if export.name != "trl":
+    if export.name != DEFAULT_EXPORT:
         manifest["export"] = {"shape": export.name, "splits": {n: w["export"] for n, w in written.items()}}
     manifest["stats"] = {
         "splits": {name: w["stats"] for name, w in written.items() if w["stats"] is not None}

@@ -18,7 +18,12 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from prefkit.filters.registry import TEMPLATE_RESIDUE
+from prefkit.filters.tokens import TEMPLATE_REFUSED
+from prefkit.frame import REASON, STAGE, Stage
 from prefkit.report.evidence import Pieces, mark_all, row_text, shared_run, word_diff
+from prefkit.select.decontaminate import CONTAMINATED
+from prefkit.select.near_dedup import NEAR_DUPLICATE
 from prefkit.store.manifest_model import Manifest
 
 #: a message's content is cut after this many characters on the page (the cut is stated)
@@ -142,9 +147,9 @@ def reject_groups(path: Path, examples: int, seed: int) -> list[tuple[str, str, 
     columns), read from ``rejects/<split>.parquet``."""
     if not path.is_file():
         return []
-    meta = pl.scan_parquet(path).select("stage", "reason").with_row_index("_row").collect()
+    meta = pl.scan_parquet(path).select(STAGE, REASON).with_row_index("_row").collect()
     out = []
-    for (stage, reason), group in meta.group_by(["stage", "reason"], maintain_order=True):
+    for (stage, reason), group in meta.group_by([STAGE, REASON], maintain_order=True):
         picked = group["_row"].to_numpy()[sample_indices(group.height, examples, seed)]
         rows = (
             pl.scan_parquet(path)
@@ -153,7 +158,7 @@ def reject_groups(path: Path, examples: int, seed: int) -> list[tuple[str, str, 
             .collect()
         )
         out.append((str(stage), str(reason), group.height, rows.drop("_row")))
-    order = {"invalid": 0, "dropped": 1}
+    order: dict[str, int] = {Stage.INVALID: 0, Stage.DROPPED: 1}
     return sorted(out, key=lambda g: (order.get(g[0], 2), -g[2], g[1]))
 
 
@@ -164,23 +169,23 @@ EVAL_ITEM = re.compile(r"eval set (.+) item (\d+)$")
 def evidence(reason: str, row: Reject, kept_by_id: dict[str, dict], eval_items: dict[str, list]) -> None:
     """Fill ``row.evidence`` for the reasons that have some (see the module :mod:`prefkit.report.evidence`)."""
     text = row_text(row.fields)
-    if reason == "template_residue" and row.detail:
+    if reason == TEMPLATE_RESIDUE.reason.name and row.detail:
         row.evidence = {"kind": "residue", "marker": row.detail, "text": mark_all(text, row.detail)}
-    elif reason == "near_duplicate" and row.detail and (m := NEAR_DUP.search(row.detail)):
+    elif reason == NEAR_DUPLICATE.name and row.detail and (m := NEAR_DUP.search(row.detail)):
         kept = kept_by_id.get(m.group(1))
         if kept is not None:
             left, right = word_diff(
                 text, row_text({k: kept.get(k) for k in ("prompt", "chosen", "rejected")})
             )
             row.evidence = {"kind": "near_dup", "kept_id": m.group(1), "dropped": left, "kept": right}
-    elif reason == "contaminated" and row.detail and (m := EVAL_ITEM.search(row.detail)):
+    elif reason == CONTAMINATED.name and row.detail and (m := EVAL_ITEM.search(row.detail)):
         items = eval_items.get(m.group(1))
         index = int(m.group(2))
         if items is not None and index < len(items):
             item = "\n".join(items[index])
             mine, theirs, run = shared_run(text, item)
             row.evidence = {"kind": "contaminated", "text": mine, "item": theirs, "run": run}
-    elif reason == "template_refused" and row.detail:
+    elif reason == TEMPLATE_REFUSED.name and row.detail:
         row.evidence = {"kind": "refused", "message": row.detail}
 
 

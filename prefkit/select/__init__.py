@@ -6,46 +6,21 @@ A selection never deletes a row: it marks it dropped with its reason, so the cou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
 
+from prefkit.frame import MARGIN
 from prefkit.select import dedup, mix, quality, splits, top
+from prefkit.select.selectable import Selectable
 from prefkit.select.top import select_within
 
-__all__ = ["Part", "select_across", "select_within"]
-
-
-@dataclass
-class Part:
-    """One split of one source on its way through a build: the source split, how it maps, the classified rows.
-
-    ``df`` holds one compact row per candidate pair (``source_index``, ``stage``, ``reason``, ``detail``,
-    ``margin``, ``flag_*``, and the hashes a selection compares), never the messages: those of the rows that may
-    still be kept are in ``spill`` (with ``_row``, the row's place in ``df``), and the source fields the rejects
-    list are in ``originals`` (:mod:`prefkit.spill`)."""
-
-    src: Any  # prefkit.sources.Source
-    spec: Any  # prefkit.sources.spec.SourceSpec
-    preset: Any  # prefkit.formats.presets.Preset | None
-    split: str
-    out: str  # the output split it goes to
-    raw: pa.Table | Any  # the source split: a table or a lazy reader (prefkit.sources.splits)
-    mapping: Any  # prefkit.formats.Mapping
-    df: pl.DataFrame | None = None
-    copies: pl.DataFrame | None = None
-    unused: dict[str, int] | None = None  # source columns no mapping reads: their non-null counts
-    read_columns: list[str] | None = None  # the source columns read (and kept in rejects)
-    raw_schema: pa.Schema | None = None  # their types
-    spill: Any = None  # prefkit.spill.Spill: messages of the rows that may still be kept
-    originals: Any = None  # prefkit.spill.Spill: source rows the rejects list with their fields
-    template: pl.DataFrame | None = None  # the spill's columns, no row
+__all__ = ["Selectable", "select_across", "select_within"]
 
 
 def select_across(
-    parts: list[Part], specs: list, options: Any, target: Any = None, token: Any = None
+    parts: Sequence[Selectable], specs: list, options: Any, target: Any = None, token: Any = None
 ) -> tuple[dict[int, dict], dict[str, dict]]:
     """Across all parts, in mix order: normalise margins (several scales), draw each source's weight, dedup, the
     quality pass (:mod:`.quality`: decontamination, near-dedup, length balance), then make the upsampled copies
@@ -58,8 +33,8 @@ def select_across(
     scales = mix.margin_scales(parts, specs)
     for part in parts:
         scale = scales[specs.index(part.spec)]
-        if scale["normalised"] and part.df is not None:
-            part.df = part.df.with_columns(pl.col("margin") / scale["span"])
+        if scale["normalised"] and part.is_read:
+            part.df = part.df.with_columns(pl.col(MARGIN) / scale["span"])
     again = mix.draw_weights(parts, options.seed)
     dedup.dedup_parts(parts, exact=options.dedup, one_per_prompt=options.one_pair_per_prompt)
     sections: dict[str, dict] = {}
@@ -77,7 +52,7 @@ def select_across(
     return scales, sections
 
 
-def assign_test_split(parts: list[Part], options: Any) -> dict | None:
+def assign_test_split(parts: Sequence[Selectable], options: Any) -> dict | None:
     """The leak-free train/test split when ``--test-size``/``--test-rows`` is set (else None)."""
     if options.test_size is None and options.test_rows is None:
         return None

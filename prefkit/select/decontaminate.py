@@ -56,8 +56,19 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from prefkit.accounting import Reason, declare
 from prefkit.errors import SelectionError
+from prefkit.frame import REASON, ROW, STAGE, kept
 from prefkit.select.words import map_batches, mix64, word_hashes
+
+(CONTAMINATED,) = declare(
+    Reason(
+        "contaminated",
+        "dropped",
+        "the prompt (with --decontaminate-answers, an answer too) contains an item of an eval set "
+        "(--decontaminate); detail: the eval set and item index",
+    ),
+)
 
 DEFAULT_N = 13
 DEFAULT_MIN_WORDS = 8
@@ -349,7 +360,7 @@ def _contents(column: str, drop_system: bool) -> pl.Expr:
 
 
 def decontaminate_reasons(
-    df: pl.DataFrame, index: EvalIndex, *, answers: bool = False, reason: str = "contaminated"
+    df: pl.DataFrame, index: EvalIndex, *, answers: bool = False, reason: str = CONTAMINATED.name
 ) -> pl.DataFrame:
     """The kept rows of ``df`` that contain an eval item: ``_row`` (Int64, position in ``df``), ``reason``
     (String), ``eval_set`` (String, set name), ``eval_index`` (Int64, item index within the set), by ``_row``.
@@ -358,23 +369,23 @@ def decontaminate_reasons(
     here. The text of a row is the turns of its prompt except system turns, each on its own, and with
     ``answers`` the chosen and rejected messages too (a model trained on an eval answer is contaminated as
     well). Rule and sources: module docstring."""
-    kept = (pl.col("stage") == "kept") if "stage" in df.columns else pl.lit(True)
+    rows = kept() if STAGE in df.columns else pl.lit(True)
     turns = [_contents("prompt", drop_system=True)]
     if answers:
         turns += [_contents("chosen", drop_system=False), _contents("rejected", drop_system=False)]
     frame = df.select(
-        pl.int_range(pl.len(), dtype=pl.Int64).filter(kept).alias("_row"),
-        pl.concat_list(turns).filter(kept).alias("_turns"),
+        pl.int_range(pl.len(), dtype=pl.Int64).filter(rows).alias(ROW),
+        pl.concat_list(turns).filter(rows).alias("_turns"),
     )
     found = contamination_items(frame["_turns"], index)
     hit = np.flatnonzero(found >= 0)
     located = [index.locate(int(g)) for g in found[hit]]
     return pl.DataFrame(
         {
-            "_row": frame["_row"].to_numpy()[hit],
-            "reason": [reason] * len(hit),
+            ROW: frame[ROW].to_numpy()[hit],
+            REASON: [reason] * len(hit),
             "eval_set": [name for name, _ in located],
             "eval_index": [i for _, i in located],
         },
-        schema={"_row": pl.Int64, "reason": pl.String, "eval_set": pl.String, "eval_index": pl.Int64},
+        schema={ROW: pl.Int64, REASON: pl.String, "eval_set": pl.String, "eval_index": pl.Int64},
     )

@@ -11,13 +11,15 @@ order); a row it removes is dropped with a reason, so the accounting identity st
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 import polars as pl
 
 from prefkit.accounting import Reason, declare, mark_dropped
+from prefkit.frame import CONTENT_HASH_PREFIX, MARGIN, PART, PROMPT_KEY, REASON, ROW, content_hash, kept
+from prefkit.select.selectable import Selectable
 
-REASONS = declare(
+DUPLICATE, NOT_BEST_FOR_PROMPT = declare(
     Reason("duplicate", "dropped", "same normalised prompt, chosen and rejected as an earlier row (--dedup)"),
     Reason(
         "not_best_for_prompt",
@@ -63,9 +65,9 @@ def row_keys(df: pl.DataFrame, *, exact: bool, prompts: bool) -> list[pl.Series]
     hashes, with ``exact``) and ``_pkey`` (:func:`prompt_keys`, with ``prompts``)."""
     out = []
     if exact:
-        out += [df[c].hash(seed=0).alias(f"_h_{c}") for c in ("prompt", "chosen", "rejected")]
+        out += [df[c].hash(seed=0).alias(content_hash(c)) for c in ("prompt", "chosen", "rejected")]
     if prompts:
-        out.append(prompt_keys(df).alias("_pkey"))
+        out.append(prompt_keys(df).alias(PROMPT_KEY))
     return out
 
 
@@ -73,16 +75,16 @@ def key_frame(df: pl.DataFrame, *, exact: bool, one_per_prompt: bool) -> pl.Data
     """The small frame dedup works on, for the kept rows only: ``_row`` (place in ``df``), ``margin`` and the
     content / prompt hashes (the ``_h_*`` / ``_pkey`` columns of :func:`row_keys` when ``df`` has them, else
     computed from its messages)."""
-    have = {"_h_prompt", "_h_chosen", "_h_rejected"} <= set(df.columns) if exact else True
-    have_p = "_pkey" in df.columns if one_per_prompt else True
+    hashes = [content_hash(c) for c in ("prompt", "chosen", "rejected")]
+    have = set(hashes) <= set(df.columns) if exact else True
+    have_p = PROMPT_KEY in df.columns if one_per_prompt else True
     if not (have and have_p):
         df = df.with_columns(row_keys(df, exact=exact and not have, prompts=one_per_prompt and not have_p))
-    kept = pl.col("stage") == "kept"
-    cols = [pl.int_range(pl.len(), dtype=pl.Int64).filter(kept).alias("_row"), pl.col("margin").filter(kept)]
+    cols = [pl.int_range(pl.len(), dtype=pl.Int64).filter(kept()).alias(ROW), pl.col(MARGIN).filter(kept())]
     if exact:
-        cols += [pl.col(f"_h_{c}").filter(kept) for c in ("prompt", "chosen", "rejected")]
+        cols += [pl.col(h).filter(kept()) for h in hashes]
     if one_per_prompt:
-        cols.append(pl.col("_pkey").filter(kept).alias("_p"))
+        cols.append(pl.col(PROMPT_KEY).filter(kept()).alias("_p"))
     return df.select(cols)
 
 
@@ -91,38 +93,38 @@ def dedup_reasons(pool: pl.DataFrame, *, exact: bool, one_per_prompt: bool) -> p
 
     ``pool`` is :func:`key_frame` of every part, in mix order, with ``_part``.
     """
-    key_cols = [c for c in pool.columns if c.startswith("_h_")]
-    kept = pool.with_row_index("_order")
+    key_cols = [c for c in pool.columns if c.startswith(CONTENT_HASH_PREFIX)]
+    left = pool.with_row_index("_order")
     out = []
     if exact:
         dup = pl.int_range(pl.len()).over(key_cols) > 0
-        out.append(kept.filter(dup).select("_part", "_row", pl.lit("duplicate").alias("reason")))
-        kept = kept.filter(~dup)
+        out.append(left.filter(dup).select(PART, ROW, DUPLICATE.lit().alias(REASON)))
+        left = left.filter(~dup)
     if one_per_prompt:
-        ranked = kept.sort(
-            pl.col("margin").fill_nan(None), "_order", descending=[True, False], nulls_last=True
+        ranked = left.sort(
+            pl.col(MARGIN).fill_nan(None), "_order", descending=[True, False], nulls_last=True
         )
         worse = ranked.filter(pl.int_range(pl.len()).over("_p") > 0)
-        out.append(worse.select("_part", "_row", pl.lit("not_best_for_prompt").alias("reason")))
+        out.append(worse.select(PART, ROW, NOT_BEST_FOR_PROMPT.lit().alias(REASON)))
     if not out:
-        return pl.DataFrame(schema={"_part": pl.Int64, "_row": pl.Int64, "reason": pl.String})
-    return pl.concat(out).cast({"_part": pl.Int64, "_row": pl.Int64})
+        return pl.DataFrame(schema={PART: pl.Int64, ROW: pl.Int64, REASON: pl.String})
+    return pl.concat(out).cast({PART: pl.Int64, ROW: pl.Int64})
 
 
-def dedup_parts(parts: list[Any], *, exact: bool, one_per_prompt: bool) -> None:
+def dedup_parts(parts: Sequence[Selectable], *, exact: bool, one_per_prompt: bool) -> None:
     """Drop duplicates across every part (in mix order), updating each ``part.df``."""
     if not (exact or one_per_prompt):
         return
     pool = pl.concat(
         [
             key_frame(p.df, exact=exact, one_per_prompt=one_per_prompt).with_columns(
-                pl.lit(i, dtype=pl.Int64).alias("_part")
+                pl.lit(i, dtype=pl.Int64).alias(PART)
             )
             for i, p in enumerate(parts)
         ]
     )
     drops = dedup_reasons(pool, exact=exact, one_per_prompt=one_per_prompt)
     for i, part in enumerate(parts):
-        mine = drops.filter(pl.col("_part") == i)
+        mine = drops.filter(pl.col(PART) == i)
         if mine.height:
-            part.df = mark_dropped(part.df, mine["_row"], mine["reason"])
+            part.df = mark_dropped(part.df, mine[ROW], mine[REASON])

@@ -23,8 +23,17 @@ from fractions import Fraction
 import numpy as np
 import polars as pl
 
+from prefkit.accounting import Reason, declare
 from prefkit.errors import SelectionError
 from prefkit.ranks import spearman
+
+(LENGTH_BALANCE,) = declare(
+    Reason(
+        "length_balance",
+        "dropped",
+        "dropped so the chosen answer is longer in 50 % ± 1 % of pairs (--length-balance), lowest margins first",
+    ),
+)
 
 Values = Sequence[float | int | None] | np.ndarray | pl.Series
 

@@ -9,20 +9,22 @@ largest absolute margin seen) before anything ranks them across sources.
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
 
-from prefkit.accounting import Reason, declare, mark_dropped
+from prefkit.accounting import UPSAMPLED, Reason, declare, mark_dropped
+from prefkit.frame import MARGIN, PROW, STAGE, Stage, is_stage, kept
+from prefkit.select.selectable import Selectable
 from prefkit.sources.spec import SourceSpec, Weight, parse_source, parse_weight  # noqa: F401 (prefkit.mix API)
 
-REASONS = declare(
+(NOT_SAMPLED,) = declare(
     Reason(
         "not_sampled", "dropped", "not drawn by the source's mixing weight (SOURCE:WEIGHT)", selection=True
     ),
-    Reason("upsampled", "added", "extra copies drawn by a source weight above its size"),
 )
+REASONS = (NOT_SAMPLED, UPSAMPLED)
 
 
 def source_rng(seed: int | None, key: str) -> np.random.Generator:
@@ -44,7 +46,7 @@ def draw(n: int, weight: Weight | None, rng: np.random.Generator) -> tuple[np.nd
     return every, np.sort(rng.choice(n, size=target - n, replace=True))
 
 
-def margin_scales(parts: list[Any], specs: list) -> dict[int, dict]:
+def margin_scales(parts: Sequence[Selectable], specs: list) -> dict[int, dict]:
     """Per source (by position): the margin scale, and whether margins are divided by it (several sources with
     different scales)."""
     scales: dict[int, dict] = {}
@@ -55,7 +57,7 @@ def margin_scales(parts: list[Any], specs: list) -> dict[int, dict]:
         origin = "preset" if span else None
         if not span:
             margins = [
-                p.df.select(pl.col("margin").filter(pl.col("stage") != "invalid").abs().max()).item()
+                p.df.select(pl.col(MARGIN).filter(~is_stage(Stage.INVALID)).abs().max()).item()
                 for p in mine
             ]
             margins = [m for m in margins if m is not None and m == m]
@@ -69,7 +71,7 @@ def margin_scales(parts: list[Any], specs: list) -> dict[int, dict]:
     return scales
 
 
-def draw_weights(parts: list[Any], seed: int | None) -> dict[int, pl.Series]:
+def draw_weights(parts: Sequence[Selectable], seed: int | None) -> dict[int, pl.Series]:
     """Draw each part's source weight among its kept rows: rows not drawn are dropped ``not_sampled``; returns the
     rows drawn again (upsampling) per part index."""
     again_rows: dict[int, pl.Series] = {}
@@ -78,23 +80,23 @@ def draw_weights(parts: list[Any], seed: int | None) -> dict[int, pl.Series]:
         if weight is None:
             continue
         kept_rows = part.df.select(
-            pl.int_range(pl.len(), dtype=pl.UInt32).filter(pl.col("stage") == "kept").alias("_r")
+            pl.int_range(pl.len(), dtype=pl.UInt32).filter(kept()).alias("_r")
         ).to_series()
         rng = source_rng(seed, f"{part.src.label}/{part.split}")
         once, again = draw(kept_rows.len(), weight, rng)
         not_drawn = kept_rows.filter(~kept_rows.is_in(kept_rows.gather(once).implode()))
         if not_drawn.len():
-            part.df = mark_dropped(part.df, not_drawn, "not_sampled")
+            part.df = mark_dropped(part.df, not_drawn, NOT_SAMPLED)
         if len(again):
             again_rows[i] = kept_rows.gather(again)
     return again_rows
 
 
-def make_copies(parts: list[Any], again_rows: dict[int, pl.Series]) -> None:
+def make_copies(parts: Sequence[Selectable], again_rows: dict[int, pl.Series]) -> None:
     """The upsampled copies of drawn rows that are still kept (``part.copies``; ``_prow`` links to the row)."""
     for i, rows in again_rows.items():
         part = parts[i]
-        part.df = part.df.with_row_index("_prow")
-        still = part.df["stage"].gather(rows) == "kept"
+        part.df = part.df.with_row_index(PROW)
+        still = part.df[STAGE].gather(rows) == Stage.KEPT.value
         if still.any():
             part.copies = part.df[rows.filter(still).to_list()]

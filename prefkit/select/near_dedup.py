@@ -56,8 +56,20 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from prefkit.accounting import Reason, declare
 from prefkit.errors import SelectionError
+from prefkit.frame import MARGIN, REASON, ROW, STAGE, kept
 from prefkit.select.words import _MIX1, Frame, map_batches, mix64, word_hashes
+
+(NEAR_DUPLICATE,) = declare(
+    Reason(
+        "near_duplicate",
+        "dropped",
+        "near-duplicate of a kept pair or prompt (--near-dedup): MinHash Jaccard >= --near-dedup-threshold to it, "
+        "or to a row joined to it through a chain of such near-duplicates; detail: the kept row's id, source and "
+        "index",
+    ),
+)
 
 DEFAULT_THRESHOLD = 0.8
 DEFAULT_NUM_PERM = 128
@@ -399,7 +411,7 @@ def near_dedup_reasons(
     num_perm: int = DEFAULT_NUM_PERM,
     shingle: int = DEFAULT_SHINGLE,
     seed: int = 0,
-    reason: str = "near_duplicate",
+    reason: str = NEAR_DUPLICATE.name,
 ) -> pl.DataFrame:
     """The kept rows of ``df`` that near-dedup removes: ``_row`` (Int64, position in ``df``), ``reason``
     (String, ``reason``), ``kept_row`` (Int64, the row kept for its cluster), sorted by ``_row``.
@@ -415,18 +427,18 @@ def near_dedup_reasons(
     DependencyError without rensa."""
     _check_mode(mode)
     _check(threshold, num_perm, shingle, seed)
-    kept = (pl.col("stage") == "kept") if "stage" in df.columns else pl.lit(True)
-    rows = df.select(pl.int_range(pl.len(), dtype=pl.Int64).filter(kept)).to_series().to_numpy()
+    taking = kept() if STAGE in df.columns else pl.lit(True)
+    rows = df.select(pl.int_range(pl.len(), dtype=pl.Int64).filter(taking)).to_series().to_numpy()
     sig, has_words = dedup_signatures(df, mode=mode, num_perm=num_perm, shingle=shingle, seed=seed)
     margin = None
-    if mode == "prompt" and "margin" in df.columns:
-        margin = df.select(pl.col("margin").filter(kept)).to_series()
+    if mode == "prompt" and MARGIN in df.columns:
+        margin = df.select(pl.col(MARGIN).filter(taking)).to_series()
     drop, winner = near_duplicates(
         sig, has_words, margin, threshold=threshold, num_perm=num_perm, shingle=shingle, seed=seed
     )
     return pl.DataFrame(
-        {"_row": rows[drop], "reason": [reason] * len(drop), "kept_row": rows[winner]},
-        schema={"_row": pl.Int64, "reason": pl.String, "kept_row": pl.Int64},
+        {ROW: rows[drop], REASON: [reason] * len(drop), "kept_row": rows[winner]},
+        schema={ROW: pl.Int64, REASON: pl.String, "kept_row": pl.Int64},
     )
 
 
@@ -447,9 +459,9 @@ def dedup_signatures(
     ``df`` (all rows when it has no ``stage``), in order; row-local, so a set can be hashed batch by batch."""
     _check_mode(mode)
     _check(DEFAULT_THRESHOLD, num_perm, shingle, seed)
-    kept = (pl.col("stage") == "kept") if "stage" in df.columns else pl.lit(True)
+    taking = kept() if STAGE in df.columns else pl.lit(True)
     columns = ["prompt", "chosen", "rejected"] if mode == "pair" else ["prompt"]
-    source = df.select(*columns, kept.alias("_kept"))
+    source = df.select(*columns, taking.alias("_kept"))
     return _signatures(source, lambda part: dedup_texts(part.filter("_kept"), mode), num_perm, shingle, seed)
 
 

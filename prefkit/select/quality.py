@@ -15,35 +15,21 @@ representative; length balance runs last, on what the other stages left.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import polars as pl
 
-from prefkit.accounting import Reason, declare, mark_dropped
+from prefkit.accounting import mark_dropped
+from prefkit.frame import DETAIL, MARGIN, PART, REASON, ROW, SOURCE_INDEX, STAGE, Stage
 from prefkit.record import ROW_FIELDS
+from prefkit.select.decontaminate import CONTAMINATED
+from prefkit.select.length_balance import LENGTH_BALANCE
+from prefkit.select.near_dedup import NEAR_DUPLICATE
+from prefkit.select.selectable import Selectable
 
-REASONS = declare(
-    Reason(
-        "contaminated",
-        "dropped",
-        "the prompt (with --decontaminate-answers, an answer too) contains an item of an eval set "
-        "(--decontaminate); detail: the eval set and item index",
-    ),
-    Reason(
-        "near_duplicate",
-        "dropped",
-        "near-duplicate of a kept pair or prompt (--near-dedup): MinHash Jaccard >= --near-dedup-threshold to it, "
-        "or to a row joined to it through a chain of such near-duplicates; detail: the kept row's id, source and "
-        "index",
-    ),
-    Reason(
-        "length_balance",
-        "dropped",
-        "dropped so the chosen answer is longer in 50 % ± 1 % of pairs (--length-balance), lowest margins first",
-    ),
-)
+REASONS = (CONTAMINATED, NEAR_DUPLICATE, LENGTH_BALANCE)
 
 if TYPE_CHECKING:
     from prefkit.select.near_dedup import NearDedupMode
@@ -55,7 +41,7 @@ def _plain(column: str) -> pl.Expr:
     return pl.col(column).list.eval(pl.struct(el.field("role"), el.field("content"))).alias(column)
 
 
-def pool(parts: list[Any], parts_of: list[int] | None = None) -> Iterator[pl.DataFrame]:
+def pool(parts: Sequence[Selectable], parts_of: list[int] | None = None) -> Iterator[pl.DataFrame]:
     """The kept rows of ``parts`` (or of the parts at ``parts_of``) in mix order, batch by batch: ``_part``,
     ``_row`` (place in that part's frame), ``prompt``/``chosen``/``rejected`` (role and content), ``margin``,
     ``source``, ``source_index``. The messages are read back from each part's spill (``part.spill``: the rows
@@ -64,37 +50,39 @@ def pool(parts: list[Any], parts_of: list[int] | None = None) -> Iterator[pl.Dat
         part = parts[i]
         if part.spill is None:
             continue
-        kept = (part.df["stage"] == "kept").to_numpy()
+        kept = (part.df[STAGE] == Stage.KEPT.value).to_numpy()
         if not kept.any():
             continue
-        margin = part.df["margin"].cast(pl.Float64)
-        for frame in part.spill.frames(["_row", "prompt", "chosen", "rejected", "source_index"]):
-            rows = frame["_row"].to_numpy()
+        margin = part.df[MARGIN].cast(pl.Float64)
+        for frame in part.spill.frames([ROW, "prompt", "chosen", "rejected", SOURCE_INDEX]):
+            rows = frame[ROW].to_numpy()
             take = kept[rows]
             if not take.any():
                 continue
             frame = frame.filter(pl.Series(take))
             yield frame.select(
-                pl.lit(i, dtype=pl.Int64).alias("_part"),
-                pl.col("_row").cast(pl.Int64),
+                pl.lit(i, dtype=pl.Int64).alias(PART),
+                pl.col(ROW).cast(pl.Int64),
                 *[_plain(c) for c in ("prompt", "chosen", "rejected")],
-                margin.gather(frame["_row"]).alias("margin"),
+                margin.gather(frame[ROW]).alias(MARGIN),
                 pl.lit(part.src.label).alias("source"),
-                pl.col("source_index").cast(pl.Int64),
+                pl.col(SOURCE_INDEX).cast(pl.Int64),
             )
 
 
-def apply_drops(parts: list[Any], drops: pl.DataFrame) -> int:
+def apply_drops(parts: Sequence[Selectable], drops: pl.DataFrame) -> int:
     """Mark the rows ``drops`` names (``_part``, ``_row``) dropped with ``drops["reason"]`` and
     ``drops["detail"]``."""
     if not drops.height:
         return 0
-    for (i,), mine in drops.group_by("_part", maintain_order=True):
-        parts[i].df = mark_dropped(parts[i].df, mine["_row"], mine["reason"], mine["detail"])
+    for (i,), mine in drops.group_by(PART, maintain_order=True):
+        parts[i].df = mark_dropped(parts[i].df, mine[ROW], mine[REASON], mine[DETAIL])
     return drops.height
 
 
-def decontaminate(parts: list[Any], evalsets: tuple[str, ...], answers: bool, token: Any = None) -> dict:
+def decontaminate(
+    parts: Sequence[Selectable], evalsets: tuple[str, ...], answers: bool, token: Any = None
+) -> dict:
     """Drop contaminated rows; returns the manifest's ``decontamination`` section: per eval set its items,
     where it came from, and the rows removed."""
     from prefkit.select.decontaminate import build_index, decontaminate_reasons
@@ -106,13 +94,13 @@ def decontaminate(parts: list[Any], evalsets: tuple[str, ...], answers: bool, to
     for pooled in pool(parts):  # row by row: each batch on its own
         hits = decontaminate_reasons(pooled, index, answers=answers)
         if hits.height:
-            where = pooled.select("_part", "_row")[hits["_row"]]
-            found.append(pl.concat([where, hits.drop("_row")], how="horizontal"))
+            where = pooled.select(PART, ROW)[hits[ROW]]
+            found.append(pl.concat([where, hits.drop(ROW)], how="horizontal"))
     removed: dict[str, int] = {}
     if found:
         hits = pl.concat(found)
         detail = pl.format("eval set {} item {}", "eval_set", "eval_index")
-        apply_drops(parts, hits.select("_part", "_row", "reason", detail.alias("detail")))
+        apply_drops(parts, hits.select(PART, ROW, REASON, detail.alias(DETAIL)))
         removed = dict(hits.group_by("eval_set").len().iter_rows())
     sets = [
         {"name": name, "items": len(items), **where, "rows_removed": removed.get(name, 0)}
@@ -121,7 +109,7 @@ def decontaminate(parts: list[Any], evalsets: tuple[str, ...], answers: bool, to
     return {"sets": sets, "answers": answers, "n": index.n, "min_words": index.min_words}
 
 
-def near_dedup(parts: list[Any], mode: str, threshold: float, seed: int | None) -> dict:
+def near_dedup(parts: Sequence[Selectable], mode: str, threshold: float, seed: int | None) -> dict:
     """Drop near-duplicates across all parts; returns the manifest's ``near_dedup`` section. A dropped row's
     ``_kept_part`` / ``_kept_row`` point at the row kept for it (:func:`kept_row_details` turns them into ids).
     Signatures are made batch by batch (a kept row's texts exist only while its batch is hashed); the clusters
@@ -139,10 +127,10 @@ def near_dedup(parts: list[Any], mode: str, threshold: float, seed: int | None) 
         sig, has_words = dedup_signatures(
             pooled, mode=cast("NearDedupMode", mode), num_perm=DEFAULT_NUM_PERM, shingle=DEFAULT_SHINGLE, seed=seed
         )
-        where.append(pooled.select("_part", "_row"))
+        where.append(pooled.select(PART, ROW))
         sigs.append(sig)
         words.append(has_words)
-        margins.append(pooled["margin"])
+        margins.append(pooled[MARGIN])
     removed = 0
     if where:
         at = pl.concat(where)
@@ -159,11 +147,11 @@ def near_dedup(parts: list[Any], mode: str, threshold: float, seed: int | None) 
         if removed:
             kept = at[winner]
             drops = at[drop].with_columns(
-                pl.lit("near_duplicate").alias("reason"), pl.lit(None, dtype=pl.String).alias("detail")
+                NEAR_DUPLICATE.lit().alias(REASON), pl.lit(None, dtype=pl.String).alias(DETAIL)
             )
             apply_drops(parts, drops)
-            pointers = at[drop].with_columns(kept["_part"].alias("kp"), kept["_row"].alias("kr"))
-            for (i,), mine in pointers.group_by("_part", maintain_order=True):
+            pointers = at[drop].with_columns(kept[PART].alias("kp"), kept[ROW].alias("kr"))
+            for (i,), mine in pointers.group_by(PART, maintain_order=True):
                 df = parts[i].df
                 for name, values in (("_kept_part", mine["kp"]), ("_kept_row", mine["kr"])):
                     base = (
@@ -171,7 +159,7 @@ def near_dedup(parts: list[Any], mode: str, threshold: float, seed: int | None) 
                         if name in df.columns
                         else pl.Series(name, [None] * df.height, dtype=pl.Int64)
                     )
-                    df = df.with_columns(base.scatter(mine["_row"], values))
+                    df = df.with_columns(base.scatter(mine[ROW], values))
                 parts[i].df = df
     return {
         "mode": mode,
@@ -183,7 +171,7 @@ def near_dedup(parts: list[Any], mode: str, threshold: float, seed: int | None) 
     }
 
 
-def kept_row_details(parts: list[Any], fields: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
+def kept_row_details(parts: Sequence[Selectable], fields: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
     """Write the ``detail`` of near-duplicate rows: the kept row's ``id`` in the data files (computed with the
     set's final ``fields``, from the kept row's messages in its part's spill), its source and index; drops the
     pointer columns."""
@@ -197,11 +185,14 @@ def kept_row_details(parts: list[Any], fields: tuple[tuple[str, ...], tuple[str,
             for kp, kr in part.df.select("_kept_part", "_kept_row").drop_nulls().iter_rows():
                 wanted.setdefault(kp, set()).add(kr)
     for kp, rows in wanted.items():
-        columns = ["_row", "prompt", "chosen", "rejected", "source_index", *ROW_FIELDS]
-        for frame in gather(parts[kp].spill, np.array(sorted(rows), dtype=np.int64)):
+        columns = [ROW, "prompt", "chosen", "rejected", SOURCE_INDEX, *ROW_FIELDS]
+        spill = parts[kp].spill
+        if spill is None:  # a kept row's part has its messages in a spill once it is read
+            raise RuntimeError(f"{parts[kp].src.label} ({parts[kp].split}) has not been read yet")
+        for frame in gather(spill, np.array(sorted(rows), dtype=np.int64)):
             frame = frame.select([c for c in columns if c in frame.columns])
             for r, rid, index in zip(
-                frame["_row"], record_ids(frame, fields), frame["source_index"], strict=True
+                frame[ROW], record_ids(frame, fields), frame[SOURCE_INDEX], strict=True
             ):
                 ids[(kp, r)] = (rid, index)
     for part in parts:
@@ -213,7 +204,7 @@ def kept_row_details(parts: list[Any], fields: tuple[tuple[str, ...], tuple[str,
         for kp, kr in df[at].select("_kept_part", "_kept_row").iter_rows():
             rid, index = ids[(kp, kr)]
             details.append(f"kept id {rid} ({parts[kp].src.label} row {index})")
-        detail = df["detail"].scatter(at, pl.Series(details, dtype=pl.String))
+        detail = df[DETAIL].scatter(at, pl.Series(details, dtype=pl.String))
         part.df = df.with_columns(detail).drop("_kept_part", "_kept_row")
 
 
@@ -239,7 +230,7 @@ def _answer_lengths(pooled: pl.DataFrame, target: Any) -> tuple[np.ndarray, np.n
     return chars[0], chars[1], "characters"
 
 
-def length_balance(parts: list[Any], target: Any = None) -> dict:
+def length_balance(parts: Sequence[Selectable], target: Any = None) -> dict:
     """Balance the chosen-longer share per output split; returns the manifest's ``length_balance`` section.
     Answer lengths are measured batch by batch; the choice is made over the whole split."""
     from prefkit.select.length_balance import length_balance_drops, length_bias
@@ -250,10 +241,10 @@ def length_balance(parts: list[Any], target: Any = None) -> dict:
         unit = None
         for pooled in pool(parts, [i for i, p in enumerate(parts) if p.out == name]):
             c, r, unit = _answer_lengths(pooled, target)
-            where.append(pooled.select("_part", "_row"))
+            where.append(pooled.select(PART, ROW))
             chosen_parts.append(c)
             rejected_parts.append(r)
-            margins.append(pooled["margin"])
+            margins.append(pooled[MARGIN])
         if not where:
             continue
         at = pl.concat(where)
@@ -265,7 +256,7 @@ def length_balance(parts: list[Any], target: Any = None) -> dict:
         keep[drop] = False
         after = length_bias(chosen[keep], rejected[keep])["chosen_longer_fraction"] if keep.any() else None
         drops = at[drop].with_columns(
-            pl.lit("length_balance").alias("reason"), pl.lit(None, dtype=pl.String).alias("detail")
+            LENGTH_BALANCE.lit().alias(REASON), pl.lit(None, dtype=pl.String).alias(DETAIL)
         )
         apply_drops(parts, drops)
         out["unit"] = unit

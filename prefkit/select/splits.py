@@ -13,15 +13,17 @@ are not kept follow their component too, so each side's counts add up on their o
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
 
 from prefkit.errors import SelectionError, option
+from prefkit.frame import GROUP, GROUP_HASH, OUT, PROMPT_KEY, PROW, SOURCE_INDEX, TEST, TRAIN, kept
 from prefkit.select.dedup import prompt_keys
+from prefkit.select.selectable import Selectable
 
-KEYS = ("_pkey", "_gkey", "_skey")
+KEYS = (PROMPT_KEY, "_gkey", "_skey")
 
 
 def components(rows: pl.DataFrame, keys: tuple[str, ...] = KEYS) -> pl.Series:
@@ -109,7 +111,9 @@ def assign_test(rows: pl.DataFrame, target: int, seed: int | None) -> tuple[pl.S
     return is_test, summary
 
 
-def assign_parts(parts: list[Any], test_size: float | None, test_rows: int | None, seed: int | None) -> dict:
+def assign_parts(
+    parts: Sequence[Selectable], test_size: float | None, test_rows: int | None, seed: int | None
+) -> dict:
     """Leak-free train/test across every part: sets each ``part.df``'s ``_out`` column ("train"/"test") and
     returns the manifest's ``test_split`` entry."""
     frames = []
@@ -117,33 +121,33 @@ def assign_parts(parts: list[Any], test_size: float | None, test_rows: int | Non
         df = part.df
         copies = part.copies
         per_row = pl.Series([0] * df.height, dtype=pl.Int64)
-        if copies is not None and copies.height and "_prow" in copies.columns:
-            n = copies.group_by("_prow").len()
-            per_row = per_row.scatter(n["_prow"].cast(pl.Int64), n["len"].cast(pl.Int64))
+        if copies is not None and copies.height and PROW in copies.columns:
+            repeats = copies.group_by(PROW).len()
+            per_row = per_row.scatter(repeats[PROW].cast(pl.Int64), repeats["len"].cast(pl.Int64))
         # group keys only link rows of the same source: hashed with the source's position as the seed
-        if "_ghash" in df.columns:  # hashed as the part was read (prefkit.stream.read.compact)
-            group = pl.col("_ghash")
-        elif "group" in df.columns:
-            group = pl.col("group").cast(pl.String).hash(seed=i)
+        if GROUP_HASH in df.columns:  # hashed as the part was read (prefkit.stream.read.compact)
+            group = pl.col(GROUP_HASH)
+        elif GROUP in df.columns:
+            group = pl.col(GROUP).cast(pl.String).hash(seed=i)
         else:
             group = pl.lit(None, dtype=pl.UInt64)
         # prompt keys for the kept rows: rows not kept only need to follow their source row (or group), so each
         # side's counts add up; whether they share a prompt with the other side does not matter
-        if "_pkey" in df.columns:  # computed batch by batch as the part was read (dedup.row_keys)
-            pkey = df.select(pl.when(pl.col("stage") == "kept").then(pl.col("_pkey"))).to_series()
+        if PROMPT_KEY in df.columns:  # computed batch by batch as the part was read (dedup.row_keys)
+            pkey = df.select(pl.when(kept()).then(pl.col(PROMPT_KEY))).to_series()
         else:
             kept_at = df.select(
-                pl.int_range(pl.len(), dtype=pl.Int64).filter(pl.col("stage") == "kept")
+                pl.int_range(pl.len(), dtype=pl.Int64).filter(kept())
             ).to_series()
-            pkey = pl.Series("_pkey", [None] * df.height, dtype=pl.UInt64).scatter(
-                kept_at, prompt_keys(df.select(pl.col("prompt").filter(pl.col("stage") == "kept")))
+            pkey = pl.Series(PROMPT_KEY, [None] * df.height, dtype=pl.UInt64).scatter(
+                kept_at, prompt_keys(df.select(pl.col("prompt").filter(kept())))
             )
         frames.append(
             df.select(
-                pl.lit(pkey).alias("_pkey"),
+                pl.lit(pkey).alias(PROMPT_KEY),
                 group.alias("_gkey"),
-                (pl.lit(i, dtype=pl.Int64) * (1 << 40) + pl.col("source_index")).alias("_skey"),
-                ((pl.col("stage") == "kept").cast(pl.Int64) + pl.lit(per_row)).alias("_weight"),
+                (pl.lit(i, dtype=pl.Int64) * (1 << 40) + pl.col(SOURCE_INDEX)).alias("_skey"),
+                (kept().cast(pl.Int64) + pl.lit(per_row)).alias("_weight"),
             )
         )
     rows = pl.concat(frames)
@@ -154,7 +158,7 @@ def assign_parts(parts: list[Any], test_size: float | None, test_rows: int | Non
         n = part.df.height
         side = is_test.slice(offset, n)
         part.df = part.df.with_columns(
-            pl.when(side).then(pl.lit("test")).otherwise(pl.lit("train")).alias("_out")
+            pl.when(side).then(pl.lit(TEST)).otherwise(pl.lit(TRAIN)).alias(OUT)
         )
         offset += n
     return {
@@ -168,5 +172,5 @@ def assign_parts(parts: list[Any], test_size: float | None, test_rows: int | Non
 
 def by_output_split(df: pl.DataFrame) -> list[tuple[str, pl.Expr]]:
     """(output split, row filter) for the sides this part has rows on."""
-    present = set(df["_out"].unique().to_list())
-    return [(name, pl.col("_out") == name) for name in ("train", "test") if name in present]
+    present = set(df[OUT].unique().to_list())
+    return [(name, pl.col(OUT) == name) for name in (TRAIN, TEST) if name in present]

@@ -9,42 +9,35 @@ from __future__ import annotations
 
 import polars as pl
 
-from prefkit.accounting import Reason, declare
+from prefkit.accounting import Reason, declare, drop_where
+from prefkit.frame import MARGIN, RANK, kept
 
-REASONS = declare(
+NOT_IN_TOP, OVER_MAX_ROWS = declare(
     Reason("not_in_top", "dropped", "not among the --top N rows by margin", selection=True),
     Reason("over_max_rows", "dropped", "beyond --max-rows", selection=True),
 )
 
 
-def _mark(df: pl.DataFrame, drop: pl.Expr, reason: str) -> pl.DataFrame:
-    return df.with_columns(
-        pl.when(drop).then(pl.lit("dropped")).otherwise(pl.col("stage")).alias("stage"),
-        pl.when(drop).then(pl.lit(reason)).otherwise(pl.col("reason")).alias("reason"),
-    )
-
-
 def select_top(df: pl.DataFrame, top: int) -> pl.DataFrame:
     """Keep the ``top`` kept rows with the largest margin; adds ``_rank`` (the rows' order by margin)."""
     order = df.select(
-        pl.arg_sort_by(pl.col("margin").fill_null(float("-inf")), descending=True, maintain_order=True)
+        pl.arg_sort_by(pl.col(MARGIN).fill_null(float("-inf")), descending=True, maintain_order=True)
     )
-    rank = pl.Series("_rank", range(df.height), dtype=pl.Int64).scatter(order.to_series(), range(df.height))
+    rank = pl.Series(RANK, range(df.height), dtype=pl.Int64).scatter(order.to_series(), range(df.height))
     df = df.with_columns(rank)
-    kept = pl.col("stage") == "kept"
-    top_rows = df.filter(kept).sort("_rank").head(top).select("_rank")
-    return _mark(df, kept & ~pl.col("_rank").is_in(top_rows.to_series().implode()), "not_in_top")
+    top_rows = df.filter(kept()).sort(RANK).head(top).select(RANK)
+    return drop_where(df, kept() & ~pl.col(RANK).is_in(top_rows.to_series().implode()), NOT_IN_TOP)
 
 
 def select_max_rows(df: pl.DataFrame, max_rows: int, seed: int | None) -> pl.DataFrame:
     """Keep at most ``max_rows`` kept rows: the first ones (by ``_rank`` after ``--top``), or a seeded sample."""
-    rows = df.with_row_index("_i").filter(pl.col("stage") == "kept")
-    order = (rows.sort("_rank") if "_rank" in rows.columns else rows)["_i"]
+    rows = df.with_row_index("_i").filter(kept())
+    order = (rows.sort(RANK) if RANK in rows.columns else rows)["_i"]
     if order.len() <= max_rows:
         return df
     keep = order.sample(max_rows, seed=seed) if seed is not None else order.head(max_rows)
     index = pl.int_range(pl.len(), dtype=pl.UInt32)  # with_row_index's dtype
-    return _mark(df, index.is_in(order.implode()) & ~index.is_in(keep.implode()), "over_max_rows")
+    return drop_where(df, index.is_in(order.implode()) & ~index.is_in(keep.implode()), OVER_MAX_ROWS)
 
 
 def select_within(df: pl.DataFrame, top: int | None, max_rows: int | None, seed: int | None) -> pl.DataFrame:

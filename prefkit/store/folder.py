@@ -428,26 +428,6 @@ def _check_parquet(path: Path) -> None:
         ) from None
 
 
-def require_trl_shape(folder: OutputFolder, command: str, generated_ok: bool = False) -> None:
-    """Refuse sets exported for other trainers (any ``--export`` but ``trl``) in commands that read
-    TRL's prompt/chosen/rejected shape, and (unless ``generated_ok``) sets of prompts with completions written by
-    `prefkit generate`, which have no pairs yet."""
-    manifest = folder.typed_manifest
-    if not generated_ok and folder.splits and manifest.prompts is not None:
-        raise OutputError(
-            f"{str(folder.path)!r} holds prompts with completions (`prefkit generate`), not pairs",
-            f"pair them first: `prefkit build {folder.path.name} --rating rm_score -o PAIRS` (after "
-            f"`prefkit score`), then `prefkit {command} PAIRS`",
-        )
-    shape = manifest.export_shape
-    if shape != "trl":
-        raise OutputError(
-            f"{str(folder.path)!r} was exported in the {shape!r} shape; `prefkit {command}` reads TRL's "
-            "prompt/chosen/rejected shape",
-            f"build the set again without --export (or with --export trl) to use `prefkit {command}`",
-        )
-
-
 #: the first ``datasets`` release that decodes ``Json`` inside message lists (a message's ``tool_calls``)
 NESTED_JSON_DATASETS = (5, 0)
 

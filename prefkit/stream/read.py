@@ -12,8 +12,24 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from prefkit.formats.base import ColumnMapping
+from prefkit.frame import (
+    DETAIL,
+    FIELDS,
+    GROUP,
+    GROUP_HASH,
+    MARGIN,
+    REASON,
+    ROW,
+    SOURCE_INDEX,
+    STAGE,
+    Stage,
+    flag_columns,
+    kept,
+)
 from prefkit.record import MESSAGE_FIELDS, ROW_FIELDS
 from prefkit.spill import SpillWriter, detached
+from prefkit.stream.part import Part
 
 #: the column of the originals spill that holds the source row
 SOURCE_ROW = "__prefkit_source_row"
@@ -96,14 +112,14 @@ def field_bits(df: pl.DataFrame) -> pl.Series:
     for j, name in enumerate(ROW_FIELDS):
         if name in df.columns and df[name].null_count() < df.height:
             bits = bits | pl.when(pl.col(name).is_not_null()).then(1 << (4 + j)).otherwise(0).cast(pl.UInt8)
-    return df.select(bits.alias("_fields")).to_series()
+    return df.select(bits.alias(FIELDS)).to_series()
 
 
-def used_fields(parts: list[Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def used_fields(parts: list[Part]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(message fields, row fields) some kept row of ``parts`` uses: what the set's schema holds."""
     bits = 0
     for part in parts:
-        for value in part.df.filter(pl.col("stage") == "kept")["_fields"].unique().to_list():
+        for value in part.df.filter(kept())[FIELDS].unique().to_list():
             bits |= int(value or 0)
     message = tuple(f for i, f in enumerate(MESSAGE_FIELDS) if bits >> i & 1)
     row = tuple(f for j, f in enumerate(ROW_FIELDS) if bits >> (4 + j) & 1)
@@ -111,7 +127,7 @@ def used_fields(parts: list[Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def read_part(
-    part: Any, index: int, options: Any, target_check: Any, work: Path, needs: Needs, progress: bool = False
+    part: Part, index: int, options: Any, target_check: Any, work: Path, needs: Needs, progress: bool = False
 ) -> None:
     """Pass 1 over one part: ``part.df`` (compact rows, ``--top`` / ``--max-rows`` applied), ``part.spill``,
     ``part.originals``, ``part.unused``. Raises :class:`prefkit.sources.StreamChanged` when a streamed file
@@ -150,20 +166,20 @@ def read_part(
                     column = batch.column(name)
                     counts[name] += len(column) - column.null_count
                 rows = np.arange(row, row + df.height, dtype=np.int64)
-                kept = (df["stage"] == "kept").to_numpy()
-                keep = kept.copy()
-                if top is not None and kept.any():
-                    keep[kept] = top.admit(df["margin"].cast(pl.Float64).to_numpy()[kept], rows[kept])
+                is_kept = (df[STAGE] == Stage.KEPT.value).to_numpy()
+                keep = is_kept.copy()
+                if top is not None and is_kept.any():
+                    keep[is_kept] = top.admit(df[MARGIN].cast(pl.Float64).to_numpy()[is_kept], rows[is_kept])
                 elif first_left is not None:
-                    at = np.flatnonzero(kept)[first_left:]
+                    at = np.flatnonzero(is_kept)[first_left:]
                     keep[at] = False
-                    first_left = max(0, first_left - int(kept.sum()))
+                    first_left = max(0, first_left - int(is_kept.sum()))
                 frames.append(compact(df, needs, keep, index))
                 if part.template is None:
                     part.template = detached(spill_rows(df, np.zeros(df.height, dtype=bool), rows, mapping))
                 if keep.any():
                     rows_out.write(spill_rows(df, keep, rows, mapping))
-                spill_originals(originals, df, raw, start, ~kept | (keep & needs.later_drops) | needs.full)
+                spill_originals(originals, df, raw, start, ~is_kept | (keep & needs.later_drops) | needs.full)
                 start += raw.num_rows
                 row += df.height
                 pbar.update(raw.num_rows)
@@ -188,7 +204,7 @@ def spill_originals(
     the batch's source rows from ``start`` on), with their source row (:data:`SOURCE_ROW`)."""
     if not want.any():
         return
-    source_rows = df.filter(pl.Series(want))["source_index"].unique(maintain_order=True).to_numpy()
+    source_rows = df.filter(pl.Series(want))[SOURCE_INDEX].unique(maintain_order=True).to_numpy()
     taken = raw.take(pa.array(source_rows - start))
     originals.write(taken.append_column(SOURCE_ROW, pa.array(source_rows, pa.int64())))
 
@@ -224,7 +240,12 @@ def workers() -> int:
 
 
 def classified(
-    batches: Iterator[pa.Table], read: list[str], mapping: Any, options: Any, target_check: Any, threads: int
+    batches: Iterator[pa.Table],
+    read: list[str],
+    mapping: ColumnMapping,
+    options: Any,
+    target_check: Any,
+    threads: int,
 ) -> Iterator[tuple[pa.Table, pa.Table, pl.DataFrame]]:
     """``(batch, its read columns, classified rows)`` for every batch, in order, ``threads`` batches classified at
     once (polars and Arrow release the GIL); at most ``threads + 1`` batches are held."""
@@ -256,7 +277,7 @@ def classified(
 
 
 def classify_batch(
-    raw: pa.Table, mapping: Any, options: Any, target_check: Any = None, start: int = 0
+    raw: pa.Table, mapping: ColumnMapping, options: Any, target_check: Any = None, start: int = 0
 ) -> pl.DataFrame:
     """One batch of one split (its rows from ``start`` on): normalise, apply ``--system``, validate, filter.
 
@@ -280,21 +301,20 @@ def compact(df: pl.DataFrame, needs: Needs, candidates: np.ndarray, index: int =
     group key as a hash seeded by the part's position ``index``, as the leak-free split links them)."""
     from prefkit.select.dedup import row_keys
 
-    flags = [c for c in df.columns if c.startswith("flag_")]
     columns: list[Any] = [
-        pl.col("source_index").cast(pl.Int64),
-        "stage",
-        "reason",
-        pl.col("detail").cast(pl.String),
-        pl.col("margin").cast(pl.Float64),
-        *flags,
+        pl.col(SOURCE_INDEX).cast(pl.Int64),
+        STAGE,
+        REASON,
+        pl.col(DETAIL).cast(pl.String),
+        pl.col(MARGIN).cast(pl.Float64),
+        *flag_columns(df.columns),
     ]
-    if needs.group and "group" in df.columns:
-        columns.append(pl.col("group").cast(pl.String).hash(seed=index).alias("_ghash"))
+    if needs.group and GROUP in df.columns:
+        columns.append(pl.col(GROUP).cast(pl.String).hash(seed=index).alias(GROUP_HASH))
     out = detached(df.select(columns))  # not the batch's string buffers
     at = np.flatnonzero(candidates)
     rows = df[at] if len(at) < df.height else df
-    fields = pl.Series("_fields", np.zeros(df.height, dtype=np.uint8), dtype=pl.UInt8)
+    fields = pl.Series(FIELDS, np.zeros(df.height, dtype=np.uint8), dtype=pl.UInt8)
     if len(at):
         fields = fields.scatter(at, field_bits(rows))
     keys = []
@@ -307,13 +327,13 @@ def compact(df: pl.DataFrame, needs: Needs, candidates: np.ndarray, index: int =
     return out.with_columns(*keys, fields)
 
 
-def spill_rows(df: pl.DataFrame, keep: np.ndarray, rows: np.ndarray, mapping: Any) -> pl.DataFrame:
+def spill_rows(df: pl.DataFrame, keep: np.ndarray, rows: np.ndarray, mapping: ColumnMapping) -> pl.DataFrame:
     """The messages (and the other record columns) of the rows that may still be kept, with ``_row``."""
     carry = list(mapping.extra.get("carry") or [])
-    columns = ["source_index", "prompt", "chosen", "rejected", "score_chosen", "score_rejected"]
+    columns = [SOURCE_INDEX, "prompt", "chosen", "rejected", "score_chosen", "score_rejected"]
     columns += [c for c in ROW_FIELDS if c in df.columns] + [c for c in carry if c in df.columns]
     mask = pl.Series(keep)
-    return df.filter(mask).select(pl.Series("_row", rows[keep], dtype=pl.Int64), *columns)
+    return df.filter(mask).select(pl.Series(ROW, rows[keep], dtype=pl.Int64), *columns)
 
 
 def _cheap_columns(reader: Any) -> bool:
@@ -324,14 +344,14 @@ def _cheap_columns(reader: Any) -> bool:
     return isinstance(reader, (pa.Table, JsonLinesSplit, CsvSplit))
 
 
-def unused_candidates(part: Any) -> list[str]:
+def unused_candidates(part: Part) -> list[str]:
     from prefkit.formats import used_columns
 
-    read = set(used_columns(part.mapping)) | {"source", "source_index", "id"}
+    read = set(used_columns(part.mapping)) | {"source", SOURCE_INDEX, "id"}
     return [c for c in part.raw.column_names if c not in read]
 
 
-def unused_counts(part: Any, candidates: list[str], counted: dict[str, int] | None) -> dict[str, int]:
+def unused_counts(part: Part, candidates: list[str], counted: dict[str, int] | None) -> dict[str, int]:
     """Source columns no mapping reads that hold values (name → non-null count): reported, never dropped in
     silence (a prefkit set's own bookkeeping columns are not listed)."""
     from prefkit.sources import non_null_counts

@@ -13,46 +13,75 @@ import polars as pl
 import pyarrow as pa
 
 from prefkit.accounting import Counts
-from prefkit.spill import batch_rows, gather
+from prefkit.frame import (
+    DETAIL,
+    MARGIN,
+    OUT,
+    PROW,
+    RANK,
+    REASON,
+    ROW,
+    SOURCE_INDEX,
+    STAGE,
+    TEST,
+    TRAIN,
+    flag_columns,
+    kept,
+)
+from prefkit.spill import Spill, batch_rows, gather
+from prefkit.stream.part import Part
 from prefkit.stream.read import SOURCE_ROW
 
 
-def plan_rows(part: Any, where: pl.Expr | None) -> tuple[np.ndarray, np.ndarray]:
+def plan_rows(part: Part, where: pl.Expr | None) -> tuple[np.ndarray, np.ndarray]:
     """The part's rows in output order (``_row`` values): the kept rows (in ``--top`` order when it ranked
     them), then the upsampled copies; ``where``: only the rows on one side of a test split."""
     df = part.df
     inside = pl.lit(True) if where is None else where
-    kept = df.with_row_index("_r").filter((pl.col("stage") == "kept") & inside)
-    if "_rank" in kept.columns:
-        kept = kept.sort("_rank")
-    records = kept["_r"].cast(pl.Int64).to_numpy()
+    rows = df.with_row_index("_r").filter(kept() & inside)
+    if RANK in rows.columns:
+        rows = rows.sort(RANK)
+    records = rows["_r"].cast(pl.Int64).to_numpy()
     copies = part.copies
-    if copies is None or not copies.height or "_prow" not in df.columns:
+    if copies is None or not copies.height or PROW not in df.columns:
         return records, np.empty(0, dtype=np.int64)
     if where is not None:
-        copies = copies.join(df.select(pl.col("_prow").filter(where)), on="_prow", how="semi")
-    return records, copies["_prow"].cast(pl.Int64).to_numpy()
+        copies = copies.join(df.select(pl.col(PROW).filter(where)), on=PROW, how="semi")
+    return records, copies[PROW].cast(pl.Int64).to_numpy()
 
 
-def part_records(part: Any, where: pl.Expr | None, fields: tuple, work: Path) -> Iterator[pa.Table]:
+def part_records(part: Part, where: pl.Expr | None, fields: tuple, work: Path) -> Iterator[pa.Table]:
     """The part's records for one output split, in output order, batch by batch (:func:`plan_rows`)."""
     from prefkit.record import to_records
 
     carry = tuple(part.mapping.extra.get("carry") or ())
-    margin = part.df["margin"]
+    margin = part.df[MARGIN]
+    spill = _spill(part)
     for plan in plan_rows(part, where):
         if not len(plan):
             continue
-        for frame in gather(part.spill, plan, work=work):
-            frame = frame.with_columns(margin.gather(frame["_row"]).alias("margin"))
+        for frame in gather(spill, plan, work=work):
+            frame = frame.with_columns(margin.gather(frame[ROW]).alias(MARGIN))
             yield to_records(frame, part.src.label, carry, fields)
+
+
+def _spill(part: Part) -> Spill:
+    if part.spill is None:
+        raise RuntimeError(f"{part.src.label} ({part.split}) has not been read yet")
+    return part.spill
+
+
+def _raw_schema(part: Part) -> pa.Schema:
+    if part.raw_schema is None:
+        raise RuntimeError(f"{part.src.label} ({part.split}) has not been read yet")
+    return part.raw_schema
 
 
 class Originals:
     """A part's originals spill read alongside its rejects (both in source order): the source fields of the rows
     asked for, one row per row asked (null where not asked)."""
 
-    def __init__(self, spill: Any, schema: pa.Schema) -> None:
+    def __init__(self, spill: Spill | None, schema: pa.Schema) -> None:
         self._batches = spill.batches() if spill is not None else iter(())
         self._schema = schema
         self._table = schema.empty_table()
@@ -83,29 +112,29 @@ class Originals:
         return self._table.take(pa.array(at, mask=~asked))
 
 
-def part_rejects(part: Any, full: bool, split_by_out: bool) -> Iterator[tuple[str, pa.Table]]:
+def part_rejects(part: Part, full: bool, split_by_out: bool) -> Iterator[tuple[str, pa.Table]]:
     """The part's rejects in source order, batch by batch, each with the output split it goes to."""
     from prefkit.output.rejects import fields_wanted, reject_rows
 
-    df = part.df.filter(pl.col("stage") != "kept")
-    originals = Originals(part.originals, part.raw_schema)
+    df = part.df.filter(~kept())
+    originals = Originals(part.originals, _raw_schema(part))
     rows = batch_rows()
     for start in range(0, df.height, rows):
         chunk = df.slice(start, rows)
         wanted = fields_wanted(chunk, full).to_numpy()
-        source_rows = np.where(wanted, chunk["source_index"].to_numpy(), -1)
+        source_rows = np.where(wanted, chunk[SOURCE_INDEX].to_numpy(), -1)
         table = reject_rows(chunk, originals.take(source_rows), part.src.label)
         if not split_by_out:
             yield part.out, table
             continue
-        sides = chunk["_out"]
-        for name in ("train", "test"):
+        sides = chunk[OUT]
+        for name in (TRAIN, TEST):
             mask = (sides == name).to_numpy()
             if mask.any():
                 yield name, table.filter(pa.array(mask))
 
 
-def output_groups(part: Any, split_by_out: bool) -> list[tuple[str, pl.Expr | None]]:
+def output_groups(part: Part, split_by_out: bool) -> list[tuple[str, pl.Expr | None]]:
     from prefkit.select.splits import by_output_split
 
     if split_by_out:
@@ -113,14 +142,14 @@ def output_groups(part: Any, split_by_out: bool) -> list[tuple[str, pl.Expr | No
     return [(part.out, None)]
 
 
-def part_counts(part: Any, where: pl.Expr | None) -> Counts:
+def part_counts(part: Part, where: pl.Expr | None) -> Counts:
     """Counts of the part's rows on one side (``where``) or all."""
     df = part.df
     inside = df.select(pl.lit(True) if where is None else where).to_series()
     mine = df.filter(inside)
-    read = mine["source_index"].n_unique()
+    read = mine[SOURCE_INDEX].n_unique()
     upsampled = len(plan_rows(part, where)[1])
-    small = mine.select("stage", "reason", *[c for c in df.columns if c.startswith("flag_")])
+    small = mine.select(STAGE, REASON, *flag_columns(df.columns))
     return Counts.of_frame(small, read=read, upsampled=upsampled)
 
 
@@ -139,7 +168,7 @@ class SplitSink:
 
 
 def write_set(
-    parts: list[Any],
+    parts: list[Part],
     folder: Path,
     work: Path,
     options: Any,
@@ -171,7 +200,7 @@ def write_set(
             from prefkit.chat.render import text_table
 
             records = text_table(records, target)
-        return export.rows(records) if export.name != "trl" else records
+        return records if export.trl_shape else export.rows(records)
 
     groups = [(i, name, where) for i, p in enumerate(parts) for name, where in output_groups(p, split_by_out)]
     names = list(dict.fromkeys(name for _, name, _ in groups))
@@ -232,7 +261,7 @@ def write_set(
 
 
 def rejects_files(
-    parts: list[Any], groups: list[tuple[int, str, Any]], folder: Path
+    parts: list[Part], groups: list[tuple[int, str, Any]], folder: Path
 ) -> tuple[dict[str, tuple], dict[str, Any]]:
     """Per output split, the rejects schema over the parts that have rows on it
     (:func:`prefkit.output.rejects.rejects_schema`: ``(schema, clashing names)``) and its open
@@ -242,7 +271,7 @@ def rejects_files(
 
     schemas: dict[str, list[pa.Schema]] = {}
     for i, name, _ in groups:
-        fields = [pa.field(original_name(f.name), f.type) for f in parts[i].raw_schema]
+        fields = [pa.field(original_name(f.name), f.type) for f in _raw_schema(parts[i])]
         schemas.setdefault(name, []).append(pa.schema([*REJECT_META, *fields]))
     unified = {n: rejects_schema(s) for n, s in schemas.items()}
     files = {
@@ -252,15 +281,17 @@ def rejects_files(
     return unified, files
 
 
-def empty_records(part: Any, fields: tuple) -> pa.Table:
+def empty_records(part: Part, fields: tuple) -> pa.Table:
     """The records of a part with no row: the columns a split of its rows would have."""
     from prefkit.record import to_records
 
-    frame = part.template.with_columns(pl.lit(None, dtype=pl.Float64).alias("margin"))
+    if part.template is None:
+        raise RuntimeError(f"{part.src.label} ({part.split}) has not been read yet")
+    frame = part.template.with_columns(pl.lit(None, dtype=pl.Float64).alias(MARGIN))
     return to_records(frame, part.src.label, tuple(part.mapping.extra.get("carry") or ()), fields)
 
 
-def count_parts(parts: list[Any], split_by_out: bool) -> tuple[dict[str, dict], list[dict]]:
+def count_parts(parts: list[Part], split_by_out: bool) -> tuple[dict[str, dict], list[dict]]:
     """The counts per output split, and each source split's description (format, counts, unused columns)."""
     counts: dict[str, Counts] = {}
     described = []
@@ -282,15 +313,15 @@ def count_parts(parts: list[Any], split_by_out: bool) -> tuple[dict[str, dict], 
     return {n: c.to_dict() for n, c in counts.items()}, described
 
 
-def refused_rows(parts: list[Any], split_by_out: bool) -> dict[str, pa.Table]:
+def refused_rows(parts: list[Part], split_by_out: bool) -> dict[str, pa.Table]:
     """Per output split, the ``reason`` and ``detail`` of the rows the target template refused (in rejects
     order): what :func:`prefkit.filters.tokens.refusal_warnings` reports."""
+    from prefkit.filters.tokens import TEMPLATE_REFUSED
+
     found: dict[str, list[pl.DataFrame]] = {}
     for part in parts:
         for out_name, where in output_groups(part, split_by_out):
             inside = pl.lit(True) if where is None else where
-            rows = part.df.filter(inside & (pl.col("reason") == "template_refused")).select(
-                "reason", "detail"
-            )
+            rows = part.df.filter(inside & (pl.col(REASON) == TEMPLATE_REFUSED.name)).select(REASON, DETAIL)
             found.setdefault(out_name, []).append(rows)
     return {name: pl.concat(frames).to_arrow() for name, frames in found.items()}

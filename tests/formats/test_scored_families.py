@@ -1,5 +1,6 @@
-"""Families E (two answers + label), F (ranked lists) and G (rated completions): orientation, ties, binarisation
-strategies, caps, and the accounting identity when one source row gives several pairs or none."""
+"""The families that read their own scores (``full_frame``): pairwise (two answers + a label), ranked (ranked
+lists) and rated (rated completions), through build: orientation, ties, binarisation strategies, caps, and the
+accounting identity when one source row gives several pairs or none."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def pairs_of(result, split="train"):
     ]
 
 
-# ---------------------------------------------------------------------------------------------- family E
+# ---------------------------------------------------------------------------------------------- pairwise
 
 
 def test_detects_each_e_variant_from_catalog_rows():
@@ -124,7 +125,7 @@ def test_arena_winner_and_both_tie_values(tmp_path):
     assert res.manifest["sources"][0]["splits"]["train"]["format"]["extra"]["group"] == "question_id"
 
 
-# ---------------------------------------------------------------------------------------------- families F, G
+# ---------------------------------------------------------------------------------------------- ranked, rated
 
 
 def nectar_rows():
