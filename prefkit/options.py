@@ -25,52 +25,21 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
 )
 
-from prefkit.chat.templates import builtin_names
+from prefkit.chat.target import TargetOptions
 from prefkit.errors import OptionError
 from prefkit.errors import option as mention
 from prefkit.formats import FAMILIES, family_options
 from prefkit.formats.system import SYSTEM_MODES, parse_system
 from prefkit.output.exports import EXPORTS
-from prefkit.values import names, strict_value
+from prefkit.values import OptionGroup, names, option
 
 #: what the manifest's recipe says it is (bumped when the recipe's meaning changes)
 RECIPE_VERSION = 1
-
-
-def option(
-    default: Any = None,
-    help: str = "",
-    *,
-    cli: bool = True,
-    metavar: str | None = None,
-    flag_value: Any = None,
-    **kw: Any,
-):
-    """A documented option field. ``cli=False``: no flag of its own (set through another one or in Python);
-    ``flag_value``: the value of the flag given without one (``--near-dedup`` = ``--near-dedup pair``)."""
-    extra: dict[str, Any] = {"cli": cli, **({"metavar": metavar} if metavar else {})}
-    if flag_value is not None:
-        extra["flag_value"] = flag_value
-    return Field(default, description=help, json_schema_extra=extra, **kw)
-
-
-class OptionGroup(BaseModel):
-    """Base of the option groups: unknown names are errors, values are immutable, and types are strict
-    (:func:`prefkit.values.strict_value`: no bool for a number, no NaN, names as a string or a list of strings)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _strict(cls, value: Any, info: ValidationInfo) -> Any:
-        field = cls.model_fields.get(info.field_name or "")
-        return value if field is None else strict_value(value, field.annotation)
 
 
 class SourceOptions(OptionGroup):
@@ -274,22 +243,9 @@ class SelectOptions(OptionGroup):
         return names(value, None) or None
 
 
-class ChatOptions(OptionGroup):
+class ChatOptions(TargetOptions):
     """The target model's tokenizer and chat template (token-length filters, text output)."""
 
-    tokenizer: str | None = option(
-        None,
-        "The target model's tokenizer: a local folder or a Hub id (only tokenizer files are read).",
-        metavar="MODEL_OR_PATH",
-    )
-    chat_template: str | None = option(
-        None,
-        f"Chat template: a built-in name ({', '.join(builtin_names())}) or a Jinja file; replaces the "
-        "tokenizer's own. Needed when the tokenizer has none.",
-        metavar="NAME|FILE",
-    )
-    tokenizer_revision: str | None = option(None, "Hub branch, tag or commit of --tokenizer.")
-    trust_remote_code: bool = option(False, "Allow a tokenizer that needs custom code.")
     output_format: Literal["auto", "messages", "text", "plain"] = option(
         "auto",
         "auto: plain when every source is implicit text (chosen/rejected strings sharing their start) and no "

@@ -1,6 +1,7 @@
 """The flags of the option groups (:mod:`prefkit.options`), as data the CLI can read without importing them.
 
-`build`, `detect` and `stats` take flags generated from the option models; those models import the format
+`build`, `detect`, `stats`, `report`, `push` and the scoring commands take flags generated from the option models
+(:data:`GROUPS` of :mod:`prefkit.options` and the models of :data:`MODELS`); those models import the format
 registry, which imports polars, pyarrow and numpy. So that ``--help`` and flag parsing stay fast (heavy imports
 happen when work starts), the flags are written once to ``flags.json`` beside this module (every field's name,
 help, type, choices, bounds, metavar) and read from there. The file records a hash of the sources that declare
@@ -19,12 +20,19 @@ from typing import Any
 
 import click
 
+from prefkit.commands.options import declarations
+
 PACKAGE = Path(__file__).resolve().parent.parent
 SPEC_FILE = Path(__file__).with_name("flags.json")
 #: the files whose content decides the flags (the option models, every family, exports, eval sets, templates)
 SOURCES = (
     "options.py",
+    "values.py",
     "loading.py",
+    "chat/target.py",
+    "output/stats.py",
+    "report/options.py",
+    "publish/options.py",
     "commands/options.py",
     "commands/flags.py",
     "formats/*.py",
@@ -34,6 +42,17 @@ SOURCES = (
     "chat/templates.py",
     "chat/builtin/*.json",
 )
+
+
+#: option models besides ``BuildOptions``' groups whose flags are generated: group -> (module, class); a model
+#: listed here has its module in :data:`SOURCES`
+MODELS: dict[str, tuple[str, str]] = {
+    "load": ("prefkit.loading", "LoadOptions"),
+    "target": ("prefkit.chat.target", "TargetOptions"),
+    "stats": ("prefkit.output.stats", "StatsOptions"),
+    "report": ("prefkit.report.options", "ReportOptions"),
+    "push": ("prefkit.publish.options", "PushOptions"),
+}
 
 
 def sources_hash() -> str:
@@ -48,15 +67,17 @@ def sources_hash() -> str:
 def live_spec() -> dict[str, Any]:
     """The flags of every option group from the live models: ``{"hash", "groups": {group: [entry, ...]}}``, an
     entry being what :func:`prefkit.commands.options.field_kwargs` makes of a field, in JSON."""
-    from prefkit.commands.options import field_kwargs, has_flag
-    from prefkit.loading import LoadOptions
+    import importlib
+
+    from prefkit.commands.options import field_kwargs, field_short, has_flag
     from prefkit.options import GROUPS
 
     groups = {}
-    models: dict[str, Any] = {**GROUPS, "load": LoadOptions}
+    models: dict[str, Any] = dict(GROUPS)
+    models |= {group: getattr(importlib.import_module(m), name) for group, (m, name) in MODELS.items()}
     for group, model in models.items():
         groups[group] = [
-            {"name": name, **_to_json(field_kwargs(info))}
+            {"name": name, **_to_json(field_kwargs(info)), **({"short": s} if (s := field_short(info)) else {})}
             for name, info in model.model_fields.items()
             if has_flag(info)
         ]
@@ -84,6 +105,11 @@ def spec() -> dict[str, Any]:
     return _LOADED
 
 
+def names(group: str) -> tuple[str, ...]:
+    """The fields of the option group ``group`` that have flags, in declaration order."""
+    return tuple(entry["name"] for entry in spec()["groups"][group])
+
+
 def group_options(
     group: str,
     *,
@@ -102,8 +128,7 @@ def group_options(
         ]
         for entry in reversed(entries):
             kwargs = {**_from_json(entry), **(overrides or {}).get(entry["name"], {})}
-            name = entry["name"]
-            f = click.option("--" + name.replace("_", "-"), name, **kwargs)(f)
+            f = click.option(*declarations(entry["name"], entry.get("short")), **kwargs)(f)
         return f
 
     return decorate
@@ -118,6 +143,8 @@ def _to_json(kwargs: dict[str, Any]) -> dict[str, Any]:
         out["type"] = {"int": kind.min}
     elif isinstance(kind, click.FloatRange):
         out["type"] = {"float": kind.min}
+    elif isinstance(kind, click.Path):
+        out["type"] = {"path": {"file_okay": kind.file_okay, "dir_okay": kind.dir_okay}}
     elif kind in (int, float, str):
         out["type"] = kind.__name__
     elif kind is not None:
@@ -126,7 +153,7 @@ def _to_json(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _from_json(entry: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in entry.items() if k not in ("name", "type")}
+    out = {k: v for k, v in entry.items() if k not in ("name", "short", "type")}
     kind = entry.get("type")
     if isinstance(kind, dict):
         ((name, arg),) = kind.items()
@@ -134,6 +161,7 @@ def _from_json(entry: dict[str, Any]) -> dict[str, Any]:
             "choice": lambda: click.Choice(arg),
             "int": lambda: click.IntRange(min=arg),
             "float": lambda: click.FloatRange(min=arg),
+            "path": lambda: click.Path(**arg),
         }[name]()
     elif kind is not None:
         out["type"] = {"int": int, "float": float, "str": str}[kind]

@@ -44,12 +44,24 @@ def _click_type(annotation: Any, metadata: list) -> tuple[Any, bool]:
 def field_option(name: str, info: Any, overrides: dict[str, Any] | None = None) -> Callable:
     """The click option of one model field (``overrides``: extra click keywords, e.g. ``cls``)."""
     kwargs = {**field_kwargs(info), **(overrides or {})}
-    return click.option("--" + name.replace("_", "-"), name, **kwargs)
+    return click.option(*declarations(name, field_short(info)), **kwargs)
+
+
+def declarations(name: str, short: str | None = None) -> list[str]:
+    """click's declarations of a field's flag: ``[short,] "--" + name with dashes, name``."""
+    return [*([short] if short else []), "--" + name.replace("_", "-"), name]
+
+
+def field_short(info: Any) -> str | None:
+    """A field's short flag (``option(flag={"short": "-m"})``), None when it has none."""
+    return ((info.json_schema_extra or {}).get("flag") or {}).get("short")
 
 
 def field_kwargs(info: Any) -> dict[str, Any]:
-    """The click keywords of one model field's flag: help, default, type, choices, bounds, metavar."""
+    """The click keywords of one model field's flag: help, default, type, choices, bounds, metavar; what
+    ``option(flag=...)`` asks: a path type (FILE, DIRECTORY), a default click shows (``show_default``)."""
     extra = info.json_schema_extra or {}
+    shown = extra.get("flag") or {}
     kwargs: dict[str, Any] = {"help": info.description, "default": None, "show_default": False}
     if extra.get("metavar"):
         kwargs["metavar"] = extra["metavar"]
@@ -58,10 +70,12 @@ def field_kwargs(info: Any) -> dict[str, Any]:
         kwargs.update(is_flag=True, default=None)
     else:
         kind, multiple = _click_type(info.annotation, info.metadata)
-        kwargs["type"] = kind
+        kwargs["type"] = click.Path(**shown["path"]) if "path" in shown else kind
         if multiple:
             kwargs["multiple"] = True
-        if info.default is not None and not multiple:
+        if shown.get("show_default"):
+            kwargs.update(default=info.default, show_default=True)
+        elif info.default is not None and not multiple:
             kwargs["help"] = f"{info.description} [default: {info.default}]"
         if extra.get("flag_value") is not None:
             kwargs.update(is_flag=False, flag_value=extra["flag_value"])
@@ -104,3 +118,9 @@ def given(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]:
         if source not in (None, click.core.ParameterSource.DEFAULT) and value not in (None, ()):
             out[name] = value
     return out
+
+
+def passed(flags: dict[str, Any]) -> dict[str, Any]:
+    """The flags to pass to a library function that takes them as keywords: those not given (None: click's
+    default of a generated flag) are left out, so the function's own defaults apply."""
+    return {name: value for name, value in flags.items() if value is not None}
