@@ -220,9 +220,7 @@ def _token_lengths(df: pl.DataFrame, target: Any, text: bool) -> dict[str, list[
         lengths = text_token_lengths(target.tokenizer, prompts, chosen, rejected)
     else:
         prompts, chosen, rejected, extras = frame_rows(df)
-        lengths = message_token_lengths(
-            target.tokenizer, target.renderer, prompts, chosen, rejected, extras=extras
-        )
+        lengths = message_token_lengths(target, prompts, chosen, rejected, extras=extras)
     assert lengths.prompt is not None, "both counters compute prompt lengths when asked for answers"
     return {
         "prompt": lengths.prompt,
