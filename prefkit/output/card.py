@@ -208,17 +208,30 @@ def render_card(
 def card_context(
     manifest: dict, features: dict, *, name: str | None = None, hub: HubCard | None = None
 ) -> dict:
-    """Everything the template shows, from the manifest (and the Hub parts)."""
+    """Everything the template shows, from the manifest (and the Hub parts): what the set is and how to load it,
+    where it came from, its counts and its statistics."""
+    return {
+        **_loading_context(manifest, features, name, hub),
+        **_provenance_context(manifest, hub),
+        **_counts_context(manifest),
+        **_stats_context(manifest),
+        "rejects_note": _rejects_note(hub),
+        "hub": hub,
+        "plots": hub.plots if hub else (manifest.get("stats") or {}).get("plots") or [],
+        "report": hub.report if hub else (manifest.get("report") or {}).get("path"),
+    }
+
+
+def _loading_context(manifest: dict, features: dict, name: str | None, hub: HubCard | None) -> dict:
+    """What the set is (title, intro, sizes, columns, reference log-probs) and how to load and train on it."""
     from prefkit.output.exports import EXPORTS
 
     splits = manifest.get("splits", {})
     export = (manifest.get("export") or {}).get("shape", "trl")
     tokenizer = manifest.get("tokenizer") or {}
-    text = tokenizer.get("output_format") == "text"
     ref = _ref_context(manifest.get("reflogps") or {}, features)
     load_id = hub.repo_id if hub else (name or "<this folder>")
     rev_arg = f', revision="{hub.revision}"' if hub and hub.revision and hub.revision != "main" else ""
-    stats = (manifest.get("stats") or {}).get("splits") or {}
     return {
         "title": hub.repo_id.split("/")[-1] if hub else (name or "Preference dataset built with prefkit"),
         "intro": EXPORTS.get(export, EXPORTS["trl"]).card_intro,
@@ -232,51 +245,61 @@ def card_context(
         "first_split": next((n for n, c in splits.items() if c.get("kept", 0) > 0), "train"),
         "trl_shape": export == "trl",
         "train": _train_context(export, load_id, splits),
-        "text": text,
+        "text": tokenizer.get("output_format") == "text",
         "template": tokenizer.get("chat_template"),
         "columns": _columns(features, (manifest.get("parameters") or {}).get("margin_col")),
-        "hub": hub,
         "manifest_ref": (
             f'hf_hub_download("{load_id}", "prefkit.json", repo_type="dataset"{rev_arg})'
             if hub
             else f'"{load_id}/prefkit.json"'
         ),
+    }
+
+
+def _provenance_context(manifest: dict, hub: HubCard | None) -> dict:
+    """Where the set came from: the command, version and date, parameters, tokenizer, pairing, sources."""
+    return {
         "command": redact(manifest.get("command")),
         "version": manifest.get("prefkit_version", "?"),
         "created": manifest.get("created", "?"),
         "parameters": ", ".join(
             f"`{k}={v}`" for k, v in (manifest.get("parameters") or {}).items() if v not in (None, False)
         ),
-        "tokenizer": _tokenizer_context(tokenizer),
+        "tokenizer": _tokenizer_context(manifest.get("tokenizer") or {}),
         "pairing": pairing_sentence(manifest.get("parameters") or {}),
         "generated": _generated(manifest),
         "sources": _sources(manifest, hub),
-        **_counts_context(manifest),
-        "rejects_note": _rejects_note(hub),
+    }
+
+
+def _stats_context(manifest: dict) -> dict:
+    """The statistics tables: per split lengths and margins, token lengths, the quality pass, the reward-model
+    audit, KTO labels, reference margins."""
+    stats = (manifest.get("stats") or {}).get("splits") or {}
+    return {
         "stats": [_stats_row(n, s) for n, s in stats.items() if "chars" in s or s.get("margin")],
         "token_stats": _token_rows(manifest.get("stats") or {}),
         "quality": {
             k: manifest[k] for k in ("decontamination", "near_dedup", "length_balance") if manifest.get(k)
         },
-        "rm_stats": [
-            {
-                "name": n,
-                "agree": _pct(s["rm_audit"]["agree_fraction"]),
-                "disagree": s["rm_audit"]["disagree"],
-                "scored": s["rm_audit"]["scored"],
-                "spearman": "-" if s["rm_audit"]["spearman"] is None else f"{s['rm_audit']['spearman']:+.2f}",
-            }
-            for n, s in stats.items()
-            if s.get("rm_audit")
-        ],
+        "rm_stats": [_rm_row(n, s["rm_audit"]) for n, s in stats.items() if s.get("rm_audit")],
         "label_stats": [_label_row(n, s["labels"]) for n, s in stats.items() if s.get("labels")],
         "ref_stats": [
             {"name": n, "median": s["ref_margin"]["p50"], "prefers": _pct(s.get("ref_prefers_chosen"))}
             for n, s in stats.items()
             if s.get("ref_margin")
         ],
-        "plots": hub.plots if hub else (manifest.get("stats") or {}).get("plots") or [],
-        "report": hub.report if hub else (manifest.get("report") or {}).get("path"),
+    }
+
+
+def _rm_row(name: str, audit: dict) -> dict:
+    """One split's reward-model audit row."""
+    return {
+        "name": name,
+        "agree": _pct(audit["agree_fraction"]),
+        "disagree": audit["disagree"],
+        "scored": audit["scored"],
+        "spearman": "-" if audit["spearman"] is None else f"{audit['spearman']:+.2f}",
     }
 
 
