@@ -29,6 +29,8 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -185,8 +187,6 @@ _CLASS: type | None = None
 
 
 def _make_class() -> type:
-    import inspect
-
     from prefkit.errors import require
 
     require("trl", "prefkit.trl.PrecomputedRefDPOTrainer")  # DependencyError naming prefkit[trl]
@@ -226,25 +226,13 @@ def _make_class() -> type:
             prefkit_full_precision_reference: bool = False,
             **kwargs: Any,
         ):
-            params = inspect.signature(DPOTrainer.__init__).bind(self, *args, **kwargs).arguments
-            config = params.get("args")
-            datasets_ = [
-                d for d in (params.get("train_dataset"), *_eval_sets(params.get("eval_dataset"))) if d
-            ]
+            config, datasets_ = trainer_arguments(DPOTrainer, self, args, kwargs)
             _warn_ignored_columns(config, datasets_)
-            self._prefkit_used_columns = False
-            self._prefkit_strict = prefkit_strict
+            prefkit_state(self, prefkit_manifest, prefkit_strict)
             self._prefkit_full_precision_reference = prefkit_full_precision_reference
             self.prefkit_reference: dict = {}
-            self._prefkit_manifest = load_manifest(prefkit_manifest) if prefkit_manifest is not None else None
-            real_hash = getattr(dpo_module, "hash_module", None)  # TRL <= 0.28 has none
-            if real_hash and _nothing_to_compute(config, datasets_):  # TRL hashes every weight at init (cache key)
-                dpo_module.hash_module = lambda module: _SKIPPED_HASH
-            try:
+            with weight_hash_skipped(dpo_module, _nothing_to_compute(config, datasets_)):
                 super().__init__(*args, **kwargs)
-            finally:
-                if real_hash:
-                    dpo_module.hash_module = real_hash
             if not hasattr(DPOTrainer, "_precompute_ref_logps"):  # TRL <= 0.28 precomputes in get_*_dataloader
                 from prefkit.integrations.trl_legacy import use_columns
 
@@ -267,9 +255,7 @@ def _make_class() -> type:
                     PrefkitWarning,
                     stacklevel=2,
                 )
-            partial = [c for c in REF_COLUMNS if c in getattr(dataset, "column_names", [])]
-            if partial:
-                dataset = dataset.remove_columns(partial)
+            dataset = without_columns(dataset, REF_COLUMNS)
             if getattr(self, "_precompute_model_hash", None) == _SKIPPED_HASH:  # a dataset without columns
                 self._precompute_model_hash = real_hash_module()(self.ref_model or self.model)
             _key_ld_alpha(self)
@@ -281,22 +267,61 @@ def _make_class() -> type:
             sets = _eval_sets(eval_dataset)
             if not sets or not _nothing_to_compute(self.args, sets):
                 return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-            # the stored columns are the reference: no reference model is needed, before or after training
-            from transformers import Trainer
-
-            named = eval_dataset if isinstance(eval_dataset, dict) else {None: eval_dataset}
-            metrics: dict[str, float] = {}
-            tokenizer: Any = self.processing_class
-            args: Any = self.args
-            for name, dataset in named.items():
-                prepared = self._prepare_dataset(dataset, tokenizer, args, name or "eval")
-                prepared = self._precompute_ref_logps(prepared, name or "eval", 0)
-                prefix = f"{metric_key_prefix}_{name}" if name is not None else metric_key_prefix
-                metrics.update(Trainer.evaluate(self, prepared, ignore_keys, prefix))
-            return metrics
+            return _evaluate_with_columns(self, eval_dataset, ignore_keys, metric_key_prefix)
 
     PrecomputedRefDPOTrainer.__module__ = __name__
     return PrecomputedRefDPOTrainer
+
+
+def trainer_arguments(trainer: type, self: Any, args: tuple, kwargs: dict) -> tuple[Any, list[Any]]:
+    """(the config, the datasets) a TRL trainer class ``trainer`` is constructed with (train and eval sets)."""
+    import inspect
+
+    params = inspect.signature(trainer.__init__).bind(self, *args, **kwargs).arguments  # type: ignore[misc]
+    sets = [d for d in (params.get("train_dataset"), *_eval_sets(params.get("eval_dataset"))) if d]
+    return params.get("args"), sets
+
+
+def prefkit_state(trainer: Any, manifest: str | os.PathLike | dict | None, strict: bool) -> None:
+    """The state prefkit's trainers keep: whether the stored columns were used, strictness, the manifest."""
+    trainer._prefkit_used_columns = False
+    trainer._prefkit_strict = strict
+    trainer._prefkit_manifest = load_manifest(manifest) if manifest is not None else None
+
+
+@contextmanager
+def weight_hash_skipped(module: Any, skip: bool) -> Iterator[None]:
+    """TRL hashes every weight at init (the precompute cache key); with ``skip`` (every dataset carries the values)
+    ``module.hash_module`` answers a constant meanwhile (TRL <= 0.28 has no such function: nothing to skip)."""
+    real = getattr(module, "hash_module", None)
+    if real and skip:
+        module.hash_module = lambda _module: _SKIPPED_HASH
+    try:
+        yield
+    finally:
+        if real:
+            module.hash_module = real
+
+
+def without_columns(dataset: Any, columns: tuple[str, ...]) -> Any:
+    """``dataset`` without those of ``columns`` it has (some reference columns but not all: TRL computes them)."""
+    partial = [c for c in columns if c in getattr(dataset, "column_names", [])]
+    return dataset.remove_columns(partial) if partial else dataset
+
+
+def _evaluate_with_columns(trainer: Any, eval_dataset: Any, ignore_keys: Any, metric_key_prefix: str) -> dict:
+    """``evaluate`` on datasets that carry the reference columns: the stored columns are the reference, so no
+    reference model is needed, before or after training."""
+    from transformers import Trainer
+
+    named = eval_dataset if isinstance(eval_dataset, dict) else {None: eval_dataset}
+    metrics: dict[str, float] = {}
+    for name, dataset in named.items():
+        prepared = trainer._prepare_dataset(dataset, trainer.processing_class, trainer.args, name or "eval")
+        prepared = trainer._precompute_ref_logps(prepared, name or "eval", 0)
+        prefix = f"{metric_key_prefix}_{name}" if name is not None else metric_key_prefix
+        metrics.update(Trainer.evaluate(trainer, prepared, ignore_keys, prefix))
+    return metrics
 
 
 def _warn_ignored_columns(config: Any, datasets_: list[Any]) -> None:
