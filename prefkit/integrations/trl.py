@@ -29,10 +29,16 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from prefkit.integrations.construct import (
+    SKIPPED_HASH,
+    eval_sets,
+    trainer_arguments,
+    weight_hash_skipped,
+    without_columns,
+)
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 TOKEN_COLUMNS = ("chosen_tokens", "rejected_tokens")
@@ -40,7 +46,6 @@ _MANIFEST_FIX = (
     "train with the tokenizer and chat template the set was scored with, or score it again with yours"
 )
 #: Placeholder for TRL's weight hash while every dataset has precomputed columns (computed lazily if needed).
-_SKIPPED_HASH = "prefkit:precomputed-columns"
 
 __all__ = [
     "FULL_PRECISION_TAG",
@@ -256,7 +261,7 @@ def _make_class() -> type:
                     stacklevel=2,
                 )
             dataset = without_columns(dataset, REF_COLUMNS)
-            if getattr(self, "_precompute_model_hash", None) == _SKIPPED_HASH:  # a dataset without columns
+            if getattr(self, "_precompute_model_hash", None) == SKIPPED_HASH:  # a dataset without columns
                 self._precompute_model_hash = real_hash_module()(self.ref_model or self.model)
             _key_ld_alpha(self)
             return super()._precompute_ref_logps(dataset, name, batch_size)
@@ -264,7 +269,7 @@ def _make_class() -> type:
         def evaluate(
             self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval"
         ) -> dict[str, float]:
-            sets = _eval_sets(eval_dataset)
+            sets = eval_sets(eval_dataset)
             if not sets or not _nothing_to_compute(self.args, sets):
                 return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
             return _evaluate_with_columns(self, eval_dataset, ignore_keys, metric_key_prefix)
@@ -273,40 +278,11 @@ def _make_class() -> type:
     return PrecomputedRefDPOTrainer
 
 
-def trainer_arguments(trainer: type, self: Any, args: tuple, kwargs: dict) -> tuple[Any, list[Any]]:
-    """(the config, the datasets) a TRL trainer class ``trainer`` is constructed with (train and eval sets)."""
-    import inspect
-
-    params = inspect.signature(trainer.__init__).bind(self, *args, **kwargs).arguments  # type: ignore[misc]
-    sets = [d for d in (params.get("train_dataset"), *_eval_sets(params.get("eval_dataset"))) if d]
-    return params.get("args"), sets
-
-
 def prefkit_state(trainer: Any, manifest: str | os.PathLike | dict | None, strict: bool) -> None:
     """The state prefkit's trainers keep: whether the stored columns were used, strictness, the manifest."""
     trainer._prefkit_used_columns = False
     trainer._prefkit_strict = strict
     trainer._prefkit_manifest = load_manifest(manifest) if manifest is not None else None
-
-
-@contextmanager
-def weight_hash_skipped(module: Any, skip: bool) -> Iterator[None]:
-    """TRL hashes every weight at init (the precompute cache key); with ``skip`` (every dataset carries the values)
-    ``module.hash_module`` answers a constant meanwhile (TRL <= 0.28 has no such function: nothing to skip)."""
-    real = getattr(module, "hash_module", None)
-    if real and skip:
-        module.hash_module = lambda _module: _SKIPPED_HASH
-    try:
-        yield
-    finally:
-        if real:
-            module.hash_module = real
-
-
-def without_columns(dataset: Any, columns: tuple[str, ...]) -> Any:
-    """``dataset`` without those of ``columns`` it has (some reference columns but not all: TRL computes them)."""
-    partial = [c for c in columns if c in getattr(dataset, "column_names", [])]
-    return dataset.remove_columns(partial) if partial else dataset
 
 
 def _evaluate_with_columns(trainer: Any, eval_dataset: Any, ignore_keys: Any, metric_key_prefix: str) -> dict:
@@ -480,14 +456,6 @@ def real_hash_module() -> Any:
     from trl.trainer import dpo_trainer as dpo_module
 
     return dpo_module.hash_module
-
-
-def _eval_sets(eval_dataset: Any) -> list[Any]:
-    if eval_dataset is None or isinstance(eval_dataset, str):
-        return []
-    if isinstance(eval_dataset, dict):
-        return list(eval_dataset.values())
-    return [eval_dataset]
 
 
 def __getattr__(name: str) -> Any:

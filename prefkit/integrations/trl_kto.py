@@ -28,6 +28,13 @@ import os
 import warnings
 from typing import Any
 
+from prefkit.integrations.construct import (
+    SKIPPED_HASH,
+    trainer_arguments,
+    weight_hash_skipped,
+    without_columns,
+)
+
 KTO_REF_COLUMNS = ("ref_logps", "ref_KL_logps")
 _KTO_FIX = (
     "train with the per_device_train_batch_size the set was scored with ({batch}) on its rows in their order "
@@ -46,13 +53,7 @@ def _make_class() -> type:
     from trl import KTOTrainer
     from trl.trainer import kto_trainer as kto_module
 
-    from prefkit.integrations.trl import (
-        _SKIPPED_HASH,
-        prefkit_state,
-        trainer_arguments,
-        weight_hash_skipped,
-        without_columns,
-    )
+    from prefkit.integrations.trl import prefkit_state
 
     class PrecomputedRefKTOTrainer(KTOTrainer):
         """``trl.KTOTrainer`` that uses ``ref_logps`` / ``ref_KL_logps`` columns when a dataset has both.
@@ -91,7 +92,7 @@ def _make_class() -> type:
                 self._prefkit_used_columns = True
                 return dataset
             dataset = without_columns(dataset, KTO_REF_COLUMNS)
-            if getattr(self, "_precompute_model_hash", None) == _SKIPPED_HASH:
+            if getattr(self, "_precompute_model_hash", None) == SKIPPED_HASH:
                 self._precompute_model_hash = kto_module.hash_module(self.ref_model or self.model)  # type: ignore[arg-type]
             return super()._precompute_ref_logps(dataset, name, batch_size)
 
