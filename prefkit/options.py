@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from prefkit.chat.templates import builtin_names
+from prefkit.chat.target import TargetOptions
 from prefkit.errors import OptionError
 from prefkit.formats import FAMILIES, family_options
 from prefkit.formats.system import SYSTEM_MODES, parse_system
@@ -243,22 +243,9 @@ class SelectOptions(OptionGroup):
         return names(value, None) or None
 
 
-class ChatOptions(OptionGroup):
+class ChatOptions(TargetOptions):
     """The target model's tokenizer and chat template (token-length filters, text output)."""
 
-    tokenizer: str | None = option(
-        None,
-        "The target model's tokenizer: a local folder or a Hub id (only tokenizer files are read).",
-        metavar="MODEL_OR_PATH",
-    )
-    chat_template: str | None = option(
-        None,
-        f"Chat template: a built-in name ({', '.join(builtin_names())}) or a Jinja file; replaces the "
-        "tokenizer's own. Needed when the tokenizer has none.",
-        metavar="NAME|FILE",
-    )
-    tokenizer_revision: str | None = option(None, "Hub branch, tag or commit of --tokenizer.")
-    trust_remote_code: bool = option(False, "Allow a tokenizer that needs custom code.")
     output_format: Literal["auto", "messages", "text", "plain"] = option(
         "auto",
         "auto: plain when every source is implicit text (chosen/rejected strings sharing their start) and no "

@@ -38,7 +38,7 @@ def option(
     for an on/off pair; ``("--no-prefix-sharing",)`` for a flag that turns a ``True`` default off); ``choices``:
     the values the flag takes where Python takes any string (the library checks those itself, e.g.
     ``dtype="bf16"``); ``required=True``: the command needs the flag (Python: a positional parameter);
-    ``path="dir"``: the flag names a folder (not a file). The other keywords are pydantic's (``ge=1``)."""
+    ``path="dir"``: the flag names a folder (not a file), ``path="file"`` a file. The other keywords are pydantic's (``ge=1``)."""
     extra: dict[str, Any] = {"cli": cli, **({"metavar": metavar} if metavar else {})}
     if flag_value is not None:
         extra["flag_value"] = flag_value

@@ -29,18 +29,24 @@ from typing import Any
 import pyarrow as pa
 
 from prefkit.accounting import check_not_empty, empty_sentences
-from prefkit.errors import OptionError, option
-from prefkit.formats import FAMILIES, family_options, used_columns, with_options
+from prefkit.formats import FAMILIES, used_columns
 from prefkit.formats import detect as detect_shape
-from prefkit.options import BuildOptions, load_recipe
+from prefkit.options import BuildOptions
 from prefkit.output.manifest import carry_sections, describe_target, finish_manifest, make_manifest
-from prefkit.progress import track
+from prefkit.planning import (
+    Inputs,
+    check_local_inputs,
+    load_sources,
+    plan_parts,
+    read_parts,
+    resolve,
+    resolve_output_format,
+)
 from prefkit.record import arrow_schema
 from prefkit.results import DetectResult, Result
 from prefkit.select import assign_test_split, select_across
 from prefkit.select.quality import kept_row_details
-from prefkit.sources import Source, StreamChanged, load_source
-from prefkit.sources.spec import SourceSpec, parse_source
+from prefkit.sources import load_source
 from prefkit.store.folder import REJECTS_DIR, nested_json_warnings
 from prefkit.stream import Part
 
@@ -142,8 +148,6 @@ def build(
     token: str | bool | None = None,
     overwrite: bool = False,
     dry_run: bool = False,
-    progress: bool = False,
-    command: str | None = None,
     **flat: Any,
 ) -> BuildResult:
     """Build a clean preference set from one or more sources and (when ``output`` is given) write it.
@@ -155,8 +159,9 @@ def build(
     (``min_margin=1``, ``top=2000``, ``pairs="all-pairs"`` …), which win; ``recipe`` is a YAML/JSON recipe
     or an earlier build's ``prefkit.json`` (its sources are used unless ``sources`` is given). ``token`` is a Hub
     token (never recorded); ``overwrite`` replaces an existing output folder prefkit wrote; ``dry_run`` writes
-    nothing (as ``output=None``: the result reads the rows from a temporary folder).
-    ``recipe_file`` (the keyword of 0.2) is still read as ``recipe``.
+    nothing (as ``output=None``: the result reads the rows from a temporary folder). How it runs
+    (:data:`RUN_KEYWORDS`): ``progress=True`` shows progress bars, ``command`` is the command line the manifest
+    records. ``recipe_file`` (the keyword of 0.2) is still read as ``recipe``.
 
     Returns a :class:`BuildResult`: ``summary()`` is the counts table `prefkit build` prints, ``to_dict()`` what
     ``--json`` prints, ``dataset`` the kept rows, ``manifest`` what ``prefkit.json`` records.
@@ -168,68 +173,140 @@ def build(
     >>> result.dataset["train_prefs"][0]["prompt"]  # doctest: +SKIP
     [{'role': 'user', 'content': '...'}]
     """
-    from prefkit.filters.tokens import refusal_warnings, token_stage
-    from prefkit.stream import Needs, count_parts, refused_rows, used_fields, write_set
+    from prefkit.filters.tokens import token_stage
 
     start = time.perf_counter()
     recipe = flat.pop("recipe_file", recipe)
+    progress, command = bool(flat.pop("progress", False)), flat.pop("command", None)
     output = None if dry_run else output
     specs, options = resolve(sources, options, recipe, flat)
     target, target_check = token_stage(options, progress)
-
     loaded, presets = load_sources(specs, options, token, progress)
     specs, changed = check_local_inputs(specs, loaded, options.sources.allow_changed_sources, output)
-    parts = plan_parts(loaded, specs, presets, options)
-    options = resolve_output_format(options, parts, target)
+    inputs = Inputs(loaded, specs, presets, options)
+    parts = plan_parts(inputs)
+    inputs = inputs.with_options(resolve_output_format(options, parts, target))
+    said = [w for src in loaded for w in src.warnings] + changed
+    run = Run(inputs, target, target_check, output, token, progress, command, said)
     local = tuple(Path(src.spec) for src in loaded if src.kind == "local")
     carried: list[str] = []
     with build_folder(output, overwrite, local, carried) as (folder, keep):
         work = folder / WORK_DIR
-        read_parts(parts, loaded, specs, presets, options, target_check, work, Needs.of(options), progress)
-        scales, quality = select_across(parts, specs, options.select, target, token)
-        split_info = assign_test_split(parts, options.select)
-        split_by_out = split_info is not None
-        counts, described = count_parts(parts, split_by_out)
-        manifest = make_manifest(loaded, specs, presets, described, counts, options, command, scales)
-        if output is not None:
-            check_not_empty(manifest)  # before anything is written: OUT stays as it was
-        warnings = [w for src in loaded for w in src.warnings] + changed + carry_sections(parts, manifest)
-        warnings += unused_warnings(parts) + options.inert()
-        warnings += refusal_warnings(refused_rows(parts, split_by_out))
-        manifest.update(quality)
-        pin_evalsets(manifest, options)
-        if split_info is not None:
-            manifest["test_split"] = split_info
-        describe_target(manifest, target, options, target_check is not None and target_check.options.active)
-        fields = used_fields(parts)  # one schema for the set
-        kept_row_details(parts, fields)
-        written = write_set(parts, folder, work, options, target, fields, split_by_out, progress)
-        shutil.rmtree(work, ignore_errors=True)
-        records = arrow_schema(*fields).empty_table()  # the records' shape, before any export
-        warnings += nested_json_warnings(dict.fromkeys(written, records))
-        files = {name: [p.relative_to(folder).as_posix() for p in w["files"]] for name, w in written.items()}
-        finish_manifest(manifest, written, files if output is not None else None, options)
-        if output is not None:
-            schemas = {name: w["schema"] for name, w in written.items() if w["schema"] is not None}
-            write_extra(folder, manifest, schemas, Path(output), options)
+        read_parts(parts, inputs, target_check, work, run.needs(), progress)
+        manifest, split_by_out = select_and_describe(run, parts)
+        written = write_rows(run, parts, manifest, folder, split_by_out)
     if carried:
-        warnings.append(
-            f"kept {len(carried)} file(s) in {output} that prefkit did not write: "
-            + ", ".join(carried[:5])
-            + (" …" if len(carried) > 5 else "")
-        )
-    where = Path(output) if output is not None else folder
-    data = {name: [where / f for f in paths] for name, paths in files.items()}
+        run.warnings.append(_carried_warning(carried, output))
+    result = build_result(run, manifest, written, folder, keep)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+#: the keywords of :func:`build` that say how it runs, not what it builds (passed through ``**flat``)
+RUN_KEYWORDS = ("progress", "command")
+
+
+def _carried_warning(carried: list[str], output: Any) -> str:
+    return (
+        f"kept {len(carried)} file(s) in {output} that prefkit did not write: "
+        + ", ".join(carried[:5])
+        + (" …" if len(carried) > 5 else "")
+    )
+
+
+@dataclass
+class Run:
+    """One build as it goes: what it reads, the target it is prepared for (and the target's row checks), where
+    it writes, how it runs, and the warnings it has collected."""
+
+    inputs: Inputs
+    target: Any
+    target_check: Any
+    output: str | Path | None
+    token: str | bool | None
+    progress: bool
+    command: str | None
+    warnings: list[str]
+
+    @property
+    def options(self) -> BuildOptions:
+        return self.inputs.options
+
+    def needs(self) -> Any:
+        """What pass 1 keeps of each row for the selections asked for (:class:`prefkit.stream.Needs`)."""
+        from prefkit.stream import Needs
+
+        return Needs.of(self.options)
+
+
+def select_and_describe(run: Run, parts: list[Part]) -> tuple[dict, bool]:
+    """The selections across the parts (:func:`prefkit.select.select_across`, the test split) and the manifest
+    that counts them; refuses an empty set before anything is written. Returns (manifest, whether rows are split
+    by their output split)."""
+    from prefkit.filters.tokens import refusal_warnings
+    from prefkit.stream import count_parts, refused_rows
+
+    options, inputs = run.options, run.inputs
+    scales, quality = select_across(parts, inputs.specs, options.select, run.target, run.token)
+    split_info = assign_test_split(parts, options.select)
+    split_by_out = split_info is not None
+    counts, described = count_parts(parts, split_by_out)
+    manifest = make_manifest(
+        inputs.loaded, inputs.specs, inputs.presets, described, counts, options, run.command, scales
+    )
+    if run.output is not None:
+        check_not_empty(manifest)  # before anything is written: OUT stays as it was
+    run.warnings += carry_sections(parts, manifest)
+    run.warnings += unused_warnings(parts) + options.inert()
+    run.warnings += refusal_warnings(refused_rows(parts, split_by_out))
+    manifest.update(quality)
+    pin_evalsets(manifest, options)
+    if split_info is not None:
+        manifest["test_split"] = split_info
+    checked = run.target_check is not None and run.target_check.options.active
+    describe_target(manifest, run.target, options, checked)
+    return manifest, split_by_out
+
+
+def write_rows(run: Run, parts: list[Part], manifest: dict, folder: Path, split_by_out: bool) -> dict[str, dict]:
+    """Pass 2 (:func:`prefkit.stream.write_set`) into ``folder``, then the manifest finished and, with an output
+    folder, the export's files, the manifest and the card. Returns what pass 2 wrote per split."""
+    from prefkit.stream import used_fields, write_set
+
+    options, work = run.options, folder / WORK_DIR
+    fields = used_fields(parts)  # one schema for the set
+    kept_row_details(parts, fields)
+    written = write_set(parts, folder, work, options, run.target, fields, split_by_out, run.progress)
+    shutil.rmtree(work, ignore_errors=True)
+    records = arrow_schema(*fields).empty_table()  # the records' shape, before any export
+    run.warnings += nested_json_warnings(dict.fromkeys(written, records))
+    files = _files(written, folder)
+    finish_manifest(manifest, written, files if run.output is not None else None, options)
+    if run.output is not None:
+        schemas = {name: w["schema"] for name, w in written.items() if w["schema"] is not None}
+        write_extra(folder, manifest, schemas, Path(run.output), options)
+    return written
+
+
+def _files(written: dict[str, dict], folder: Path) -> dict[str, list[str]]:
+    """The data files of each split, relative to the set folder."""
+    return {name: [p.relative_to(folder).as_posix() for p in w["files"]] for name, w in written.items()}
+
+
+def build_result(run: Run, manifest: dict, written: dict[str, dict], folder: Path, keep: Any) -> BuildResult:
+    """The result of a build: its rows and rejects read from the written files on first use (from the temporary
+    ``folder`` that ``keep`` holds, without an output folder), the manifest, the warnings."""
+    where = Path(run.output) if run.output is not None else folder
+    data = {name: [where / f for f in paths] for name, paths in _files(written, folder).items()}
     rejects = {name: [where / REJECTS_DIR / f"{name}.parquet"] for name in written}
     empty = {name: w["empty"] for name, w in written.items() if w["empty"] is not None}
     result = BuildResult(
         Tables(data, empty, keep),
         Tables(rejects, keep=keep),
         manifest,
-        warnings=warnings + empty_sentences(manifest),
+        warnings=run.warnings + empty_sentences(manifest),
     )
-    result.output = Path(output) if output is not None else None
-    result.seconds = time.perf_counter() - start
+    result.output = Path(run.output) if run.output is not None else None
     return result
 
 
@@ -257,25 +334,6 @@ def build_folder(
     what = "build --overwrite" if overwrite else "build"
     with staged_folder(output, overwrite=overwrite, sources=sources, what=what, carried=carried) as stage:
         yield stage, None
-
-
-def resolve_output_format(options: BuildOptions, parts: list[Part], target: Any) -> BuildOptions:
-    """``--output-format auto`` made definite: ``plain`` (TRL's standard text format: prompt/chosen/rejected
-    strings) when every source split is implicit text (family H, e.g. a base-model set) and no chat template
-    renders the rows, else ``messages``. An explicit ``plain`` is refused (OptionError) for other sources, with a
-    chat template, or with another --export."""
-    chat = options.chat
-    text_only = bool(parts) and all(FAMILIES[p.mapping.family].plain_text for p in parts)
-    plain_ok = text_only and target is None and options.output.trl_shaped
-    if chat.output_format == "auto":  # stays "auto" (messages) unless plain: recipes record only plain
-        return options.replace(output_format="plain") if plain_ok else options
-    if chat.output_format == "plain" and not plain_ok:
-        raise OptionError(
-            "--output-format plain writes TRL's standard text format, which only implicit-text sources (chosen/"
-            "rejected strings sharing their start) hold, without --tokenizer/--chat-template and --export",
-            "leave --output-format out (auto) or pass --output-format messages",
-        )
-    return options
 
 
 def detect_source(
@@ -349,35 +407,6 @@ def detect(
     return DetectResult.from_dict(detect_source(source, options, token=token, sample=sample, **given))
 
 
-def resolve(
-    sources: Any, options: BuildOptions | None, recipe_file: str | Path | None, flat: dict
-) -> tuple[list[SourceSpec], BuildOptions]:
-    """Source specs and options from the arguments, a recipe file, or both (explicit arguments win)."""
-    recipe_sources: list = []
-    base = options
-    if recipe_file is not None:
-        recipe_sources, from_file = load_recipe(recipe_file)
-        base = base or from_file
-    options = (base or BuildOptions()).replace(**flat) if flat else (base or BuildOptions())
-    given = [sources] if isinstance(sources, (str, Path, dict, SourceSpec)) else list(sources or [])
-    specs = [parse_source(s) for s in given]
-    if not given and recipe_file is not None:
-        from dataclasses import replace
-
-        from prefkit.sources.digest import resolve_recipe_path
-
-        specs = [parse_source(s) for s in recipe_sources]
-        specs = [
-            replace(s, source=resolve_recipe_path(s.source, Path(recipe_file)))
-            if isinstance(s.source, str)
-            else s
-            for s in specs
-        ]
-    if not specs:
-        raise OptionError("no source to build from", "pass SOURCES, or a --recipe that lists `sources`")
-    return specs, options
-
-
 def pin_evalsets(manifest: dict, options: BuildOptions) -> None:
     """Record the built-in eval sets of ``--decontaminate`` in the manifest's recipe as ``NAME@COMMIT`` (the commit
     they were read at), so a rebuild from the recipe reads the same items."""
@@ -387,179 +416,6 @@ def pin_evalsets(manifest: dict, options: BuildOptions) -> None:
     sets = (manifest.get("decontamination") or {}).get("sets") or []
     if specs and sets:
         manifest["recipe"].setdefault("select", {})["decontaminate"] = pinned_evalsets(tuple(specs), sets)
-
-
-def check_local_inputs(
-    specs: list[SourceSpec], loaded: list[Source], allow_changed: bool, output: str | Path | None
-) -> tuple[list[SourceSpec], list[str]]:
-    """Each local source's files (size, SHA-256: :func:`prefkit.sources.digest.local_digests`) put into its spec
-    for the recipe, with its path relative to OUT; when the spec came from a recipe that recorded them and they
-    differ, a :class:`~prefkit.errors.SourceError` naming what differs, or with ``allow_changed`` a warning.
-    Returns (specs, warnings)."""
-    from dataclasses import replace
-
-    from prefkit.errors import SourceError
-    from prefkit.sources.digest import differences, local_digests, relative_to_output
-
-    out_specs, said = [], []
-    for spec, src in zip(specs, loaded, strict=True):
-        if src.kind != "local":
-            out_specs.append(spec)
-            continue
-        now = local_digests(spec.source)
-        diffs = differences(spec.files, now) if spec.files is not None else []
-        if diffs and not allow_changed:
-            raise SourceError(
-                f"{spec.source} is not the input the recipe recorded: "
-                + "; ".join(diffs[:5])
-                + (" …" if len(diffs) > 5 else ""),
-                "the rebuild would give another set; restore the files, or pass --allow-changed-sources "
-                "(allow_changed_sources=True) to build from them as they are now",
-            )
-        if diffs:
-            said.append(f"{spec.source} differs from the recipe (built anyway): " + "; ".join(diffs))
-        where = relative_to_output(str(spec.source), Path(output)) if output is not None else spec.source
-        out_specs.append(replace(spec, source=where, files=now))
-    return out_specs, said
-
-
-def load_sources(
-    specs: list[SourceSpec], options: BuildOptions, token: str | bool | None, progress: bool
-) -> tuple[list[Source], list]:
-    """Open every source (a source's own settings, then the build's, then its preset's defaults)."""
-    from prefkit.formats.presets import find_preset, get_preset
-
-    opts = options.sources
-    forced = get_preset(opts.preset) if opts.preset else None
-    presets = [forced or (find_preset(str(s.source)) if isinstance(s.source, str) else None) for s in specs]
-    loaded = []
-    for spec, pre in track(
-        list(zip(specs, presets, strict=True)), desc="loading", show=progress and len(specs) > 1
-    ):
-        split = spec.split or opts.split or (pre.default_split if pre and pre.default_split else None)
-        loaded.append(
-            load_source(
-                spec.source,
-                split=list(split) if split else None,
-                revision=spec.revision or opts.revision,
-                config=_first(spec.config, opts.config, pre.config if pre else None),
-                data_dir=_first(spec.data_dir, opts.data_dir, pre.data_dir if pre else None),
-                token=token,
-            )
-        )
-    return loaded, presets
-
-
-def _first(*values: Any) -> Any:
-    return next((v for v in values if v is not None), None)
-
-
-def plan_parts(loaded: list[Source], specs: list, presets: list, options: BuildOptions) -> list[Part]:
-    """Every split of every source, with its family and column mapping (read from its columns and first rows)."""
-    explicit = {name: getattr(options.formats, name) for name in family_options()}
-    used: set[str] = set()
-    parts: list[Part] = []
-    for i, src in enumerate(loaded):
-        for name, table in src.splits.items():
-            parts.append(plan_part(i, name, table, loaded, specs, presets, options, explicit, used))
-    _check_family_options(explicit, used)
-    return parts
-
-
-def plan_part(
-    i: int,
-    name: str,
-    table: Any,
-    loaded: list[Source],
-    specs: list,
-    presets: list,
-    options: BuildOptions,
-    explicit: dict[str, Any],
-    used: set[str],
-) -> Part:
-    """One split of source ``i``: detect its shape, apply the family's options, choose the columns to read."""
-    fmt = options.formats
-    columns = {
-        "prompt": fmt.prompt_col,
-        "chosen": fmt.chosen_col,
-        "rejected": fmt.rejected_col,
-        "system": fmt.system_col,
-    }
-    pre = presets[i]
-    use_preset = pre is not None and (fmt.format is None or fmt.format == pre.family)
-    cols = (
-        {k: v if v is not None else pre.columns.get(k) for k, v in columns.items()} if use_preset else columns
-    )
-    mapping = detect_shape(
-        table,
-        format=fmt.format or (pre.family if pre else None),
-        columns=cols,
-        margin_col=fmt.margin_col or (pre.margin_col if use_preset else None),
-    )
-    mapping = with_options(
-        mapping, pre if use_preset else None, explicit, options.select.seed, used, table.schema
-    )
-    mapping = _carry(mapping, loaded[i], table.schema)
-    out = pre.split_names.get(name, name) if len(specs) > 1 and use_preset else name
-    read = list(table.column_names) if options.output.full_rejects else used_columns(mapping)
-    return Part(loaded[i], specs[i], pre if use_preset else None, name, out, table, mapping, read)
-
-
-def read_parts(
-    parts: list[Part],
-    loaded: list[Source],
-    specs: list,
-    presets: list,
-    options: BuildOptions,
-    target_check: Any,
-    work: Path,
-    needs: Any,
-    progress: bool,
-) -> None:
-    """Pass 1 over every part, in batches (:func:`prefkit.stream.read_part`). A streamed text file whose later
-    blocks do not fit its first block's types is read whole and its part read again, as before streaming."""
-    from prefkit.stream import read_part
-
-    for index, part in enumerate(track(parts, desc="normalising", show=progress and len(parts) > 1)):
-        try:
-            read_part(part, index, options, target_check, work, needs, progress)
-        except StreamChanged as changed:
-            table = changed.split.fallback()
-            part.src.splits[part.split] = table
-            source = next(i for i, s in enumerate(specs) if s is part.spec)
-            explicit = {name: getattr(options.formats, name) for name in family_options()}
-            again = plan_part(source, part.split, table, loaded, specs, presets, options, explicit, set())
-            parts[index] = again
-            read_part(again, index, options, target_check, work, needs, progress)
-
-
-def _carry(mapping: Any, src: Source, schema: pa.Schema) -> Any:
-    """A prefkit set read as a source keeps its extra columns (reference log-probs, reward scores …)."""
-    from dataclasses import replace
-
-    from prefkit.record import RECORD_COLUMNS
-
-    if not src.info.get("prefkit_set") or FAMILIES[mapping.family].full_frame:
-        return mapping
-    # every extra column, also one read as the margin (`--margin-col rm_margin` keeps rm_margin itself)
-    carry = [c for c in schema.names if c not in RECORD_COLUMNS]
-    return replace(mapping, extra={**mapping.extra, "carry": carry}) if carry else mapping
-
-
-def _check_family_options(explicit: dict[str, Any], used: set[str]) -> None:
-    unused = [name for name, value in explicit.items() if value is not None and name not in used]
-    if not unused:
-        return
-    options = family_options()
-    where = "; ".join(
-        f"{option(name)} is for {', '.join(options[name][0].applies_to or options[name][1])}"
-        for name in unused
-    )
-    raise OptionError(
-        f"{', '.join(option(n) for n in unused)} {'applies' if len(unused) == 1 else 'apply'} to none of the "
-        "sources",
-        f"{where}; `prefkit detect SOURCE` shows a source's shape (families: {', '.join(FAMILIES)})",
-    )
 
 
 def write_extra(

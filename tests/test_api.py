@@ -20,21 +20,21 @@ import prefkit
 from prefkit.cli import COMMANDS, cli
 
 #: command -> (its library function, where the function's ``**keywords`` go: "build" = BuildOptions' flat names,
-#: "options" = the command's options model (prefkit.commands.flags.COMMANDS), None = nowhere)
+#: "options" = the command's options model (prefkit.commands.flags.COMMANDS), "module:Class" = that option model's fields, None = nowhere)
 FUNCTIONS = {
     "build": ("build", "build"),
     "detect": ("detect", "build"),
     "presets": ("presets", None),
-    "stats": ("stats", None),
+    "stats": ("stats", "prefkit.output.stats:StatsOptions"),
     "reflogps": ("reflogps", "options"),
     "score": ("score", "options"),
     "verify": ("verify", "options"),
-    "push": ("push", None),
-    "report": ("report", None),
+    "push": ("push", "prefkit.publish.options:PushOptions"),
+    "report": ("report", "prefkit.report.options:ReportOptions"),
     "generate": ("generate", "options"),
 }
 #: commands that pass only the options the user gave (click's default None or () stands for the library's default)
-ONLY_GIVEN = {"build", "detect"}
+ONLY_GIVEN = {"build", "detect", "stats", "report", "push"}
 #: (command or "*", flag) -> why the flag is not a keyword of the function, or has another default
 EXCEPTIONS = {
     ("*", "--json"): "how the CLI prints the result (result.to_dict()); the function returns it",
@@ -58,8 +58,19 @@ def _keyword(param: click.Parameter) -> tuple[str, bool]:
     return (name[3:], True) if negated else (name, False)
 
 
+def _options_model(target: str | None):
+    """The option model ``"module:Class"`` names (None for the other targets)."""
+    if target is None or ":" not in target:
+        return None
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def _kwargs_default(target: str | None, command: str, name: str) -> object:
     """The default of a keyword the function takes through ``**keywords``; KeyError when it does not."""
+    model = _options_model(target)
+    if model is not None:
+        return model.model_fields[name].get_default(call_default_factory=True)
     if target == "build":
         from prefkit.options import GROUP_OF, GROUPS
 
@@ -138,6 +149,28 @@ def test_every_flag_is_a_keyword_with_the_same_default(command):
         if not _same(default, library, command):
             problems.append(f"{long}: default {default!r} on the CLI, {keyword}={library!r} in {name}()")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    "command", sorted(c for c, (_, target) in FUNCTIONS.items() if _options_model(target) is not None)
+)
+def test_keywords_go_to_the_options_model(command, tmp_path):
+    """A function that takes its flags through ``**keywords`` and an ``options`` object validates them against that
+    model: an unknown keyword or a value the option cannot take is an OptionError naming it, and the options
+    object is the same as the keywords."""
+    from prefkit.errors import OptionError
+
+    name, target = FUNCTIONS[command]
+    function, model = getattr(prefkit, name), _options_model(target)
+    params = inspect.signature(function).parameters
+    assert params["options"].default is None and any(p.kind is p.VAR_KEYWORD for p in params.values())
+    args = [tmp_path, "me/set"] if command == "push" else [tmp_path]
+    with pytest.raises(OptionError, match="unknown option\\(s\\) no_such_option"):
+        function(*args, no_such_option=1)
+    first = next(n for n, info in model.model_fields.items() if info.annotation in (int, bool))
+    with pytest.raises(OptionError, match=f"^{first}=\\.\\.\\.: "):
+        function(*args, **{first: "many"})
+    assert model.create(model()) == model()
 
 
 def test_exceptions_name_real_flags():

@@ -298,6 +298,17 @@ def test_dry_run_commits_nothing(hub, built, capsys):
     assert "license: apache-2.0" in out
 
 
+def test_options_and_keywords_are_one_push(hub, built):
+    """``PushOptions`` says what the keywords say; keywords given with it win."""
+    from prefkit.publish.options import PushOptions
+
+    repo = hub.unique_id("me/options")
+    by_keywords = push(built, repo, dry_run=True, license="mit", include_rejects=True)
+    by_options = push(built, repo, PushOptions(dry_run=True, license="mit", include_rejects=True))
+    assert by_options == by_keywords
+    assert push(built, repo, PushOptions(dry_run=True, license="mit"), license="cc-by-4.0").license == "cc-by-4.0"
+
+
 def test_dry_run_without_token(hub, built, monkeypatch):
     monkeypatch.delenv("HF_TOKEN")
     result = push(built, hub.unique_id("me/anon"), dry_run=True)

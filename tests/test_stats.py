@@ -100,3 +100,12 @@ def test_stats_text_set_and_errors(tmp_path, tiny_model, capsys):  # noqa: F811
     with pytest.raises(SystemExit, match=r"^1$"):
         main(["stats", str(tmp_path / "nothing")])
     assert "Hint:" in capsys.readouterr().err
+
+
+def test_options_and_keywords_are_one_call(built):
+    """``StatsOptions`` says what the keywords say (one split name or several); keywords given with it win."""
+    from prefkit.output.stats import StatsOptions, stats
+
+    by_keywords = stats(built, split="train")
+    assert stats(built, StatsOptions(split=("train",))) == by_keywords
+    assert stats(built, StatsOptions(split=("nope",)), split=["train"]) == by_keywords

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from prefkit.chat.templates import ChatRenderer
 
@@ -110,9 +110,16 @@ def lengths_from_ids(
     return TokenLengths([len(x) for x in pc_ids], [len(x) for x in pr_ids], prompt)
 
 
+class Tokenizing(Protocol):
+    """What counts message rows: a tokenizer and the chat template that renders the rows
+    (:class:`prefkit.chat.target.Target`)."""
+
+    tokenizer: Any
+    renderer: ChatRenderer
+
+
 def message_token_lengths(
-    tokenizer: Any,
-    renderer: ChatRenderer,
+    target: Tokenizing,
     prompts: Sequence[Sequence[Mapping[str, Any]]],
     chosen: Sequence[Sequence[Mapping[str, Any]]],
     rejected: Sequence[Sequence[Mapping[str, Any]]],
@@ -121,7 +128,8 @@ def message_token_lengths(
     extras: Sequence[Mapping[str, Any] | None] | None = None,
     refused: dict[int, str] | None = None,
 ) -> TokenLengths:
-    """Token counts of message rows as TRL's ``DPOTrainer`` tokenizes them (conversational rule).
+    """Token counts of message rows as TRL's ``DPOTrainer`` tokenizes them (conversational rule), rendered with
+    ``target.renderer`` and tokenized with ``target.tokenizer``.
 
     ``need_prompt=False`` renders and counts only prompt+answer (enough for ``max_length``); ``on_batch(rows)``
     is called after each batch (progress); ``extras[i]``: row ``i``'s tools / template keyword arguments. Rows
@@ -129,6 +137,7 @@ def message_token_lengths(
     """
     from prefkit.chat.render import render_parts
 
+    tokenizer, renderer = target.tokenizer, target.renderer
     out = TokenLengths([], [], [] if need_prompt else None)
     for start in range(0, len(prompts), BATCH_ROWS):
         sl = slice(start, start + BATCH_ROWS)

@@ -15,8 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from prefkit.chat.templates import ChatRenderer, builtin_templates, no_chat_template, resolve_chat_template
+from prefkit.chat.templates import (
+    ChatRenderer,
+    builtin_names,
+    builtin_templates,
+    no_chat_template,
+    resolve_chat_template,
+)
 from prefkit.errors import ModelError, option, require
+from prefkit.optionspec import OptionGroup
+from prefkit.optionspec import option as field
 
 
 @dataclass
@@ -114,4 +122,37 @@ def load_target(
     return Target(renderer, origin or tok_origin, tok, tokenizer, resolved)
 
 
-__all__ = ["Target", "load_target"]
+class TargetOptions(OptionGroup):
+    """The target model's tokenizer and chat template, as `build`, `stats` and `report` take them (their flags
+    are generated from these fields; ``BuildOptions``' ``chat`` group adds the output format)."""
+
+    tokenizer: str | None = field(
+        None,
+        "The target model's tokenizer: a local folder or a Hub id (only tokenizer files are read).",
+        metavar="MODEL_OR_PATH",
+    )
+    chat_template: str | None = field(
+        None,
+        f"Chat template: a built-in name ({', '.join(builtin_names())}) or a Jinja file; replaces the "
+        "tokenizer's own. Needed when the tokenizer has none.",
+        metavar="NAME|FILE",
+    )
+    tokenizer_revision: str | None = field(None, "Hub branch, tag or commit of --tokenizer.")
+    trust_remote_code: bool = field(False, "Allow a tokenizer that needs custom code.")
+
+    def load(self) -> Target | None:
+        """The target these options name (:func:`load_target`), None when they name no tokenizer or template."""
+        if not (self.tokenizer or self.chat_template):
+            return None
+        return load_target(
+            self.tokenizer,
+            self.chat_template,
+            revision=self.tokenizer_revision,
+            trust_remote_code=self.trust_remote_code,
+        )
+
+
+#: the target options' names (the keywords of `stats` and `report` that choose the target)
+TARGET_FIELDS = tuple(TargetOptions.model_fields)
+
+__all__ = ["TARGET_FIELDS", "Target", "TargetOptions", "load_target"]

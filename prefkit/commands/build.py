@@ -59,7 +59,7 @@ _SYSTEM = {"system": {"cls": SystemOption, "type": str}}
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary table.")
 @click.pass_context
-def command(ctx, sources, output, recipe, overwrite, dry_run, token, as_json, quiet, **options):
+def command(ctx, sources, as_json, quiet, **flags):
     """Load preference data, normalise it to prompt/chosen/rejected messages, validate, filter, and write a clean set.
 
     SOURCES is a Hub dataset id (`namespace/name`) or a local file (.parquet, .jsonl, .json, .csv) or folder,
@@ -85,20 +85,17 @@ def command(ctx, sources, output, recipe, overwrite, dry_run, token, as_json, qu
     from prefkit.pipeline import build
     from prefkit.progress import enabled
 
-    if not output and not dry_run:
+    run = {name: flags.pop(name) for name in ("output", "recipe", "overwrite", "dry_run", "token")}
+    if not run["output"] and not run["dry_run"]:
         raise click.UsageError("missing -o/--output (or pass --dry-run to only count)")
-    if not sources and not recipe:
+    if not sources and not run["recipe"]:
         raise click.UsageError("missing SOURCES (or pass --recipe FILE)")
     result = build(
         list(sources) or None,
-        output,
-        recipe=recipe,
-        token=token,
-        overwrite=overwrite,
-        dry_run=dry_run,
         progress=enabled(quiet),
         command=command_line(),
-        **given(ctx, options),
+        **run,
+        **given(ctx, flags),
     )
     text = result.manifest.get("tokenizer", {}).get("output_format") == "text"
     if text and not quiet and _text_starts_with_bos(result):

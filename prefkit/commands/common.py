@@ -19,8 +19,8 @@ source_options = group_options("sources", exclude=("preset", "allow_changed_sour
 column_options = group_options(
     "formats", only=("format", "prompt_col", "chosen_col", "rejected_col", "system_col", "margin_col")
 )
-#: the target model's tokenizer and template (`stats`)
-target_options = group_options("chat", exclude=("output_format",))
+#: the target model's tokenizer and template (`stats`, `report`)
+target_options = group_options("target")
 
 
 def checked_token(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

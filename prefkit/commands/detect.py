@@ -13,21 +13,7 @@ from prefkit.commands.common import column_options, echo_json, source_options, t
 @column_options
 @token_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def command(
-    source,
-    split,
-    revision,
-    config,
-    data_dir,
-    format,
-    prompt_col,
-    chosen_col,
-    rejected_col,
-    system_col,
-    margin_col,
-    token,
-    as_json,
-):
+def command(source, token, as_json, **flags):
     """Show the shape prefkit detects in SOURCE and how its columns map to prompt/chosen/rejected.
 
     \b
@@ -37,10 +23,7 @@ def command(
     """
     from prefkit.pipeline import detect
 
-    flat = {"split": split, "revision": revision, "config": config, "data_dir": data_dir, "format": format}
-    flat |= {"prompt_col": prompt_col, "chosen_col": chosen_col, "rejected_col": rejected_col}
-    flat |= {"system_col": system_col, "margin_col": margin_col}
-    result = detect(source, token=token, **flat)
+    result = detect(source, token=token, **flags)
     if as_json:
         echo_json(result.to_dict())
         return

@@ -20,6 +20,8 @@ from typing import Any
 
 import click
 
+from prefkit.commands.options import path_type
+
 PACKAGE = Path(__file__).resolve().parent.parent
 SPEC_FILE = Path(__file__).with_name("flags.json")
 #: the files whose content decides the flags (the option models, every family, exports, eval sets, templates)
@@ -32,6 +34,10 @@ SOURCES = (
     "rewards/options.py",
     "generate/options.py",
     "generate/sampling.py",
+    "chat/target.py",
+    "output/stats.py",
+    "report/options.py",
+    "publish/options.py",
     "commands/options.py",
     "commands/flags.py",
     "formats/*.py",
@@ -41,6 +47,16 @@ SOURCES = (
     "chat/templates.py",
     "chat/builtin/*.json",
 )
+
+
+#: option models besides ``BuildOptions``' groups whose flags are generated: group -> (module, class); a model
+#: listed here has its module in :data:`SOURCES`
+MODELS: dict[str, tuple[str, str]] = {
+    "target": ("prefkit.chat.target", "TargetOptions"),
+    "stats": ("prefkit.output.stats", "StatsOptions"),
+    "report": ("prefkit.report.options", "ReportOptions"),
+    "push": ("prefkit.publish.options", "PushOptions"),
+}
 
 
 def sources_hash() -> str:
@@ -61,6 +77,14 @@ COMMANDS = {
 }
 
 
+def model_class(group: str) -> Any:
+    """The option model of ``group`` (:data:`MODELS`); imports it (and what it needs)."""
+    import importlib
+
+    module, name = MODELS[group]
+    return getattr(importlib.import_module(module), name)
+
+
 def command_model(command: str) -> Any:
     """The options model of ``command`` (:data:`COMMANDS`); imports it (and what it needs)."""
     import importlib
@@ -77,7 +101,8 @@ def live_spec() -> dict[str, Any]:
     from prefkit.options import GROUPS
 
     groups = {}
-    for group, model in GROUPS.items():
+    models: dict[str, Any] = {**GROUPS, **{group: model_class(group) for group in MODELS}}
+    for group, model in models.items():
         groups[group] = [
             {"name": name, **_to_json(field_kwargs(info))}
             for name, info in model.model_fields.items()
@@ -111,6 +136,11 @@ def spec() -> dict[str, Any]:
             saved, fresh = None, False
         _LOADED.update(saved if fresh and saved else live_spec())
     return _LOADED
+
+
+def names(group: str) -> tuple[str, ...]:
+    """The fields of the option group ``group`` that have flags, in declaration order."""
+    return tuple(entry["name"] for entry in spec()["groups"][group])
 
 
 def group_options(
@@ -152,7 +182,7 @@ def _to_json(kwargs: dict[str, Any]) -> dict[str, Any]:
             bounds = {"min": kind.min, "max": kind.max, "min_open": kind.min_open}
             out["type"] = {f"{number}_range": bounds}
     elif isinstance(kind, click.Path):
-        out["type"] = {"path": "dir"}
+        out["type"] = {"path": "dir" if not kind.file_okay else "file"}
     elif kind in (int, float, str):
         out["type"] = kind.__name__
     elif kind is not None:
@@ -161,7 +191,7 @@ def _to_json(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _from_json(entry: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in entry.items() if k not in ("name", "type")}
+    out = {k: v for k, v in entry.items() if k not in ("name", "short", "type")}
     kind = entry.get("type")
     if isinstance(kind, dict):
         ((name, arg),) = kind.items()
@@ -171,7 +201,7 @@ def _from_json(entry: dict[str, Any]) -> dict[str, Any]:
             "float": lambda: click.FloatRange(min=arg),
             "int_range": lambda: click.IntRange(**arg),
             "float_range": lambda: click.FloatRange(**arg),
-            "path": lambda: click.Path(file_okay=False),
+            "path": lambda: path_type(arg),
         }[name]()
     elif kind is not None:
         out["type"] = {"int": int, "float": float, "str": str}[kind]

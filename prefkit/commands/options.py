@@ -24,11 +24,20 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
+#: what ``option(path=...)`` asks of a flag's value: a folder, or a file
+PATHS = ("dir", "file")
+
+
+def path_type(kind: str) -> click.Path:
+    """The click type of ``option(path=kind)``: a folder (``"dir"``) or a file (``"file"``)."""
+    return click.Path(file_okay=kind != "dir", dir_okay=kind != "file")
+
+
 def _click_type(
     annotation: Any, metadata: list, extra: dict | None = None, upper: bool = False
 ) -> tuple[Any, bool]:
     """(click type, multiple) of a field: its choices, bounds (``ge``; ``gt``/``le`` too with ``upper``), a folder
-    (``path="dir"``)."""
+    (``path="dir"``), a file (``path="file"``)."""
     import annotated_types
 
     extra = extra or {}
@@ -36,11 +45,11 @@ def _click_type(
     if typing.get_origin(base) is typing.Literal:
         return click.Choice([str(v) for v in typing.get_args(base)]), False
     if typing.get_origin(base) is tuple:
-        return str, True
+        return (path_type(extra["path"]) if extra.get("path") in PATHS else str), True
     if extra.get("choices"):
         return click.Choice(list(extra["choices"])), False
-    if extra.get("path") == "dir":
-        return click.Path(file_okay=False), False
+    if extra.get("path") in PATHS:
+        return path_type(extra["path"]), False
     bound = {
         name: next((getattr(m, name) for m in metadata if isinstance(m, kind)), None)
         for name, kind in (
@@ -149,3 +158,9 @@ def given(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]:
         if source not in (None, click.core.ParameterSource.DEFAULT) and value not in (None, ()):
             out[name] = value
     return out
+
+
+def passed(flags: dict[str, Any]) -> dict[str, Any]:
+    """The flags to pass to a library function that takes them as keywords: those not given (None: click's
+    default of a generated flag) are left out, so the function's own defaults apply."""
+    return {name: value for name, value in flags.items() if value is not None}

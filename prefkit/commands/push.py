@@ -1,4 +1,4 @@
-"""`prefkit push`."""
+"""`prefkit push`: its flags are generated from :class:`prefkit.publish.options.PushOptions`."""
 
 from __future__ import annotations
 
@@ -7,54 +7,20 @@ import warnings
 import click
 
 from prefkit.commands.common import checked_token, echo_json
+from prefkit.commands.flags import group_options
+from prefkit.commands.options import passed
 
 
 @click.command("push", context_settings={"max_content_width": 100})
 @click.argument("folder", type=click.Path())
 @click.argument("repo_id")
-@click.option("--revision", help="Branch to push to (created from main when missing). Default: main.")
-@click.option("--private", is_flag=True, help="Create the repo private (refused if it exists and is public).")
-@click.option("--create-pr", is_flag=True, help="Open a pull request instead of committing to the branch.")
-@click.option("-m", "--message", help="Commit message. Default: 'prefkit push: N preference pairs'.")
-@click.option(
-    "--include-rejects", is_flag=True, help="Also upload rejects/<split>.parquet (not pushed by default)."
-)
-@click.option(
-    "--license", "license_", help="Hub licence id for the card (default: the sources' most restrictive)."
-)
-@click.option(
-    "--plots", type=click.Path(file_okay=False), help="Folder of PNGs to embed (default: FOLDER/plots)."
-)
-@click.option(
-    "--dry-run", is_flag=True, help="Print the files and the card that would be committed; commit nothing."
-)
-@click.option(
-    "--delete-unrecorded",
-    is_flag=True,
-    help="Also delete files under data/, rejects/, plots/ of the repo that no earlier prefkit push recorded "
-    "(kept by default, with a warning naming them; --dry-run lists them).",
-)
+@group_options("push")
 @click.option(
     "--token", callback=checked_token, help="Hugging Face token (default: HF_TOKEN or your `hf auth login`)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary.")
-def command(
-    folder,
-    repo_id,
-    revision,
-    private,
-    create_pr,
-    message,
-    include_rejects,
-    license_,
-    plots,
-    dry_run,
-    delete_unrecorded,
-    token,
-    as_json,
-    quiet,
-):
+def command(folder, repo_id, token, as_json, quiet, **flags):
     """Publish a built set (FOLDER, from `prefkit build`) as the Hub dataset repo REPO_ID, in one commit.
 
     Uploads data/*.parquet, prefkit.json and a dataset card (licence, tags, how to load and train with TRL,
@@ -85,20 +51,7 @@ def command(
             warnings.showwarning = lambda message, *args, **kwargs: click.echo(
                 f"Warning: {message}", err=True
             )
-            result = push(
-                folder,
-                repo_id,
-                revision=revision,
-                private=private,
-                create_pr=create_pr,
-                message=message,
-                include_rejects=include_rejects,
-                license=license_,
-                plots=plots,
-                dry_run=dry_run,
-                token=token,
-                delete_unrecorded=delete_unrecorded,
-            )
+            result = push(folder, repo_id, token=token, **passed(flags))
     finally:
         if bars is False:
             from huggingface_hub.utils import enable_progress_bars
@@ -107,7 +60,7 @@ def command(
     if as_json:
         echo_json(result.to_dict())
         return
-    if dry_run:
+    if result.dry_run:
         click.echo(result.summary())
     elif not quiet:
         click.echo(result.summary(), err=True)

@@ -1,28 +1,22 @@
-"""`prefkit stats`."""
+"""`prefkit stats`: its flags are generated from :class:`prefkit.output.stats.StatsOptions`."""
 
 from __future__ import annotations
 
 import click
 
 from prefkit.commands.common import echo_json, target_options
+from prefkit.commands.flags import group_options
+from prefkit.commands.options import passed
 
 
 @click.command("stats", context_settings={"max_content_width": 100})
 @click.argument("folder", type=click.Path())
-@click.option("--split", "splits", multiple=True, help="Split(s) to describe (repeatable). Default: all.")
+@group_options("stats", only=("split",))
 @target_options
-@click.option(
-    "--plot",
-    "plot_dir",
-    type=click.Path(file_okay=False),
-    help="Write PNG histograms (margin, lengths) into this folder. Inside the set folder (e.g. OUT/plots) they "
-    "are recorded in prefkit.json and embedded in the dataset card.",
-)
+@group_options("stats", only=("plot",))
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars (also none of the libraries').")
-def command(
-    folder, splits, tokenizer, chat_template, tokenizer_revision, trust_remote_code, plot_dir, as_json, quiet
-):
+def command(folder, as_json, quiet, **flags):
     """Counts, margin distribution, lengths per column (tokens with --tokenizer), length bias and template
     residue of a set built by `prefkit build`.
 
@@ -40,18 +34,9 @@ def command(
     from prefkit.output.stats import stats
     from prefkit.progress import enabled
 
-    result = stats(
-        folder,
-        split=splits,
-        tokenizer=tokenizer,
-        chat_template=chat_template,
-        tokenizer_revision=tokenizer_revision,
-        trust_remote_code=trust_remote_code,
-        plot=plot_dir,
-        progress=enabled(quiet),
-    )
-    if plot_dir:
-        click.echo(f"wrote {len(result.plots)} plot(s) to {plot_dir}", err=True)
+    result = stats(folder, progress=enabled(quiet), **passed(flags))
+    if flags["plot"]:
+        click.echo(f"wrote {len(result.plots)} plot(s) to {flags['plot']}", err=True)
     if as_json:
         echo_json(result.to_dict())
     else:

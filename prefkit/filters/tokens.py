@@ -116,7 +116,7 @@ def apply_target(
             lengths = text_token_lengths(tokenizer, *text, need_prompt=need_prompt, on_batch=on_batch)
         else:
             lengths = message_token_lengths(
-                tokenizer, target.renderer, prompts, chosen, rejected, need_prompt, on_batch, extras, refused
+                target, prompts, chosen, rejected, need_prompt, on_batch, extras, refused
             )
     elif text is None:
         render_parts(target.renderer, prompts, chosen, rejected, extras, refused)

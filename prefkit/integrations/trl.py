@@ -32,6 +32,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from prefkit.integrations.construct import (
+    SKIPPED_HASH,
+    eval_sets,
+    trainer_arguments,
+    weight_hash_skipped,
+    without_columns,
+)
 from prefkit.store.manifest_model import Manifest, Reflogps
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
@@ -40,7 +47,6 @@ _MANIFEST_FIX = (
     "train with the tokenizer and chat template the set was scored with, or score it again with yours"
 )
 #: Placeholder for TRL's weight hash while every dataset has precomputed columns (computed lazily if needed).
-_SKIPPED_HASH = "prefkit:precomputed-columns"
 
 __all__ = [
     "FULL_PRECISION_TAG",
@@ -194,8 +200,6 @@ _CLASS: type | None = None
 
 
 def _make_class() -> type:
-    import inspect
-
     from prefkit.errors import require
 
     require("trl", "prefkit.trl.PrecomputedRefDPOTrainer")  # DependencyError naming prefkit[trl]
@@ -235,25 +239,13 @@ def _make_class() -> type:
             prefkit_full_precision_reference: bool = False,
             **kwargs: Any,
         ):
-            params = inspect.signature(DPOTrainer.__init__).bind(self, *args, **kwargs).arguments
-            config = params.get("args")
-            datasets_ = [
-                d for d in (params.get("train_dataset"), *_eval_sets(params.get("eval_dataset"))) if d
-            ]
+            config, datasets_ = trainer_arguments(DPOTrainer, self, args, kwargs)
             _warn_ignored_columns(config, datasets_)
-            self._prefkit_used_columns = False
-            self._prefkit_strict = prefkit_strict
+            prefkit_state(self, prefkit_manifest, prefkit_strict)
             self._prefkit_full_precision_reference = prefkit_full_precision_reference
             self.prefkit_reference: dict = {}
-            self._prefkit_manifest = load_manifest(prefkit_manifest) if prefkit_manifest is not None else None
-            real_hash = getattr(dpo_module, "hash_module", None)  # TRL <= 0.28 has none
-            if real_hash and _nothing_to_compute(config, datasets_):  # TRL hashes every weight at init (cache key)
-                dpo_module.hash_module = lambda module: _SKIPPED_HASH
-            try:
+            with weight_hash_skipped(dpo_module, _nothing_to_compute(config, datasets_)):
                 super().__init__(*args, **kwargs)
-            finally:
-                if real_hash:
-                    dpo_module.hash_module = real_hash
             if not hasattr(DPOTrainer, "_precompute_ref_logps"):  # TRL <= 0.28 precomputes in get_*_dataloader
                 from prefkit.integrations.trl_legacy import use_columns
 
@@ -276,10 +268,8 @@ def _make_class() -> type:
                     PrefkitWarning,
                     stacklevel=2,
                 )
-            partial = [c for c in REF_COLUMNS if c in getattr(dataset, "column_names", [])]
-            if partial:
-                dataset = dataset.remove_columns(partial)
-            if getattr(self, "_precompute_model_hash", None) == _SKIPPED_HASH:  # a dataset without columns
+            dataset = without_columns(dataset, REF_COLUMNS)
+            if getattr(self, "_precompute_model_hash", None) == SKIPPED_HASH:  # a dataset without columns
                 self._precompute_model_hash = real_hash_module()(self.ref_model or self.model)
             _key_ld_alpha(self)
             return super()._precompute_ref_logps(dataset, name, batch_size)
@@ -287,25 +277,35 @@ def _make_class() -> type:
         def evaluate(
             self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval"
         ) -> dict[str, float]:
-            sets = _eval_sets(eval_dataset)
+            sets = eval_sets(eval_dataset)
             if not sets or not _nothing_to_compute(self.args, sets):
                 return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-            # the stored columns are the reference: no reference model is needed, before or after training
-            from transformers import Trainer
-
-            named = eval_dataset if isinstance(eval_dataset, dict) else {None: eval_dataset}
-            metrics: dict[str, float] = {}
-            tokenizer: Any = self.processing_class
-            args: Any = self.args
-            for name, dataset in named.items():
-                prepared = self._prepare_dataset(dataset, tokenizer, args, name or "eval")
-                prepared = self._precompute_ref_logps(prepared, name or "eval", 0)
-                prefix = f"{metric_key_prefix}_{name}" if name is not None else metric_key_prefix
-                metrics.update(Trainer.evaluate(self, prepared, ignore_keys, prefix))
-            return metrics
+            return _evaluate_with_columns(self, eval_dataset, ignore_keys, metric_key_prefix)
 
     PrecomputedRefDPOTrainer.__module__ = __name__
     return PrecomputedRefDPOTrainer
+
+
+def prefkit_state(trainer: Any, manifest: str | os.PathLike | dict | None, strict: bool) -> None:
+    """The state prefkit's trainers keep: whether the stored columns were used, strictness, the manifest."""
+    trainer._prefkit_used_columns = False
+    trainer._prefkit_strict = strict
+    trainer._prefkit_manifest = load_manifest(manifest) if manifest is not None else None
+
+
+def _evaluate_with_columns(trainer: Any, eval_dataset: Any, ignore_keys: Any, metric_key_prefix: str) -> dict:
+    """``evaluate`` on datasets that carry the reference columns: the stored columns are the reference, so no
+    reference model is needed, before or after training."""
+    from transformers import Trainer
+
+    named = eval_dataset if isinstance(eval_dataset, dict) else {None: eval_dataset}
+    metrics: dict[str, float] = {}
+    for name, dataset in named.items():
+        prepared = trainer._prepare_dataset(dataset, trainer.processing_class, trainer.args, name or "eval")
+        prepared = trainer._precompute_ref_logps(prepared, name or "eval", 0)
+        prefix = f"{metric_key_prefix}_{name}" if name is not None else metric_key_prefix
+        metrics.update(Trainer.evaluate(trainer, prepared, ignore_keys, prefix))
+    return metrics
 
 
 def _warn_ignored_columns(config: Any, datasets_: list[Any]) -> None:
@@ -464,14 +464,6 @@ def real_hash_module() -> Any:
     from trl.trainer import dpo_trainer as dpo_module
 
     return dpo_module.hash_module
-
-
-def _eval_sets(eval_dataset: Any) -> list[Any]:
-    if eval_dataset is None or isinstance(eval_dataset, str):
-        return []
-    if isinstance(eval_dataset, dict):
-        return list(eval_dataset.values())
-    return [eval_dataset]
 
 
 def __getattr__(name: str) -> Any:

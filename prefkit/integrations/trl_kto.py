@@ -28,6 +28,12 @@ import os
 import warnings
 from typing import Any
 
+from prefkit.integrations.construct import (
+    SKIPPED_HASH,
+    trainer_arguments,
+    weight_hash_skipped,
+    without_columns,
+)
 from prefkit.integrations.trl import scoring_section
 from prefkit.store.manifest_model import Reflogps
 
@@ -46,12 +52,10 @@ def has_kto_columns(dataset: Any) -> bool:
 
 
 def _make_class() -> type:
-    import inspect
-
     from trl import KTOTrainer
     from trl.trainer import kto_trainer as kto_module
 
-    from prefkit.integrations.trl import _SKIPPED_HASH, _eval_sets, load_manifest
+    from prefkit.integrations.trl import prefkit_state
 
     class PrecomputedRefKTOTrainer(KTOTrainer):
         """``trl.KTOTrainer`` that uses ``ref_logps`` / ``ref_KL_logps`` columns when a dataset has both.
@@ -73,35 +77,14 @@ def _make_class() -> type:
             prefkit_strict: bool = True,
             **kwargs: Any,
         ):
-            params = inspect.signature(KTOTrainer.__init__).bind(self, *args, **kwargs).arguments
-            config = params.get("args")
-            sets = [d for d in (params.get("train_dataset"), *_eval_sets(params.get("eval_dataset"))) if d]
-            self._prefkit_used_columns = False
-            self._prefkit_strict = prefkit_strict
-            self._prefkit_manifest = load_manifest(prefkit_manifest) if prefkit_manifest is not None else None
+            config, sets = trainer_arguments(KTOTrainer, self, args, kwargs)
+            prefkit_state(self, prefkit_manifest, prefkit_strict)
             if config is not None and sets and any(has_kto_columns(d) for d in sets):
-                if not config.precompute_ref_log_probs:
-                    from prefkit.integrations.trl import PrefkitWarning
-
-                    warnings.warn(
-                        "the dataset has precomputed KTO reference columns but precompute_ref_log_probs=False: TRL "
-                        "ignores them and loads a reference model; set KTOConfig(precompute_ref_log_probs=True)",
-                        PrefkitWarning,
-                        stacklevel=2,
-                    )
+                _warn_ignored_columns(config)
                 _check_config(self, config)
-            real_hash = kto_module.hash_module
-            if (
-                config is not None
-                and config.precompute_ref_log_probs
-                and sets
-                and all(map(has_kto_columns, sets))
-            ):
-                kto_module.hash_module = lambda module: _SKIPPED_HASH
-            try:
+            precomputed = config is not None and config.precompute_ref_log_probs
+            with weight_hash_skipped(kto_module, bool(precomputed and sets and all(map(has_kto_columns, sets)))):
                 super().__init__(*args, **kwargs)
-            finally:
-                kto_module.hash_module = real_hash
             if self._prefkit_used_columns:
                 _check_setup(self)
 
@@ -110,10 +93,8 @@ def _make_class() -> type:
                 _check_rows(self, dataset, name)
                 self._prefkit_used_columns = True
                 return dataset
-            partial = [c for c in KTO_REF_COLUMNS if c in getattr(dataset, "column_names", [])]
-            if partial:
-                dataset = dataset.remove_columns(partial)
-            if getattr(self, "_precompute_model_hash", None) == _SKIPPED_HASH:
+            dataset = without_columns(dataset, KTO_REF_COLUMNS)
+            if getattr(self, "_precompute_model_hash", None) == SKIPPED_HASH:
                 self._precompute_model_hash = kto_module.hash_module(self.ref_model or self.model)  # type: ignore[arg-type]
             return super()._precompute_ref_logps(dataset, name, batch_size)
 
@@ -121,27 +102,39 @@ def _make_class() -> type:
             from torch.utils.data import SequentialSampler
 
             sampler = super()._get_train_sampler(train_dataset)
-            if (
-                self._prefkit_used_columns
-                and self.calculate_KL
-                and not isinstance(sampler, SequentialSampler)
-            ):
-                from prefkit.integrations.trl import _refuse
-
-                _refuse(
-                    self,
-                    [
-                        (
-                            f"the training sampler is {type(sampler).__name__}, not sequential: batches would hold "
-                            "other rows than the ones ref_KL_logps was computed for",
-                            "train with KTOConfig(train_sampling_strategy='sequential') (TRL's default for KTO)",
-                        )
-                    ],
-                )
+            if self._prefkit_used_columns and self.calculate_KL and not isinstance(sampler, SequentialSampler):
+                _refuse_sampler(self, sampler)
             return sampler
 
     PrecomputedRefKTOTrainer.__module__ = "prefkit.integrations.trl"
     return PrecomputedRefKTOTrainer
+
+
+def _warn_ignored_columns(config: Any) -> None:
+    if not config.precompute_ref_log_probs:
+        from prefkit.integrations.trl import PrefkitWarning
+
+        warnings.warn(
+            "the dataset has precomputed KTO reference columns but precompute_ref_log_probs=False: TRL "
+            "ignores them and loads a reference model; set KTOConfig(precompute_ref_log_probs=True)",
+            PrefkitWarning,
+            stacklevel=3,
+        )
+
+
+def _refuse_sampler(trainer: Any, sampler: Any) -> None:
+    from prefkit.integrations.trl import _refuse
+
+    _refuse(
+        trainer,
+        [
+            (
+                f"the training sampler is {type(sampler).__name__}, not sequential: batches would hold "
+                "other rows than the ones ref_KL_logps was computed for",
+                "train with KTOConfig(train_sampling_strategy='sequential') (TRL's default for KTO)",
+            )
+        ],
+    )
 
 
 def kto_class() -> type:

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from prefkit.accounting import meaning
+from prefkit.output.exports import DEFAULT_EXPORT, EXPORTS
 from prefkit.resources import read_text
 from prefkit.secrets import redact
 from prefkit.store.manifest_model import (
@@ -218,18 +219,29 @@ def render_card(
 def card_context(
     manifest: Manifest, features: dict, *, name: str | None = None, hub: HubCard | None = None
 ) -> dict:
-    """Everything the template shows, from the manifest (and the Hub parts)."""
-    from prefkit.output.exports import DEFAULT_EXPORT, EXPORTS
+    """Everything the template shows, from the manifest (and the Hub parts): what the set is and how to load it,
+    where it came from, its counts and its statistics."""
+    return {
+        **_loading_context(manifest, features, name, hub),
+        **_provenance_context(manifest, hub),
+        **_counts_context(manifest),
+        **_stats_context(manifest),
+        "rejects_note": _rejects_note(hub),
+        "hub": hub,
+        "plots": hub.plots if hub else (manifest.stats.plots if manifest.stats else None) or [],
+        "report": hub.report if hub else (manifest.report.path if manifest.report else None),
+    }
 
+
+def _loading_context(manifest: Manifest, features: dict, name: str | None, hub: HubCard | None) -> dict:
+    """What the set is (title, intro, sizes, columns, reference log-probs) and how to load and train on it."""
     splits = manifest.split_entries
     export = manifest.export_shape
     shape = EXPORTS.get(export)
     tokenizer = manifest.tokenizer or Tokenizer()
-    text = tokenizer.output_format == "text"
     ref = _ref_context(manifest.reflogps, features)
     load_id = hub.repo_id if hub else (name or "<this folder>")
     rev_arg = f', revision="{hub.revision}"' if hub and hub.revision and hub.revision != "main" else ""
-    stats = manifest.split_stats()
     return {
         "title": hub.repo_id.split("/")[-1] if hub else (name or "Preference dataset built with prefkit"),
         "intro": (shape or EXPORTS[DEFAULT_EXPORT]).card_intro,
@@ -243,15 +255,20 @@ def card_context(
         "first_split": next((n for n, c in splits.items() if (c.kept or 0) > 0), "train"),
         "trl_shape": shape is not None and shape.trl_shape,
         "train": _train_context(export, load_id, splits),
-        "text": text,
+        "text": tokenizer.output_format == "text",
         "template": tokenizer.chat_template,
         "columns": _columns(features, manifest.options.get("margin_col")),
-        "hub": hub,
         "manifest_ref": (
             f'hf_hub_download("{load_id}", "prefkit.json", repo_type="dataset"{rev_arg})'
             if hub
             else f'"{load_id}/prefkit.json"'
         ),
+    }
+
+
+def _provenance_context(manifest: Manifest, hub: HubCard | None) -> dict:
+    """Where the set came from: the command, version and date, parameters, tokenizer, pairing, sources."""
+    return {
         "command": redact(manifest.command),
         "version": manifest.get("prefkit_version", "?"),
         "created": manifest.get("created", "?"),
@@ -260,8 +277,14 @@ def card_context(
         "pairing": pairing_sentence(manifest.options),
         "generated": _generated(manifest),
         "sources": _sources(manifest, hub),
-        **_counts_context(manifest),
-        "rejects_note": _rejects_note(hub),
+    }
+
+
+def _stats_context(manifest: Manifest) -> dict:
+    """The statistics tables: per split lengths and margins, token lengths, the quality pass, the reward-model
+    audit, KTO labels, reference margins."""
+    stats = manifest.split_stats()
+    return {
         "stats": [_stats_row(n, s) for n, s in stats.items() if "chars" in s or s.get("margin")],
         "token_stats": _token_rows(manifest.stats.to_dict() if manifest.stats else {}),
         "quality": {
@@ -273,25 +296,24 @@ def card_context(
             )
             if section is not None and section.to_dict()
         },
-        "rm_stats": [
-            {
-                "name": n,
-                "agree": _pct(s["rm_audit"]["agree_fraction"]),
-                "disagree": s["rm_audit"]["disagree"],
-                "scored": s["rm_audit"]["scored"],
-                "spearman": "-" if s["rm_audit"]["spearman"] is None else f"{s['rm_audit']['spearman']:+.2f}",
-            }
-            for n, s in stats.items()
-            if s.get("rm_audit")
-        ],
+        "rm_stats": [_rm_row(n, s["rm_audit"]) for n, s in stats.items() if s.get("rm_audit")],
         "label_stats": [_label_row(n, s["labels"]) for n, s in stats.items() if s.get("labels")],
         "ref_stats": [
             {"name": n, "median": s["ref_margin"]["p50"], "prefers": _pct(s.get("ref_prefers_chosen"))}
             for n, s in stats.items()
             if s.get("ref_margin")
         ],
-        "plots": hub.plots if hub else (manifest.stats.plots if manifest.stats else None) or [],
-        "report": hub.report if hub else (manifest.report.path if manifest.report else None),
+    }
+
+
+def _rm_row(name: str, audit: dict) -> dict:
+    """One split's reward-model audit row."""
+    return {
+        "name": name,
+        "agree": _pct(audit["agree_fraction"]),
+        "disagree": audit["disagree"],
+        "scored": audit["scored"],
+        "spearman": "-" if audit["spearman"] is None else f"{audit['spearman']:+.2f}",
     }
 
 

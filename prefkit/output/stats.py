@@ -14,15 +14,19 @@ Percentiles are linear-interpolated (numpy's default).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import field_validator
 
+from prefkit.chat.target import TargetOptions
+from prefkit.optionspec import option
 from prefkit.store.folder import MANIFEST_NAME
 from prefkit.store.manifest_model import Manifest, Stats, Tokenizer
+from prefkit.values import names
 
 if TYPE_CHECKING:
     from prefkit.results import StatsResult
@@ -219,9 +223,7 @@ def _token_lengths(df: pl.DataFrame, target: Any, text: bool) -> dict[str, list[
         lengths = text_token_lengths(target.tokenizer, prompts, chosen, rejected)
     else:
         prompts, chosen, rejected, extras = frame_rows(df)
-        lengths = message_token_lengths(
-            target.tokenizer, target.renderer, prompts, chosen, rejected, extras=extras
-        )
+        lengths = message_token_lengths(target, prompts, chosen, rejected, extras=extras)
     assert lengths.prompt is not None, "both counters compute prompt lengths when asked for answers"
     return {
         "prompt": lengths.prompt,
@@ -428,20 +430,33 @@ def _record(folder: str | Path, stats: dict[str, Any], plots: list[Path] | None)
     return inside
 
 
+class StatsOptions(TargetOptions):
+    """What `prefkit stats` describes and writes besides the numbers; with a tokenizer or chat template
+    (:class:`~prefkit.chat.target.TargetOptions`) lengths are in tokens by TRL's rule."""
+
+    COMMAND: ClassVar[str] = "stats"
+
+    split: tuple[str, ...] = option((), "Split(s) to describe (repeatable). Default: all.")
+    plot: str | Path | None = option(
+        None,
+        "Write PNG histograms (margin, lengths) into this folder. Inside the set folder (e.g. OUT/plots) they "
+        "are recorded in prefkit.json and embedded in the dataset card.",
+        path="dir",
+    )
+
+    @field_validator("split", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return names(value, None) or ()
+
+
 def stats(
-    folder: str | Path,
-    *,
-    split: str | list[str] | tuple[str, ...] = (),
-    tokenizer: str | None = None,
-    chat_template: str | None = None,
-    tokenizer_revision: str | None = None,
-    trust_remote_code: bool = False,
-    plot: str | Path | None = None,
-    progress: bool = False,
+    folder: str | Path, options: StatsOptions | None = None, *, progress: bool = False, **keywords: Any
 ) -> StatsResult:
     """`prefkit stats`: the statistics of a set built by ``build`` (:func:`compute_stats`), lengths in tokens by
     TRL's rule with ``tokenizer`` (a folder or Hub id; ``chat_template``, ``tokenizer_revision`` and
     ``trust_remote_code`` as in ``build``), else in characters; ``split``: only these splits (default: all).
+    The keywords are the flags' names (or ``options``, :class:`StatsOptions`; keywords win).
 
     ``plot``: a folder to write PNG histograms into (``margin-<split>.png``, ``lengths-<split>.png``; needs
     ``prefkit[plot]``); the statistics and the plots inside the set folder are then recorded in ``prefkit.json``
@@ -455,18 +470,12 @@ def stats(
     """
     from prefkit.results import StatsResult
 
-    target = None
-    if tokenizer or chat_template:
-        from prefkit.chat.target import load_target
-
-        target = load_target(
-            tokenizer, chat_template, revision=tokenizer_revision, trust_remote_code=trust_remote_code
-        )
-    names = [split] if isinstance(split, str) else list(split)
-    computed = compute_stats(folder, target, names or None, progress=progress)
+    opts = StatsOptions.create(options, **keywords)
+    target = opts.load()
+    computed = compute_stats(folder, target, list(opts.split) or None, progress=progress)
     written: list[Path] = []
-    if plot is not None:  # under OUT's writer lock: plots inside OUT are not lost to another command's swap
-        written = plot_and_record(folder, computed, plot)
+    if opts.plot is not None:  # under OUT's writer lock: plots inside OUT are not lost to another command's swap
+        written = plot_and_record(folder, computed, opts.plot)
     elif target is not None:  # token statistics: recorded, so the local card shows them as the pushed one does
         record_stats(folder, computed, [])
     result = StatsResult.from_dict(public(computed))

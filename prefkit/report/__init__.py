@@ -18,6 +18,7 @@ from typing import Any
 
 from prefkit._callable import callable_package
 from prefkit.report.build import build_pages, render_page
+from prefkit.report.options import ReportOptions
 from prefkit.store.manifest_model import Report
 
 #: the page's size limit: rows are sampled down until the page fits (docs/report.md)
@@ -47,35 +48,33 @@ class ReportResult:
 def report(
     folder: str | Path,
     output: str | Path | None = None,
-    *,
-    rows: int = 1000,
-    examples: int = 20,
-    eval_set: tuple[str, ...] = (),
-    seed: int = 0,
-    tokenizer: str | None = None,
-    chat_template: str | None = None,
-    tokenizer_revision: str | None = None,
-    trust_remote_code: bool = False,
+    options: ReportOptions | None = None,
+    **keywords: Any,
 ) -> ReportResult:
-    """`prefkit report` as a function, with its flags as keywords: the page of the set at ``folder`` written to
-    ``output`` (default ``folder/report.html``); ``tokenizer``/``chat_template`` count lengths in tokens by TRL's
-    rule (:func:`prefkit.chat.target.load_target`). See :func:`write_report` for the rest and the errors."""
+    """`prefkit report` as a function, with its flags as keywords (or ``options``,
+    :class:`~prefkit.report.options.ReportOptions`; keywords win): the page of the set at ``folder`` written to
+    ``output`` (default ``folder/report.html``); ``rows``, ``examples``, ``eval_set``, ``seed`` as in
+    :func:`write_report`; ``tokenizer``/``chat_template`` (with ``tokenizer_revision``, ``trust_remote_code``)
+    count lengths in tokens by TRL's rule (:func:`prefkit.chat.target.load_target`). See :func:`write_report` for
+    the errors."""
     from prefkit.errors import OptionError, option
 
-    for path in eval_set:
+    opts = ReportOptions.create(options, **keywords)
+    for path in opts.eval_set:
         if not Path(path).is_file():
             raise OptionError(
                 f"{option('eval_set')} {str(path)!r} is not a file",
                 "give the local file of an eval set the build decontaminated against (Hub eval sets are not read)",
             )
-    target = None
-    if tokenizer or chat_template:
-        from prefkit.chat.target import load_target
-
-        target = load_target(
-            tokenizer, chat_template, revision=tokenizer_revision, trust_remote_code=trust_remote_code
-        )
-    return write_report(folder, output, rows=rows, examples=examples, seed=seed, target=target, eval_sets=eval_set)
+    return write_report(
+        folder,
+        output,
+        rows=opts.rows,
+        examples=opts.examples,
+        seed=opts.seed,
+        target=opts.load(),
+        eval_sets=opts.eval_set,
+    )
 
 
 def write_report(

@@ -215,9 +215,7 @@ def _answer_lengths(pooled: pl.DataFrame, target: Any) -> tuple[np.ndarray, np.n
         from prefkit.record import frame_rows
 
         prompts, chosen, rejected, extras = frame_rows(pooled)
-        lengths = message_token_lengths(
-            target.tokenizer, target.renderer, prompts, chosen, rejected, extras=extras
-        )
+        lengths = message_token_lengths(target, prompts, chosen, rejected, extras=extras)
         return np.asarray(lengths.chosen, float), np.asarray(lengths.rejected, float), "tokens"
     chars = [
         pooled.select(pl.col(c).list.eval(pl.element().struct.field("content").str.len_chars()).list.sum())
