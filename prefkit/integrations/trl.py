@@ -26,12 +26,23 @@ when the class is first used, so ``import prefkit`` and ``import prefkit.trl`` d
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
-from pathlib import Path
 from typing import Any
 
+from prefkit.integrations.checks import (
+    FATAL,
+    MANIFEST_FIX,
+    REF_COLUMNS,
+    PrefkitWarning,
+    base_weights_hash,
+    check_against_manifest,
+    has_ref_columns,
+    load_manifest,
+    prefkit_state,
+    refuse,
+    scoring_section,
+)
 from prefkit.integrations.construct import (
     SKIPPED_HASH,
     eval_sets,
@@ -39,13 +50,9 @@ from prefkit.integrations.construct import (
     weight_hash_skipped,
     without_columns,
 )
-from prefkit.store.manifest_model import Manifest, Reflogps
+from prefkit.store.manifest_model import Reflogps
 
-REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 TOKEN_COLUMNS = ("chosen_tokens", "rejected_tokens")
-_MANIFEST_FIX = (
-    "train with the tokenizer and chat template the set was scored with, or score it again with yours"
-)
 #: Placeholder for TRL's weight hash while every dataset has precomputed columns (computed lazily if needed).
 
 __all__ = [
@@ -60,138 +67,10 @@ __all__ = [
 ]
 
 
-class PrefkitWarning(UserWarning):
-    """The precomputed columns may not match the trainer (other model, tokenizer, template or max_length)."""
-
-
-def has_ref_columns(dataset: Any) -> bool:
-    """Whether a ``datasets.Dataset`` has both reference log-prob columns."""
-    names = getattr(dataset, "column_names", None) or []
-    return set(REF_COLUMNS) <= set(names)
-
-
-def load_manifest(source: str | os.PathLike | dict) -> dict:
-    """A prefkit manifest from a dict, an output folder, or a ``prefkit.json`` path."""
-    if isinstance(source, dict):
-        return source
-    path = Path(source)
-    if path.is_dir():
-        path = path / "prefkit.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise FileNotFoundError(f"cannot read the prefkit manifest {str(path)!r}: {err}") from None
-
-
-def scoring_section(manifest: dict | Manifest | None) -> Reflogps:
-    """The manifest's ``reflogps`` section (empty when there is no manifest or no such section)."""
-    section = Manifest.read(manifest).reflogps if manifest else None
-    return section if section is not None else Reflogps()
-
-
-def _same_model(section: Reflogps | dict, name_or_path: str | None) -> bool:
-    section = Reflogps.model_validate(section) if isinstance(section, dict) else section
-    if not name_or_path:
-        return True  # nothing to compare with
-    if name_or_path == section.model:
-        return True
-    candidates = [section.model_path, section.model]
-    if os.path.exists(name_or_path):
-        real = os.path.realpath(name_or_path)
-        if any(c and os.path.exists(c) and os.path.realpath(c) == real for c in candidates):
-            return True
-        return _same_weights(section, name_or_path)
-    return False
-
-
-def base_weights_hash(name_or_path: str | None, commit: str | None = None) -> str | None:
-    """SHA-256 of a model's weight files as `reflogps` records it (:func:`prefkit.loading.model.weights_hash`):
-    from its folder, or from the Hub cache at ``commit`` (what transformers loaded); None when they are not there."""
-    from prefkit.loading.model import weights_hash
-
-    if not name_or_path:
-        return None
-    if os.path.isdir(name_or_path):
-        return weights_hash(Path(name_or_path))
-    try:
-        from huggingface_hub import snapshot_download
-
-        patterns = ["*.safetensors", "*.bin", "*.pt", "*.pth"]
-        folder = snapshot_download(
-            name_or_path, revision=commit, allow_patterns=patterns, local_files_only=True
-        )
-    except Exception:  # not in the cache (or not a Hub id): nothing to hash
-        return None
-    return weights_hash(Path(folder))
-
-
-def _same_weights(section: Reflogps, folder: str) -> bool:
-    """Whether a local model folder holds the weights the set was scored with (the recorded hash): the same model
-    under another path (a copy, a published set whose command names the folder only)."""
-    from pathlib import Path
-
-    from prefkit.loading.model import weights_hash
-
-    recorded = section.weights_sha256
-    return bool(recorded) and os.path.isdir(folder) and weights_hash(Path(folder)) == recorded
-
-
-def check_against_manifest(
-    manifest: dict | Manifest,
-    *,
-    model: Any = None,
-    tokenizer: Any = None,
-    max_length: int | None = None,
-    truncation_mode: str | None = "keep_start",
-) -> list[str]:
-    """Differences between the run that scored a set (its manifest) and a trainer's setup, as sentences.
-
-    Compares the model by content, never by path: the SHA-256 of its base weight files (found from the model's
-    ``name_or_path``: a folder, or the Hub cache at the loaded commit; by name only when they cannot be found), its
-    quantization and the adapter TRL uses as the reference (:func:`prefkit.loading.model_identity`); the tokenizer (hash of its vocabulary/merges/special tokens), the chat
-    template (hash), ``max_length`` (``None``, no truncation, is a value like any other) and the truncation mode,
-    with the one provenance check (:func:`prefkit.reflogps.provenance.differences`). An empty list: no difference.
-    """
-    from prefkit.chat.templates import template_hash
-    from prefkit.chat.tokenizer import tokenizer_hash
-    from prefkit.reflogps.provenance import differences
-
-    section = Manifest.read(manifest).reflogps
-    if section is None or not section.to_dict():
-        return ["the manifest has no 'reflogps' section: the set was not scored by `prefkit reflogps`"]
-    problems = []
-    actual: dict[str, Any] = {"max_length": max_length}
-    if model is not None:
-        from prefkit.loading import model_identity
-        from prefkit.reflogps.provenance import setup_differences
-
-        identity = model_identity(model)
-        weights = base_weights_hash(identity["name_or_path"], identity.get("commit"))
-        if weights is not None:  # by content: another path to the same files is the same model
-            actual["weights_sha256"] = weights
-        elif not _same_model(section, identity["name_or_path"]):
-            problems.append(
-                f"the trainer's model ({identity['name_or_path']}) is not the model that scored the set "
-                f"({section.model}), and its weight files cannot be found to compare them"
-            )
-        tensors = identity["adapter_tensors_sha256"]
-        adapter = {"adapter": "the PeftModel's adapter", "tensors_sha256": tensors} if tensors else None
-        problems += setup_differences(section, {"quantization": identity["quantization"], "adapter": adapter})
-    if truncation_mode is not None:
-        actual["truncation_mode"] = truncation_mode
-    if tokenizer is not None:
-        tok = getattr(tokenizer, "tokenizer", tokenizer)  # a processor wraps the tokenizer
-        actual["tokenizer_sha256"] = tokenizer_hash(tok)
-        actual["chat_template_sha256"] = template_hash(getattr(tok, "chat_template", None))
-    return problems + differences(section, actual)
-
-
 _TRL_FIX = (
     "install the TRL the values were computed for (pip install 'trl>=1.14.2'; docs/reflogps.md lists how TRL "
     "releases tokenize), or score the set again under this TRL's rule with the matching prefkit"
 )
-#: differences that make the stored values wrong for every row (the others may leave rows untouched)
-FATAL = ("the tokenizer", "the chat template", "the model's weights", "the quantization", "the adapter")
 #: the model card tag of a QLoRA run trained on full-precision references (``prefkit_full_precision_reference``)
 FULL_PRECISION_TAG = "prefkit-full-precision-reference"
 
@@ -254,7 +133,7 @@ def _make_class() -> type:
                 _check_setup(self)
 
         def _prefkit_refuse(self, problems: list[tuple[str, str]]) -> None:
-            _refuse(self, problems)
+            refuse(self, problems)
 
         def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
             if has_ref_columns(dataset):
@@ -284,13 +163,6 @@ def _make_class() -> type:
 
     PrecomputedRefDPOTrainer.__module__ = __name__
     return PrecomputedRefDPOTrainer
-
-
-def prefkit_state(trainer: Any, manifest: str | os.PathLike | dict | None, strict: bool) -> None:
-    """The state prefkit's trainers keep: whether the stored columns were used, strictness, the manifest."""
-    trainer._prefkit_used_columns = False
-    trainer._prefkit_strict = strict
-    trainer._prefkit_manifest = load_manifest(manifest) if manifest is not None else None
 
 
 def _evaluate_with_columns(trainer: Any, eval_dataset: Any, ignore_keys: Any, metric_key_prefix: str) -> dict:
@@ -332,16 +204,6 @@ def _nothing_to_compute(config: Any, datasets_: list[Any]) -> bool:
     )
 
 
-def _refuse(trainer: Any, problems: list[tuple[str, str]]) -> None:
-    """Raise on what makes the stored values wrong (``prefkit_strict=False``: warn instead)."""
-    from prefkit.reflogps.provenance import ReferenceMismatchError
-
-    for message, fix in problems:
-        if trainer._prefkit_strict:
-            raise ReferenceMismatchError(f"prefkit reference log-probs: {message}. Fix: {fix}")
-        warnings.warn(f"prefkit reference log-probs: {message}", PrefkitWarning, stacklevel=4)
-
-
 def _check_setup(trainer: Any) -> None:
     """After TRL's init, once the columns are in use: the installed TRL's rule, then the manifest's identity."""
     import trl
@@ -352,7 +214,7 @@ def _check_setup(trainer: Any) -> None:
     section = scoring_section(manifest)
     found = check_trl_rule(section.trl_tokenization_rule, trl.__version__)
     if found is not None and found[0] == "error":
-        _refuse(trainer, [(found[1], _TRL_FIX)])
+        refuse(trainer, [(found[1], _TRL_FIX)])
     elif found is not None:
         warnings.warn(f"prefkit reference log-probs: {found[1]}", PrefkitWarning, stacklevel=3)
     if manifest is None:
@@ -374,7 +236,7 @@ def _check_setup(trainer: Any) -> None:
     )
     problems = _full_precision_choice(trainer, section, problems)
     fatal = [p for p in problems if p.startswith(FATAL)]
-    _refuse(trainer, [(p, _fix(p, section)) for p in fatal])
+    refuse(trainer, [(p, _fix(p, section)) for p in fatal])
     for problem in problems:
         if problem not in fatal:
             warnings.warn(f"prefkit reference log-probs: {problem}", PrefkitWarning, stacklevel=3)
@@ -435,7 +297,7 @@ def _fix(problem: str, section: Reflogps) -> str:
             "(`prefkit reflogps OUT --model BASE --adapter YOUR_ADAPTER --overwrite`; no --adapter for a "
             "peft_config)"
         )
-    return _MANIFEST_FIX
+    return MANIFEST_FIX
 
 
 def _check_rows(trainer: Any, dataset: Any) -> None:
@@ -447,7 +309,7 @@ def _check_rows(trainer: Any, dataset: Any) -> None:
     max_length = trainer.args.max_length
     check = check_rows(table, max_length, getattr(trainer.args, "truncation_mode", "keep_start"))
     section = scoring_section(trainer._prefkit_manifest)
-    _refuse(trainer, row_problems(check, section.get("max_length", "?"), max_length))
+    refuse(trainer, row_problems(check, section.get("max_length", "?"), max_length))
 
 
 def _key_ld_alpha(trainer: Any) -> None:

@@ -28,13 +28,13 @@ import os
 import warnings
 from typing import Any
 
+from prefkit.integrations.checks import scoring_section
 from prefkit.integrations.construct import (
     SKIPPED_HASH,
     trainer_arguments,
     weight_hash_skipped,
     without_columns,
 )
-from prefkit.integrations.trl import scoring_section
 from prefkit.store.manifest_model import Reflogps
 
 KTO_REF_COLUMNS = ("ref_logps", "ref_KL_logps")
@@ -55,7 +55,7 @@ def _make_class() -> type:
     from trl import KTOTrainer
     from trl.trainer import kto_trainer as kto_module
 
-    from prefkit.integrations.trl import prefkit_state
+    from prefkit.integrations.checks import prefkit_state
 
     class PrecomputedRefKTOTrainer(KTOTrainer):
         """``trl.KTOTrainer`` that uses ``ref_logps`` / ``ref_KL_logps`` columns when a dataset has both.
@@ -112,7 +112,7 @@ def _make_class() -> type:
 
 def _warn_ignored_columns(config: Any) -> None:
     if not config.precompute_ref_log_probs:
-        from prefkit.integrations.trl import PrefkitWarning
+        from prefkit.integrations.checks import PrefkitWarning
 
         warnings.warn(
             "the dataset has precomputed KTO reference columns but precompute_ref_log_probs=False: TRL "
@@ -123,9 +123,9 @@ def _warn_ignored_columns(config: Any) -> None:
 
 
 def _refuse_sampler(trainer: Any, sampler: Any) -> None:
-    from prefkit.integrations.trl import _refuse
+    from prefkit.integrations.checks import refuse
 
-    _refuse(
+    refuse(
         trainer,
         [
             (
@@ -151,7 +151,7 @@ def _section(trainer: Any) -> Reflogps:
 
 def _check_config(trainer: Any, config: Any) -> None:
     """Before TRL's init: settings that would pair other rows than the scoring run did."""
-    from prefkit.integrations.trl import _refuse
+    from prefkit.integrations.checks import refuse
 
     problems = []
     if getattr(config, "auto_find_batch_size", False):
@@ -172,7 +172,7 @@ def _check_config(trainer: Any, config: Any) -> None:
                 _fix(trainer, config),
             )
         )
-    _refuse(trainer, problems)
+    refuse(trainer, problems)
 
 
 def _fix(trainer: Any, config: Any) -> str:
@@ -191,7 +191,13 @@ def _check_setup(trainer: Any) -> None:
     import trl
 
     from prefkit.chat.trl_rules import check_kto_release
-    from prefkit.integrations.trl import _MANIFEST_FIX, FATAL, PrefkitWarning, _refuse, check_against_manifest
+    from prefkit.integrations.checks import (
+        FATAL,
+        MANIFEST_FIX,
+        PrefkitWarning,
+        check_against_manifest,
+        refuse,
+    )
 
     found = check_kto_release(trl.__version__)
     if found is not None:
@@ -203,7 +209,7 @@ def _check_setup(trainer: Any) -> None:
         manifest, tokenizer=trainer.processing_class, max_length=trainer.args.max_length
     )
     fatal = [p for p in problems if p.startswith(FATAL)]
-    _refuse(trainer, [(p, _MANIFEST_FIX) for p in fatal])
+    refuse(trainer, [(p, MANIFEST_FIX) for p in fatal])
     for problem in problems:
         if problem not in fatal:
             warnings.warn(f"prefkit reference log-probs: {problem}", PrefkitWarning, stacklevel=3)
@@ -263,7 +269,7 @@ def check_kto_rows(table: Any, max_length: int | None) -> dict:
 
 def _check_rows(trainer: Any, dataset: Any, name: str) -> None:
     """Every row of a dataset with the columns against this trainer's own tokenization and KL pairing."""
-    from prefkit.integrations.trl import _refuse
+    from prefkit.integrations.checks import refuse
 
     wanted = [
         "prompt_ids", "completion_ids", "KL_completion_ids", *KTO_REF_COLUMNS,
@@ -301,4 +307,4 @@ def _check_rows(trainer: Any, dataset: Any, name: str) -> None:
                 _fix(trainer, trainer.args),
             )
         )
-    _refuse(trainer, problems)
+    refuse(trainer, problems)
