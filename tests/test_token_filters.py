@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from prefkit.chat.lengths import message_token_lengths, text_token_lengths
+from prefkit.chat.render import MessageRows
 from prefkit.chat.target import Target
 from prefkit.chat.templates import ChatRenderer, builtin_names, get_chat_template
 from prefkit.chat.tokenize import tokenize_pairs
@@ -38,10 +39,10 @@ def trl_lengths(rows, tok):
 def test_message_lengths_equal_trl_rule(name):
     tok = family_tokenizer(name, get_chat_template(name))
     rows = conversations(2)
-    lengths = message_token_lengths(_target(tok), *zip(*rows, strict=True))
+    lengths = message_token_lengths(_target(tok), MessageRows(*zip(*rows, strict=True)))
     expected = trl_lengths(rows_as_dicts(rows), tok)
     assert list(zip(lengths.prompt, lengths.chosen, lengths.rejected, strict=True)) == expected
-    totals = message_token_lengths(_target(tok), *zip(*rows, strict=True), need_prompt=False)
+    totals = message_token_lengths(_target(tok), MessageRows(*zip(*rows, strict=True)), need_prompt=False)
     assert totals.chosen_total == [p + c for p, c, _ in expected]
     assert totals.rejected_total == [p + r for p, _, r in expected]
 
@@ -204,7 +205,7 @@ def test_shared_head_cut_skips_tokens_that_swallow_whitespace():
     tok.chat_template = get_chat_template("chatml")
     assert "<|im_start|>" not in split_markers(tok) and "<|im_end|>" in split_markers(tok)
     rows = conversations(4)
-    lengths = message_token_lengths(_target(tok), *zip(*rows, strict=True))
+    lengths = message_token_lengths(_target(tok), MessageRows(*zip(*rows, strict=True)))
     expected = trl_lengths(rows_as_dicts(rows), tok)
     assert list(zip(lengths.prompt, lengths.chosen, lengths.rejected, strict=True)) == expected
     # cutting at the lstrip token would be wrong: the whitespace it swallows is counted as a token

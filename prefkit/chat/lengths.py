@@ -18,10 +18,11 @@ appended), i.e. what a trainer fed those strings sees.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from prefkit.chat.render import MessageRows
 from prefkit.chat.templates import ChatRenderer
 
 #: rows rendered and tokenized per batch
@@ -120,30 +121,26 @@ class Tokenizing(Protocol):
 
 def message_token_lengths(
     target: Tokenizing,
-    prompts: Sequence[Sequence[Mapping[str, Any]]],
-    chosen: Sequence[Sequence[Mapping[str, Any]]],
-    rejected: Sequence[Sequence[Mapping[str, Any]]],
+    rows: MessageRows,
     need_prompt: bool = True,
     on_batch: Callable[[int], None] | None = None,
-    extras: Sequence[Mapping[str, Any] | None] | None = None,
     refused: dict[int, str] | None = None,
 ) -> TokenLengths:
     """Token counts of message rows as TRL's ``DPOTrainer`` tokenizes them (conversational rule), rendered with
     ``target.renderer`` and tokenized with ``target.tokenizer``.
 
     ``need_prompt=False`` renders and counts only prompt+answer (enough for ``max_length``); ``on_batch(rows)``
-    is called after each batch (progress); ``extras[i]``: row ``i``'s tools / template keyword arguments. Rows
+    is called after each batch (progress); ``rows.extras[i]``: row ``i``'s tools / template keyword arguments. Rows
     the template refuses raise, or with a ``refused`` dict are counted as empty and listed there (row → message).
     """
     from prefkit.chat.render import render_parts
 
     tokenizer, renderer = target.tokenizer, target.renderer
     out = TokenLengths([], [], [] if need_prompt else None)
-    for start in range(0, len(prompts), BATCH_ROWS):
+    for start in range(0, len(rows.prompts), BATCH_ROWS):
         sl = slice(start, start + BATCH_ROWS)
-        ex = extras[sl] if extras is not None else None
         batch: dict[int, str] | None = {} if refused is not None else None
-        p, pc, pr = render_parts(renderer, prompts[sl], chosen[sl], rejected[sl], ex, batch, need_prompt)
+        p, pc, pr = render_parts(renderer, rows.rows(sl), batch, need_prompt)
         if refused is not None and batch:
             refused.update({start + i: message for i, message in batch.items()})
         cuts = split_markers(tokenizer)

@@ -4,14 +4,33 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import pyarrow as pa
 
 from prefkit.chat.templates import ChatRenderer
 
+#: one row's messages (``{"role", "content", ...}`` dicts)
+Messages = Sequence[Mapping[str, Any]]
 
-def _common_prefix(a: str, b: str) -> str:
+
+class MessageRows(NamedTuple):
+    """Rows of messages as TRL renders them: each row's prompt, chosen and rejected messages, and its tools /
+    chat-template keyword arguments (``extras``; None: no row has any)."""
+
+    prompts: Sequence[Messages]
+    chosen: Sequence[Messages]
+    rejected: Sequence[Messages]
+    extras: Sequence[Mapping[str, Any] | None] | None = None
+
+    def rows(self, part: slice) -> MessageRows:
+        """The rows of ``part`` (a slice)."""
+        extras = self.extras[part] if self.extras is not None else None
+        return MessageRows(self.prompts[part], self.chosen[part], self.rejected[part], extras)
+
+
+def common_text_prefix(a: str, b: str) -> str:
+    """The longest common prefix of two strings."""
     if b.startswith(a):
         return a
     n = 0
@@ -28,16 +47,13 @@ def split_rendered(p: str, pc: str, pr: str) -> tuple[str, str, str]:
     ``prompt`` is the common prefix of the rendered prompt (with generation prompt), prompt+chosen and
     prompt+rejected; the answers are the rest of prompt+answer.
     """
-    prompt = _common_prefix(_common_prefix(p, pc), pr)
+    prompt = common_text_prefix(common_text_prefix(p, pc), pr)
     return prompt, pc[len(prompt) :], pr[len(prompt) :]
 
 
 def render_parts(
     renderer: ChatRenderer,
-    prompts: Sequence[Sequence[Mapping[str, Any]]],
-    chosen: Sequence[Sequence[Mapping[str, Any]]],
-    rejected: Sequence[Sequence[Mapping[str, Any]]],
-    extras: Sequence[Mapping[str, Any] | None] | None = None,
+    rows: MessageRows,
     refused: dict[int, str] | None = None,
     need_prompt: bool = True,
 ) -> tuple[list[str] | None, list[str], list[str]]:
@@ -47,6 +63,7 @@ def render_parts(
     A row the template refuses raises :class:`~prefkit.errors.ModelError`, or, with a ``refused`` dict, renders
     as ``""`` and ``refused[i]`` holds the template's one-line message.
     """
+    prompts, chosen, rejected, extras = rows
     parts: list[list[str] | None] = []
     for convs, gen in (
         ([list(a) + list(b) for a, b in zip(prompts, chosen, strict=True)], False),
@@ -68,17 +85,12 @@ def render_parts(
 
 
 def render_text(
-    renderer: ChatRenderer,
-    prompts: Sequence[Sequence[Mapping[str, Any]]],
-    chosen: Sequence[Sequence[Mapping[str, Any]]],
-    rejected: Sequence[Sequence[Mapping[str, Any]]],
-    extras: Sequence[Mapping[str, Any] | None] | None = None,
-    refused: dict[int, str] | None = None,
+    renderer: ChatRenderer, rows: MessageRows, refused: dict[int, str] | None = None
 ) -> tuple[list[str], list[str], list[str]]:
     """Message rows → text rows (prompt, chosen, rejected strings) exactly as TRL's ``apply_chat_template``
     (``refused``: see :func:`render_parts`)."""
     out_p, out_c, out_r = [], [], []
-    rendered_p, rendered_pc, rendered_pr = render_parts(renderer, prompts, chosen, rejected, extras, refused)
+    rendered_p, rendered_pc, rendered_pr = render_parts(renderer, rows, refused)
     assert rendered_p is not None, "render_parts renders prompts unless told not to"
     for p, pc, pr in zip(rendered_p, rendered_pc, rendered_pr, strict=True):
         a, b, c = split_rendered(p, pc, pr)
@@ -96,8 +108,7 @@ def text_table(table: Any, target: Any) -> Any:
 
     from prefkit.record import frame_rows
 
-    prompts, chosen, rejected, extras = frame_rows(cast(pl.DataFrame, pl.from_arrow(table)))
-    text = render_text(target.renderer, prompts, chosen, rejected, extras)
+    text = render_text(target.renderer, MessageRows(*frame_rows(cast(pl.DataFrame, pl.from_arrow(table)))))
     for name, values in zip(("prompt", "chosen", "rejected"), text, strict=True):
         table = table.set_column(table.column_names.index(name), name, pa.array(values, pa.string()))
     return table

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from prefkit.chat.render import common_text_prefix
 from prefkit.chat.trl_split import (
     TRL_LEGACY_RULES,
     TokenizedPair,
@@ -189,15 +190,6 @@ class LegacyPair(TokenizedPair):
     rejected_prompt_ids: list[int] | None = None
 
 
-def _common_text_prefix(a: str, b: str) -> str:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return a[:n]
-
-
 def _legacy_texts(row: Mapping[str, Any], tokenizer: Any) -> tuple[str, str, str]:
     """TRL 0.24's ``maybe_apply_chat_template`` on a preference row: the prompt rendered with the generation prompt
     (``continue_final_message`` after an assistant turn), then cut to its common text prefix with prompt+chosen, then
@@ -214,10 +206,10 @@ def _legacy_texts(row: Mapping[str, Any], tokenizer: Any) -> tuple[str, str, str
     last_user = row["prompt"][-1]["role"] == "user"
     prompt = render(row["prompt"], add_generation_prompt=last_user, continue_final_message=not last_user)
     prompt_chosen = render(row["prompt"] + row["chosen"])
-    prompt = _common_text_prefix(prompt, prompt_chosen)
+    prompt = common_text_prefix(prompt, prompt_chosen)
     chosen = prompt_chosen[len(prompt) :]
     prompt_rejected = render(row["prompt"] + row["rejected"])
-    prompt = _common_text_prefix(prompt, prompt_rejected)
+    prompt = common_text_prefix(prompt, prompt_rejected)
     return prompt, chosen, prompt_rejected[len(prompt) :]
 
 

@@ -13,13 +13,13 @@ Lengths are those of the rows as written: message rows by TRL's conversational r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from prefkit.accounting import Reason, declare
 from prefkit.chat.lengths import TokenLengths, message_token_lengths, text_token_lengths
-from prefkit.chat.render import render_parts, render_text
+from prefkit.chat.render import MessageRows, render_parts, render_text
 from prefkit.frame import DETAIL, REASON
 
 OVER_MAX_LENGTH, OVER_MAX_PROMPT_LENGTH, ANSWER_TOO_SHORT, TEMPLATE_REFUSED = declare(
@@ -89,43 +89,38 @@ class TargetResult:
 
 
 def apply_target(
-    prompts: Sequence[Sequence[Mapping[str, Any]]],
-    chosen: Sequence[Sequence[Mapping[str, Any]]],
-    rejected: Sequence[Sequence[Mapping[str, Any]]],
+    rows: MessageRows,
     target: Any,
     options: TokenFilterOptions,
     output_format: str = "messages",
     on_batch: Callable[[int], None] | None = None,
-    extras: Sequence[Mapping[str, Any] | None] | None = None,
 ) -> TargetResult:
     """Render and length-filter message rows for ``target`` (a :class:`prefkit.chat.Target`).
 
     Every row is rendered as TRL will render it (prompt with generation prompt, prompt+chosen,
     prompt+rejected); a row the template refuses is dropped as ``template_refused`` (the trainer would fail on
-    it). Without active filters no tokenizer is needed. ``on_batch(rows)`` reports progress; ``extras[i]``: row
-    ``i``'s tools / template keyword arguments.
+    it). Without active filters no tokenizer is needed. ``on_batch(rows)`` reports progress; ``rows.extras[i]``:
+    row ``i``'s tools / template keyword arguments.
     """
     refused: dict[int, str] = {}
     lengths = text = None
     if output_format == "text":
-        text = render_text(target.renderer, prompts, chosen, rejected, extras, refused)
+        text = render_text(target.renderer, rows, refused)
     if options.active:
         tokenizer = target.require_tokenizer("--max-length / --max-prompt-length / --min-answer-tokens")
         need_prompt = options.max_prompt_length is not None or options.min_answer_tokens is not None
         if text is not None:
             lengths = text_token_lengths(tokenizer, *text, need_prompt=need_prompt, on_batch=on_batch)
         else:
-            lengths = message_token_lengths(
-                target, prompts, chosen, rejected, need_prompt, on_batch, extras, refused
-            )
+            lengths = message_token_lengths(target, rows, need_prompt, on_batch, refused)
     elif text is None:
-        render_parts(target.renderer, prompts, chosen, rejected, extras, refused)
+        render_parts(target.renderer, rows, refused)
     reasons: list[str | None] = (
-        drop_reasons(lengths, options) if lengths is not None else [None] * len(prompts)
+        drop_reasons(lengths, options) if lengths is not None else [None] * len(rows.prompts)
     )
     for i in refused:
         reasons[i] = TEMPLATE_REFUSED.name
-    details = [refused.get(i) for i in range(len(prompts))]
+    details = [refused.get(i) for i in range(len(rows.prompts))]
     return TargetResult(reasons, details, lengths, text)
 
 
@@ -149,13 +144,11 @@ class TargetCheck:
         from prefkit.progress import bar
         from prefkit.record import frame_rows
 
-        prompts, chosen, rejected, extras = frame_rows(rows)
+        messages = MessageRows(*frame_rows(rows))
         desc = "counting tokens" if self.options.active else "rendering"
         with bar(desc=desc, total=rows.height, show=self.progress, unit="row") as pbar:
             on_batch = pbar.update if self.options.active else None
-            result = apply_target(
-                prompts, chosen, rejected, self.target, self.options, self.output_format, on_batch, extras
-            )
+            result = apply_target(messages, self.target, self.options, self.output_format, on_batch)
         return result.reasons, result.details
 
 

@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from prefkit.store.writer import pid_alive
+
 #: folder of the lease files inside the work folder
 LEASE_DIR = "leases"
 LEASE_SUFFIX = ".lease"
@@ -78,21 +80,6 @@ def _pid_namespace() -> str | None:
         return os.readlink("/proc/self/ns/pid")
     except OSError:
         return None
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this machine (``EPERM`` counts as alive)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,10 @@
-"""The output folder: one atomic writer (:mod:`.writer`), the folder's layout and reading (:mod:`.folder`),
-rejects (:mod:`.rejects`), the manifest (:mod:`.manifest`), exports (:mod:`.exports`), statistics
-(:mod:`.stats`) and the one dataset card (:mod:`.card`).
-
-```
-OUT/
-  README.md                      dataset card; YAML `configs` so load_dataset(OUT) works
-  data/<split>-00000-of-0000N-<digest>.parquet
-  rejects/<split>.parquet        every row not kept: source, source_index, stage, reason, original fields
-  prefkit.json                   manifest
-```
+"""What goes into a set folder: rejects (:mod:`.rejects`), the manifest (:mod:`.manifest`), exports
+(:mod:`.exports`), statistics (:mod:`.stats`) and the one dataset card (:mod:`.card`); the folder itself (its layout,
+the one atomic writer, the lock) is :mod:`prefkit.store`, whose reading and writing names this package re-exports.
 
 Data files are written as batches arrive (:class:`ShardWriter`: shards of at most 500 MB, like ``push_to_hub``'s),
-and so are rejects (:class:`ParquetFile`, the one parquet writer), so a set of any size is written with memory for one batch.
+and so are rejects (:class:`ParquetFile`, the one parquet writer), so a set of any size is written with memory for
+one batch.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import field_validator
 
+from prefkit.chat.render import MessageRows
 from prefkit.chat.target import TargetOptions
 from prefkit.optionspec import option
 from prefkit.store.folder import MANIFEST_NAME
@@ -223,7 +224,7 @@ def _token_lengths(df: pl.DataFrame, target: Any, text: bool) -> dict[str, list[
         lengths = text_token_lengths(target.tokenizer, prompts, chosen, rejected)
     else:
         prompts, chosen, rejected, extras = frame_rows(df)
-        lengths = message_token_lengths(target, prompts, chosen, rejected, extras=extras)
+        lengths = message_token_lengths(target, MessageRows(prompts, chosen, rejected, extras))
     assert lengths.prompt is not None, "both counters compute prompt lengths when asked for answers"
     return {
         "prompt": lengths.prompt,

@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from prefkit.accounting import mark_dropped
+from prefkit.chat.render import MessageRows
 from prefkit.frame import DETAIL, MARGIN, PART, REASON, ROW, SOURCE_INDEX, STAGE, Stage
 from prefkit.record import ROW_FIELDS
 from prefkit.select.decontaminate import CONTAMINATED
@@ -215,7 +216,7 @@ def _answer_lengths(pooled: pl.DataFrame, target: Any) -> tuple[np.ndarray, np.n
         from prefkit.record import frame_rows
 
         prompts, chosen, rejected, extras = frame_rows(pooled)
-        lengths = message_token_lengths(target, prompts, chosen, rejected, extras=extras)
+        lengths = message_token_lengths(target, MessageRows(prompts, chosen, rejected, extras))
         return np.asarray(lengths.chosen, float), np.asarray(lengths.rejected, float), "tokens"
     chars = [
         pooled.select(pl.col(c).list.eval(pl.element().struct.field("content").str.len_chars()).list.sum())

@@ -94,12 +94,10 @@ def load_source(
             f"{text!r} is neither an existing file or folder nor a Hub dataset id",
             "check the path, or pass a Hub id like `namespace/name`",
         )
-    from prefkit.sources.hub import load_hub, sample_hub
+    from prefkit.sources.hub import read_hub
 
-    read = sample_hub if sample is not None else load_hub
-    extra = {"n": sample} if sample is not None else {}
-    hub_src = read(
-        text, splits=splits, revision=revision, config=config, data_dir=data_dir, token=token, **extra
+    hub_src = read_hub(
+        text, splits=splits, revision=revision, config=config, data_dir=data_dir, token=token, sample=sample
     )
     hub_src.splits = {k: plain_split(v) for k, v in hub_src.splits.items()}  # dictionary / binary / decimal
     return hub_src

@@ -7,17 +7,18 @@ one-line errors for every Hub failure (the shared client: :mod:`prefkit.hub_clie
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
 
 from prefkit.errors import SourceError
 from prefkit.hub_client import LOGIN_HINT, describe, hub_token, transient, with_retries
+from prefkit.sources.source import Source
+from prefkit.sources.splits import arrow_split
 
 logger = logging.getLogger(__name__)
 
-if TYPE_CHECKING:
-    from prefkit.sources.source import Source
 
-def load_hub(
+def read_hub(
     repo_id: str,
     *,
     splits: list[str] | None,
@@ -25,24 +26,27 @@ def load_hub(
     config: str | None,
     data_dir: str | None,
     token: str | bool | None,
+    sample: int | None = None,
 ) -> Source:
     """A Hub dataset pinned to the commit ``revision`` resolves to; only the data files of ``splits`` (all when
-    None) are downloaded. Transient failures are retried; every failure is one :class:`SourceError`."""
+    None) are downloaded, or with ``sample`` only the first ``sample`` rows of each split are streamed (what
+    `detect` reads). Transient failures are retried; every failure is one :class:`SourceError`."""
     from huggingface_hub import HfApi, constants
-
-    from prefkit.sources.source import Source
 
     api = HfApi(endpoint=constants.ENDPOINT, token=hub_token(token))
     sha = with_retries(lambda: api.dataset_info(repo_id, revision=revision).sha, _error(repo_id, revision))
     kwargs = dict(name=config, data_dir=data_dir, revision=sha, token=token)
     files = with_retries(lambda: _split_files(repo_id, kwargs, splits), _error(repo_id, revision, splits))
-    loaded = with_retries(lambda: _load(repo_id, kwargs, files), _error(repo_id, revision, splits))
-    from prefkit.sources.splits import arrow_split
-
-    tables = {
-        name: arrow_split(ds) for name, ds in loaded.items()
-    }  # read in batches from datasets' Arrow files
-    return Source(repo_id, "hub", tables, revision=revision, sha=sha, config=config, data_dir=data_dir)
+    if sample is None:
+        loaded = with_retries(lambda: _load(repo_id, kwargs, files), _error(repo_id, revision, splits))
+        tables = {name: arrow_split(ds) for name, ds in loaded.items()}  # read in batches from Arrow files
+    else:
+        names = list(files) if files is not None else (splits or ["train"])
+        tables = {s: _sample(repo_id, kwargs, s, sample, revision) for s in names}
+    source = Source(repo_id, "hub", tables, revision=revision, sha=sha, config=config, data_dir=data_dir)
+    if sample is not None:
+        source.info["sample"] = sample
+    return source
 
 
 def _split_files(repo_id: str, kwargs: dict, splits: list[str] | None) -> dict[str, list[str]] | None:
@@ -77,39 +81,17 @@ def _load(repo_id: str, kwargs: dict, files: dict[str, list[str]] | None) -> dic
     return {name: loaded[name] for name in files}
 
 
-def sample_hub(
-    repo_id: str,
-    *,
-    splits: list[str] | None,
-    revision: str | None,
-    config: str | None,
-    data_dir: str | None,
-    token: str | bool | None,
-    n: int,
-) -> Source:
-    """The first ``n`` rows of each wanted split, streamed: what `detect` reads (nothing else is downloaded)."""
+def _sample(repo_id: str, kwargs: dict, split: str, n: int, revision: str | None) -> pa.Table:
+    """The first ``n`` rows of ``split``, streamed (nothing else is downloaded)."""
     import datasets
-    import pyarrow as pa
-    from huggingface_hub import HfApi, constants
 
-    from prefkit.sources.source import Source
-
-    api = HfApi(endpoint=constants.ENDPOINT, token=hub_token(token))
-    sha = with_retries(lambda: api.dataset_info(repo_id, revision=revision).sha, _error(repo_id, revision))
-    kwargs = dict(name=config, data_dir=data_dir, revision=sha, token=token)
-    files = with_retries(lambda: _split_files(repo_id, kwargs, splits), _error(repo_id, revision, splits))
-
-    def take(split: str) -> Any:
+    def take() -> pa.Table:
         stream = datasets.load_dataset(repo_id, split=split, streaming=True, **kwargs)
         rows = list(stream.take(n))
         schema = stream.features.arrow_schema if stream.features is not None else None
         return pa.Table.from_pylist(rows, schema=schema)
 
-    names = list(files) if files is not None else (splits or ["train"])
-    tables = {s: with_retries(lambda s=s: take(s), _error(repo_id, revision, [s])) for s in names}
-    source = Source(repo_id, "hub", tables, revision=revision, sha=sha, config=config, data_dir=data_dir)
-    source.info["sample"] = n
-    return source
+    return with_retries(take, _error(repo_id, revision, [split]))
 
 
 def _error(repo_id: str, revision: str | None, splits: list[str] | None = None):

@@ -56,14 +56,18 @@ def content_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (``EPERM`` counts as alive): the one check of the
+    writer's stale files and the jobs' leases."""
+    if pid <= 0:
+        return False
     if pid == os.getpid():
         return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except OSError:  # PermissionError: it exists, another user's
         return True
     return True
 
@@ -82,7 +86,7 @@ def clean_stale(folder: Path, name: str | None = None) -> list[Path]:
         found = m or legacy
         if found is None or (name is not None and found.group("name") != name):
             continue
-        if m is not None and _alive(int(m.group("pid") or m.group("dpid"))):
+        if m is not None and pid_alive(int(m.group("pid") or m.group("dpid"))):
             continue
         if legacy is not None and not (entry / "prefkit.json").is_file():
             continue
