@@ -1,8 +1,8 @@
 """Generation: K completions per prompt per model, written as a rated-completions set (`prefkit generate`).
 
 ``prompts.py`` reads the prompts of any source `build` reads; ``sampling.py`` the sampling parameters, the
-per-completion seed and the completion's Arrow type; ``engine.py`` the engines (``hf.py``: transformers,
-``vllm_engine.py``: vLLM); ``job.py`` the resumable, sharded job on :mod:`prefkit.jobs.runner`.
+per-completion seed and the completion's Arrow type; ``base.py`` what every engine shares; ``engine.py`` loads
+the engines by name (``hf.py``: transformers, ``vllm_engine.py``: vLLM, ``openai_engine.py``); ``job.py`` the resumable, sharded job on :mod:`prefkit.jobs.runner`.
 ``prefkit.generate(source, out, models, ...)`` runs the job (:func:`prefkit.generate.job.generate`): this package
 is callable, as ``prefkit.reflogps`` is, so the top-level call and the submodules share one name (torch and
 transformers load only when it runs).

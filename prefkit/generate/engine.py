@@ -4,51 +4,18 @@ index, its seed); an engine returns one :class:`Output` per request, in order.
 ``transformers`` (the default, :mod:`prefkit.generate.hf`): batched ``model.generate`` on the CPU or a GPU.
 ``vllm`` (:mod:`prefkit.generate.vllm_engine`, the optional extra ``prefkit[vllm]``, GPU). ``openai``
 (:mod:`prefkit.generate.openai_engine`): any OpenAI-compatible server at ``endpoint``. Each records its name and
-version in the set's manifest.
+version in the set's manifest. What they share (the names, :class:`Request`, :class:`Output`, the :class:`Engine`
+protocol) is :mod:`prefkit.generate.base`, below them; this module is the registry that imports them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from prefkit.errors import OptionError
+from prefkit.generate.base import ENGINES, Engine, Output, Request
 
-ENGINES = ("transformers", "vllm", "openai")
-
-
-@dataclass(frozen=True)
-class Request:
-    """One completion to make: the prompt's messages, its row-level ``chat_template_kwargs`` (merged over the run's),
-    and the completion's seed."""
-
-    prompt: list[dict]
-    seed: int
-    template_kwargs: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Output:
-    """One completion: the decoded text (reasoning split off), why it ended (``stop``: end-of-sequence token or a
-    stop string; ``length``: ``max_new_tokens`` reached), and token counts (the prompt as rendered; generated
-    tokens, the end-of-sequence token included)."""
-
-    response: str
-    reasoning_content: str | None
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
-
-
-class Engine(Protocol):
-    """A loaded model that generates: ``info`` is recorded in the manifest (``engine``, ``engine_version``,
-    the model's provenance); ``generate`` returns one output per request, in order, calling ``on_progress(n,
-    tokens)`` as batches finish."""
-
-    name: str
-    info: dict
-
-    def generate(self, requests: list[Request], params: Any, on_progress: Any = None) -> list[Output]: ...
+__all__ = ["ENGINES", "Engine", "Output", "Request", "load_engine"]
 
 
 def load_engine(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefkit.generate.engine import Output, Request
+from prefkit.generate.base import Output, Request
 from prefkit.generate.sampling import SamplingParams, split_reasoning
 
 #: requests per ``generate`` call

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from prefkit.errors import ModelError, OptionError
-from prefkit.generate.engine import Output, Request
+from prefkit.generate.base import Output, Request
 from prefkit.generate.sampling import SamplingParams, split_reasoning
 
 TOKEN_ENV = "OPENAI_API_KEY"

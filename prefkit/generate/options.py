@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import field_validator
 
 from prefkit.errors import OptionError
-from prefkit.generate.engine import ENGINES
+from prefkit.generate.base import ENGINES
 from prefkit.generate.sampling import SamplingParams
 from prefkit.jobs.options import JobOptions, lease_option, resume_option
 from prefkit.loading import ModelOptions

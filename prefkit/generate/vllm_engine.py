@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from prefkit.errors import require
-from prefkit.generate.engine import Output, Request
+from prefkit.generate.base import Output, Request
 from prefkit.generate.sampling import SamplingParams, split_reasoning
 
 

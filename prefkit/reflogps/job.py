@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from prefkit.errors import ModelError, OptionError, OutputError, option
+from prefkit.errors import OptionError, OutputError, option
 from prefkit.jobs.leases import DEFAULT_LEASE_SECONDS
 from prefkit.jobs.plan import (
     DEFAULT_SHARD_ROWS,
@@ -37,6 +37,7 @@ from prefkit.loading import ModelOptions
 from prefkit.optionspec import OptionGroup
 from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.record import REFLOGPS_FIELDS
+from prefkit.reflogps.common import check_vocab, empty_counts
 from prefkit.reflogps.options import ReflogpsOptions
 from prefkit.results import ReflogpsResult
 from prefkit.store.folder import stderr_warning
@@ -57,22 +58,6 @@ __all__ = [
 ]
 
 
-def _check_ids(pairs: list, vocab: int, model_name: str) -> None:
-    top = max(
-        (max(ids) for p in pairs for ids in (p.prompt_ids, p.chosen_ids, p.rejected_ids) if ids), default=-1
-    )
-    if top >= vocab:
-        raise ModelError(
-            f"tokenizer/model mismatch for {model_name}: token id {top} is outside the model's vocabulary ({vocab})",
-            "the tokenizer must be the model's own; check --model and --chat-template",
-        )
-
-
-def empty_counts(rows: int) -> dict[str, Any]:
-    """A shard's counts before its pairs are tallied (a DPO or a KTO reference job's)."""
-    return {"rows": rows, "scored": 0, "truncated": 0, "completion_tokens": 0, "tokens": 0}
-
-
 def score_shard(
     loaded: Any,
     rows: list[dict],
@@ -91,9 +76,7 @@ def score_shard(
     from prefkit.reflogps import engine
 
     pairs = tokenize_pairs(rows, loaded.tokenizer, max_length, rule)
-    _check_ids(
-        pairs, loaded.model.get_input_embeddings().num_embeddings, loaded.provenance.get("model", "the model")
-    )
+    check_vocab(loaded, pairs)
     chosen, rejected = score_split_prompts(
         lambda flat: engine.score_pairs(
             loaded.model, flat, token_budget=token_budget, prefix_sharing=prefix_sharing, progress=on_progress

@@ -36,6 +36,7 @@ from typing import Any
 import pyarrow as pa
 
 from prefkit.errors import FormatError, OptionError
+from prefkit.reflogps.common import check_vocab, empty_counts
 
 #: columns a KTO job adds
 KTO_FIELDS: list[tuple[str, pa.DataType]] = [
@@ -199,7 +200,7 @@ def score_kto_shard(
         kl = tokens[src].completion_ids
         cut = len(t.completion_ids) > room or len(kl) > room
         pairs.append(TokenizedPair(t.prompt_ids, t.completion_ids[:room], kl[:room], None, cut))
-    _check_vocab(loaded, pairs)
+    check_vocab(loaded, pairs)
     logps, kl_logps = engine.score_pairs(
         loaded.model,
         pairs,
@@ -208,8 +209,6 @@ def score_kto_shard(
         progress=on_progress,
     )
     values: dict[str, list] = {name: [] for name in KTO_COLUMNS}
-    from prefkit.reflogps.job import empty_counts
-
     counts = empty_counts(len(pairs))
     dropped: Counter = Counter()
     for pair, src, a, b in zip(pairs, sources, logps.tolist(), kl_logps.tolist(), strict=True):
@@ -228,14 +227,6 @@ def score_kto_shard(
         counts["tokens"] += 2 * len(pair.prompt_ids) + nc + nk
     counts["dropped"] = dict(dropped)
     return values, counts
-
-
-def _check_vocab(loaded: Any, pairs: list) -> None:
-    from prefkit.reflogps.job import _check_ids
-
-    _check_ids(
-        pairs, loaded.model.get_input_embeddings().num_embeddings, loaded.provenance.get("model", "the model")
-    )
 
 
 def check_batch_size(batch_size: int | None) -> int:

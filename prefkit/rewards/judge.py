@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from prefkit.errors import OptionError, OutputError
-from prefkit.generate.engine import Engine, Output, Request
+from prefkit.generate.base import Engine, Output, Request
 from prefkit.generate.sampling import SamplingParams
 from prefkit.output import OutputFolder
 from prefkit.rewards.rm import COLUMN, completion_type, guard

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from prefkit.errors import OutputError
 from prefkit.output import OutputFolder
+from prefkit.rewards.common import LABEL, SECTION, WORK_DIR, default_max_length, model_summary, scores_section
 
 COLUMN = "completions"
 FIELD = "rm_score"
@@ -131,7 +132,6 @@ def _run(folder: OutputFolder, options: Any, ctx: Any, dev: Any, start: float) -
     from prefkit.chat.templates import require_chat_template
     from prefkit.jobs.runner import merging, run_shards
     from prefkit.loading.model import load_model
-    from prefkit.rewards.score import _section, default_max_length
 
     reward_model = str(options.reward_model)
     placed = options.replace(device=str(dev))
@@ -146,7 +146,7 @@ def _run(folder: OutputFolder, options: Any, ctx: Any, dev: Any, start: float) -
     def section(shards: list, counts: dict) -> dict:
         info = {**run_info, "engine": engine, "counts": counts}
         info["seconds"] = round(time.perf_counter() - start, 3)
-        return _section(loaded, spec.settings, info) | {"scope": "completions"}
+        return scores_section(loaded, spec.settings, info) | {"scope": "completions"}
 
     done = run_shards(folder, spec, ctx, options, merging(folder.path, spec, section))
     return ctx.on_main(lambda: _summary(folder.path, done, time.perf_counter() - start))
@@ -158,7 +158,6 @@ def _job_spec(folder: OutputFolder, loaded: Any, options: Any, dev: Any, ctx: An
     from prefkit.jobs.runner import JobSpec
     from prefkit.reflogps.provenance import scoring_settings
     from prefkit.rewards import reward
-    from prefkit.rewards.score import LABEL, SECTION, WORK_DIR
 
     max_length = int(options.max_length)
     engine = reward.reward_engine_settings(token_budget=options.token_budget, prefix_sharing=True)
@@ -193,7 +192,6 @@ def _job_spec(folder: OutputFolder, loaded: Any, options: Any, dev: Any, ctx: An
 
 def _summary(out: Path, run: Any, seconds: float) -> dict:
     from prefkit.jobs.report import worker_summary
-    from prefkit.rewards.score import SECTION, model_summary
 
     section = run.manifest[SECTION]
     totals = section["totals"]

@@ -27,20 +27,22 @@ from prefkit.optionspec import OptionGroup
 from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.reflogps.job import ROW_COLUMNS
 from prefkit.results import CompletionScoreResult, JudgeResult, ScoreResult
+from prefkit.rewards.common import (
+    LABEL,
+    SECTION,
+    WORK_DIR,
+    default_max_length,
+    model_summary,
+    scores_section,
+)
 from prefkit.rewards.options import ScoreOptions
 from prefkit.store.folder import stderr_warning
 
 #: Columns `prefkit score` adds.
 RM_FIELDS = [("rm_chosen", pa.float32()), ("rm_rejected", pa.float32()), ("rm_margin", pa.float32())]
 RM_COLUMNS = [name for name, _ in RM_FIELDS]
-#: the manifest section and the work folder of the job
-SECTION = "rm_scores"
-WORK_DIR = ".score-work"
-LABEL = "reward-model score"
 #: counts each shard reports: rows, scored pairs, tokens of both texts, tokens run through the model
 COUNT_KEYS = ("rows", "scored", "tokens", "forward_tokens")
-#: ``max_length`` when the reward model states no context length (TRL's ``RewardConfig.max_length`` default)
-TRL_REWARD_DEFAULT_MAX_LENGTH = 1024
 
 __all__ = ["RM_COLUMNS", "RM_FIELDS", "SECTION", "WORK_DIR", "default_max_length", "score", "score_shard"]
 
@@ -113,16 +115,6 @@ def _maybe_this_job(folder: OutputFolder, max_length: int | None) -> bool:
     0, like `reflogps`. Only an obvious mismatch is refused before loading the model."""
     sec = folder.manifest.get(SECTION) or {}
     return bool(sec.get("result_fingerprint")) and max_length in (None, sec.get("max_length"))
-
-
-def default_max_length(model: Any, tokenizer: Any) -> int:
-    """The longest text the reward model can hold: its ``max_position_embeddings``, or the tokenizer's
-    ``model_max_length`` when smaller (transformers' "no limit" sentinel ignored); TRL's ``RewardConfig`` default
-    1024 when neither says."""
-    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    limits = [getattr(cfg, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
-    known = [int(n) for n in limits if isinstance(n, int) and 0 < n < 10**9]
-    return min(known) if known else TRL_REWARD_DEFAULT_MAX_LENGTH
 
 
 def _load(folder: OutputFolder, options: ScoreOptions, ctx: Any) -> Any:
@@ -200,7 +192,7 @@ def _score_pairs(folder: OutputFolder, opts: ScoreOptions) -> ScoreResult:
 
         def section(shards: list, counts: dict) -> dict:
             info = {**run_info, "engine": engine, "counts": counts}
-            return _section(loaded, spec.settings, info | {"seconds": round(time.perf_counter() - start, 3)})
+            return scores_section(loaded, spec.settings, info | {"seconds": round(time.perf_counter() - start, 3)})
 
         run = run_shards(folder, spec, ctx, opts, merging(folder.path, spec, section))
 
@@ -253,24 +245,6 @@ def _job_spec(
         label=LABEL,
     )
     return spec, engine
-
-
-def _section(loaded: Any, settings: dict, info: dict) -> dict:
-    """The manifest's ``rm_scores`` section: the reference job's provenance fields, with the reward rule."""
-    from prefkit.reflogps.provenance import section
-
-    sec = section(loaded.provenance, settings, info)
-    sec["truncation_mode"] = "none: pairs with a text longer than max_length are not scored (null)"
-    sec["tokenization_rule"] = sec.pop("trl_tokenization_rule")
-    sec["num_labels"] = 1
-    sec["pad_token_id"] = info["engine"].get("pad_token_id")
-    return sec
-
-
-def model_summary(section: dict) -> dict:
-    """What a summary says of the reward model that scored (from the manifest's ``rm_scores`` section)."""
-    keys = ("revision", "dtype", "device", "world_size", "max_length")
-    return {"reward_model": section["model"], **{key: section[key] for key in keys}}
 
 
 def _summary(out: Path, run: Any, seconds: float, audit: dict) -> ScoreResult:
