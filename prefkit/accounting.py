@@ -14,12 +14,15 @@ with a property worth reporting that is not an outcome (PKU-SafeRLHF axes that d
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import polars as pl
 
+from prefkit.errors import EmptyResultError
 from prefkit.frame import DETAIL, FLAG_PREFIX, REASON, STAGE, Stage, flag, flag_columns
 
 #: where a reason's rows are counted: the frame's ``invalid`` / ``dropped`` stages, or ``added`` (rows beyond one
@@ -81,8 +84,6 @@ STAGE_PACKAGES = ("prefkit.formats", "prefkit.filters", "prefkit.select")
 def glossary() -> dict[tuple[str, str], Reason]:
     """Every declared reason, keyed by ``(stage, name)`` (imports every module of the stage packages first, so
     the glossary does not depend on what happened to be imported)."""
-    import importlib
-    import pkgutil
 
     for name in STAGE_PACKAGES:
         package = importlib.import_module(name)
@@ -262,7 +263,6 @@ def empty_sentences(manifest: dict) -> list[str]:
 def check_not_empty(manifest: dict) -> None:
     """Raise :class:`~prefkit.errors.EmptyResultError` when the build would write an empty set or split
     (:func:`empty_sentences`)."""
-    from prefkit.errors import EmptyResultError
 
     sentences = empty_sentences(manifest)
     if sentences:

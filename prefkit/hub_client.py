@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefkit.errors import ModelError
+from prefkit.errors import ModelError, PrefkitError
+from prefkit.secrets import check_token, redact
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,6 @@ def hub_token(token: str | bool | None) -> str | bool | None:
     """``token`` unchanged, after refusing (:func:`prefkit.secrets.check_token`) the one a request would send when
     it holds whitespace or control characters: an explicit token, else ``HF_TOKEN`` /
     ``HUGGING_FACE_HUB_TOKEN``. Also bounds the requests (:func:`bound_requests`)."""
-    from prefkit.secrets import check_token
 
     if isinstance(token, str):
         check_token(token, "--token (token=)")
@@ -174,7 +174,6 @@ def transient(err: BaseException) -> bool:
 
 def describe(err: BaseException) -> str:
     """``HTTP 503`` or ``ConnectError: …`` (secrets masked)."""
-    from prefkit.secrets import redact
 
     status = http_status(err)
     first = (str(err).strip().splitlines() or [""])[0]
@@ -188,7 +187,6 @@ def describe(err: BaseException) -> str:
 def with_retries(fn, to_error, retries: int = RETRIES, backoff: float | None = None):
     """Call ``fn``; on a transient failure wait ``backoff * 2**n`` seconds and call it again (at most ``retries``
     times); any other failure, or the last one, becomes ``to_error(err, attempts)`` (a PrefkitError passes)."""
-    from prefkit.errors import PrefkitError
 
     backoff = backoff_seconds() if backoff is None else backoff
     for n in range(retries + 1):

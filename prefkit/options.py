@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -36,6 +37,7 @@ from prefkit.formats import FAMILIES, family_options
 from prefkit.formats.system import SYSTEM_MODES, parse_system
 from prefkit.optionspec import OptionGroup, option, option_error
 from prefkit.output.exports import DEFAULT_EXPORT, EXPORTS
+from prefkit.select.evalsets import evalset_presets
 from prefkit.values import names
 
 #: what the manifest's recipe says it is (bumped when the recipe's meaning changes)
@@ -167,8 +169,6 @@ class FilterOptions(OptionGroup):
 
 
 def _evalset_names() -> list[str]:
-    from prefkit.select.evalsets import evalset_presets
-
     return list(evalset_presets())
 
 
@@ -419,8 +419,6 @@ def load_recipe(path: str | Path) -> tuple[list, BuildOptions]:
 
 
 def _parse(text: str, path: Path) -> Any:
-    import yaml
-
     try:
         return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as err:

@@ -27,11 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from prefkit.accounting import check_not_empty, empty_sentences
+from prefkit.filters.tokens import refusal_warnings, token_stage
 from prefkit.formats import FAMILIES, used_columns
 from prefkit.formats import detect as detect_shape
+from prefkit.formats.scores import MARGIN_ALIASES
 from prefkit.options import BuildOptions
+from prefkit.output import finish_folder, staged_folder
+from prefkit.output.exports import check_export
 from prefkit.output.manifest import carry_sections, describe_target, finish_manifest, make_manifest
 from prefkit.planning import (
     Inputs,
@@ -43,12 +48,13 @@ from prefkit.planning import (
     resolve_output_format,
 )
 from prefkit.record import arrow_schema
-from prefkit.results import DetectResult, Result
+from prefkit.results import DetectResult, Result, counts_table
 from prefkit.select import assign_test_split, select_across
+from prefkit.select.evalsets import pinned_evalsets
 from prefkit.select.quality import kept_row_details
 from prefkit.sources import load_source
 from prefkit.store.folder import REJECTS_DIR, nested_json_warnings
-from prefkit.stream import Part
+from prefkit.stream import Needs, Part, count_parts, refused_rows, used_fields, write_set
 
 __all__ = ["BuildResult", "build", "detect"]
 
@@ -71,8 +77,6 @@ class Tables(Mapping):
             if name in self._empty:
                 self._read[name] = self._empty[name]
             else:
-                import pyarrow.parquet as pq
-
                 tables = [
                     pq.ParquetFile(p).read() for p in self._files[name]
                 ]  # KeyError for an unknown split
@@ -133,7 +137,6 @@ class BuildResult(Result):
     def summary(self) -> str:
         """The counts table the CLI prints (:func:`prefkit.results.counts_table`): per split read / kept / dropped
         / invalid, the reasons, what an export wrote, where and how long. The warnings are in ``warnings``."""
-        from prefkit.results import counts_table
 
         output = str(self.output) if self.output is not None else None
         return counts_table(self.manifest["splits"], self.seconds, output, self.manifest.get("export"))
@@ -173,7 +176,6 @@ def build(
     >>> result.dataset["train_prefs"][0]["prompt"]  # doctest: +SKIP
     [{'role': 'user', 'content': '...'}]
     """
-    from prefkit.filters.tokens import token_stage
 
     start = time.perf_counter()
     recipe = flat.pop("recipe_file", recipe)
@@ -234,7 +236,6 @@ class Run:
 
     def needs(self) -> Any:
         """What pass 1 keeps of each row for the selections asked for (:class:`prefkit.stream.Needs`)."""
-        from prefkit.stream import Needs
 
         return Needs.of(self.options)
 
@@ -243,8 +244,6 @@ def select_and_describe(run: Run, parts: list[Part]) -> tuple[dict, bool]:
     """The selections across the parts (:func:`prefkit.select.select_across`, the test split) and the manifest
     that counts them; refuses an empty set before anything is written. Returns (manifest, whether rows are split
     by their output split)."""
-    from prefkit.filters.tokens import refusal_warnings
-    from prefkit.stream import count_parts, refused_rows
 
     options, inputs = run.options, run.inputs
     scales, quality = select_across(parts, inputs.specs, options.select, run.target, run.token)
@@ -271,7 +270,6 @@ def select_and_describe(run: Run, parts: list[Part]) -> tuple[dict, bool]:
 def write_rows(run: Run, parts: list[Part], manifest: dict, folder: Path, split_by_out: bool) -> dict[str, dict]:
     """Pass 2 (:func:`prefkit.stream.write_set`) into ``folder``, then the manifest finished and, with an output
     folder, the export's files, the manifest and the card. Returns what pass 2 wrote per split."""
-    from prefkit.stream import used_fields, write_set
 
     options, work = run.options, folder / WORK_DIR
     fields = used_fields(parts)  # one schema for the set
@@ -321,7 +319,6 @@ def build_folder(
     """Where a build writes: the staged output folder (swapped in when the build succeeds, removed when it fails;
     :func:`prefkit.output.staged_folder`; files of the old folder prefkit did not write are carried over and
     named in ``carried``), or, without ``output``, a temporary folder the result reads from."""
-    from prefkit.output import staged_folder
 
     if output is None:
         temp = TempFolder()
@@ -410,7 +407,6 @@ def detect(
 def pin_evalsets(manifest: dict, options: BuildOptions) -> None:
     """Record the built-in eval sets of ``--decontaminate`` in the manifest's recipe as ``NAME@COMMIT`` (the commit
     they were read at), so a rebuild from the recipe reads the same items."""
-    from prefkit.select.evalsets import pinned_evalsets
 
     specs = options.select.decontaminate
     sets = (manifest.get("decontamination") or {}).get("sets") or []
@@ -422,8 +418,6 @@ def write_extra(
     folder: Path, manifest: dict, schemas: dict[str, pa.Schema], output: Path, options: BuildOptions
 ) -> None:
     """The export's own files, the manifest and the dataset card, in the staged output folder."""
-    from prefkit.output import finish_folder
-    from prefkit.output.exports import check_export
 
     export = check_export(options.output.export)
     make_files = export.extra_files
@@ -453,8 +447,6 @@ def unused_warnings(parts: list[Part]) -> list[str]:
 
 
 def _unused_column(column: str, n: int, margin: str | None) -> str:
-    from prefkit.formats.scores import MARGIN_ALIASES
-
     if margin and column in MARGIN_ALIASES and column != margin:  # the source's own margin, replaced
         return f"{column} ({n:,} non-null; the source's own margin, not used: the margin is {margin})"
     return f"{column} ({n:,} non-null)"

@@ -13,14 +13,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from prefkit.errors import OptionError, option
+from prefkit.errors import OptionError, SourceError, option
 from prefkit.formats import FAMILIES, family_options, used_columns, with_options
 from prefkit.formats import detect as detect_shape
+from prefkit.formats.presets import find_preset, get_preset
 from prefkit.options import BuildOptions, load_recipe
 from prefkit.progress import track
+from prefkit.record import RECORD_COLUMNS
 from prefkit.sources import Source, StreamChanged, load_source
+from prefkit.sources.digest import differences, local_digests, relative_to_output, resolve_recipe_path
 from prefkit.sources.spec import SourceSpec, parse_source
-from prefkit.stream import Part
+from prefkit.stream import Part, read_part
 
 __all__ = [
     "Inputs",
@@ -61,9 +64,6 @@ def resolve(
     given = [sources] if isinstance(sources, (str, Path, dict, SourceSpec)) else list(sources or [])
     specs = [parse_source(s) for s in given]
     if not given and recipe_file is not None:
-        from dataclasses import replace
-
-        from prefkit.sources.digest import resolve_recipe_path
 
         specs = [parse_source(s) for s in recipe_sources]
         specs = [
@@ -84,10 +84,7 @@ def check_local_inputs(
     for the recipe, with its path relative to OUT; when the spec came from a recipe that recorded them and they
     differ, a :class:`~prefkit.errors.SourceError` naming what differs, or with ``allow_changed`` a warning.
     Returns (specs, warnings)."""
-    from dataclasses import replace
 
-    from prefkit.errors import SourceError
-    from prefkit.sources.digest import differences, local_digests, relative_to_output
 
     out_specs, said = [], []
     for spec, src in zip(specs, loaded, strict=True):
@@ -115,7 +112,6 @@ def load_sources(
     specs: list[SourceSpec], options: BuildOptions, token: str | bool | None, progress: bool
 ) -> tuple[list[Source], list]:
     """Open every source (a source's own settings, then the build's, then its preset's defaults)."""
-    from prefkit.formats.presets import find_preset, get_preset
 
     opts = options.sources
     forced = get_preset(opts.preset) if opts.preset else None
@@ -197,7 +193,6 @@ def read_parts(
 ) -> None:
     """Pass 1 over every part, in batches (:func:`prefkit.stream.read_part`). A streamed text file whose later
     blocks do not fit its first block's types is read whole and its part read again, as before streaming."""
-    from prefkit.stream import read_part
 
     options = inputs.options
     for index, part in enumerate(track(parts, desc="normalising", show=progress and len(parts) > 1)):
@@ -214,9 +209,7 @@ def read_parts(
 
 def _carry(mapping: Any, src: Source, schema: pa.Schema) -> Any:
     """A prefkit set read as a source keeps its extra columns (reference log-probs, reward scores …)."""
-    from dataclasses import replace
 
-    from prefkit.record import RECORD_COLUMNS
 
     if not src.info.get("prefkit_set") or FAMILIES[mapping.family].full_frame:
         return mapping

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
@@ -13,7 +14,6 @@ def quiet_libraries() -> None:
     """Silence the progress bars of the libraries prefkit calls (``huggingface_hub``, ``datasets``,
     ``transformers``, which follows ``huggingface_hub``): what ``-q`` means for their output too. The CLI calls
     this for every command given ``-q``/``--quiet``; their warnings stay."""
-    import os
 
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when they are imported
     os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"

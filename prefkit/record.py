@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import polars as pl
 import pyarrow as pa
+import xxhash
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -141,7 +142,6 @@ RECORD_COLUMNS: tuple[str, ...] = tuple(ARROW_SCHEMA.names)
 def stable_ids(df: pl.DataFrame, row_fields: tuple[str, ...] = ()) -> pl.Series:
     """A stable 16-hex-digit hash (xxh3-64) of each row's normalised prompt/chosen/rejected (and the row-level
     ``tools``/``chat_template_kwargs`` a set uses) as compact JSON."""
-    import xxhash
 
     digest = xxhash.xxh3_64_hexdigest
     encoded = df.select(

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from prefkit.accounting import meaning
+
 __all__ = [
     "DetectResult",
     "ReflogpsResult",
@@ -75,7 +77,6 @@ def counts_table(
 ) -> str:
     """A build's counts as text: read / kept / dropped / invalid (/ added) per split, the reasons with their
     meaning (:func:`prefkit.accounting.meaning`), what an export wrote, where and how long."""
-    from prefkit.accounting import meaning
 
     lines: list[str] = []
     added_any = any(c.get("added") for c in splits.values())

@@ -18,10 +18,13 @@ import json
 import logging
 import os
 import re
+import traceback
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import overload
+
+from prefkit.errors import OptionError
 
 MASK = "***"
 #: option names whose value is a secret (``--token`` and ``--token=…``)
@@ -91,7 +94,6 @@ def check_token(token: str | None, origin: str) -> None:
     bad = BAD_TOKEN_CHARS.search(token)
     if bad is None:
         return
-    from prefkit.errors import OptionError
 
     where = "at its end" if not token[bad.start() :].strip() else f"at character {bad.start() + 1}"
     char = bad.group()
@@ -164,7 +166,6 @@ def guard_output() -> None:
 
 def redacted_traceback() -> str:
     """The traceback of the exception being handled (what ``--debug`` prints), secrets masked."""
-    import traceback
 
     return redact(traceback.format_exc()) or ""
 

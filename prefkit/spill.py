@@ -24,6 +24,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from prefkit.errors import OptionError, os_error
+
 #: environment variable: rows per batch (an integer >= 1); unset = sized by :data:`BATCH_BYTES`
 BATCH_ROWS_ENV = "PREFKIT_BATCH_ROWS"
 #: source bytes (uncompressed Arrow) per batch when the rows' size is known
@@ -46,8 +48,6 @@ def batch_rows(bytes_per_row: float | None = None) -> int:
         except ValueError:
             rows = 0
         if rows < 1:
-            from prefkit.errors import OptionError
-
             raise OptionError(
                 f"{BATCH_ROWS_ENV}={given!r} is not a positive row count", "unset it or give e.g. 20000"
             )
@@ -129,8 +129,6 @@ class SpillWriter:
         try:
             self._write(table)
         except OSError as err:  # the disk is full …: one line, like any other write
-            from prefkit.errors import os_error
-
             raise os_error(err, self.prefix.parent) from None
 
     def _write(self, table: pa.Table) -> None:
@@ -159,8 +157,6 @@ class SpillWriter:
         try:
             self._close_file()
         except OSError as err:
-            from prefkit.errors import os_error
-
             raise os_error(err, self.prefix.parent) from None
         return Spill(list(self.paths), self.rows, self._schema)
 

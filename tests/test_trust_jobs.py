@@ -28,6 +28,7 @@ def test_stats_with_a_tokenizer_shows_progress_and_q_silences_every_bar(tmp_path
     import sys
     from pathlib import Path
 
+    import prefkit.output.stats
     import prefkit.progress
     from prefkit.output.stats import compute_stats
 
@@ -39,7 +40,7 @@ def test_stats_with_a_tokenizer_shows_progress_and_q_silences_every_bar(tmp_path
         seen.append(kwargs)
         return real(**kwargs)
 
-    monkeypatch.setattr(prefkit.progress, "bar", bar)
+    monkeypatch.setattr(prefkit.output.stats, "bar", bar)  # the name stats.py reads it by
     compute_stats(out, progress=True)
     assert seen and seen[0]["show"] and seen[0]["total"] == 8 and seen[0]["desc"] == "stats train"
 

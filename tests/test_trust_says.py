@@ -141,7 +141,7 @@ def test_the_local_card_states_the_licence_and_size_it_knows(hub, tmp_path):
 def test_published_commands_mark_local_paths_and_the_trainer_compares_weight_hashes(tmp_path):
     import shutil
 
-    from prefkit.integrations.trl import _same_model
+    from prefkit.integrations.checks import _same_model
     from prefkit.loading.model import weights_hash
     from prefkit.publish.public import public_command
     from tests.tinymodel import tiny_model_path

@@ -22,8 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from prefkit.chat.render import MessageRows
+from prefkit.chat.render import MessageRows, render_parts
 from prefkit.chat.templates import ChatRenderer
+from prefkit.chat.tokenize import _split
 
 #: rows rendered and tokenized per batch
 BATCH_ROWS = 4096
@@ -98,7 +99,6 @@ def _prompt_length(p: list[int], pc: list[int], pr: list[int]) -> int:
     k = len(p)
     if pc[:k] == p and pr[:k] == p:
         return k
-    from prefkit.chat.tokenize import _split
 
     return len(_split(p, pc, pr, None).prompt_ids)
 
@@ -133,7 +133,6 @@ def message_token_lengths(
     is called after each batch (progress); ``rows.extras[i]``: row ``i``'s tools / template keyword arguments. Rows
     the template refuses raise, or with a ``refused`` dict are counted as empty and listed there (row → message).
     """
-    from prefkit.chat.render import render_parts
 
     tokenizer, renderer = target.tokenizer, target.renderer
     out = TokenLengths([], [], [] if need_prompt else None)

@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
+import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pac
 
 from prefkit.chat.templates import ChatRenderer
+from prefkit.record import frame_rows
 
 #: one row's messages (``{"role", "content", ...}`` dicts)
 Messages = Sequence[Mapping[str, Any]]
@@ -103,10 +106,7 @@ def render_text(
 def text_table(table: Any, target: Any) -> Any:
     """A kept-rows Arrow table with ``prompt``/``chosen``/``rejected`` replaced by TRL-split rendered strings
     (the row-level ``tools`` / ``chat_template_kwargs`` are used in rendering and stay as columns)."""
-    import polars as pl
-    import pyarrow as pa
 
-    from prefkit.record import frame_rows
 
     text = render_text(target.renderer, MessageRows(*frame_rows(cast(pl.DataFrame, pl.from_arrow(table)))))
     for name, values in zip(("prompt", "chosen", "rejected"), text, strict=True):
@@ -118,10 +118,9 @@ def plain_table(records: pa.Table) -> pa.Table:
     """TRL's standard text format (``--output-format plain``): ``prompt``, ``chosen`` and ``rejected`` as the text of
     the records' one user message and one assistant message each (implicit-text rows, which hold exactly those),
     other columns as they are. Shapes: the same rows; the three columns become ``string``."""
-    import pyarrow.compute as pc
 
     for name in ("prompt", "chosen", "rejected"):
-        first = pc.list_element(records.column(name), 0)
-        text = pc.struct_field(first, "content")
+        first = pac.list_element(records.column(name), 0)
+        text = pac.struct_field(first, "content")
         records = records.set_column(records.schema.get_field_index(name), name, text)
     return records

@@ -22,6 +22,7 @@ from prefkit.chat.templates import (
     no_chat_template,
     resolve_chat_template,
 )
+from prefkit.chat.tokenizer import load_tokenizer, locate_tokenizer, tokenizer_hash
 from prefkit.errors import ModelError, option, require
 from prefkit.optionspec import OptionGroup
 from prefkit.optionspec import option as field
@@ -66,7 +67,6 @@ class Target:
 
     def manifest_entry(self, **settings: Any) -> dict[str, Any]:
         """``manifest["tokenizer"]``: identity and hashes of tokenizer and template, plus ``settings``."""
-        from prefkit.chat.tokenizer import tokenizer_hash
 
         return {
             "name_or_path": self.name_or_path,
@@ -110,7 +110,6 @@ def load_target(
         variables = dict(builtin.special_tokens) if builtin else {}
         return Target(ChatRenderer(template, variables), origin)  # type: ignore[arg-type]
 
-    from prefkit.chat.tokenizer import load_tokenizer, locate_tokenizer
 
     folder, resolved = locate_tokenizer(tokenizer, revision)
     tok, tok_origin = load_tokenizer(folder, trust_remote_code=trust_remote_code)

@@ -24,6 +24,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jinja2
+from jinja2.exceptions import SecurityError
+
 from prefkit.errors import ModelError
 from prefkit.resources import data_files, read_text
 
@@ -233,7 +236,6 @@ class ChatRenderer:
         ``render_jinja_template`` does after copying them); anything else (tool calls, reasoning, None values,
         tools, keyword arguments) goes through ``render_jinja_template`` itself.
         """
-        import jinja2
 
         out: list[str] = []
         failures: dict[int, ModelError] = {}
@@ -298,7 +300,6 @@ _PLAIN_KEYS = {"role": None, "content": None}.keys()
 
 def template_error(err: Exception) -> ModelError:
     """One line for a template that fails: a syntax error, a limit, or the template refusing a row."""
-    import jinja2
 
     first = (str(err).strip().splitlines() or [type(err).__name__])[0]
     if isinstance(err, jinja2.exceptions.TemplateSyntaxError):
@@ -346,8 +347,6 @@ def _guarded_class(base: type) -> type:
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
             if _too_big(operator, left, right):
-                from jinja2.exceptions import SecurityError
-
                 raise SecurityError(f"the template builds a value beyond prefkit's limit with {operator!r}")
             return super().call_binop(context, operator, left, right)
 

@@ -23,6 +23,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from prefkit.chat.trl_rules import rule_profile
 from prefkit.chat.trl_split import (  # noqa: F401 (the release table and the pair: this module's API too)
     DROPPED_PROMPT_TOO_LONG,
     TRL_LAST_CHECKED,
@@ -37,6 +38,7 @@ from prefkit.chat.trl_split import (  # noqa: F401 (the release table and the pa
     split_common_prefix,
 )
 from prefkit.errors import FormatError, ModelError
+from prefkit.formats.implicit_text import extract_prompt as split
 
 
 def trl_rule_for(version: str) -> str | None:
@@ -74,7 +76,6 @@ def check_trl_rule(recorded: str | None, installed: str) -> tuple[str, str] | No
 
 def extract_prompt(row: Mapping[str, Any]) -> dict[str, Any]:
     """TRL's ``extract_prompt``: split an implicit prompt (common prefix of chosen and rejected)."""
-    from prefkit.formats.implicit_text import extract_prompt as split
 
     prompt, chosen, rejected = split(row["chosen"], row["rejected"])
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
@@ -140,7 +141,6 @@ def tokenize_pairs(
     Rows without ``tools``/``chat_template_kwargs`` are rendered and tokenized in one batch call per part
     (same ids as TRL's per-row calls); the others row by row.
     """
-    from prefkit.chat.trl_rules import rule_profile
 
     profile = rule_profile(rule)
     if profile.tokenize is not None:  # a release that does not split the ids of P, PC, PR (TRL <= 0.28)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 from prefkit.chat.render import common_text_prefix
@@ -43,6 +44,7 @@ from prefkit.chat.trl_split import (
     is_conversational,
     split_common_prefix,
 )
+from prefkit.errors import OptionError
 
 #: a row TRL keeps although its prompt fills ``max_length``: no completion token is scored, its values are 0.0
 KEPT_EMPTY = "kept_empty"
@@ -99,11 +101,10 @@ KTO_CHECKED: tuple[tuple[str, str], ...] = (("1.16", "1.16"),)
 
 
 def installed_trl() -> str | None:
+    """The installed TRL's version (None when TRL is not installed: it is optional)."""
     try:
-        from importlib.metadata import version
-
-        return version("trl")
-    except Exception:  # TRL is optional
+        return metadata.version("trl")
+    except metadata.PackageNotFoundError:
         return None
 
 
@@ -120,7 +121,6 @@ def profile_for(version: str | None) -> Profile | None:
 
 def resolve_profile(name: str | None) -> Profile:
     """``--trl-rule``: the named profile, or (None) the installed TRL's, or the newest. Raises ``OptionError``."""
-    from prefkit.errors import OptionError
 
     if name is None:
         return profile_for(installed_trl()) or PROFILES[DEFAULT_PROFILE]

@@ -10,6 +10,7 @@ import polars as pl
 
 from prefkit.accounting import Reason, declare, drop_where
 from prefkit.frame import kept
+from prefkit.record import MESSAGE_FIELDS, decode_row
 
 (EXPORT_UNSUPPORTED,) = declare(
     Reason(
@@ -28,7 +29,6 @@ def plain_rows(df: pl.DataFrame) -> pl.Expr:
     """Rows every trainer carries whole, found without decoding them: one-message answers, no optional message
     field set and no ``tools`` / ``chat_template_kwargs`` (a prompt of such rows alternates user / assistant and
     ends with a user turn, by the record's validation)."""
-    from prefkit.record import MESSAGE_FIELDS
 
     plain = (pl.col("chosen").list.len() == 1) & (pl.col("rejected").list.len() == 1)
     for column in ("prompt", "chosen", "rejected"):
@@ -49,7 +49,6 @@ def export_refusals(df: pl.DataFrame, cannot: Callable[[dict], str | None]) -> p
     """``df`` (classified rows: ``stage`` / ``reason`` / ``detail``) with its kept rows that ``cannot(row)``
     refuses (a decoded record: :func:`prefkit.record.decode_row`) dropped as ``export_unsupported`` and the
     refusal as their ``detail``."""
-    from prefkit.record import decode_row
 
     rows = df.with_row_index("_x").filter(kept() & ~plain_rows(df))
     if not rows.height:

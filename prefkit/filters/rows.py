@@ -6,6 +6,8 @@ A row gets the first reason that applies, so each row is counted exactly once; t
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 
 from prefkit.accounting import Reason, declare
@@ -121,7 +123,6 @@ def tool_call_mismatch(df: pl.DataFrame) -> pl.Series:
 def _calls_answered(messages: list[dict]) -> bool:
     """Whether each tool message with a ``tool_call_id`` answers a call of the nearest assistant turn before it
     (``tool_calls`` as JSON text or objects; each call answered at most once)."""
-    import json
 
     pending: list | None = None  # ids the last assistant turn called; None before any call
     for m in messages:

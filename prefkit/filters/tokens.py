@@ -17,10 +17,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow.compute as pc
+
 from prefkit.accounting import Reason, declare
 from prefkit.chat.lengths import TokenLengths, message_token_lengths, text_token_lengths
 from prefkit.chat.render import MessageRows, render_parts, render_text
+from prefkit.chat.target import load_target
+from prefkit.errors import OptionError, option
 from prefkit.frame import DETAIL, REASON
+from prefkit.progress import bar
+from prefkit.record import frame_rows
 
 OVER_MAX_LENGTH, OVER_MAX_PROMPT_LENGTH, ANSWER_TOO_SHORT, TEMPLATE_REFUSED = declare(
     Reason(
@@ -141,8 +147,6 @@ class TargetCheck:
 
     def __call__(self, rows: Any) -> tuple[list[str | None], list[str | None]]:
         """Drop reasons and details for a polars frame of normalised rows (a progress bar with rate and ETA)."""
-        from prefkit.progress import bar
-        from prefkit.record import frame_rows
 
         messages = MessageRows(*frame_rows(rows))
         desc = "counting tokens" if self.options.active else "rendering"
@@ -155,7 +159,6 @@ class TargetCheck:
 def refusal_warnings(rejects: Mapping[str, Any]) -> list[str]:
     """One sentence per split with rows the target template refused: how many, the template's first message,
     and the fix (``rejects``: split → the rejects' Arrow table)."""
-    import pyarrow.compute as pc
 
     out = []
     for split, table in rejects.items():
@@ -179,7 +182,6 @@ def token_stage(options: Any, progress: bool = False) -> tuple[Any, TargetCheck 
     ``options`` are :class:`prefkit.options.BuildOptions`. Raises ``OptionError`` for filters without a
     tokenizer, text output without a template, or text output with another export shape.
     """
-    from prefkit.errors import OptionError, option
 
     chat, filters, export = options.chat, options.filters, options.output.export
     token_options = TokenFilterOptions(
@@ -204,7 +206,6 @@ def token_stage(options: Any, progress: bool = False) -> tuple[Any, TargetCheck 
         )
     if chat.tokenizer is None and chat.chat_template is None:
         return None, None
-    from prefkit.chat.target import load_target
 
     target = load_target(
         chat.tokenizer,

@@ -43,6 +43,7 @@ from prefkit.formats.scores import (
 from prefkit.formats.system import with_system_column
 from prefkit.frame import TIE_COLUMN
 from prefkit.record import ROW_FIELDS
+from prefkit.sources import head
 
 __all__ = [
     "FAMILIES",
@@ -107,8 +108,6 @@ def _short_type(t: pa.DataType) -> str:
 
 
 def _match(table: pa.Table | pa.Schema, schema: pa.Schema, columns: dict, format: str | None) -> ColumnMapping:
-    from prefkit.sources import head
-
     sample_cache: list = []
 
     def sample() -> pa.Table | None:  # the first rows, read once and only if a family asks

@@ -33,6 +33,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     from importlib.abc import Traversable
 
+import difflib
+from dataclasses import asdict
+
 from prefkit import formats
 from prefkit.errors import PresetError
 from prefkit.resources import data_files
@@ -80,8 +83,6 @@ class Preset:
         return float(s["max"]) - float(s["min"])
 
     def to_dict(self) -> dict:
-        from dataclasses import asdict
-
         out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}  # JSON-ready
         return {k: v for k, v in out.items() if v not in (None, {}, [], "", False) or k in ("license",)}
 
@@ -152,7 +153,6 @@ def presets(name: str | None = None) -> PresetsResult:
 
 def similar_presets(name: str, n: int = 3) -> list[str]:
     """Preset ids that ``name`` is part of (``nectar`` -> ``berkeley-nest/Nectar``) or is close to."""
-    import difflib
 
     key = name.strip().lower()
     ids = [p.ids[0] for p in all_presets()]

@@ -8,11 +8,10 @@ import re
 import polars as pl
 
 from prefkit.errors import OptionError, option
+from prefkit.formats.base import message as make
 
 
 def message(role: str, content: pl.Expr) -> pl.Expr:
-    from prefkit.formats.base import message as make
-
     return make(role, content)
 
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from prefkit._callable import callable_package
+from prefkit.generate.job import generate
 
 __all__ = ["generate"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "generate":
-        from prefkit.generate.job import generate
-
         return generate
     raise AttributeError(f"module 'prefkit.generate' has no attribute {name!r}")
 

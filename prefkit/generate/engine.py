@@ -14,6 +14,9 @@ from typing import Any
 
 from prefkit.errors import OptionError
 from prefkit.generate.base import ENGINES, Engine, Output, Request
+from prefkit.generate.hf import TransformersEngine
+from prefkit.generate.openai_engine import OpenAIEngine
+from prefkit.generate.vllm_engine import VllmEngine
 
 __all__ = ["ENGINES", "Engine", "Output", "Request", "load_engine"]
 
@@ -30,15 +33,9 @@ def load_engine(
     OptionError for an unknown engine, ``DependencyError`` when its package is missing (with the install hint),
     ``ModelError`` when the model cannot be loaded."""
     if name == "transformers":
-        from prefkit.generate.hf import TransformersEngine
-
         return TransformersEngine(model, options, template_kwargs, batch_size)
     if name == "openai":
-        from prefkit.generate.openai_engine import OpenAIEngine
-
         return OpenAIEngine(model, endpoint, template_kwargs, batch_size)
     if name == "vllm":
-        from prefkit.generate.vllm_engine import VllmEngine
-
         return VllmEngine(model, options, template_kwargs)
     raise OptionError(f"unknown --engine {name!r}", f"use one of: {', '.join(ENGINES)}")

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefkit.chat.templates import require_chat_template
 from prefkit.generate.base import Output, Request
 from prefkit.generate.sampling import SamplingParams, split_reasoning
+from prefkit.loading.model import load_model
 
 #: requests per ``generate`` call
 DEFAULT_BATCH_SIZE = 32
@@ -32,8 +34,6 @@ class TransformersEngine:
         import torch
         import transformers
 
-        from prefkit.chat.templates import require_chat_template
-        from prefkit.loading.model import load_model
 
         self.loaded = load_model(model, options=options, hash_weights=True)
         require_chat_template(self.loaded.tokenizer, f"the tokenizer of {model}")

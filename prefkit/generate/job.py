@@ -33,9 +33,18 @@ from prefkit.formats.base import NULL_VALUE
 from prefkit.generate.engine import Engine, Request, load_engine
 from prefkit.generate.options import DEFAULT_SHARD_ROWS, GenerateOptions, PromptOptions
 from prefkit.generate.prompts import PROMPT, PROMPT_ID, Prompts, read_prompts
+from prefkit.generate.ray_executor import run_on_ray
 from prefkit.generate.sampling import COMPLETIONS_TYPE, SamplingParams, completion_seed
+from prefkit.jobs.distributed import init_distributed
+from prefkit.jobs.leases import create_exclusive
+from prefkit.jobs.plan import data_fingerprint, settings_fingerprint
+from prefkit.jobs.report import worker_summary
+from prefkit.jobs.runner import JobSpec, merging, run_shards
+from prefkit.loading.model import resolve_device
 from prefkit.optionspec import OptionGroup
+from prefkit.output import MANIFEST_NAME, read_output, write_output
 from prefkit.results import GenerateResult
+from prefkit.version import __version__
 
 __all__ = [
     "DEFAULT_SHARD_ROWS",
@@ -83,8 +92,6 @@ def generate(
 
     >>> generate("prompts.jsonl", "gen", ["Qwen/Qwen3-0.6B"], n=4, temperature=0.8)  # doctest: +SKIP
     """
-    from prefkit.jobs.distributed import init_distributed
-    from prefkit.loading.model import resolve_device
 
     start = time.perf_counter()
     opts = GenerateOptions.create(options, **keywords, output=output, model=model)
@@ -93,8 +100,6 @@ def generate(
     out = Path(str(opts.output))
     prompts = read_prompts(str(source), **opts.prompts.read_keywords())
     if opts.executor == "ray":
-        from prefkit.generate.ray_executor import run_on_ray
-
         stage_prompts(out, prompts, opts.overwrite, opts.command)
         call = {"source": str(source), **opts.given(), "output": str(out), "model": names}
         call |= {"executor": "local", "progress": False}
@@ -137,8 +142,6 @@ def prompts_fingerprint(prompts: Prompts) -> str:
 
 
 def _manifest(out: Path) -> dict | None:
-    from prefkit.output import MANIFEST_NAME
-
     try:
         data = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -169,9 +172,6 @@ def stage_prompts(out: Path, prompts: Prompts, overwrite: bool, command: str | N
 
 
 def _write_prompt_set(out: Path, prompts: Prompts, fingerprint: str, command: str | None) -> None:
-    from prefkit.output import write_output
-    from prefkit.version import __version__
-
     splits = {}
     for name, c in prompts.counts.items():
         dropped = {"duplicate_prompt": c["duplicates"]} if c["duplicates"] else {}
@@ -192,7 +192,6 @@ def _write_prompt_set(out: Path, prompts: Prompts, fingerprint: str, command: st
 def _prompt_lock(out: Path) -> Iterator[None]:
     """One worker at a time writes the prompt set: ``.<OUT>.generate-lock`` next to OUT, created exclusively;
     the others wait for it to go (a lock older than :data:`STALE_LOCK_SECONDS` is a killed worker's: removed)."""
-    from prefkit.jobs.leases import create_exclusive
 
     lock = out.parent / f".{out.name}.generate-lock"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -270,8 +269,6 @@ def _completion(name: str, engine: Engine, pid: str, index: int, out: Any, param
 
 def _settings(out: Path, engines: list[tuple[str, Engine]], opts: GenerateOptions, extra: dict) -> dict:
     """What decides the completions (fingerprinted): models and their weights, engine, sampling, n, the data."""
-    from prefkit.jobs.plan import data_fingerprint
-    from prefkit.output import read_output
 
     keep = ("model", "revision", "weights_sha256", "tokenizer_sha256", "chat_template_sha256", "dtype")
     models = [{k: e.info.get(k) for k in keep} | {"name": m} for m, e in engines]
@@ -290,10 +287,6 @@ def _settings(out: Path, engines: list[tuple[str, Engine]], opts: GenerateOption
 
 
 def _run(out: Path, engines: list[tuple[str, Engine]], opts: GenerateOptions, ctx: Any, start: float) -> dict:
-    from prefkit.jobs.plan import settings_fingerprint
-    from prefkit.jobs.runner import JobSpec, merging, run_shards
-    from prefkit.output import read_output
-
     folder = read_output(out)
     n, sampling, kwargs = opts.n, opts.sampling, dict(opts.chat_template_kwargs or {})
     batch = getattr(engines[0][1], "batch_size", None)
@@ -335,8 +328,6 @@ def _run(out: Path, engines: list[tuple[str, Engine]], opts: GenerateOptions, ct
 
 
 def _summary(out: Path, run: Any, seconds: float) -> dict:
-    from prefkit.jobs.report import worker_summary
-
     section = run.manifest[SECTION]
     totals = section["totals"]
     return {

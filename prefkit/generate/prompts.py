@@ -18,7 +18,9 @@ import pyarrow as pa
 import xxhash
 
 from prefkit.errors import SourceError
+from prefkit.formats import detect, normalise
 from prefkit.record import MESSAGE_FIELDS, message_type
+from prefkit.sources import head, load_source, split_batches
 
 #: the columns of a prompt set (OUT before generation)
 PROMPT_ID, PROMPT = "prompt_id", "prompt"
@@ -55,7 +57,6 @@ def read_prompts(
 ) -> Prompts:
     """Every distinct prompt of ``source`` per split (the first ``max_prompts`` of each, when given). Raises
     SourceError / FormatError as `build` does for a source it cannot read or a shape it cannot detect."""
-    from prefkit.sources import load_source
 
     src = load_source(source, split=split, revision=revision, token=token)
     out = Prompts({}, {}, {k: v for k, v in src.describe().items() if k != "splits"})
@@ -70,9 +71,6 @@ def read_prompts(
 def _split_prompts(
     table: Any, format: str | None, prompt_col: str | None, system_col: str | None, limit: int | None
 ) -> tuple[list[dict], dict[str, int], str]:
-    from prefkit.formats import detect, normalise
-    from prefkit.sources import head, split_batches
-
     mapping = detect(head(table, 64), format=format, columns={"prompt": prompt_col, "system": system_col})
     mapping = replace(mapping, facts={"state": {}})
     rows: list[dict] = []

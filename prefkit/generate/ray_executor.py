@@ -10,6 +10,7 @@ killed by Ray costs its shard only: its lease expires and another task takes the
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from prefkit.errors import require
@@ -19,8 +20,6 @@ GENERATE = "prefkit.generate.job:generate"
 
 
 def _worker(target: str, call: dict) -> dict:
-    import importlib
-
     module, _, name = target.partition(":")
     result = getattr(importlib.import_module(module), name)(**call)
     return result.to_dict() if hasattr(result, "to_dict") else result

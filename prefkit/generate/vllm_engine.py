@@ -10,6 +10,7 @@ from typing import Any
 from prefkit.errors import require
 from prefkit.generate.base import Output, Request
 from prefkit.generate.sampling import SamplingParams, split_reasoning
+from prefkit.loading.model import locate_model
 
 
 class VllmEngine:
@@ -17,7 +18,6 @@ class VllmEngine:
 
     def __init__(self, model: str, options: Any, template_kwargs: dict) -> None:
         vllm = require("vllm", "--engine vllm")
-        from prefkit.loading.model import locate_model
 
         folder, where = locate_model(model, options.revision)
         dtype = "auto" if options.dtype in (None, "auto") else options.dtype

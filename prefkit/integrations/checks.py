@@ -12,6 +12,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from prefkit.chat.templates import template_hash
+from prefkit.chat.tokenizer import tokenizer_hash
+from prefkit.loading import model_identity
+from prefkit.loading.model import weights_hash
+from prefkit.reflogps.provenance import ReferenceMismatchError, differences, setup_differences
 from prefkit.store.manifest_model import Manifest, Reflogps
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
@@ -69,7 +74,6 @@ def _same_model(section: Reflogps | dict, name_or_path: str | None) -> bool:
 def base_weights_hash(name_or_path: str | None, commit: str | None = None) -> str | None:
     """SHA-256 of a model's weight files as `reflogps` records it (:func:`prefkit.loading.model.weights_hash`):
     from its folder, or from the Hub cache at ``commit`` (what transformers loaded); None when they are not there."""
-    from prefkit.loading.model import weights_hash
 
     if not name_or_path:
         return None
@@ -90,9 +94,7 @@ def base_weights_hash(name_or_path: str | None, commit: str | None = None) -> st
 def _same_weights(section: Reflogps, folder: str) -> bool:
     """Whether a local model folder holds the weights the set was scored with (the recorded hash): the same model
     under another path (a copy, a published set whose command names the folder only)."""
-    from pathlib import Path
 
-    from prefkit.loading.model import weights_hash
 
     recorded = section.weights_sha256
     return bool(recorded) and os.path.isdir(folder) and weights_hash(Path(folder)) == recorded
@@ -114,9 +116,6 @@ def check_against_manifest(
     template (hash), ``max_length`` (``None``, no truncation, is a value like any other) and the truncation mode,
     with the one provenance check (:func:`prefkit.reflogps.provenance.differences`). An empty list: no difference.
     """
-    from prefkit.chat.templates import template_hash
-    from prefkit.chat.tokenizer import tokenizer_hash
-    from prefkit.reflogps.provenance import differences
 
     section = Manifest.read(manifest).reflogps
     if section is None or not section.to_dict():
@@ -124,9 +123,6 @@ def check_against_manifest(
     problems = []
     actual: dict[str, Any] = {"max_length": max_length}
     if model is not None:
-        from prefkit.loading import model_identity
-        from prefkit.reflogps.provenance import setup_differences
-
         identity = model_identity(model)
         weights = base_weights_hash(identity["name_or_path"], identity.get("commit"))
         if weights is not None:  # by content: another path to the same files is the same model
@@ -161,7 +157,6 @@ def prefkit_state(trainer: Any, manifest: str | os.PathLike | dict | None, stric
 
 def refuse(trainer: Any, problems: list[tuple[str, str]]) -> None:
     """Raise on what makes the stored values wrong (``prefkit_strict=False``: warn instead)."""
-    from prefkit.reflogps.provenance import ReferenceMismatchError
 
     for message, fix in problems:
         if trainer._prefkit_strict:

@@ -30,6 +30,8 @@ import os
 import warnings
 from typing import Any
 
+from prefkit.chat.tokenize import check_trl_rule
+from prefkit.errors import require
 from prefkit.integrations.checks import (
     FATAL,
     MANIFEST_FIX,
@@ -50,6 +52,10 @@ from prefkit.integrations.construct import (
     weight_hash_skipped,
     without_columns,
 )
+from prefkit.integrations.trl_kto import kto_class
+from prefkit.integrations.trl_legacy import use_columns
+from prefkit.loading import record_flags
+from prefkit.reflogps.provenance import check_rows, row_problems
 from prefkit.store.manifest_model import Reflogps
 
 TOKEN_COLUMNS = ("chosen_tokens", "rejected_tokens")
@@ -79,8 +85,6 @@ _CLASS: type | None = None
 
 
 def _make_class() -> type:
-    from prefkit.errors import require
-
     require("trl", "prefkit.trl.PrecomputedRefDPOTrainer")  # DependencyError naming prefkit[trl]
     from trl import DPOTrainer
     from trl.trainer import dpo_trainer as dpo_module
@@ -126,8 +130,6 @@ def _make_class() -> type:
             with weight_hash_skipped(dpo_module, _nothing_to_compute(config, datasets_)):
                 super().__init__(*args, **kwargs)
             if not hasattr(DPOTrainer, "_precompute_ref_logps"):  # TRL <= 0.28 precomputes in get_*_dataloader
-                from prefkit.integrations.trl_legacy import use_columns
-
                 use_columns(self)
             if self._prefkit_used_columns:
                 _check_setup(self)
@@ -208,7 +210,6 @@ def _check_setup(trainer: Any) -> None:
     """After TRL's init, once the columns are in use: the installed TRL's rule, then the manifest's identity."""
     import trl
 
-    from prefkit.chat.tokenize import check_trl_rule
 
     manifest = trainer._prefkit_manifest
     section = scoring_section(manifest)
@@ -271,7 +272,6 @@ def _full_precision_choice(trainer: Any, section: Reflogps, problems: list[str])
 
 def _fix(problem: str, section: Reflogps) -> str:
     """How to resolve one fatal difference between the trainer's setup and the scoring run."""
-    from prefkit.loading import record_flags
 
     model = section.model or "MODEL"
     if problem.startswith("the model's weights"):
@@ -302,7 +302,6 @@ def _fix(problem: str, section: Reflogps) -> str:
 
 def _check_rows(trainer: Any, dataset: Any) -> None:
     """Every row's stored token counts against this trainer's own tokenization and truncation."""
-    from prefkit.reflogps.provenance import check_rows, row_problems
 
     wanted = ["prompt_ids", "chosen_ids", "rejected_ids", *REF_COLUMNS, *TOKEN_COLUMNS, "id"]
     table = dataset.select_columns([c for c in wanted if c in dataset.column_names]).with_format("arrow")[:]
@@ -335,7 +334,5 @@ def __getattr__(name: str) -> Any:
             _CLASS = _make_class()
         return _CLASS
     if name == "PrecomputedRefKTOTrainer":
-        from prefkit.integrations.trl_kto import kto_class
-
         return kto_class()
     raise AttributeError(f"module 'prefkit.trl' has no attribute {name!r}")

@@ -28,13 +28,26 @@ import os
 import warnings
 from typing import Any
 
-from prefkit.integrations.checks import scoring_section
+import numpy as np
+import pyarrow.compute as pc
+
+from prefkit.chat.trl_rules import check_kto_release
+from prefkit.integrations.checks import (
+    FATAL,
+    MANIFEST_FIX,
+    PrefkitWarning,
+    check_against_manifest,
+    prefkit_state,
+    refuse,
+    scoring_section,
+)
 from prefkit.integrations.construct import (
     SKIPPED_HASH,
     trainer_arguments,
     weight_hash_skipped,
     without_columns,
 )
+from prefkit.reflogps.kto import ids_hash
 from prefkit.store.manifest_model import Reflogps
 
 KTO_REF_COLUMNS = ("ref_logps", "ref_KL_logps")
@@ -55,7 +68,6 @@ def _make_class() -> type:
     from trl import KTOTrainer
     from trl.trainer import kto_trainer as kto_module
 
-    from prefkit.integrations.checks import prefkit_state
 
     class PrecomputedRefKTOTrainer(KTOTrainer):
         """``trl.KTOTrainer`` that uses ``ref_logps`` / ``ref_KL_logps`` columns when a dataset has both.
@@ -112,8 +124,6 @@ def _make_class() -> type:
 
 def _warn_ignored_columns(config: Any) -> None:
     if not config.precompute_ref_log_probs:
-        from prefkit.integrations.checks import PrefkitWarning
-
         warnings.warn(
             "the dataset has precomputed KTO reference columns but precompute_ref_log_probs=False: TRL "
             "ignores them and loads a reference model; set KTOConfig(precompute_ref_log_probs=True)",
@@ -123,8 +133,6 @@ def _warn_ignored_columns(config: Any) -> None:
 
 
 def _refuse_sampler(trainer: Any, sampler: Any) -> None:
-    from prefkit.integrations.checks import refuse
-
     refuse(
         trainer,
         [
@@ -151,7 +159,6 @@ def _section(trainer: Any) -> Reflogps:
 
 def _check_config(trainer: Any, config: Any) -> None:
     """Before TRL's init: settings that would pair other rows than the scoring run did."""
-    from prefkit.integrations.checks import refuse
 
     problems = []
     if getattr(config, "auto_find_batch_size", False):
@@ -190,14 +197,6 @@ def _check_setup(trainer: Any) -> None:
     """After TRL's init: the installed TRL against the releases checked, then the manifest's identity."""
     import trl
 
-    from prefkit.chat.trl_rules import check_kto_release
-    from prefkit.integrations.checks import (
-        FATAL,
-        MANIFEST_FIX,
-        PrefkitWarning,
-        check_against_manifest,
-        refuse,
-    )
 
     found = check_kto_release(trl.__version__)
     if found is not None:
@@ -219,10 +218,7 @@ def check_kto_rows(table: Any, max_length: int | None) -> dict:
     """Compare TRL's tokenization of KTO rows (``prompt_ids``, ``completion_ids``, and ``KL_completion_ids`` when
     TRL estimates the KL term) with the stored ``completion_tokens``, ``KL_completion_tokens`` and
     ``KL_completion_hash``. Returns ``{"rows", "nulls", "mismatched", "kl_mismatched", "example"}``."""
-    import numpy as np
-    import pyarrow.compute as pc
 
-    from prefkit.reflogps.kto import ids_hash
 
     def lengths(name: str) -> np.ndarray:
         return pc.list_value_length(table.column(name)).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -269,7 +265,6 @@ def check_kto_rows(table: Any, max_length: int | None) -> dict:
 
 def _check_rows(trainer: Any, dataset: Any, name: str) -> None:
     """Every row of a dataset with the columns against this trainer's own tokenization and KL pairing."""
-    from prefkit.integrations.checks import refuse
 
     wanted = [
         "prompt_ids", "completion_ids", "KL_completion_ids", *KTO_REF_COLUMNS,

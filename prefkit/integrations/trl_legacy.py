@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefkit.chat.trl_rules import LEGACY_DEFAULTS
+from prefkit.integrations.checks import has_ref_columns, refuse
+
 
 def use_columns(trainer: Any) -> None:
     """After TRL's ``__init__``: use the datasets' columns (train, and the eval set when it has them) and check the
     settings the values depend on; ``trainer._prefkit_used_columns`` says whether any set is used."""
-    from prefkit.chat.trl_rules import LEGACY_DEFAULTS
-    from prefkit.integrations.checks import has_ref_columns, refuse
 
     args = trainer.args
     if not args.precompute_ref_log_probs:

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from prefkit.errors import OptionError
 from prefkit.store.writer import pid_alive
 
 #: folder of the lease files inside the work folder
@@ -387,7 +388,6 @@ class Heartbeat:
 def check_lease_seconds(value: float) -> float:
     """``value`` as a lease time (``--lease-seconds``); raises :class:`~prefkit.errors.OptionError` outside
     ``MIN_LEASE_SECONDS``..``MAX_LEASE_SECONDS`` (NaN and bools included)."""
-    from prefkit.errors import OptionError
 
     ok = not isinstance(value, bool) and isinstance(value, (int, float))
     if not ok or not MIN_LEASE_SECONDS <= value <= MAX_LEASE_SECONDS:

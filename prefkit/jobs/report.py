@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from prefkit.jobs.plan import Shard, read_part_meta
+from prefkit.progress import bar
 
 
 @dataclass
@@ -82,8 +83,6 @@ class JobProgress:
     they appear (whoever scored them), the shard being scored as its batches finish; this worker's tokens/s."""
 
     def __init__(self, shards: list[Shard], show: bool) -> None:
-        from prefkit.progress import bar
-
         self.rows = {s.name: s.rows for s in shards}
         self.counted: set[str] = set()
         self.base = 0

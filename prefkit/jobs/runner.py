@@ -46,7 +46,7 @@ from prefkit.jobs.plan import (
     write_part,
 )
 from prefkit.jobs.report import JobProgress, JobRun, Tally, collect_counts
-from prefkit.output import OutputFolder
+from prefkit.output import OutputFolder, read_output
 from prefkit.record import decode_row
 from prefkit.store.lock import out_lock
 
@@ -459,7 +459,6 @@ class _Waits:
 def _read_rows(folder: OutputFolder, split: str, columns: tuple[str, ...], name: str) -> pa.Table:
     """The split's ``columns``, read under OUT's lock from the data files OUT holds now (another command's merge
     may have renamed them since the job started; their rows are the same, which the merge checks)."""
-    from prefkit.output import read_output
 
     with out_lock(folder.path, name):
         current = read_output(folder.path)

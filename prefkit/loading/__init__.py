@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import model_validator
 
+from prefkit.errors import ModelError, require
 from prefkit.optionspec import OptionGroup, option
 
 #: the keys of a quantization record (transformers' ``BitsAndBytesConfig`` names), in the manifest's order
@@ -85,7 +86,6 @@ class LoadOptions(OptionGroup):
         with an outlier threshold (bitsandbytes' ``MatMul8bitLt`` takes every feature column in which any token of
         the batch exceeds it in fp16; measured on the tiny test model: a row's log-probs move by up to 0.08 nats
         with the other row in its batch, threshold 0: not at all)."""
-        from prefkit.errors import ModelError
 
         if self.load_in_8bit and self.llm_int8_threshold > 0:
             raise ModelError(
@@ -138,7 +138,6 @@ class LoadOptions(OptionGroup):
         import torch
         from transformers import BitsAndBytesConfig
 
-        from prefkit.errors import require
 
         require("bitsandbytes", _WHAT)
         if self.load_in_8bit:

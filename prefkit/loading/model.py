@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefkit.chat.templates import template_hash
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from prefkit.chat.templates import require_chat_template, template_hash
 from prefkit.chat.tokenizer import load_tokenizer, tokenizer_hash
 from prefkit.errors import ModelError, require
 from prefkit.hub_client import fetch_snapshot, looks_like_path
@@ -457,10 +460,7 @@ def load_for_set(
     """:func:`load_model` with a job's ``options`` (:class:`prefkit.loading.ModelOptions`) to score the set in
     ``folder`` (an :class:`prefkit.output.OutputFolder`): a set of message rows needs the tokenizer's chat
     template (:func:`prefkit.chat.templates.require_chat_template`, raising ``TemplateError`` without one)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from prefkit.chat.templates import require_chat_template
 
     loaded = load_model(model, options=options, hash_weights=hash_weights, kind=kind)
     schemas = [pq.read_schema(folder.shards[split][0]) for split in folder.splits]

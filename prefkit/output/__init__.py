@@ -15,7 +15,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from prefkit.output.card import render_card
 from prefkit.output.exports import require_trl_shape
+from prefkit.record import features_dict
 from prefkit.store.folder import (
     CARD_NAME,
     DATA_DIR,
@@ -130,8 +132,6 @@ def refresh_card(
 ) -> None:
     """(Re)write OUT/README.md from the manifest and the data files' schema (``name``: the set's folder name, when
     ``out_dir`` is its staging folder)."""
-    from prefkit.output.card import render_card
-    from prefkit.record import features_dict
 
     out_dir = Path(out_dir)
     if manifest is None or schemas is None:

@@ -26,7 +26,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from prefkit.output import read_output
 from prefkit.ranks import spearman
 
 #: most disagreeing ids listed per split (the count is always complete)
@@ -97,9 +99,7 @@ def audit(table: pa.Table | Mapping[str, pa.Table], max_ids: int = MAX_IDS) -> d
 def audit_folder(folder: str | Path | Any, max_ids: int = MAX_IDS) -> dict[str, Any]:
     """:func:`audit` of every split of an output folder (a path or an open ``OutputFolder``), reading only
     ``id``, ``margin`` and ``rm_margin``. Raises ``OutputError`` for a folder that is not a set."""
-    import pyarrow.parquet as pq
 
-    from prefkit.output import read_output
 
     out = read_output(folder) if isinstance(folder, str | Path) else folder
     self_margin = margin_is_rm(out.manifest)

@@ -14,12 +14,16 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+import jinja2
 import yaml
 
 from prefkit.accounting import meaning
 from prefkit.output.exports import DEFAULT_EXPORT, EXPORTS
+from prefkit.output.licences import most_restrictive, size_category
+from prefkit.output.shapes import UNSUPPORTED
+from prefkit.record import PreferenceRecord, features_yaml
 from prefkit.resources import read_text
-from prefkit.secrets import redact
+from prefkit.secrets import public_path, redact
 from prefkit.store.manifest_model import (
     Generate,
     Kto,
@@ -106,8 +110,6 @@ def _pct(x: float | None) -> str:
 
 @cache
 def _template():
-    import jinja2
-
     source = read_text("prefkit.output", "card.md.jinja")
     env = jinja2.Environment(
         trim_blocks=True,
@@ -130,7 +132,6 @@ def card_metadata(
 
     The sizes matter locally too: ``datasets`` caches a local folder under a hash of its card, so a card without
     them would let ``load_dataset(OUT)`` return a previous build's rows after a rebuild."""
-    from prefkit.record import features_yaml
 
     splits = manifest.split_entries
     meta: dict = {}
@@ -169,7 +170,6 @@ def card_metadata(
 def local_licence(manifest: Manifest) -> str | None:
     """The licence the local card states: the most restrictive of the sources' recorded licences (their presets'),
     or None when a source's licence is not known here (`push` looks it up on the Hub)."""
-    from prefkit.output.licences import most_restrictive
 
     known: list[Any] = [s.license for s in manifest.source_entries]
     return most_restrictive(known) if known and all(known) else None
@@ -193,8 +193,6 @@ def _data_files(manifest: Manifest, split: str) -> str | list[str]:
 
 
 def _size_category(n: int) -> str:
-    from prefkit.output.licences import size_category
-
     return size_category(n)
 
 
@@ -319,13 +317,11 @@ def _rm_row(name: str, audit: dict) -> dict:
 
 def _train_context(export: str, load_id: str, splits: dict[str, SplitEntry]) -> dict | None:
     """The consumer's config snippet of a non-TRL export (:mod:`prefkit.output.recipes`), or None."""
-    from prefkit.output.exports import EXPORTS
 
     shape = EXPORTS.get(export)
     if shape is None or shape.train is None:
         return None
     files = {name: list(c.files or []) for name, c in splits.items() if c.kept}
-    from prefkit.output.shapes import UNSUPPORTED
 
     language, text = shape.train(load_id, files)
     lacks = ", ".join(f"`{n}`" if "_" in n else n for n in UNSUPPORTED.get(export, ()))
@@ -335,7 +331,6 @@ def _train_context(export: str, load_id: str, splits: dict[str, SplitEntry]) -> 
 def _columns(features: dict, margin_col: str | None = None) -> list[dict]:
     """Each column's name, kind and meaning; ``margin_col``: the source column `build --margin-col` read the
     margin from (then ``margin`` is that column, not the source's own margin)."""
-    from prefkit.record import PreferenceRecord
 
     fields = PreferenceRecord.model_fields
     out = []
@@ -544,7 +539,6 @@ def _stats_row(name: str, s: dict) -> dict:
 def _token_rows(stats: dict) -> dict | None:
     """The token lengths `prefkit stats --tokenizer` recorded: the tokenizer, the measured columns and each split's
     medians; None when none were recorded."""
-    from prefkit.secrets import public_path
 
     rows = [(n, s["tokens"]) for n, s in (stats.get("splits") or {}).items() if s.get("tokens")]
     if not rows:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from prefkit.errors import require
+
 #: one colour per series, the same in every chart (colour-blind safe: Okabe and Ito's palette)
 COLOURS = {
     "prompt": "#999999",
@@ -30,8 +32,6 @@ BINS = 40
 
 
 def _plt() -> Any:
-    from prefkit.errors import require
-
     matplotlib = require("matplotlib", "plots")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

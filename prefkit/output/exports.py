@@ -42,8 +42,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from prefkit.errors import OptionError, OutputError
+from prefkit.filters.exportable import plain_rows
 from prefkit.output import shapes
 from prefkit.output.recipes import (
     axolotl_yaml,
@@ -54,6 +56,7 @@ from prefkit.output.recipes import (
     openrlhf_command,
     torchtune_yaml,
 )
+from prefkit.record import decode_messages, decode_row
 from prefkit.store.folder import EXPORT_FILES, NEMO_RL_DIR, OPENAI_DIR, OutputFolder  # noqa: F401 (EXPORT_FILES: this module's API)
 
 _PROVENANCE = ("source", "source_index", "id")
@@ -120,8 +123,6 @@ def _row_fields(table: pa.Table) -> list[pa.Field]:
 
 
 def _decoded_rows(table: pa.Table) -> list[dict]:
-    from prefkit.record import decode_row
-
     return [decode_row(r) for r in table.to_pylist()]
 
 
@@ -165,7 +166,6 @@ def _by_row_kind(
 ) -> pa.Table:
     """The rows every trainer carries whole (:func:`prefkit.filters.exportable.plain_rows`) reshaped by polars
     (``plain``), the others one by one from their decoded record (``each``), in the records' order."""
-    from prefkit.filters.exportable import plain_rows
 
     df = _frame(table)
     easy = df.select(plain_rows(df)).to_series().to_numpy()
@@ -336,8 +336,6 @@ def openai_lines(table: pa.Table) -> list[str]:
 
 
 def _openai_files(name: str, files: dict[str, list[str]], folder: Path) -> dict[str, str]:
-    import pyarrow.parquet as pq
-
     out = {}
     for split, paths in files.items():
         lines = [
@@ -395,9 +393,7 @@ def _nemo_rl(table: pa.Table) -> pa.Table:
 def _nemo_rl_files(name: str, files: dict[str, list[str]], folder: Path) -> dict[str, str]:
     """``nemo-rl/<split>.jsonl``: NeMo-RL's ``PreferenceDataset`` reads JSON lines (``load_dataset("json")``),
     with tool calls as objects."""
-    import pyarrow.parquet as pq
 
-    from prefkit.record import decode_messages
 
     out = {}
     for split, paths in files.items():

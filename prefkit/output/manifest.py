@@ -4,10 +4,13 @@ where. Written by `build`, extended by `reflogps` (``reflogps``) and `stats` (``
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
 from prefkit.accounting import total
+from prefkit.chat.tokenize import TRL_TOKENIZATION_RULE
+from prefkit.output.exports import DEFAULT_EXPORT, check_export
 from prefkit.version import __version__
 
 
@@ -75,7 +78,6 @@ def make_manifest(
 
 def _pinned(src: Any, spec: Any) -> dict | str:
     """The recipe entry of a source as read: a Hub source pinned to the commit it resolved to."""
-    from dataclasses import replace
 
     if src.kind == "hub" and src.sha:
         spec = replace(spec, revision=src.sha, config=src.config, data_dir=src.data_dir)
@@ -86,7 +88,6 @@ def describe_target(manifest: dict, target: Any, options: Any, filtered: bool) -
     """The manifest's ``tokenizer`` entry: what decided token lengths and text rendering."""
     if target is None:
         return
-    from prefkit.chat.tokenize import TRL_TOKENIZATION_RULE
 
     f = options.filters
     manifest["tokenizer"] = target.manifest_entry(
@@ -103,7 +104,6 @@ def finish_manifest(
 ) -> None:
     """The data files of each split (``files``: when an output folder is written), the export's figures and the
     statistics of what was written."""
-    from prefkit.output.exports import DEFAULT_EXPORT, check_export
 
     for name, paths in (files or {}).items():
         manifest["splits"][name]["files"] = paths

@@ -24,6 +24,8 @@ import json
 
 import yaml
 
+from prefkit.output.shapes import dataset_info
+
 
 def _yaml(data: dict, comment: str) -> tuple[str, str]:
     return "yaml", f"# {comment}\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
@@ -60,8 +62,6 @@ def openrlhf_command(load_id: str, files: dict[str, list[str]]) -> tuple[str, st
 
 
 def llamafactory_yaml(load_id: str, files: dict[str, list[str]]) -> tuple[str, str]:
-    from prefkit.output.shapes import dataset_info
-
     name = load_id.rstrip("/").split("/")[-1]
     entries = [k for k in dataset_info(name, files) if "_train" in k] or list(dataset_info(name, files))
     config = {

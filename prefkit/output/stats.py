@@ -32,6 +32,21 @@ from prefkit.values import names
 if TYPE_CHECKING:
     from prefkit.results import StatsResult
 
+import pyarrow.parquet as pq
+
+from prefkit.chat.lengths import message_token_lengths, text_token_lengths
+from prefkit.errors import OutputError
+from prefkit.filters.residue import residue_markers
+from prefkit.output import charts, read_output, refresh_card, require_trl_shape, write_manifest
+from prefkit.output.audit import AUDIT_COLUMNS, split_audit
+from prefkit.progress import bar
+from prefkit.record import frame_rows
+from prefkit.results import StatsResult
+from prefkit.select.length_balance import length_bias as measure
+from prefkit.spill import batch_rows
+from prefkit.store.folder import stderr_warning
+from prefkit.store.lock import out_lock
+
 PERCENTILES = (5, 10, 25, 50, 75, 90, 95, 99)
 
 
@@ -67,7 +82,6 @@ def length_bias(chosen: np.ndarray, rejected: np.ndarray, margin: np.ndarray | N
     """How answer length relates to preference, in ``unit`` (chars or tokens): share of pairs whose chosen answer
     is longer, share of equal lengths, median ratio chosen/rejected, and Spearman's rank correlation of the
     margin with the length difference (:func:`prefkit.select.length_balance.length_bias` computes them)."""
-    from prefkit.select.length_balance import length_bias as measure
 
     m = measure(chosen, rejected, margin)
     pairs, equal = m["pairs"], m["equal_length"]
@@ -162,8 +176,6 @@ class SplitStats:
                 ).to_numpy()
             )
         if "rm_margin" in df.columns:  # a set scored by `prefkit score`: the label audit's columns
-            from prefkit.output.audit import AUDIT_COLUMNS
-
             self.audit.append(table.select([c for c in AUDIT_COLUMNS if c in table.column_names]))
         if self.target is not None and getattr(self.target, "tokenizer", None) is not None and df.height:
             for k, v in _token_lengths(df, self.target, self.text).items():
@@ -192,8 +204,6 @@ class SplitStats:
             finite = diff[np.isfinite(diff)]
             out["ref_prefers_chosen"] = _share(finite > 0)
         if self.audit:
-            from prefkit.output.audit import split_audit
-
             out["rm_audit"] = split_audit(pa.concat_tables(self.audit))
         if self.tokens:
             lengths = self.tokens
@@ -210,15 +220,11 @@ class SplitStats:
 
 def residue_count(df: pl.DataFrame) -> int:
     """Rows whose message text holds template residue."""
-    from prefkit.filters.residue import residue_markers
 
     return int(residue_markers(df).is_not_null().sum())
 
 
 def _token_lengths(df: pl.DataFrame, target: Any, text: bool) -> dict[str, list[int]]:
-    from prefkit.chat.lengths import message_token_lengths, text_token_lengths
-    from prefkit.record import frame_rows
-
     if text:
         prompts, chosen, rejected = (df[c].to_list() for c in ("prompt", "chosen", "rejected"))
         lengths = text_token_lengths(target.tokenizer, prompts, chosen, rejected)
@@ -260,10 +266,7 @@ def folder_stats(
 ) -> dict:
     """:func:`split_stats` of every split (or ``splits``) of an open output folder, read batch by batch;
     ``progress``: a bar of rows per split on stderr (counting tokens takes minutes on large sets)."""
-    import pyarrow.parquet as pq
 
-    from prefkit.progress import bar
-    from prefkit.spill import batch_rows
 
     result = {}
     for name in splits or out.splits:
@@ -285,7 +288,6 @@ def folder_stats(
 def current_stats(out: Any) -> dict[str, dict]:
     """The statistics in the manifest when they describe the data files as they are (same rows and columns),
     else computed now (a folder changed by hand, or written by an older prefkit)."""
-    import pyarrow.parquet as pq
 
     stored = out.typed_manifest.split_stats()
     fresh = {}
@@ -307,9 +309,6 @@ def compute_stats(
     Raises :class:`~prefkit.errors.OutputError` for a folder that is not a set, a split it does not have, or a set
     exported in another trainer's shape.
     """
-    from prefkit.errors import OutputError
-    from prefkit.output import read_output, require_trl_shape
-    from prefkit.store.folder import stderr_warning
 
     out = read_output(folder, warn=stderr_warning)
     require_trl_shape(out, "stats")
@@ -348,7 +347,6 @@ def plot(stats: dict[str, Any], folder: str | Path, max_length: int | None = Non
     Drawn by :mod:`prefkit.output.charts`: integer row counts, chosen and rejected on shared bins in colours of
     their own (named in the legend), the prompt+answer series and, with token lengths, a line at ``max_length``
     (the set's, from its manifest, when not given). Needs matplotlib (``pip install 'prefkit[plot]'``)."""
-    from prefkit.output import charts
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -391,7 +389,6 @@ def set_max_length(stats: dict[str, Any]) -> int | None:
 def record_stats(folder: str | Path, stats: dict[str, Any], plots: list[Path] | None = None) -> list[str]:
     """Record the statistics (and the plots that lie inside the set folder, as paths relative to it) in
     ``prefkit.json`` (``manifest["stats"]``) and rewrite the dataset card. Returns the recorded plot paths."""
-    from prefkit.store.lock import out_lock
 
     with out_lock(folder, "stats"):
         return _record(folder, stats, plots)
@@ -400,7 +397,6 @@ def record_stats(folder: str | Path, stats: dict[str, Any], plots: list[Path] | 
 def plot_and_record(folder: str | Path, stats: dict[str, Any], plot_dir: str | Path) -> list[Path]:
     """Write the plots into ``plot_dir`` and record the statistics in the set (:func:`record_stats`), both under
     OUT's writer lock (plots inside OUT are not lost to another command's swap). Returns the plots' paths."""
-    from prefkit.store.lock import out_lock
 
     with out_lock(folder, "stats"):
         paths = plot(stats, plot_dir)
@@ -409,8 +405,6 @@ def plot_and_record(folder: str | Path, stats: dict[str, Any], plot_dir: str | P
 
 
 def _record(folder: str | Path, stats: dict[str, Any], plots: list[Path] | None) -> list[str]:
-    from prefkit.output import read_output, refresh_card, write_manifest
-
     out = read_output(folder)
     root = out.path.resolve()
     inside = []
@@ -469,7 +463,6 @@ def stats(
     >>> stats("hermes2k", tokenizer="./my-sft-model").splits["train"]["tokens"]["prompt"]["p95"]  # doctest: +SKIP
     412.0
     """
-    from prefkit.results import StatsResult
 
     opts = StatsOptions.create(options, **keywords)
     target = opts.load()

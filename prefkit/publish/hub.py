@@ -25,6 +25,7 @@ from prefkit.publish.options import PushOptions
 from prefkit.publish.plan import REPORT_NAME, Plan, local_plan, plan_commit
 from prefkit.results import Result
 from prefkit.store.manifest_model import Manifest
+from prefkit.version import __version__
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
@@ -138,7 +139,6 @@ def push(
     """
     from huggingface_hub import HfApi
 
-    from prefkit.version import __version__
 
     opts = PushOptions.create(options, **keywords)
     out = read_output(folder)

@@ -18,7 +18,13 @@ import pyarrow.parquet as pq
 from prefkit.errors import HubError
 from prefkit.hub_client import http_status, transient
 from prefkit.output import CARD_NAME, DATA_DIR, MANIFEST_NAME, REJECTS_DIR, OutputFolder
+from prefkit.output.card import HubCard, render_card
+from prefkit.output.exports import EXPORT_FILES
+from prefkit.output.licences import license_family, license_rank, most_restrictive
+from prefkit.output.stats import current_stats
 from prefkit.publish.options import PushOptions
+from prefkit.publish.public import public_manifest
+from prefkit.record import features_dict
 from prefkit.store.folder import split_sizes
 from prefkit.store.manifest_model import Manifest, checked_manifest
 
@@ -52,8 +58,6 @@ def plan_commit(api, repo_id: str, out: OutputFolder, local: Local, options: Pus
     ``private`` for a public repo; the card (licence, split files, the remote card's metadata kept); the files
     earlier pushes recorded and this one does not write are deleted, others under the managed folders kept with a
     warning (deleted with ``delete_unrecorded``)."""
-    from prefkit.output.card import HubCard, render_card
-    from prefkit.output.licences import license_family
 
     remote = remote_state(api, repo_id, options.revision or "main", dry_run=options.dry_run, warn=warn)
     if not remote.exists and remote.checked:
@@ -185,7 +189,6 @@ def refuse_other_type(api, repo_id: str) -> None:
 
 def licence(api, manifest: Manifest, override: str | None, warn) -> tuple[str, dict[str, str | None]]:
     """The card's licence: ``override``, else the most restrictive of the sources' licences."""
-    from prefkit.output.licences import license_rank, most_restrictive
 
     found: dict[str, str | None] = {}
     for src in manifest.source_entries:
@@ -238,11 +241,6 @@ class Local:
 
 
 def local_plan(out: OutputFolder, include_rejects: bool, plots: str | Path | None) -> Local:
-    from prefkit.output.exports import EXPORT_FILES
-    from prefkit.output.stats import current_stats
-    from prefkit.publish.public import public_manifest
-    from prefkit.record import features_dict
-
     files: list[tuple[str, Path]] = []
     split_files: dict[str, dict] = {}
     features: dict = {}

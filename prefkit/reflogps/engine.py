@@ -31,7 +31,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from prefkit.chat.tokenize import TokenizedPair
 from prefkit.errors import ModelError
+from prefkit.reflogps.plain import score_pairs_plain
 
 #: Bumped whenever the engine's numerics or batching change; recorded in the manifest.
 ENGINE_VERSION = "1"
@@ -446,8 +448,6 @@ def self_test(model: Any, *, seed: int = 0) -> dict[str, float]:
     """
     import torch
 
-    from prefkit.chat.tokenize import TokenizedPair
-    from prefkit.reflogps.plain import score_pairs_plain
 
     vocab = int(head_spec(model).weight.shape[0])
     gen = torch.Generator().manual_seed(seed)

@@ -23,22 +23,41 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from prefkit.chat.tokenize import tokenize_pairs
+from prefkit.chat.trl_rules import (
+    KEPT_EMPTY,
+    LEGACY_DEFAULTS,
+    resolve_profile,
+    rule_profile,
+    score_split_prompts,
+)
 from prefkit.errors import OptionError, OutputError, option
+from prefkit.jobs.distributed import init_distributed
 from prefkit.jobs.leases import DEFAULT_LEASE_SECONDS
+from prefkit.jobs.merge import merge
 from prefkit.jobs.plan import (
     DEFAULT_SHARD_ROWS,
     REF_COLUMNS,
     WORK_DIR,
+    data_fingerprint,
     has_columns,
     has_ref_columns,
+    plan_shards,
+    read_work_settings,
     settings_fingerprint,
 )
+from prefkit.jobs.report import JobRun, Tally, worker_summary
+from prefkit.jobs.runner import JobSpec, merge_finished, run_shards
 from prefkit.loading import ModelOptions
+from prefkit.loading.model import load_for_set, resolve_device
 from prefkit.optionspec import OptionGroup
 from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.record import REFLOGPS_FIELDS
+from prefkit.reflogps import engine
 from prefkit.reflogps.common import check_vocab, empty_counts
+from prefkit.reflogps.kto import KTO_COLUMNS, KTO_RULE, check_batch_size, is_kto_folder, kto_section, kto_spec
 from prefkit.reflogps.options import ReflogpsOptions
+from prefkit.reflogps.provenance import check_build_tokenizer, engine_records, scoring_settings, section
 from prefkit.results import ReflogpsResult
 from prefkit.store.folder import stderr_warning
 
@@ -71,9 +90,6 @@ def score_shard(
     """Tokenize (TRL-exact, by the release profile's ``rule``: :mod:`prefkit.chat.trl_rules`) and score one shard →
     (column values, counts). ``on_progress(pairs, tokens)`` is called as batches finish. Rows a release keeps
     although their prompt fills ``max_length`` (TRL <= 1.8) get 0.0: no completion token is left to score."""
-    from prefkit.chat.tokenize import tokenize_pairs
-    from prefkit.chat.trl_rules import KEPT_EMPTY, score_split_prompts
-    from prefkit.reflogps import engine
 
     pairs = tokenize_pairs(rows, loaded.tokenizer, max_length, rule)
     check_vocab(loaded, pairs)
@@ -107,7 +123,6 @@ def score_shard(
 
 def _open(out_dir: str | Path, opts: ReflogpsOptions) -> tuple[OutputFolder, int]:
     """The folder (checked before any model is loaded) and the max_length to score with."""
-    from prefkit.reflogps.kto import KTO_COLUMNS, is_kto_folder
 
     folder = read_output(out_dir, warn=stderr_warning)
     kto = is_kto_folder(folder)
@@ -143,8 +158,6 @@ def _maybe_this_job(folder: OutputFolder, max_length: int) -> bool:
 
 def _load(folder: OutputFolder, opts: ReflogpsOptions, ctx: Any) -> Any:
     """The model, checked against the set (chat template for message rows; the build's tokenizer)."""
-    from prefkit.loading.model import load_for_set
-    from prefkit.reflogps.provenance import check_build_tokenizer
 
     model = str(opts.model)
     loaded = load_for_set(folder, model, opts, hash_weights=ctx.is_main)
@@ -180,9 +193,6 @@ def reflogps(
     >>> reflogps("hermes2k", "./my-sft-model", max_length=2048).dropped  # doctest: +SKIP
     {'prompt_too_long': 4}
     """
-    from prefkit.jobs.distributed import init_distributed
-    from prefkit.jobs.runner import run_shards
-    from prefkit.loading.model import resolve_device
 
     start = time.perf_counter()
     opts = ReflogpsOptions.create(options, **keywords, model=model)
@@ -208,8 +218,6 @@ def reflogps(
 def _job_kind(folder: OutputFolder, opts: ReflogpsOptions, max_length: int) -> JobKind:
     """What the values follow (a DPO set's TRL rule, a KTO set's batch size), refusing the options that do not
     apply to the set."""
-    from prefkit.chat.trl_rules import resolve_profile
-    from prefkit.reflogps.kto import check_batch_size, is_kto_folder
 
     pdtbs = opts.per_device_train_batch_size
     batch_size = check_batch_size(pdtbs) if is_kto_folder(folder) else None
@@ -237,22 +245,16 @@ def _finisher(
     """The merge a worker runs once every shard is finished (see :data:`prefkit.jobs.runner.Finish`)."""
 
     def finish(shards: list, counts: dict, check: Callable[[], None]) -> dict:
-        from prefkit.jobs.merge import merge
-        from prefkit.reflogps.provenance import section
-
         columns = [name for name, _ in spec.columns]
         info: dict[str, Any] = {"command": command, "columns": columns, "world_size": world, "engine": engine}
         info |= {"counts": counts, "seconds": round(time.perf_counter() - start, 3)}
         sec = section(prov, spec.settings, info)
-        from prefkit.chat.trl_rules import LEGACY_DEFAULTS, rule_profile
 
         if (
             rule_profile(spec.settings["trl_tokenization_rule"]).tokenize is not None
         ):  # TRL <= 0.28's defaults
             sec.update(LEGACY_DEFAULTS)
         if "per_device_train_batch_size" in spec.settings:
-            from prefkit.reflogps.kto import kto_section
-
             sec["kto"] = kto_section(folder, spec.settings, shards, folder.path / spec.work_dir)
         return merge(folder.path, shards, sec, columns=spec.columns, settings=spec.settings, check=check)
 
@@ -262,9 +264,6 @@ def _finisher(
 def _merge_only(folder: OutputFolder, opts: ReflogpsOptions, start: float) -> ReflogpsResult:
     """``--merge-only``: merge the work folder's finished job with the model provenance its first worker recorded
     in settings.json (no model is loaded). A set this job already merged is reported as complete."""
-    from prefkit.jobs.plan import plan_shards, read_work_settings
-    from prefkit.jobs.report import JobRun, Tally
-    from prefkit.jobs.runner import JobSpec, merge_finished
 
     out, model, max_length = folder.path, opts.model, opts.max_length
     recorded = read_work_settings(out / WORK_DIR)
@@ -318,10 +317,6 @@ def _job_spec(
     folder: OutputFolder, loaded: Any, options: ReflogpsOptions, kind: JobKind, dev: Any, ctx: Any
 ) -> tuple[Any, dict]:
     """The job: settings (fingerprinted), and the shard scorer; plus the engine settings for the manifest."""
-    from prefkit.jobs.plan import data_fingerprint
-    from prefkit.jobs.runner import JobSpec
-    from prefkit.reflogps import engine
-    from prefkit.reflogps.provenance import engine_records, scoring_settings
 
     budget, sharing = options.token_budget, options.prefix_sharing
     fingerprint_engine, engine_settings = engine_records(
@@ -331,8 +326,6 @@ def _job_spec(
     rule, batch_size, max_length = kind.rule, kind.batch_size, kind.max_length
     extra: dict = {"shard_rows": options.shard_rows}
     if batch_size is not None:
-        from prefkit.reflogps.kto import KTO_RULE
-
         rule, extra["per_device_train_batch_size"], extra["kl_order"] = KTO_RULE, batch_size, "dataset"
 
     def settings() -> dict:
@@ -343,8 +336,6 @@ def _job_spec(
 
     score = partial(score_shard, loaded, max_length=max_length, token_budget=budget, prefix_sharing=sharing)
     if batch_size is not None:
-        from prefkit.reflogps.kto import kto_spec
-
         return kto_spec(loaded, fixed, max_length, batch_size, (budget, sharing)), engine_settings
     spec = JobSpec(
         REFLOGPS_FIELDS, ROW_COLUMNS, fixed, settings_fingerprint(fixed), partial(score, rule=rule)
@@ -355,7 +346,6 @@ def _job_spec(
 def _summary(out: Path, run: Any, seconds: float) -> ReflogpsResult:
     """The summary `--json` prints, for this worker (summed over torchrun ranks): rates count only the pairs it
     scored; ``shards`` says how many it scored, took over, found finished, left to others, and whether it merged."""
-    from prefkit.jobs.report import worker_summary
 
     section = run.manifest["reflogps"]
     totals = section["totals"]

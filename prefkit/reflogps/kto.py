@@ -33,9 +33,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
+import xxhash
 
+from prefkit.chat.tokenize import (
+    TokenizedPair,
+    _apply,
+    _check_tokenizer,
+    _ids,
+    _template_kwargs,
+    common_prefix_length,
+    is_conversational,
+)
 from prefkit.errors import FormatError, OptionError
+from prefkit.jobs.plan import Shard, settings_fingerprint
+from prefkit.jobs.runner import JobSpec, _read_rows
+from prefkit.output.stats import kto_weight_ranges
+from prefkit.record import decode_row
+from prefkit.reflogps import engine
 from prefkit.reflogps.common import check_vocab, empty_counts
 
 #: columns a KTO job adds
@@ -78,16 +95,12 @@ def is_kto_table(names: Sequence[str]) -> bool:
 def ids_hash(ids: Sequence[int]) -> int:
     """xxh3-64 of token ids (as little-endian int64), as a signed int64 (what the ``KL_completion_hash`` column
     holds)."""
-    import numpy as np
-    import xxhash
 
     value = xxhash.xxh3_64_intdigest(np.asarray(ids, dtype="<i8").tobytes())
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def _prepare(row: Mapping[str, Any], eos: str) -> tuple[dict, bool]:
-    from prefkit.chat.tokenize import is_conversational
-
     for key in ("prompt", "completion"):
         if key not in row or row[key] is None:
             raise FormatError(
@@ -104,7 +117,6 @@ def _prepare(row: Mapping[str, Any], eos: str) -> tuple[dict, bool]:
 def _encode(tokenizer: Any, rows: list[dict], conversational: bool, full: bool) -> list[list[int]]:
     """Ids of the prompts (``full=False``) or prompt+completion of rows of one kind, the way TRL calls the
     tokenizer (per row when a row has ``tools`` / ``chat_template_kwargs``)."""
-    from prefkit.chat.tokenize import _apply, _ids, _template_kwargs
 
     if not conversational:
         return _ids(tokenizer([r["prompt"] + (r["completion"] if full else "") for r in rows]))
@@ -135,7 +147,6 @@ def tokenize_completions(
     completion), ``ModelError`` (no chat template for message rows, no ``eos_token`` for text rows, a template
     error).
     """
-    from prefkit.chat.tokenize import _check_tokenizer, common_prefix_length
 
     eos = getattr(tokenizer, "eos_token", None) or ""
     prepared = [_prepare(r, eos) for r in rows]
@@ -186,8 +197,6 @@ def score_kto_shard(
     """Tokenize and score one shard of a KTO set (its rows start on a KL batch boundary) → (column values,
     counts). Each kept row is scored as a pair (prompt, completion, KL completion) by the DPO engine, which shares
     the prompt's forward."""
-    from prefkit.chat.tokenize import TokenizedPair
-    from prefkit.reflogps import engine
 
     tokens = tokenize_completions(rows, loaded.tokenizer, max_length)
     sources = kl_sources([not t.dropped for t in tokens], batch_size)
@@ -244,8 +253,6 @@ def check_batch_size(batch_size: int | None) -> int:
 def kept_rows(folder: Any, split: str, tokenizer: Any, max_length: int) -> list[bool]:
     """Which rows of ``split`` TRL keeps (their prompt ids stay under ``max_length``), tokenizing the prompts in
     chunks (prompt+completion only where the prompt alone reaches ``max_length``)."""
-    from prefkit.jobs.runner import _read_rows
-    from prefkit.record import decode_row
 
     table = _read_rows(folder, split, KTO_ROW_COLUMNS, "reflogps")
     kept: list[bool] = []
@@ -270,7 +277,6 @@ def shard_starts(kept: Sequence[bool], shard_rows: int, batch_size: int) -> list
 
 def planner(tokenizer: Any, max_length: int, batch_size: int) -> Any:
     """The job's shard plan (``JobSpec.plan``): each split cut at KL batch boundaries (:func:`shard_starts`)."""
-    from prefkit.jobs.plan import Shard
 
     def plan(folder: Any, shard_rows: int) -> list:
         shards: list[Shard] = []
@@ -288,7 +294,6 @@ def planner(tokenizer: Any, max_length: int, batch_size: int) -> Any:
 
 def is_kto_folder(folder: Any) -> bool:
     """Whether an output folder holds TRL's unpaired shape (``--export kto``, or prompt/completion/label data)."""
-    import pyarrow.parquet as pq
 
     if (folder.manifest.get("export") or {}).get("shape") == "kto":
         return True
@@ -298,8 +303,6 @@ def is_kto_folder(folder: Any) -> bool:
 
 def kto_spec(loaded: Any, settings: dict, max_length: int, batch_size: int, engine: tuple) -> Any:
     """The job for a KTO set: its columns, the rows it reads, the scorer and the KL-batch shard plan."""
-    from prefkit.jobs.plan import settings_fingerprint
-    from prefkit.jobs.runner import JobSpec
 
     budget, sharing = engine
 
@@ -321,8 +324,6 @@ def kto_spec(loaded: Any, settings: dict, max_length: int, batch_size: int, engi
 def label_counts(folder: Any, shards: list, work: Any) -> dict[str, dict[str, int]]:
     """Per split: ``desirable`` (``label`` true) and ``undesirable`` rows, and of those the rows scored (TRL keeps
     them: its recommended weights count these), from the job's finished parts in ``work``."""
-    import numpy as np
-    import pyarrow.parquet as pq
 
     out = {}
     for split in folder.splits:
@@ -344,7 +345,6 @@ def label_counts(folder: Any, shards: list, work: Any) -> dict[str, dict[str, in
 def kto_section(folder: Any, settings: dict, shards: list, work: Any) -> dict:
     """The manifest's ``reflogps.kto``: what the KL values depend on, the label counts and TRL's recommended
     weights for the train split's scored rows (what ``KTOTrainer`` counts after dropping rows)."""
-    from prefkit.output.stats import kto_weight_ranges
 
     counts = label_counts(folder, shards, work)
     train = counts.get("train") or next(iter(counts.values()), {})

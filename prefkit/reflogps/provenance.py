@@ -12,6 +12,10 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
+import pyarrow.compute as pc
+
+from prefkit.chat.trl_rules import installed_trl
 from prefkit.errors import ModelError
 from prefkit.output.card import adapter_words, quantization_words
 from prefkit.store.manifest_model import ModelRun, Tokenizer
@@ -159,7 +163,7 @@ def section(prov: dict, settings: dict, run: dict) -> dict:
         "truncation_mode": "keep_start",
         "trl_tokenization_rule": settings["trl_tokenization_rule"],
         "trl_releases": _rule_releases(settings["trl_tokenization_rule"]),
-        "trl_version": trl_version(),
+        "trl_version": installed_trl(),
         "engine": run.get("engine"),
         "splits": run["counts"]["splits"],
         "totals": run["counts"]["totals"],
@@ -171,16 +175,6 @@ def _rule_releases(rule: str) -> str:
     """The TRL releases whose DPOTrainer tokenizes by ``rule`` (``1.14.2..1.16``: the rule's first release and
     the last one checked), as recorded in the rule's name."""
     return rule.split(":", 1)[0].removeprefix("trl-dpo-").removeprefix("trl-kto-")
-
-
-def trl_version() -> str | None:
-    """The installed TRL's version (None when TRL is not installed)."""
-    try:
-        from importlib.metadata import version
-
-        return version("trl")
-    except Exception:  # optional dependency; informational only
-        return None
 
 
 class ReferenceMismatchError(ValueError):
@@ -196,8 +190,6 @@ def check_rows(table: Any, max_length: int | None, truncation_mode: str = "keep_
     completion tokens: ``min(len(completion), max_length - len(prompt))`` with ``keep_start`` (TRL's collator).
     Returns ``{"rows", "nulls", "mismatched", "example", "checked"}``.
     """
-    import numpy as np
-    import pyarrow.compute as pc
 
     def lengths(name: str) -> np.ndarray:
         return pc.list_value_length(table.column(name)).to_numpy(zero_copy_only=False).astype(np.int64)

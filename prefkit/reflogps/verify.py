@@ -13,12 +13,19 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from prefkit.chat.tokenize import tokenize_pairs
 from prefkit.errors import OutputError
+from prefkit.jobs.plan import REF_COLUMNS
 from prefkit.loading import LoadOptions
+from prefkit.loading.model import load_model
 from prefkit.optionspec import OptionGroup
 from prefkit.output import OutputFolder, read_output, require_trl_shape
+from prefkit.progress import bar
 from prefkit.record import decode_row
+from prefkit.reflogps.job import ROW_COLUMNS
 from prefkit.reflogps.options import VerifyOptions
+from prefkit.reflogps.plain import score_pairs_plain
+from prefkit.reflogps.provenance import differences, setup_differences
 from prefkit.results import VerifyResult
 
 #: Default tolerances per compute dtype: |stored - recomputed| <= atol + rtol * |recomputed|.
@@ -57,8 +64,6 @@ def _section(folder: OutputFolder, out_dir: Any, split: str | None) -> tuple[dic
 
 def _stored(folder: OutputFolder, splits: list[str], picks: list[tuple[str, int]]) -> tuple[list, list, dict]:
     """The sampled rows (what TRL tokenizes), their ids, and their stored reference columns."""
-    from prefkit.jobs.plan import REF_COLUMNS
-    from prefkit.reflogps.job import ROW_COLUMNS
 
     stored: dict[str, list] = {name: [] for name in REF_COLUMNS}
     rows: list[dict] = []
@@ -96,10 +101,6 @@ def verify(
     ``null_mismatches``, provenance ``warnings`` (e.g. other weights than recorded) and ``ok``. Raises
     ``OutputError`` for a set without reference columns.
     """
-    from prefkit.chat.tokenize import tokenize_pairs
-    from prefkit.loading.model import load_model
-    from prefkit.progress import bar
-    from prefkit.reflogps.plain import score_pairs_plain
 
     given = {k: v for k, v in keywords.items() if v is not None}
     opts = VerifyOptions.create(options, **given, **({"model": model} if model is not None else {}))
@@ -153,7 +154,6 @@ def _recorded(out_dir: Any, section: dict, opts: VerifyOptions) -> VerifyOptions
 
 def _warnings(section: dict, prov: dict) -> list[str]:
     """Where the model loaded now differs from the one that scored the set."""
-    from prefkit.reflogps.provenance import differences, setup_differences
 
     keys = ("weights_sha256", "tokenizer_sha256", "chat_template_sha256")
     warnings = differences(section, {k: prov.get(k) for k in keys})
@@ -186,8 +186,6 @@ def _hint(report: dict, warnings: list[str], max_length: int) -> str | None:
 
 
 def _compare(pairs: list, ids: list, stored: dict, chosen: Any, rejected: Any, tolerance: tuple) -> dict:
-    from prefkit.jobs.plan import REF_COLUMNS
-
     atol, rtol = tolerance
 
     def as_float(values: list) -> np.ndarray:

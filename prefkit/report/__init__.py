@@ -12,14 +12,19 @@ Data files: ``prefkit/report/templates/report.html.jinja``, ``report.css``, ``re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from prefkit._callable import callable_package
+from prefkit.errors import OptionError, option
+from prefkit.output import read_output, refresh_card, require_trl_shape, write_manifest
+from prefkit.publish.public import public_manifest
 from prefkit.report.build import build_pages, render_page
 from prefkit.report.options import ReportOptions
 from prefkit.store.manifest_model import Report
+from prefkit.store.writer import write_text
 
 #: the page's size limit: rows are sampled down until the page fits (docs/report.md)
 MAX_BYTES = 10 * 2**20
@@ -57,7 +62,6 @@ def report(
     :func:`write_report`; ``tokenizer``/``chat_template`` (with ``tokenizer_revision``, ``trust_remote_code``)
     count lengths in tokens by TRL's rule (:func:`prefkit.chat.target.load_target`). See :func:`write_report` for
     the errors."""
-    from prefkit.errors import OptionError, option
 
     opts = ReportOptions.create(options, **keywords)
     for path in opts.eval_set:
@@ -99,11 +103,7 @@ def write_report(
     folder that is not a set or a set exported in another trainer's shape, ``DependencyError`` without
     matplotlib.
     """
-    from dataclasses import replace
 
-    from prefkit.output import read_output, require_trl_shape
-    from prefkit.publish.public import public_manifest
-    from prefkit.store.writer import write_text
 
     out = read_output(folder)
     require_trl_shape(out, "report")
@@ -131,9 +131,7 @@ def write_report(
 def record_report(out: Any, result: ReportResult, seed: int) -> None:
     """Record a page written inside the set folder in ``prefkit.json`` (``report``: its path relative to the
     folder, rows shown per split, seed) and rewrite the card, which then links to it (`push` uploads it)."""
-    from datetime import datetime, timezone
 
-    from prefkit.output import refresh_card, write_manifest
 
     try:
         relative = result.path.resolve().relative_to(out.path.resolve()).as_posix()

@@ -6,9 +6,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import jinja2
 import numpy as np
 import pyarrow.parquet as pq
+from markupsafe import Markup
 
+from prefkit.accounting import glossary, meaning, total
+from prefkit.output.stats import folder_stats
+from prefkit.report.figures import split_charts
 from prefkit.report.page import (
     KEPT_COLUMNS,
     NEAR_DUP,
@@ -27,7 +32,9 @@ from prefkit.report.page import (
     sample_indices,
     shown_fields,
 )
+from prefkit.resources import read_text
 from prefkit.store.manifest_model import Manifest, SourceSplit
+from prefkit.version import __version__
 
 PAGE_SIZE = 20
 #: manifest sections shown under provenance, with their titles
@@ -48,7 +55,6 @@ def build_pages(
     out: Any, *, rows: int, examples: int, seed: int, target: Any, eval_sets: tuple[str, ...] = ()
 ) -> list[SplitPage]:
     """One :class:`SplitPage` per split of the manifest (a split that kept no rows too)."""
-    from prefkit.output.stats import folder_stats
 
     stats = folder_stats(out, target, keep_values=True) if out.shards else {}
     manifest = Manifest.read(out.manifest)
@@ -76,7 +82,6 @@ def numbers(out: Any, split: str) -> dict[str, np.ndarray]:
 
 def read_split(out: Any, name: str, counts: dict, *, rows: int, examples: int, seed: int) -> SplitPage:
     """The rows of one split the page shows: reject samples per reason, kept sample, disagreeing rows."""
-    from prefkit.accounting import meaning
 
     groups = []
     for stage, reason, count, frame in reject_groups(out.rejects_path(name), examples, seed):
@@ -176,14 +181,8 @@ def source_flows(manifest: Manifest, split: str) -> list[dict[str, Any]]:
 
 def render_page(out: Any, pages: list[SplitPage], seed: int) -> str:
     """The page's HTML (the template with autoescape; charts drawn for each split)."""
-    import jinja2
     import matplotlib
-    from markupsafe import Markup
 
-    from prefkit.accounting import glossary, total
-    from prefkit.report.figures import split_charts
-    from prefkit.resources import read_text
-    from prefkit.version import __version__
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined, keep_trailing_newline=True)
     env.filters["num"] = _num

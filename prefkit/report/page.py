@@ -23,6 +23,7 @@ from prefkit.filters.tokens import TEMPLATE_REFUSED
 from prefkit.frame import REASON, STAGE, Stage
 from prefkit.report.evidence import Pieces, mark_all, row_text, shared_run, word_diff
 from prefkit.select.decontaminate import CONTAMINATED
+from prefkit.select.evalsets import resolve_evalset
 from prefkit.select.near_dedup import NEAR_DUPLICATE
 from prefkit.store.manifest_model import Manifest
 
@@ -193,7 +194,6 @@ def load_eval_items(manifest: Manifest, files: tuple[str, ...] = ()) -> dict[str
     """The items of the eval sets the build decontaminated against, for those found offline: one of ``files``
     whose name is the eval set's name, else the path the manifest records (relative to the working folder).
     A Hub eval set is not downloaded by the report; its rows show the item's index only."""
-    from prefkit.select.evalsets import resolve_evalset
 
     by_name = {Path(f).name: f for f in files}
     items: dict[str, list[list[str]]] = {}

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefkit.reflogps.provenance import section
+
 #: the manifest section and the work folder of the job
 SECTION = "rm_scores"
 WORK_DIR = ".score-work"
@@ -27,7 +29,6 @@ def default_max_length(model: Any, tokenizer: Any) -> int:
 
 def scores_section(loaded: Any, settings: dict, info: dict) -> dict:
     """The manifest's ``rm_scores`` section: the reference job's provenance fields, with the reward rule."""
-    from prefkit.reflogps.provenance import section
 
     sec = section(loaded.provenance, settings, info)
     sec["truncation_mode"] = "none: pairs with a text longer than max_length are not scored (null)"

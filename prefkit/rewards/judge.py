@@ -23,15 +23,22 @@ import json
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from prefkit.errors import OptionError, OutputError
 from prefkit.generate.base import Engine, Output, Request
+from prefkit.generate.engine import load_engine
 from prefkit.generate.sampling import SamplingParams
-from prefkit.output import OutputFolder
-from prefkit.rewards.rm import COLUMN, completion_type, guard
+from prefkit.jobs.distributed import init_distributed
+from prefkit.jobs.plan import data_fingerprint, settings_fingerprint
+from prefkit.jobs.report import worker_summary
+from prefkit.jobs.runner import JobSpec, merging, run_shards
+from prefkit.loading.model import resolve_device
+from prefkit.output import OutputFolder, read_output
+from prefkit.resources import data_files, read_text
+from prefkit.rewards.rm import COLUMN, completion_type, guard, is_generated
 
 FIELD = "judge_score"
 SECTION = "judge"
@@ -73,14 +80,11 @@ class Rubric:
 
 
 def builtin_rubrics() -> list[str]:
-    from prefkit.resources import data_files
-
     return [f.name.removesuffix(".json") for f in data_files("prefkit.rewards", "rubrics", ".json")]
 
 
 def load_rubric(spec: str | None) -> Rubric:
     """A built-in rubric by name, or a JSON file. Raises OptionError for an unknown name or a malformed file."""
-    from prefkit.resources import read_text
 
     spec = spec or DEFAULT_RUBRIC
     path = Path(spec)
@@ -228,10 +232,6 @@ def judge(out_dir: str | Path, options: Any) -> dict:
     :class:`prefkit.rewards.options.ScoreOptions` (the model's options and the job's flags). Returns the summary
     (``unparsed``: answers that did not parse, by reason). Raises OutputError (not a generated set; judge_score
     already there without ``overwrite``), OptionError (the rubric), ModelError."""
-    from prefkit.jobs.distributed import init_distributed
-    from prefkit.loading.model import resolve_device
-    from prefkit.output import read_output
-    from prefkit.rewards.rm import is_generated
 
     start = time.perf_counter()
     the_rubric = load_rubric(options.rubric)
@@ -252,10 +252,6 @@ def judge(out_dir: str | Path, options: Any) -> dict:
 
 
 def _run(folder: OutputFolder, rubric: Rubric, options: Any, ctx: Any, start: float) -> dict:
-    from dataclasses import asdict
-
-    from prefkit.generate.engine import load_engine
-    from prefkit.jobs.runner import merging, run_shards
 
     engine = load_engine("transformers", str(options.judge), options, {})
     spec = _job_spec(folder, engine, rubric, options, ctx)
@@ -276,10 +272,7 @@ def _run(folder: OutputFolder, rubric: Rubric, options: Any, ctx: Any, start: fl
 
 def _job_spec(folder: OutputFolder, engine: Any, rubric: Rubric, options: Any, ctx: Any) -> Any:
     """The judge's job: its settings (the judge model, the rubric, the data; fingerprinted) and shard scorer."""
-    from dataclasses import asdict
 
-    from prefkit.jobs.plan import data_fingerprint, settings_fingerprint
-    from prefkit.jobs.runner import JobSpec
 
     keep = (
         "model",
@@ -321,8 +314,6 @@ def _job_spec(folder: OutputFolder, engine: Any, rubric: Rubric, options: Any, c
 
 
 def _summary(out: Path, run: Any, seconds: float) -> dict:
-    from prefkit.jobs.report import worker_summary
-
     section = run.manifest[SECTION]
     totals = section["totals"]
     return {

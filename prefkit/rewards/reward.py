@@ -33,7 +33,16 @@ from typing import Any
 
 import numpy as np
 
+from prefkit.chat.tokenize import _apply, _ids, _template_kwargs, common_prefix_length, prepare_rows
 from prefkit.errors import ModelError
+from prefkit.reflogps.engine import (
+    _attn_implementation,
+    build_items,
+    default_token_budget,
+    pack_batch,
+    run_items,
+    supports_prefix_sharing,
+)
 
 #: Bumped whenever the reward engine's numerics or batching change; recorded in the manifest.
 REWARD_ENGINE_VERSION = "1"
@@ -91,7 +100,6 @@ def tokenize_reward_pairs(
     Raises :class:`ModelError` for message rows when the tokenizer has no chat template (hint
     ``--chat-template``) or when the template fails on a row.
     """
-    from prefkit.chat.tokenize import _apply, _ids, _template_kwargs, prepare_rows
 
     prepared, batch_text, batch_conv, per_row = prepare_rows(rows, tokenizer)
     out: list[RewardPair | None] = [None] * len(prepared)
@@ -146,7 +154,6 @@ def reward_head(model: Any) -> Any:
 
 def engine_mode(model: Any, prefix_sharing: bool = True) -> str:
     """``"shared"`` (prefix sharing), ``"packed"`` (one row per text, own head) or ``"forward"`` (model.forward)."""
-    from prefkit.reflogps.engine import supports_prefix_sharing
 
     if reward_head(model) is None:
         return "forward"
@@ -154,8 +161,6 @@ def engine_mode(model: Any, prefix_sharing: bool = True) -> str:
 
 
 def _splits(pairs: Sequence[RewardPair]) -> list[_Split]:
-    from prefkit.chat.tokenize import common_prefix_length
-
     out = []
     for p in pairs:
         n = 0 if p.dropped else common_prefix_length(p.chosen_ids, p.rejected_ids)
@@ -173,7 +178,6 @@ def _run_batch(model: Any, batch: list, head: Any, pad_id: int | None, out: Any)
     """Forward one packed batch (``engine.pack_batch``) and write each text's score into ``out`` (by out index)."""
     import torch
 
-    from prefkit.reflogps.engine import pack_batch
 
     packed = pack_batch(model, batch)
     rows, cols, outs = [], [], []
@@ -223,7 +227,6 @@ def score_rewards(
     """
     import torch
 
-    from prefkit.reflogps.engine import build_items, default_token_budget, run_items
 
     mode = engine_mode(model, prefix_sharing)
     head, pad_id = reward_head(model), pad_token_id(model)
@@ -288,8 +291,6 @@ def reward_engine_settings(
         "oom": "halve token budget and retry",
     }
     if model is not None:
-        from prefkit.reflogps.engine import _attn_implementation, default_token_budget
-
         mode = engine_mode(model, prefix_sharing)
         param = next(model.parameters())
         settings.update(

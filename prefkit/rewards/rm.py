@@ -19,8 +19,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from prefkit.chat.templates import require_chat_template
 from prefkit.errors import OutputError
+from prefkit.jobs.distributed import init_distributed
+from prefkit.jobs.plan import completed, data_fingerprint, settings_fingerprint
+from prefkit.jobs.report import worker_summary
+from prefkit.jobs.runner import JobSpec, merging, run_shards
+from prefkit.loading.model import load_model, resolve_device
 from prefkit.output import OutputFolder
+from prefkit.reflogps.provenance import scoring_settings
+from prefkit.rewards import reward
 from prefkit.rewards.common import LABEL, SECTION, WORK_DIR, default_max_length, model_summary, scores_section
 
 COLUMN = "completions"
@@ -55,7 +63,6 @@ def guard(
 ) -> None:
     """Refuse to recompute ``field`` of the completions (OutputError) unless ``overwrite``, this very job already
     merged it (the runner then reports it complete), or its work folder is there to resume or join."""
-    from prefkit.jobs.plan import completed, settings_fingerprint
 
     if overwrite or not has_field(folder, field) or (folder.path / work_dir).is_dir():
         return
@@ -70,7 +77,6 @@ def score_shard(
     loaded: Any, rows: list[dict], max_length: int, token_budget: Any, on_progress: Any
 ) -> tuple[dict, dict]:
     """``rm_score`` for every completion of ``rows`` → ({"completions": the lists with rm_score set}, counts)."""
-    from prefkit.rewards import reward
 
     pairs_rows, where = [], []
     for i, row in enumerate(rows):
@@ -116,8 +122,6 @@ def score_completions(folder: OutputFolder, options: Any) -> dict:
     """Score every completion of the generated set ``folder`` with ``options.reward_model``
     (:class:`prefkit.rewards.options.ScoreOptions`); returns the summary. Raises OutputError when the completions
     already have ``rm_score`` (without ``overwrite``), ModelError."""
-    from prefkit.jobs.distributed import init_distributed
-    from prefkit.loading.model import resolve_device
 
     start = time.perf_counter()
     dev = resolve_device(options.device)
@@ -129,10 +133,6 @@ def score_completions(folder: OutputFolder, options: Any) -> dict:
 
 
 def _run(folder: OutputFolder, options: Any, ctx: Any, dev: Any, start: float) -> dict:
-    from prefkit.chat.templates import require_chat_template
-    from prefkit.jobs.runner import merging, run_shards
-    from prefkit.loading.model import load_model
-
     reward_model = str(options.reward_model)
     placed = options.replace(device=str(dev))
     loaded = load_model(reward_model, options=placed, hash_weights=ctx.is_main, kind="reward")
@@ -154,10 +154,6 @@ def _run(folder: OutputFolder, options: Any, ctx: Any, dev: Any, start: float) -
 
 def _job_spec(folder: OutputFolder, loaded: Any, options: Any, dev: Any, ctx: Any) -> tuple[Any, dict]:
     """The job (settings, fingerprinted; the scorer of a shard's completions) and the engine's settings."""
-    from prefkit.jobs.plan import data_fingerprint, settings_fingerprint
-    from prefkit.jobs.runner import JobSpec
-    from prefkit.reflogps.provenance import scoring_settings
-    from prefkit.rewards import reward
 
     max_length = int(options.max_length)
     engine = reward.reward_engine_settings(token_budget=options.token_budget, prefix_sharing=True)
@@ -191,8 +187,6 @@ def _job_spec(folder: OutputFolder, loaded: Any, options: Any, dev: Any, ctx: An
 
 
 def _summary(out: Path, run: Any, seconds: float) -> dict:
-    from prefkit.jobs.report import worker_summary
-
     section = run.manifest[SECTION]
     totals = section["totals"]
     return {

@@ -22,11 +22,18 @@ import numpy as np
 import pyarrow as pa
 
 from prefkit.errors import OptionError, OutputError, option
-from prefkit.jobs.plan import has_columns, settings_fingerprint
+from prefkit.jobs.distributed import init_distributed
+from prefkit.jobs.plan import data_fingerprint, has_columns, settings_fingerprint
+from prefkit.jobs.report import worker_summary
+from prefkit.jobs.runner import JobSpec, merging, run_shards
+from prefkit.loading.model import load_for_set, resolve_device
 from prefkit.optionspec import OptionGroup
 from prefkit.output import OutputFolder, read_output, require_trl_shape
+from prefkit.output.audit import audit_folder
 from prefkit.reflogps.job import ROW_COLUMNS
+from prefkit.reflogps.provenance import engine_records, scoring_settings
 from prefkit.results import CompletionScoreResult, JudgeResult, ScoreResult
+from prefkit.rewards import reward
 from prefkit.rewards.common import (
     LABEL,
     SECTION,
@@ -35,7 +42,9 @@ from prefkit.rewards.common import (
     model_summary,
     scores_section,
 )
+from prefkit.rewards.judge import judge as run_judge
 from prefkit.rewards.options import ScoreOptions
+from prefkit.rewards.rm import is_generated, score_completions
 from prefkit.store.folder import stderr_warning
 
 #: Columns `prefkit score` adds.
@@ -58,7 +67,6 @@ def score_shard(
 ) -> tuple[dict[str, list], dict]:
     """Tokenize and score one shard → (column values: float32 or None per row, counts). ``on_progress(pairs,
     tokens)`` is called as batches finish."""
-    from prefkit.rewards import reward
 
     pairs = reward.tokenize_reward_pairs(rows, loaded.tokenizer, max_length)
     reward.check_ids(pairs, loaded.model, loaded.provenance.get("model", "the reward model"))
@@ -119,7 +127,6 @@ def _maybe_this_job(folder: OutputFolder, max_length: int | None) -> bool:
 
 def _load(folder: OutputFolder, options: ScoreOptions, ctx: Any) -> Any:
     """The reward model and its tokenizer (a chat template is required for message rows)."""
-    from prefkit.loading.model import load_for_set
 
     model = str(options.reward_model)
     return load_for_set(folder, model, options, hash_weights=ctx.is_main, kind="reward")
@@ -156,13 +163,10 @@ def score(
     >>> score("hermes2k", "Skywork/Skywork-Reward-V2-Qwen3-0.6B").dropped  # doctest: +SKIP
     {'too_long': 2}
     """
-    from prefkit.rewards.rm import is_generated, score_completions
 
     named = {"reward_model": reward_model} if reward_model is not None else {}
     opts = ScoreOptions.create(options, **keywords, **named)
     if opts.judge is not None:
-        from prefkit.rewards.judge import judge as run_judge
-
         return JudgeResult.from_dict(run_judge(out_dir, opts))
     if opts.reward_model is None:
         raise OptionError(
@@ -176,9 +180,6 @@ def score(
 
 def _score_pairs(folder: OutputFolder, opts: ScoreOptions) -> ScoreResult:
     """Score every pair of ``folder`` as one of the job's workers; the summary with the label audit."""
-    from prefkit.jobs.distributed import init_distributed
-    from prefkit.jobs.runner import merging, run_shards
-    from prefkit.loading.model import resolve_device
 
     start = time.perf_counter()
     dev = resolve_device(opts.device)  # under torchrun, auto/cuda → cuda:LOCAL_RANK
@@ -197,8 +198,6 @@ def _score_pairs(folder: OutputFolder, opts: ScoreOptions) -> ScoreResult:
         run = run_shards(folder, spec, ctx, opts, merging(folder.path, spec, section))
 
         def summary() -> ScoreResult:
-            from prefkit.output.audit import audit_folder
-
             return _summary(folder.path, run, time.perf_counter() - start, audit_folder(folder.path))
 
         return ctx.on_main(summary)
@@ -211,10 +210,6 @@ def _job_spec(
 ) -> tuple[Any, dict]:
     """The job: settings (fingerprinted) and the shard scorer; plus the engine settings for the manifest (with the
     self-test's largest difference per path, run on every rank before any shard)."""
-    from prefkit.jobs.plan import data_fingerprint
-    from prefkit.jobs.runner import JobSpec
-    from prefkit.reflogps.provenance import engine_records, scoring_settings
-    from prefkit.rewards import reward
 
     budget, sharing = options.token_budget, options.prefix_sharing
     fingerprint_engine, engine = engine_records(
@@ -250,7 +245,6 @@ def _job_spec(
 def _summary(out: Path, run: Any, seconds: float, audit: dict) -> ScoreResult:
     """The summary `--json` prints, for this worker (summed over torchrun ranks); rates count only the pairs it
     scored; ``shards`` as in :func:`prefkit.reflogps.reflogps`."""
-    from prefkit.jobs.report import worker_summary
 
     section = run.manifest[SECTION]
     totals = section["totals"]

@@ -4,6 +4,7 @@ Items are read as lists of strings (:func:`prefkit.select.decontaminate.item_tex
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -11,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from prefkit.errors import PrefkitError, SelectionError
+from prefkit.hub_client import hub_token, looks_like_path
 from prefkit.resources import read_text
+from prefkit.secrets import public_path
 from prefkit.select.decontaminate import item_texts
+from prefkit.sources import load_source
 
 EVALSETS_FILE = "evalsets.json"
 
@@ -35,7 +39,6 @@ def _load(spec: Mapping[str, Any], config: str | None, revision: str | None) -> 
     never involved)."""
     import datasets
 
-    from prefkit.hub_client import hub_token
 
     hub_token(None)  # refuse a token with a newline, bound the requests
     data_file = spec.get("data_files")
@@ -136,14 +139,9 @@ def resolve_evalset(spec: str, *, token: str | None = None) -> tuple[str, list[l
         revision = pinned or hub_revision(preset["hub_id"], token)
         where = {"hub_id": preset["hub_id"], "split": preset["split"], "revision": revision}
         return name, load_evalset(name, revision=revision), where
-    from prefkit.hub_client import looks_like_path
-    from prefkit.secrets import public_path
-    from prefkit.sources import load_source
 
     exists = Path(spec).expanduser().exists()
     if not exists and (looks_like_path(spec) or "/" not in spec):  # a Hub dataset id has a namespace
-        import difflib
-
         near = difflib.get_close_matches(spec.lower(), list(presets), n=1, cutoff=0.6)
         raise SelectionError(
             f"eval set {spec!r} is neither a built-in name nor an existing file"

@@ -57,7 +57,7 @@ import numpy as np
 import polars as pl
 
 from prefkit.accounting import Reason, declare
-from prefkit.errors import SelectionError
+from prefkit.errors import SelectionError, require
 from prefkit.frame import MARGIN, REASON, ROW, STAGE, kept
 from prefkit.select.words import _MIX1, Frame, map_batches, mix64, word_hashes
 
@@ -164,8 +164,6 @@ def sectioned_shingles(part: pl.Series, shingle: int, seed: int) -> tuple[np.nda
 
 
 def _rensa() -> Any:
-    from prefkit.errors import require
-
     return require("rensa", "near-duplicate detection (MinHash)")
 
 

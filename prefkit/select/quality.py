@@ -22,13 +22,22 @@ import numpy as np
 import polars as pl
 
 from prefkit.accounting import mark_dropped
+from prefkit.chat.lengths import message_token_lengths
 from prefkit.chat.render import MessageRows
 from prefkit.frame import DETAIL, MARGIN, PART, REASON, ROW, SOURCE_INDEX, STAGE, Stage
-from prefkit.record import ROW_FIELDS
-from prefkit.select.decontaminate import CONTAMINATED
-from prefkit.select.length_balance import LENGTH_BALANCE
-from prefkit.select.near_dedup import NEAR_DUPLICATE
+from prefkit.record import ROW_FIELDS, frame_rows, record_ids
+from prefkit.select.decontaminate import CONTAMINATED, build_index, decontaminate_reasons
+from prefkit.select.evalsets import resolve_evalset
+from prefkit.select.length_balance import LENGTH_BALANCE, length_balance_drops, length_bias
+from prefkit.select.near_dedup import (
+    DEFAULT_NUM_PERM,
+    DEFAULT_SHINGLE,
+    NEAR_DUPLICATE,
+    dedup_signatures,
+    near_duplicates,
+)
 from prefkit.select.selectable import Selectable
+from prefkit.spill import gather
 
 REASONS = (CONTAMINATED, NEAR_DUPLICATE, LENGTH_BALANCE)
 
@@ -86,8 +95,6 @@ def decontaminate(
 ) -> dict:
     """Drop contaminated rows; returns the manifest's ``decontamination`` section: per eval set its items,
     where it came from, and the rows removed."""
-    from prefkit.select.decontaminate import build_index, decontaminate_reasons
-    from prefkit.select.evalsets import resolve_evalset
 
     loaded = [resolve_evalset(spec, token=token) for spec in evalsets]
     index = build_index({name: items for name, items, _ in loaded})
@@ -115,12 +122,6 @@ def near_dedup(parts: Sequence[Selectable], mode: str, threshold: float, seed: i
     ``_kept_part`` / ``_kept_row`` point at the row kept for it (:func:`kept_row_details` turns them into ids).
     Signatures are made batch by batch (a kept row's texts exist only while its batch is hashed); the clusters
     are found over all of them."""
-    from prefkit.select.near_dedup import (
-        DEFAULT_NUM_PERM,
-        DEFAULT_SHINGLE,
-        dedup_signatures,
-        near_duplicates,
-    )
 
     seed = seed or 0
     where, sigs, words, margins = [], [], [], []
@@ -176,8 +177,6 @@ def kept_row_details(parts: Sequence[Selectable], fields: tuple[tuple[str, ...],
     """Write the ``detail`` of near-duplicate rows: the kept row's ``id`` in the data files (computed with the
     set's final ``fields``, from the kept row's messages in its part's spill), its source and index; drops the
     pointer columns."""
-    from prefkit.record import record_ids
-    from prefkit.spill import gather
 
     ids: dict[tuple[int, int], tuple[str, int]] = {}
     wanted: dict[int, set[int]] = {}
@@ -212,9 +211,6 @@ def kept_row_details(parts: Sequence[Selectable], fields: tuple[tuple[str, ...],
 def _answer_lengths(pooled: pl.DataFrame, target: Any) -> tuple[np.ndarray, np.ndarray, str]:
     """Chosen and rejected answer lengths: tokens by TRL's rule with a tokenizer, else characters."""
     if target is not None and getattr(target, "tokenizer", None) is not None:
-        from prefkit.chat.lengths import message_token_lengths
-        from prefkit.record import frame_rows
-
         prompts, chosen, rejected, extras = frame_rows(pooled)
         lengths = message_token_lengths(target, MessageRows(prompts, chosen, rejected, extras))
         return np.asarray(lengths.chosen, float), np.asarray(lengths.rejected, float), "tokens"
@@ -232,7 +228,6 @@ def _answer_lengths(pooled: pl.DataFrame, target: Any) -> tuple[np.ndarray, np.n
 def length_balance(parts: Sequence[Selectable], target: Any = None) -> dict:
     """Balance the chosen-longer share per output split; returns the manifest's ``length_balance`` section.
     Answer lengths are measured batch by batch; the choice is made over the whole split."""
-    from prefkit.select.length_balance import length_balance_drops, length_bias
 
     out: dict[str, Any] = {"tolerance": 0.01, "splits": {}}
     for name in dict.fromkeys(p.out for p in parts):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from prefkit.errors import SourceError
+from prefkit.sources.hub import read_hub
 from prefkit.sources.local import LOCAL_SUFFIXES, head, load_local
 from prefkit.sources.source import Source
 from prefkit.sources.splits import (
@@ -94,7 +95,6 @@ def load_source(
             f"{text!r} is neither an existing file or folder nor a Hub dataset id",
             "check the path, or pass a Hub id like `namespace/name`",
         )
-    from prefkit.sources.hub import read_hub
 
     hub_src = read_hub(
         text, splits=splits, revision=revision, config=config, data_dir=data_dir, token=token, sample=sample

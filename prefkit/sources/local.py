@@ -8,15 +8,22 @@ folder (``data/*.parquet`` + README ``configs``), read with ``datasets`` and str
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
 
 from prefkit.errors import SourceError
+from prefkit.record import ROW_FIELDS
 from prefkit.sources.rows import table_from_rows
 from prefkit.sources.splits import CsvSplit, JsonLinesSplit, LazySplit, ParquetSplit, arrow_split
+from prefkit.store.folder import is_prefkit_folder, read_output
 
 __all__ = ["LOCAL_SUFFIXES", "ParquetSplit", "head", "load_local", "read_file"]
 
@@ -82,7 +89,6 @@ def _errors(path: Path, kind: str) -> Iterator[None]:
 
 def _read_csv(path: Path) -> pa.Table:
     """A whole CSV file (Arrow's reader: types that fit every block)."""
-    import pyarrow.csv as pacsv
 
     with _errors(path, "csv"):
         return _plain_columns(_text_columns(_unique_names(pacsv.read_csv(path), path), path))
@@ -146,9 +152,7 @@ def _plain_columns(table: pa.Table) -> pa.Table:
 def _read_json(path: Path) -> pa.Table:
     """JSON Lines, or a JSON array of objects. Arrow's reader first; rows Arrow cannot type (a column that mixes
     types) or a malformed line go through the row-by-row reader, which names the line."""
-    import json
 
-    import pyarrow.json as pajson
 
     opener = _open_maybe_gzip(path)
     if _json_array(path):
@@ -179,7 +183,6 @@ def _read_json(path: Path) -> pa.Table:
 def holds_json_fields(schema: pa.Schema) -> bool:
     """Whether Arrow typed a JSON field (``tools``, ``chat_template_kwargs``, messages' ``tool_calls``) as
     structs, which loses each row's key order (:mod:`prefkit.sources.rows` reads such files row by row)."""
-    from prefkit.record import ROW_FIELDS
 
     def not_text(t: pa.DataType) -> bool:
         return not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t))
@@ -196,7 +199,6 @@ def holds_json_fields(schema: pa.Schema) -> bool:
 
 def _open_maybe_gzip(path: Path):
     """An opener of the file's bytes, decompressed when its extension is one of ``COMPRESSIONS``."""
-    import io
 
     if path.suffix.lower() in COMPRESSIONS:
         return lambda: io.BufferedReader(pa.input_stream(str(path), compression="detect"))
@@ -204,16 +206,12 @@ def _open_maybe_gzip(path: Path):
 
 
 def _read_compressed_parquet(path: Path) -> pa.Table:
-    import pyarrow.parquet as pq
-
     with pa.input_stream(str(path), compression="detect") as stream:
         data = stream.read()
     return _unique_names(pq.read_table(pa.BufferReader(data)), path)
 
 
 def _read_json_lines(path: Path) -> pa.Table:
-
-    import json
 
     rows, lines = [], []
     with _open_maybe_gzip(path)() as fh:
@@ -249,14 +247,12 @@ def _read_json_lines(path: Path) -> pa.Table:
 
 def is_prefkit_set(folder: Path) -> bool:
     """A folder prefkit wrote (its manifest is there)."""
-    from prefkit.store.folder import is_prefkit_folder
 
     return is_prefkit_folder(folder)
 
 
 def _prefkit_set(folder: Path) -> tuple[dict[str, pa.Table], dict]:
     """A prefkit output folder read as a source: its data splits with every column (extra ones included)."""
-    from prefkit.store.folder import read_output
 
     out = read_output(folder)
     splits = {split: ParquetSplit(list(paths)) for split, paths in out.shards.items()}

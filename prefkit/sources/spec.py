@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from prefkit.errors import OptionError, SelectionError
+from prefkit.values import names, text
 
 _NUMBER = re.compile(r"^(\d+(\.\d*)?|\.\d+)$")
 #: per-source settings a recipe entry may carry besides ``source`` and ``weight``
@@ -122,7 +123,6 @@ def _from_dict(entry: dict) -> SourceSpec:
             + (f"; unknown keys: {', '.join(sorted(unknown))}" if unknown else ""),
             "write e.g. `- {source: argilla/dpo-mix-7k, weight: 0.5}` or `- argilla/dpo-mix-7k:0.5`",
         )
-    from prefkit.values import names, text
 
     weight = entry.get("weight")
     return SourceSpec(

@@ -18,8 +18,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
 
+from prefkit.errors import SourceError
 from prefkit.spill import batch_rows, rebatch
 
 
@@ -85,8 +90,6 @@ class ParquetSplit(LazySplit):
     Behaves like the ``pa.Table`` it stands for (any other attribute reads the whole split once)."""
 
     def __init__(self, path: Path | list[Path]) -> None:
-        import pyarrow.parquet as pq
-
         self.paths = [Path(p) for p in (path if isinstance(path, list) else [path])]
         self.path = self.paths[0]
         # no pre-buffering: it reads a whole row group's column chunks ahead (2-3x slower here, and more memory)
@@ -96,8 +99,6 @@ class ParquetSplit(LazySplit):
         self.num_rows = sum(f.metadata.num_rows for f in self._files)
         twice = sorted({n for n in self.schema.names if self.schema.names.count(n) > 1})
         if twice:
-            from prefkit.errors import SourceError
-
             raise SourceError(
                 f"column {twice[0]!r} appears twice in {str(self.path)!r}", "rename one of the two columns"
             )
@@ -113,8 +114,6 @@ class ParquetSplit(LazySplit):
         try:
             # polars' reader decodes nested string columns 1.5-2.5x faster than pyarrow's; cast back to the
             # file's exact Arrow types, so callers see the same table either way
-            import polars as pl
-
             target = pa.schema([self.schema.field(c) for c in columns])
             read = pl.read_parquet(self.path, columns=columns).to_arrow(compat_level=pl.CompatLevel.oldest())
             return read.cast(target)
@@ -320,8 +319,6 @@ class JsonLinesSplit(_StreamedFile):
     block_size = 1 << 24  # what the whole-file reader uses, so the first block's types are the same
 
     def _open(self):
-        import pyarrow.json as pajson
-
         return pajson.open_json(self.path, read_options=pajson.ReadOptions(block_size=self.block_size))
 
 
@@ -331,8 +328,6 @@ class CsvSplit(_StreamedFile):
     block_size = 1 << 20  # Arrow's default, what the whole-file reader infers the types from
 
     def _open(self):
-        import pyarrow.csv as pacsv
-
         return pacsv.open_csv(self.path, read_options=pacsv.ReadOptions(block_size=self.block_size))
 
 
@@ -395,8 +390,6 @@ def plain_table(table: pa.Table) -> pa.Table:
     try:
         return table.cast(target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-        from prefkit.errors import SourceError
-
         raise SourceError(
             f"a column cannot be read as text or numbers: {' '.join(str(err).split())[:200]}",
             "store text columns as UTF-8 strings (not bytes) and numbers as ints or floats",

@@ -19,9 +19,11 @@ import json
 import os
 import re
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 import pyarrow as pa
@@ -411,7 +413,6 @@ def check_counts(folder: OutputFolder) -> None:
 
 def stderr_warning(text: str) -> None:
     """Print ``Warning: <text>`` on stderr (what a command says about the folder it reads)."""
-    import sys
 
     print(f"Warning: {text}", file=sys.stderr, flush=True)
 
@@ -436,7 +437,6 @@ def nested_json_warnings(splits: dict[str, pa.Table]) -> list[str]:
     """A sentence when the set has messages with ``tool_calls`` and the installed ``datasets`` would load them as
     JSON text rather than objects (TRL's chat templates then cannot read them). Reads the installed version from
     the package metadata: importing ``datasets`` (and pandas) costs a build 0.4 s."""
-    from importlib.metadata import version
 
     tool_calls = any(
         pa.types.is_list(dtype) and dtype.value_type.get_field_index("tool_calls") >= 0

@@ -30,6 +30,7 @@ older prefkit, a user's copy) redoes its work or refuses instead of swapping in 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -114,7 +115,6 @@ def _flock(out: Path, what: str, notify: Callable[[str], None] | None):
 
     The holder removes the file when it is done (:func:`_release`), so a waiter may get the lock on a file that
     is no longer there: it checks that the path still names the file it locked, and tries again when not."""
-    import fcntl
 
     path = lock_path(out)
     told = False

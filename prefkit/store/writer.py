@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefkit.errors import OutputError, os_error  # noqa: F401 (os_error: prefkit.store.writer API)
+from prefkit.record import features_dict
 
 #: temporary names prefkit writes: ``.<name>.<pid>.<random>.tmp`` (files) and ``.<name>.stage-<pid>-<random>`` /
 #: ``.<name>.old-<pid>-<random>`` (folders); a later run removes those whose process is gone
@@ -156,7 +157,6 @@ def swap_in(stage: Path, target: Path) -> None:
 
 def hf_schema(table_schema: pa.Schema) -> pa.Schema:
     """The schema with the ``datasets`` features attached, so every reader gets the same types back."""
-    from prefkit.record import features_dict
 
     plain = table_schema.remove_metadata()
     meta = {b"huggingface": json.dumps({"info": {"features": features_dict(plain)}}).encode()}

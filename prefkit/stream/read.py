@@ -3,7 +3,10 @@ it is compact (:class:`Needs`), the messages of rows that may still be kept are 
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,11 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from prefkit.filters import classify, require_margins
+from prefkit.filters.exportable import export_refusals
+from prefkit.formats import normalise, prepare, used_columns
 from prefkit.formats.base import ColumnMapping
+from prefkit.formats.system import apply_system
 from prefkit.frame import (
     DETAIL,
     FIELDS,
@@ -27,7 +34,13 @@ from prefkit.frame import (
     flag_columns,
     kept,
 )
+from prefkit.output.exports import check_export
+from prefkit.progress import bar
 from prefkit.record import MESSAGE_FIELDS, ROW_FIELDS
+from prefkit.select import select_within
+from prefkit.select.dedup import row_keys
+from prefkit.sources import non_null_counts
+from prefkit.sources.splits import CsvSplit, JsonLinesSplit, known_rows, split_batches
 from prefkit.spill import SpillWriter, detached
 from prefkit.stream.part import Part
 
@@ -132,9 +145,6 @@ def read_part(
     """Pass 1 over one part: ``part.df`` (compact rows, ``--top`` / ``--max-rows`` applied), ``part.spill``,
     ``part.originals``, ``part.unused``. Raises :class:`prefkit.sources.StreamChanged` when a streamed file
     turns out to need reading whole (the caller reads the part again)."""
-    from prefkit.formats import prepare
-    from prefkit.progress import bar
-    from prefkit.sources.splits import known_rows, split_batches
 
     reader = part.raw
     read = list(part.read_columns)
@@ -212,8 +222,6 @@ def spill_originals(
 def select_part(df: pl.DataFrame, options: Any) -> pl.DataFrame:
     """``--top`` / ``--max-rows`` within a part (:func:`prefkit.select.select_within`), once every row of it is
     classified; ``--top`` and ``--min-margin`` need margins (:func:`prefkit.filters.require_margins`)."""
-    from prefkit.filters import require_margins
-    from prefkit.select import select_within
 
     sel = options.select
     ranked = [
@@ -231,7 +239,6 @@ def select_part(df: pl.DataFrame, options: Any) -> pl.DataFrame:
 def workers() -> int:
     """Batches classified at once: one per core, at most 4 (polars runs most list expressions of one batch on one
     core; two batches at once use both cores of a small machine). ``PREFKIT_WORKERS`` overrides it."""
-    import os
 
     given = os.environ.get("PREFKIT_WORKERS")
     if given and given.isdigit() and int(given) > 0:
@@ -249,8 +256,6 @@ def classified(
 ) -> Iterator[tuple[pa.Table, pa.Table, pl.DataFrame]]:
     """``(batch, its read columns, classified rows)`` for every batch, in order, ``threads`` batches classified at
     once (polars and Arrow release the GIL); at most ``threads + 1`` batches are held."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
 
     if threads <= 1:
         start = 0
@@ -283,11 +288,6 @@ def classify_batch(
 
     One row per candidate pair with ``stage`` / ``reason`` / ``detail`` and ``source_index``; rows the
     ``--export`` shape's trainer cannot carry are dropped as ``export_unsupported``."""
-    from prefkit.filters import classify
-    from prefkit.filters.exportable import export_refusals
-    from prefkit.formats import normalise
-    from prefkit.formats.system import apply_system
-    from prefkit.output.exports import check_export
 
     df = normalise(raw, mapping, start)
     df = apply_system(df, options.formats.system, options.formats.system_text)
@@ -299,7 +299,6 @@ def classify_batch(
 def compact(df: pl.DataFrame, needs: Needs, candidates: np.ndarray, index: int = 0) -> pl.DataFrame:
     """What pass 1 keeps of a classified batch: no message, only what counts and selections read (the source's
     group key as a hash seeded by the part's position ``index``, as the leak-free split links them)."""
-    from prefkit.select.dedup import row_keys
 
     columns: list[Any] = [
         pl.col(SOURCE_INDEX).cast(pl.Int64),
@@ -339,14 +338,11 @@ def spill_rows(df: pl.DataFrame, keep: np.ndarray, rows: np.ndarray, mapping: Co
 def _cheap_columns(reader: Any) -> bool:
     """A reader that parses every column anyway (text files) or holds them (a table): count unused columns while
     reading, instead of reading them again."""
-    from prefkit.sources.splits import CsvSplit, JsonLinesSplit
 
     return isinstance(reader, (pa.Table, JsonLinesSplit, CsvSplit))
 
 
 def unused_candidates(part: Part) -> list[str]:
-    from prefkit.formats import used_columns
-
     read = set(used_columns(part.mapping)) | {"source", SOURCE_INDEX, "id"}
     return [c for c in part.raw.column_names if c not in read]
 
@@ -354,7 +350,6 @@ def unused_candidates(part: Part) -> list[str]:
 def unused_counts(part: Part, candidates: list[str], counted: dict[str, int] | None) -> dict[str, int]:
     """Source columns no mapping reads that hold values (name → non-null count): reported, never dropped in
     silence (a prefkit set's own bookkeeping columns are not listed)."""
-    from prefkit.sources import non_null_counts
 
     counts = counted if counted is not None else non_null_counts(part.raw, candidates)
     return {c: n for c, n in counts.items() if n}

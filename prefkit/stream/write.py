@@ -13,6 +13,8 @@ import polars as pl
 import pyarrow as pa
 
 from prefkit.accounting import Counts
+from prefkit.chat.render import plain_table, text_table
+from prefkit.filters.tokens import TEMPLATE_REFUSED
 from prefkit.frame import (
     DETAIL,
     MARGIN,
@@ -28,6 +30,20 @@ from prefkit.frame import (
     flag_columns,
     kept,
 )
+from prefkit.output import REJECTS_DIR, ParquetFile, ShardWriter
+from prefkit.output.exports import check_export
+from prefkit.output.rejects import (
+    REJECT_META,
+    conform,
+    fields_wanted,
+    original_name,
+    reject_rows,
+    rejects_schema,
+)
+from prefkit.output.stats import SplitStats
+from prefkit.progress import bar
+from prefkit.record import to_records
+from prefkit.select.splits import by_output_split
 from prefkit.spill import Spill, batch_rows, gather
 from prefkit.stream.part import Part
 from prefkit.stream.read import SOURCE_ROW
@@ -52,7 +68,6 @@ def plan_rows(part: Part, where: pl.Expr | None) -> tuple[np.ndarray, np.ndarray
 
 def part_records(part: Part, where: pl.Expr | None, fields: tuple, work: Path) -> Iterator[pa.Table]:
     """The part's records for one output split, in output order, batch by batch (:func:`plan_rows`)."""
-    from prefkit.record import to_records
 
     carry = tuple(part.mapping.extra.get("carry") or ())
     margin = part.df[MARGIN]
@@ -114,7 +129,6 @@ class Originals:
 
 def part_rejects(part: Part, full: bool, split_by_out: bool) -> Iterator[tuple[str, pa.Table]]:
     """The part's rejects in source order, batch by batch, each with the output split it goes to."""
-    from prefkit.output.rejects import fields_wanted, reject_rows
 
     df = part.df.filter(~kept())
     originals = Originals(part.originals, _raw_schema(part))
@@ -135,8 +149,6 @@ def part_rejects(part: Part, full: bool, split_by_out: bool) -> Iterator[tuple[s
 
 
 def output_groups(part: Part, split_by_out: bool) -> list[tuple[str, pl.Expr | None]]:
-    from prefkit.select.splits import by_output_split
-
     if split_by_out:
         return list(by_output_split(part.df))
     return [(part.out, None)]
@@ -180,11 +192,6 @@ def write_set(
     """Pass 2: every output split's data shards and rejects under ``folder``. Returns per split its ``files``
     (paths), ``schema`` (None when it kept no row), ``stats`` (:func:`prefkit.output.stats.split_stats` of what
     was written) and the export's ``export`` stats."""
-    from prefkit.output import ShardWriter
-    from prefkit.output.exports import check_export
-    from prefkit.output.rejects import conform
-    from prefkit.output.stats import SplitStats
-    from prefkit.progress import bar
 
     export = check_export(options.output.export)
     text = options.chat.output_format == "text" and target is not None
@@ -193,12 +200,8 @@ def write_set(
 
     def shape(records: pa.Table) -> pa.Table:
         if plain:
-            from prefkit.chat.render import plain_table
-
             return plain_table(records)
         if text:
-            from prefkit.chat.render import text_table
-
             records = text_table(records, target)
         return records if export.trl_shape else export.rows(records)
 
@@ -266,8 +269,6 @@ def rejects_files(
     """Per output split, the rejects schema over the parts that have rows on it
     (:func:`prefkit.output.rejects.rejects_schema`: ``(schema, clashing names)``) and its open
     ``rejects/<split>.parquet``."""
-    from prefkit.output import REJECTS_DIR, ParquetFile
-    from prefkit.output.rejects import REJECT_META, original_name, rejects_schema
 
     schemas: dict[str, list[pa.Schema]] = {}
     for i, name, _ in groups:
@@ -283,7 +284,6 @@ def rejects_files(
 
 def empty_records(part: Part, fields: tuple) -> pa.Table:
     """The records of a part with no row: the columns a split of its rows would have."""
-    from prefkit.record import to_records
 
     if part.template is None:
         raise RuntimeError(f"{part.src.label} ({part.split}) has not been read yet")
@@ -316,7 +316,6 @@ def count_parts(parts: list[Part], split_by_out: bool) -> tuple[dict[str, dict],
 def refused_rows(parts: list[Part], split_by_out: bool) -> dict[str, pa.Table]:
     """Per output split, the ``reason`` and ``detail`` of the rows the target template refused (in rejects
     order): what :func:`prefkit.filters.tokens.refusal_warnings` reports."""
-    from prefkit.filters.tokens import TEMPLATE_REFUSED
 
     found: dict[str, list[pl.DataFrame]] = {}
     for part in parts:
