@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The consumer venvs tests/test_export_venvs.py runs the trainers' own loaders in (each pins other releases of
+# The consumer venvs tests/output/test_export_venvs.py runs the trainers' own loaders in (each pins other releases of
 # transformers / TRL / datasets than prefkit's, so none shares prefkit's environment). Usage:
 #   bash scripts/consumer_venvs.sh DIR        # makes DIR/llamafactory, torchtune, openrlhf, axolotl
-#   PREFKIT_CONSUMER_VENVS=DIR pytest -q tests/test_export_venvs.py
+#   PREFKIT_CONSUMER_VENVS=DIR pytest -q tests/output/test_export_venvs.py
 # CPU only, Python 3.11; torch is the CPU build (torch==2.13.0). A consumer that fails to install is skipped by
 # the tests (its venv has no bin/python then).
 set -uo pipefail

@@ -20,7 +20,7 @@ import pytest
 from tests.reflogps_data import run_cli
 from tests.tinymodel import random_text, tiny_model_path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MAX_NEW = 12
 
 
@@ -224,7 +224,7 @@ def test_score_build_reflogps_trainer_end_to_end(source, tmp_path):
     reflogps → PrecomputedRefDPOTrainer's first loss is ln 2."""
     pytest.importorskip("trl")
     import prefkit
-    from tests.test_trl_trainer import LN2, _first_loss, _load, _trainer
+    from tests.integrations.test_trl_trainer import LN2, _first_loss, _load, _trainer
 
     policy, other = tiny_model_path(), tiny_model_path(seed=1)
     gen = tmp_path / "gen"

@@ -123,7 +123,7 @@ def test_openrlhf_reward_dataset_renders_like_the_source(source, tmp_path, qwen3
 
 def test_axolotl_chat_template_default_from_the_card_renders_like_the_source(source, tmp_path):
     """axolotl's strategy configured by the card's own YAML; with Qwen2.5's template (Qwen3's empty think block
-    would be cut by the strategy's ``find(content)``, see tests/test_export_consumers.py)."""
+    would be cut by the strategy's ``find(content)``, see tests/output/test_export_consumers.py)."""
     out, order = _export(source, tmp_path, "axolotl")
     tok = X.qwen_tokenizer("qwen2.5")
     tok.save_pretrained(str(tmp_path / "tok"))

@@ -1,7 +1,7 @@
 """Every export, every source shape of the catalog (tests/export_catalog.py): each row is either written and what
 the consumer's loader makes of it renders like the source row does through TRL, or it is dropped as
 ``export_unsupported`` with a reason. Consumers that do not install here are checked by a transcription of their
-rule, with the source file named; tests/test_export_venvs.py runs the ones that install in their own venvs."""
+rule, with the source file named; tests/output/test_export_venvs.py runs the ones that install in their own venvs."""
 
 from __future__ import annotations
 

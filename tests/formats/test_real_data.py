@@ -24,7 +24,7 @@ from prefkit.chat.templates import get_chat_template
 from prefkit.record import decode_row
 from tests.family_tokenizers import family_tokenizer
 
-TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

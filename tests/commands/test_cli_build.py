@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from prefkit.cli import COMMANDS, cli
 from prefkit.record import json_schema
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "record.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "record.schema.json"
 
 
 def _invoke(args):

@@ -18,7 +18,7 @@ from prefkit.output.card import render_card
 from prefkit.store.manifest_model import Manifest, Report, json_schema
 from tests.builders import conversational_rows
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "manifest.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "manifest.schema.json"
 
 
 def _source(tmp_path: Path, n: int = 40) -> Path:

@@ -248,7 +248,7 @@ def test_model_errors_are_one_line_with_hints(fresh, tmp_path, capsys):
 def test_torchrun_two_processes_match_one(fresh, reference):
     """`torchrun --nproc-per-node 2 -m prefkit reflogps` (gloo on CPU): same output as one process."""
     pytest.importorskip("torch.distributed.run")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
         "-m", "prefkit", "reflogps", str(fresh), "--model", str(tiny_model_path()),
@@ -302,7 +302,7 @@ def test_refuses_a_set_built_for_another_tokenizer(fresh, capsys):
 def test_empty_split_and_other_export_shapes(tmp_path):
     """A split whose rows were all dropped at build time is refused now; a set an earlier prefkit wrote with such a
     split (no data file: datasets cannot load an empty split) loads and scores without it; sets exported for other
-    trainers (but KTO: tests/test_kto.py) are refused before any model loads."""
+    trainers (but KTO: tests/reflogps/test_kto.py) are refused before any model loads."""
     import datasets
 
     from prefkit import build

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "cli.md")]
 FENCE = re.compile(r"^```(\w*)\s*$")
 SHELL = {">", ">>", "<", "&&", "||", ";", "&", "2>&1"}

@@ -21,7 +21,7 @@ from tests.tinymodel import tiny_model_path
 
 REF = ["ref_chosen_logps", "ref_rejected_logps", "chosen_tokens", "rejected_tokens"]
 RM = ["rm_chosen", "rm_rejected", "rm_margin"]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _reflogps(out: Path) -> None:

@@ -18,8 +18,8 @@ pytest.importorskip("peft")
 pytest.importorskip("bitsandbytes")
 
 from prefkit.reflogps.provenance import ReferenceMismatchError
+from tests.reflogps.test_reflogps_setups import MAX_LENGTH, QLORA, dataset, dpo_args, load_base, lora_config
 from tests.reflogps_data import build_set
-from tests.test_reflogps_setups import MAX_LENGTH, QLORA, dataset, dpo_args, load_base, lora_config
 from tests.tinymodel import tiny_model_path
 
 LN2 = math.log(2)

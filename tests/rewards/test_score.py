@@ -231,7 +231,7 @@ def test_resume_after_interrupt_gives_identical_output(fresh, reference, monkeyp
 def test_torchrun_two_processes_match_one(fresh, reference):
     """`torchrun --nproc-per-node 2 -m prefkit score` (gloo on CPU): the same output as one process."""
     pytest.importorskip("torch.distributed.run")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
         "-m", "prefkit", "score", str(fresh), "--reward-model", str(_rm()),

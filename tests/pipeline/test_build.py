@@ -432,7 +432,7 @@ def test_unreadable_and_missing_files(tmp_path):
 def test_example_dataset_builds(tmp_path):
     from pathlib import Path
 
-    example = Path(__file__).resolve().parent.parent / "prefkit" / "examples" / "ultrafeedback-mini.jsonl"
+    example = Path(__file__).resolve().parents[2] / "prefkit" / "examples" / "ultrafeedback-mini.jsonl"
     res = build(example, tmp_path / "out", top=20)
     c = res.manifest["splits"]["train"]
     assert c["kept"] == 20 and c["invalid"] == {"empty_text": 1, "histories_differ": 1}

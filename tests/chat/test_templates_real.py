@@ -10,7 +10,7 @@ import pytest
 
 from prefkit.chat.templates import ChatRenderer, builtin_names, builtin_templates, get_chat_template
 
-REAL = Path(__file__).parent / "templates"
+REAL = Path(__file__).resolve().parents[1] / "templates"
 #: built-in -> (the model template it reproduces, the one for conversations with a system message)
 REPRODUCES = {
     "chatml": ("teknium-OpenHermes-2.5-Mistral-7B", None),

@@ -25,7 +25,7 @@ MAX_LENGTH = 96
 SHARD_ROWS = 4  # 22 + 8 rows: 8 shards
 SHARDS = 8
 REF = ["ref_chosen_logps", "ref_rejected_logps", "chosen_tokens", "rejected_tokens"]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

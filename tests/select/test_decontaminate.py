@@ -214,7 +214,7 @@ def test_presets_file():
         assert isinstance(spec["items"], int) and spec["items"] > 0, name
         for key in ("licence", "notes", "source"):
             assert isinstance(spec[key], str) and spec[key], (name, key)
-    raw = json.loads((Path(__file__).resolve().parents[1] / "prefkit" / "select" / "evalsets.json").read_text())
+    raw = json.loads((Path(__file__).resolve().parents[2] / "prefkit" / "select" / "evalsets.json").read_text())
     assert set(raw) - {"$comment"} == set(presets)
     with pytest.raises(SelectionError, match="unknown eval set 'no-such-benchmark'"):
         load_evalset("no-such-benchmark")
