@@ -165,7 +165,8 @@ class StatsResult(Result):
         return "\n".join(lines).rstrip()
 
 
-def _fmt(x: Any) -> str:
+def num(x: Any) -> str:
+    """A number for a table: thousands separators, 3 significant digits for small floats, '-' for None."""
     if x is None:
         return "-"
     if isinstance(x, float):
@@ -185,7 +186,7 @@ def _dist_rows(title: str, dists: dict) -> list[str]:
             lines.append(f"  {col:<18} {'-':>8}")
             continue
         lines.append(
-            f"  {col:<18} " + " ".join(f"{_fmt(d[k]):>8}" for k in ("mean", "p5", "p50", "p95", "p99", "max"))
+            f"  {col:<18} " + " ".join(f"{num(d[k]):>8}" for k in ("mean", "p5", "p50", "p95", "p99", "max"))
         )
     return lines
 
@@ -194,12 +195,12 @@ def _split_stats_lines(name: str, s: dict[str, Any]) -> list[str]:
     """One split's block of `prefkit stats`."""
     c = s.get("build_counts") or {}
     counts = (
-        f" (build: read {_fmt(c.get('read'))}, dropped {_fmt(sum(c.get('dropped', {}).values()))}, "
-        f"invalid {_fmt(sum(c.get('invalid', {}).values()))})"
+        f" (build: read {num(c.get('read'))}, dropped {num(sum(c.get('dropped', {}).values()))}, "
+        f"invalid {num(sum(c.get('invalid', {}).values()))})"
         if c
         else ""
     )
-    lines = [f"split {name}: {_fmt(s['rows'])} rows, {s['format']}{counts}"]
+    lines = [f"split {name}: {num(s['rows'])} rows, {s['format']}{counts}"]
     if s.get("margin"):
         lines += _dist_rows("margin", {"margin": s["margin"]})
     lines += _dist_rows("characters", s["chars"])
@@ -219,12 +220,12 @@ def _split_stats_lines(name: str, s: dict[str, Any]) -> list[str]:
         ids = ", ".join(map(str, rm["disagree_ids"][:5])) + (" …" if rm["disagree"] > 5 else "")
         rho = "-" if rm["spearman"] is None else f"{rm['spearman']:+.2f}"
         lines.append(
-            f"  reward model: agrees with the labels on {_pct(rm['agree_fraction'])} of {_fmt(rm['scored'])} "
-            f"scored pairs; {_fmt(rm['disagree'])} disagree ({ids or 'none'}); rank correlation with the "
+            f"  reward model: agrees with the labels on {_pct(rm['agree_fraction'])} of {num(rm['scored'])} "
+            f"scored pairs; {num(rm['disagree'])} disagree ({ids or 'none'}); rank correlation with the "
             f"source margin {rho}"
         )
     residue = s.get("template_residue_rows")
-    lines.append(f"  template residue: {'-' if residue is None else _fmt(residue)} rows")
+    lines.append(f"  template residue: {'-' if residue is None else num(residue)} rows")
     if "system_share" in s:
         lines.append(
             f"  system prompt: {_pct(s['system_share'])} of rows, multi-turn: {_pct(s['multi_turn_share'])}"

@@ -79,6 +79,15 @@ def tokenizer_hash(tokenizer: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def load_error(err: ValueError, subject: str, failure: str, first_line: bool = False) -> ModelError:
+    """The one-line error of a transformers ``from_pretrained`` that raised ``ValueError``: ``subject`` needs
+    custom code (``--trust-remote-code``), else ``failure``: the message (its first line with ``first_line``)."""
+    if "trust_remote_code" in str(err):
+        return ModelError(f"{subject} needs custom code", "pass --trust-remote-code if you trust it")
+    message = str(err).splitlines()[0] if first_line else str(err)
+    return ModelError(f"{failure}: {message}", "check the model folder")
+
+
 def load_tokenizer(
     folder: Path | str, *, trust_remote_code: bool = False, chat_template: str | None = None
 ) -> tuple[Any, str]:
@@ -88,13 +97,7 @@ def load_tokenizer(
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
     except ValueError as err:
-        if "trust_remote_code" in str(err):
-            raise ModelError(
-                f"the tokenizer in {folder} needs custom code", "pass --trust-remote-code if you trust it"
-            ) from None
-        raise ModelError(
-            f"cannot load the tokenizer from {folder}: {err}", "check the model folder"
-        ) from None
+        raise load_error(err, f"the tokenizer in {folder}", f"cannot load the tokenizer from {folder}") from None
     except (OSError, TypeError) as err:
         raise ModelError(
             f"cannot load the tokenizer from {folder}: {err}", "check the model folder"

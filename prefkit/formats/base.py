@@ -278,3 +278,11 @@ NON_TEXT_CONTENT, ANSWER_NOT_SINGLE_ASSISTANT = declare(
         "assistant message",
     ),
 )
+
+
+def answer_expr(column: str, schema: pa.Schema) -> tuple[pl.Expr, pl.Expr]:
+    """(answer as [assistant message], is-valid) for a message-list or string answer column."""
+    if is_string(schema.field(column).type):
+        return single_assistant(pl.col(column)), pl.col(column).is_not_null()
+    msgs = messages_expr(column, schema)
+    return msgs, answer_ok(msgs)

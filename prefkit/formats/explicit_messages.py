@@ -11,13 +11,12 @@ from prefkit.formats.base import (
     NULL_VALUE,
     ColumnMapping,
     Family,
-    answer_ok,
+    answer_expr,
     first_reason,
     is_messages,
     is_string,
     messages_expr,
     pick_column,
-    single_assistant,
 )
 from prefkit.formats.implicit_messages import (
     CHOSEN_ALIASES,
@@ -42,17 +41,9 @@ def match(schema: pa.Schema, columns: dict[str, str | None], sample=None) -> Col
     return ColumnMapping(NAME, chosen=chosen, rejected=rejected, prompt=prompt)
 
 
-def _answer(column: str, schema: pa.Schema) -> tuple[pl.Expr, pl.Expr]:
-    """(answer as [assistant message], is-valid) for a message-list or string answer column."""
-    if is_string(schema.field(column).type):
-        return single_assistant(pl.col(column)), pl.col(column).is_not_null()
-    msgs = messages_expr(column, schema)
-    return msgs, answer_ok(msgs)
-
-
 def normalise(df: pl.DataFrame, mapping: ColumnMapping, schema: pa.Schema) -> pl.DataFrame:
-    chosen, chosen_ok = _answer(mapping.chosen, schema)
-    rejected, rejected_ok = _answer(mapping.rejected, schema)
+    chosen, chosen_ok = answer_expr(mapping.chosen, schema)
+    rejected, rejected_ok = answer_expr(mapping.rejected, schema)
     prompt = messages_expr(mapping.prompt_column, schema)
     nulls = (
         pl.col(mapping.prompt_column).is_null()

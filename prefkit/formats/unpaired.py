@@ -23,13 +23,12 @@ from prefkit.formats.base import (
     NULL_VALUE,
     ColumnMapping,
     Family,
-    answer_ok,
+    answer_expr,
     first_reason,
     is_messages,
     is_string,
     message,
     messages_expr,
-    single_assistant,
 )
 from prefkit.frame import NORMALISER_DROP
 
@@ -124,13 +123,6 @@ def prepare(mapping: ColumnMapping, schema: pa.Schema, read) -> dict:
     return {"partners": pairs.join(completions, on="u", how="left")}
 
 
-def _answer(column: str, schema: pa.Schema) -> tuple[pl.Expr, pl.Expr]:
-    if is_string(schema.field(column).type):
-        return single_assistant(pl.col(column)), pl.col(column).is_not_null()
-    msgs = messages_expr(column, schema)
-    return msgs, answer_ok(msgs)
-
-
 def normalise(df: pl.DataFrame, mapping: ColumnMapping, schema: pa.Schema) -> pl.DataFrame:
     facts = mapping.facts or {}
     start = facts.get("start", 0)
@@ -147,8 +139,8 @@ def normalise(df: pl.DataFrame, mapping: ColumnMapping, schema: pa.Schema) -> pl
         frame = frame.sort("_row")
         paired_u = partners["u"]
     extended = schema.append(pa.field(PARTNER, schema.field("completion").type))
-    own, own_ok = _answer("completion", extended)
-    other, other_ok = _answer(PARTNER, extended)
+    own, own_ok = answer_expr("completion", extended)
+    other, other_ok = answer_expr(PARTNER, extended)
     prompt = (
         pl.concat_list([message("user", pl.col("prompt"))])
         if is_string(schema.field("prompt").type)

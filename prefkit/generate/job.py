@@ -39,7 +39,7 @@ from prefkit.jobs.distributed import init_distributed
 from prefkit.jobs.leases import create_exclusive
 from prefkit.jobs.plan import data_fingerprint, settings_fingerprint
 from prefkit.jobs.report import worker_summary
-from prefkit.jobs.runner import JobSpec, merging, run_shards
+from prefkit.jobs.runner import JobKind, JobSpec, merging, run_shards
 from prefkit.loading.model import resolve_device
 from prefkit.optionspec import OptionGroup
 from prefkit.output import MANIFEST_NAME, read_output, write_output
@@ -61,6 +61,8 @@ LABEL = "generated completion"
 COLUMNS = [("completions", COMPLETIONS_TYPE)]
 ROW_COLUMNS = (PROMPT_ID, PROMPT, "chat_template_kwargs")
 COUNT_KEYS = ("rows", "scored", "completions", "tokens", "prompt_tokens")
+#: generation: the job's section, work folder, label and counts
+KIND = JobKind(SECTION, WORK_DIR, LABEL, COUNT_KEYS)
 #: a prompt-stage lock older than this (seconds) belongs to a killed worker
 STALE_LOCK_SECONDS = 600.0
 
@@ -302,10 +304,7 @@ def _run(out: Path, engines: list[tuple[str, Engine]], opts: GenerateOptions, ct
         settings,
         settings_fingerprint(settings),
         score,
-        count_keys=COUNT_KEYS,
-        name=SECTION,
-        work_dir=WORK_DIR,
-        label=LABEL,
+        KIND,
     )
 
     def section(shards: list, counts: dict) -> dict:

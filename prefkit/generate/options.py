@@ -18,7 +18,7 @@ from prefkit.errors import OptionError
 from prefkit.generate.base import ENGINES
 from prefkit.generate.sampling import SamplingParams
 from prefkit.jobs.options import JobOptions, lease_option, resume_option
-from prefkit.loading import ModelOptions
+from prefkit.loading import RUN_FLAGS, ModelOptions
 from prefkit.optionspec import CommandOptions, OptionGroup, option
 from prefkit.values import names
 
@@ -87,12 +87,7 @@ class GenerateOptions(JobOptions, ModelOptions, PromptOptions, SamplingParams, C
         "prompt_col",
         "system_col",
         "max_prompts",
-        "revision",
-        "dtype",
-        "device",
-        "attn_implementation",
-        "chat_template",
-        "trust_remote_code",
+        *RUN_FLAGS,
         "shard_rows",
         "lease_seconds",
         "resume",

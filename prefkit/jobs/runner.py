@@ -64,29 +64,53 @@ GONE_WAIT = 30.0
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
+class JobKind:
+    """What one kind of job is, declared once by the package that runs it: the manifest section its merge writes
+    (``name``), its work folder under OUT (one per kind, so an unfinished job of one kind never blocks another),
+    what it adds in words (``label``: "reference log-prob" → "… already has reference log-prob columns") and the
+    count keys its shards report."""
+
+    name: str = "reflogps"
+    work_dir: str = WORK_DIR
+    label: str = "reference log-prob"
+    count_keys: tuple[str, ...] = ("rows", "scored", "truncated", "completion_tokens", "tokens")
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """What a scoring job adds and how: ``columns`` (name, Arrow type), ``row_columns`` the scorer reads,
-    ``settings`` that decide the values, ``score`` for one shard, the count keys its shards report, and the
-    manifest section ``name`` the merge writes."""
+    ``settings`` that decide the values (and their ``fingerprint``), ``score`` for one shard, and its ``kind``
+    (:class:`JobKind`: section, work folder, label, count keys)."""
 
     columns: list[tuple[str, pa.DataType]]
     row_columns: tuple[str, ...]
     settings: dict
     fingerprint: str
     score: ShardScorer
-    count_keys: tuple[str, ...] = ("rows", "scored", "truncated", "completion_tokens", "tokens")
-    name: str = "reflogps"
-    #: the work folder under OUT (one per kind of job, so an unfinished job of one kind never blocks another)
-    work_dir: str = WORK_DIR
-    #: what the job adds, for messages ("reference log-prob" → "… already has reference log-prob columns")
-    label: str = "reference log-prob"
+    kind: JobKind = JobKind()
     #: the shards (``plan(folder, shard_rows)``); None: :func:`~prefkit.jobs.plan.plan_shards` (KTO cuts at its
     #: KL batch boundaries, :func:`prefkit.reflogps.kto.planner`)
     plan: Callable[[OutputFolder, int], list[Shard]] | None = None
     #: the top-level columns whose presence means OUT already holds this job's kind of result (default: the
     #: ``columns``; a job that rewrites an existing column, like scoring each completion, checks on its own)
     guard_columns: tuple[str, ...] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.kind.name
+
+    @property
+    def work_dir(self) -> str:
+        return self.kind.work_dir
+
+    @property
+    def label(self) -> str:
+        return self.kind.label
+
+    @property
+    def count_keys(self) -> tuple[str, ...]:
+        return self.kind.count_keys
 
 
 class _WorkGone(Exception):

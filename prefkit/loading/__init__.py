@@ -186,6 +186,10 @@ class RunOptions(OptionGroup):
     )
 
 
+#: the flags of how a model runs that every model command takes, in ``--help`` order (after ``--model``)
+RUN_FLAGS = ("revision", "dtype", "device", "attn_implementation", "chat_template", "trust_remote_code")
+
+
 class ModelOptions(LoadOptions, RunOptions):
     """How the model of `reflogps`, `verify`, `score` and `generate` is loaded and run: :class:`RunOptions` and
     :class:`LoadOptions` in one (``options.load`` is the latter)."""

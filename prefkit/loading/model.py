@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefkit.chat.templates import require_chat_template, template_hash
-from prefkit.chat.tokenizer import load_tokenizer, tokenizer_hash
+from prefkit.chat.tokenizer import load_error, load_tokenizer, tokenizer_hash
 from prefkit.errors import ModelError, require
 from prefkit.hub_client import fetch_snapshot, looks_like_path
 from prefkit.loading import ModelOptions, adapter_tensors_hash, quantization_record
@@ -227,13 +227,7 @@ def check_reward_config(folder: Path, model: str, trust_remote_code: bool = Fals
     try:
         cfg = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
     except ValueError as err:
-        if "trust_remote_code" in str(err):
-            raise ModelError(
-                f"model {model!r} needs custom code", "pass --trust-remote-code if you trust it"
-            ) from None
-        raise ModelError(
-            f"cannot read the config of {model!r}: {str(err).splitlines()[0]}", "check the model folder"
-        ) from None
+        raise load_error(err, f"model {model!r}", f"cannot read the config of {model!r}", first_line=True) from None
     archs = [str(a) for a in getattr(cfg, "architectures", None) or []]
     custom = "AutoModelForSequenceClassification" in (getattr(cfg, "auto_map", None) or {})
     if archs and not custom and not any(a.endswith("ForSequenceClassification") for a in archs):

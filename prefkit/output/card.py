@@ -23,6 +23,7 @@ from prefkit.output.licences import most_restrictive, size_category
 from prefkit.output.shapes import UNSUPPORTED
 from prefkit.record import PreferenceRecord, features_yaml
 from prefkit.resources import read_text
+from prefkit.results import num
 from prefkit.secrets import public_path, redact
 from prefkit.store.manifest_model import (
     Generate,
@@ -93,15 +94,6 @@ class HubCard:
     plots: list[str] = field(default_factory=list)
     report: str | None = None  # the report page's path in the repo (`prefkit report`), when pushed
     extra_metadata: dict = field(default_factory=dict)
-
-
-def num(x: Any) -> str:
-    """A number for a table: thousands separators, 3 significant digits for small floats, '-' for None."""
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        return f"{x:,.3g}" if abs(x) < 1000 else f"{x:,.0f}"
-    return f"{x:,}"
 
 
 def _pct(x: float | None) -> str:

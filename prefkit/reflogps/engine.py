@@ -465,15 +465,23 @@ def self_test(model: Any, *, seed: int = 0) -> dict[str, float]:
     results = {}
     for sharing in (True, False):
         c, r = score_pairs(model, pairs, token_budget=64, prefix_sharing=sharing, lm_head_chunk=7)
-        diff = np.abs(np.concatenate([c, r]) - ref)
         name = "prefix_sharing" if sharing else "packed"
-        results[name] = float(diff.max())
-        if not np.all(diff <= tol) or not np.all(np.isfinite(diff)):
-            raise ModelError(
-                f"engine self-test failed: the {name} path differs from separate forwards by {diff.max():.4g} nats",
-                hint="report this model type; run with --no-prefix-sharing or use `prefkit verify` to compare",
-            )
+        results[name] = check_path(
+            np.abs(np.concatenate([c, r]) - ref),
+            tol,
+            f"engine self-test failed: the {name} path differs from separate forwards by {{:.4g}} nats",
+            "report this model type; run with --no-prefix-sharing or use `prefkit verify` to compare",
+        )
     return results
+
+
+def check_path(diff: np.ndarray, tol: float, message: str, hint: str) -> float:
+    """An engine self-test's verdict on one path: the largest difference from the plain forwards (float64
+    array ``diff``, in nats or reward units), or a :class:`ModelError` (``message`` formatted with it) when a value
+    is off by more than ``tol`` or not finite."""
+    if not np.all(diff <= tol) or not np.all(np.isfinite(diff)):
+        raise ModelError(message.format(diff.max()), hint=hint)
+    return float(diff.max())
 
 
 __all__ = [

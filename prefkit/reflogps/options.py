@@ -14,19 +14,11 @@ from __future__ import annotations
 
 from prefkit.chat.trl_rules import PROFILES
 from prefkit.jobs.options import JobOptions
-from prefkit.loading import DTYPE_HELP, DTYPES, LoadOptions, ModelOptions
+from prefkit.loading import DTYPE_HELP, DTYPES, RUN_FLAGS, LoadOptions, ModelOptions
 from prefkit.optionspec import CommandOptions, option
 
 #: the model flags of every scoring command, in ``--help`` order (the quantization/adapter flags follow them)
-MODEL_FLAGS = (
-    "revision",
-    "dtype",
-    "device",
-    "attn_implementation",
-    "chat_template",
-    "trust_remote_code",
-    *LoadOptions.model_fields,
-)
+MODEL_FLAGS = (*RUN_FLAGS, *LoadOptions.model_fields)
 #: the help of a scoring command's model flag, after "Model: a local folder or a Hub model id"
 MODEL_HELP = "Model: a local folder or a Hub model id"
 

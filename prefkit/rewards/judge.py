@@ -34,7 +34,7 @@ from prefkit.generate.sampling import SamplingParams
 from prefkit.jobs.distributed import init_distributed
 from prefkit.jobs.plan import data_fingerprint, settings_fingerprint
 from prefkit.jobs.report import worker_summary
-from prefkit.jobs.runner import JobSpec, merging, run_shards
+from prefkit.jobs.runner import JobKind, JobSpec, merging, run_shards
 from prefkit.loading.model import resolve_device
 from prefkit.output import OutputFolder, read_output
 from prefkit.resources import data_files, read_text
@@ -45,6 +45,8 @@ SECTION = "judge"
 WORK_DIR = ".judge-work"
 DEFAULT_RUBRIC = "ultrafeedback-overall"
 COUNT_KEYS = ("rows", "scored", "completions", "judge_calls", "tokens")
+#: an LLM judge's scores of each completion (with the position-swap disagreements of pairwise rubrics)
+KIND = JobKind(SECTION, WORK_DIR, "LLM-judge score", (*COUNT_KEYS, "position_swap_disagrees"))
 
 
 @dataclass(frozen=True)
@@ -305,10 +307,7 @@ def _job_spec(folder: OutputFolder, engine: Any, rubric: Rubric, options: Any, c
         settings,
         settings_fingerprint(settings),
         score,
-        count_keys=(*COUNT_KEYS, "position_swap_disagrees"),
-        name=SECTION,
-        work_dir=WORK_DIR,
-        label="LLM-judge score",
+        KIND,
         guard_columns=(),
     )
 

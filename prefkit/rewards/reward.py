@@ -38,6 +38,7 @@ from prefkit.errors import ModelError
 from prefkit.reflogps.engine import (
     _attn_implementation,
     build_items,
+    check_path,
     default_token_budget,
     pack_batch,
     run_items,
@@ -348,13 +349,12 @@ def self_test(model: Any, *, seed: int = 0) -> dict[str, float]:
         if name in results:
             continue
         got = np.concatenate(score_rewards(model, pairs, token_budget=48, prefix_sharing=sharing))
-        diff = np.abs(got - ref)
-        results[name] = float(diff.max())
-        if not np.all(diff <= tol) or not np.all(np.isfinite(diff)):
-            raise ModelError(
-                f"reward engine self-test failed: the {name} path differs from plain forwards by {diff.max():.4g}",
-                hint="report this model type; --no-prefix-sharing scores each text in its own row",
-            )
+        results[name] = check_path(
+            np.abs(got - ref),
+            tol,
+            f"reward engine self-test failed: the {name} path differs from plain forwards by {{:.4g}}",
+            "report this model type; --no-prefix-sharing scores each text in its own row",
+        )
     return results
 
 

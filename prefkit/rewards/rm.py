@@ -24,7 +24,7 @@ from prefkit.errors import OutputError
 from prefkit.jobs.distributed import init_distributed
 from prefkit.jobs.plan import completed, data_fingerprint, settings_fingerprint
 from prefkit.jobs.report import worker_summary
-from prefkit.jobs.runner import JobSpec, merging, run_shards
+from prefkit.jobs.runner import JobKind, JobSpec, merging, run_shards
 from prefkit.loading.model import load_model, resolve_device
 from prefkit.output import OutputFolder
 from prefkit.reflogps.provenance import scoring_settings
@@ -34,6 +34,8 @@ from prefkit.rewards.common import LABEL, SECTION, WORK_DIR, default_max_length,
 COLUMN = "completions"
 FIELD = "rm_score"
 COUNT_KEYS = ("rows", "scored", "completions", "tokens", "forward_tokens")
+#: reward-model scores of each completion of a generated set
+KIND = JobKind(SECTION, WORK_DIR, LABEL, COUNT_KEYS)
 
 
 def is_generated(folder: OutputFolder) -> bool:
@@ -177,10 +179,7 @@ def _job_spec(folder: OutputFolder, loaded: Any, options: Any, dev: Any, ctx: An
         settings,
         settings_fingerprint(settings),
         score,
-        count_keys=COUNT_KEYS,
-        name=SECTION,
-        work_dir=WORK_DIR,
-        label=LABEL,
+        KIND,
         guard_columns=(),
     )
     return spec, engine

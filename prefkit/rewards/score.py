@@ -25,7 +25,7 @@ from prefkit.errors import OptionError, OutputError, option
 from prefkit.jobs.distributed import init_distributed
 from prefkit.jobs.plan import data_fingerprint, has_columns, settings_fingerprint
 from prefkit.jobs.report import worker_summary
-from prefkit.jobs.runner import JobSpec, merging, run_shards
+from prefkit.jobs.runner import JobKind, JobSpec, merging, run_shards
 from prefkit.loading.model import load_for_set, resolve_device
 from prefkit.optionspec import OptionGroup
 from prefkit.output import OutputFolder, read_output, require_trl_shape
@@ -52,6 +52,8 @@ RM_FIELDS = [("rm_chosen", pa.float32()), ("rm_rejected", pa.float32()), ("rm_ma
 RM_COLUMNS = [name for name, _ in RM_FIELDS]
 #: counts each shard reports: rows, scored pairs, tokens of both texts, tokens run through the model
 COUNT_KEYS = ("rows", "scored", "tokens", "forward_tokens")
+#: reward-model scores of a set's pairs: the job's section, work folder, label and counts
+KIND = JobKind(SECTION, WORK_DIR, LABEL, COUNT_KEYS)
 
 __all__ = ["RM_COLUMNS", "RM_FIELDS", "SECTION", "WORK_DIR", "default_max_length", "score", "score_shard"]
 
@@ -234,10 +236,7 @@ def _job_spec(
         fixed,
         settings_fingerprint(fixed),
         score_rows,
-        count_keys=COUNT_KEYS,
-        name=SECTION,
-        work_dir=WORK_DIR,
-        label=LABEL,
+        KIND,
     )
     return spec, engine
 
