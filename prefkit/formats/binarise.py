@@ -191,13 +191,53 @@ def normalise(
         .join(a.rename({"_pos": "_r", "text": "_rt", "native": "_rn"}), on=["_src", "_r"], how="left")
         .sort("_src", maintain_order=True)
     )
-    # rows without a pair: why
+    prompts = pl.Series(
+        "_p", prompt_messages(df[mapping.prompt_column].to_list()), dtype=pl.List(MESSAGE_DTYPE)
+    )
+    prompt_of = pl.DataFrame({"_src": pl.int_range(df.height, dtype=pl.Int64, eager=True), "prompt": prompts})
+    made = _made_pairs(pairs, higher_is_better)
+    placeholders = _pairless(df.height, pairs, answers)
+    out = pl.concat([made, placeholders], how="vertical").sort("_src", maintain_order=True)
+    out = out.join(prompt_of, on="_src", how="left", maintain_order="left")
+    null_prompt = pl.col("prompt").is_null() & pl.col("invalid").is_null()
+    return out.select(
+        "prompt",
+        "chosen",
+        "rejected",
+        "score_chosen",
+        "score_rejected",
+        "margin",
+        pl.when(null_prompt).then(NULL_VALUE.lit()).otherwise(pl.col("invalid")).alias("invalid"),
+        pl.when(null_prompt).then(None).otherwise(pl.col("normaliser_drop")).alias("normaliser_drop"),
+        pl.col("_src").alias("source_index"),
+    )
+
+
+def _made_pairs(pairs: pl.DataFrame, higher_is_better: bool) -> pl.DataFrame:
+    """The pairs binarisation made, as rows: each answer as one assistant message, scores and the margin."""
+    msg = lambda c: pl.concat_list([message("assistant", pl.col(c))])  # noqa: E731
+    margin = pl.col("_cn") - pl.col("_rn") if higher_is_better else pl.col("_rn") - pl.col("_cn")
+    return pairs.select(
+        "_src",
+        msg("_ct").alias("chosen"),
+        msg("_rt").alias("rejected"),
+        pl.col("_cn").alias("score_chosen"),
+        pl.col("_rn").alias("score_rejected"),
+        margin.alias("margin"),
+        pl.lit(None, dtype=pl.String).alias("invalid"),
+        pl.lit(None, dtype=pl.String).alias("normaliser_drop"),
+    )
+
+
+def _pairless(height: int, pairs: pl.DataFrame, answers: pl.DataFrame) -> pl.DataFrame:
+    """One counted row for each source row without a pair, with why: fewer than two scored answers
+    (``too_few_answers``, invalid), all scores equal (``tie``) or no two far enough apart (``below_min_gap``)."""
     cand = answers.filter(
         pl.col("score").is_not_null() & pl.col("text").is_not_null() & pl.col("score").is_not_nan()
     )
     stats = cand.group_by("_src").agg(pl.len().alias("_n"), pl.col("score").n_unique().alias("_levels"))
     missing = (
-        pl.DataFrame({"_src": pl.int_range(df.height, dtype=pl.Int64, eager=True)})
+        pl.DataFrame({"_src": pl.int_range(height, dtype=pl.Int64, eager=True)})
         .join(pairs.select("_src").unique(), on="_src", how="anti")
         .join(stats, on="_src", how="left")
     )
@@ -215,24 +255,8 @@ def normalise(
         .otherwise(BELOW_MIN_GAP.lit())
         .alias(NORMALISER_DROP),
     )
-    prompts = pl.Series(
-        "_p", prompt_messages(df[mapping.prompt_column].to_list()), dtype=pl.List(MESSAGE_DTYPE)
-    )
-    prompt_of = pl.DataFrame({"_src": pl.int_range(df.height, dtype=pl.Int64, eager=True), "prompt": prompts})
-    msg = lambda c: pl.concat_list([message("assistant", pl.col(c))])  # noqa: E731
-    margin = pl.col("_cn") - pl.col("_rn") if higher_is_better else pl.col("_rn") - pl.col("_cn")
-    made = pairs.select(
-        "_src",
-        msg("_ct").alias("chosen"),
-        msg("_rt").alias("rejected"),
-        pl.col("_cn").alias("score_chosen"),
-        pl.col("_rn").alias("score_rejected"),
-        margin.alias("margin"),
-        pl.lit(None, dtype=pl.String).alias("invalid"),
-        pl.lit(None, dtype=pl.String).alias("normaliser_drop"),
-    )
     empty = pl.lit(None, dtype=pl.List(MESSAGE_DTYPE))
-    placeholders = missing.select(
+    return missing.select(
         "_src",
         empty.alias("chosen"),
         empty.alias("rejected"),
@@ -241,18 +265,4 @@ def normalise(
         pl.lit(None, dtype=pl.Float64).alias("margin"),
         "invalid",
         "normaliser_drop",
-    )
-    out = pl.concat([made, placeholders], how="vertical").sort("_src", maintain_order=True)
-    out = out.join(prompt_of, on="_src", how="left", maintain_order="left")
-    null_prompt = pl.col("prompt").is_null() & pl.col("invalid").is_null()
-    return out.select(
-        "prompt",
-        "chosen",
-        "rejected",
-        "score_chosen",
-        "score_rejected",
-        "margin",
-        pl.when(null_prompt).then(NULL_VALUE.lit()).otherwise(pl.col("invalid")).alias("invalid"),
-        pl.when(null_prompt).then(None).otherwise(pl.col("normaliser_drop")).alias("normaliser_drop"),
-        pl.col("_src").alias("source_index"),
     )

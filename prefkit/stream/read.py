@@ -176,14 +176,7 @@ def read_part(
                     column = batch.column(name)
                     counts[name] += len(column) - column.null_count
                 rows = np.arange(row, row + df.height, dtype=np.int64)
-                is_kept = (df[STAGE] == Stage.KEPT.value).to_numpy()
-                keep = is_kept.copy()
-                if top is not None and is_kept.any():
-                    keep[is_kept] = top.admit(df[MARGIN].cast(pl.Float64).to_numpy()[is_kept], rows[is_kept])
-                elif first_left is not None:
-                    at = np.flatnonzero(is_kept)[first_left:]
-                    keep[at] = False
-                    first_left = max(0, first_left - int(is_kept.sum()))
+                is_kept, keep, first_left = _admitted(df, rows, top, first_left)
                 frames.append(compact(df, needs, keep, index))
                 if part.template is None:
                     part.template = detached(spill_rows(df, np.zeros(df.height, dtype=bool), rows, mapping))
@@ -205,6 +198,21 @@ def read_part(
     part.spill, part.originals = rows_out.close(), originals.close()
     part.df = select_part(df, options)
     part.unused = unused_counts(part, unused, counts if inline else None)
+
+
+def _admitted(
+    df: pl.DataFrame, rows: np.ndarray, top: TopRows | None, first_left: int | None
+) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """Which rows of a classified batch the filters kept, which of them go on to pass 2 (``--top``'s bounded heap of
+    margins, or ``--max-rows``' first rows) and how many more ``--max-rows`` still admits (bool arrays, int)."""
+    is_kept = (df[STAGE] == Stage.KEPT.value).to_numpy()
+    keep = is_kept.copy()
+    if top is not None and is_kept.any():
+        keep[is_kept] = top.admit(df[MARGIN].cast(pl.Float64).to_numpy()[is_kept], rows[is_kept])
+    elif first_left is not None:
+        keep[np.flatnonzero(is_kept)[first_left:]] = False
+        first_left = max(0, first_left - int(is_kept.sum()))
+    return is_kept, keep, first_left
 
 
 def spill_originals(

@@ -3,8 +3,9 @@ come (data shards, statistics, rejects); and the counts of every part."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -192,10 +193,36 @@ def write_set(
     """Pass 2: every output split's data shards and rejects under ``folder``. Returns per split its ``files``
     (paths), ``schema`` (None when it kept no row), ``stats`` (:func:`prefkit.output.stats.split_stats` of what
     was written) and the export's ``export`` stats."""
-
     export = check_export(options.output.export)
-    text = options.chat.output_format == "text" and target is not None
+    shape = _shaper(options, target, export)
+    groups = [(i, name, where) for i, p in enumerate(parts) for name, where in output_groups(p, split_by_out)]
+    names = list(dict.fromkeys(name for _, name, _ in groups))
+    sinks = {n: SplitSink(ShardWriter(folder / "data", n), SplitStats()) for n in names}
+    unified, rejects = rejects_files(parts, groups, folder)
+    total = sum(len(plan_rows(parts[i], w)[0]) for i, _, w in groups)
+    with bar(desc="writing", total=total, show=progress, unit="row") as pbar:
+        if export.choose is not None and export.keys is not None:  # the shape chooses over the whole split
+            _choose(parts, groups, sinks, export, (fields, work))
+        for i, name, where in groups:
+            for records in part_records(parts[i], where, fields, work):
+                _write(sinks[name], shape(records))
+                pbar.update(records.num_rows)
+        for part in parts:
+            for name, table in part_rejects(part, options.output.full_rejects, split_by_out):
+                schema, clash = unified[name]
+                rejects[name].write(conform(table, schema, clash))
+    out: dict[str, Any] = {}
+    for name, sink in sinks.items():
+        rejects[name].close()
+        first = parts[next(i for i, n, _ in groups if n == name)]
+        out[name] = _split_result(sink, partial(_empty_split, first, fields, shape))
+    return out
 
+
+def _shaper(options: Any, target: Any, export: Any) -> Callable[[pa.Table], pa.Table]:
+    """What a batch of records becomes in the data files: TRL's plain text rows (``--output-format plain``), rows
+    rendered with the target's template (``text``), or the export's shape."""
+    text = options.chat.output_format == "text" and target is not None
     plain = options.chat.output_format == "plain"
 
     def shape(records: pa.Table) -> pa.Table:
@@ -205,62 +232,53 @@ def write_set(
             records = text_table(records, target)
         return records if export.trl_shape else export.rows(records)
 
-    groups = [(i, name, where) for i, p in enumerate(parts) for name, where in output_groups(p, split_by_out)]
-    names = list(dict.fromkeys(name for _, name, _ in groups))
-    sinks = {n: SplitSink(ShardWriter(folder / "data", n), SplitStats()) for n in names}
-    unified, rejects = rejects_files(parts, groups, folder)
-    choose = export.choose is not None and export.keys is not None
-    with bar(
-        desc="writing",
-        total=sum(len(plan_rows(parts[i], w)[0]) for i, _, w in groups),
-        show=progress,
-        unit="row",
-    ) as pbar:
-        if choose:  # the shape chooses over the whole split: its keys first, then the rows
-            for i, name, where in groups:
-                for records in part_records(parts[i], where, fields, work):
-                    sinks[name].keys.append(export.keys(records))  # type: ignore[misc]
-                    sinks[name].pairs += records.num_rows
-            for sink in sinks.values():
-                keys = (
-                    pl.concat(sink.keys)
-                    if sink.keys
-                    else pl.DataFrame(schema={"_k": pl.UInt64, "label": pl.Boolean})
-                )
-                sink.keep, sink.export_stats = export.choose(keys, sink.pairs)  # type: ignore[misc]
-                sink.keys = []
-        for i, name, where in groups:
-            sink = sinks[name]
-            for records in part_records(parts[i], where, fields, work):
-                table = shape(records)
-                if sink.keep is not None:
-                    mask = sink.keep[sink.at : sink.at + table.num_rows]
-                    sink.at += table.num_rows
-                    table = table.filter(pa.array(mask))
-                sink.shards.write(table)
-                sink.stats.add(table)
-                pbar.update(records.num_rows)
-        for part in parts:
-            for name, table in part_rejects(part, options.output.full_rejects, split_by_out):
-                schema, clash = unified[name]
-                rejects[name].write(conform(table, schema, clash))
-    out: dict[str, Any] = {}
-    for name, sink in sinks.items():
-        files = sink.shards.close()
-        rejects[name].close()
-        schema = sink.shards.schema
-        if schema is None:  # no row: an empty table of the split's shape
-            first = next(i for i, n, _ in groups if n == name)
-            sink.empty = shape(empty_records(parts[first], fields))
-        rows = sink.shards.rows
-        out[name] = {
-            "files": files,
-            "schema": schema,
-            "empty": sink.empty,
-            "stats": sink.stats.result(list(schema.names)) if schema is not None and rows else None,
-            "export": sink.export_stats if sink.export_stats is not None else {"rows": rows},
-        }
-    return out
+    return shape
+
+
+def _choose(parts: list[Part], groups: list, sinks: dict[str, SplitSink], export: Any, where: tuple) -> None:
+    """An export that chooses over the whole split (KTO writes a completion once per split): its keys of every
+    record first, then which rows each split keeps (``sink.keep``) and the export's statistics."""
+    fields, work = where
+    for i, name, part_where in groups:
+        for records in part_records(parts[i], part_where, fields, work):
+            sinks[name].keys.append(export.keys(records))
+            sinks[name].pairs += records.num_rows
+    for sink in sinks.values():
+        keys = pl.concat(sink.keys) if sink.keys else pl.DataFrame(schema={"_k": pl.UInt64, "label": pl.Boolean})
+        sink.keep, sink.export_stats = export.choose(keys, sink.pairs)
+        sink.keys = []
+
+
+def _write(sink: SplitSink, table: pa.Table) -> None:
+    """One shaped batch into its split's shards and statistics (the rows the export chose, when it chose)."""
+    if sink.keep is not None:
+        mask = sink.keep[sink.at : sink.at + table.num_rows]
+        sink.at += table.num_rows
+        table = table.filter(pa.array(mask))
+    sink.shards.write(table)
+    sink.stats.add(table)
+
+
+def _empty_split(part: Part, fields: tuple, shape: Callable[[pa.Table], pa.Table]) -> pa.Table:
+    """An empty table of the shape a split's rows would have had (a split that kept no row)."""
+    return shape(empty_records(part, fields))
+
+
+def _split_result(sink: SplitSink, empty: Callable[[], pa.Table]) -> dict[str, Any]:
+    """One output split's files, schema, statistics and export statistics (``empty()``: the split's shape when
+    it kept no row)."""
+    files = sink.shards.close()
+    schema = sink.shards.schema
+    if schema is None:  # no row: an empty table of the split's shape
+        sink.empty = empty()
+    rows = sink.shards.rows
+    return {
+        "files": files,
+        "schema": schema,
+        "empty": sink.empty,
+        "stats": sink.stats.result(list(schema.names)) if schema is not None and rows else None,
+        "export": sink.export_stats if sink.export_stats is not None else {"rows": rows},
+    }
 
 
 def rejects_files(
