@@ -45,6 +45,9 @@ MOVED = {
     "prefkit.generate.judge": ("prefkit.rewards.judge", True),
     "prefkit.sources.presets": ("prefkit.formats.presets", True),
     "prefkit.publish.licences": ("prefkit.output.licences", True),
+    "prefkit.output.folder": ("prefkit.store.folder", True),
+    "prefkit.output.lock": ("prefkit.store.lock", True),
+    "prefkit.output.writer": ("prefkit.store.writer", True),
 }
 
 

@@ -382,7 +382,7 @@ def _place(grouped: dict[str, dict], name: str, value: Any, group: str | None) -
         where = f" in group {group!r}" if group else ""
         raise OptionError(
             f"unknown option {name!r}{where}",
-            f"options are: {', '.join(sorted(GROUP_OF))} (docs/cli.md lists their flags)",
+            f"options are: {', '.join(sorted(GROUP_OF))} (docs/cli.md describes their flags)",
         )
     if value is not None:
         grouped[home][name] = value

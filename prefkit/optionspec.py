@@ -80,17 +80,27 @@ class OptionGroup(BaseModel):
         return {name: getattr(self, name) for name in self.model_fields_set}
 
     @classmethod
-    def create(cls: type[G], options: OptionGroup | None = None, **keywords: Any) -> G:
-        """From an instance (of this group: what it was given; of another: its values of the names both have) and/or
-        keywords (keywords win). Raises :class:`OptionError` naming the flag and the keyword of an unknown or
-        invalid option."""
+    def create(cls: type[G], options: OptionGroup | dict | None = None, **keywords: Any) -> G:
+        """From an instance (of this group: what it was given; of another that shares option names: its values of
+        those), a dict of options by name, and/or keywords (keywords win). Raises :class:`OptionError` naming the
+        flag and the keyword of an unknown or invalid option, or an ``options`` of no use to this group."""
         known = cls.model_fields
+        if isinstance(options, dict):  # options by name, as keywords
+            keywords = {**options, **keywords}
+            options = None
+        elif options is not None and (
+            not isinstance(options, OptionGroup) or not set(type(options).model_fields) & set(known)
+        ):
+            raise OptionError(
+                f"options must be a {cls.__name__} (or a dict of its options), got {type(options).__name__}",
+                f"pass {cls.__name__}(...) or the options as keywords",
+            )
         unknown = sorted(set(keywords) - set(known))
         if unknown:
             raise OptionError(
                 f"unknown option(s) {', '.join(unknown)}",
                 f"options are: {', '.join(sorted(known))}"
-                + (f" (`prefkit {cls.COMMAND} --help` lists their flags)" if cls.COMMAND else ""),
+                + (f" (`prefkit {cls.COMMAND} --help` describes those that are flags)" if cls.COMMAND else ""),
             )
         if options is None:
             base = {}

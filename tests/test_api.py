@@ -171,6 +171,9 @@ def test_keywords_go_to_the_options_model(command, tmp_path):
     with pytest.raises(OptionError, match=f"^{first}=\\.\\.\\.: "):
         function(*args, **{first: "many"})
     assert model.create(model()) == model()
+    with pytest.raises(OptionError, match=f"options must be a {model.__name__}"):
+        function(*args, options=object())
+    assert model.create({first: model.model_fields[first].default}) == model()
 
 
 def test_exceptions_name_real_flags():
