@@ -179,6 +179,15 @@ WRITE_ERRORS = {
 }
 
 
+def read_user_file(path: Path, error: type[PrefkitError], what: str, hint: str) -> str:
+    """The text of a UTF-8 file the user named (a recipe, a chat template), or ``error`` (a
+    :class:`PrefkitError` subclass): ``cannot read <what>: <why>`` with ``hint``."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise error(f"cannot read {what}: {err}", hint) from None
+
+
 def os_error(err: OSError, path: Path | str | None) -> OutputError:
     """One line for a failed write: disk full, file too large, read-only file system, no permission, a name too
     long; the hint says what fixes that cause (and never names an option the command may lack)."""

@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from prefkit.chat.target import TargetOptions
-from prefkit.errors import OptionError
+from prefkit.errors import OptionError, read_user_file
 from prefkit.formats import FAMILIES, family_options
 from prefkit.formats.system import SYSTEM_MODES, parse_system
 from prefkit.optionspec import OptionGroup, option, option_error
@@ -395,12 +395,7 @@ def load_recipe(path: str | Path) -> tuple[list, BuildOptions]:
     """Read a recipe: YAML or JSON with ``sources`` and option groups (or flat options), or a build's
     ``prefkit.json`` (its ``recipe``). Returns (source specs as written, options)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise OptionError(
-            f"cannot read recipe {str(path)!r}: {err}", "pass a YAML or JSON recipe file"
-        ) from None
+    text = read_user_file(path, OptionError, f"recipe {str(path)!r}", "pass a YAML or JSON recipe file")
     data = _parse(text, path)
     if isinstance(data, dict) and "recipe" in data and "prefkit_version" in data:  # a manifest
         data = data["recipe"]

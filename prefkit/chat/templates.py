@@ -27,7 +27,7 @@ from typing import Any
 import jinja2
 from jinja2.exceptions import SecurityError
 
-from prefkit.errors import ModelError
+from prefkit.errors import ModelError, read_user_file
 from prefkit.resources import data_files, read_text
 
 BUILTIN_DIR = "builtin"
@@ -139,12 +139,7 @@ def resolve_chat_template(spec: str) -> tuple[str, str]:
             f"pass an existing .jinja file or a built-in name ({', '.join(builtin_names())})",
         )
     if path.is_file():
-        try:
-            source = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise ModelError(
-                f"cannot read chat template {spec!r}: {err}", "pass a UTF-8 Jinja file"
-            ) from None
+        source = read_user_file(path, ModelError, f"chat template {spec!r}", "pass a UTF-8 Jinja file")
         check_renders_messages(source, spec)
         return source, f"file:{path.resolve()}"
     check_renders_messages(spec, "the inline template")
