@@ -28,15 +28,15 @@ _LAZY = {
     "stats": "prefkit.output.stats",
     "StatsResult": "prefkit.results",
     "reflogps": "prefkit.reflogps.job",
-    "ReflogpsResult": "prefkit.results",
+    "ReflogpsResult": "prefkit.job_results",
     "score": "prefkit.rewards.score",
-    "ScoreResult": "prefkit.results",
+    "ScoreResult": "prefkit.job_results",
     "verify": "prefkit.reflogps.verify",
-    "VerifyResult": "prefkit.results",
+    "VerifyResult": "prefkit.job_results",
     "push": "prefkit.publish.hub",
     "PushResult": "prefkit.publish.hub",
     "generate": "prefkit.generate.job",
-    "GenerateResult": "prefkit.results",
+    "GenerateResult": "prefkit.job_results",
     "report": "prefkit.report",
     "ReportResult": "prefkit.report",
     # building blocks
@@ -62,6 +62,10 @@ if TYPE_CHECKING:  # pragma: no cover - what the lazy names are, for type checke
     from prefkit.formats.presets import PresetsResult as PresetsResult
     from prefkit.formats.presets import presets as presets
     from prefkit.generate.job import generate as generate
+    from prefkit.job_results import GenerateResult as GenerateResult
+    from prefkit.job_results import ReflogpsResult as ReflogpsResult
+    from prefkit.job_results import ScoreResult as ScoreResult
+    from prefkit.job_results import VerifyResult as VerifyResult
     from prefkit.options import BuildOptions as BuildOptions
     from prefkit.options import load_recipe as load_recipe
     from prefkit.output import read_output as read_output
@@ -80,11 +84,7 @@ if TYPE_CHECKING:  # pragma: no cover - what the lazy names are, for type checke
     from prefkit.report import ReportResult as ReportResult
     from prefkit.report import report as report
     from prefkit.results import DetectResult as DetectResult
-    from prefkit.results import GenerateResult as GenerateResult
-    from prefkit.results import ReflogpsResult as ReflogpsResult
-    from prefkit.results import ScoreResult as ScoreResult
     from prefkit.results import StatsResult as StatsResult
-    from prefkit.results import VerifyResult as VerifyResult
     from prefkit.rewards.score import score as score
     from prefkit.sources import load_source as load_source
 

@@ -17,6 +17,7 @@ import click
 import pytest
 
 import prefkit
+import prefkit.job_results
 from prefkit.cli import COMMANDS, cli
 
 #: command -> (its library function, where the function's ``**keywords`` go: "build" = BuildOptions' flat names,
@@ -42,6 +43,12 @@ EXCEPTIONS = {
     ("*", "--debug"): "the CLI's tracebacks; Python raises anyway",
     ("report", "--open"): "the CLI opens the written page in a browser; Python gets the path (result.path)",
 }
+
+
+def _context() -> click.Context:
+    """The CLI's context as click makes it (its context settings: ``-h`` too), so that the help option each command
+    caches is the one `prefkit --help` and docs/cli.md show."""
+    return click.Context(cli, **cli.context_settings)
 
 
 def _keyword(param: click.Parameter) -> tuple[str, bool]:
@@ -106,7 +113,7 @@ def test_every_command_has_a_function():
     """Each command's arguments are its function's first parameters, in order; the function is documented and
     returns the command's result."""
     assert set(FUNCTIONS) == set(COMMANDS)
-    ctx = click.Context(cli)
+    ctx = _context()
     for command, (name, _) in FUNCTIONS.items():
         function = getattr(prefkit, name)
         signature = inspect.signature(function)
@@ -122,7 +129,7 @@ def test_every_command_has_a_function():
 def test_every_flag_is_a_keyword_with_the_same_default(command):
     name, target = FUNCTIONS[command]
     function = getattr(prefkit, name)
-    ctx = click.Context(cli)
+    ctx = _context()
     click_command = cli.get_command(ctx, command)
     sub = click.Context(click_command, parent=ctx)
     problems = []
@@ -177,7 +184,7 @@ def test_keywords_go_to_the_options_model(command, tmp_path):
 
 
 def test_exceptions_name_real_flags():
-    ctx = click.Context(cli)
+    ctx = _context()
     for (command, long), reason in EXCEPTIONS.items():
         commands = FUNCTIONS if command == "*" else [command]
         found = [
@@ -210,7 +217,7 @@ def test_every_command_returns_a_result_with_summary_and_to_dict(name):
     hints = inspect.signature(getattr(prefkit, name)).return_annotation
     for each in str(hints).split("|"):  # `score` returns one of three results
         type_name = each.strip().rsplit(".", 1)[-1]
-        result_type = getattr(prefkit, type_name, None) or getattr(prefkit.results, type_name)
+        result_type = getattr(prefkit, type_name, None) or getattr(prefkit.job_results, type_name)
         assert dataclasses.is_dataclass(result_type), type_name
         # its own text (the base's summary() raises NotImplementedError), and the JSON object --json prints
         assert result_type.summary is not prefkit.results.Result.summary, type_name
@@ -392,7 +399,7 @@ def test_the_flags_of_a_model_command_are_its_options_models(command):
     from prefkit.errors import OptionError
 
     model = command_model(command)
-    ctx = click.Context(cli)
+    ctx = _context()
     params = [p for p in cli.get_command(ctx, command).params if isinstance(p, click.Option)]
     generated = [p for p in params if p.name not in ("as_json", "quiet")]
     assert [p.name for p in generated] == list(model.FLAGS)

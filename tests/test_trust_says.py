@@ -55,7 +55,7 @@ def test_the_near_dedup_reason_mentions_chains():
 
 
 def test_the_reflogps_summary_names_wall_and_model_time():
-    from prefkit.results import ReflogpsResult
+    from prefkit.job_results import ReflogpsResult
 
     shards = {"total": 1, "scored": 1, "taken_over": 0, "resumed": 0, "by_others": 0, "lost": 0}
     summary = {

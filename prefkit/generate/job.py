@@ -35,6 +35,7 @@ from prefkit.generate.options import DEFAULT_SHARD_ROWS, GenerateOptions, Prompt
 from prefkit.generate.prompts import PROMPT, PROMPT_ID, Prompts, read_prompts
 from prefkit.generate.ray_executor import run_on_ray
 from prefkit.generate.sampling import COMPLETIONS_TYPE, SamplingParams, completion_seed
+from prefkit.job_results import GenerateResult
 from prefkit.jobs.distributed import init_distributed
 from prefkit.jobs.leases import create_exclusive
 from prefkit.jobs.plan import data_fingerprint, settings_fingerprint
@@ -43,7 +44,6 @@ from prefkit.jobs.runner import JobKind, JobSpec, merging, run_shards
 from prefkit.loading.model import resolve_device
 from prefkit.optionspec import OptionGroup
 from prefkit.output import MANIFEST_NAME, read_output, write_output
-from prefkit.results import GenerateResult
 from prefkit.version import __version__
 
 __all__ = [

@@ -134,9 +134,6 @@ def _make_class() -> type:
             if self._prefkit_used_columns:
                 _check_setup(self)
 
-        def _prefkit_refuse(self, problems: list[tuple[str, str]]) -> None:
-            refuse(self, problems)
-
         def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
             if has_ref_columns(dataset):
                 if getattr(self, "ld_alpha", None) is None:

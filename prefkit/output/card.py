@@ -20,6 +20,7 @@ import yaml
 from prefkit.accounting import meaning
 from prefkit.output.exports import DEFAULT_EXPORT, EXPORTS
 from prefkit.output.licences import most_restrictive, size_category
+from prefkit.output.reference import ref_context
 from prefkit.output.shapes import UNSUPPORTED
 from prefkit.record import PreferenceRecord, features_yaml
 from prefkit.resources import read_text
@@ -27,9 +28,7 @@ from prefkit.results import num
 from prefkit.secrets import public_path, redact
 from prefkit.store.manifest_model import (
     Generate,
-    Kto,
     Manifest,
-    Reflogps,
     SourceSplit,
     SplitEntry,
     Tokenizer,
@@ -62,22 +61,6 @@ TEXT_COLUMN_MEANINGS = {
     "chosen": "the preferred answer as rendered after the prompt (TRL's apply_chat_template split)",
     "rejected": "the dispreferred answer as rendered after the prompt",
 }
-#: what the reference-model table shows, from the manifest's ``reflogps`` section
-REF_ROWS = (
-    ("model", "model"),
-    ("revision", "revision"),
-    ("model class", "model_class"),
-    ("weights sha256", "weights_sha256"),
-    ("tokenizer sha256", "tokenizer_sha256"),
-    ("chat template sha256", "chat_template_sha256"),
-    ("dtype", "dtype"),
-    ("attention", "attn_implementation"),
-    ("max_length", "max_length"),
-    ("truncation", "truncation_mode"),
-    ("TRL rule", "trl_tokenization_rule"),
-    ("TRL version", "trl_version"),
-    ("prefkit version", "prefkit_version"),
-)
 
 
 @dataclass
@@ -229,7 +212,7 @@ def _loading_context(manifest: Manifest, features: dict, name: str | None, hub: 
     export = manifest.export_shape
     shape = EXPORTS.get(export)
     tokenizer = manifest.tokenizer or Tokenizer()
-    ref = _ref_context(manifest.reflogps, features)
+    ref = ref_context(manifest.reflogps, features)
     load_id = hub.repo_id if hub else (name or "<this folder>")
     rev_arg = f', revision="{hub.revision}"' if hub and hub.revision and hub.revision != "main" else ""
     return {
@@ -336,58 +319,6 @@ def _columns(features: dict, margin_col: str | None = None) -> list[dict]:
         meaning = REF_COLUMN_MEANINGS.get(name) or EXPORT_COLUMN_MEANINGS.get(name) or described or ""
         out.append({"name": name, "kind": kind, "meaning": meaning})
     return out
-
-
-def _ref_context(section: Reflogps | None, features: dict) -> dict | None:
-    dpo, kto = {"ref_chosen_logps", "ref_rejected_logps"}, {"ref_logps", "ref_KL_logps"}
-    if section is None or not section.to_dict() or not (dpo <= set(features) or kto <= set(features)):
-        return None
-    totals = section.totals or {}
-    rows = [(label, section.get(key)) for label, key in REF_ROWS]
-    rows += _setup_rows(section)
-    kl = section.kto or Kto()
-    rows += [("KTO per_device_train_batch_size", kl.per_device_train_batch_size)]
-    rows += [("KTO KL pairing", kl.kl_order and f"rotate +1 in each batch, {kl.kl_order} order")]
-    rows += [("scored", totals.get("scored")), ("truncated", totals.get("truncated"))]
-    return {
-        "model": section.model or "<the reference model>",
-        "max_length": section.max_length,
-        "command": redact(section.command),
-        "rows": [(k, v) for k, v in rows if v not in (None, "", {})],
-    }
-
-
-def quantization_words(record: dict | None) -> str:
-    """A recorded quantization in words (``4-bit nf4, double quantization, compute float32``)."""
-    if not record:
-        return "none: full precision"
-    if record.get("load_in_4bit"):
-        double = ", double quantization" if record.get("bnb_4bit_use_double_quant") else ""
-        return f"4-bit {record.get('bnb_4bit_quant_type')}{double}, compute {record.get('bnb_4bit_compute_dtype')}"
-    if record.get("load_in_8bit"):
-        return "8-bit"
-    return str(record.get("method"))
-
-
-def adapter_words(adapter: dict | None) -> str:
-    """A recorded adapter in words: its id and the start of its tensors' SHA-256."""
-    if not adapter:
-        return "none"
-    name = adapter.get("adapter") or "an adapter"
-    return f"{name}, tensors sha256 {str(adapter.get('tensors_sha256'))[:12]}"
-
-
-def _setup_rows(section: Reflogps) -> list[tuple[str, Any]]:
-    """The reference's quantization and adapter (sections written before they were recorded have neither)."""
-    if not section.has("quantization"):
-        return []
-    quant = quantization_words(section.quantization)
-    if not section.quantization:
-        quant += " (a 4-/8-bit trainer takes these values only with prefkit_full_precision_reference=True)"
-    rows: list[tuple[str, Any]] = [("quantization", quant)]
-    if section.adapter:
-        rows.append(("adapter", adapter_words(section.adapter)))
-    return rows
 
 
 def _tokenizer_context(entry: Tokenizer | None) -> dict | None:

@@ -32,6 +32,7 @@ from prefkit.chat.trl_rules import (
     score_split_prompts,
 )
 from prefkit.errors import OptionError, OutputError, option
+from prefkit.job_results import ReflogpsResult
 from prefkit.jobs.distributed import init_distributed
 from prefkit.jobs.leases import DEFAULT_LEASE_SECONDS
 from prefkit.jobs.merge import merge
@@ -58,7 +59,6 @@ from prefkit.reflogps.common import check_vocab, empty_counts
 from prefkit.reflogps.kto import KTO_COLUMNS, KTO_RULE, check_batch_size, is_kto_folder, kto_section, kto_spec
 from prefkit.reflogps.options import ReflogpsOptions
 from prefkit.reflogps.provenance import check_build_tokenizer, engine_records, scoring_settings, section
-from prefkit.results import ReflogpsResult
 from prefkit.store.folder import stderr_warning
 
 #: columns a shard's rows are read with (what TRL's tokenization uses)

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from prefkit.chat.trl_rules import installed_trl
 from prefkit.errors import ModelError
-from prefkit.output.card import adapter_words, quantization_words
+from prefkit.output.reference import adapter_words, quantization_words
 from prefkit.store.manifest_model import ModelRun, Tokenizer
 from prefkit.version import __version__
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from prefkit.chat.tokenize import tokenize_pairs
 from prefkit.errors import OutputError
+from prefkit.job_results import VerifyResult
 from prefkit.jobs.plan import REF_COLUMNS
 from prefkit.loading import LoadOptions
 from prefkit.loading.model import load_model
@@ -26,7 +27,6 @@ from prefkit.reflogps.job import ROW_COLUMNS
 from prefkit.reflogps.options import VerifyOptions
 from prefkit.reflogps.plain import score_pairs_plain
 from prefkit.reflogps.provenance import differences, setup_differences
-from prefkit.results import VerifyResult
 
 #: Default tolerances per compute dtype: |stored - recomputed| <= atol + rtol * |recomputed|.
 DEFAULT_TOLERANCES = {"float32": (1e-3, 1e-4), "bfloat16": (0.5, 2e-2), "float16": (0.5, 2e-2)}

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from prefkit.errors import OptionError, OutputError, option
+from prefkit.job_results import CompletionScoreResult, JudgeResult, ScoreResult
 from prefkit.jobs.distributed import init_distributed
 from prefkit.jobs.plan import data_fingerprint, has_columns, settings_fingerprint
 from prefkit.jobs.report import worker_summary
@@ -32,7 +33,6 @@ from prefkit.output import OutputFolder, read_output, require_trl_shape
 from prefkit.output.audit import audit_folder
 from prefkit.reflogps.job import ROW_COLUMNS
 from prefkit.reflogps.provenance import engine_records, scoring_settings
-from prefkit.results import CompletionScoreResult, JudgeResult, ScoreResult
 from prefkit.rewards import reward
 from prefkit.rewards.common import (
     LABEL,

@@ -65,7 +65,7 @@ def test_the_docs_hold_commands():
 def test_every_documented_command_parses(where, argv):
     from prefkit.cli import cli
 
-    top = click.Context(cli, info_name="prefkit")
+    top = click.Context(cli, info_name="prefkit", **cli.context_settings)
     args = [a for a in argv if a != "--debug"]
     if args and args[0] in ("--help", "-h", "--version"):
         return
