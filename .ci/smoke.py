@@ -114,7 +114,9 @@ def data_side(work: Path) -> tuple[Path, Path]:
 
 def model_side(out: Path, tok: Path, work: Path) -> None:
     """reflogps + verify, score, report, push --dry-run, one PrecomputedRefDPOTrainer step at ln 2."""
-    run("reflogps", str(out), "--model", str(tok), "--device", "cpu", "--max-length", "96")
+    recipe = work / "project.json"  # the model commands' sections of a recipe (verify's from the flags)
+    recipe.write_text(json.dumps({"reflogps": {"model": str(tok), "device": "cpu", "max_length": 96}}))
+    run("reflogps", str(out), "--recipe", str(recipe))
     report = summary(run("verify", str(out), "--model", str(tok), "--device", "cpu", "--sample", "8", "--json"))
     check(report.get("ok", report.get("passed")) is not False, f"verify failed: {report}")
     rm = make_tiny_model(work / "tiny-rm", reward=True)

@@ -16,11 +16,9 @@ records the resolved recipe, with each Hub source pinned to the commit it was re
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -32,10 +30,10 @@ from pydantic import (
 )
 
 from prefkit.chat.target import TargetOptions
-from prefkit.errors import OptionError, read_user_file
+from prefkit.errors import OptionError
 from prefkit.formats import FAMILIES, family_options
 from prefkit.formats.system import SYSTEM_MODES, parse_system
-from prefkit.optionspec import OptionGroup, option, option_error
+from prefkit.optionspec import RECIPE_SECTIONS, OptionGroup, option, option_error, read_recipe
 from prefkit.output.exports import DEFAULT_EXPORT, EXPORTS
 from prefkit.select.evalsets import evalset_presets
 from prefkit.values import names
@@ -393,32 +391,19 @@ def _place(grouped: dict[str, dict], name: str, value: Any, group: str | None) -
 
 def load_recipe(path: str | Path) -> tuple[list, BuildOptions]:
     """Read a recipe: YAML or JSON with ``sources`` and option groups (or flat options), or a build's
-    ``prefkit.json`` (its ``recipe``). Returns (source specs as written, options)."""
+    ``prefkit.json`` (its ``recipe``). A section of another command's options (``reflogps:``, ``score:`` …,
+    :data:`prefkit.optionspec.RECIPE_SECTIONS`) is that command's (:meth:`CommandOptions.from_file`), not the
+    build's. Returns (source specs as written, options). Raises :class:`OptionError`."""
     path = Path(path)
-    text = read_user_file(path, OptionError, f"recipe {str(path)!r}", "pass a YAML or JSON recipe file")
-    data = _parse(text, path)
-    if isinstance(data, dict) and "recipe" in data and "prefkit_version" in data:  # a manifest
+    data = read_recipe(path)
+    if "recipe" in data and "prefkit_version" in data:  # a manifest
         data = data["recipe"]
-    if data is None:
-        raise OptionError(f"recipe {str(path)!r} is empty", "write `sources:` and option groups")
-    if not isinstance(data, dict):
-        raise OptionError(
-            f"recipe {str(path)!r} is not a mapping (it holds a {type(data).__name__})",
-            "write `sources:` and option groups",
-        )
-    data = {k: v for k, v in data.items() if k != "prefkit_recipe"}
+        if not isinstance(data, dict):
+            raise OptionError(
+                f"the recipe in {str(path)!r} is not a mapping", "rebuild the set, or pass a recipe file"
+            )
+    data = {k: v for k, v in data.items() if k != "prefkit_recipe" and k not in RECIPE_SECTIONS}
     sources = data.pop("sources", None) or []
     if not isinstance(sources, list):
         raise OptionError(f"`sources` in {str(path)!r} is not a list", "write `sources:` as a YAML list")
     return sources, BuildOptions.create(data)
-
-
-def _parse(text: str, path: Path) -> Any:
-    try:
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise OptionError(
-            f"recipe {str(path)!r} is not valid: {first}", "check its YAML/JSON syntax"
-        ) from None
-

@@ -6,15 +6,22 @@ flags are generated from them (:mod:`prefkit.commands.options`)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from prefkit.errors import OptionError
+from prefkit.errors import OptionError, read_user_file
 from prefkit.errors import option as mention
 from prefkit.values import strict_value
 
-__all__ = ["CommandOptions", "OptionGroup", "option", "option_error"]
+__all__ = ["CommandOptions", "OptionGroup", "option", "option_error", "read_recipe"]
+
+#: the commands whose options a recipe file may hold in a section of their own (``reflogps:`` …), beside build's
+#: sources and option groups at the top level (:meth:`CommandOptions.from_file`)
+RECIPE_SECTIONS = ("reflogps", "score", "verify", "generate")
 
 
 #: what :func:`option` takes besides pydantic's ``Field`` keywords: how the flag is spelled and what it takes
@@ -100,7 +107,9 @@ class OptionGroup(BaseModel):
             raise OptionError(
                 f"unknown option(s) {', '.join(unknown)}",
                 f"options are: {', '.join(sorted(known))}"
-                + (f" (`prefkit {cls.COMMAND} --help` describes those that are flags)" if cls.COMMAND else ""),
+                + (
+                    f" (`prefkit {cls.COMMAND} --help` describes those that are flags)" if cls.COMMAND else ""
+                ),
             )
         if options is None:
             base = {}
@@ -127,6 +136,68 @@ class CommandOptions(OptionGroup):
 
     #: the fields that are the command's flags, in ``--help`` order
     FLAGS: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_file(cls: type[C], path: str | Path) -> C:
+        """The options in a recipe file (YAML, or JSON by its ``.json`` suffix), by their Python names
+        (``max_length: 2048``, as the library's keywords): the file's ``<command>:`` section
+        (:data:`RECIPE_SECTIONS`; one file may hold build's recipe and a section per command), or the whole file
+        when it has no section and no ``sources``. Values are read as the flags' are (paths from the current
+        folder). What was set in the file is :meth:`given`; pass the result as ``options=`` (keywords win).
+
+        Raises :class:`OptionError`: the file cannot be read or parsed, is not a mapping, has sections but none
+        for this command, or holds an unknown or invalid option (named, with the file)."""
+        data = read_recipe(path)
+        where = f"recipe {str(path)!r}"
+        if cls.COMMAND in data:
+            data = data[cls.COMMAND]
+            if not isinstance(data, dict):
+                raise OptionError(
+                    f"`{cls.COMMAND}:` in {where} is not a mapping",
+                    f"write the {cls.COMMAND} options under it",
+                )
+        elif "sources" in data or set(data) & set(RECIPE_SECTIONS):
+            sections = ", ".join(f"`{s}:`" for s in RECIPE_SECTIONS if s in data) or "none"
+            raise OptionError(
+                f"{where} has no `{cls.COMMAND}:` section (its command sections: {sections})",
+                f"add a `{cls.COMMAND}:` section with the options of `prefkit {cls.COMMAND}`",
+            )
+        dashed = sorted(k for k in data if isinstance(k, str) and "-" in k)
+        if dashed:
+            raise OptionError(
+                f"{where}: options are written with underscores, got {', '.join(map(repr, dashed))}",
+                f"write {', '.join(repr(k.replace('-', '_')) for k in dashed)} (the Python names)",
+            )
+        try:
+            return cls.create({str(k): v for k, v in data.items()})
+        except OptionError as err:
+            raise OptionError(f"{where}: {err.raw_message}", err.raw_hint) from None
+
+
+C = TypeVar("C", bound=CommandOptions)
+
+
+def read_recipe(path: str | Path) -> dict[str, Any]:
+    """A recipe file's mapping: YAML, or JSON by its ``.json`` suffix (a build's ``prefkit.json`` is JSON).
+
+    Raises :class:`OptionError`: the file cannot be read (missing, not UTF-8), is not valid YAML/JSON, is empty
+    or is not a mapping."""
+    path = Path(path)
+    where = f"recipe {str(path)!r}"
+    text = read_user_file(path, OptionError, where, "pass a YAML or JSON recipe file")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise OptionError(f"{where} is not valid: {first}", "check its YAML/JSON syntax") from None
+    if data is None:
+        raise OptionError(f"{where} is empty", "write its options as a mapping (`name: value`)")
+    if not isinstance(data, dict):
+        raise OptionError(
+            f"{where} is not a mapping (it holds a {type(data).__name__})",
+            "write its options as a mapping (`name: value`)",
+        )
+    return data
 
 
 def option_error(err: ValidationError, command: str = "build") -> OptionError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -11,7 +12,8 @@ from typing import Any
 
 import click
 
-from prefkit.commands.flags import group_options
+from prefkit.commands.flags import command_model, group_options, spec
+from prefkit.commands.options import RECIPE
 
 #: where in a source to read (`detect`)
 source_options = group_options("sources", exclude=("preset", "allow_changed_sources"))
@@ -48,22 +50,52 @@ quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar
 def model_command(name: str, argument: Callable, outputs: tuple[Callable, ...] = ()) -> Callable:
     """A command (`reflogps`, `score`, `verify`, `generate`) whose flags are its options model's
     (:data:`prefkit.commands.flags.COMMANDS`, read as data by :mod:`prefkit.commands.flags`), after its
-    ``argument``, then ``outputs`` (default ``--json`` and ``-q``); the callback gets the click context first and
-    the options as ``**flags``."""
+    ``argument``, then ``--recipe`` and ``outputs`` (default ``--json`` and ``-q``); the callback gets the click
+    context first and the options as ``**flags``; :func:`prefkit.commands.options.given` adds the recipe's.
+
+    A flag the command needs (``option(required=True)``: `reflogps`' ``--model``) may come from the recipe
+    instead, so click does not require it: it is checked once the recipe is read (click's own error when it is
+    in neither)."""
+    required = tuple(e["name"] for e in spec()["groups"][name] if e.get("required"))
+    helps = {e["name"]: e.get("help") or "" for e in spec()["groups"][name]}
+    overrides = {n: {"required": False, "help": f"{helps[n]} Required (here or in --recipe)."} for n in required}
     decorators = (
         click.command(name, context_settings={"max_content_width": 100}),
         argument,
-        group_options(name),
+        group_options(name, overrides=overrides),
+        recipe_option(name),
         *(outputs or (json_option, quiet_option)),
         click.pass_context,
     )
 
     def decorate(f: Callable) -> Callable:
+        @functools.wraps(f)
+        def with_recipe(ctx: click.Context, *args: Any, recipe: str | None = None, **flags: Any) -> Any:
+            read = command_model(name).from_file(recipe).given() if recipe else {}
+            ctx.meta[RECIPE] = read
+            for param in ctx.command.params:
+                if param.name in required and flags.get(param.name) in (None, ()) and param.name not in read:
+                    raise click.MissingParameter(ctx=ctx, param=param)
+            return f(ctx, *args, **flags)
+
+        out: Callable = with_recipe
         for decorator in reversed(decorators):
-            f = decorator(f)
-        return f
+            out = decorator(out)
+        return out
 
     return decorate
+
+
+def recipe_option(command: str) -> Callable:
+    """``--recipe FILE``: the command's options from a YAML/JSON file
+    (:meth:`prefkit.optionspec.CommandOptions.from_file`)."""
+    return click.option(
+        "--recipe",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help=f"Read options from a YAML/JSON file: its `{command}:` section, or the whole file, by their Python "
+        "names (`max_length: 2048`). Flags given here win.",
+    )
 
 
 def run_job(job: Callable, quiet: bool, as_json: bool, *args: Any, **keywords: Any) -> Any:

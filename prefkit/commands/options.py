@@ -150,9 +150,14 @@ def has_flag(info: Any) -> bool:
     return not isinstance(extra, dict) or bool(extra.get("cli", True))
 
 
+#: ``ctx.meta`` key of the options a command's ``--recipe`` file gave (:func:`prefkit.commands.common.model_command`)
+RECIPE = "prefkit.recipe"
+
+
 def given(ctx: click.Context, values: dict[str, Any]) -> dict[str, Any]:
-    """The option values the user gave (not click's defaults): what overrides a recipe."""
-    out = {}
+    """The option values the user gave (not click's defaults): a model command's ``--recipe`` file's, then the
+    flags typed (they win over the file's; build merges its recipe itself)."""
+    out = dict(ctx.meta.get(RECIPE) or {})
     for name, value in values.items():
         source = ctx.get_parameter_source(name)
         if source not in (None, click.core.ParameterSource.DEFAULT) and value not in (None, ()):

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from prefkit.errors import OptionError, OutputError
+from prefkit.errors import OptionError, OutputError, option
 from prefkit.formats.base import NULL_VALUE
 from prefkit.generate.engine import Engine, Request, load_engine
 from prefkit.generate.options import DEFAULT_SHARD_ROWS, GenerateOptions, PromptOptions
@@ -69,8 +69,8 @@ STALE_LOCK_SECONDS = 600.0
 
 def generate(
     source: str | Path,
-    output: str | Path,
-    model: str | list[str],
+    output: str | Path | None = None,
+    model: str | list[str] | None = None,
     *,
     options: OptionGroup | None = None,
     **keywords: Any,
@@ -96,9 +96,12 @@ def generate(
     """
 
     start = time.perf_counter()
-    opts = GenerateOptions.create(options, **keywords, output=output, model=model)
+    named = {k: v for k, v in (("output", output), ("model", model)) if v is not None}
+    opts = GenerateOptions.create(options, **keywords, **named)
     names = list(opts.model or ())
     _check(names)
+    if opts.output is None:
+        raise OptionError(f"no output folder: give {option('output')}", "name the folder to write the set to")
     out = Path(str(opts.output))
     prompts = read_prompts(str(source), **opts.prompts.read_keywords())
     if opts.executor == "ray":
@@ -127,7 +130,7 @@ def generate(
 
 def _check(models: list[str]) -> None:
     if not models:
-        raise OptionError("no --model given", "name at least one model: --model Qwen/Qwen3-0.6B")
+        raise OptionError(f"no model given: give {option('model')}", "name at least one model, e.g. Qwen/Qwen3-0.6B")
     if len(set(models)) != len(models):
         raise OptionError("a --model is named twice", "name each model once")
 

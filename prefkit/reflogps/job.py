@@ -167,7 +167,7 @@ def _load(folder: OutputFolder, opts: ReflogpsOptions, ctx: Any) -> Any:
 
 
 def reflogps(
-    out_dir: str | Path, model: str, *, options: OptionGroup | None = None, **keywords: Any
+    out_dir: str | Path, model: str | None = None, *, options: OptionGroup | None = None, **keywords: Any
 ) -> ReflogpsResult:
     """Score every pair of the set in ``out_dir`` with the reference ``model`` (a folder or Hub id) and add the
     columns ``ref_chosen_logps`` / ``ref_rejected_logps`` (float32, nats: the sum of log π_ref over the completion
@@ -195,7 +195,9 @@ def reflogps(
     """
 
     start = time.perf_counter()
-    opts = ReflogpsOptions.create(options, **keywords, model=model)
+    opts = ReflogpsOptions.create(options, **keywords, **({"model": model} if model is not None else {}))
+    if opts.model is None:
+        raise OptionError(f"no reference model: give {option('model')}", "the model your DPO run starts from")
     folder, max_length = _open(out_dir, opts)
     kind = _job_kind(folder, opts, max_length)
     if opts.merge_only:

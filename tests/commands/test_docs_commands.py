@@ -11,6 +11,10 @@ from pathlib import Path
 
 import click
 import pytest
+import yaml
+
+from prefkit.commands.flags import command_model
+from prefkit.optionspec import RECIPE_SECTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "cli.md")]
@@ -102,6 +106,8 @@ def test_every_documented_recipe_loads_and_builds(where, text, hub, tmp_path, mo
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(text)
     sources, _ = load_recipe(recipe)  # every key and value is one the options take
+    for section in set(yaml.safe_load(text)) & set(RECIPE_SECTIONS):  # and those of the commands' sections
+        command_model(section).from_file(recipe)
     known = catalog()
     monkeypatch.chdir(tmp_path)
     for spec in map(parse_source, sources):
