@@ -33,12 +33,11 @@ from prefkit.generate.engine import load_engine
 from prefkit.generate.sampling import SamplingParams
 from prefkit.jobs.distributed import init_distributed
 from prefkit.jobs.plan import data_fingerprint, settings_fingerprint
-from prefkit.jobs.report import worker_summary
 from prefkit.jobs.runner import JobKind, JobSpec, merging, run_shards
 from prefkit.loading.model import resolve_device
 from prefkit.output import OutputFolder, read_output
 from prefkit.resources import data_files, read_text
-from prefkit.rewards.rm import COLUMN, completion_type, guard, is_generated
+from prefkit.rewards.rm import COLUMN, completion_type, completions_summary, guard, is_generated
 
 FIELD = "judge_score"
 SECTION = "judge"
@@ -314,18 +313,6 @@ def _job_spec(folder: OutputFolder, engine: Any, rubric: Rubric, options: Any, c
 
 def _summary(out: Path, run: Any, seconds: float) -> dict:
     section = run.manifest[SECTION]
-    totals = section["totals"]
-    return {
-        "output": str(out),
-        "scope": "judge",
-        "judge": section["model"].get("model"),
-        "rubric": section["rubric"]["name"],
-        "prompts": totals["rows"],
-        "completions": totals["completions"],
-        "scored": totals["scored"],
-        "judge_calls": totals["judge_calls"],
-        "unparsed": totals["dropped"],
-        "position_swap_disagrees": totals["position_swap_disagrees"],
-        **worker_summary(run, section, seconds),
-        "splits": section["splits"],
-    }
+    about = {"scope": "judge", "judge": section["model"].get("model"), "rubric": section["rubric"]["name"]}
+    counts = {"judge_calls": "judge_calls", "unparsed": "dropped", "position_swap_disagrees": "position_swap_disagrees"}
+    return completions_summary(out, run, seconds, section, about, counts)

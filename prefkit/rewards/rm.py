@@ -187,16 +187,21 @@ def _job_spec(folder: OutputFolder, loaded: Any, options: Any, dev: Any, ctx: An
 
 def _summary(out: Path, run: Any, seconds: float) -> dict:
     section = run.manifest[SECTION]
+    about = {"scope": "completions", **model_summary(section)}
+    return completions_summary(out, run, seconds, section, about, {"dropped": "dropped", "tokens": "tokens"})
+
+
+def completions_summary(out: Path, run: Any, seconds: float, section: dict, about: dict, counts: dict) -> dict:
+    """The summary of a job on a generated set's completions (a reward model's here, a judge's in
+    :mod:`prefkit.rewards.judge`), its keys in one order: ``output``, what scored (``about``), the prompts,
+    completions and scored counts, the job's own ``counts`` (summary key -> key of the section's totals), the
+    worker's run (:func:`prefkit.jobs.report.worker_summary`) and the splits."""
     totals = section["totals"]
+    named = {"prompts": "rows", "completions": "completions", "scored": "scored", **counts}
     return {
         "output": str(out),
-        "scope": "completions",
-        **model_summary(section),
-        "prompts": totals["rows"],
-        "completions": totals["completions"],
-        "scored": totals["scored"],
-        "dropped": totals["dropped"],
-        "tokens": totals["tokens"],
+        **about,
+        **{key: totals[total] for key, total in named.items()},
         **worker_summary(run, section, seconds),
         "splits": section["splits"],
     }
