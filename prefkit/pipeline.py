@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefkit.accounting import check_not_empty, empty_sentences
+from prefkit.errors import OptionError, option
 from prefkit.filters.tokens import refusal_warnings, token_stage
 from prefkit.formats import FAMILIES, used_columns
 from prefkit.formats import detect as detect_shape
@@ -381,6 +382,21 @@ def detect_source(
     return report
 
 
+#: the build options `detect` reads (where to read, which shape, which columns); its flags are these
+DETECT_OPTIONS = (
+    "split",
+    "revision",
+    "config",
+    "data_dir",
+    "format",
+    "prompt_col",
+    "chosen_col",
+    "rejected_col",
+    "system_col",
+    "margin_col",
+)
+
+
 def detect(
     source: str | Path,
     options: BuildOptions | None = None,
@@ -395,13 +411,22 @@ def detect(
     ``source`` is a Hub id or a local file or folder; ``options``/keywords are the build's
     (:class:`~prefkit.options.BuildOptions`: ``split``, ``revision``, ``config``, ``data_dir``, ``format``,
     ``prompt_col`` …). Returns a :class:`~prefkit.results.DetectResult` (``summary()``: the text `prefkit detect`
-    prints). Raises ``SourceError`` (cannot read the source) and ``FormatError`` (no known shape, a missing column).
+    prints). Raises ``SourceError`` (cannot read the source), ``FormatError`` (no known shape, a missing column) and
+    ``OptionError`` (an option detect does not read, :data:`DETECT_OPTIONS`: it would change nothing).
 
     >>> detect("HuggingFaceH4/ultrafeedback_binarized", split="train_prefs").splits["train_prefs"]["format"]  # doctest: +SKIP
     'explicit_messages'
     """
     given = {k: v for k, v in flat.items() if v not in (None, ())}
-    return DetectResult.from_dict(detect_source(source, options, token=token, sample=sample, **given))
+    options = (options or BuildOptions()).replace(**given)  # an unknown name or a bad value: OptionError
+    unread = sorted(set(options.flat()) - set(DETECT_OPTIONS))
+    if unread:
+        raise OptionError(
+            f"detect does not read {', '.join(map(option, unread))}: it reads a source's shape, not which rows a "
+            "build keeps",
+            f"leave {'it' if len(unread) == 1 else 'them'} out (detect reads {', '.join(map(option, DETECT_OPTIONS))})",
+        )
+    return DetectResult.from_dict(detect_source(source, options, token=token, sample=sample))
 
 
 def pin_evalsets(manifest: dict, options: BuildOptions) -> None:

@@ -90,6 +90,10 @@ def render_reasons() -> str:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    about = "Write docs/cli.md, docs/reasons.md and prefkit/commands/flags.json from the code (tests keep them in sync)."
+    argparse.ArgumentParser(description=about).parse_args()  # no arguments: --help prints this and writes nothing
     from prefkit.commands.flags import write_spec
 
     spec = write_spec()  # first: the help below is read from it

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from prefkit import build
-from prefkit.errors import FormatError, OutputError, SelectionError, SourceError
+from prefkit import BuildOptions, build
+from prefkit.errors import FormatError, OptionError, OutputError, SelectionError, SourceError
 from prefkit.formats import detect
 from prefkit.record import ARROW_SCHEMA, PreferenceRecord
 
@@ -194,6 +194,39 @@ def test_detect_prefers_explicit_over_implicit():
     )
     assert detect(table).family == "explicit-messages"
     assert detect(table.drop(["prompt"])).family == "implicit-messages"
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"min_margin": 1}, "min_margin"),
+        ({"top": 5, "dedup": True}, "dedup=..., top"),
+        ({"options": BuildOptions.create(select={"test_size": 0.1})}, "test_size"),
+    ],
+)
+def test_detect_refuses_the_options_it_does_not_read(tmp_path, given, named):
+    """detect reads a source's shape: an option that chooses rows would change nothing, so it is refused (it was
+    ignored), naming it; the options it does read are still taken."""
+    from prefkit import detect as detect_source
+
+    path = write_jsonl(tmp_path / "x.jsonl", [{"q": "p", "good": "c", "bad": "r"}])
+    with pytest.raises(OptionError, match=rf"detect does not read {named}") as err:
+        detect_source(path, **given)
+    assert "detect reads split=..." in str(err.value.hint)
+    found = detect_source(path, prompt_col="q", chosen_col="good", rejected_col="bad", format="flat")
+    assert found.splits["train"]["mapping"]["prompt"] == "q"
+
+
+def test_the_detect_command_has_a_flag_for_each_option_detect_reads():
+    import click
+
+    from prefkit.cli import cli
+    from prefkit.pipeline import DETECT_OPTIONS
+
+    ctx = click.Context(cli, **cli.context_settings)
+    params = cli.get_command(ctx, "detect").params
+    flags = [p.name for p in params if isinstance(p, click.Option) and p.name not in ("token", "sample", "as_json")]
+    assert sorted(flags) == sorted(DETECT_OPTIONS)
 
 
 # ---------------------------------------------------------------- filters
