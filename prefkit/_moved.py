@@ -8,7 +8,9 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+import types
 import warnings
+from typing import Any
 
 #: The release that removes the deprecated old paths.
 REMOVED_IN = "0.4.0"
@@ -51,6 +53,19 @@ MOVED = {
 }
 
 
+#: old module paths that are also the names of the package's functions (``prefkit.stats(out)``): importing the
+#: old path sets the package's attribute to the module, so that module calls its function of the same name too
+CALLABLE = ("prefkit.stats", "prefkit.presets")
+
+
+class _CallableModule(types.ModuleType):
+    """A module that is also its function (:data:`CALLABLE`): ``prefkit.stats(out)`` after ``import prefkit.stats``
+    calls :func:`prefkit.output.stats.stats` as it did before the import."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self, self.__name__.rpartition(".")[2])(*args, **kwargs)
+
+
 class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Imports an old path as the module now at the new one (the same module object)."""
 
@@ -67,7 +82,10 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
                 DeprecationWarning,
                 stacklevel=3,
             )
-        return importlib.import_module(new)
+        module = importlib.import_module(new)
+        if spec.name in CALLABLE:
+            module.__class__ = _CallableModule
+        return module
 
     def exec_module(self, module):  # the module is already executed
         sys.modules[module.__spec__.name if module.__spec__ else module.__name__] = module

@@ -314,6 +314,26 @@ def test_old_module_paths_still_import_with_a_deprecation_warning(old, name):
     assert "warned" in out.stdout and "moved to" in out.stdout and out.stdout.strip().endswith("True"), out
 
 
+@pytest.mark.parametrize("old", ["prefkit.stats", "prefkit.presets"])
+def test_an_old_path_named_like_a_function_leaves_the_function_working(old, tmp_path):
+    """``import prefkit.stats`` sets the package's ``stats`` to the module: the module calls the function too, so
+    ``prefkit.stats(out)`` works after the import as before it (and the module's names still read)."""
+    from tests.builders import write_rows
+
+    out = tmp_path / "out"
+    prefkit.build(write_rows(tmp_path / "pairs.jsonl", 6), out)
+    name = old.rpartition(".")[2]
+    call = f"prefkit.stats({str(out)!r}).splits['train']['rows']" if name == "stats" else "len(prefkit.presets().presets)"
+    code = (
+        "import warnings; warnings.simplefilter('ignore')\n"
+        f"import prefkit; before = {call}\n"
+        f"import {old}; after = {call}\n"
+        f"print(before == after, callable(prefkit.{name}), hasattr(prefkit.{name}, 'compute_stats' if {name!r} == 'stats' else 'all_presets'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["True", "True", "True"], done.stderr[-2000:]
+
+
 def test_prefkit_trl_is_the_documented_path_without_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
