@@ -114,8 +114,7 @@ def generate(
     if opts.executor != "local":
         raise OptionError(f"unknown --executor {opts.executor!r}", "use local or ray")
     dev = resolve_device(opts.device)
-    ctx = init_distributed(dev)
-    try:
+    with init_distributed(dev) as ctx:
         ctx.on_main(lambda: stage_prompts(out, prompts, opts.overwrite, opts.command))
         ctx.barrier()
         placed = opts.replace(device=str(dev))
@@ -124,8 +123,6 @@ def generate(
             (m, load_engine(opts.engine, m, placed, kwargs, opts.endpoint, opts.batch_size)) for m in names
         ]
         return GenerateResult.from_dict(_run(out, engines, opts, ctx, start))
-    finally:
-        ctx.close()
 
 
 def _check(models: list[str]) -> None:

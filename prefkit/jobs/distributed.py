@@ -102,13 +102,27 @@ class DistContext:
         if failures:
             _unwrap(failures[0])
 
-    def close(self) -> None:
+    def close(self, synced: bool = True) -> None:
+        """Leave the process group this context joined. ``synced`` (the job ended on every rank, as a success or
+        an error every rank raised): wait at a barrier first, so that no rank tears down its connections while
+        another still reads from them (gloo aborts the process at exit then: "terminate called without an
+        active exception")."""
         if self.owns_group:
             import torch.distributed as dist
 
             if dist.is_initialized():
+                if synced:
+                    dist.barrier()
                 dist.destroy_process_group()
             self.owns_group = False
+
+    def __enter__(self) -> DistContext:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
+        """The job's end: a barrier before leaving the group when it ended without an error (see :meth:`close`);
+        on an error a rank may be alone, so it leaves without one."""
+        self.close(synced=kind is None)
 
 
 def _unwrap(outcome: tuple) -> Any:
@@ -131,7 +145,12 @@ def init_distributed(device: Any) -> DistContext:
         return DistContext()
     import torch
     import torch.distributed as dist
+    import torch.distributed.nn  # before the group exists: see the note below
 
+    # torch.distributed.nn.functional's defaults (``group=group.WORLD``) hold the group it finds at import. Imported
+    # later (transformers imports it with FSDP), they would keep the gloo group alive past destroy_process_group,
+    # its threads running into the interpreter's exit, which then aborts now and then ("terminate called without
+    # an active exception", SIGABRT). Imported first, they hold None.
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     if dist.is_initialized():

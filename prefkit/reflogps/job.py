@@ -203,8 +203,7 @@ def reflogps(
     if opts.merge_only:
         return _merge_only(folder, opts, start)
     dev = resolve_device(opts.device)  # under torchrun, auto/cuda → cuda:LOCAL_RANK
-    ctx = init_distributed(dev)
-    try:
+    with init_distributed(dev) as ctx:
         loaded = _load(folder, opts.replace(device=str(dev)), ctx)
         spec, engine_settings = _job_spec(folder, loaded, opts, kind, dev, ctx)
         # ranks other than 0 do not hash the weights: the fingerprinted settings carry rank 0's hash
@@ -213,8 +212,6 @@ def reflogps(
         record = {"provenance": prov, "engine": engine_settings}
         run = run_shards(folder, spec, ctx, opts, finish, record=record)
         return ctx.on_main(lambda: _summary(folder.path, run, time.perf_counter() - start))
-    finally:
-        ctx.close()
 
 
 def _job_kind(folder: OutputFolder, opts: ReflogpsOptions, max_length: int) -> JobKind:

@@ -245,11 +245,8 @@ def judge(out_dir: str | Path, options: Any) -> dict:
             "judge the completions of a set written by `prefkit generate`",
         )
     dev = resolve_device(options.device)
-    ctx = init_distributed(dev)
-    try:
+    with init_distributed(dev) as ctx:
         return _run(folder, the_rubric, options.replace(device=str(dev)), ctx, start)
-    finally:
-        ctx.close()
 
 
 def _run(folder: OutputFolder, rubric: Rubric, options: Any, ctx: Any, start: float) -> dict:

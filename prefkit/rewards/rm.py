@@ -127,11 +127,8 @@ def score_completions(folder: OutputFolder, options: Any) -> dict:
 
     start = time.perf_counter()
     dev = resolve_device(options.device)
-    ctx = init_distributed(dev)
-    try:
+    with init_distributed(dev) as ctx:
         return _run(folder, options, ctx, dev, start)
-    finally:
-        ctx.close()
 
 
 def _run(folder: OutputFolder, options: Any, ctx: Any, dev: Any, start: float) -> dict:

@@ -185,8 +185,7 @@ def _score_pairs(folder: OutputFolder, opts: ScoreOptions) -> ScoreResult:
 
     start = time.perf_counter()
     dev = resolve_device(opts.device)  # under torchrun, auto/cuda → cuda:LOCAL_RANK
-    ctx = init_distributed(dev)
-    try:
+    with init_distributed(dev) as ctx:
         loaded = _load(folder, opts.replace(device=str(dev)), ctx)
         if opts.max_length is None:
             opts = opts.replace(max_length=default_max_length(loaded.model, loaded.tokenizer))
@@ -203,8 +202,6 @@ def _score_pairs(folder: OutputFolder, opts: ScoreOptions) -> ScoreResult:
             return _summary(folder.path, run, time.perf_counter() - start, audit_folder(folder.path))
 
         return ctx.on_main(summary)
-    finally:
-        ctx.close()
 
 
 def _job_spec(
