@@ -145,10 +145,16 @@ class CommandOptions(OptionGroup):
         when it has no section and no ``sources``. Values are read as the flags' are (paths from the current
         folder). What was set in the file is :meth:`given`; pass the result as ``options=`` (keywords win).
 
-        Raises :class:`OptionError`: the file cannot be read or parsed, is not a mapping, has sections but none
-        for this command, or holds an unknown or invalid option (named, with the file)."""
+        Raises :class:`OptionError`: the file cannot be read or parsed, is not a mapping, is a set's manifest, has
+        sections but none for this command, or holds an option that is not one of the command's flags
+        (:data:`FLAGS`) or has a value it cannot take (named, with the file)."""
         data = read_recipe(path)
         where = f"recipe {str(path)!r}"
+        if "prefkit_version" in data and "recipe" in data:  # a set's prefkit.json: its sections record runs
+            raise OptionError(
+                f"{where} is a set's manifest (prefkit.json), not a recipe of `prefkit {cls.COMMAND}`",
+                f"a manifest rebuilds a set (`prefkit build --recipe`); write the {cls.COMMAND} options in a YAML file",
+            )
         if cls.COMMAND in data:
             data = data[cls.COMMAND]
             if not isinstance(data, dict):
@@ -168,6 +174,12 @@ class CommandOptions(OptionGroup):
                 f"{where}: options are written with underscores, got {', '.join(map(repr, dashed))}",
                 f"write {', '.join(repr(k.replace('-', '_')) for k in dashed)} (the Python names)",
             )
+        unknown = sorted(str(k) for k in data if k not in cls.FLAGS)  # `progress`, `command`: Python's only
+        if unknown:
+            raise OptionError(
+                f"{where}: unknown option(s) {', '.join(unknown)}",
+                f"a recipe holds the options of `prefkit {cls.COMMAND}`'s flags: {', '.join(cls.FLAGS)}",
+            )
         try:
             return cls.create({str(k): v for k, v in data.items()})
         except OptionError as err:
@@ -182,6 +194,8 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
 
     Raises :class:`OptionError`: the file cannot be read (missing, not UTF-8), is not valid YAML/JSON, is empty
     or is not a mapping."""
+    if not str(path):  # Path("") is the current folder
+        raise OptionError("the recipe's file name is empty", "name a YAML or JSON recipe file")
     path = Path(path)
     where = f"recipe {str(path)!r}"
     text = read_user_file(path, OptionError, where, "pass a YAML or JSON recipe file")

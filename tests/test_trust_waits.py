@@ -183,12 +183,30 @@ def test_a_waiting_worker_names_the_shard_and_its_holder(books, caplog):
     assert len(lines) == 2 and lines[1].startswith("waiting for the merge, held by elsewhere pid 4242")
 
 
-@pytest.mark.parametrize("value", [0.1, float("nan"), float("inf"), 1e9, True])
-def test_lease_seconds_out_of_bounds_is_refused(value):
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (0.1, "greater than or equal to 0.5"),
+        (float("nan"), "must be a finite number"),
+        (float("inf"), "must be a finite number"),
+        (1e9, "less than or equal to 86400"),
+        (True, "must be a number, not true"),
+        ("abc", "valid number"),
+    ],
+)
+def test_lease_seconds_out_of_bounds_is_refused(value, why):
+    """Bounded by the option's own declaration (0.5 .. 86400 s), with what is wrong said (a string that is no
+    number is not told it is out of range)."""
     from prefkit.errors import OptionError
-    from prefkit.jobs.leases import check_lease_seconds
+    from prefkit.jobs.options import JobOptions
 
-    with pytest.raises(
-        OptionError, match=r"--lease-seconds \(lease_seconds=\) must be between 0.5 and 86400"
-    ):
-        check_lease_seconds(value)
+    with pytest.raises(OptionError, match=rf"lease_seconds=\.\.\.: .*{why}") as err:
+        JobOptions.create(lease_seconds=value)
+    assert err.value.text("cli")[0].startswith("--lease-seconds: ")
+
+
+def test_lease_seconds_as_text_that_is_a_number_is_read_as_one():
+    """A recipe's `lease_seconds: 1e3` is text to YAML 1.1; it is the number it spells, as a flag's would be."""
+    from prefkit.jobs.options import JobOptions
+
+    assert JobOptions.create(lease_seconds="1e3").lease_seconds == 1000.0

@@ -40,7 +40,8 @@ _SYSTEM = {"system": {"cls": SystemOption, "type": str}}
     "--recipe",
     type=click.Path(dir_okay=False),
     help="Read sources and options from a YAML/JSON recipe, or an earlier build's prefkit.json (rebuilds the same "
-    "set); flags given here override it, SOURCES replace its sources.",
+    "set); flags given here override it, SOURCES replace its sources. Its reflogps:/score:/verify:/generate: "
+    "sections are those commands' (their --recipe), not read here.",
 )
 @group_options("sources")
 @group_options("formats", overrides=_SYSTEM)

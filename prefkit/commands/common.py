@@ -71,11 +71,12 @@ def model_command(name: str, argument: Callable, outputs: tuple[Callable, ...] =
     def decorate(f: Callable) -> Callable:
         @functools.wraps(f)
         def with_recipe(ctx: click.Context, *args: Any, recipe: str | None = None, **flags: Any) -> Any:
-            read = command_model(name).from_file(recipe).given() if recipe else {}
+            read = command_model(name).from_file(recipe).given() if recipe is not None else {}
             ctx.meta[RECIPE] = read
             for param in ctx.command.params:
                 if param.name in required and flags.get(param.name) in (None, ()) and param.name not in read:
-                    raise click.MissingParameter(ctx=ctx, param=param)
+                    also = f"Give it, or `{param.name}:` in a --recipe file (its `{name}:` section or the whole file)."
+                    raise click.MissingParameter(also, ctx=ctx, param=param)
             return f(ctx, *args, **flags)
 
         out: Callable = with_recipe

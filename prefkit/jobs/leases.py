@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from prefkit.errors import OptionError
 from prefkit.store.writer import pid_alive
 
 #: folder of the lease files inside the work folder
@@ -383,20 +382,6 @@ class Heartbeat:
                 leases = list(self.leases)
             for lease in leases:
                 lease.renew()
-
-
-def check_lease_seconds(value: float) -> float:
-    """``value`` as a lease time (``--lease-seconds``); raises :class:`~prefkit.errors.OptionError` outside
-    ``MIN_LEASE_SECONDS``..``MAX_LEASE_SECONDS`` (NaN and bools included)."""
-
-    ok = not isinstance(value, bool) and isinstance(value, (int, float))
-    if not ok or not MIN_LEASE_SECONDS <= value <= MAX_LEASE_SECONDS:
-        raise OptionError(
-            f"--lease-seconds (lease_seconds=) must be between {MIN_LEASE_SECONDS:g} and {MAX_LEASE_SECONDS:g}, "
-            f"got {value!r}",
-            f"the default is {DEFAULT_LEASE_SECONDS:g}",
-        )
-    return float(value)
 
 
 def recorded_seconds(info: dict) -> float | None:

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import field_validator
-
 from prefkit.jobs.leases import (
     DEFAULT_LEASE_SECONDS,
     MAX_LEASE_SECONDS,
     MIN_LEASE_SECONDS,
-    check_lease_seconds,
 )
 from prefkit.jobs.plan import DEFAULT_SHARD_ROWS
 from prefkit.optionspec import OptionGroup, option
@@ -52,8 +49,3 @@ class JobOptions(OptionGroup):
     )
     progress: bool = option(False, "Show a progress bar (the CLI does unless --quiet).", cli=False)
     command: str | None = option(None, "The command line, recorded in the manifest.", cli=False)
-
-    @field_validator("lease_seconds", mode="before")
-    @classmethod
-    def _lease(cls, value: Any) -> Any:
-        return check_lease_seconds(value)

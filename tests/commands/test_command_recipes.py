@@ -76,6 +76,9 @@ def test_a_needed_flag_may_come_from_the_recipe_and_is_still_needed_without_it(f
     recipe = write(tmp_path / "r.yaml", {"max_length": 64})
     code, _, err = run_cli(["reflogps", str(fresh), "--recipe", str(recipe)], capsys)
     assert code == 2 and "Missing option '-m' / '--model'" in err
+    assert "Give it, or `model:` in a --recipe file (its `reflogps:` section or the whole file)" in err
+    code, _, err = run_cli(["reflogps", str(fresh), "--recipe", ""], capsys)  # an empty name is not "no recipe"
+    assert code == 1 and "Error: the recipe's file name is empty" in err
     code, _, err = run_cli(["reflogps", str(fresh)], capsys)
     assert code == 2 and "Missing option '-m' / '--model'" in err
     assert not (fresh / ".reflogps-work").exists()
@@ -119,7 +122,10 @@ def test_one_file_holds_the_build_recipe_and_each_commands_section(tmp_path):
 @pytest.mark.parametrize(
     ("data", "message", "hint"),
     [
-        ({"max_length": 64, "no_such": 1}, "unknown option(s) no_such", "options are:"),
+        ({"max_length": 64, "no_such": 1}, "unknown option(s) no_such", "the options of `prefkit reflogps`'s flags"),
+        ({"command": "x", "progress": False}, "unknown option(s) command, progress", "flags: model, revision"),
+        ({"prefkit_version": "0.3.0", "recipe": {}, "reflogps": {}}, "is a set's manifest", "rebuilds a set"),
+        ({"lease_seconds": "abc"}, "--lease-seconds", "docs/cli.md"),
         ({"max-length": 64}, "options are written with underscores, got 'max-length'", "write 'max_length'"),
         ({"shard_rows": 0}, "--shard-rows", "docs/cli.md"),
         ({"sources": ["a.jsonl"], "score": {"token_budget": 8}}, "has no `reflogps:` section", "add a `reflogps:`"),
