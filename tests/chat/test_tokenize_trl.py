@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 
 import pytest
 
@@ -25,7 +27,7 @@ def trl_ids(rows: list[dict], tokenizer, max_length: int | None) -> list[dict]:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    args = DPOConfig(output_dir="unused", max_length=max_length, bf16=False, use_cpu=True, report_to=[])
+    args = DPOConfig(output_dir=os.path.join(tempfile.gettempdir(), "prefkit-trl-unused"), max_length=max_length, bf16=False, use_cpu=True, report_to=[])
     fake_self = object.__new__(DPOTrainer)  # only what _prepare_dataset reads (TRL < 1.8 also needs _is_vlm)
     fake_self._tokenizer, fake_self._is_vlm = tokenizer, False
     ds = DPOTrainer._prepare_dataset(fake_self, Dataset.from_list(rows), tokenizer, args, "train")

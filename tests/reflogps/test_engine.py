@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 import pytest
 
@@ -34,7 +37,7 @@ def trl_precompute(model, tok, rows, max_length):
     from trl import DPOConfig, DPOTrainer
 
     args = DPOConfig(
-        output_dir="unused",
+        output_dir=os.path.join(tempfile.gettempdir(), "prefkit-trl-unused"),
         max_length=max_length,
         precompute_ref_log_probs=True,
         precompute_ref_batch_size=8,
