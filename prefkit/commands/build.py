@@ -91,6 +91,8 @@ def command(ctx, sources, as_json, quiet, **flags):
         raise click.UsageError("missing -o/--output (or pass --dry-run to only count)")
     if not sources and not run["recipe"]:
         raise click.UsageError("missing SOURCES (or pass --recipe FILE)")
+    for warning in _section_warnings(run["recipe"]):
+        click.echo(f"Warning: {warning}", err=True)
     result = build(
         list(sources) or None,
         progress=enabled(quiet),
@@ -111,6 +113,29 @@ def command(ctx, sources, as_json, quiet, **flags):
         echo_json(result.to_dict())
     if not quiet:
         click.echo(result.summary(), err=True)
+
+
+def _section_warnings(recipe: str | None) -> list[str]:
+    """What the other commands will refuse in the recipe's sections (``reflogps:`` …): build does not read them,
+    but says so now rather than when that command runs after the build."""
+    from prefkit.commands.flags import command_model
+    from prefkit.errors import OptionError
+    from prefkit.optionspec import RECIPE_SECTIONS, read_recipe
+
+    if not recipe:
+        return []
+    try:
+        sections = [s for s in RECIPE_SECTIONS if s in read_recipe(recipe)]
+    except OptionError:
+        return []  # the build reports it
+    out = []
+    for section in sections:
+        try:
+            command_model(section).from_file(recipe)
+        except OptionError as err:
+            message, hint = err.text("python")
+            out.append(f"{message} (`prefkit {section} --recipe` will refuse it: {hint})")
+    return out
 
 
 def _text_starts_with_bos(result) -> bool:

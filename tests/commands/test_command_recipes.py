@@ -165,3 +165,19 @@ def test_verify_and_score_read_their_sections(built, tmp_path, capsys):
     assert report["rows_checked"] == 5 and report["seed"] == 3 and report["ok"]
     code, _, err = run_cli(["score", str(out), "--recipe", str(recipe)], capsys)
     assert code == 1 and "has no `score:` section (its command sections: `verify:`)" in err
+
+
+def test_build_warns_of_what_a_commands_section_holds_wrong_and_builds(tmp_path, capsys):
+    source = tmp_path / "pairs.jsonl"
+    source.write_text("".join(json.dumps({"prompt": f"p{i}", "chosen": "a", "rejected": "b"}) + "\n" for i in range(3)))
+    recipe = write(
+        tmp_path / "project.yaml",
+        {"sources": [str(source)], "reflogps": {"max_lenght": 8}, "verify": 3, "score": {"token_budget": 64}},
+    )
+    code, _, err = run_cli(["build", "--recipe", str(recipe), "-o", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("Warning: ")]
+    assert len(warnings) == 2, err  # score's section is right
+    assert "unknown option(s) max_lenght" in warnings[0] and "`prefkit reflogps --recipe` will refuse it" in warnings[0]
+    assert "`verify:` in recipe" in warnings[1] and "is not a mapping" in warnings[1]
+    assert (tmp_path / "out" / "prefkit.json").exists()
