@@ -148,8 +148,11 @@ class CommandOptions(OptionGroup):
         Raises :class:`OptionError`: the file cannot be read or parsed, is not a mapping, is a set's manifest, has
         sections but none for this command, or holds an option that is not one of the command's flags
         (:data:`FLAGS`) or has a value it cannot take (named, with the file)."""
-        data = read_recipe(path)
-        where = f"recipe {str(path)!r}"
+        return cls.from_recipe(read_recipe(path), f"recipe {str(path)!r}")
+
+    @classmethod
+    def from_recipe(cls: type[C], data: dict[str, Any], where: str) -> C:
+        """:meth:`from_file` on a recipe already read (:func:`read_recipe`); ``where`` names it in errors."""
         if "prefkit_version" in data and "recipe" in data:  # a set's prefkit.json: its sections record runs
             raise OptionError(
                 f"{where} is a set's manifest (prefkit.json), not a recipe of `prefkit {cls.COMMAND}`",

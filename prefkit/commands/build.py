@@ -125,13 +125,13 @@ def _section_warnings(recipe: str | None) -> list[str]:
     if not recipe:
         return []
     try:
-        sections = [s for s in RECIPE_SECTIONS if s in read_recipe(recipe)]
+        data = read_recipe(recipe)
     except OptionError:
         return []  # the build reports it
     out = []
-    for section in sections:
+    for section in [s for s in RECIPE_SECTIONS if s in data]:
         try:
-            command_model(section).from_file(recipe)
+            command_model(section).from_recipe(data, f"recipe {recipe!r}")
         except OptionError as err:
             message, hint = err.text("python")
             out.append(f"{message} (`prefkit {section} --recipe` will refuse it: {hint})")
