@@ -166,17 +166,17 @@ def test_a_corrupted_lease_lasts_the_readers_lease_seconds(books, content, caplo
 
 
 def test_a_waiting_worker_names_the_shard_and_its_holder(books, caplog):
-    from prefkit.jobs.runner import MERGE_KEY, _Waits
+    from prefkit.jobs.leases import MERGE_KEY, LeaseWaits
 
     _, other = books
     _foreign(other, "train-00005", lease_seconds=600)
     _foreign(other, MERGE_KEY, lease_seconds=600)
-    waits = _Waits()
+    waits = LeaseWaits()
     with caplog.at_level(logging.WARNING):
         waits.say(other, {"train-00005", "train-00009"})
         waits.next_look = 0
         waits.say(other, {"train-00005"})  # said once only
-        _Waits().say(other, {MERGE_KEY})
+        LeaseWaits().say(other, {MERGE_KEY})
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0].startswith("waiting for shard train-00005, held by elsewhere pid 4242 (worker w-far)")
     assert "taken over if its lease is not renewed for 600 s" in lines[0]

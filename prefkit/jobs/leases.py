@@ -403,3 +403,34 @@ def describe(records: list[dict]) -> str:
     """``host pid N (rank R)`` for up to three lease records, for messages."""
     names = sorted({f"{r.get('host', '?')} pid {r.get('pid', '?')}" for r in records})
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+#: the lease key of the merge (a shard's key is its split and index, e.g. ``train-00003``)
+MERGE_KEY = "merge"
+
+
+class LeaseWaits:
+    """One line for each lease a worker waits for: the shard (or the merge), its holder, and how long until it is
+    taken over if not renewed. The leases are read at most every ``EVERY`` seconds (a shared file system is asked
+    little)."""
+
+    EVERY = 10.0
+
+    def __init__(self) -> None:
+        self.said: set[tuple[str, str]] = set()
+        self.next_look = 0.0
+
+    def say(self, book: LeaseBook, keys: set[str]) -> None:
+        if time.monotonic() < self.next_look:
+            return
+        self.next_look = time.monotonic() + self.EVERY
+        for record in book.live():
+            key, holder = str(record.get("key", "?")), str(record.get("worker", "?"))
+            if key not in keys or (key, holder) in self.said:
+                continue
+            self.said.add((key, holder))
+            what = "the merge" if key == MERGE_KEY else f"shard {key}"
+            logger.warning(
+                f"waiting for {what}, held by {describe([record])} (worker {holder}); it is taken over if its "
+                f"lease is not renewed for {record.get('lease_seconds', book.seconds)} s"
+            )

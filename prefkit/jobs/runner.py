@@ -26,12 +26,13 @@ import pyarrow.parquet as pq
 
 from prefkit.errors import OutputError
 from prefkit.jobs.leases import (
+    MERGE_KEY,
     Heartbeat,
     Lease,
     LeaseBook,
     LeaseLost,
+    LeaseWaits,
     Worker,
-    describe,
 )
 from prefkit.jobs.merge import PartsMissing, merge
 from prefkit.jobs.plan import (
@@ -56,8 +57,6 @@ ShardScorer = Callable[[list[dict], Any], tuple[dict[str, list], dict]]
 #: :class:`~prefkit.jobs.leases.LeaseLost` when this worker no longer holds the merge lease (called just
 #: before the result is swapped in)
 Finish = Callable[[list[Shard], dict, Callable[[], None]], dict]
-#: the lease key of the merge (a shard's key is its split and index, e.g. ``train-00003``)
-MERGE_KEY = "merge"
 #: seconds a worker waits for the work folder or OUT to reappear (a swap, a concurrent restart) before failing
 GONE_WAIT = 30.0
 
@@ -305,7 +304,7 @@ def _score_all(
     work = folder.path / spec.work_dir
     tables: dict[str, pa.Table] = {}
     done: set[str] = set()
-    waited = _Waits()
+    waited = LeaseWaits()
     run = None
     with JobProgress(shards, show) as prog:
         while True:
@@ -421,7 +420,7 @@ def _merge_or_wait(
     over if it expires). Returns the merged manifest, or None when a shard is unfinished after all (a part file
     was removed); raises _WorkGone once another worker's merge replaced OUT."""
     work = out / spec.work_dir
-    waited = _Waits()
+    waited = LeaseWaits()
     while True:
         _work_run(work, spec.fingerprint)
         try:
@@ -451,33 +450,6 @@ def _merge_or_wait(
             lock.release()
         tally.merged_here = True
         return manifest
-
-
-class _Waits:
-    """One line for each lease a worker waits for: the shard (or the merge), its holder, and how long until it is
-    taken over if not renewed. The leases are read at most every ``EVERY`` seconds (a shared file system is asked
-    little)."""
-
-    EVERY = 10.0
-
-    def __init__(self) -> None:
-        self.said: set[tuple[str, str]] = set()
-        self.next_look = 0.0
-
-    def say(self, book: LeaseBook, keys: set[str]) -> None:
-        if time.monotonic() < self.next_look:
-            return
-        self.next_look = time.monotonic() + self.EVERY
-        for record in book.live():
-            key, holder = str(record.get("key", "?")), str(record.get("worker", "?"))
-            if key not in keys or (key, holder) in self.said:
-                continue
-            self.said.add((key, holder))
-            what = "the merge" if key == MERGE_KEY else f"shard {key}"
-            logger.warning(
-                f"waiting for {what}, held by {describe([record])} (worker {holder}); it is taken over if its "
-                f"lease is not renewed for {record.get('lease_seconds', book.seconds)} s"
-            )
 
 
 def _read_rows(folder: OutputFolder, split: str, columns: tuple[str, ...], name: str) -> pa.Table:

@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 from prefkit.errors import OptionError, OutputError
 from prefkit.filters.exportable import plain_rows
 from prefkit.output import shapes
+from prefkit.output.kto import kto_choose, kto_keys, kto_rows
 from prefkit.output.recipes import (
     axolotl_yaml,
     kto_yaml,
@@ -56,11 +57,10 @@ from prefkit.output.recipes import (
     openrlhf_command,
     torchtune_yaml,
 )
+from prefkit.output.tables import PROVENANCE, PROVENANCE_FIELDS, frame, messages_type, plain_table
 from prefkit.record import decode_messages, decode_row
 from prefkit.store.folder import EXPORT_FILES, NEMO_RL_DIR, OPENAI_DIR, OutputFolder  # noqa: F401 (EXPORT_FILES: this module's API)
 
-_PROVENANCE = ("source", "source_index", "id")
-_PROVENANCE_FIELDS = [("source", pa.string()), ("source_index", pa.int64()), ("id", pa.string())]
 SHAREGPT_FROM = shapes.SHAREGPT_FROM
 SHAREGPT_MSG = pa.struct([("from", pa.string()), ("value", pa.string())])
 CHAT_MSG = pa.struct([("role", pa.string()), ("content", pa.string())])
@@ -103,25 +103,6 @@ class Export:
         return shaped.filter(pa.array(keep)), stats
 
 
-def _frame(table: pa.Table) -> pl.DataFrame:
-    df = pl.from_arrow(table)
-    assert isinstance(df, pl.DataFrame)
-    return df
-
-
-def _plain(df: pl.DataFrame, schema: pa.Schema) -> pa.Table:
-    return df.to_arrow().cast(schema)
-
-
-def _messages_type(table: pa.Table) -> pa.DataType:
-    """The records' message-list type (with the optional message fields the set uses)."""
-    return table.schema.field("prompt").type
-
-
-def _row_fields(table: pa.Table) -> list[pa.Field]:
-    return [table.schema.field(f) for f in ("tools", "chat_template_kwargs") if f in table.column_names]
-
-
 def _decoded_rows(table: pa.Table) -> list[dict]:
     return [decode_row(r) for r in table.to_pylist()]
 
@@ -131,18 +112,18 @@ def _trl(table: pa.Table) -> pa.Table:
 
 
 def _openrlhf(table: pa.Table) -> pa.Table:
-    df = _frame(table)
+    df = frame(table)
     out = df.select(
         pl.concat_list("prompt", "chosen").alias("chosen"),
         pl.concat_list("prompt", "rejected").alias("rejected"),
         "margin",
-        *_PROVENANCE,
+        *PROVENANCE,
     )
-    messages = _messages_type(table)
+    messages = messages_type(table)
     schema = pa.schema(
-        [("chosen", messages), ("rejected", messages), ("margin", pa.float64()), *_PROVENANCE_FIELDS]
+        [("chosen", messages), ("rejected", messages), ("margin", pa.float64()), *PROVENANCE_FIELDS]
     )
-    return _plain(out, schema)
+    return plain_table(out, schema)
 
 
 _LLAMAFACTORY_SCHEMA = pa.schema(
@@ -153,7 +134,7 @@ _LLAMAFACTORY_SCHEMA = pa.schema(
         ("chosen", SHAREGPT_MSG),
         ("rejected", SHAREGPT_MSG),
         ("margin", pa.float64()),
-        *_PROVENANCE_FIELDS,
+        *PROVENANCE_FIELDS,
     ]
 )
 
@@ -167,16 +148,16 @@ def _by_row_kind(
     """The rows every trainer carries whole (:func:`prefkit.filters.exportable.plain_rows`) reshaped by polars
     (``plain``), the others one by one from their decoded record (``each``), in the records' order."""
 
-    df = _frame(table)
+    df = frame(table)
     easy = df.select(plain_rows(df)).to_series().to_numpy()
-    fast = _plain(plain(df.filter(pl.Series(easy))), schema)
+    fast = plain_table(plain(df.filter(pl.Series(easy))), schema)
     if easy.all():
         return fast
     hard = table.filter(pa.array(~easy))
     rows = [
         each(record) | source
         for record, source in zip(
-            _decoded_rows(hard), hard.select(["margin", *_PROVENANCE]).to_pylist(), strict=True
+            _decoded_rows(hard), hard.select(["margin", *PROVENANCE]).to_pylist(), strict=True
         )
     ]
     both = pa.concat_tables([fast, pa.Table.from_pylist(rows, schema=schema)])
@@ -205,7 +186,7 @@ def _sharegpt_plain(df: pl.DataFrame) -> pl.DataFrame:
         answer("chosen"),
         answer("rejected"),
         "margin",
-        *_PROVENANCE,
+        *PROVENANCE,
     )
 
 
@@ -220,75 +201,13 @@ def _llamafactory(table: pa.Table) -> pa.Table:
     return _by_row_kind(table, _sharegpt_plain, _sharegpt_each, _LLAMAFACTORY_SCHEMA)
 
 
-def _kto_both(table: pa.Table) -> pl.DataFrame:
-    """Each pair's chosen answer (``label`` true) then its rejected answer (false), pair after pair, with the
-    row's ``tools`` / ``chat_template_kwargs`` (TRL's ``KTOTrainer`` passes both to the template)."""
-    df = _frame(table)
-    n = df.height
-    extra = [f.name for f in _row_fields(table)]
-    both = pl.concat(
-        [
-            df.select(
-                "prompt",
-                pl.col(answer).alias("completion"),
-                pl.lit(label).alias("label"),
-                *extra,
-                *_PROVENANCE,
-            )
-            for answer, label in (("chosen", True), ("rejected", False))
-        ]
-    ).with_columns(pl.int_range(pl.len()).alias("_o"))
-    # pair i's two rows next to each other: chosen then rejected
-    return both.with_columns(
-        pl.when(pl.col("_o") < n).then(pl.col("_o") * 2).otherwise((pl.col("_o") - n) * 2 + 1).alias("_o")
-    ).sort("_o")
-
-
-def _kto_rows(table: pa.Table) -> pa.Table:
-    messages = _messages_type(table)
-    extra = _row_fields(table)
-    schema = pa.schema(
-        [("prompt", messages), ("completion", messages), ("label", pa.bool_()), *extra, *_PROVENANCE_FIELDS]
-    )
-    columns = ["prompt", "completion", "label", *[f.name for f in extra], *_PROVENANCE]
-    return _plain(_kto_both(table).select(columns), schema)
-
-
-def _kto_keys(table: pa.Table) -> pl.DataFrame:
-    """Per KTO row (in :func:`_kto_rows` order): a hash of its (prompt, completion, tools, template arguments),
-    and its label."""
-    both = _kto_both(table)
-    extra = [f.name for f in _row_fields(table)]
-    return both.select(
-        pl.struct("prompt", "completion", *extra).struct.json_encode().hash(seed=0).alias("_k"), "label"
-    )
-
-
-def _kto_choose(keys: pl.DataFrame, pairs: int) -> tuple[np.ndarray, dict]:
-    """A (prompt, completion, label) seen before is written once; a (prompt, completion) with both labels is left
-    out (binarised all-pairs make the same answer chosen in one pair and rejected in another)."""
-    conflicting = (
-        keys.group_by("_k").agg(pl.col("label").n_unique().alias("_labels")).filter(pl.col("_labels") > 1)
-    )
-    clean = ~keys["_k"].is_in(conflicting["_k"].implode())
-    first = keys.select(pl.int_range(pl.len()).over("_k", "label") == 0).to_series()
-    keep = (clean & first).to_numpy()
-    stats = {
-        "rows": int(keep.sum()),
-        "pairs": pairs,
-        "duplicate_completions": int(clean.sum()) - int(keep.sum()),
-        "conflicting_completions": keys.height - int(clean.sum()),
-    }
-    return keep, stats
-
-
 _OPENAI_SCHEMA = pa.schema(
     [
         ("input", pa.string()),
         ("preferred_output", pa.string()),
         ("non_preferred_output", pa.string()),
         ("margin", pa.float64()),
-        *_PROVENANCE_FIELDS,
+        *PROVENANCE_FIELDS,
     ]
 )
 OPENAI_KEYS = ("input", "preferred_output", "non_preferred_output")
@@ -307,7 +226,7 @@ def _openai_plain(df: pl.DataFrame) -> pl.DataFrame:
         _json_list("chosen").alias("preferred_output"),
         _json_list("rejected").alias("non_preferred_output"),
         "margin",
-        *_PROVENANCE,
+        *PROVENANCE,
     )
 
 
@@ -346,7 +265,7 @@ def _openai_files(name: str, files: dict[str, list[str]], folder: Path) -> dict[
 
 
 def _axolotl(table: pa.Table) -> pa.Table:
-    df = _frame(table)
+    df = frame(table)
     chat = pl.struct(pl.element().struct.field("role"), pl.element().struct.field("content"))
     first = lambda c: pl.col(c).list.first().struct  # noqa: E731
     out = df.select(
@@ -354,7 +273,7 @@ def _axolotl(table: pa.Table) -> pa.Table:
         pl.struct(first("chosen").field("role"), first("chosen").field("content")).alias("chosen"),
         pl.struct(first("rejected").field("role"), first("rejected").field("content")).alias("rejected"),
         "margin",
-        *_PROVENANCE,
+        *PROVENANCE,
     )
     schema = pa.schema(
         [
@@ -362,32 +281,32 @@ def _axolotl(table: pa.Table) -> pa.Table:
             ("chosen", CHAT_MSG),
             ("rejected", CHAT_MSG),
             ("margin", pa.float64()),
-            *_PROVENANCE_FIELDS,
+            *PROVENANCE_FIELDS,
         ]
     )
-    return _plain(out, schema)
+    return plain_table(out, schema)
 
 
 def _nemo_rl(table: pa.Table) -> pa.Table:
-    df = _frame(table)
+    df = frame(table)
     ranked = [
         pl.struct(pl.lit(rank, dtype=pl.Int64).alias("rank"), pl.col(answer).alias("completion"))
         for rank, answer in ((0, "chosen"), (1, "rejected"))
     ]
     out = df.select(
-        pl.col("prompt").alias("context"), pl.concat_list(ranked).alias("completions"), "margin", *_PROVENANCE
+        pl.col("prompt").alias("context"), pl.concat_list(ranked).alias("completions"), "margin", *PROVENANCE
     )
-    messages = _messages_type(table)
+    messages = messages_type(table)
     completion = pa.struct([("rank", pa.int64()), ("completion", messages)])
     schema = pa.schema(
         [
             ("context", messages),
             ("completions", pa.list_(completion)),
             ("margin", pa.float64()),
-            *_PROVENANCE_FIELDS,
+            *PROVENANCE_FIELDS,
         ]
     )
-    return _plain(out, schema)
+    return plain_table(out, schema)
 
 
 def _nemo_rl_files(name: str, files: dict[str, list[str]], folder: Path) -> dict[str, str]:
@@ -409,23 +328,23 @@ def _nemo_rl_files(name: str, files: dict[str, list[str]], folder: Path) -> dict
 
 
 def _torchtune(table: pa.Table) -> pa.Table:
-    df = _frame(table)
+    df = frame(table)
     chat = pl.struct(pl.element().struct.field("role"), pl.element().struct.field("content"))
     out = df.select(
         pl.concat_list("prompt", "chosen").list.eval(chat).alias("chosen"),
         pl.concat_list("prompt", "rejected").list.eval(chat).alias("rejected"),
         "margin",
-        *_PROVENANCE,
+        *PROVENANCE,
     )
     schema = pa.schema(
         [
             ("chosen", pa.list_(CHAT_MSG)),
             ("rejected", pa.list_(CHAT_MSG)),
             ("margin", pa.float64()),
-            *_PROVENANCE_FIELDS,
+            *PROVENANCE_FIELDS,
         ]
     )
-    return _plain(out, schema)
+    return plain_table(out, schema)
 
 
 def _llamafactory_files(name: str, files: dict[str, list[str]], folder: Path) -> dict[str, str]:
@@ -466,9 +385,9 @@ EXPORTS: dict[str, Export] = {
             "kto",
             "Unpaired rows for TRL's `KTOTrainer` (`prompt`, `completion`, `label`), made from pairs "
             f"{_BY_PREFKIT}.",
-            _kto_rows,
-            keys=_kto_keys,
-            choose=_kto_choose,
+            kto_rows,
+            keys=kto_keys,
+            choose=kto_choose,
             train=kto_yaml,
         ),
         Export(

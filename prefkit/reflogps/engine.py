@@ -448,7 +448,6 @@ def self_test(model: Any, *, seed: int = 0) -> dict[str, float]:
     """
     import torch
 
-
     vocab = int(head_spec(model).weight.shape[0])
     gen = torch.Generator().manual_seed(seed)
 
